@@ -1,0 +1,77 @@
+"""CLIP image tower via open_clip: ViT-B/16 (``clip``, default) or ViT-B/32 (``clip_b32``), 512-d.
+
+A snippet's feature is the mean of the image embeddings of k of its frames (default 1, the centre frame). The
+embedding is the raw ``encode_image`` output (not L2-normalised), as the CLIP-feature VAD works store it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from extractors import weights as W
+from extractors.base import SNIPPET_FRAMES, Backbone, Preprocessing
+
+# open_clip's own eval transform for the OpenAI weights: short side 224 bicubic, centre crop 224, CLIP mean/std.
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+PREPROCESSING = Preprocessing(resize="short_side", resize_size=224, interpolation="bicubic", crop_size=224,
+                              mean=OPENAI_MEAN, std=OPENAI_STD)
+MODELS = {"clip": "ViT-B-16", "clip_b32": "ViT-B-32"}
+PRETRAINED_TAG = "openai"
+DEFAULT_FRAMES = 1
+
+
+def centre_frames(k: int, snippet: int = SNIPPET_FRAMES) -> tuple[int, ...]:
+    """Indices of k frames spread evenly over a snippet, each at the centre of its 1/k share (k=1 -> (8,))."""
+    if not 1 <= k <= snippet:
+        raise ValueError(f"--clip-frames must be between 1 and {snippet}, got {k}")
+    return tuple(int((i + 0.5) * snippet / k) for i in range(k))
+
+
+class ClipBackbone(Backbone):
+    dim = 512
+    kind = "image"
+    version = 1
+
+    def __init__(self, name: str, *args, **kwargs):
+        self.name = name
+        super().__init__(*args, **kwargs)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[M, 3, 224, 224] -> [M, 512]``: the image tower's projected embedding."""
+        return self.model(x)
+
+
+def _library_download(model_name: str):
+    """open_clip's own download of the OpenAI weights into the project's weights cache (needs network)."""
+    import open_clip
+
+    cfg = open_clip.pretrained.get_pretrained_cfg(model_name, PRETRAINED_TAG)
+    return open_clip.pretrained.download_pretrained(cfg, cache_dir=str(W.weights_dir() / "open_clip"))
+
+
+def build(weights: str | None = None, *, name: str = "clip", crops: int = 1, frames: int = DEFAULT_FRAMES,
+          device="cpu") -> ClipBackbone:
+    """weights: None (OpenAI weights through open_clip's download, cached), ``"random"``, or a path to an
+    open_clip checkpoint of the same model (e.g. ``open_clip_pytorch_model.bin``)."""
+    import open_clip
+
+    model_name = MODELS[name]
+    how = (f"or run once with network access so open_clip downloads {model_name} '{PRETRAINED_TAG}' weights "
+           f"into {W.weights_dir() / 'open_clip'}")
+    if weights is None:
+        try:
+            weights = _library_download(model_name)
+        except Exception as exc:  # offline: huggingface_hub / urllib errors of many kinds
+            raise W.WeightsNotFound(f"weights for {name} not found and open_clip's download failed "
+                                    f"({type(exc).__name__}): pass --weights {name}=PATH, {how}") from exc
+    choice = W.resolve(name, weights, [], how_to_get=how)
+    # The OpenAI weights were trained with QuickGELU; without forcing it a local file would silently run GELU.
+    try:
+        model = open_clip.create_model(model_name, pretrained=None if choice.is_random else str(choice.path),
+                                       force_quick_gelu=True)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise W.WeightsNotFound(f"{choice.path} is not an open_clip {model_name} checkpoint ({exc}): pass "
+                                f"--weights {name}=PATH with one") from exc
+    return ClipBackbone(name, model.visual, PREPROCESSING, crops=crops, frame_indices=centre_frames(frames),
+                        weights_id=choice.id, device=device)

@@ -1,0 +1,45 @@
+"""Backbones by name, and the extractor fingerprint that keys their features."""
+
+from __future__ import annotations
+
+import torch
+
+from extractors.base import Backbone
+
+BACKBONES = ("i3d", "s3d", "clip", "clip_b32", "effnet_lite0")
+FRAME_BACKBONES = ("clip", "clip_b32", "effnet_lite0")  # image models that see k frames of a snippet
+
+
+def auto_device(requested: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; anything else is passed to torch.device."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def build_backbone(name: str, *, weights: str | None = None, crops: int = 1, frames: int = 1,
+                   device: str | torch.device = "cpu") -> Backbone:
+    """Build a backbone with its weights resolved (see each module's ``build``).
+
+    frames: for image backbones, how many frames of each 16-frame snippet are embedded and averaged.
+    Raises ``extractors.weights.WeightsNotFound`` with the flag to pass when weights are missing.
+    """
+    from extractors.clip import centre_frames
+
+    if name == "i3d":
+        from extractors import i3d
+
+        return i3d.build(weights, crops=crops, device=device)
+    if name == "s3d":
+        from extractors import s3d
+
+        return s3d.build(weights, crops=crops, device=device)
+    if name in ("clip", "clip_b32"):
+        from extractors import clip
+
+        return clip.build(weights, name=name, crops=crops, frames=frames, device=device)
+    if name == "effnet_lite0":
+        from extractors import effnet_lite
+
+        return effnet_lite.build(weights, crops=crops, frame_indices=centre_frames(frames), device=device)
+    raise ValueError(f"unknown backbone {name!r}: choose from {', '.join(BACKBONES)}")

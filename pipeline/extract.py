@@ -1,0 +1,385 @@
+"""Stage 1: videos -> cached per-snippet backbone features.
+
+    python -m pipeline.extract PATH... --backbones i3d,s3d,clip --store DIR [--crops N] [--weights NAME=PATH]
+                               [--device auto] [--batch-size 8] [--clip-frames k] [--dataset NAME]
+
+Data flow: a producer thread hashes each video, skips what the store already holds, locks what it will
+compute, and decodes 16-frame snippets into a bounded queue; the main thread batches snippets across videos,
+runs every backbone that still needs them, and writes each video's features atomically as soon as its last
+snippet is through. Decoding therefore overlaps with the forward passes, and memory is bounded by the queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data.decode import BACKENDS, FRAME_FOLDER_FPS, SNIPPET_FRAMES, VideoInfo, open_video
+from data.discover import DATASETS, find_videos
+from data.errors import VideoError
+from extractors.base import Backbone
+from extractors.registry import BACKBONES, auto_device, build_backbone
+from extractors.weights import WeightsNotFound
+from pipeline.keys import feature_key, hash_json
+from pipeline.store import FeatureStore
+
+DEFAULT_BACKBONES = "i3d,s3d,clip"
+DEFAULT_BATCH_SIZE = 8  # snippets per forward pass (across videos)
+DEFAULT_QUEUE_SNIPPETS = 32  # decoded snippets waiting for the model: bounds memory, lets decoding run ahead
+DTYPES = ("float32", "float16")
+STAGE = "extract"
+
+log = logging.getLogger("pipeline.extract")
+
+
+def extractor_fingerprint(backbone: Backbone, *, dtype: str, decoder: str) -> tuple[str, dict]:
+    """Hash of everything that decides a backbone's stored features (design.md): backbone name, weights hash,
+    preprocessing, crops, frame choice, code version, plus the stored dtype and the decoder setting."""
+    params = {**backbone.fingerprint_params(), "dtype": dtype, "decoder": decoder}
+    return hash_json(params), params
+
+
+@dataclass
+class Job:
+    """One video on its way through the stage."""
+
+    index: int
+    path: Path
+    video_key: str = ""
+    todo: dict[int, str] = field(default_factory=dict)  # backbone index -> feature key still to compute
+    locks: list = field(default_factory=list)
+    queued: int = 0  # snippets put on the queue
+    outputs: dict[int, list[torch.Tensor]] = field(default_factory=lambda: defaultdict(list))
+    done_snippets: int = 0
+    info: VideoInfo | None = None  # set when decoding finished
+    failed: bool = False
+
+
+@dataclass
+class Outcome:
+    extracted: int = 0
+    cached: int = 0
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, fix)
+    frames: int = 0
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+
+class Extractor:
+    """Runs the stage over a list of videos against one store."""
+
+    def __init__(self, store: FeatureStore, backbones: list[Backbone], *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 dtype: str = "float32", decoder: str = "auto", force: bool = False,
+                 frames_fps: float = FRAME_FOLDER_FPS, queue_snippets: int = DEFAULT_QUEUE_SNIPPETS,
+                 progress: bool = True):
+        self.store = store
+        self.backbones = backbones
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.decoder = decoder
+        self.force = force
+        self.frames_fps = frames_fps
+        self.queue_snippets = queue_snippets
+        self.progress = progress
+        self.fingerprints = []
+        for b in backbones:
+            fp, params = extractor_fingerprint(b, dtype=dtype, decoder=decoder)
+            store.register_extractor(fp, b.name, params)
+            self.fingerprints.append(fp)
+        self.pin = any(b.device.type == "cuda" for b in backbones)
+
+    # -- producer (decode thread) -----------------------------------------------------------------------------
+    def _plan(self, job: Job, *, wait: bool) -> str:
+        """Fill ``job.todo`` and take its locks. Returns ``"cached"``, ``"busy"`` (another process holds a lock)
+        or ``"todo"``."""
+        job.video_key = self.store.video_key(job.path)
+        for i, fp in enumerate(self.fingerprints):
+            key = feature_key(job.video_key, fp)
+            if self.force or self.store.get_feature(key) is None:
+                job.todo[i] = key
+        if not job.todo:
+            return "cached"
+        for i, key in list(job.todo.items()):
+            lock = self.store.lock(key)
+            try:
+                lock.acquire(timeout=-1 if wait else 0)
+            except Exception:  # filelock.Timeout: another process is computing this feature right now
+                self._release(job)
+                job.todo.clear()
+                return "busy"
+            job.locks.append(lock)
+            # The other process may have finished it between our check and our lock.
+            if not self.force and self.store.get_feature(key) is not None:
+                del job.todo[i]
+        return "todo" if job.todo else "cached"
+
+    @staticmethod
+    def _release(job: Job) -> None:
+        for lock in job.locks:
+            lock.release()
+        job.locks.clear()
+
+    def _decode(self, job: Job, out: queue.Queue) -> None:
+        with open_video(job.path, backend=self.decoder, fps=self.frames_fps) as video:
+            for snippet in video.snippets(SNIPPET_FRAMES):
+                tensor = torch.from_numpy(snippet)
+                out.put(("snippet", job, tensor.pin_memory() if self.pin else tensor))
+                job.queued += 1
+            out.put(("end", job, video.info))
+
+    def _produce(self, jobs: list[Job], out: queue.Queue, stop: threading.Event) -> None:
+        deferred: list[Job] = []
+        for attempt, pending in enumerate((jobs, deferred)):
+            for job in pending:
+                if stop.is_set():
+                    return
+                try:
+                    state = self._plan(job, wait=attempt == 1)
+                    if state == "busy":
+                        deferred.append(job)
+                        continue
+                    if state == "cached":
+                        out.put(("cached", job, None))
+                        continue
+                    self._decode(job, out)
+                except (VideoError, OSError) as exc:
+                    out.put(("failed", job, exc))
+                except Exception as exc:  # a decoder's own error types: one bad video must not stop the batch
+                    out.put(("failed", job, exc))
+        out.put(("stop", None, None))
+
+    # -- consumer (main thread) -------------------------------------------------------------------------------
+    def run(self, paths: list[Path]) -> Outcome:
+        jobs = [Job(i, Path(p)) for i, p in enumerate(paths)]
+        outcome = Outcome()
+        q: queue.Queue = queue.Queue(maxsize=self.queue_snippets)
+        stop = threading.Event()
+        producer = threading.Thread(target=self._produce, args=(jobs, q, stop), name="decode", daemon=True)
+        batch: list[tuple[Job, torch.Tensor]] = []
+        ended: dict[int, Job] = {}
+        bar = tqdm(total=len(jobs), unit="video", disable=not self.progress, dynamic_ncols=True)
+        start = time.perf_counter()
+
+        def fail(job: Job, exc: BaseException) -> None:
+            if job.failed:
+                return
+            job.failed = True
+            reason, fix = _describe(exc)
+            outcome.failures.append((str(job.path), reason, fix))
+            self.store.record_failure(str(job.path), STAGE, reason, fix)
+            self._release(job)
+            ended.pop(job.index, None)
+            batch[:] = [(j, t) for j, t in batch if j is not job]
+            bar.update(1)
+
+        def finish_ready() -> None:
+            for job in [j for j in ended.values() if j.done_snippets == j.queued]:
+                del ended[job.index]
+                try:
+                    self._write(job)
+                except (VideoError, OSError) as exc:
+                    fail(job, exc)
+                    continue
+                outcome.extracted += 1
+                outcome.frames += job.info.n_frames or 0
+                bar.update(1)
+            bar.set_postfix_str(f"{outcome.frames / max(time.perf_counter() - start, 1e-9):.0f} frames/s")
+
+        def flush() -> None:
+            if batch:
+                try:
+                    self._forward(batch)
+                except Exception as exc:  # e.g. out of memory: the videos in this batch fail, the rest go on
+                    for job in {id(j): j for j, _ in batch}.values():
+                        fail(job, exc)
+                batch.clear()
+            finish_ready()
+
+        producer.start()
+        try:
+            while True:
+                kind, job, payload = q.get()
+                if kind == "stop":
+                    break
+                if job.failed:
+                    continue  # the rest of a video that already failed
+                if kind == "cached":
+                    outcome.cached += 1
+                    bar.update(1)
+                elif kind == "failed":
+                    fail(job, payload)
+                elif kind == "snippet":
+                    batch.append((job, payload))
+                    if len(batch) >= self.batch_size:
+                        flush()
+                elif kind == "end":
+                    job.info = payload
+                    ended[job.index] = job
+                    if job.done_snippets == job.queued:
+                        finish_ready()
+            flush()
+        finally:
+            stop.set()
+            while producer.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    producer.join(timeout=0.1)
+            for job in jobs:
+                self._release(job)
+            bar.close()
+        return outcome
+
+    def _forward(self, batch: list[tuple[Job, torch.Tensor]]) -> None:
+        """Run every backbone over the snippets of the batch whose video still needs it."""
+        by_shape: dict[tuple, list[int]] = defaultdict(list)
+        for i, (_, t) in enumerate(batch):
+            by_shape[tuple(t.shape)].append(i)
+        for rows in by_shape.values():
+            for b, backbone in enumerate(self.backbones):
+                take = [i for i in rows if b in batch[i][0].todo]
+                if not take:
+                    continue
+                feats = backbone.extract(torch.stack([batch[i][1] for i in take]))  # [n, crops, D]
+                for i, f in zip(take, feats):
+                    batch[i][0].outputs[b].append(f)
+            for i in rows:
+                batch[i][0].done_snippets += 1
+
+    def _write(self, job: Job) -> None:
+        info = job.info
+        if job.queued == 0:
+            raise VideoError(str(job.path), f"too short: {info.n_frames} frames, a snippet needs {SNIPPET_FRAMES}",
+                             f"use videos of at least {SNIPPET_FRAMES} frames")
+        self.store.record_video(job.video_key, info)
+        for b, key in job.todo.items():
+            array = torch.stack(job.outputs[b]).numpy().astype(self.dtype)  # [T, crops, D]
+            self.store.put_feature(key, job.video_key, self.backbones[b].name, self.fingerprints[b], array)
+        job.outputs.clear()
+        self._release(job)
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, VideoError):
+        return exc.reason, exc.fix
+    if isinstance(exc, FileNotFoundError):
+        return "the file does not exist (moved or deleted?)", "check the path"
+    if isinstance(exc, OSError):
+        return f"cannot read it ({exc.strerror or exc})", "check the file's permissions and the disk"
+    return f"{type(exc).__name__}: {exc}", "if the file plays elsewhere, report this as a bug"
+
+
+def _parse_weights(values: list[str]) -> dict[str, str]:
+    weights: dict[str, str] = {}
+    for value in values:
+        for item in value.split(","):
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise SystemExit(f"error: --weights takes NAME=PATH (or NAME=random), got {item!r}")
+            weights[name.strip()] = path.strip()
+    return weights
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline.extract",
+                                description="Extract per-snippet backbone features from videos into a store.")
+    p.add_argument("paths", nargs="+", help="video files, folders (searched recursively), folders of frames, "
+                                            "or dataset roots with --dataset")
+    p.add_argument("--store", required=True, help="feature store folder (created if missing)")
+    p.add_argument("--backbones", default=DEFAULT_BACKBONES,
+                   help=f"comma-separated, from {', '.join(BACKBONES)} (default: {DEFAULT_BACKBONES})")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 5, 10), help="1 centre, 5 corners+centre, 10 with "
+                                                                           "flips (default: 1)")
+    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
+                   help="weights file per backbone, or NAME=random for untrained weights (repeatable)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ... "
+                                                    "(default: auto)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"snippets per forward pass, across videos (default: {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--clip-frames", type=int, default=1,
+                   help="frames per snippet embedded by image backbones (clip, effnet_lite0), averaged "
+                        "(default: 1, the centre frame)")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="stored dtype (default: float32)")
+    p.add_argument("--decoder", default="auto", choices=BACKENDS,
+                   help="auto: decord, PyAV when decord cannot open a file (default: auto)")
+    p.add_argument("--fps", type=float, default=FRAME_FOLDER_FPS,
+                   help=f"frame rate of folders of frames (default: {FRAME_FOLDER_FPS})")
+    p.add_argument("--dataset", choices=DATASETS, help="treat PATHS as the root of this dataset (official lists)")
+    p.add_argument("--force", action="store_true", help="recompute features the store already holds")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    names = [n.strip() for n in args.backbones.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKBONES]
+    if unknown or not names:
+        print(f"error: unknown backbone(s) {', '.join(unknown) or '(none given)'}: choose from "
+              f"{', '.join(BACKBONES)}", file=sys.stderr)
+        return 2
+    weights = _parse_weights(args.weights)
+    stray = sorted(set(weights) - set(names))
+    if stray:
+        print(f"error: --weights given for {', '.join(stray)}, which is not in --backbones {args.backbones}",
+              file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+
+    device = auto_device(args.device)
+    try:
+        backbones = [build_backbone(n, weights=weights.get(n), crops=args.crops, frames=args.clip_frames,
+                                    device=device) for n in names]
+    except (WeightsNotFound, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    try:
+        found = find_videos(args.paths, dataset=args.dataset)
+    except (NotADirectoryError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store = FeatureStore(args.store)
+    for name in found.missing:
+        store.record_failure(name, STAGE, f"listed in the {args.dataset} split but not found under "
+                             f"{', '.join(args.paths)}", "add the video or point at the full dataset root")
+    if not found.videos and not found.missing:
+        print(f"error: no videos found in {', '.join(args.paths)}", file=sys.stderr)
+        return 1
+
+    start = time.perf_counter()
+    outcome = Extractor(store, backbones, batch_size=args.batch_size, dtype=args.dtype, decoder=args.decoder,
+                        force=args.force, frames_fps=args.fps, progress=not args.quiet).run(found.videos)
+    elapsed = time.perf_counter() - start
+    failed = outcome.failed + len(found.missing)
+    print(f"extract: {len(found.videos) + len(found.missing)} videos: {outcome.extracted} extracted, "
+          f"{outcome.cached} cached, {failed} failed; {outcome.frames} frames in {elapsed:.1f} s "
+          f"({outcome.frames / max(elapsed, 1e-9):.1f} frames/s) with {','.join(names)} on {device}; "
+          f"store {args.store}")
+    for path, reason, fix in outcome.failures:
+        print(f"  FAILED {path}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
+    if found.missing:
+        shown = ", ".join(found.missing[:10]) + (" ..." if len(found.missing) > 10 else "")
+        print(f"  MISSING {len(found.missing)} {args.dataset} videos: {shown}", file=sys.stderr)
+    store.close()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""The feature store: content-addressed ``.npy`` files plus a SQLite manifest.
+
+Layout (design.md)::
+
+    <store>/features/<backbone>/<key[:2]>/<key>.npy   float [T, crops, D]
+    <store>/manifest.sqlite                            tables: paths, videos, extractors, features, failures
+    <store>/locks/<key>.lock                           one OS file lock per feature being computed
+    <store>/tmp/                                       temp files of writes in progress
+
+Every write is atomic (temp file, fsync, rename) and a feature's row is inserted only after its file is in
+place, so a killed process leaves no half file and the next run resumes. Two processes on one store coordinate
+through SQLite transactions (WAL, busy timeout) and per-feature OS file locks, which the kernel releases when a
+process dies, so a ``kill -9`` never leaves a stale lock behind.
+
+``python -m pipeline.store DIR`` lists what a store holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import filelock
+import numpy as np
+
+from data.decode import VideoInfo, frame_folder_files
+from pipeline.keys import canonical_json, hash_video
+
+SQLITE_BUSY_TIMEOUT_S = 60.0
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS paths (
+    path TEXT PRIMARY KEY, signature TEXT NOT NULL, video_key TEXT NOT NULL, seen_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS videos (
+    key TEXT PRIMARY KEY, n_frames INTEGER NOT NULL, declared_frames INTEGER NOT NULL, fps REAL NOT NULL,
+    width INTEGER NOT NULL, height INTEGER NOT NULL, codec TEXT NOT NULL, backend TEXT NOT NULL,
+    first_path TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS extractors (fingerprint TEXT PRIMARY KEY, backbone TEXT NOT NULL, params TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS features (
+    key TEXT PRIMARY KEY, video_key TEXT NOT NULL, backbone TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    file TEXT NOT NULL, n_snippets INTEGER NOT NULL, crops INTEGER NOT NULL, dim INTEGER NOT NULL,
+    dtype TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS features_by_video ON features (video_key);
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, stage TEXT NOT NULL, reason TEXT NOT NULL,
+    fix TEXT NOT NULL, created_at REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class FeatureRecord:
+    key: str
+    video_key: str
+    backbone: str
+    fingerprint: str
+    file: Path
+    n_snippets: int
+    crops: int
+    dim: int
+    dtype: str
+
+
+def _signature(path: Path) -> str:
+    """Cheap stand-in for a file's content (size + mtime), so an unchanged file is not re-hashed."""
+    if path.is_dir():
+        stats = [f.stat() for f in frame_folder_files(path)]
+        return f"dir:{len(stats)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}"
+    st = path.stat()
+    return f"file:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class FeatureStore:
+    """A store rooted at a folder. Safe to use from several threads (one SQLite connection per thread) and
+    several processes."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        for sub in ("features", "locks", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._remove_orphan_temp_files()
+
+    # -- connection -------------------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.root / "manifest.sqlite", timeout=SQLITE_BUSY_TIMEOUT_S)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- videos -----------------------------------------------------------------------------------------------
+    def video_key(self, path: Path) -> str:
+        """Content key of a video, hashing its bytes only when the path's size or mtime changed."""
+        absolute = str(path.resolve())
+        sig = _signature(path)
+        conn = self._conn()
+        row = conn.execute("SELECT signature, video_key FROM paths WHERE path = ?", (absolute,)).fetchone()
+        if row and row[0] == sig:
+            return row[1]
+        key = hash_video(path)
+        with conn:
+            conn.execute("INSERT OR REPLACE INTO paths VALUES (?, ?, ?, ?)", (absolute, sig, key, time.time()))
+        return key
+
+    def record_video(self, key: str, info: VideoInfo) -> None:
+        with self._conn() as conn:
+            conn.execute("INSERT OR REPLACE INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (key, info.n_frames or 0, info.declared_frames, info.fps, info.width, info.height,
+                          info.codec, info.backend, info.path))
+
+    def video(self, key: str) -> dict | None:
+        cur = self._conn().execute("SELECT * FROM videos WHERE key = ?", (key,))
+        row = cur.fetchone()
+        return dict(zip([c[0] for c in cur.description], row)) if row else None
+
+    # -- extractors and features ------------------------------------------------------------------------------
+    def register_extractor(self, fingerprint: str, backbone: str, params: dict) -> None:
+        with self._conn() as conn:
+            conn.execute("INSERT OR IGNORE INTO extractors VALUES (?, ?, ?)",
+                         (fingerprint, backbone, canonical_json(params)))
+
+    def feature_file(self, backbone: str, key: str) -> Path:
+        return self.root / "features" / backbone / key[:2] / f"{key}.npy"
+
+    def get_feature(self, key: str) -> FeatureRecord | None:
+        """The feature's record if both its row and its file exist."""
+        row = self._conn().execute(
+            "SELECT key, video_key, backbone, fingerprint, file, n_snippets, crops, dim, dtype FROM features "
+            "WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        record = FeatureRecord(*row[:4], self.root / row[4], *row[5:])
+        return record if record.file.is_file() else None
+
+    def load_feature(self, key: str) -> np.ndarray:
+        record = self.get_feature(key)
+        if record is None:
+            raise KeyError(f"feature {key} is not in the store {self.root}")
+        return np.load(record.file)
+
+    def put_feature(self, key: str, video_key: str, backbone: str, fingerprint: str, array: np.ndarray) -> Path:
+        """Atomically write ``array`` ``[T, crops, D]`` and then record it."""
+        if array.ndim != 3:
+            raise ValueError(f"features must be [T, crops, D], got shape {array.shape}")
+        dest = self.feature_file(backbone, key)
+        self._atomic_save(dest, array)
+        with self._conn() as conn:
+            conn.execute("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (key, video_key, backbone, fingerprint, str(dest.relative_to(self.root)), array.shape[0],
+                          array.shape[1], array.shape[2], str(array.dtype), time.time()))
+        return dest
+
+    def _atomic_save(self, dest: Path, array: np.ndarray) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / "tmp" / f"{dest.stem}.{os.getpid()}.{threading.get_ident()}.npy"
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+        dir_fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+
+    def _remove_orphan_temp_files(self) -> None:
+        """Temp files of processes that died mid-write (their name carries the writer's pid)."""
+        for tmp in (self.root / "tmp").glob("*.npy"):
+            parts = tmp.name.split(".")
+            if len(parts) >= 4 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+                tmp.unlink(missing_ok=True)
+
+    def lock(self, key: str) -> filelock.BaseFileLock:
+        """The OS lock that one process holds while computing feature ``key`` (acquire with timeout=0 to try)."""
+        return filelock.FileLock(self.root / "locks" / f"{key}.lock", thread_local=False)
+
+    # -- failures ---------------------------------------------------------------------------------------------
+    def record_failure(self, path: str, stage: str, reason: str, fix: str = "") -> None:
+        with self._conn() as conn:
+            conn.execute("INSERT INTO failures (path, stage, reason, fix, created_at) VALUES (?, ?, ?, ?, ?)",
+                         (str(path), stage, reason, fix, time.time()))
+
+    def failures(self) -> list[dict]:
+        cur = self._conn().execute("SELECT path, stage, reason, fix, created_at FROM failures ORDER BY id")
+        return [dict(zip([c[0] for c in cur.description], row)) for row in cur.fetchall()]
+
+    # -- listing ----------------------------------------------------------------------------------------------
+    def features(self, backbone: str | None = None) -> list[dict]:
+        """Every feature with its video's first path, frame count and fps."""
+        sql = ("SELECT f.key, f.backbone, f.n_snippets, f.crops, f.dim, f.dtype, f.file, f.video_key, "
+               "v.first_path, v.n_frames, v.fps FROM features f LEFT JOIN videos v ON v.key = f.video_key")
+        args: tuple = ()
+        if backbone:
+            sql += " WHERE f.backbone = ?"
+            args = (backbone,)
+        cur = self._conn().execute(sql + " ORDER BY v.first_path, f.backbone", args)
+        return [dict(zip([c[0] for c in cur.description], row)) for row in cur.fetchall()]
+
+    def summary(self) -> dict:
+        conn = self._conn()
+        per_backbone = dict(conn.execute("SELECT backbone, COUNT(*) FROM features GROUP BY backbone").fetchall())
+        return {
+            "store": str(self.root),
+            "videos": conn.execute("SELECT COUNT(*) FROM videos").fetchone()[0],
+            "features": per_backbone,
+            "extractors": conn.execute("SELECT COUNT(*) FROM extractors").fetchone()[0],
+            "failures": conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0],
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.store", description="List what a store holds.")
+    parser.add_argument("store", help="the store folder (as given to --store)")
+    parser.add_argument("--backbone", help="only this backbone's features")
+    parser.add_argument("--failures", action="store_true", help="list recorded failures instead of features")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    if not (Path(args.store) / "manifest.sqlite").is_file():
+        print(f"error: {args.store} is not a feature store (no manifest.sqlite); create one with "
+              "python -m pipeline.extract ... --store DIR", file=sys.stderr)
+        return 2
+    store = FeatureStore(args.store)
+    rows = store.failures() if args.failures else store.features(args.backbone)
+    if args.json:
+        print(json.dumps({"summary": store.summary(), "rows": rows}, indent=2))
+        return 0
+    s = store.summary()
+    print(f"{s['store']}: {s['videos']} videos, features {s['features'] or '{}'}, {s['failures']} failures logged")
+    for r in rows:
+        if args.failures:
+            print(f"  [{r['stage']}] {r['path']}: {r['reason']}" + (f" ({r['fix']})" if r["fix"] else ""))
+        else:
+            print(f"  {r['backbone']:<13} T={r['n_snippets']:<5} crops={r['crops']:<2} D={r['dim']:<5} "
+                  f"{r['first_path']}  {r['file']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
