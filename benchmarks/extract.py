@@ -24,7 +24,7 @@ from data.assets import opencv_sample
 from data.decode import open_video
 from data.synthetic import generate_dataset
 from extractors.registry import auto_device, build_backbone
-from pipeline.extract import DEFAULT_BATCH_SIZE, Extractor
+from pipeline.extract import DEFAULT_BATCH_SIZE, Extractor, decode_size_for
 from pipeline.store import FeatureStore
 
 DEFAULT_BACKBONES = "i3d,effnet_lite0"
@@ -35,7 +35,7 @@ def forward_only_seconds(backbones, videos, batch_size: int) -> float:
     """Time of the forward passes alone over every snippet of the videos, inputs prepared beforehand."""
     seconds = 0.0
     for video in videos:
-        with open_video(video) as v:
+        with open_video(video, short_side=decode_size_for(backbones)) as v:  # the inputs the pipeline feeds
             snippets = list(v.snippets())
         for start in range(0, len(snippets), batch_size):
             batch = torch.from_numpy(np.stack(snippets[start:start + batch_size]))

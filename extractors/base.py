@@ -93,9 +93,12 @@ class Backbone(abc.ABC):
         p = self.preprocessing
         x = snippets[:, list(self.frame_indices)].to(self.device, non_blocking=True)
         n, f = x.shape[:2]
-        x = x.reshape(n * f, *x.shape[2:]).permute(0, 3, 1, 2).float().div_(255.0)  # [N*F, 3, H, W]
-        x = transforms.resize(x, p.resize, p.resize_size, p.interpolation, p.antialias)
+        x = x.reshape(n * f, *x.shape[2:]).permute(0, 3, 1, 2)  # uint8 [N*F, 3, H, W]
+        if not transforms.at_size(x, p.resize, p.resize_size):
+            x = transforms.resize(x.float().div_(255.0), p.resize, p.resize_size, p.interpolation, p.antialias)
         x = transforms.multi_crop(x, self.crops, p.crop_size)  # [crops, N*F, 3, c, c]
+        if x.dtype == torch.uint8:  # frames came at the right size: convert only the crops, not whole frames
+            x = x.float().div_(255.0)
         x = transforms.normalize(x, p.mean, p.std)
         c = p.crop_size
         x = x.reshape(self.crops, n, f, 3, c, c).permute(1, 0, 3, 2, 4, 5)  # [N, crops, 3, F, c, c]

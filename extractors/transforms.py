@@ -26,11 +26,19 @@ def crop_order(crops: int) -> list[str]:
     raise ValueError(f"crops must be one of {CROP_COUNTS}, got {crops}")
 
 
+def at_size(frames: torch.Tensor, mode: str, size: int) -> bool:
+    """Whether ``[..., H, W]`` frames already have the size :func:`resize` would give."""
+    h, w = frames.shape[-2:]
+    return min(h, w) == size if mode == "short_side" else (h, w) == (size, size)
+
+
 def resize(frames: torch.Tensor, mode: str, size: int, interpolation: str, antialias: bool) -> torch.Tensor:
     """float ``[M, 3, H, W]`` -> ``[M, 3, H', W']``: ``short_side`` keeps aspect (short side = size),
     ``square`` gives size x size."""
     if interpolation not in _INTERPOLATION:
         raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATION)}, got {interpolation!r}")
+    if at_size(frames, mode, size):
+        return frames  # already there (e.g. resized while decoding): resizing again would only blur
     if mode == "short_side":
         target: int | list[int] = size
     elif mode == "square":

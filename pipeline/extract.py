@@ -3,10 +3,11 @@
     python -m pipeline.extract PATH... --backbones i3d,s3d,clip --store DIR [--crops N] [--weights NAME=PATH]
                                [--device auto] [--batch-size 8] [--clip-frames k] [--dataset NAME]
 
-Data flow: a producer thread hashes each video, skips what the store already holds, locks what it will
-compute, and decodes 16-frame snippets into a bounded queue; the main thread batches snippets across videos,
-runs every backbone that still needs them, and writes each video's features atomically as soon as its last
-snippet is through. Decoding therefore overlaps with the forward passes, and memory is bounded by the queue.
+Data flow: a producer hashes each video, skips what the store already holds, locks what it will compute, and
+decodes 16-frame snippets (resized while decoding); the consumer batches snippets across videos, runs every
+backbone that still needs them, and writes each video's features atomically as soon as its last snippet is
+through. Beside a GPU the producer is a thread feeding a bounded queue, so decoding overlaps the forward passes;
+on a CPU it runs in between them (see ``Extractor._source``). Memory is bounded by a batch plus the queue.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data.decode import BACKENDS, FRAME_FOLDER_FPS, SNIPPET_FRAMES, VideoInfo, open_video
+from data.decode import BACKENDS, DECODE_RESIZE_FILTER, FRAME_FOLDER_FPS, SNIPPET_FRAMES, VideoInfo, open_video
 from data.discover import DATASETS, find_videos
 from data.errors import VideoError
 from extractors.base import Backbone
@@ -43,11 +44,19 @@ STAGE = "extract"
 log = logging.getLogger("pipeline.extract")
 
 
-def extractor_fingerprint(backbone: Backbone, *, dtype: str, decoder: str) -> tuple[str, dict]:
+def extractor_fingerprint(backbone: Backbone, *, dtype: str, decoder: str,
+                          decode_short_side: int | None = None) -> tuple[str, dict]:
     """Hash of everything that decides a backbone's stored features (design.md): backbone name, weights hash,
-    preprocessing, crops, frame choice, code version, plus the stored dtype and the decoder setting."""
-    params = {**backbone.fingerprint_params(), "dtype": dtype, "decoder": decoder}
+    preprocessing, crops, frame choice, code version, plus the stored dtype and how frames were decoded."""
+    decode = {"backend": decoder, "short_side": decode_short_side,
+              "filter": DECODE_RESIZE_FILTER if decode_short_side else None}
+    params = {**backbone.fingerprint_params(), "dtype": dtype, "decode": decode}
     return hash_json(params), params
+
+
+def decode_size_for(backbones: list[Backbone]) -> int:
+    """Short side to resize to while decoding: the largest any backbone resizes to, so none upsamples."""
+    return max(b.preprocessing.resize_size for b in backbones)
 
 
 @dataclass
@@ -84,7 +93,7 @@ class Extractor:
     def __init__(self, store: FeatureStore, backbones: list[Backbone], *, batch_size: int = DEFAULT_BATCH_SIZE,
                  dtype: str = "float32", decoder: str = "auto", force: bool = False,
                  frames_fps: float = FRAME_FOLDER_FPS, queue_snippets: int = DEFAULT_QUEUE_SNIPPETS,
-                 progress: bool = True):
+                 decode_resize: bool = True, overlap: bool | None = None, progress: bool = True):
         self.store = store
         self.backbones = backbones
         self.batch_size = batch_size
@@ -94,12 +103,16 @@ class Extractor:
         self.frames_fps = frames_fps
         self.queue_snippets = queue_snippets
         self.progress = progress
+        # Resizing while decoding is what keeps the pipeline around the models cheap (see data.decode).
+        self.decode_short_side = decode_size_for(backbones) if decode_resize else None
         self.fingerprints = []
         for b in backbones:
-            fp, params = extractor_fingerprint(b, dtype=dtype, decoder=decoder)
+            fp, params = extractor_fingerprint(b, dtype=dtype, decoder=decoder,
+                                               decode_short_side=self.decode_short_side)
             store.register_extractor(fp, b.name, params)
             self.fingerprints.append(fp)
         self.pin = any(b.device.type == "cuda" for b in backbones)
+        self.overlap = self.pin if overlap is None else overlap  # decode thread: by default only beside a GPU
 
     # -- producer (decode thread) -----------------------------------------------------------------------------
     def _plan(self, job: Job, *, wait: bool) -> str:
@@ -124,7 +137,10 @@ class Extractor:
             # The other process may have finished it between our check and our lock.
             if not self.force and self.store.get_feature(key) is not None:
                 del job.todo[i]
-        return "todo" if job.todo else "cached"
+        if not job.todo:
+            self._release(job)
+            return "cached"
+        return "todo"
 
     @staticmethod
     def _release(job: Job) -> None:
@@ -132,42 +148,69 @@ class Extractor:
             lock.release()
         job.locks.clear()
 
-    def _decode(self, job: Job, out: queue.Queue) -> None:
-        with open_video(job.path, backend=self.decoder, fps=self.frames_fps) as video:
+    def _decode(self, job: Job):
+        with open_video(job.path, backend=self.decoder, fps=self.frames_fps,
+                        short_side=self.decode_short_side) as video:
             for snippet in video.snippets(SNIPPET_FRAMES):
                 tensor = torch.from_numpy(snippet)
-                out.put(("snippet", job, tensor.pin_memory() if self.pin else tensor))
                 job.queued += 1
-            out.put(("end", job, video.info))
+                yield ("snippet", job, tensor.pin_memory() if self.pin else tensor)
+            yield ("end", job, video.info)
 
-    def _produce(self, jobs: list[Job], out: queue.Queue, stop: threading.Event) -> None:
+    def _messages(self, jobs: list[Job], stop: threading.Event):
+        """Yields ``(kind, job, payload)``: ``cached``, ``snippet``, ``end``, ``failed``, ``flush`` (run what is
+        pending now) and a final ``stop``. Videos another process is computing are deferred to a second pass that
+        waits for that process and then finds them cached."""
         deferred: list[Job] = []
         for attempt, pending in enumerate((jobs, deferred)):
             for job in pending:
                 if stop.is_set():
                     return
+                if attempt == 1:
+                    # About to wait for another process: first finish (and unlock) everything we hold, so two
+                    # processes can never wait on each other.
+                    yield ("flush", None, None)
                 try:
                     state = self._plan(job, wait=attempt == 1)
                     if state == "busy":
                         deferred.append(job)
                         continue
                     if state == "cached":
-                        out.put(("cached", job, None))
+                        yield ("cached", job, None)
                         continue
-                    self._decode(job, out)
-                except (VideoError, OSError) as exc:
-                    out.put(("failed", job, exc))
-                except Exception as exc:  # a decoder's own error types: one bad video must not stop the batch
-                    out.put(("failed", job, exc))
-        out.put(("stop", None, None))
+                    yield from self._decode(job)
+                except Exception as exc:  # VideoError, OSError, a decoder's own types: one bad video fails alone
+                    yield ("failed", job, exc)
+        yield ("stop", None, None)
+
+    def _source(self, jobs: list[Job], stop: threading.Event):
+        """The message stream. With a GPU, a decode thread fills a bounded queue so decoding overlaps the forward
+        passes. On a CPU the forward passes already use every core: a concurrent decode thread would only stall
+        torch's parallel regions, so decoding runs in between the forward passes instead."""
+        if not self.overlap:
+            yield from self._messages(jobs, stop)
+            return
+        q: queue.Queue = queue.Queue(maxsize=self.queue_snippets)
+        producer = threading.Thread(target=lambda: [q.put(m) for m in self._messages(jobs, stop)], name="decode",
+                                    daemon=True)
+        producer.start()
+        try:
+            while (message := q.get())[0] != "stop":
+                yield message
+            yield message
+        finally:
+            stop.set()
+            while producer.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    producer.join(timeout=0.1)
 
     # -- consumer (main thread) -------------------------------------------------------------------------------
     def run(self, paths: list[Path]) -> Outcome:
         jobs = [Job(i, Path(p)) for i, p in enumerate(paths)]
         outcome = Outcome()
-        q: queue.Queue = queue.Queue(maxsize=self.queue_snippets)
         stop = threading.Event()
-        producer = threading.Thread(target=self._produce, args=(jobs, q, stop), name="decode", daemon=True)
         batch: list[tuple[Job, torch.Tensor]] = []
         ended: dict[int, Job] = {}
         bar = tqdm(total=len(jobs), unit="video", disable=not self.progress, dynamic_ncols=True)
@@ -208,12 +251,14 @@ class Extractor:
                 batch.clear()
             finish_ready()
 
-        producer.start()
+        source = self._source(jobs, stop)
         try:
-            while True:
-                kind, job, payload = q.get()
+            for kind, job, payload in source:
                 if kind == "stop":
                     break
+                if kind == "flush":
+                    flush()
+                    continue
                 if job.failed:
                     continue  # the rest of a video that already failed
                 if kind == "cached":
@@ -233,11 +278,7 @@ class Extractor:
             flush()
         finally:
             stop.set()
-            while producer.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    producer.join(timeout=0.1)
+            source.close()
             for job in jobs:
                 self._release(job)
             bar.close()
@@ -317,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: decord, PyAV when decord cannot open a file (default: auto)")
     p.add_argument("--fps", type=float, default=FRAME_FOLDER_FPS,
                    help=f"frame rate of folders of frames (default: {FRAME_FOLDER_FPS})")
+    p.add_argument("--no-decode-resize", action="store_true",
+                   help="decode at full size and resize in torch (slower on a CPU; default: resize while decoding "
+                        f"with {DECODE_RESIZE_FILTER} to the largest size a backbone needs)")
     p.add_argument("--dataset", choices=DATASETS, help="treat PATHS as the root of this dataset (official lists)")
     p.add_argument("--force", action="store_true", help="recompute features the store already holds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -365,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     outcome = Extractor(store, backbones, batch_size=args.batch_size, dtype=args.dtype, decoder=args.decoder,
-                        force=args.force, frames_fps=args.fps, progress=not args.quiet).run(found.videos)
+                        force=args.force, frames_fps=args.fps, decode_resize=not args.no_decode_resize,
+                        progress=not args.quiet).run(found.videos)
     elapsed = time.perf_counter() - start
     failed = outcome.failed + len(found.missing)
     print(f"extract: {len(found.videos) + len(found.missing)} videos: {outcome.extracted} extracted, "

@@ -86,4 +86,6 @@ def test_fingerprint_changes_with_every_setting():
     c = build_backbone("clip_b32", weights="random", frames=2)
     fps = {extractor_fingerprint(x, dtype="float32", decoder="auto")[0] for x in (a, b, c)}
     fps.add(extractor_fingerprint(a, dtype="float16", decoder="auto")[0])
-    assert len(fps) == 4
+    fps.add(extractor_fingerprint(a, dtype="float32", decoder="auto", decode_short_side=256)[0])
+    fps.add(extractor_fingerprint(a, dtype="float32", decoder="pyav")[0])
+    assert len(fps) == 6

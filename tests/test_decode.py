@@ -98,3 +98,28 @@ def test_snippets_hold_one_buffer_at_a_time(tmp_path):
     tracemalloc.stop()
     whole_video = 160 * 48 * 64 * 3
     assert peak < whole_video / 2
+
+
+def test_resize_while_decoding_is_the_same_bilinear_in_both_backends(vtest_path):
+    outs = {}
+    for backend in ("decord", "pyav"):
+        with open_video(vtest_path, backend=backend, short_side=256) as video:
+            outs[backend] = next(video.snippets()).astype(int)
+        assert (video.info.width, video.info.height) == (768, 576)  # the original size stays recorded
+        assert (video.info.out_width, video.info.out_height) == (341, 256)
+    assert outs["decord"].shape == (16, 256, 341, 3)
+    assert np.abs(outs["decord"] - outs["pyav"]).max() <= 1
+
+
+def test_resize_while_decoding_is_antialiased_like_torchvision(tmp_path):
+    import torch
+    import torchvision.transforms.functional as TF
+
+    frames = pattern_frames(16, 192, 256, seed=5)
+    path = encode(tmp_path / "big.mkv", frames)
+    with open_video(path, short_side=96) as video:
+        small = next(video.snippets()).astype(float)
+    ref = TF.resize(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), 96, antialias=True)
+    ref = ref.permute(0, 2, 3, 1).numpy()
+    aliased = frames[:, ::2, ::2].astype(float)  # plain subsampling, what a non-antialiased filter resembles
+    assert np.abs(small - ref).mean() < 0.5 * np.abs(aliased - ref).mean()

@@ -210,3 +210,19 @@ def test_dataset_root_reports_missing_videos(tmp_path, capsys):
     assert "1 extracted" in out
     assert "MISSING 436 shanghaitech videos" in err
     assert len(FeatureStore(tmp_path / "s").failures()) == 436
+
+
+def test_decode_thread_gives_the_same_features_as_inline_decoding(tmp_path):
+    # The thread (used beside a GPU) and inline decoding (CPU default) must produce identical stores.
+    videos = _videos(tmp_path / "in", 3, frames=40)
+    backbone = extract.build_backbone("effnet_lite0")
+    results = []
+    for overlap in (True, False):
+        store = FeatureStore(tmp_path / f"store-{overlap}")
+        outcome = extract.Extractor(store, [backbone], batch_size=3, queue_snippets=2, overlap=overlap,
+                                    progress=False).run(videos)
+        assert (outcome.extracted, outcome.failed) == (3, 0)
+        results.append({f["key"]: np.load(store.root / f["file"]) for f in store.features()})
+    assert sorted(results[0]) == sorted(results[1])
+    for key, arr in results[0].items():
+        np.testing.assert_allclose(arr, results[1][key], rtol=1e-5, atol=1e-5)
