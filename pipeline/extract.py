@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+import filelock
 import torch
 from tqdm import tqdm
 
@@ -114,7 +114,7 @@ class Extractor:
         self.pin = any(b.device.type == "cuda" for b in backbones)
         self.overlap = self.pin if overlap is None else overlap  # decode thread: by default only beside a GPU
 
-    # -- producer (decode thread) -----------------------------------------------------------------------------
+    # -- producer --------------------------------------------------------------------------------------------
     def _plan(self, job: Job, *, wait: bool) -> str:
         """Fill ``job.todo`` and take its locks. Returns ``"cached"``, ``"busy"`` (another process holds a lock)
         or ``"todo"``."""
@@ -129,7 +129,7 @@ class Extractor:
             lock = self.store.lock(key)
             try:
                 lock.acquire(timeout=-1 if wait else 0)
-            except Exception:  # filelock.Timeout: another process is computing this feature right now
+            except filelock.Timeout:  # another process is computing this feature right now
                 self._release(job)
                 job.todo.clear()
                 return "busy"

@@ -3,7 +3,6 @@ two concurrent processes. The backbone is EfficientNet-Lite0 with its real Image
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sqlite3
@@ -13,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from videos import encode, pattern_frames
 
 from extractors.base import Backbone
@@ -74,6 +72,9 @@ def test_cache_key_follows_content_weights_and_crops(tmp_path, monkeypatch, caps
     assert "1 extracted, 0 cached" in capsys.readouterr().out
     assert extract.main([str(renamed), *run[1:], "--weights", "effnet_lite0=random"]) == 0
     assert "1 extracted, 0 cached" in capsys.readouterr().out
+    assert extract.main([str(renamed), *run[1:], "--dtype", "float16"]) == 0
+    assert "1 extracted, 0 cached" in capsys.readouterr().out
+    assert {r["dtype"] for r in FeatureStore(store).features()} == {"float32", "float16"}
 
     # One changed byte (in the muxer's tag, so the video still decodes the same): a different video key.
     data = bytearray(renamed.read_bytes())
@@ -83,7 +84,7 @@ def test_cache_key_follows_content_weights_and_crops(tmp_path, monkeypatch, caps
     changed.write_bytes(bytes(data))
     assert extract.main([str(changed), *run[1:]]) == 0
     assert "1 extracted, 0 cached" in capsys.readouterr().out
-    assert len(_rows(store)) == 4
+    assert len(_rows(store)) == 5
 
 
 def test_bad_inputs_fail_by_name_and_the_rest_completes(tmp_path, capsys):
