@@ -55,7 +55,7 @@ def test_frames_move_and_are_not_constant():
 # ------------------------------------------------------------------------------------------------- encodings
 @pytest.mark.parametrize("suffix", ["mp4", "mkv"])
 def test_lossless_round_trip_pyav_and_decord(tmp_path, suffix):
-    decord = pytest.importorskip("decord")
+    import decord
     spec = SyntheticSpec(**SMALL, events=(AnomalyEvent("fight", 10, 30),), seed=3)
     ref = _frames(spec)
     path = write_video(spec, tmp_path / f"v.{suffix}", lossless=True)
