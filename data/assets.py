@@ -21,7 +21,6 @@ MEMBER_DIR = "./usr/share/doc/opencv-doc/examples/data/"
 INSTALLED_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
 SHA256 = {
     "vtest.avi": "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf",
-    "Megamind_bugy.avi": "b82dd32d5444031d1a46a133e7554be7b80c54d12e3503a1b1332a540218e22c",
 }
 
 

@@ -307,7 +307,7 @@ class Extractor:
                              f"use videos of at least {SNIPPET_FRAMES} frames")
         self.store.record_video(job.video_key, info)
         for b, key in job.todo.items():
-            array = torch.stack(job.outputs[b]).numpy().astype(self.dtype)  # [T, crops, D]
+            array = torch.stack(job.outputs[b]).numpy().astype(self.dtype, copy=False)  # [T, crops, D]
             self.store.put_feature(key, job.video_key, self.backbones[b].name, self.fingerprints[b], array)
         job.outputs.clear()
         self._release(job)

@@ -32,8 +32,6 @@ def encode(path: Path, frames: np.ndarray, *, fps: int = 25, codec: str = "libx2
         if codec == "libx264rgb":
             stream.pix_fmt = "rgb24"
             stream.options = {"qp": "0"} if lossless else {"crf": "23"}
-        elif codec == "libx264":
-            stream.pix_fmt = "yuv420p"
         else:
             stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
