@@ -3,7 +3,8 @@
 Layout (design.md)::
 
     <store>/features/<backbone>/<key[:2]>/<key>.npy   float [T, crops, D]
-    <store>/manifest.sqlite                            tables: paths, videos, extractors, features, failures
+    <store>/manifest.sqlite                            tables: paths, names, videos, extractors, features,
+                                                       failures, runs
     <store>/locks/<key>.lock                           one OS file lock per feature being computed
     <store>/tmp/                                       temp files of writes in progress
 
@@ -31,6 +32,7 @@ import filelock
 import numpy as np
 
 from data.decode import VideoInfo, frame_folder_files
+from data.discover import video_name
 from pipeline.keys import canonical_json, hash_video
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -44,6 +46,9 @@ CREATE TABLE IF NOT EXISTS videos (
     key TEXT PRIMARY KEY, n_frames INTEGER NOT NULL, declared_frames INTEGER NOT NULL, fps REAL NOT NULL,
     width INTEGER NOT NULL, height INTEGER NOT NULL, codec TEXT NOT NULL, backend TEXT NOT NULL,
     first_path TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS names (
+    name TEXT NOT NULL, video_key TEXT NOT NULL, source TEXT NOT NULL, seen_at REAL NOT NULL,
+    PRIMARY KEY (name, video_key));
 CREATE TABLE IF NOT EXISTS extractors (fingerprint TEXT PRIMARY KEY, backbone TEXT NOT NULL, params TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS features (
     key TEXT PRIMARY KEY, video_key TEXT NOT NULL, backbone TEXT NOT NULL, fingerprint TEXT NOT NULL,
@@ -130,7 +135,28 @@ class FeatureStore:
         key = hash_video(path)
         with conn:
             conn.execute("INSERT OR REPLACE INTO paths VALUES (?, ?, ?, ?)", (absolute, sig, key, time.time()))
+        self.record_name(video_name(path), key, source=absolute)
         return key
+
+    # -- names: how datasets find their videos' features -------------------------------------------------------
+    def record_name(self, name: str, video_key: str, *, source: str) -> None:
+        """Remember that the video called ``name`` (a dataset list's name, no extension) has ``video_key``.
+        ``source`` says where the name came from (a video path, or an imported feature list)."""
+        with self._conn() as conn:
+            conn.execute("INSERT OR REPLACE INTO names VALUES (?, ?, ?, ?)", (name, video_key, source, time.time()))
+
+    def video_keys_for(self, name: str) -> list[str]:
+        """Video keys recorded under ``name``, most recently seen first."""
+        rows = self._conn().execute("SELECT video_key FROM names WHERE name = ? ORDER BY seen_at DESC",
+                                    (name,)).fetchall()
+        return [r[0] for r in rows]
+
+    def features_of_video(self, video_key: str, backbone: str) -> list[FeatureRecord]:
+        """Every stored feature of one video for one backbone (several when extracted with other settings)."""
+        rows = self._conn().execute(
+            "SELECT key FROM features WHERE video_key = ? AND backbone = ? ORDER BY created_at DESC",
+            (video_key, backbone)).fetchall()
+        return [rec for (key,) in rows if (rec := self.get_feature(key)) is not None]
 
     def record_video(self, key: str, info: VideoInfo) -> None:
         with self._conn() as conn:
