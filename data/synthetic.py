@@ -26,8 +26,12 @@ per second (``_HPS``) and are converted with ``SyntheticSpec.fps``; durations ar
 
 UCF-Crime annotation format (``Temporal_Anomaly_Annotation.txt``): one line per video,
 ``Name.mp4  Class  s1  e1  s2  e2  `` (fields separated by two spaces, and, exactly like the official file,
-two trailing spaces). ``e`` is the LAST anomalous frame (inclusive), so an event ``[start, end)`` is written as
-``start  end-1``; unused intervals are ``-1  -1``. :func:`read_annotation` converts back to exclusive ends.
+two trailing spaces). Ends are EXCLUSIVE, matching the ground-truth rule of method.md §7 (``gt[s:e] = 1``, the
+rule the project applies to the official file too), so an event ``[start, end)`` is written as ``start  end``;
+unused intervals are ``-1  -1``. :func:`read_annotation` is the exact inverse.
+
+The same labels are also written as ``labels.csv`` (``name,label,class,split,intervals``, intervals like
+``120-200;340-400``, end exclusive), the CSV format that ``data.datasets.load_dataset(root)`` reads.
 
 CLI::
 
@@ -239,6 +243,7 @@ TEST_FRACTION = 0.30
 VIDEO_SUFFIX = "_synth"
 ANNOTATION_FILE = "Temporal_Anomaly_Annotation.txt"
 SPLIT_FILE = "split.csv"
+LABELS_FILE = "labels.csv"  # data.datasets CSV format, read by load_dataset(root)
 VIDEOS_DIR = "videos"
 H264_CODEC = "libx264"
 H264_PIX_FMT = "yuv420p"
@@ -1240,6 +1245,7 @@ class SyntheticDataset:
     entries: tuple[SyntheticEntry, ...]
     annotation_path: Path
     split_path: Path
+    labels_path: Path  # labels.csv in data.datasets' CSV format: load_dataset(root) reads it
 
     def by_split(self, split: str) -> tuple[SyntheticEntry, ...]:
         return tuple(e for e in self.entries if e.split == split)
@@ -1252,13 +1258,14 @@ def video_seed(seed: int, index: int, anomalous: bool) -> int:
 
 
 def format_annotation_line(name: str, class_name: str, events: Sequence[AnomalyEvent]) -> str:
-    """UCF-Crime annotation line (no newline): ``name  class  s1  e1  s2  e2  `` with INCLUSIVE ends
-    (``e = end - 1``), ``-1  -1`` for unused intervals, two trailing spaces like the official file."""
+    """UCF-Crime annotation line (no newline): ``name  class  s1  e1  s2  e2  `` with EXCLUSIVE ends
+    (``e = end``, method.md §7's ``gt[s:e] = 1``), ``-1  -1`` for unused intervals, two trailing spaces like the
+    official file."""
     if len(events) > 2:
         raise ValueError(f"{name}: the UCF-Crime format holds at most 2 intervals, got {len(events)}")
     nums: list[int] = []
     for ev in events:
-        nums += [ev.start, ev.end - 1]
+        nums += [ev.start, ev.end]
     nums += [-1] * (4 - len(nums))
     return "  ".join([name, class_name, *map(str, nums)]) + "  "
 
@@ -1266,7 +1273,7 @@ def format_annotation_line(name: str, class_name: str, events: Sequence[AnomalyE
 def read_annotation(path) -> dict[str, tuple[str, list[tuple[int, int]]]]:
     """Parse a UCF-Crime style annotation file: ``{name: (class, [(start, end_exclusive), ...])}``.
 
-    Inverts :func:`format_annotation_line` (``end_exclusive = e + 1``); ``-1`` pairs are dropped.
+    The exact inverse of :func:`format_annotation_line`: ends are exclusive as written; ``-1`` pairs are dropped.
     """
     out: dict[str, tuple[str, list[tuple[int, int]]]] = {}
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
@@ -1277,7 +1284,7 @@ def read_annotation(path) -> dict[str, tuple[str, list[tuple[int, int]]]]:
             raise ValueError(f"{path}:{n}: not a UCF-Crime annotation line: {line!r}")
         name, cls, *nums = m.groups()
         vals = [int(v) for v in nums]
-        intervals = [(s, e + 1) for s, e in zip(vals[0::2], vals[1::2]) if s >= 0 and e >= 0]
+        intervals = [(s, e) for s, e in zip(vals[0::2], vals[1::2]) if s >= 0 and e >= 0]
         out[name] = (cls, intervals)
     return out
 
@@ -1317,8 +1324,10 @@ def generate_dataset(out_dir, *, n_normal: int, n_anomalous: int, seed: int = 0,
     - ``videos/Normal_Videos_XXX_synth.mp4`` and ``videos/<Kind>XXX_synth.mp4`` (Kind in :data:`CLASS_NAMES`,
       XXX a 3-digit per-class counter from 001); anomalous classes are balanced (shuffled round-robin);
       each anomalous video holds 1 interval (2 with probability :data:`SECOND_EVENT_PROB`) of its class;
-    - ``Temporal_Anomaly_Annotation.txt`` (UCF-Crime format, inclusive ends, see :func:`format_annotation_line`);
-    - ``split.csv``: header ``name,label,class,split``, deterministic stratified ~70/30 train/test.
+    - ``Temporal_Anomaly_Annotation.txt`` (UCF-Crime format, exclusive ends, see :func:`format_annotation_line`);
+    - ``split.csv``: header ``name,label,class,split``, deterministic stratified ~70/30 train/test;
+    - ``labels.csv``: header ``name,label,class,split,intervals`` (intervals ``s-e;s-e``, end exclusive), the
+      CSV format of ``data.datasets``, so ``load_dataset(out_dir)`` loads the generated dataset.
 
     Each video's seed is :func:`video_seed` ``(seed, index, anomalous)``. Event lengths are
     :data:`DATASET_EVENT_LEN_FRACTION` of ``n_frames``. ``progress`` shows a tqdm bar.
@@ -1377,7 +1386,15 @@ def generate_dataset(out_dir, *, n_normal: int, n_anomalous: int, seed: int = 0,
         writer.writerow(["name", "label", "class", "split"])
         for e in entries:
             writer.writerow([e.name, e.label, e.class_name, e.split])
-    return SyntheticDataset(root.resolve(), tuple(entries), ann_path.resolve(), split_path.resolve())
+    labels_path = root / LABELS_FILE
+    with labels_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["name", "label", "class", "split", "intervals"])
+        for e in entries:
+            writer.writerow([e.name, e.label, e.class_name, e.split,
+                             ";".join(f"{ev.start}-{ev.end}" for ev in e.events)])
+    return SyntheticDataset(root.resolve(), tuple(entries), ann_path.resolve(), split_path.resolve(),
+                            labels_path.resolve())
 
 
 # ================================================================================================================
@@ -1396,7 +1413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m data.synthetic",
         description="Write a synthetic UCF-Crime-like dataset (videos, Temporal_Anomaly_Annotation.txt, "
-                    "split.csv) with known anomalies: " + ", ".join(ANOMALY_KINDS) + ".")
+                    "split.csv, labels.csv) with known anomalies: " + ", ".join(ANOMALY_KINDS) + ".")
     parser.add_argument("out_dir", help="output folder (created if missing)")
     parser.add_argument("--normal", type=int, required=True, help="number of normal videos")
     parser.add_argument("--anomalous", type=int, required=True, help="number of anomalous videos")

@@ -187,7 +187,8 @@ def test_annotation_format_and_round_trip(tmp_path):
         if entry.label == 0:
             assert cls == "Normal" and nums == ["-1"] * 4
         else:
-            assert int(nums[0]) == entry.events[0].start and int(nums[1]) == entry.events[0].end - 1  # inclusive
+            # end exclusive, as method.md's gt[s:e] = 1 reads it
+            assert int(nums[0]) == entry.events[0].start and int(nums[1]) == entry.events[0].end
     parsed = read_annotation(ds.annotation_path)
     for entry in ds.entries:
         cls, intervals = parsed[entry.name]
@@ -219,6 +220,19 @@ def test_split_csv_is_stratified_and_deterministic(tmp_path):
     assert len({e.seed for e in ds.entries}) == len(ds.entries)
 
 
+def test_labels_csv_matches_entries_with_exclusive_intervals(tmp_path):
+    ds = generate_dataset(tmp_path / "ds", n_normal=1, n_anomalous=3, seed=5, n_frames=16, width=32, height=32)
+    assert ds.labels_path == (tmp_path / "ds" / "labels.csv").resolve()
+    rows = list(csv.DictReader(ds.labels_path.open(encoding="utf-8")))
+    assert list(rows[0]) == ["name", "label", "class", "split", "intervals"]
+    assert len(rows) == len(ds.entries)
+    for row, e in zip(rows, ds.entries):
+        assert (row["name"], int(row["label"]), row["class"], row["split"]) == (e.name, e.label, e.class_name,
+                                                                                e.split)
+        assert row["intervals"] == ";".join(f"{ev.start}-{ev.end}" for ev in e.events)
+        assert bool(row["intervals"]) == bool(e.label)
+
+
 def test_cli_main_writes_dataset(tmp_path, capsys):
     out = tmp_path / "cli"
     rc = syn.main([str(out), "--normal", "1", "--anomalous", "2", "--seed", "2", "--frames", "24",
@@ -229,6 +243,7 @@ def test_cli_main_writes_dataset(tmp_path, capsys):
     videos = sorted(p.name for p in (out / "videos").iterdir())
     assert len(videos) == 3 and "Normal_Videos_001_synth.mp4" in videos
     assert (out / "Temporal_Anomaly_Annotation.txt").exists() and (out / "split.csv").exists()
+    assert (out / "labels.csv").exists()
     decoded, codec, rate = _decode_pyav(out / "videos" / "Normal_Videos_001_synth.mp4")
     assert decoded.shape == (24, 32, 48, 3) and codec == "h264" and rate == 10
     assert syn.main([str(tmp_path / "bad"), "--normal", "1", "--anomalous", "0", "--size", "8x8", "--quiet"]) == 2

@@ -1,0 +1,74 @@
+"""Frame-level ground truth for the community's evaluation protocol (method.md §7).
+
+Per test video: zeros of length ``16 * T`` (``T`` = the number of snippets in the video's feature file, never a
+separate frame count), ``gt[s:e] = 1`` for every annotated interval ``[s, e)`` (0-based start, end exclusive),
+truncated to ``16 * T``. ShanghaiTech ships per-frame 0/1 masks instead of intervals: ``gt[:m] = mask[:m]`` with
+``m = min(len(mask), 16 * T)``, the rest 0. The test videos are concatenated in the dataset's canonical
+test-list order, which is the order in which the frame scores must be concatenated too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from data.decode import SNIPPET_FRAMES
+
+if TYPE_CHECKING:  # data.datasets imports this module
+    from data.datasets import DatasetSpec
+
+__all__ = ["SNIPPET_FRAMES", "frame_labels", "concatenate_labels"]
+
+MISSING_NAMES_SHOWN = 5  # names listed in the error about test videos without a snippet count
+
+
+def frame_labels(n_snippets: int, intervals: Sequence[tuple[int, int]] = (), mask: np.ndarray | None = None,
+                 snippet_frames: int = SNIPPET_FRAMES) -> np.ndarray:
+    """Per-frame labels of one video: uint8 ``[snippet_frames * n_snippets]``.
+
+    ``intervals``: ``(start, end)`` frame pairs, 0-based start, end exclusive; parts beyond the length are cut
+    off (an interval starting past the end adds nothing). ``mask``: a per-frame 0/1 array (ShanghaiTech);
+    ``gt[:m] = mask[:m]`` with ``m = min(len(mask), length)``, the frames past the mask stay 0. Both may be
+    given (their union is returned).
+    """
+    if int(n_snippets) != n_snippets or n_snippets < 0:
+        raise ValueError(f"n_snippets must be a non-negative integer, got {n_snippets!r}")
+    if int(snippet_frames) != snippet_frames or snippet_frames < 1:
+        raise ValueError(f"snippet_frames must be a positive integer, got {snippet_frames!r}")
+    length = int(snippet_frames) * int(n_snippets)
+    gt = np.zeros(length, dtype=np.uint8)
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.ndim != 1:
+            raise ValueError(f"a frame mask must be 1-D (one 0/1 value per frame), got shape {mask.shape}")
+        m = min(len(mask), length)
+        gt[:m] = mask[:m] != 0
+    for interval in intervals:
+        if len(interval) != 2:
+            raise ValueError(f"an interval is a (start, end) pair of frame indices, got {interval!r}")
+        start, end = (int(v) for v in interval)
+        if start < 0 or end < start:
+            raise ValueError(f"interval ({start}, {end}): need 0 <= start <= end (frames, end exclusive)")
+        gt[start:min(end, length)] = 1
+    return gt
+
+
+def concatenate_labels(spec: DatasetSpec, n_snippets: Mapping[str, int]) -> np.ndarray:
+    """Ground truth of the whole test set: uint8 ``[sum over test videos of 16 * T]``.
+
+    The test entries of ``spec`` in canonical order, each ``spec.frame_labels(entry, T)`` with
+    ``T = n_snippets[entry.name]`` (the snippet count of the video's features). Raises KeyError naming the test
+    videos that have no ``T``: pooled metrics over a partial test set are not comparable to published ones.
+    """
+    tests = spec.split("test")
+    missing = [e.name for e in tests if e.name not in n_snippets]
+    if missing:
+        shown = ", ".join(missing[:MISSING_NAMES_SHOWN]) + (" ..." if len(missing) > MISSING_NAMES_SHOWN else "")
+        raise KeyError(f"{spec.name}: {len(missing)} of {len(tests)} test videos have no snippet count "
+                       f"(no features): {shown}. Extract or import features for every test video "
+                       f"(labels from {spec.source})")
+    if not tests:
+        return np.zeros(0, dtype=np.uint8)
+    return np.concatenate([spec.frame_labels(e, n_snippets[e.name]) for e in tests])

@@ -1,0 +1,122 @@
+"""Tests of data/ground_truth.py: the frame-level ground truth of method.md §7 on the real annotations."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from data.datasets import DatasetSpec, VideoEntry, load_dataset, read_ucf_annotation
+from data.ground_truth import SNIPPET_FRAMES, concatenate_labels, frame_labels
+
+
+def test_snippet_frames_is_the_decoders():
+    from data.decode import SNIPPET_FRAMES as decode_snippet
+
+    assert SNIPPET_FRAMES == decode_snippet == 16
+
+
+def test_intervals_are_end_exclusive_and_truncated():
+    gt = frame_labels(3, [(5, 10)])
+    assert gt.dtype == np.uint8 and gt.shape == (48,)
+    assert gt[5:10].all() and gt.sum() == 5 and gt[4] == 0 and gt[10] == 0
+    # crossing the end: cut at 16 * T; starting past the end: nothing
+    gt = frame_labels(2, [(20, 50), (40, 60)])
+    assert gt.shape == (32,) and gt[20:].all() and gt[:20].sum() == 0
+    # several intervals, and another snippet length
+    gt = frame_labels(4, [(0, 2), (6, 7)], snippet_frames=2)
+    assert gt.tolist() == [1, 1, 0, 0, 0, 0, 1, 0]
+    assert frame_labels(0, [(0, 5)]).shape == (0,)
+
+
+def test_mask_is_truncated_or_padded_with_zeros():
+    rng = np.random.default_rng(0)
+    mask = (rng.random(50) > 0.5).astype(np.uint8)
+    assert np.array_equal(frame_labels(2, mask=mask), mask[:32])  # truncated to 16 * 2
+    gt = frame_labels(5, mask=mask)  # 80 frames: the mask then zeros
+    assert np.array_equal(gt[:50], mask) and gt[50:].sum() == 0
+    both = frame_labels(5, [(70, 75)], mask=mask)  # union of mask and intervals
+    assert both[70:75].all() and np.array_equal(both[:50], mask)
+
+
+@pytest.mark.parametrize("bad", [dict(n_snippets=-1), dict(n_snippets=2.5), dict(n_snippets=2, intervals=[(5, 3)]),
+                                 dict(n_snippets=2, intervals=[(-1, 3)]), dict(n_snippets=2, mask=np.ones((2, 2))),
+                                 dict(n_snippets=2, snippet_frames=0)])
+def test_invalid_arguments_raise(bad):
+    with pytest.raises(ValueError):
+        frame_labels(**bad)
+
+
+def test_ucf_annotation_format_gives_per_video_arrays():
+    # two real lines of the official Temporal_Anomaly_Annotation.txt (second one: two intervals)
+    text = ("Arrest001_x264.mp4  Arrest  1185  1485  -1  -1  \n"
+            "Vandalism036_x264.mp4  Vandalism  540  780  990  1080  \n"
+            "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1  \n")
+    ann = read_ucf_annotation(text, "hand.txt")
+    assert ann["Arrest001_x264"] == ("Arrest", ((1185, 1485),))
+    assert ann["Vandalism036_x264"] == ("Vandalism", ((540, 780), (990, 1080)))
+    assert ann["Normal_Videos_003_x264"] == ("Normal", ())
+    # T = 80 snippets -> 1280 frames: the interval [1185, 1485) crosses the end and is cut there
+    gt = frame_labels(80, ann["Arrest001_x264"][1])
+    assert gt.shape == (1280,) and gt.sum() == 1280 - 1185 and gt[1184] == 0 and gt[1185:].all()
+    gt = frame_labels(70, ann["Vandalism036_x264"][1])  # 1120 frames: both intervals inside
+    assert gt.sum() == (780 - 540) + (1080 - 990) and gt[779] == 1 and gt[780] == 0 and gt[1079] == 1
+    # the dataset adapter reads the same rule from the shipped file
+    spec = load_dataset("ucf-crime")
+    entry = next(e for e in spec.entries if e.name == "Arrest001_x264")
+    assert np.array_equal(spec.frame_labels(entry, 80), frame_labels(80, [(1185, 1485)]))
+
+
+def test_shanghaitech_mask_labels_equal_the_official_mask():
+    spec = load_dataset("shanghaitech")
+    tests = [e for e in spec.split("test") if e.label == 1]
+    for entry in tests[:3] + tests[-2:]:
+        with resources.files("data").joinpath("splits", *entry.mask_file.split("/")).open("rb") as fh:
+            mask = np.load(fh)
+        assert mask.ndim == 1 and set(np.unique(mask)) <= {0, 1} and mask.any()
+        short, long = len(mask) // 16, len(mask) // 16 + 3
+        assert np.array_equal(spec.frame_labels(entry, short), mask[:16 * short])
+        padded = spec.frame_labels(entry, long)
+        assert padded.shape == (16 * long,)
+        assert np.array_equal(padded[:len(mask)], mask) and padded[len(mask):].sum() == 0
+
+
+def test_concatenate_follows_canonical_test_order():
+    spec = load_dataset("ucf-crime")
+    tests = spec.split("test")
+    n = {e.name: 5 + i % 7 for i, e in enumerate(tests)}
+    n["Normal_Videos950_x264"] = 3  # a training video's count is ignored
+    gt = concatenate_labels(spec, n)
+    assert gt.dtype == np.uint8 and gt.shape == (16 * sum(n[e.name] for e in tests),)
+    pos = 0
+    for e in tests:
+        length = 16 * n[e.name]
+        assert np.array_equal(gt[pos:pos + length], spec.frame_labels(e, n[e.name])), e.name
+        pos += length
+    # the first video, Abuse028 ([165, 240)), has T = 5: 80 frames, all before its interval
+    assert tests[0].name == "Abuse028_x264" and gt[:80].sum() == 0
+    # with T = 20 (320 frames) the interval is inside
+    n[tests[0].name] = 20
+    gt = concatenate_labels(spec, n)
+    assert gt[:320].sum() == 240 - 165 and gt[165:240].all()
+
+
+def test_concatenate_uses_list_order_not_name_order_and_needs_every_test_video():
+    entries = [VideoEntry("b", 1, "X", "test", ((0, 4),)), VideoEntry("a", 0, "Normal", "test"),
+               VideoEntry("c", 0, "Normal", "train")]
+    spec = DatasetSpec("tiny", entries, "hand")
+    gt = concatenate_labels(spec, {"a": 1, "b": 2})
+    assert gt.shape == (48,) and gt[:4].all() and gt[4:].sum() == 0  # b (32 frames) first, then a (16)
+    with pytest.raises(KeyError, match="1 of 2 test videos.*a"):
+        concatenate_labels(spec, {"b": 2})
+
+
+def test_anomalous_video_without_annotation_has_no_frame_labels():
+    spec = load_dataset("ucf-crime")
+    train_anomalous = spec.split("train")[0]
+    assert train_anomalous.label == 1 and not train_anomalous.intervals
+    with pytest.raises(ValueError, match="without frame-level annotation"):
+        spec.frame_labels(train_anomalous, 4)
+    normal = spec.split("train")[-1]
+    assert normal.label == 0 and spec.frame_labels(normal, 4).sum() == 0
