@@ -1,0 +1,188 @@
+"""The DAKD Teacher / Student network (method.md §3-4).
+
+``VADModel(input_dims)``: one projection MLP per backbone -> one Temporal Aggregation layer (multi-backbone
+disentangled attention, DeBERTa-style post-norm block) -> segment classifier with a sigmoid.
+The Teacher is ``VADModel([1024, 1024, 512])`` (I3D, S3D, CLIP); the Student is ``VADModel([512])`` (CLIP), for
+which the cross term is empty and the logit scale is ``sqrt(3 d_head)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from models.attention import MultiBackboneDisentangledAttention
+
+CONTRASTIVE_IN = 512
+CONTRASTIVE_HIDDEN = 512
+CONTRASTIVE_OUT = 128
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters; the defaults are the paper's, or marked as the project's choice."""
+
+    d_model: int = 512
+    projection_hidden: int = 512
+    n_heads: int = 8
+    k: int = 25
+    ffn_dim: int = 1024
+    # The paper is silent on dropout inside the TAM; these are DeBERTa's defaults (hidden and attention dropout).
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-5
+    classifier_hidden: int = 512
+    classifier_bottleneck: int = 32
+    classifier_dropout: float = 0.6
+    self_c2c: bool = True
+    cross_c2c: bool = True
+    c2p: bool = True
+    p2c: bool = True
+
+    def __post_init__(self) -> None:
+        sizes = ("d_model", "projection_hidden", "n_heads", "k", "ffn_dim", "classifier_hidden",
+                 "classifier_bottleneck")
+        for name in sizes:
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        for name in ("dropout", "attention_dropout", "classifier_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"ModelConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not (self.self_c2c or self.cross_c2c or self.c2p or self.p2c):
+            raise ValueError("ModelConfig switches every attention term off: enable at least one")
+
+
+class ProjectionMLP(nn.Module):
+    """Per-backbone projection ``[N, L, in_dim] -> [N, L, out_dim]``: Linear, ReLU, Linear."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class Classifier(nn.Module):
+    """Segment classifier ``h [N, L, d] -> scores [N, L]`` in (0, 1).
+
+    ``d -> hidden -> bottleneck -> 1``, ReLU and dropout after each hidden layer (as RTFM's and Sultani's MIL
+    heads), sigmoid at the end.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(config.d_model, config.classifier_hidden),
+            nn.ReLU(),
+            nn.Dropout(config.classifier_dropout),
+            nn.Linear(config.classifier_hidden, config.classifier_bottleneck),
+            nn.ReLU(),
+            nn.Dropout(config.classifier_dropout),
+            nn.Linear(config.classifier_bottleneck, 1),
+        )
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.sigmoid(self.net(h).squeeze(-1))
+
+
+class TemporalAggregationLayer(nn.Module):
+    """One DeBERTa-style post-norm layer over ``B`` backbone sequences: list of B ``[N, L, d]`` -> ``[N, L, d]``.
+
+    attention -> output projection -> dropout -> + mean_t Z_t -> LayerNorm
+    -> FFN (d -> ffn_dim, GELU, -> d) -> dropout -> + residual -> LayerNorm.
+    """
+
+    def __init__(self, n_backbones: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.attention = MultiBackboneDisentangledAttention(
+            n_backbones,
+            d_model=config.d_model,
+            n_heads=config.n_heads,
+            k=config.k,
+            attention_dropout=config.attention_dropout,
+            self_c2c=config.self_c2c,
+            cross_c2c=config.cross_c2c,
+            c2p=config.c2p,
+            p2c=config.p2c,
+        )
+        self.out_proj = nn.Linear(config.d_model, config.d_model)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.ffn = nn.Sequential(
+            nn.Linear(config.d_model, config.ffn_dim), nn.GELU(), nn.Linear(config.ffn_dim, config.d_model)
+        )
+        self.ffn_dropout = nn.Dropout(config.dropout)
+        self.ffn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+
+    def forward(self, z: Sequence[Tensor]) -> Tensor:
+        # The aggregated output replaces B inputs, so the residual is their mean (the paper's H is a mean too).
+        residual = torch.stack(list(z)).mean(dim=0)
+        x = self.attn_norm(residual + self.attn_dropout(self.out_proj(self.attention(z))))
+        return self.ffn_norm(x + self.ffn_dropout(self.ffn(x)))
+
+
+@dataclass
+class ModelOutput:
+    h: Tensor  # [N, L, d] representation after the temporal layer (the distillation features)
+    scores: Tensor  # [N, L] segment anomaly scores in (0, 1)
+
+
+class VADModel(nn.Module):
+    """Projections -> Temporal Aggregation layer -> classifier.
+
+    ``forward(features)``: ``features[t]`` ``[N, L, input_dims[t]]`` for any ``L`` (32 segments in training, the
+    full snippet sequence of one video in evaluation) -> ``ModelOutput(h [N, L, d], scores [N, L])``.
+    """
+
+    def __init__(self, input_dims: Sequence[int], config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        if len(input_dims) < 1:
+            raise ValueError("VADModel needs at least one backbone input dimension")
+        self.input_dims = tuple(int(dim) for dim in input_dims)
+        self.config = config
+        self.projections = nn.ModuleList(
+            ProjectionMLP(dim, config.projection_hidden, config.d_model) for dim in self.input_dims
+        )
+        self.temporal = TemporalAggregationLayer(len(self.input_dims), config)
+        self.classifier = Classifier(config)
+
+    def forward(self, features: Sequence[Tensor]) -> ModelOutput:
+        if len(features) != len(self.input_dims):
+            raise ValueError(f"expected {len(self.input_dims)} feature tensors, got {len(features)}")
+        lead = features[0].shape[:-1]
+        for t, (x, dim) in enumerate(zip(features, self.input_dims)):
+            if x.dim() != 3 or x.shape[-1] != dim or x.shape[:-1] != lead:
+                raise ValueError(
+                    f"features[{t}] has shape {tuple(x.shape)}; "
+                    f"expected [N, L, {dim}] with the same N, L as features[0]"
+                )
+        z = [proj(x) for proj, x in zip(self.projections, features)]
+        h = self.temporal(z)
+        return ModelOutput(h=h, scores=self.classifier(h))
+
+    def temporal_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the temporal layer (attention incl. relative embeddings, output projection, FFN, norms)."""
+        return list(self.temporal.parameters())
+
+    def other_parameters(self) -> list[nn.Parameter]:
+        """Projection MLPs and classifier; with ``temporal_parameters`` a partition of ``parameters()``."""
+        return list(self.projections.parameters()) + list(self.classifier.parameters())
+
+
+class ContrastiveHead(nn.Module):
+    """Feature-distillation head ``g`` (``g_T`` / ``g_S``): ``[..., d_in] -> [..., d_out]``, Linear-ReLU-Linear."""
+
+    def __init__(
+        self, d_in: int = CONTRASTIVE_IN, hidden: int = CONTRASTIVE_HIDDEN, d_out: int = CONTRASTIVE_OUT
+    ) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.net(h)
