@@ -23,7 +23,8 @@ import torch
 from data.assets import opencv_sample
 from data.decode import open_video
 from data.synthetic import generate_dataset
-from extractors.registry import auto_device, build_backbone
+from extractors.device import auto_device
+from extractors.registry import build_backbone
 from pipeline.extract import DEFAULT_BATCH_SIZE, Extractor, decode_size_for
 from pipeline.store import FeatureStore
 

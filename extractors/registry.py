@@ -10,13 +10,6 @@ BACKBONES = ("i3d", "s3d", "clip", "clip_b32", "effnet_lite0")
 FRAME_BACKBONES = ("clip", "clip_b32", "effnet_lite0")  # image models that see k frames of a snippet
 
 
-def auto_device(requested: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; anything else is passed to torch.device."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
 def build_backbone(name: str, *, weights: str | None = None, crops: int = 1, frames: int = 1,
                    device: str | torch.device = "cpu") -> Backbone:
     """Build a backbone with its weights resolved (see each module's ``build``).

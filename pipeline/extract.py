@@ -30,7 +30,8 @@ from data.decode import BACKENDS, DECODE_RESIZE_FILTER, FRAME_FOLDER_FPS, SNIPPE
 from data.discover import DATASETS, find_videos
 from data.errors import VideoError
 from extractors.base import Backbone
-from extractors.registry import BACKBONES, auto_device, build_backbone
+from extractors.device import auto_device
+from extractors.registry import BACKBONES, build_backbone
 from extractors.weights import WeightsNotFound
 from pipeline.keys import feature_key, hash_json
 from pipeline.store import FeatureStore

@@ -33,6 +33,7 @@ import numpy as np
 
 from data.decode import VideoInfo, frame_folder_files
 from data.discover import video_name
+from pipeline.atomic import atomic_write
 from pipeline.keys import canonical_json, hash_video
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -55,6 +56,10 @@ CREATE TABLE IF NOT EXISTS features (
     file TEXT NOT NULL, n_snippets INTEGER NOT NULL, crops INTEGER NOT NULL, dim INTEGER NOT NULL,
     dtype TEXT NOT NULL, created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS features_by_video ON features (video_key);
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY, stage TEXT NOT NULL, dataset TEXT NOT NULL, backbones TEXT NOT NULL,
+    seed INTEGER NOT NULL, status TEXT NOT NULL, folder TEXT NOT NULL, summary TEXT NOT NULL,
+    created_at REAL NOT NULL, finished_at REAL);
 CREATE TABLE IF NOT EXISTS failures (
     id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, stage TEXT NOT NULL, reason TEXT NOT NULL,
     fix TEXT NOT NULL, created_at REAL NOT NULL);
@@ -175,6 +180,11 @@ class FeatureStore:
             conn.execute("INSERT OR IGNORE INTO extractors VALUES (?, ?, ?)",
                          (fingerprint, backbone, canonical_json(params)))
 
+    def extractor_params(self, fingerprint: str) -> dict:
+        """The parameters an extractor fingerprint was made from ({} if unknown)."""
+        row = self._conn().execute("SELECT params FROM extractors WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
     def feature_file(self, backbone: str, key: str) -> Path:
         return self.root / "features" / backbone / key[:2] / f"{key}.npy"
 
@@ -207,22 +217,11 @@ class FeatureStore:
         return dest
 
     def _atomic_save(self, dest: Path, array: np.ndarray) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / "tmp" / f"{dest.stem}.{os.getpid()}.{threading.get_ident()}.npy"
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        atomic_write(dest, lambda f: np.save(f, array), tmp_dir=self.root / "tmp")
 
     def _remove_orphan_temp_files(self) -> None:
         """Temp files of processes that died mid-write (their name carries the writer's pid)."""
-        for tmp in (self.root / "tmp").glob("*.npy"):
+        for tmp in (self.root / "tmp").glob("*.tmp"):
             parts = tmp.name.split(".")
             if len(parts) >= 4 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
                 tmp.unlink(missing_ok=True)
@@ -230,6 +229,26 @@ class FeatureStore:
     def lock(self, key: str) -> filelock.BaseFileLock:
         """The OS lock that one process holds while computing feature ``key`` (acquire with timeout=0 to try)."""
         return filelock.FileLock(self.root / "locks" / f"{key}.lock", thread_local=False)
+
+    # -- runs (training and evaluation stages) -------------------------------------------------------------------
+    def run_folder(self, stage: str, key: str) -> Path:
+        return self.root / "runs" / stage / key
+
+    def record_run(self, key: str, stage: str, *, dataset: str, backbones: str, seed: int, status: str,
+                   summary: dict | None = None) -> None:
+        """Insert or update a run's row; ``status`` is ``running`` or ``done``."""
+        now = time.time()
+        folder = str(self.run_folder(stage, key).relative_to(self.root))
+        with self._conn() as conn:
+            conn.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                         "status = excluded.status, summary = excluded.summary, finished_at = excluded.finished_at",
+                         (key, stage, dataset, backbones, seed, status, folder, canonical_json(summary or {}), now,
+                          now if status == "done" else None))
+
+    def runs(self, stage: str | None = None) -> list[dict]:
+        sql = "SELECT * FROM runs" + (" WHERE stage = ?" if stage else "") + " ORDER BY created_at"
+        cur = self._conn().execute(sql, (stage,) if stage else ())
+        return [dict(zip([c[0] for c in cur.description], row)) for row in cur.fetchall()]
 
     # -- failures ---------------------------------------------------------------------------------------------
     def record_failure(self, path: str, stage: str, reason: str, fix: str = "") -> None:
@@ -265,11 +284,15 @@ class FeatureStore:
         }
 
 
+_RUN_SUMMARY_KEYS = ("best_epoch", "val_video_auc", "auc", "ap")  # what `--runs` shows of each run's metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.store", description="List what a store holds.")
     parser.add_argument("store", help="the store folder (as given to --store)")
     parser.add_argument("--backbone", help="only this backbone's features")
     parser.add_argument("--failures", action="store_true", help="list recorded failures instead of features")
+    parser.add_argument("--runs", action="store_true", help="list training and evaluation runs instead of features")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
     if not (Path(args.store) / "manifest.sqlite").is_file():
@@ -277,14 +300,20 @@ def main(argv: list[str] | None = None) -> int:
               "python -m pipeline.extract ... --store DIR", file=sys.stderr)
         return 2
     store = FeatureStore(args.store)
-    rows = store.failures() if args.failures else store.features(args.backbone)
+    rows = store.failures() if args.failures else store.runs() if args.runs else store.features(args.backbone)
     if args.json:
         print(json.dumps({"summary": store.summary(), "rows": rows}, indent=2))
         return 0
     s = store.summary()
     print(f"{s['store']}: {s['videos']} videos, features {s['features'] or '{}'}, {s['failures']} failures logged")
     for r in rows:
-        if args.failures:
+        if args.runs:
+            summary = json.loads(r["summary"])
+            shown = " ".join(f"{k}={summary[k]:.4f}" if isinstance(summary[k], float) else f"{k}={summary[k]}"
+                             for k in _RUN_SUMMARY_KEYS if summary.get(k) is not None)
+            print(f"  {r['stage']:<9} {r['key'][:12]}  {r['status']:<8} seed {r['seed']:<3} {r['backbones']:<20} "
+                  f"{shown}  ({r['dataset']})")
+        elif args.failures:
             print(f"  [{r['stage']}] {r['path']}: {r['reason']}" + (f" ({r['fix']})" if r["fix"] else ""))
         else:
             print(f"  {r['backbone']:<13} T={r['n_snippets']:<5} crops={r['crops']:<2} D={r['dim']:<5} "

@@ -61,8 +61,8 @@ def test_put_and_get_feature_round_trip(tmp_path):
 
 def test_orphan_temp_files_of_dead_writers_are_removed(tmp_path):
     FeatureStore(tmp_path / "store")
-    dead = tmp_path / "store" / "tmp" / f"key.{2**22 + 12345}.1.npy"  # no such pid
-    alive = tmp_path / "store" / "tmp" / f"key.{os.getpid()}.1.npy"
+    dead = tmp_path / "store" / "tmp" / f"key.{2**22 + 12345}.1.npy.tmp"  # no such pid
+    alive = tmp_path / "store" / "tmp" / f"key.{os.getpid()}.1.npy.tmp"
     dead.write_bytes(b"half")
     alive.write_bytes(b"in progress")
     FeatureStore(tmp_path / "store")
@@ -91,3 +91,17 @@ def test_listing_cli(tmp_path, capsys):
     assert store_cli.main([str(tmp_path / "store"), "--failures"]) == 0
     assert "bad.mp4: the file is empty" in capsys.readouterr().out
     assert store_cli.main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_runs_are_recorded_updated_and_listed(tmp_path, capsys):
+    from pipeline.store import main
+
+    store = FeatureStore(tmp_path / "store")
+    store.record_run("abc123" * 4, "teacher", dataset="ucf-crime", backbones="i3d,clip", seed=2, status="running")
+    store.record_run("abc123" * 4, "teacher", dataset="ucf-crime", backbones="i3d,clip", seed=2, status="done",
+                     summary={"best_epoch": 7, "val_video_auc": 0.9})
+    (row,) = store.runs("teacher")
+    assert row["status"] == "done" and row["finished_at"] is not None and row["folder"].startswith("runs/teacher/")
+    assert store.runs("student") == []
+    assert main([str(tmp_path / "store"), "--runs"]) == 0
+    assert "best_epoch=7 val_video_auc=0.9000" in capsys.readouterr().out

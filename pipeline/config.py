@@ -1,0 +1,185 @@
+"""Training configuration: dataclasses whose defaults are the paper's values (method.md §3-§6).
+
+Precedence: dataclass defaults < an optional YAML file (``--config``) < ``--set section.key=value`` flags <
+the dedicated CLI flags (``--epochs``, ``--seed``, ...). Unknown sections or keys are errors. The resolved
+config is saved in every run folder and inside every checkpoint, and its canonical JSON enters the run key.
+
+YAML layout (every key optional)::
+
+    model: {k: 25, n_heads: 8, c2p: true, ...}        # models.vad_model.ModelConfig
+    train: {epochs: 100, batch_anomalous: 30, ...}     # TrainConfig
+    mil: {pairing: one-to-one, smoothness: 8.0e-5}     # MILConfig
+    distill: {alpha: 7.5, tau: 10.0, delta: 0.9}       # DistillConfig (student only)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from models.vad_model import ModelConfig
+
+STAGES = ("teacher", "student")
+DEFAULT_BACKBONES = {"teacher": ("i3d", "s3d", "clip"), "student": ("clip",)}
+CROP_MODES = ("mean", "samples")  # average the crops (default) or make each crop its own training sample
+PAIRINGS = ("one-to-one", "all-pairs")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and data (method.md §2, §6)."""
+
+    epochs: int = 100  # an epoch = one pass over the anomalous training videos
+    batch_anomalous: int = 30
+    batch_normal: int = 30
+    lr_temporal: float = 1e-4  # the temporal module (attention + FFN)
+    lr_other: float = 1e-3  # projections, classifier, contrastive heads
+    weight_decay: float = 1e-3
+    adagrad_eps: float = 1e-10  # torch's Adagrad default, named so that it is recorded
+    n_segments: int = 32
+    crops: str = "mean"
+    val_fraction: float = 0.1  # stratified validation split carved from the training videos
+    split_seed: int = 0  # the validation split: the same for every training seed, so seeds compare
+    seed: int = 0
+    precision: str = "auto"  # auto: fp32 on CPU (reproducible), bf16 on GPUs that have it, else fp16
+
+
+@dataclass(frozen=True)
+class MILConfig:
+    """Sultani's ranking loss (method.md §3)."""
+
+    pairing: str = "one-to-one"
+    smoothness: float = 8e-5
+    sparsity: float = 8e-5
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Bi-level distillation (method.md §5)."""
+
+    alpha: float = 7.5
+    tau: float = 10.0
+    delta: float = 0.9  # teacher score threshold for anomalous segments (InfoNCE labels)
+    smoothing_e: int = 2  # moving-average half window: window 2e + 1
+    flat_eps: float = 1e-6  # below this max - min the smoothed scores are kept as they are
+    head_hidden: int = 512
+    head_dim: int = 128
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    stage: str
+    backbones: tuple[str, ...]
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mil: MILConfig = field(default_factory=MILConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        checks = [
+            (self.stage in STAGES, f"stage must be one of {STAGES}"),
+            (len(self.backbones) >= 1, "at least one backbone is needed"),
+            (self.stage == "teacher" or len(self.backbones) == 1, "the student uses exactly one backbone"),
+            (self.train.crops in CROP_MODES, f"train.crops must be one of {CROP_MODES}"),
+            (self.mil.pairing in PAIRINGS, f"mil.pairing must be one of {PAIRINGS}"),
+            (self.train.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}"),
+            (0.0 <= self.train.val_fraction < 1.0, "train.val_fraction must be in [0, 1)"),
+            (self.train.epochs >= 1, "train.epochs must be at least 1"),
+            (self.train.batch_anomalous >= 1 and self.train.batch_normal >= 1, "batch sizes must be at least 1"),
+            (self.distill.tau > 0, "distill.tau must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config file or flag; the message says what to change."""
+
+
+_SECTIONS = {"model": ModelConfig, "train": TrainConfig, "mil": MILConfig, "distill": DistillConfig}
+
+
+def _coerce(value, annotation: str, where: str):
+    """A YAML or CLI value as the field's type (YAML 1.1 reads ``1e-4`` as a string, so floats are parsed)."""
+    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(annotation.split(" ")[0])
+    if kind is None:
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {annotation}, got {value!r}") from None
+
+
+def _section(cls, values: dict, where: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    hints = typing.get_type_hints(cls)
+    typed = {k: _coerce(v, getattr(hints[k], "__name__", str(hints[k])), f"{where}.{k}") for k, v in values.items()}
+    return dataclasses.replace(cls(), **typed)
+
+
+def parse_assignments(items: list[str]) -> dict[str, dict]:
+    """``["train.epochs=5", "model.k=10"]`` -> ``{"train": {"epochs": "5"}, "model": {"k": "10"}}``."""
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set takes SECTION.KEY=VALUE (sections: {', '.join(_SECTIONS)}), got {item!r}")
+        out.setdefault(section, {})[name] = value.strip()
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, dict]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"{path}: expected sections ({', '.join(_SECTIONS)}) each mapping keys to values")
+    return data
+
+
+def build_config(stage: str, backbones: tuple[str, ...] | None = None, *, layers: list[dict[str, dict]] = (),
+                 where: str = "config") -> RunConfig:
+    """The resolved config: defaults, then each layer of overrides in order (later wins)."""
+    merged: dict[str, dict] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            if section not in _SECTIONS:
+                raise ConfigError(f"{where}: unknown section {section!r}; known: {', '.join(_SECTIONS)}")
+            merged.setdefault(section, {}).update(values)
+    sections = {name: _section(cls, merged.get(name, {}), f"{where}: {name}") for name, cls in _SECTIONS.items()}
+    config = RunConfig(stage=stage, backbones=tuple(backbones or DEFAULT_BACKBONES[stage]), **sections)
+    config.validate()
+    return config
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """Inverse of ``RunConfig.to_dict`` (checkpoints and run folders)."""
+    layers = [{k: v for k, v in data.items() if k in _SECTIONS}]
+    return build_config(data["stage"], tuple(data["backbones"]), layers=layers, where="saved config")

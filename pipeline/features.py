@@ -1,0 +1,105 @@
+"""Find a dataset's features in the store: dataset list names -> video keys -> one feature per backbone.
+
+A name can have several candidates (self-extracted and imported, 1 and 10 crops, ...). Every video of a
+dataset must use the same extractor settings for a backbone, so one fingerprint is chosen per backbone: the one
+the user names (``--fingerprint BACKBONE=PREFIX``), else the one that covers the most videos; a tie is an error
+that lists the candidates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data.datasets import DATASETS, VideoEntry
+from pipeline.store import FeatureRecord, FeatureStore
+
+
+class FeatureLookupError(ValueError):
+    """The store cannot give a consistent feature set; the message says what to pass."""
+
+
+@dataclass
+class VideoFeatures:
+    entry: VideoEntry
+    records: dict[str, FeatureRecord]  # backbone -> its feature record
+
+    def load(self, backbone: str) -> np.ndarray:
+        """float32 ``[T, crops, D]``."""
+        return np.load(self.records[backbone].file).astype(np.float32, copy=False)
+
+
+@dataclass
+class FeatureSet:
+    found: list[VideoFeatures] = field(default_factory=list)  # in the order of the entries asked for
+    missing: list[tuple[VideoEntry, list[str]]] = field(default_factory=list)  # entry, backbones without features
+    fingerprints: dict[str, str] = field(default_factory=dict)  # backbone -> chosen fingerprint
+
+    def keys(self) -> list[str]:
+        """Every feature key used, in order: what a run key is made of."""
+        return [vf.records[b].key for vf in self.found for b in sorted(vf.records)]
+
+
+def _candidates(store: FeatureStore, name: str, backbone: str) -> dict[str, FeatureRecord]:
+    """fingerprint -> the most recent record of ``name`` for it."""
+    found: dict[str, FeatureRecord] = {}
+    for video_key in store.video_keys_for(name):  # most recently seen first
+        for record in store.features_of_video(video_key, backbone):
+            found.setdefault(record.fingerprint, record)
+    return found
+
+
+def _describe(store: FeatureStore, fingerprint: str) -> str:
+    params = store.extractor_params(fingerprint)
+    keep = {k: params[k] for k in ("crops", "source", "imported", "weights", "dtype") if k in params}
+    return f"{fingerprint[:12]} {json.dumps(keep, sort_keys=True)}"
+
+
+def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: tuple[str, ...],
+                     fingerprints: dict[str, str] | None = None) -> FeatureSet:
+    """Features of ``entries`` for every backbone. ``fingerprints``: backbone -> fingerprint prefix to use."""
+    fingerprints = fingerprints or {}
+    candidates = {b: [_candidates(store, e.name, b) for e in entries] for b in backbones}
+    chosen: dict[str, str] = {}
+    for b in backbones:
+        coverage = Counter(fp for per_entry in candidates[b] for fp in per_entry)
+        if b in fingerprints:
+            matches = [fp for fp in coverage if fp.startswith(fingerprints[b])]
+            if len(matches) != 1:
+                raise FeatureLookupError(
+                    f"--fingerprint {b}={fingerprints[b]} matches {len(matches)} of the stored {b} extractions: "
+                    + "; ".join(_describe(store, fp) for fp in coverage))
+            chosen[b] = matches[0]
+            continue
+        if not coverage:
+            continue  # every video will be reported missing for this backbone
+        ranked = coverage.most_common()
+        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+            raise FeatureLookupError(
+                f"the store holds {len(ranked)} {b} extractions covering these videos equally; choose one with "
+                f"--fingerprint {b}=PREFIX: " + "; ".join(_describe(store, fp) for fp, _ in ranked))
+        chosen[b] = ranked[0][0]
+
+    result = FeatureSet(fingerprints=chosen)
+    for i, entry in enumerate(entries):
+        records = {b: candidates[b][i][chosen[b]] for b in backbones if b in chosen and chosen[b] in candidates[b][i]}
+        absent = [b for b in backbones if b not in records]
+        if absent:
+            result.missing.append((entry, absent))
+        else:
+            result.found.append(VideoFeatures(entry, records))
+    return result
+
+
+def missing_message(feature_set: FeatureSet, dataset: str, store: FeatureStore, limit: int = 10) -> str:
+    """A user-facing account of missing features, with the fix."""
+    shown = ", ".join(f"{e.name} ({','.join(bs)})" for e, bs in feature_set.missing[:limit])
+    more = f" and {len(feature_set.missing) - limit} more" if len(feature_set.missing) > limit else ""
+    how = f"ROOT --dataset {dataset}" if dataset in DATASETS else "VIDEOS"
+    return (f"{len(feature_set.missing)} {dataset} videos have no features in {store.root}: {shown}{more}. "
+            f"Extract them (python -m pipeline.extract {how} --store {store.root}) or import "
+            f"the community's features (python -m pipeline.import_features LIST --backbone NAME --store "
+            f"{store.root}); --allow-missing trains or evaluates on the videos that are there")

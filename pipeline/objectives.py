@@ -1,0 +1,140 @@
+"""What each training stage optimises: the teacher's MIL ranking loss, the student's bi-level distillation.
+
+Both give the same interface to the loop in ``pipeline.train``: parameter groups with the two learning rates,
+a batch loss, and validation scores. Inputs are row indices into ``SegmentData`` (see ``training_data``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.losses import distillation_loss, mil_ranking_loss, refine_pseudo_labels, teacher_segment_labels
+from models.vad_model import ContrastiveHead, VADModel
+from pipeline.config import RunConfig
+from pipeline.training_data import SegmentData
+
+SCORING_BATCH = 256  # rows per forward pass when scoring without gradients
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision context for ``precision`` in fp32 | bf16 | fp16."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def score_rows(model: VADModel, data: SegmentData, rows: np.ndarray, device: torch.device, precision: str,
+               *, keep_h: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Eval-mode segment scores float32 ``[len(rows), n_segments]`` (and ``h`` ``[len(rows), n_segments, d]``)."""
+    scores, hs = [], []
+    for start in range(0, len(rows), SCORING_BATCH):
+        with autocast(device, precision):
+            out = model(data.batch(rows[start:start + SCORING_BATCH], device))
+        scores.append(out.scores.float().cpu())
+        if keep_h:
+            hs.append(out.h.float().cpu())
+    return torch.cat(scores), (torch.cat(hs) if keep_h else None)
+
+
+class TeacherObjective:
+    """MIL ranking loss on segment scores (method.md §3). Also trains a single-backbone model with MIL alone."""
+
+    def __init__(self, model: VADModel, data: SegmentData, config: RunConfig, device: torch.device,
+                 precision: str):
+        self.model, self.data, self.config, self.device, self.precision = model, data, config, device, precision
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def param_groups(self) -> list[dict]:
+        t = self.config.train
+        return [{"params": self.model.temporal_parameters(), "lr": t.lr_temporal},
+                {"params": self.model.other_parameters(), "lr": t.lr_other}]
+
+    def loss(self, anomalous: np.ndarray, normal: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
+        features = self.data.batch(np.concatenate([anomalous, normal]), self.device)
+        with autocast(self.device, self.precision):
+            scores = self.model(features).scores
+        m = self.config.mil
+        loss = mil_ranking_loss(scores[:len(anomalous)], scores[len(anomalous):], pairing=m.pairing,
+                                smoothness=m.smoothness, sparsity=m.sparsity)
+        return loss, {"mil": float(loss.detach())}
+
+    @torch.no_grad()
+    def validate(self, rows: np.ndarray) -> tuple[torch.Tensor, float]:
+        """Segment scores of ``rows`` and the MIL loss of all their (anomalous, normal) pairs (all-pairs)."""
+        scores, _ = score_rows(self.model, self.data, rows, self.device, self.precision)
+        labels = self.data.labels[rows]
+        m = self.config.mil
+        a, n = scores[labels == 1], scores[labels == 0]
+        loss = (float(mil_ranking_loss(a, n, pairing="all-pairs", smoothness=m.smoothness, sparsity=m.sparsity))
+                if len(a) and len(n) else float("nan"))
+        return scores, loss
+
+
+class StudentObjective:
+    """Bi-level distillation from a frozen teacher (method.md §5).
+
+    The teacher is in eval mode and never receives gradients, so its outputs on the training rows are fixed:
+    they are computed once (scores, representation ``h``, pseudo-labels, InfoNCE segment labels) and looked up
+    per batch, which makes a student epoch cost about as much as a single-backbone MIL epoch.
+    """
+
+    def __init__(self, model: VADModel, data: SegmentData, config: RunConfig, device: torch.device,
+                 precision: str, teacher: VADModel, teacher_data: SegmentData):
+        self.model, self.data, self.config, self.device, self.precision = model, data, config, device, precision
+        d = config.distill
+        teacher = teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        every = np.arange(len(teacher_data))
+        self.teacher_scores, self.teacher_h = score_rows(teacher, teacher_data, every, device, precision,
+                                                         keep_h=True)
+        labels = teacher_data.labels
+        self.pseudo_labels = refine_pseudo_labels(self.teacher_scores, labels, e=d.smoothing_e,
+                                                  flat_eps=d.flat_eps)
+        self.anomalous_segments = teacher_segment_labels(self.teacher_scores, labels, delta=d.delta)
+        self.head_teacher = ContrastiveHead(self.teacher_h.shape[-1], d.head_hidden, d.head_dim).to(device)
+        self.head_student = ContrastiveHead(config.model.d_model, d.head_hidden, d.head_dim).to(device)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model, "head_teacher": self.head_teacher, "head_student": self.head_student}
+
+    def param_groups(self) -> list[dict]:
+        t = self.config.train
+        heads = list(self.head_teacher.parameters()) + list(self.head_student.parameters())
+        return [{"params": self.model.temporal_parameters(), "lr": t.lr_temporal},
+                {"params": self.model.other_parameters() + heads, "lr": t.lr_other}]
+
+    def _loss(self, rows: np.ndarray) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        take = lambda x: x.index_select(0, index).to(self.device, non_blocking=True)  # noqa: E731
+        with autocast(self.device, self.precision):
+            out = self.model(self.data.batch(rows, self.device))
+            z_teacher = self.head_teacher(take(self.teacher_h))
+            z_student = self.head_student(out.h)
+        d = self.config.distill
+        loss, parts = distillation_loss(out.scores, take(self.pseudo_labels), z_teacher.flatten(0, 1),
+                                        z_student.flatten(0, 1), take(self.anomalous_segments).flatten(),
+                                        alpha=d.alpha, tau=d.tau)
+        return loss, parts, out.scores
+
+    def loss(self, anomalous: np.ndarray, normal: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, parts, _ = self._loss(np.concatenate([anomalous, normal]))
+        return loss, parts
+
+    @torch.no_grad()
+    def validate(self, rows: np.ndarray) -> tuple[torch.Tensor, float]:
+        scores, losses = [], []
+        for start in range(0, len(rows), SCORING_BATCH):
+            chunk = rows[start:start + SCORING_BATCH]
+            loss, _, s = self._loss(chunk)
+            scores.append(s.float().cpu())
+            losses.append(float(loss) * len(chunk))
+        return torch.cat(scores), sum(losses) / max(len(rows), 1)

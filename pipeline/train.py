@@ -1,0 +1,418 @@
+"""Stages 2-3: train the TAM Teacher with MIL, or distill the single-backbone Student from a frozen teacher run.
+
+    python -m pipeline.train teacher --store DIR --dataset ucf-crime [--backbones i3d,s3d,clip] [--seeds 5]
+    python -m pipeline.train student --store DIR --teacher RUN [--backbones clip] [--seeds 5]
+
+Features come from the store (extracted or imported), are pooled into 32 segments per video (method.md §2) and
+held in memory. A stratified validation split carved from the training videos picks the checkpoint (never the
+test set): the epoch with the best video-level AUC (max segment score vs the video's label), ties broken by the
+lower validation loss. Runs are keyed by content; a finished run is a cache hit, a killed one resumes from its
+last saved epoch. ``--seeds N`` trains N seeds and reports mean ± std.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import filelock
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from tqdm import tqdm
+
+from data.datasets import DatasetSpec, load_dataset
+from extractors.device import auto_device
+from models.vad_model import VADModel
+from pipeline.atomic import atomic_write_json, atomic_write_text
+from pipeline.config import STAGES, ConfigError, RunConfig, build_config, load_yaml, parse_assignments
+from pipeline.features import FeatureLookupError, FeatureSet, missing_message, resolve_features
+from pipeline.objectives import StudentObjective, TeacherObjective
+from pipeline.runs import CHECKPOINT_FORMAT, LoadedRun, RunNotFound, load_run, run_key, save_torch
+from pipeline.store import FeatureStore
+from pipeline.training_data import SegmentData, build_segment_data, epoch_batches, validation_split
+
+DEFAULT_CHECKPOINT_EVERY = 10  # epochs between resumable state saves (the last epoch is always saved)
+SEED_STRIDE = 1_000_003  # per-epoch seeds: seed * SEED_STRIDE + epoch, so a resumed run draws the same batches
+
+log = logging.getLogger("pipeline.train")
+
+
+class UserError(Exception):
+    """A mistake in the command line or the inputs: printed without a traceback, exit code 2."""
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto``: fp32 on a CPU (bitwise reproducible), bf16 on GPUs that support it, else fp16."""
+    if requested != "auto":
+        return requested
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def video_auc(scores: torch.Tensor, data: SegmentData, rows: np.ndarray) -> float | None:
+    """Video-level ROC-AUC of the max segment score (crops of a video averaged first); None if one class."""
+    videos = data.video[rows].numpy()
+    per_video, labels = [], []
+    for v in np.unique(videos):
+        per_video.append(float(scores[videos == v].mean(0).max()))
+        labels.append(data.videos[v].entry.label)
+    return float(roc_auc_score(labels, per_video)) if len(set(labels)) == 2 else None
+
+
+def _better(candidate: dict, best: dict | None) -> bool:
+    if best is None:
+        return True
+    a, b = candidate.get("val_video_auc"), best.get("val_video_auc")
+    if a is not None and b is not None and a != b:
+        return a > b
+    la, lb = candidate.get("val_loss", math.nan), best.get("val_loss", math.nan)
+    return not math.isnan(la) and (math.isnan(lb) or la < lb)
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs besides its seed."""
+
+    config: RunConfig
+    spec: DatasetSpec
+    data: SegmentData
+    features: FeatureSet
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    teacher: LoadedRun | None
+    teacher_data: SegmentData | None
+
+
+def prepare(store: FeatureStore, config: RunConfig, spec: DatasetSpec, *, teacher: LoadedRun | None,
+            fingerprints: dict[str, str], allow_missing: bool) -> tuple[Prepared, list[str]]:
+    """Find the training videos' features, pool them, split off validation. Returns (prepared, warnings)."""
+    entries = spec.split("train")
+    if not entries:
+        raise UserError(f"{spec.name} ({spec.source}) has no training videos (split 'train')")
+    features = resolve_features(store, entries, config.backbones, fingerprints)
+    teacher_features = None
+    if teacher is not None:
+        teacher_features = resolve_features(store, entries, teacher.backbones, teacher.fingerprints)
+        have = {vf.entry.name for vf in teacher_features.found}
+        features.missing += [(vf.entry, list(teacher.backbones)) for vf in features.found
+                             if vf.entry.name not in have]
+        features.found = [vf for vf in features.found if vf.entry.name in have]
+        by_name = {vf.entry.name: vf for vf in teacher_features.found}
+        teacher_features.found = [by_name[vf.entry.name] for vf in features.found]
+    warnings = []
+    if features.missing:
+        message = missing_message(features, spec.name, store)
+        if not allow_missing:
+            raise UserError(message)
+        warnings.append(message)
+    labels = np.array([vf.entry.label for vf in features.found])
+    if not (labels == 1).any() or not (labels == 0).any():
+        raise UserError(f"training needs both anomalous and normal videos with features; found "
+                        f"{int((labels == 1).sum())} anomalous and {int((labels == 0).sum())} normal")
+    t = config.train
+    data = build_segment_data(features.found, config.backbones, n_segments=t.n_segments, crops=t.crops)
+    teacher_data = None
+    if teacher is not None:
+        teacher_data = build_segment_data(teacher_features.found, teacher.backbones, n_segments=t.n_segments,
+                                          crops=t.crops)
+        if len(teacher_data) != len(data):
+            raise UserError("the teacher's and the student's features have different crop counts; distill with "
+                            "--set train.crops=mean")
+    train_videos, val_videos = validation_split(labels, t.val_fraction, t.split_seed)
+    return Prepared(config, spec, data, features, data.rows_of(train_videos), data.rows_of(val_videos), teacher,
+                    teacher_data), warnings
+
+
+class Run:
+    """One training run (one seed): builds the model, trains, selects on validation, saves."""
+
+    def __init__(self, store: FeatureStore, prepared: Prepared, config: RunConfig, *, device: torch.device,
+                 dataset_ref: str, checkpoint_every: int, progress: bool):
+        self.store, self.p, self.config, self.device = store, prepared, config, device
+        self.precision = config.train.precision
+        self.dataset_ref = dataset_ref
+        self.checkpoint_every = checkpoint_every
+        self.progress = progress
+        names = [(vf.entry.name, vf.entry.label) for vf in prepared.features.found]
+        self.key = run_key(config, train_entries=names, feature_keys=prepared.features.keys(),
+                           teacher=prepared.teacher.key if prepared.teacher else None)
+        self.folder = store.run_folder(config.stage, self.key)
+
+    # -- building ---------------------------------------------------------------------------------------------
+    def _objective(self):
+        torch.manual_seed(self.config.train.seed)
+        dims = [self.p.data.segments[b].shape[-1] for b in self.config.backbones]
+        model = VADModel(dims, self.config.model).to(self.device)
+        if self.config.stage == "teacher":
+            return TeacherObjective(model, self.p.data, self.config, self.device, self.precision), dims
+        return StudentObjective(model, self.p.data, self.config, self.device, self.precision,
+                                copy.deepcopy(self.p.teacher.model), self.p.teacher_data), dims
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def execute(self, force: bool) -> tuple[dict, bool]:
+        """Train unless finished. Returns (metrics, cached)."""
+        lock = filelock.FileLock(self.store.root / "locks" / f"run-{self.key}.lock", thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            print(f"train: run {self.key[:12]} is being trained by another process; waiting for it", file=sys.stderr)
+            lock.acquire()
+        try:
+            done = self.folder / "checkpoint.pt"
+            if done.is_file() and not force:
+                return json.loads((self.folder / "metrics.json").read_text()), True
+            if force:
+                for name in ("checkpoint.pt", "state.pt"):
+                    (self.folder / name).unlink(missing_ok=True)
+            return self._train(), False
+        finally:
+            lock.release()
+
+    def _train(self) -> dict:
+        cfg, t = self.config, self.config.train
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.folder / "config.json", cfg.to_dict())
+        self.store.record_run(self.key, cfg.stage, dataset=self.dataset_ref, backbones=",".join(cfg.backbones),
+                              seed=t.seed, status="running")
+        objective, dims = self._objective()
+        modules = objective.modules()
+        optimizer = torch.optim.Adagrad(objective.param_groups(), weight_decay=t.weight_decay, eps=t.adagrad_eps)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        history: list[dict] = []
+        best: dict | None = None
+        best_state: dict | None = None
+        start_epoch = 0
+        state_file = self.folder / "state.pt"
+        if state_file.is_file():
+            state = torch.load(state_file, map_location=self.device, weights_only=True)
+            for name, module in modules.items():
+                module.load_state_dict(state["modules"][name])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            history, best, best_state = state["history"], state["best"], state["best_state"]
+            start_epoch = state["epoch"]
+            log.info("resuming run %s at epoch %d", self.key[:12], start_epoch)
+
+        labels = self.p.data.labels.numpy()
+        anomalous = self.p.train_rows[labels[self.p.train_rows] == 1]
+        normal = self.p.train_rows[labels[self.p.train_rows] == 0]
+        n_batches = math.ceil(len(anomalous) / t.batch_anomalous)
+        bar = tqdm(total=t.epochs * n_batches, initial=start_epoch * n_batches, disable=not self.progress,
+                   unit="batch", dynamic_ncols=True, desc=f"{cfg.stage} seed {t.seed}")
+        started = time.perf_counter()
+        try:
+            for epoch in range(start_epoch, t.epochs):
+                torch.manual_seed(t.seed * SEED_STRIDE + epoch)
+                rng = np.random.default_rng(t.seed * SEED_STRIDE + epoch)
+                for m in modules.values():
+                    m.train()
+                losses, parts_sum, compute_time = [], {}, 0.0
+                for rows_a, rows_n in epoch_batches(anomalous, normal, batch_anomalous=t.batch_anomalous,
+                                                    batch_normal=t.batch_normal, rng=rng):
+                    tick = time.perf_counter()
+                    loss, parts = objective.loss(rows_a, rows_n)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    compute_time += time.perf_counter() - tick
+                    losses.append(float(loss.detach()))
+                    for name, value in parts.items():  # the loss's terms (mil; or bce, nce, total)
+                        parts_sum[name] = parts_sum.get(name, 0.0) + value
+                    bar.update(1)
+                entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                         **{f"train_{k}": v / len(losses) for k, v in parts_sum.items()},
+                         "compute_s": round(compute_time, 3)}
+                entry.update(self._validate(objective, modules))
+                history.append(entry)
+                if len(self.p.val_rows) and _better(entry, best):
+                    best = entry
+                    best_state = {n: copy.deepcopy(m.state_dict()) for n, m in modules.items()}
+                bar.set_postfix_str(f"loss {entry['train_loss']:.4f} val auc {_fmt(entry.get('val_video_auc'))}"
+                                    + (f" best ep {best['epoch']}" if best else ""))
+                if (epoch + 1) % self.checkpoint_every == 0 and epoch + 1 < t.epochs:
+                    save_torch({"modules": {n: m.state_dict() for n, m in modules.items()},
+                                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                                "history": history, "best": best, "best_state": best_state, "epoch": epoch + 1},
+                               state_file)
+                    self._write_log(history)
+        finally:
+            bar.close()
+        if not len(self.p.val_rows):  # nothing to select on: the last epoch
+            best = history[-1]
+            best_state = {n: m.state_dict() for n, m in modules.items()}
+        return self._finish(dims, history, best, best_state, time.perf_counter() - started)
+
+    def _validate(self, objective, modules) -> dict:
+        if len(self.p.val_rows) == 0:
+            return {}
+        for m in modules.values():
+            m.eval()
+        scores, loss = objective.validate(self.p.val_rows)
+        return {"val_loss": loss, "val_video_auc": video_auc(scores, self.p.data, self.p.val_rows)}
+
+    def _write_log(self, history: list[dict]) -> None:
+        atomic_write_text(self.folder / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+    def _finish(self, dims, history, best, best_state, wall_time) -> dict:
+        cfg = self.config
+        selection = ("best validation video AUC, ties by validation loss" if len(self.p.val_rows)
+                     else "last epoch (no validation split)")
+        n_val_videos = len(np.unique(self.p.data.video[self.p.val_rows].numpy())) if len(self.p.val_rows) else 0
+        metrics = {
+            "run": self.key, "stage": cfg.stage, "seed": cfg.train.seed, "best_epoch": best["epoch"],
+            "val_video_auc": best.get("val_video_auc"), "val_loss": best.get("val_loss"),
+            "train_loss_last": history[-1]["train_loss"], "selection": selection, "epochs": cfg.train.epochs,
+            "n_train_videos": len(self.p.features.found) - n_val_videos, "n_val_videos": n_val_videos,
+            "precision": self.precision, "device": str(self.device), "wall_time_s": round(wall_time, 2),
+        }
+        checkpoint = {
+            "format": CHECKPOINT_FORMAT, "key": self.key, "stage": cfg.stage, "config": cfg.to_dict(),
+            "backbones": list(cfg.backbones), "input_dims": dims, "fingerprints": self.p.features.fingerprints,
+            "dataset": self.dataset_ref, "teacher": self.p.teacher.key if self.p.teacher else None,
+            "model": best_state["model"], "heads": {k: v for k, v in best_state.items() if k != "model"},
+            "epoch": best["epoch"], "metrics": metrics,
+        }
+        save_torch(checkpoint, self.folder / "checkpoint.pt")
+        atomic_write_json(self.folder / "metrics.json", metrics)
+        self._write_log(history)
+        (self.folder / "state.pt").unlink(missing_ok=True)
+        self.store.record_run(self.key, cfg.stage, dataset=self.dataset_ref, backbones=",".join(cfg.backbones),
+                              seed=cfg.train.seed, status="done", summary=metrics)
+        return metrics
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+# -- command line ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("stage", choices=STAGES)
+    p.add_argument("--store", required=True, help="the feature store (runs are kept in <store>/runs)")
+    p.add_argument("--dataset", help="ucf-crime | shanghaitech | xd-violence | a labels CSV | a folder with "
+                                     "labels.csv (student: default the teacher's)")
+    p.add_argument("--backbones", help="comma-separated (default: teacher i3d,s3d,clip; student clip)")
+    p.add_argument("--teacher", help="student only: the teacher run (key prefix or run folder)")
+    p.add_argument("--config", help="YAML file with model/train/mil/distill sections")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set model.k=10 (repeatable)")
+    p.add_argument("--epochs", type=int, help="default: 100")
+    p.add_argument("--seed", type=int, help="first seed (default: 0)")
+    p.add_argument("--seeds", type=int, default=1, help="train this many seeds and report mean ± std (default: 1)")
+    p.add_argument("--val-fraction", type=float, help="validation share of the training videos (default: 0.1)")
+    p.add_argument("--crops", choices=("mean", "samples"), help="average crops (default) or one sample per crop")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto: fp32 on CPU, bf16/fp16 autocast on GPU (default: auto)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--fingerprint", action="append", default=[], metavar="BACKBONE=PREFIX",
+                   help="which stored extraction to use when the store holds several for a backbone")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="train on the videos that have features instead of stopping when some are missing")
+    p.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY,
+                   help=f"epochs between resumable saves (default: {DEFAULT_CHECKPOINT_EVERY})")
+    p.add_argument("--force", action="store_true", help="retrain even if the run exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the runs' metrics as JSON")
+    return p
+
+
+def _overrides(args) -> dict[str, dict]:
+    flags = {"epochs": args.epochs, "seed": args.seed, "val_fraction": args.val_fraction, "crops": args.crops,
+             "precision": args.precision}
+    return {"train": {k: v for k, v in flags.items() if v is not None}}
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise UserError(f"{flag} takes NAME=VALUE, got {value!r}")
+        out[name.strip()] = rest.strip()
+    return out
+
+
+def run_stage(args) -> tuple[list[dict], list[str]]:
+    """Train every requested seed. Returns (metrics per run, warnings)."""
+    store = FeatureStore(args.store)
+    teacher = None
+    if args.stage == "student":
+        if not args.teacher:
+            raise UserError("the student needs --teacher RUN (a teacher run's key prefix or folder; list them with "
+                            f"python -m pipeline.store {args.store} --runs)")
+        teacher = load_run(store, args.teacher, "teacher")
+    elif args.teacher:
+        raise UserError("--teacher is for the student stage")
+    dataset_ref = args.dataset or (teacher.checkpoint["dataset"] if teacher else None)
+    if not dataset_ref:
+        raise UserError("--dataset is required: ucf-crime, shanghaitech, xd-violence, or a labels CSV")
+    try:
+        spec = load_dataset(dataset_ref)
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    if Path(dataset_ref).exists():
+        dataset_ref = str(Path(dataset_ref).resolve())
+    backbones = tuple(b.strip() for b in args.backbones.split(",") if b.strip()) if args.backbones else None
+    layers = ([load_yaml(args.config)] if args.config else []) + [parse_assignments(args.set), _overrides(args)]
+    config = build_config(args.stage, backbones, layers=layers)
+    device = auto_device(args.device)
+    config = replace(config, train=replace(config.train, precision=resolve_precision(config.train.precision,
+                                                                                      device)))
+    prepared, warnings = prepare(store, config, spec, teacher=teacher,
+                                 fingerprints=_pairs(args.fingerprint, "--fingerprint"),
+                                 allow_missing=args.allow_missing)
+    results = []
+    for i in range(args.seeds):
+        seeded = replace(config, train=replace(config.train, seed=config.train.seed + i))
+        run = Run(store, prepared, seeded, device=device, dataset_ref=dataset_ref,
+                  checkpoint_every=args.checkpoint_every, progress=not args.quiet)
+        metrics, cached = run.execute(args.force)
+        results.append({**metrics, "cached": cached, "folder": str(run.folder)})
+        state = "cached (the run exists; --force retrains)" if cached else f"{metrics['wall_time_s']:.1f} s"
+        print(f"train {args.stage}: seed {seeded.train.seed} run {run.key[:12]}: best epoch {metrics['best_epoch']}"
+              f"/{metrics['epochs']}, val video AUC {_fmt(metrics['val_video_auc'])}, {state}; {run.folder}")
+    store.close()
+    return results, warnings
+
+
+def summarize(results: list[dict]) -> str:
+    aucs = [r["val_video_auc"] for r in results if r["val_video_auc"] is not None]
+    if len(results) < 2 or not aucs:
+        return ""
+    std = np.std(aucs, ddof=1) if len(aucs) > 1 else 0.0
+    return (f"val video AUC over {len(aucs)} seeds: {np.mean(aucs):.4f} ± {std:.4f} (mean ± sample std); test "
+            "metrics: python -m pipeline.evaluate " + " ".join(r["run"][:12] for r in results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.seeds < 1 or args.checkpoint_every < 1:
+            raise UserError("--seeds and --checkpoint-every must be at least 1")
+        results, warnings = run_stage(args)
+    except (UserError, ConfigError, FeatureLookupError, RunNotFound) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if (line := summarize(results)):
+        print(line)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if warnings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

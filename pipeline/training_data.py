@@ -1,0 +1,116 @@
+"""Training input: segment tensors in memory, the validation split, and the batch schedule (method.md §2, §6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from data.segments import pool_segments
+from pipeline.features import VideoFeatures
+
+
+@dataclass
+class SegmentData:
+    """Pooled segments of a list of videos, one row per training sample.
+
+    segments[b]: float32 ``[S, n_segments, D_b]`` per backbone (S = videos, or videos x crops when each crop is
+    its own sample); labels: int64 ``[S]``; video: int64 ``[S]``, the row's index into ``videos``.
+    """
+
+    backbones: tuple[str, ...]
+    segments: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    video: torch.Tensor
+    videos: list[VideoFeatures]
+    crops_per_sample: int  # crops a row averages over (1 unless crops are averaged in the features)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def rows_of(self, video_indices: np.ndarray) -> np.ndarray:
+        """Rows belonging to the given videos."""
+        return np.flatnonzero(np.isin(self.video.numpy(), video_indices))
+
+    def batch(self, rows: np.ndarray, device: torch.device) -> list[torch.Tensor]:
+        """Per backbone ``[len(rows), n_segments, D_b]`` on ``device`` (asynchronous copy from pinned memory)."""
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        out = []
+        for b in self.backbones:
+            x = self.segments[b].index_select(0, index)
+            if device.type == "cuda":
+                x = x.pin_memory().to(device, non_blocking=True)
+            out.append(x.to(device))
+        return out
+
+
+def build_segment_data(videos: list[VideoFeatures], backbones: tuple[str, ...], *, n_segments: int,
+                       crops: str) -> SegmentData:
+    """Pool every video's features (crops averaged, or each crop a sample: ``crops`` = ``mean`` | ``samples``)."""
+    per_backbone: dict[str, list[np.ndarray]] = {b: [] for b in backbones}
+    labels, owner = [], []
+    n_crops = None
+    for i, vf in enumerate(videos):
+        pooled = {b: pool_segments(vf.load(b), n_segments) for b in backbones}  # [crops, S, D]
+        if crops == "mean":
+            rows = {b: p.mean(axis=0, keepdims=True) for b, p in pooled.items()}
+        else:
+            counts = {p.shape[0] for p in pooled.values()}
+            if len(counts) != 1:
+                raise ValueError(f"{vf.entry.name}: backbones have different crop counts {sorted(counts)}; "
+                                 "each crop can only be its own sample when every backbone has the same crops "
+                                 "(use train.crops=mean)")
+            rows = pooled
+        n = next(iter(rows.values())).shape[0]
+        n_crops = n_crops or next(iter(pooled.values())).shape[0]
+        for b in backbones:
+            per_backbone[b].append(rows[b])
+        labels += [vf.entry.label] * n
+        owner += [i] * n
+    if not videos:
+        raise ValueError("no videos to train on")
+    return SegmentData(
+        backbones=tuple(backbones),
+        segments={b: torch.from_numpy(np.concatenate(v)) for b, v in per_backbone.items()},
+        labels=torch.tensor(labels, dtype=torch.int64),
+        video=torch.tensor(owner, dtype=torch.int64),
+        videos=videos,
+        crops_per_sample=n_crops if crops == "mean" else 1,
+    )
+
+
+def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of video indices: ``round(fraction * n)`` of each label's videos go to validation,
+    leaving at least one of each label for training. Returns (train, val), each sorted."""
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for label in (0, 1):
+        members = np.flatnonzero(labels == label)
+        n_val = min(int(round(fraction * len(members))), max(len(members) - 1, 0))
+        val += rng.permutation(members)[:n_val].tolist()
+    val_set = set(val)
+    train = np.array([i for i in range(len(labels)) if i not in val_set], dtype=np.int64)
+    return train, np.array(sorted(val), dtype=np.int64)
+
+
+def epoch_batches(anomalous: np.ndarray, normal: np.ndarray, *, batch_anomalous: int, batch_normal: int,
+                  rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One epoch: every anomalous row once, in ``batch_anomalous`` chunks, each with ``batch_normal`` normal rows
+    drawn without replacement from a shuffled stream that is re-shuffled when exhausted. A last, smaller chunk
+    of anomalous rows gets proportionally fewer normals (at least one)."""
+    if len(anomalous) == 0 or len(normal) == 0:
+        raise ValueError("training needs anomalous and normal videos")
+    order = rng.permutation(anomalous)
+    stream: list[int] = []
+    batches = []
+    for start in range(0, len(order), batch_anomalous):
+        chunk = order[start:start + batch_anomalous]
+        want = max(1, round(batch_normal * len(chunk) / batch_anomalous))
+        drawn: list[int] = []
+        while len(drawn) < want:
+            if not stream:
+                stream = rng.permutation(normal).tolist()
+            drawn.append(stream.pop())
+        batches.append((chunk, np.array(drawn, dtype=np.int64)))
+    return batches
