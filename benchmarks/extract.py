@@ -11,8 +11,6 @@ machine the pipeline around the models costs. Target on the 2-core CPU machine: 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_report import write_report
 from data.assets import opencv_sample
 from data.decode import open_video
 from data.synthetic import generate_dataset
@@ -84,15 +83,8 @@ def main(argv=None) -> int:
         "forward_only_fps": round(frames / fwd, 2),
         "ratio": round(fwd / e2e, 4),
         "target_ratio": 0.9,
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_report(result, args.out)
     return 0
 
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 
+from bench_report import write_report
 from data.synthetic_features import make_feature_dataset, write_feature_dataset
 from pipeline import import_features, train
 
@@ -66,13 +65,8 @@ def main(argv=None) -> int:
         "extrapolated_100_epochs_s": round(epochs_s / args.epochs * 100, 1),
         "target_100_epochs_s": TARGET_SECONDS,
         "met": epochs_s / args.epochs * 100 <= TARGET_SECONDS,
-        "torch_threads": torch.get_num_threads(), "machine": platform.machine(), "python": platform.python_version(),
-        "torch": torch.__version__,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_report(result, args.out)
     return 0
 
 

@@ -372,6 +372,9 @@ def run_stage(args) -> tuple[list[dict], list[str]]:
     prepared, warnings = prepare(store, config, spec, teacher=teacher,
                                  fingerprints=_pairs(args.fingerprint, "--fingerprint"),
                                  allow_missing=args.allow_missing)
+    for data in (prepared.data, prepared.teacher_data):
+        if data is not None:
+            log.info("training data (%.0f MiB) held in %s memory", data.nbytes() / 2**20, data.place(device))
     results = []
     for i in range(args.seeds):
         seeded = replace(config, train=replace(config.train, seed=config.train.seed + i))

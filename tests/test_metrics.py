@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
 
-from pipeline.metrics import VideoScores, frame_metrics, pr_points
+from pipeline.metrics import VideoScores, frame_metrics, pr_points, roc_points
 
 
 def _video(name, label, scores, gt_snippets, class_name=None):
@@ -90,3 +91,52 @@ def test_ground_truth_must_have_16_frames_per_snippet():
     bad = VideoScores("Abuse028_x264", 1, "Abuse", np.array([0.1, 0.2]), np.zeros(33, dtype=np.uint8))
     with pytest.raises(ValueError, match="Abuse028_x264.*16 \\* T = 32"):
         frame_metrics([bad])
+
+
+def test_pooled_auc_matches_pairwise_on_a_random_tied_example():
+    rng = np.random.default_rng(0)
+    videos = []
+    for i in range(4):
+        t = int(rng.integers(2, 5))
+        gt = np.zeros(16 * t, dtype=np.uint8)
+        if i % 2 == 0:
+            gt[5:5 + 16 * (t - 1)] = 1  # interval not aligned to snippets: partial snippets on both ends
+        # scores rounded to one decimal so that ties across videos occur
+        videos.append(VideoScores(f"v{i}", 1 - i % 2, "Fight" if i % 2 == 0 else "Normal",
+                                  np.round(rng.random(t), 1), gt))
+    gt = np.concatenate([v.gt for v in videos])
+    frames = np.array([s for v in videos for s in v.snippet_scores for _ in range(16)])  # expanded by loops
+    assert frame_metrics(videos)["auc"] == pytest.approx(_pairwise_auc(gt, frames))
+
+
+def test_undefined_metrics_are_none_and_the_result_is_strict_json():
+    only_anomalous = [_video("a", 1, [0.2, 0.9], [1, 1], "Fight")]  # positives only, no normal video
+    m = frame_metrics(only_anomalous)
+    assert m["auc"] is None and m["auc_anomalous_videos"] is None and m["per_class_auc"] == {"Fight": None}
+    assert m["false_alarm_rate_normal"] is None  # no normal frame to raise an alarm on
+    assert m["ap"] == pytest.approx(1.0)  # precision is 1 at every threshold: defined, trivially
+    json.dumps(m, allow_nan=False)
+    empty = frame_metrics([])
+    assert empty["auc"] is None and empty["ap"] is None and empty["n_frames"] == 0
+    assert roc_points(only_anomalous)[0].size == 0 and pr_points([_video("n", 0, [0.1], [0])])[0].size == 0
+
+
+def test_roc_points_span_the_unit_square():
+    fpr, tpr = roc_points([_video("a", 1, [0.2, 0.9], [0, 1]), _video("n", 0, [0.5], [0])])
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+
+
+@pytest.mark.parametrize("video, message", [
+    (VideoScores("Normal_Videos_003_x264", 0, "Normal", np.array([0.1]), np.ones(16, dtype=np.uint8)),
+     "Normal_Videos_003_x264.*anomalous ground-truth frames"),
+    (VideoScores("Arson011_x264", 1, "Normal", np.array([0.1]), np.ones(16, dtype=np.uint8)),
+     "Arson011_x264.*cannot have class_name"),
+    (VideoScores("Arson012_x264", 1, "Arson", np.array([0.1, np.nan]), np.ones(32, dtype=np.uint8)),
+     "Arson012_x264.*NaN"),
+    (VideoScores("Arson013_x264", 1, "Arson", np.array([0.1]), np.full(16, 2, dtype=np.uint8)),
+     "Arson013_x264.*only 0 and 1"),
+])
+def test_inconsistent_videos_are_rejected_by_name(video, message):
+    with pytest.raises(ValueError, match=message):
+        frame_metrics([_video("ok", 0, [0.1], [0]), video])

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.patches import Rectangle
+import matplotlib.pyplot as plt
+import pytest
+from matplotlib.patches import StepPatch
 from PIL import Image
 
 from pipeline.metrics import VideoScores
-from pipeline.plots import (DPI, VIDEO_FIGSIZE, gt_intervals, plot_all_videos, plot_pr, plot_roc,
-                            video_scores_figure, write_scores_csv, write_video_summary_csv)
+from pipeline.plots import (CURVE_FIGSIZE, DPI, VIDEO_FIGSIZE, gt_intervals, plot_all_videos, plot_pr, plot_roc,
+                            safe_filename, video_plot_names, video_scores_figure, write_scores_csv,
+                            write_video_summary_csv)
 
 XD_NAME = "Bad.Boys.1995__#00-26-51_00-27-53_label_B2-0-0"
 
@@ -26,11 +29,37 @@ def test_gt_intervals_are_the_runs_of_ones():
     assert gt_intervals(np.zeros(5)) == []
 
 
-def test_video_figure_shades_each_gt_run(tmp_path):
+def _span_extents(ax) -> list[tuple[float, float]]:
+    """x extents of the axvspan patches (a Rectangle in matplotlib >= 3.9, a Polygon before); the score steps
+    are a StepPatch and are skipped."""
+    out = []
+    for p in ax.patches:
+        if isinstance(p, StepPatch):
+            continue
+        x = p.get_patch_transform().transform(p.get_path().vertices)[:, 0]
+        out.append((float(x.min()), float(x.max())))
+    return sorted(out)
+
+
+def test_video_figure_shades_each_gt_run():
     video = _videos()[0]
     fig = video_scores_figure(video, fps=16.0)
-    spans = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]  # axvspan's patches
-    assert [(p.get_x(), p.get_x() + p.get_width()) for p in spans] == [(20 / 16, 40 / 16)]  # frames [20, 40) at 16 fps
+    assert _span_extents(fig.axes[0]) == [(20 / 16, 40 / 16)]  # frames [20, 40) at 16 fps, in seconds
+
+
+def test_video_figure_in_frames_with_threshold_and_unit_score_axis():
+    gt = np.zeros(48, dtype=np.uint8)
+    gt[0:5] = 1
+    gt[30:48] = 1
+    video = VideoScores("two runs", 1, "Fight", np.array([0.2, 0.6, 0.9]), gt)
+    ax = video_scores_figure(video).axes[0]
+    assert _span_extents(ax) == [(0.0, 5.0), (30.0, 48.0)] == [tuple(map(float, r)) for r in gt_intervals(gt)]
+    assert ax.get_ylim() == (0.0, 1.0) and ax.get_xlim() == (0.0, 48.0)
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1 and set(dashed[0].get_ydata()) == {0.5}
+    steps = [p for p in ax.patches if isinstance(p, StepPatch)]
+    np.testing.assert_array_equal(steps[0].get_data().values, [0.2, 0.6, 0.9])
+    np.testing.assert_array_equal(steps[0].get_data().edges, [0, 16, 32, 48])
 
 
 def test_one_png_per_video_with_safe_names(tmp_path):
@@ -45,7 +74,7 @@ def test_curves_are_written(tmp_path):
     for plot, name in ((plot_roc, "roc.png"), (plot_pr, "pr.png")):
         path = plot(_videos(), tmp_path / name, title="t")
         with Image.open(path) as im:
-            assert im.format == "PNG"
+            assert im.format == "PNG" and im.size == (CURVE_FIGSIZE[0] * DPI, CURVE_FIGSIZE[1] * DPI)
 
 
 def test_csvs_have_a_row_per_snippet_and_per_video(tmp_path):
@@ -57,3 +86,29 @@ def test_csvs_have_a_row_per_snippet_and_per_video(tmp_path):
     summary = pd.read_csv(write_video_summary_csv(_videos(), tmp_path / "videos.csv"))
     assert summary.n_snippets.tolist() == [4, 2] and summary.max_score.tolist() == [0.9, 0.3]
     assert np.isnan(summary.auc[1])  # undefined within a normal video: an empty cell
+    # within the XD video: 20 positive frames (12 at 0.8, 8 at 0.9) against 44 negative ones (16 at 0.1, 4 at
+    # 0.8, 8 at 0.9, 16 at 0.2), ties one half: (12 * (32 + 4 / 2) + 8 * (36 + 8 / 2)) / (20 * 44)
+    assert summary.auc[0] == pytest.approx((12 * 34 + 8 * 40) / 880)
+
+
+def test_colliding_and_duplicate_names(tmp_path):
+    videos = [VideoScores(n, 0, "Normal", np.array([0.1]), np.zeros(16, dtype=np.uint8))
+              for n in ("a b", "a#b", "A.B")]
+    names = video_plot_names(videos)
+    assert names[0] == "a_b.png" and len({n.lower() for n in names}) == 3  # distinct even case-insensitively
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+    assert all(set(n.removesuffix(".png")) <= allowed for n in names)
+    assert [p.name for p in plot_all_videos(videos, tmp_path / "v")] == names
+    assert len(list((tmp_path / "v").iterdir())) == 3  # no temp file left behind either
+    assert safe_filename("###") == "video"
+    with pytest.raises(ValueError, match="duplicate video names"):
+        video_plot_names(videos + videos[:1])
+
+
+def test_undefined_curves_still_plot_and_pyplot_is_untouched(tmp_path):
+    normal_only = [_videos()[1]]
+    for plot, name in ((plot_roc, "roc.png"), (plot_pr, "pr.png")):
+        with Image.open(plot(normal_only, tmp_path / name, title="no anomalies")) as im:
+            assert im.format == "PNG"
+    plot_all_videos(_videos(), tmp_path / "videos", fps_by_name={XD_NAME: 25.0})
+    assert plt.get_fignums() == []  # figures are built without pyplot, so none is left registered there

@@ -38,3 +38,13 @@ def test_epoch_needs_both_labels():
     with pytest.raises(ValueError, match="anomalous and normal"):
         epoch_batches(np.arange(3), np.array([], dtype=int), batch_anomalous=2, batch_normal=2,
                       rng=np.random.default_rng(0))
+
+
+def test_placement_of_the_training_set():
+    import torch
+
+    from pipeline.training_data import placement
+
+    assert placement(10**12, torch.device("cpu")) == "host"
+    assert placement(2**20, torch.device("cuda"), limit_bytes=2**30) == "device"  # one on-device gather a batch
+    assert placement(2**31, torch.device("cuda"), limit_bytes=2**30) == "pinned"  # async copies from host
