@@ -6,8 +6,6 @@ a batch loss, and validation scores. Inputs are row indices into ``SegmentData``
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 from torch import nn
@@ -15,17 +13,10 @@ from torch import nn
 from models.losses import distillation_loss, mil_ranking_loss, refine_pseudo_labels, teacher_segment_labels
 from models.vad_model import ContrastiveHead, VADModel
 from pipeline.config import RunConfig
+from pipeline.precision import autocast
 from pipeline.training_data import SegmentData
 
 SCORING_BATCH = 256  # rows per forward pass when scoring without gradients
-
-
-def autocast(device: torch.device, precision: str):
-    """Mixed precision context for ``precision`` in fp32 | bf16 | fp16."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from models.vad_model import VADModel
-from pipeline.objectives import autocast
+from pipeline.precision import autocast
 
 # Attention logits take rows x heads x T^2 x backbones floats; crops are scored in chunks that keep this bounded.
 ATTENTION_MEMORY_BUDGET = 2**30  # bytes

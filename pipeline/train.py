@@ -35,6 +35,7 @@ from pipeline.atomic import atomic_write_json, atomic_write_text
 from pipeline.config import STAGES, ConfigError, RunConfig, build_config, load_yaml, parse_assignments
 from pipeline.features import FeatureLookupError, FeatureSet, missing_message, resolve_features
 from pipeline.objectives import StudentObjective, TeacherObjective
+from pipeline.precision import resolve_precision
 from pipeline.runs import CHECKPOINT_FORMAT, LoadedRun, RunNotFound, load_run, run_key, save_torch
 from pipeline.store import FeatureStore
 from pipeline.training_data import SegmentData, build_segment_data, epoch_batches, validation_split
@@ -47,15 +48,6 @@ log = logging.getLogger("pipeline.train")
 
 class UserError(Exception):
     """A mistake in the command line or the inputs: printed without a traceback, exit code 2."""
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """``auto``: fp32 on a CPU (bitwise reproducible), bf16 on GPUs that support it, else fp16."""
-    if requested != "auto":
-        return requested
-    if device.type != "cuda":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def video_auc(scores: torch.Tensor, data: SegmentData, rows: np.ndarray) -> float | None:

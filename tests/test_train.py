@@ -214,3 +214,17 @@ def test_each_crop_can_be_its_own_training_sample(tmp_path):
     metrics = _train("teacher", store, "--dataset", str(labels), "--backbones", "i3d,clip", "--crops", "samples",
                      "--val-fraction", "0.25", epochs=2)
     assert metrics["n_val_videos"] == 2 and metrics["val_video_auc"] is not None
+
+
+def test_evaluation_with_missing_test_features_needs_consent_and_says_so(harder_set, tmp_path, capsys):
+    store, labels = harder_set
+    _train("teacher", store, "--dataset", str(labels), "--backbones", "clip", "--seed", "40", epochs=1)
+    key = _run_key(store, "teacher", 40, "clip")
+    extra = tmp_path / "labels.csv"
+    extra.write_text(Path(labels).read_text() + "never_extracted,1,test,Anomaly,0-32\n")
+    args = [key[:12], "--store", str(store), "--dataset", str(extra), "--no-video-plots", "--quiet"]
+    assert evaluate.main(args) == 2
+    assert "never_extracted" in capsys.readouterr().err
+    assert evaluate.main(args + ["--allow-missing", "--out", str(tmp_path / "eval")]) == 1
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["missing_videos"] == ["never_extracted"] and metrics["n_videos"] == 20
