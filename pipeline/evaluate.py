@@ -64,7 +64,10 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
                      "features": features.keys(), "precision": precision, "code": CODE_VERSION})
     folder = out or store.run_folder(STAGE, key)
     if (folder / "metrics.json").is_file() and not force:
-        return json.loads((folder / "metrics.json").read_text()), folder, True
+        cached = json.loads((folder / "metrics.json").read_text())
+        # an --out folder may hold another evaluation; a run without per-video plots does not satisfy one with
+        if cached.get("key") == key and (not video_plots or (folder / "videos").is_dir()):
+            return cached, folder, True
 
     model = run.model.to(device)
     n_heads = run.config.model.n_heads
@@ -87,7 +90,7 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
     assert n_frames == 16 * sum(v.n_snippets for v in videos), "ground truth and scores disagree in length"
     metrics = frame_metrics(videos)
     metrics.update({
-        "run": run.key, "stage": run.checkpoint["stage"], "seed": run.config.train.seed, "dataset": dataset_ref,
+        "key": key, "run": run.key, "stage": run.checkpoint["stage"], "seed": run.config.train.seed, "dataset": dataset_ref,
         "backbones": list(run.backbones), "precision": precision, "device": str(device),
         "missing_videos": [e.name for e, _ in features.missing], "truncated_snippets": truncated,
         "wall_time_s": round(time.perf_counter() - started, 2), "protocol": "method.md §7 (RTFM family)",
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             note = " (cached)" if cached else ""
             print(f"evaluate {metrics['stage']} {run.key[:12]} on {spec.name}: {_line(metrics)}; "
                   f"{metrics['n_videos']} videos{note}; plots and CSVs in {folder}")
-    except (UserError, FeatureLookupError, RunNotFound) as exc:
+    except (UserError, FeatureLookupError, RunNotFound, ValueError) as exc:  # ValueError: labels that break §7
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

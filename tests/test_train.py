@@ -228,3 +228,19 @@ def test_evaluation_with_missing_test_features_needs_consent_and_says_so(harder_
     assert evaluate.main(args + ["--allow-missing", "--out", str(tmp_path / "eval")]) == 1
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["missing_videos"] == ["never_extracted"] and metrics["n_videos"] == 20
+
+
+def test_an_out_folder_holding_another_evaluation_is_not_a_cache_hit(harder_set, tmp_path, capsys):
+    store, labels = harder_set
+    _train("teacher", store, "--dataset", str(labels), "--backbones", "clip", "--seed", "50", "--seeds", "2",
+           epochs=1)
+    first, second = (_run_key(store, "teacher", seed, "clip") for seed in (50, 51))
+    out = tmp_path / "eval"
+    for key in (first, second):
+        assert evaluate.main([key[:12], "--store", str(store), "--out", str(out), "--no-video-plots",
+                              "--quiet"]) == 0
+        assert json.loads((out / "metrics.json").read_text())["run"] == key
+    assert "(cached)" not in capsys.readouterr().out
+    assert evaluate.main([second[:12], "--store", str(store), "--out", str(out), "--quiet"]) == 0
+    assert "(cached)" not in capsys.readouterr().out  # per-video plots were asked for this time
+    assert len(list((out / "videos").glob("*.png"))) == 20
