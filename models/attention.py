@@ -29,18 +29,25 @@ REL_EMBEDDING_INIT_STD = 0.02
 # The paper writes Qr = R Wq_r, Kr = R Wk_r as pure matrices. A bias on Wk_r would only add Qc_t[i]·b, constant
 # along j and therefore cancelled by the softmax, so the relative projections carry no bias.
 REL_PROJECTION_BIAS = False
+# Query rows attended at once. Evaluation runs whole videos (UCF-Crime has one of 6750 snippets): all L x L
+# logits at once would take B x heads x L^2 floats per map (4.4 GB at L = 6750 with B = 3, 8 heads); blocks of
+# rows take B x heads x QUERY_BLOCK x L. Training sequences (L = 32) are one block.
+QUERY_BLOCK = 256
 
 
-def relative_buckets(n_query: int, n_key: int, k: int, device: torch.device | str | None = None) -> Tensor:
+def relative_buckets(n_query: int, n_key: int, k: int, device: torch.device | str | None = None, *,
+                     query_offset: int = 0, key_offset: int = 0) -> Tensor:
     """Relative-distance buckets ``gamma(i, j) = clamp(i - j + k, 0, 2k - 1)`` (paper eq. 1).
 
     Returns a LongTensor ``[n_query, n_key]`` with entries in ``[0, 2k)``: distances ``i - j <= -k`` share
     bucket 0 and ``i - j >= k`` share bucket ``2k - 1``, so any sequence length works with ``2k`` embeddings.
+    Row ``r`` is position ``i = query_offset + r`` and column ``c`` position ``j = key_offset + c`` (a block of
+    a longer sequence).
     """
     if k < 1:
         raise ValueError(f"the maximum relative distance k must be >= 1, got {k}")
-    i = torch.arange(n_query, device=device).unsqueeze(1)
-    j = torch.arange(n_key, device=device).unsqueeze(0)
+    i = torch.arange(query_offset, query_offset + n_query, device=device).unsqueeze(1)
+    j = torch.arange(key_offset, key_offset + n_key, device=device).unsqueeze(0)
     return (i - j + k).clamp_(0, 2 * k - 1)
 
 
@@ -131,10 +138,11 @@ class MultiBackboneDisentangledAttention(nn.Module):
         kr = self._split_heads(self.k_rel_proj(self.rel_embeddings))
         return qr, kr
 
-    def _logits(self, q: Tensor, k: Tensor) -> Tensor:
-        """Scaled logits ``[B, N, heads, L, L]`` from Qc, Kc ``[B, N, heads, L, d_head]``."""
-        length = q.shape[-2]
-        # Scaling q (and the p2c table) is cheaper than scaling the L x L logits, and linear in every term.
+    def _logits(self, q: Tensor, k: Tensor, first_row: int = 0) -> Tensor:
+        """Scaled logits ``[B, N, heads, R, L]`` of the query rows ``first_row .. first_row + R`` from Qc
+        ``[B, N, heads, R, d_head]`` (those rows) and Kc ``[B, N, heads, L, d_head]`` (all positions)."""
+        n_rows, length = q.shape[-2], k.shape[-2]
+        # Scaling q (and the p2c table) is cheaper than scaling the R x L logits, and linear in every term.
         q = q / self.scale
         if self.self_c2c or self.cross_c2c:
             # sum_h Qc_t·Kc_h over the chosen h is a single product with a summed key.
@@ -148,19 +156,20 @@ class MultiBackboneDisentangledAttention(nn.Module):
             logits = q @ keys.transpose(-1, -2)
         else:
             logits = q.new_zeros(*q.shape[:-1], length)
-        # In-place accumulation keeps one L x L tensor alive per term fewer (full-length evaluation has L ~ 2000);
-        # autograd allows it because no backward here needs the accumulated logits.
+        # In-place accumulation keeps one R x L tensor alive per term fewer; autograd allows it because no
+        # backward here needs the accumulated logits.
         if self.c2p or self.p2c:
             qr, kr = self._relative()
-            buckets = relative_buckets(length, length, self.k, device=q.device).expand(*q.shape[:-1], length)
             if self.c2p:
                 # Qc_t[i]·Kr[b] for all 2k buckets, then pick b = gamma(i, j).
-                c2p_table = q @ kr.transpose(-1, -2)  # [B, N, heads, L, 2k]
-                logits.add_(torch.gather(c2p_table, -1, buckets))
+                c2p_table = q @ kr.transpose(-1, -2)  # [B, N, heads, R, 2k]
+                rows = relative_buckets(n_rows, length, self.k, q.device, query_offset=first_row)  # gamma(i, j)
+                logits.add_(torch.gather(c2p_table, -1, rows.expand(*q.shape[:-1], length)))
             if self.p2c:
                 # Row j of the table holds Kc_t[j]·Qr[b]; gathering b = gamma(j, i) gives [j, i], transposed to [i, j].
                 p2c_table = (k @ qr.transpose(-1, -2)) / self.scale  # [B, N, heads, L, 2k]
-                logits.add_(torch.gather(p2c_table, -1, buckets).transpose(-1, -2))
+                cols = relative_buckets(length, n_rows, self.k, q.device, key_offset=first_row)  # gamma(j, i)
+                logits.add_(torch.gather(p2c_table, -1, cols.expand(*k.shape[:-1], n_rows)).transpose(-1, -2))
         return logits
 
     def attention_logits(self, z: Sequence[Tensor]) -> Tensor:
@@ -174,7 +183,10 @@ class MultiBackboneDisentangledAttention(nn.Module):
         The output projection is not applied here; it belongs to the layer.
         """
         q, k, v = self._content(z)
-        probs = self.dropout(torch.softmax(self._logits(q, k), dim=-1))
-        h = (probs @ v).mean(dim=0)  # [N, heads, L, d_head]
+        blocks = []
+        for first in range(0, q.shape[-2], QUERY_BLOCK):  # one block unless the sequence is long (evaluation)
+            probs = self.dropout(torch.softmax(self._logits(q[..., first:first + QUERY_BLOCK, :], k, first), dim=-1))
+            blocks.append(probs @ v)  # [B, N, heads, R, d_head]
+        h = torch.cat(blocks, dim=-2).mean(dim=0)  # [N, heads, L, d_head]
         n, _, length, _ = h.shape
         return h.transpose(1, 2).reshape(n, length, self.d_model)

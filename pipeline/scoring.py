@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from models.attention import QUERY_BLOCK
 from models.vad_model import VADModel
 from pipeline.precision import autocast
 
-# Attention logits take rows x heads x T^2 x backbones floats; crops are scored in chunks that keep this bounded.
+# Crops are scored as a batch of sequences, in chunks whose attention maps fit this budget: a sequence holds
+# about LIVE_MAPS float maps of backbones x heads x min(T, QUERY_BLOCK) x T at a time (see models.attention).
 ATTENTION_MEMORY_BUDGET = 2**30  # bytes
+LIVE_MAPS = 4  # logits, the two gathered position tables, softmax probabilities
 
 
 def align_snippets(features: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
@@ -32,7 +35,7 @@ def score_snippets(model: VADModel, features: list[np.ndarray], device: torch.de
     features: one ``[T, crops, D_b]`` array per backbone, in the model's backbone order, already aligned.
     """
     n_snippets, crops = features[0].shape[:2]
-    per_row = 4 * n_heads * len(features) * n_snippets ** 2
+    per_row = 4 * LIVE_MAPS * n_heads * len(features) * min(n_snippets, QUERY_BLOCK) * n_snippets
     chunk = max(1, min(crops, ATTENTION_MEMORY_BUDGET // max(per_row, 1)))
     model = model.eval()
     total = torch.zeros(n_snippets, dtype=torch.float64)

@@ -279,3 +279,24 @@ def test_bad_shapes_raise():
     attn = make_attention(2)
     with pytest.raises(ValueError):
         attn(make_inputs(3))
+
+
+def test_buckets_of_a_block_are_the_block_of_the_full_matrix():
+    from models.attention import relative_buckets
+
+    full = relative_buckets(20, 20, 3)
+    assert torch.equal(relative_buckets(5, 20, 3, query_offset=7), full[7:12])
+    assert torch.equal(relative_buckets(20, 5, 3, key_offset=7), full[:, 7:12])
+
+
+def test_long_sequences_attend_in_query_blocks_with_the_same_result(monkeypatch):
+    import models.attention as attention
+
+    torch.manual_seed(0)
+    module = attention.MultiBackboneDisentangledAttention(2, d_model=8, n_heads=2, k=3).eval()
+    z = [torch.randn(2, 23, 8), torch.randn(2, 23, 8)]
+    with torch.no_grad():
+        whole = module(z)
+        monkeypatch.setattr(attention, "QUERY_BLOCK", 5)  # 23 rows: blocks of 5, 5, 5, 5, 3
+        blocked = module(z)
+    torch.testing.assert_close(blocked, whole, rtol=1e-6, atol=1e-6)
