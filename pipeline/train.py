@@ -28,7 +28,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
-from data.datasets import DatasetSpec, load_dataset
+from data.datasets import DATASETS, DatasetSpec, load_dataset
 from extractors.device import auto_device
 from models.vad_model import VADModel
 from pipeline.atomic import atomic_write_json, atomic_write_text
@@ -353,8 +353,8 @@ def run_stage(args) -> tuple[list[dict], list[str]]:
         spec = load_dataset(dataset_ref)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
-    if Path(dataset_ref).exists():
-        dataset_ref = str(Path(dataset_ref).resolve())
+    if dataset_ref not in DATASETS and Path(dataset_ref).exists():
+        dataset_ref = str(Path(dataset_ref).resolve())  # a labels CSV / folder: found again from any folder
     backbones = tuple(b.strip() for b in args.backbones.split(",") if b.strip()) if args.backbones else None
     layers = ([load_yaml(args.config)] if args.config else []) + [parse_assignments(args.set), _overrides(args)]
     config = build_config(args.stage, backbones, layers=layers)
