@@ -90,7 +90,8 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
     assert n_frames == 16 * sum(v.n_snippets for v in videos), "ground truth and scores disagree in length"
     metrics = frame_metrics(videos)
     metrics.update({
-        "key": key, "run": run.key, "stage": run.checkpoint["stage"], "seed": run.config.train.seed, "dataset": dataset_ref,
+        "key": key, "run": run.key, "stage": run.checkpoint["stage"], "seed": run.config.train.seed,
+        "dataset": dataset_ref,
         "backbones": list(run.backbones), "precision": precision, "device": str(device),
         "missing_videos": [e.name for e, _ in features.missing], "truncated_snippets": truncated,
         "wall_time_s": round(time.perf_counter() - started, 2), "protocol": "method.md §7 (RTFM family)",

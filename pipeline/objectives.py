@@ -6,6 +6,8 @@ a batch loss, and validation scores. Inputs are row indices into ``SegmentData``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -69,32 +71,41 @@ class TeacherObjective:
         return scores, loss
 
 
+@dataclass
+class TeacherTargets:
+    """A frozen teacher's outputs on every row of a training set: scores ``[S, n_segments]``, representation
+    ``h`` ``[S, n_segments, d]``. Eval mode and no gradients, so they are the same for every seed: computed once."""
+
+    scores: torch.Tensor
+    h: torch.Tensor
+
+
+def teacher_targets(teacher: VADModel, data: SegmentData, device: torch.device, precision: str) -> TeacherTargets:
+    """Run the frozen teacher over every row of ``data`` (the teacher's backbones, same rows as the student's)."""
+    teacher = teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    scores, h = score_rows(teacher, data, np.arange(len(data)), device, precision, keep_h=True)
+    return TeacherTargets(scores, h)
+
+
 class StudentObjective:
     """Bi-level distillation from a frozen teacher (method.md §5).
 
-    The teacher is in eval mode and never receives gradients, so its outputs on the training rows are fixed:
-    they are computed once (scores, representation ``h``, pseudo-labels, InfoNCE segment labels) and looked up
-    per batch, which makes a student epoch cost about as much as a single-backbone MIL epoch.
+    The teacher's outputs are looked up per batch (``TeacherTargets``, with the pseudo-labels and InfoNCE segment
+    labels derived from them here), which makes a student epoch cost about as much as a single-backbone MIL epoch.
     """
 
     def __init__(self, model: VADModel, data: SegmentData, config: RunConfig, device: torch.device,
-                 precision: str, teacher: VADModel, teacher_data: SegmentData):
+                 precision: str, targets: TeacherTargets):
         self.model, self.data, self.config, self.device, self.precision = model, data, config, device, precision
         d = config.distill
-        teacher = teacher.to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        every = np.arange(len(teacher_data))
-        self.teacher_scores, self.teacher_h = score_rows(teacher, teacher_data, every, device, precision,
-                                                         keep_h=True)
-        labels = teacher_data.labels
-        self.pseudo_labels = refine_pseudo_labels(self.teacher_scores, labels, e=d.smoothing_e,
-                                                  flat_eps=d.flat_eps)
-        self.anomalous_segments = teacher_segment_labels(self.teacher_scores, labels, delta=d.delta)
-        # Looked up per batch: kept where the batches are made (on a GPU: about 0.1 GiB for UCF-Crime).
+        pseudo_labels = refine_pseudo_labels(targets.scores, data.labels, e=d.smoothing_e, flat_eps=d.flat_eps)
+        anomalous_segments = teacher_segment_labels(targets.scores, data.labels, delta=d.delta)
+        # Kept where the batches are made (on a GPU: about 0.1 GiB for UCF-Crime).
         self.teacher_h, self.pseudo_labels, self.anomalous_segments = (
-            t.to(device) for t in (self.teacher_h, self.pseudo_labels, self.anomalous_segments))
-        self.head_teacher = ContrastiveHead(self.teacher_h.shape[-1], d.head_hidden, d.head_dim).to(device)
+            t.to(device) for t in (targets.h, pseudo_labels, anomalous_segments))
+        self.head_teacher = ContrastiveHead(targets.h.shape[-1], d.head_hidden, d.head_dim).to(device)
         self.head_student = ContrastiveHead(config.model.d_model, d.head_hidden, d.head_dim).to(device)
 
     def modules(self) -> dict[str, nn.Module]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import filelock
 import numpy as np
@@ -34,7 +36,7 @@ from models.vad_model import VADModel
 from pipeline.atomic import atomic_write_json, atomic_write_text
 from pipeline.config import STAGES, ConfigError, RunConfig, build_config, load_yaml, parse_assignments
 from pipeline.features import FeatureLookupError, FeatureSet, missing_message, resolve_features
-from pipeline.objectives import StudentObjective, TeacherObjective
+from pipeline.objectives import StudentObjective, TeacherObjective, TeacherTargets, teacher_targets
 from pipeline.precision import resolve_precision
 from pipeline.runs import CHECKPOINT_FORMAT, LoadedRun, RunNotFound, load_run, run_key, save_torch
 from pipeline.store import FeatureStore
@@ -50,7 +52,7 @@ class UserError(Exception):
     """A mistake in the command line or the inputs: printed without a traceback, exit code 2."""
 
 
-def video_auc(scores: torch.Tensor, data: SegmentData, rows: np.ndarray) -> float | None:
+def validation_video_auc(scores: torch.Tensor, data: SegmentData, rows: np.ndarray) -> float | None:
     """Video-level ROC-AUC of the max segment score (crops of a video averaged first); None if one class."""
     videos = data.video[rows].numpy()
     per_video, labels = [], []
@@ -71,22 +73,27 @@ def _better(candidate: dict, best: dict | None) -> bool:
 
 
 @dataclass
-class Prepared:
-    """Everything a run needs besides its seed."""
+class Selection:
+    """Which stored features a training run uses (cheap: manifest lookups only). Enough for the run key."""
 
-    config: RunConfig
-    spec: DatasetSpec
+    features: FeatureSet  # the run's own backbones
+    teacher: LoadedRun | None
+    teacher_features: FeatureSet | None  # the teacher's backbones, the same videos in the same order
+
+
+@dataclass
+class TrainingSet:
+    """The pooled training data, built once and shared by every seed (loading features is the slow part)."""
+
     data: SegmentData
-    features: FeatureSet
     train_rows: np.ndarray
     val_rows: np.ndarray
-    teacher: LoadedRun | None
-    teacher_data: SegmentData | None
+    teacher_targets: TeacherTargets | None
 
 
-def prepare(store: FeatureStore, config: RunConfig, spec: DatasetSpec, *, teacher: LoadedRun | None,
-            fingerprints: dict[str, str], allow_missing: bool) -> tuple[Prepared, list[str]]:
-    """Find the training videos' features, pool them, split off validation. Returns (prepared, warnings)."""
+def select_features(store: FeatureStore, config: RunConfig, spec: DatasetSpec, *, teacher: LoadedRun | None,
+                    fingerprints: dict[str, str], allow_missing: bool) -> tuple[Selection, list[str]]:
+    """Find the training videos' features in the store. Returns (selection, warnings)."""
     entries = spec.split("train")
     if not entries:
         raise UserError(f"{spec.name} ({spec.source}) has no training videos (split 'train')")
@@ -106,52 +113,63 @@ def prepare(store: FeatureStore, config: RunConfig, spec: DatasetSpec, *, teache
         if not allow_missing:
             raise UserError(message)
         warnings.append(message)
-    labels = np.array([vf.entry.label for vf in features.found])
-    if not (labels == 1).any() or not (labels == 0).any():
+    labels = [vf.entry.label for vf in features.found]
+    if 1 not in labels or 0 not in labels:
         raise UserError(f"training needs both anomalous and normal videos with features; found "
-                        f"{int((labels == 1).sum())} anomalous and {int((labels == 0).sum())} normal")
+                        f"{labels.count(1)} anomalous and {labels.count(0)} normal")
+    return Selection(features, teacher, teacher_features), warnings
+
+
+def build_training_set(selection: Selection, config: RunConfig, device: torch.device) -> TrainingSet:
+    """Load and pool the selected features, place them for ``device``, split off validation, and run the frozen
+    teacher (student stage) once over every training row."""
     t = config.train
-    data = build_segment_data(features.found, config.backbones, n_segments=t.n_segments, crops=t.crops)
-    teacher_data = None
-    if teacher is not None:
-        teacher_data = build_segment_data(teacher_features.found, teacher.backbones, n_segments=t.n_segments,
-                                          crops=t.crops)
+    data = build_segment_data(selection.features.found, config.backbones, n_segments=t.n_segments, crops=t.crops)
+    log.info("training data (%.0f MiB) held in %s memory", data.nbytes() / 2**20, data.place(device))
+    targets = None
+    if selection.teacher is not None:
+        teacher_data = build_segment_data(selection.teacher_features.found, selection.teacher.backbones,
+                                          n_segments=t.n_segments, crops=t.crops)
         if len(teacher_data) != len(data):
             raise UserError("the teacher's and the student's features have different crop counts; distill with "
                             "--set train.crops=mean")
+        teacher_data.place(device)
+        targets = teacher_targets(copy.deepcopy(selection.teacher.model), teacher_data, device, t.precision)
+    labels = np.array([vf.entry.label for vf in selection.features.found])
     train_videos, val_videos = validation_split(labels, t.val_fraction, t.split_seed)
-    return Prepared(config, spec, data, features, data.rows_of(train_videos), data.rows_of(val_videos), teacher,
-                    teacher_data), warnings
+    return TrainingSet(data, data.rows_of(train_videos), data.rows_of(val_videos), targets)
 
 
 class Run:
     """One training run (one seed): builds the model, trains, selects on validation, saves."""
 
-    def __init__(self, store: FeatureStore, prepared: Prepared, config: RunConfig, *, device: torch.device,
+    def __init__(self, store: FeatureStore, selection: Selection, config: RunConfig, *, device: torch.device,
                  dataset_ref: str, checkpoint_every: int, progress: bool):
-        self.store, self.p, self.config, self.device = store, prepared, config, device
+        self.store, self.selection, self.config, self.device = store, selection, config, device
         self.precision = config.train.precision
         self.dataset_ref = dataset_ref
         self.checkpoint_every = checkpoint_every
         self.progress = progress
-        names = [(vf.entry.name, vf.entry.label) for vf in prepared.features.found]
-        self.key = run_key(config, train_entries=names, feature_keys=prepared.features.keys(),
-                           teacher=prepared.teacher.key if prepared.teacher else None)
+        names = [(vf.entry.name, vf.entry.label) for vf in selection.features.found]
+        self.key = run_key(config, train_entries=names, feature_keys=selection.features.keys(),
+                           teacher=selection.teacher.key if selection.teacher else None)
         self.folder = store.run_folder(config.stage, self.key)
+        self.training: TrainingSet | None = None  # loaded by execute() only when there is training to do
 
     # -- building ---------------------------------------------------------------------------------------------
     def _objective(self):
         torch.manual_seed(self.config.train.seed)
-        dims = [self.p.data.segments[b].shape[-1] for b in self.config.backbones]
+        dims = [self.training.data.segments[b].shape[-1] for b in self.config.backbones]
         model = VADModel(dims, self.config.model).to(self.device)
         if self.config.stage == "teacher":
-            return TeacherObjective(model, self.p.data, self.config, self.device, self.precision), dims
-        return StudentObjective(model, self.p.data, self.config, self.device, self.precision,
-                                copy.deepcopy(self.p.teacher.model), self.p.teacher_data), dims
+            return TeacherObjective(model, self.training.data, self.config, self.device, self.precision), dims
+        return StudentObjective(model, self.training.data, self.config, self.device, self.precision,
+                                self.training.teacher_targets), dims
 
     # -- running ----------------------------------------------------------------------------------------------
-    def execute(self, force: bool) -> tuple[dict, bool]:
-        """Train unless finished. Returns (metrics, cached)."""
+    def execute(self, force: bool, training_set: Callable[[], TrainingSet]) -> tuple[dict, bool]:
+        """Train unless finished; ``training_set`` is only called when there is training to do.
+        Returns (metrics, cached)."""
         lock = filelock.FileLock(self.store.root / "locks" / f"run-{self.key}.lock", thread_local=False)
         try:
             lock.acquire(timeout=0)
@@ -165,6 +183,7 @@ class Run:
             if force:
                 for name in ("checkpoint.pt", "state.pt"):
                     (self.folder / name).unlink(missing_ok=True)
+            self.training = training_set()
             return self._train(), False
         finally:
             lock.release()
@@ -194,9 +213,9 @@ class Run:
             start_epoch = state["epoch"]
             log.info("resuming run %s at epoch %d", self.key[:12], start_epoch)
 
-        labels = self.p.data.labels.numpy()
-        anomalous = self.p.train_rows[labels[self.p.train_rows] == 1]
-        normal = self.p.train_rows[labels[self.p.train_rows] == 0]
+        labels = self.training.data.labels.numpy()
+        anomalous = self.training.train_rows[labels[self.training.train_rows] == 1]
+        normal = self.training.train_rows[labels[self.training.train_rows] == 0]
         n_batches = math.ceil(len(anomalous) / t.batch_anomalous)
         bar = tqdm(total=t.epochs * n_batches, initial=start_epoch * n_batches, disable=not self.progress,
                    unit="batch", dynamic_ncols=True, desc=f"{cfg.stage} seed {t.seed}")
@@ -226,7 +245,7 @@ class Run:
                          "compute_s": round(compute_time, 3)}
                 entry.update(self._validate(objective, modules))
                 history.append(entry)
-                if len(self.p.val_rows) and _better(entry, best):
+                if len(self.training.val_rows) and _better(entry, best):
                     best = entry
                     best_state = {n: copy.deepcopy(m.state_dict()) for n, m in modules.items()}
                 bar.set_postfix_str(f"loss {entry['train_loss']:.4f} val auc {_fmt(entry.get('val_video_auc'))}"
@@ -239,38 +258,39 @@ class Run:
                     self._write_log(history)
         finally:
             bar.close()
-        if not len(self.p.val_rows):  # nothing to select on: the last epoch
+        if not len(self.training.val_rows):  # nothing to select on: the last epoch
             best = history[-1]
             best_state = {n: m.state_dict() for n, m in modules.items()}
         return self._finish(dims, history, best, best_state, time.perf_counter() - started)
 
     def _validate(self, objective, modules) -> dict:
-        if len(self.p.val_rows) == 0:
+        if len(self.training.val_rows) == 0:
             return {}
         for m in modules.values():
             m.eval()
-        scores, loss = objective.validate(self.p.val_rows)
-        return {"val_loss": loss, "val_video_auc": video_auc(scores, self.p.data, self.p.val_rows)}
+        scores, loss = objective.validate(self.training.val_rows)
+        auc = validation_video_auc(scores, self.training.data, self.training.val_rows)
+        return {"val_loss": loss, "val_video_auc": auc}
 
     def _write_log(self, history: list[dict]) -> None:
         atomic_write_text(self.folder / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
     def _finish(self, dims, history, best, best_state, wall_time) -> dict:
         cfg = self.config
-        selection = ("best validation video AUC, ties by validation loss" if len(self.p.val_rows)
+        selection = ("best validation video AUC, ties by validation loss" if len(self.training.val_rows)
                      else "last epoch (no validation split)")
-        n_val_videos = len(np.unique(self.p.data.video[self.p.val_rows].numpy())) if len(self.p.val_rows) else 0
+        n_val_videos = len(np.unique(self.training.data.video.numpy()[self.training.val_rows]))
         metrics = {
             "run": self.key, "stage": cfg.stage, "seed": cfg.train.seed, "best_epoch": best["epoch"],
             "val_video_auc": best.get("val_video_auc"), "val_loss": best.get("val_loss"),
             "train_loss_last": history[-1]["train_loss"], "selection": selection, "epochs": cfg.train.epochs,
-            "n_train_videos": len(self.p.features.found) - n_val_videos, "n_val_videos": n_val_videos,
+            "n_train_videos": len(self.selection.features.found) - n_val_videos, "n_val_videos": n_val_videos,
             "precision": self.precision, "device": str(self.device), "wall_time_s": round(wall_time, 2),
         }
         checkpoint = {
             "format": CHECKPOINT_FORMAT, "key": self.key, "stage": cfg.stage, "config": cfg.to_dict(),
-            "backbones": list(cfg.backbones), "input_dims": dims, "fingerprints": self.p.features.fingerprints,
-            "dataset": self.dataset_ref, "teacher": self.p.teacher.key if self.p.teacher else None,
+            "backbones": list(cfg.backbones), "input_dims": dims, "fingerprints": self.selection.features.fingerprints,
+            "dataset": self.dataset_ref, "teacher": self.selection.teacher.key if self.selection.teacher else None,
             "model": best_state["model"], "heads": {k: v for k, v in best_state.items() if k != "model"},
             "epoch": best["epoch"], "metrics": metrics,
         }
@@ -361,18 +381,16 @@ def run_stage(args) -> tuple[list[dict], list[str]]:
     device = auto_device(args.device)
     config = replace(config, train=replace(config.train, precision=resolve_precision(config.train.precision,
                                                                                       device)))
-    prepared, warnings = prepare(store, config, spec, teacher=teacher,
-                                 fingerprints=_pairs(args.fingerprint, "--fingerprint"),
-                                 allow_missing=args.allow_missing)
-    for data in (prepared.data, prepared.teacher_data):
-        if data is not None:
-            log.info("training data (%.0f MiB) held in %s memory", data.nbytes() / 2**20, data.place(device))
+    selection, warnings = select_features(store, config, spec, teacher=teacher,
+                                          fingerprints=_pairs(args.fingerprint, "--fingerprint"),
+                                          allow_missing=args.allow_missing)
+    training_set = functools.cache(lambda: build_training_set(selection, config, device))  # once, if needed
     results = []
     for i in range(args.seeds):
         seeded = replace(config, train=replace(config.train, seed=config.train.seed + i))
-        run = Run(store, prepared, seeded, device=device, dataset_ref=dataset_ref,
+        run = Run(store, selection, seeded, device=device, dataset_ref=dataset_ref,
                   checkpoint_every=args.checkpoint_every, progress=not args.quiet)
-        metrics, cached = run.execute(args.force)
+        metrics, cached = run.execute(args.force, training_set)
         results.append({**metrics, "cached": cached, "folder": str(run.folder)})
         state = "cached (the run exists; --force retrains)" if cached else f"{metrics['wall_time_s']:.1f} s"
         print(f"train {args.stage}: seed {seeded.train.seed} run {run.key[:12]}: best epoch {metrics['best_epoch']}"

@@ -67,13 +67,16 @@ def test_distilled_student_beats_the_same_student_trained_with_mil_alone(harder_
     assert min(distilled) > 0.9
 
 
-def test_rerun_is_a_cache_hit_and_force_retrains(harder_set, capsys):
+def test_rerun_is_a_cache_hit_and_force_retrains(harder_set, capsys, monkeypatch):
     store, labels = harder_set
     args = ["--dataset", str(labels), "--backbones", "clip", "--seed", "5"]
     _train("teacher", store, *args, epochs=2)
     capsys.readouterr()
+    original = train.build_training_set
+    monkeypatch.setattr(train, "build_training_set", lambda *a: pytest.fail("a cache hit loaded the features"))
     _train("teacher", store, *args, epochs=2)
     assert "cached" in capsys.readouterr().out
+    monkeypatch.setattr(train, "build_training_set", original)
     _train("teacher", store, *args, "--force", epochs=2)
     assert "cached" not in capsys.readouterr().out
 
