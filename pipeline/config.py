@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from models.vad_model import ModelConfig
+from pipeline.errors import UserError
 
 STAGES = ("teacher", "student")
 DEFAULT_BACKBONES = {"teacher": ("i3d", "s3d", "clip"), "student": ("clip",)}
@@ -101,7 +102,7 @@ class RunConfig:
                 raise ConfigError(message)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A user mistake in a config file or flag; the message says what to change."""
 
 

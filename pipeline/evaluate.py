@@ -30,11 +30,12 @@ from tqdm import tqdm
 from data.datasets import DatasetSpec, load_dataset
 from extractors.device import auto_device
 from pipeline.atomic import atomic_write_json
-from pipeline.features import FeatureLookupError, missing_message, resolve_features
+from pipeline.errors import UserError
+from pipeline.features import missing_message, resolve_features
 from pipeline.keys import hash_json
 from pipeline.metrics import VideoScores, frame_metrics
 from pipeline.plots import plot_all_videos, plot_pr, plot_roc, write_scores_csv, write_video_summary_csv
-from pipeline.runs import LoadedRun, RunNotFound, load_run
+from pipeline.runs import LoadedRun, load_run
 from pipeline.scoring import align_snippets, score_snippets
 from pipeline.store import FeatureStore
 
@@ -43,10 +44,6 @@ STAGE = "evaluate"
 REPORTED = ("auc", "ap", "auc_anomalous_videos", "false_alarm_rate_normal")  # metrics summarised over seeds
 
 log = logging.getLogger("pipeline.evaluate")
-
-
-class UserError(Exception):
-    """A mistake in the command line or the inputs: printed without a traceback, exit code 2."""
 
 
 def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, dataset_ref: str, out: Path | None,
@@ -177,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             note = " (cached)" if cached else ""
             print(f"evaluate {metrics['stage']} {run.key[:12]} on {spec.name}: {_line(metrics)}; "
                   f"{metrics['n_videos']} videos{note}; plots and CSVs in {folder}")
-    except (UserError, FeatureLookupError, RunNotFound, ValueError) as exc:  # ValueError: labels that break §7
+    except (UserError, ValueError) as exc:  # ValueError: test labels that break §7 (named in the message)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

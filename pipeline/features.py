@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.datasets import DATASETS, VideoEntry
+from pipeline.errors import UserError
 from pipeline.store import FeatureRecord, FeatureStore
 
 
-class FeatureLookupError(ValueError):
+class FeatureLookupError(UserError):
     """The store cannot give a consistent feature set; the message says what to pass."""
 
 

@@ -19,6 +19,7 @@ import torch
 from models.vad_model import ModelConfig, VADModel
 from pipeline.atomic import atomic_write
 from pipeline.config import RunConfig, config_from_dict
+from pipeline.errors import UserError
 from pipeline.keys import hash_json
 from pipeline.store import FeatureStore
 
@@ -26,7 +27,7 @@ CODE_VERSION = "train-1"  # bump when a change to the training code changes what
 CHECKPOINT_FORMAT = 1
 
 
-class RunNotFound(LookupError):
+class RunNotFound(UserError):
     """The run reference matches no finished run (or several); the message says what exists."""
 
 

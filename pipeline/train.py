@@ -34,11 +34,12 @@ from data.datasets import DATASETS, DatasetSpec, load_dataset
 from extractors.device import auto_device
 from models.vad_model import VADModel
 from pipeline.atomic import atomic_write_json, atomic_write_text
-from pipeline.config import STAGES, ConfigError, RunConfig, build_config, load_yaml, parse_assignments
-from pipeline.features import FeatureLookupError, FeatureSet, missing_message, resolve_features
+from pipeline.config import STAGES, RunConfig, build_config, load_yaml, parse_assignments
+from pipeline.errors import UserError
+from pipeline.features import FeatureSet, missing_message, resolve_features
 from pipeline.objectives import StudentObjective, TeacherObjective, TeacherTargets, teacher_targets
 from pipeline.precision import resolve_precision
-from pipeline.runs import CHECKPOINT_FORMAT, LoadedRun, RunNotFound, load_run, run_key, save_torch
+from pipeline.runs import CHECKPOINT_FORMAT, LoadedRun, load_run, run_key, save_torch
 from pipeline.store import FeatureStore
 from pipeline.training_data import SegmentData, build_segment_data, epoch_batches, validation_split
 
@@ -46,10 +47,6 @@ DEFAULT_CHECKPOINT_EVERY = 10  # epochs between resumable state saves (the last 
 SEED_STRIDE = 1_000_003  # per-epoch seeds: seed * SEED_STRIDE + epoch, so a resumed run draws the same batches
 
 log = logging.getLogger("pipeline.train")
-
-
-class UserError(Exception):
-    """A mistake in the command line or the inputs: printed without a traceback, exit code 2."""
 
 
 def validation_video_auc(scores: torch.Tensor, data: SegmentData, rows: np.ndarray) -> float | None:
@@ -415,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds < 1 or args.checkpoint_every < 1:
             raise UserError("--seeds and --checkpoint-every must be at least 1")
         results, warnings = run_stage(args)
-    except (UserError, ConfigError, FeatureLookupError, RunNotFound) as exc:
+    except UserError as exc:  # config, features, runs: each message says what to change
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for w in warnings:
