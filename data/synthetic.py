@@ -28,7 +28,7 @@ UCF-Crime annotation format (``Temporal_Anomaly_Annotation.txt``): one line per 
 ``Name.mp4  Class  s1  e1  s2  e2  `` (fields separated by two spaces, and, exactly like the official file,
 two trailing spaces). Ends are EXCLUSIVE, matching the ground-truth rule of method.md §7 (``gt[s:e] = 1``, the
 rule the project applies to the official file too), so an event ``[start, end)`` is written as ``start  end``;
-unused intervals are ``-1  -1``. :func:`read_annotation` is the exact inverse.
+unused intervals are ``-1  -1``. ``data.datasets.read_ucf_annotation`` reads it back exactly.
 
 The same labels are also written as ``labels.csv`` (``name,label,class,split,intervals``, intervals like
 ``120-200;340-400``, end exclusive), the CSV format that ``data.datasets.load_dataset(root)`` reads.
@@ -57,7 +57,7 @@ import numpy as np
 __all__ = [
     "ANOMALY_KINDS", "CLASS_NAMES", "NORMAL_CLASS", "AnomalyEvent", "SyntheticSpec", "SyntheticScene",
     "SyntheticEntry", "SyntheticDataset", "render_frames", "write_video", "random_events", "generate_dataset",
-    "read_annotation", "format_annotation_line", "video_seed", "main",
+    "format_annotation_line", "video_seed", "main",
 ]
 
 ANOMALY_KINDS = ("vehicle", "fight", "fall", "scatter", "fire")
@@ -1219,7 +1219,6 @@ def random_events(rng, n_frames: int, n_events: int = 1, kinds: Sequence[str] = 
 # ================================================================================================================
 # Datasets and annotations
 
-_ANNOTATION_RE = re.compile(r"^(\S+)\s+(\S+)\s+(-?\d+)\s+(-?\d+)\s+(-?\d+)\s+(-?\d+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -1268,25 +1267,6 @@ def format_annotation_line(name: str, class_name: str, events: Sequence[AnomalyE
         nums += [ev.start, ev.end]
     nums += [-1] * (4 - len(nums))
     return "  ".join([name, class_name, *map(str, nums)]) + "  "
-
-
-def read_annotation(path) -> dict[str, tuple[str, list[tuple[int, int]]]]:
-    """Parse a UCF-Crime style annotation file: ``{name: (class, [(start, end_exclusive), ...])}``.
-
-    The exact inverse of :func:`format_annotation_line`: ends are exclusive as written; ``-1`` pairs are dropped.
-    """
-    out: dict[str, tuple[str, list[tuple[int, int]]]] = {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        m = _ANNOTATION_RE.match(line.strip())
-        if m is None:
-            raise ValueError(f"{path}:{n}: not a UCF-Crime annotation line: {line!r}")
-        name, cls, *nums = m.groups()
-        vals = [int(v) for v in nums]
-        intervals = [(s, e) for s, e in zip(vals[0::2], vals[1::2]) if s >= 0 and e >= 0]
-        out[name] = (cls, intervals)
-    return out
 
 
 def _assign_splits(entries: list[tuple[str, int, str]], seed: int) -> dict[str, str]:

@@ -53,11 +53,11 @@ class SegmentData:
 
     def batch(self, rows: np.ndarray, device: torch.device) -> list[torch.Tensor]:
         """Per backbone ``[len(rows), n_segments, D_b]`` on ``device``."""
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         out = []
         for b in self.backbones:
             source = self.segments[b]
-            index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(source.device)
-            x = source.index_select(0, index)
+            x = source.index_select(0, index.to(source.device))
             if x.device != device:  # pinned host memory -> GPU: an asynchronous copy
                 x = (x.pin_memory() if source.is_pinned() else x).to(device, non_blocking=True)
             out.append(x)

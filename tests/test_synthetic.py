@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from data import synthetic as syn
+from data.datasets import read_ucf_annotation
+from data.discover import video_name
 from data.synthetic import (ANOMALY_KINDS, AnomalyEvent, SyntheticScene, SyntheticSpec, generate_dataset,
-                            random_events, read_annotation, render_frames, write_video)
+                            random_events, render_frames, write_video)
 
 SMALL = dict(n_frames=40, width=64, height=48)
 # UCF-Crime annotation line (the official file ends each line with two spaces)
@@ -189,11 +191,11 @@ def test_annotation_format_and_round_trip(tmp_path):
         else:
             # end exclusive, as method.md's gt[s:e] = 1 reads it
             assert int(nums[0]) == entry.events[0].start and int(nums[1]) == entry.events[0].end
-    parsed = read_annotation(ds.annotation_path)
+    parsed = read_ucf_annotation(ds.annotation_path.read_text(encoding="utf-8"), str(ds.annotation_path))
     for entry in ds.entries:
-        cls, intervals = parsed[entry.name]
+        cls, intervals = parsed[video_name(entry.name)]  # the dataset adapter's reader: names lose ".mp4"
         assert cls == entry.class_name
-        assert intervals == [(e.start, e.end) for e in entry.events]
+        assert list(intervals) == [(e.start, e.end) for e in entry.events]
         assert entry.path.exists() and entry.path.parent.name == "videos"
     names = [e.name for e in ds.entries]
     assert names[:2] == ["Normal_Videos_001_synth.mp4", "Normal_Videos_002_synth.mp4"]
