@@ -109,36 +109,35 @@ class ConfigError(UserError):
 _SECTIONS = {"model": ModelConfig, "train": TrainConfig, "mil": MILConfig, "distill": DistillConfig}
 
 
-def _coerce(value, annotation: str, where: str):
-    """A YAML or CLI value as the field's type (YAML 1.1 reads ``1e-4`` as a string, so floats are parsed)."""
-    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(annotation.split(" ")[0])
-    if kind is None:
-        return value
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _coerce(value, kind: type, where: str):
+    """A YAML or CLI value as the field's type ``kind`` (YAML 1.1 reads ``1e-4`` as a string: floats are parsed)."""
     try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
+        if kind is bool and not isinstance(value, bool):
             text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
+            if text not in _TRUE + _FALSE:
+                raise ValueError
+            return text in _TRUE
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {annotation}, got {value!r}") from None
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}") from None
 
 
 def _section(cls, values: dict, where: str):
-    names = {f.name: f for f in dataclasses.fields(cls)}
+    names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(names)}")
-    hints = typing.get_type_hints(cls)
-    typed = {k: _coerce(v, getattr(hints[k], "__name__", str(hints[k])), f"{where}.{k}") for k, v in values.items()}
-    return dataclasses.replace(cls(), **typed)
+    hints = typing.get_type_hints(cls)  # every field is an int, float, bool or str
+    typed = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    try:
+        return dataclasses.replace(cls(), **typed)
+    except ValueError as exc:  # a section's own checks (e.g. ModelConfig: d_model divisible by n_heads)
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def parse_assignments(items: list[str]) -> dict[str, dict]:

@@ -29,6 +29,8 @@ def test_layers_override_in_order_and_are_typed(tmp_path):
     ({"optim": {"lr": 1}}, "unknown section"),
     ({"train": {"epochs": "many"}}, "expected int"),
     ({"mil": {"pairing": "random"}}, "pairing"),
+    ({"model": {"n_heads": 7}}, "model"),  # the model config's own check, reported as a config error
+    ({"model": {"c2p": "maybe"}}, "expected bool"),
 ])
 def test_mistakes_are_errors(layer, message):
     with pytest.raises(ConfigError, match=message):
