@@ -32,9 +32,10 @@ SYNTHETIC_SEED = 0
 DEMO_TRAIN = ["--set", "train.batch_anomalous=4", "--set", "train.batch_normal=4"]
 
 
-def _latest(store: Path, stage: str, backbones: str) -> str:
-    """Key prefix of the most recent finished run of ``stage`` on ``backbones``."""
-    runs = [r for r in FeatureStore(store).runs(stage) if r["status"] == "done" and r["backbones"] == backbones]
+def _latest(store: Path, stage: str, backbones: str, dataset: Path) -> str:
+    """Key prefix of the most recent finished run of ``stage`` on ``backbones`` and ``dataset``."""
+    runs = [r for r in FeatureStore(store).runs(stage) if r["status"] == "done" and r["backbones"] == backbones
+            and r["dataset"] == str(dataset.resolve())]
     return runs[-1]["key"][:12]
 
 
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (synthetic / "labels.csv").is_file():
         generate_dataset(synthetic, n_normal=SYNTHETIC_NORMAL, n_anomalous=SYNTHETIC_ANOMALOUS, seed=SYNTHETIC_SEED,
                          progress=not args.quiet)
-    teacher = lambda: _latest(store, "teacher", TEACHER_BACKBONES)  # noqa: E731  (known once trained)
-    student = lambda: _latest(store, "student", STUDENT_BACKBONE)  # noqa: E731
+    teacher = lambda: _latest(store, "teacher", TEACHER_BACKBONES, synthetic)  # noqa: E731  (known once trained)
+    student = lambda: _latest(store, "student", STUDENT_BACKBONE, synthetic)  # noqa: E731
     stages = [
         ("extract", lambda: extract.main([str(synthetic / "videos"), "--store", str(store), "--backbones",
                                           TEACHER_BACKBONES, "--device", args.device, *quiet])),

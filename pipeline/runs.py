@@ -10,7 +10,6 @@ Layout: ``<store>/runs/<stage>/<key>/`` holds
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +38,7 @@ def run_key(config: RunConfig, *, train_entries: list[tuple[str, int]], feature_
 
 
 def save_torch(obj, dest: Path) -> Path:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return atomic_write(dest, lambda f: f.write(buffer.getbuffer()))
+    return atomic_write(dest, lambda f: torch.save(obj, f))
 
 
 @dataclass
