@@ -21,13 +21,13 @@ from pathlib import Path
 
 import yaml
 
-from models.vad_model import ModelConfig
+from models import losses
+from models.vad_model import CONTRASTIVE_HIDDEN, CONTRASTIVE_OUT, ModelConfig
 from pipeline.errors import UserError
 
 STAGES = ("teacher", "student")
 DEFAULT_BACKBONES = {"teacher": ("i3d", "s3d", "clip"), "student": ("clip",)}
 CROP_MODES = ("mean", "samples")  # average the crops (default) or make each crop its own training sample
-PAIRINGS = ("one-to-one", "all-pairs")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -52,24 +52,24 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class MILConfig:
-    """Sultani's ranking loss (method.md §3)."""
+    """Sultani's ranking loss (method.md §3); the defaults are the loss functions' own (``models.losses``)."""
 
-    pairing: str = "one-to-one"
-    smoothness: float = 8e-5
-    sparsity: float = 8e-5
+    pairing: str = losses.MIL_PAIRING
+    smoothness: float = losses.MIL_SMOOTHNESS
+    sparsity: float = losses.MIL_SPARSITY
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Bi-level distillation (method.md §5)."""
+    """Bi-level distillation (method.md §5); the defaults are those of ``models.losses`` and ``models.vad_model``."""
 
-    alpha: float = 7.5
-    tau: float = 10.0
-    delta: float = 0.9  # teacher score threshold for anomalous segments (InfoNCE labels)
-    smoothing_e: int = 2  # moving-average half window: window 2e + 1
-    flat_eps: float = 1e-6  # below this max - min the smoothed scores are kept as they are
-    head_hidden: int = 512
-    head_dim: int = 128
+    alpha: float = losses.DISTILL_ALPHA
+    tau: float = losses.DISTILL_TAU
+    delta: float = losses.TEACHER_DELTA  # teacher score threshold for anomalous segments (InfoNCE labels)
+    smoothing_e: int = losses.MOVING_AVERAGE_E  # moving-average half window: window 2e + 1
+    flat_eps: float = losses.FLAT_EPS  # below this max - min the smoothed scores are kept as they are
+    head_hidden: int = CONTRASTIVE_HIDDEN
+    head_dim: int = CONTRASTIVE_OUT
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class RunConfig:
             (len(self.backbones) >= 1, "at least one backbone is needed"),
             (self.stage == "teacher" or len(self.backbones) == 1, "the student uses exactly one backbone"),
             (self.train.crops in CROP_MODES, f"train.crops must be one of {CROP_MODES}"),
-            (self.mil.pairing in PAIRINGS, f"mil.pairing must be one of {PAIRINGS}"),
+            (self.mil.pairing in losses.MIL_PAIRINGS, f"mil.pairing must be one of {losses.MIL_PAIRINGS}"),
             (self.train.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}"),
             (0.0 <= self.train.val_fraction < 1.0, "train.val_fraction must be in [0, 1)"),
             (self.train.epochs >= 1, "train.epochs must be at least 1"),
