@@ -4,6 +4,9 @@
 disentangled attention, DeBERTa-style post-norm block) -> segment classifier with a sigmoid.
 The Teacher is ``VADModel([1024, 1024, 512])`` (I3D, S3D, CLIP); the Student is ``VADModel([512])`` (CLIP), for
 which the cross term is empty and the logit scale is ``sqrt(3 d_head)``.
+
+``ModelConfig.temporal`` swaps the temporal module for the paper's Table 1 / Table 4 comparisons and
+``ModelConfig.projection = False`` gives Sultani's MIL MLP; the choices are described in ``models.temporal``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,16 @@ import torch
 from torch import Tensor, nn
 
 from models.attention import MultiBackboneDisentangledAttention
+from models.temporal import (
+    RECURRENT_CELLS,
+    TEMPORAL_MODULES,
+    BidirectionalRecurrent,
+    MeanFusion,
+    MultiheadSelfAttention,
+    PostNormBlock,
+    TemporalConv,
+    mean_fusion,
+)
 
 CONTRASTIVE_IN = 512
 CONTRASTIVE_HIDDEN = 512
@@ -41,6 +54,13 @@ class ModelConfig:
     cross_c2c: bool = True
     c2p: bool = True
     p2c: bool = True
+    # The temporal module between projections and classifier (models.temporal); "tam" is the paper's.
+    temporal: str = "tam"
+    # False: no projection MLPs, the classifier reads the backbone feature (Sultani's MIL MLP); needs
+    # temporal="none" and a single backbone.
+    projection: bool = True
+    # Kernel of the "cnn1d" module over time: odd, so 'same' padding keeps the L segments centred.
+    conv_kernel: int = 3
 
     def __post_init__(self) -> None:
         sizes = ("d_model", "projection_hidden", "n_heads", "k", "ffn_dim", "classifier_hidden",
@@ -55,6 +75,22 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         if not (self.self_c2c or self.cross_c2c or self.c2p or self.p2c):
             raise ValueError("ModelConfig switches every attention term off: enable at least one")
+        if self.temporal not in TEMPORAL_MODULES:
+            raise ValueError(
+                f"ModelConfig.temporal must be one of {', '.join(TEMPORAL_MODULES)}, got {self.temporal!r}"
+            )
+        if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
+            raise ValueError(f"ModelConfig.conv_kernel must be odd and >= 1 ('same' padding), got {self.conv_kernel}")
+        if self.temporal in RECURRENT_CELLS and self.d_model % 2 != 0:
+            raise ValueError(
+                f"ModelConfig.temporal={self.temporal!r} is bidirectional with d_model / 2 units per direction: "
+                f"d_model must be even, got {self.d_model}"
+            )
+        if not self.projection and self.temporal != "none":
+            raise ValueError(
+                "ModelConfig.projection=False (Sultani's MIL MLP on the raw backbone feature) needs "
+                f"temporal='none' (and a single backbone), got temporal={self.temporal!r}"
+            )
 
 
 class ProjectionMLP(nn.Module):
@@ -69,16 +105,17 @@ class ProjectionMLP(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Segment classifier ``h [N, L, d] -> scores [N, L]`` in (0, 1).
+    """Segment classifier ``h [N, L, in_dim] -> scores [N, L]`` in (0, 1).
 
-    ``d -> hidden -> bottleneck -> 1``, ReLU and dropout after each hidden layer (as RTFM's and Sultani's MIL
-    heads), sigmoid at the end.
+    ``in_dim -> hidden -> bottleneck -> 1``, ReLU and dropout after each hidden layer (as RTFM's and Sultani's MIL
+    heads), sigmoid at the end. ``in_dim`` defaults to ``config.d_model``; without projections it is the
+    backbone's feature width.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, in_dim: int | None = None) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(config.d_model, config.classifier_hidden),
+            nn.Linear(config.d_model if in_dim is None else in_dim, config.classifier_hidden),
             nn.ReLU(),
             nn.Dropout(config.classifier_dropout),
             nn.Linear(config.classifier_hidden, config.classifier_bottleneck),
@@ -122,22 +159,63 @@ class TemporalAggregationLayer(nn.Module):
 
     def forward(self, z: Sequence[Tensor]) -> Tensor:
         # The aggregated output replaces B inputs, so the residual is their mean (the paper's H is a mean too).
-        residual = torch.stack(list(z)).mean(dim=0)
+        residual = mean_fusion(z)
         x = self.attn_norm(residual + self.attn_dropout(self.out_proj(self.attention(z))))
         return self.ffn_norm(x + self.ffn_dropout(self.ffn(x)))
 
 
+class DisentangledLayer(nn.Module):
+    """The ``disentangled`` module's layer: ``TemporalAggregationLayer`` with B = 1 on one sequence,
+    ``[N, L, d] -> [N, L, d]`` (plain DeBERTa attention, logits scaled by ``sqrt(3 d_head)``)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.layer = TemporalAggregationLayer(1, config)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer([x])
+
+
+def build_temporal(n_backbones: int, config: ModelConfig) -> nn.Module:
+    """The temporal module ``config.temporal``: list of B ``[N, L, d]`` -> ``[N, L, d]`` (see models.temporal).
+
+    ``tam`` is the bare ``TemporalAggregationLayer`` (its state-dict keys are those of every earlier checkpoint);
+    the others fuse the B sequences into their mean first (``MeanFusion``).
+    """
+    if config.temporal == "tam":
+        return TemporalAggregationLayer(n_backbones, config)
+    if config.temporal == "none":
+        return MeanFusion(nn.Identity())
+    if config.temporal == "disentangled":
+        return MeanFusion(DisentangledLayer(config))
+    if config.temporal == "mha":
+        mixer = MultiheadSelfAttention(config.d_model, config.n_heads, config.attention_dropout)
+    elif config.temporal in RECURRENT_CELLS:
+        mixer = BidirectionalRecurrent(config.temporal, config.d_model)
+    elif config.temporal == "cnn1d":
+        mixer = TemporalConv(config.d_model, config.conv_kernel)
+    else:  # ModelConfig validates the name; this guards a choice added there but not here
+        raise ValueError(f"unknown temporal module {config.temporal!r}")
+    return MeanFusion(
+        PostNormBlock(mixer, config.d_model, config.ffn_dim, config.dropout, config.layer_norm_eps)
+    )
+
+
 @dataclass
 class ModelOutput:
-    h: Tensor  # [N, L, d] representation after the temporal layer (the distillation features)
+    # [N, L, d] representation after the temporal layer (the distillation features); [N, L, D] of the single
+    # backbone when the model has no projection (Sultani's MIL MLP).
+    h: Tensor
     scores: Tensor  # [N, L] segment anomaly scores in (0, 1)
 
 
 class VADModel(nn.Module):
-    """Projections -> Temporal Aggregation layer -> classifier.
+    """Projections -> temporal module (``config.temporal``, default the Temporal Aggregation layer) -> classifier.
 
     ``forward(features)``: ``features[t]`` ``[N, L, input_dims[t]]`` for any ``L`` (32 segments in training, the
     full snippet sequence of one video in evaluation) -> ``ModelOutput(h [N, L, d], scores [N, L])``.
+    With ``config.projection = False`` (one backbone, ``temporal="none"``) ``h`` is the feature itself,
+    ``[N, L, input_dims[0]]``.
     """
 
     def __init__(self, input_dims: Sequence[int], config: ModelConfig = ModelConfig()) -> None:
@@ -146,11 +224,25 @@ class VADModel(nn.Module):
             raise ValueError("VADModel needs at least one backbone input dimension")
         self.input_dims = tuple(int(dim) for dim in input_dims)
         self.config = config
-        self.projections = nn.ModuleList(
-            ProjectionMLP(dim, config.projection_hidden, config.d_model) for dim in self.input_dims
-        )
-        self.temporal = TemporalAggregationLayer(len(self.input_dims), config)
-        self.classifier = Classifier(config)
+        if config.projection:
+            self.projections = nn.ModuleList(
+                ProjectionMLP(dim, config.projection_hidden, config.d_model) for dim in self.input_dims
+            )
+            classifier_in = config.d_model
+        else:
+            # Without projections the widths of several backbones would not match, and a mean of unrelated
+            # feature spaces is not Sultani's baseline.
+            if len(self.input_dims) != 1:
+                raise ValueError(
+                    "ModelConfig.projection=False (Sultani's MIL MLP on the raw backbone feature) needs exactly "
+                    f"one backbone, got {len(self.input_dims)} input dims {self.input_dims}"
+                )
+            # Identity keeps forward uniform and adds no parameters or state-dict keys.
+            self.projections = nn.ModuleList([nn.Identity()])
+            classifier_in = self.input_dims[0]
+        # Attribute name "temporal" is part of the checkpoint format (state-dict keys "temporal.*").
+        self.temporal = build_temporal(len(self.input_dims), config)
+        self.classifier = Classifier(config, in_dim=classifier_in)
 
     def forward(self, features: Sequence[Tensor]) -> ModelOutput:
         if len(features) != len(self.input_dims):
@@ -167,7 +259,8 @@ class VADModel(nn.Module):
         return ModelOutput(h=h, scores=self.classifier(h))
 
     def temporal_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the temporal layer (attention incl. relative embeddings, output projection, FFN, norms)."""
+        """Parameters of the temporal module (for the TAM: attention incl. relative embeddings, output projection,
+        FFN, norms); an empty list for ``temporal="none"``."""
         return list(self.temporal.parameters())
 
     def other_parameters(self) -> list[nn.Parameter]:
