@@ -1,0 +1,324 @@
+"""The "lightning" student of adversarial multi-teacher distillation (method.md §9, Dascalescu et al.).
+
+A tiny 3D conv net reads each snippet's frames at low resolution (``F`` grey ``S x S`` frames, uint8 0..255,
+stored flat as ``F*S*S`` values, frame-major) stacked with their temporal differences, and predicts one score per
+snippet **per teacher** (K heads); the final score is the mean over the heads. Each head is distilled from its
+teacher's snippet score sequence with an L1 / L2 regression term plus an adversarial term: one small 1D-conv
+discriminator per teacher learns to tell the teacher's score sequences (real) from the student's (fake), and the
+student is trained to fool it (generator weight ``ADVERSARIAL_WEIGHT``).
+
+``adversarial_distillation_loss`` returns one scalar whose gradient trains both players: the generator term
+reaches the student only (the discriminator's parameters are detached in it) and the discriminator term reaches
+the discriminators only (the student's scores are detached in it), so one backward and one optimizer step over
+the student's and the discriminators' parameters together are a simultaneous update of the two-player game.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+LIGHTNING_FRAMES = 8  # grey frames kept per 16-frame snippet: frames 0, 2, ..., 14
+LIGHTNING_SIZE = 64  # side of the square low-resolution frames
+# Project's choice, sized for speed: on 2 CPU cores the default network costs well under the 1.5 ms per snippet
+# (>= 10,000 video frames/s) budget of the issue; the stem's 4x spatial stride is what keeps it cheap (a stride-2
+# stem over 64 x 64 frames alone costs several times the whole network).
+LIGHTNING_CHANNELS = (16, 32, 64, 128)
+LIGHTNING_STEM_KERNEL = (3, 5, 5)  # (time, height, width)
+LIGHTNING_STEM_STRIDE = (1, 4, 4)  # keep every frame in time, shrink space 4x at once
+LIGHTNING_KERNEL = 3  # every later conv layer: kernel 3, stride 2 in time and space
+LIGHTNING_STRIDE = 2
+HEAD_HIDDEN = 32
+DISC_CHANNELS = 32
+DISC_KERNEL = 5
+DISC_LEAKY_SLOPE = 0.2
+ADVERSARIAL_WEIGHT = 0.1  # the generator weight of method.md §9
+REGRESSIONS = ("l1", "l2")
+REGRESSION = "l1"
+# Snippets encoded per conv pass: bounds the activation memory when a whole video (thousands of snippets) is
+# scored at once. 64 snippets of the default input are 64 x 2 x 8 x 64 x 64 float32 = 16 MiB, which stays in
+# cache: on 2 CPU cores chunks of 32-64 ran fastest (~0.25 ms/snippet) and 256 nearly 2x slower per snippet.
+LIGHTNING_CHUNK = 64
+PIXEL_MAX = 255.0
+
+
+def _float32(device: torch.device) -> contextlib.AbstractContextManager:
+    """Disable autocast for ``device`` so the body runs in the precision of its (float32) inputs."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def _triple(name: str, value: Sequence[int]) -> tuple[int, int, int]:
+    value = tuple(int(v) for v in value)
+    if len(value) != 3 or min(value) < 1:
+        raise ValueError(f"LightningConfig.{name} must be three positive ints (time, height, width), got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class LightningConfig:
+    """Input geometry and architecture of the lightning student and its discriminators (project's choices)."""
+
+    frames: int = LIGHTNING_FRAMES
+    size: int = LIGHTNING_SIZE
+    channels: tuple[int, ...] = LIGHTNING_CHANNELS  # conv widths: the stem, then one stride-2 layer each
+    stem_kernel: tuple[int, int, int] = LIGHTNING_STEM_KERNEL
+    stem_stride: tuple[int, int, int] = LIGHTNING_STEM_STRIDE
+    head_hidden: int = HEAD_HIDDEN
+    disc_channels: int = DISC_CHANNELS
+    disc_kernel: int = DISC_KERNEL
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "size", "head_hidden", "disc_channels", "disc_kernel"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"LightningConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if len(self.channels) < 1 or min(self.channels) < 1:
+            raise ValueError(f"LightningConfig.channels must be a non-empty tuple of widths >= 1, got {self.channels}")
+        # Lists (from YAML / JSON) are normalised to tuples so the config stays hashable and comparable.
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "stem_kernel", _triple("stem_kernel", self.stem_kernel))
+        object.__setattr__(self, "stem_stride", _triple("stem_stride", self.stem_stride))
+
+    @property
+    def input_dim(self) -> int:
+        """Length of one snippet's flat low-resolution vector, ``frames * size * size``."""
+        return self.frames * self.size * self.size
+
+
+def snippet_input(x: Tensor, frames: int = LIGHTNING_FRAMES, size: int = LIGHTNING_SIZE) -> Tensor:
+    """Flat snippets ``[..., F*S*S]`` (uint8 or float, values 0..255) -> conv input ``[M, 2, F, S, S]`` float.
+
+    ``M`` is the product of the leading dims. Channel 0 is the frames scaled to [0, 1]; channel 1 their temporal
+    differences ``frame[f] - frame[f-1]`` (in [-1, 1]), with the first difference 0. The result is float32 for
+    uint8 input and keeps the dtype of float input.
+    """
+    if x.shape[-1] != frames * size * size:
+        raise ValueError(f"snippets have {x.shape[-1]} values; expected frames * size * size = {frames * size * size}")
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    frames_ = x.reshape(-1, frames, size, size)
+    if x.requires_grad:  # e.g. input saliency: the same values through differentiable ops (out= is not)
+        scaled = frames_ / PIXEL_MAX
+        diffs = torch.cat([torch.zeros_like(scaled[:, :1]), scaled[:, 1:] - scaled[:, :-1]], dim=1)
+        return torch.stack([scaled, diffs], dim=1)
+    # Written in place into one buffer: the copies of the cat / stack version above take ~2.5x as long here, about
+    # a quarter of the whole network's time.
+    out = torch.empty((len(frames_), 2, frames, size, size), dtype=dtype, device=x.device)
+    torch.mul(frames_, 1.0 / PIXEL_MAX, out=out[:, 0])
+    # Motion is what makes most anomalies (running, fighting, crashes): handing the differences to the first layer
+    # lets a spatially strided stem see it without having to learn a temporal derivative itself.
+    out[:, 1, :1] = 0
+    torch.sub(out[:, 0, 1:], out[:, 0, :-1], out=out[:, 1, 1:])
+    return out
+
+
+def _conv_layers(config: LightningConfig) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    c_in = 2
+    for i, c_out in enumerate(config.channels):
+        kernel = config.stem_kernel if i == 0 else (LIGHTNING_KERNEL,) * 3
+        stride = config.stem_stride if i == 0 else (LIGHTNING_STRIDE,) * 3
+        # Padding k // 2 keeps every output size >= 1, so any frames / size works (a dimension of 1 stays 1).
+        layers += [nn.Conv3d(c_in, c_out, kernel, stride=stride, padding=tuple(k // 2 for k in kernel)), nn.ReLU()]
+        c_in = c_out
+    return nn.Sequential(*layers)
+
+
+class ScoreHead(nn.Module):
+    """One teacher's head ``h [..., C] -> scores [...]`` in (0, 1): Linear, ReLU, Linear, sigmoid."""
+
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.sigmoid(self.net(h).squeeze(-1))
+
+
+@dataclass
+class LightningOutput:
+    h: Tensor  # [N, L, C] per-snippet embedding (globally pooled last conv layer)
+    head_scores: Tensor  # [N, L, K] one score per teacher head, in (0, 1)
+    scores: Tensor  # [N, L] mean over the K heads: the final snippet anomaly score
+
+
+class LightningStudent(nn.Module):
+    """Low-resolution snippets -> K per-teacher snippet scores and their mean.
+
+    ``forward(features)``: ``features`` holds exactly one tensor ``[N, L, F*S*S]`` (uint8 or float, values
+    0..255; see :func:`snippet_input`) -> ``LightningOutput(h [N, L, C], head_scores [N, L, K], scores [N, L])``
+    with ``C = config.channels[-1]``. Snippets are independent (no temporal layer across snippets), so they are
+    encoded in chunks of ``LIGHTNING_CHUNK`` and any ``N, L`` gives the same per-snippet result.
+    """
+
+    def __init__(self, n_teachers: int, config: LightningConfig = LightningConfig()) -> None:
+        super().__init__()
+        if n_teachers < 1:
+            raise ValueError(f"LightningStudent needs at least one teacher, got {n_teachers}")
+        self.n_teachers = int(n_teachers)
+        self.config = config
+        self.encoder = _conv_layers(config)
+        self.heads = nn.ModuleList(ScoreHead(config.channels[-1], config.head_hidden) for _ in range(n_teachers))
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.channels[-1]
+
+    def encode(self, snippets: Tensor) -> Tensor:
+        """Flat snippets ``[M, F*S*S]`` -> embeddings ``[M, C]``, in chunks of ``LIGHTNING_CHUNK`` snippets."""
+        dtype = self.heads[0].net[0].weight.dtype
+        parts = []
+        for chunk in snippets.split(LIGHTNING_CHUNK):
+            x = snippet_input(chunk, self.config.frames, self.config.size).to(dtype)
+            parts.append(self.encoder(x).mean(dim=(2, 3, 4)))  # global average pool
+        return torch.cat(parts)
+
+    def forward(self, features: Sequence[Tensor]) -> LightningOutput:
+        if len(features) != 1:
+            raise ValueError(f"LightningStudent expects exactly one feature tensor, got {len(features)}")
+        x = features[0]
+        if x.dim() != 3 or x.shape[-1] != self.config.input_dim:
+            raise ValueError(
+                f"features[0] has shape {tuple(x.shape)}; expected [N, L, {self.config.input_dim}] "
+                f"({self.config.frames} frames of {self.config.size} x {self.config.size})"
+            )
+        n, length = x.shape[:2]
+        h = self.encode(x.reshape(n * length, -1))  # [N*L, C]
+        head_scores = torch.stack([head(h) for head in self.heads], dim=-1)  # [N*L, K]
+        head_scores = head_scores.reshape(n, length, self.n_teachers)
+        return LightningOutput(
+            h=h.reshape(n, length, -1), head_scores=head_scores, scores=head_scores.mean(dim=-1)
+        )
+
+
+class ScoreDiscriminator(nn.Module):
+    """Tells a teacher's snippet score sequence (real) from the student's (fake): ``[N, L] -> logits [N]``.
+
+    Conv1d(1, c, k) LeakyReLU, Conv1d(c, c, k, stride 2) LeakyReLU, mean over time, Linear(c, 1). The convs see
+    the sequence's local shape (smoothness, peak widths) and the mean over time makes any ``L >= 1`` work.
+    """
+
+    def __init__(self, channels: int = DISC_CHANNELS, kernel: int = DISC_KERNEL) -> None:
+        super().__init__()
+        if channels < 1 or kernel < 1:
+            raise ValueError(f"ScoreDiscriminator needs channels, kernel >= 1, got {channels}, {kernel}")
+        self.net = nn.Sequential(
+            nn.Conv1d(1, channels, kernel, padding=kernel // 2),
+            nn.LeakyReLU(DISC_LEAKY_SLOPE),
+            nn.Conv1d(channels, channels, kernel, stride=2, padding=kernel // 2),
+            nn.LeakyReLU(DISC_LEAKY_SLOPE),
+        )
+        self.out = nn.Linear(channels, 1)
+
+    def forward(self, scores: Tensor) -> Tensor:
+        if scores.dim() != 2 or scores.shape[1] < 1:
+            raise ValueError(f"score sequences must be [N, L] with L >= 1, got {tuple(scores.shape)}")
+        return self.out(self.net(scores[:, None, :]).mean(dim=-1)).squeeze(-1)
+
+
+def make_discriminators(n_teachers: int, config: LightningConfig = LightningConfig()) -> nn.ModuleList:
+    """One :class:`ScoreDiscriminator` per teacher, sized by ``config.disc_channels`` / ``config.disc_kernel``."""
+    if n_teachers < 1:
+        raise ValueError(f"need at least one teacher, got {n_teachers}")
+    return nn.ModuleList(ScoreDiscriminator(config.disc_channels, config.disc_kernel) for _ in range(n_teachers))
+
+
+def regression_loss(student: Tensor, teacher: Tensor, kind: str = REGRESSION) -> Tensor:
+    """Scalar distance of student to teacher scores (``[N, L]`` each, any equal shapes work).
+
+    ``"l1"``: mean ``|s - t|``; ``"l2"``: mean ``(s - t)^2``. The teacher's scores are targets: detached.
+    """
+    if kind not in REGRESSIONS:
+        raise ValueError(f"unknown regression {kind!r}; expected one of {REGRESSIONS}")
+    if student.shape != teacher.shape:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} scores differ in shape")
+    with _float32(student.device):
+        diff = student.float() - teacher.detach().float()
+        return diff.abs().mean() if kind == "l1" else diff.pow(2).mean()
+
+
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """``(BCE(real_logits, 1) + BCE(fake_logits, 0)) / 2`` with logits, each BCE the mean over its rows; a scalar."""
+    with _float32(real_logits.device):
+        real = real_logits.float()
+        fake = fake_logits.float()
+        real_term = F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+        fake_term = F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        return 0.5 * (real_term + fake_term)
+
+
+def generator_loss(fake_logits: Tensor) -> Tensor:
+    """``BCE(fake_logits, 1)`` with logits (the non-saturating generator loss), mean over the rows; a scalar."""
+    with _float32(fake_logits.device):
+        fake = fake_logits.float()
+        return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+
+
+def discriminator_accuracy(real_logits: Tensor, fake_logits: Tensor) -> float:
+    """Fraction of sequences the discriminator classifies right (real logit > 0, fake logit < 0), for logging."""
+    right = (real_logits > 0).sum() + (fake_logits < 0).sum()
+    return float(right) / max(real_logits.numel() + fake_logits.numel(), 1)
+
+
+def _frozen_call(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` with every parameter detached: gradients flow into ``x`` but never into ``module``."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    buffers = dict(module.named_buffers())
+    return functional_call(module, {**params, **buffers}, (x,))
+
+
+def adversarial_distillation_loss(
+    head_scores: Tensor,
+    teacher_scores: Tensor,
+    discriminators: nn.ModuleList,
+    *,
+    regression: str = REGRESSION,
+    adversarial_weight: float = ADVERSARIAL_WEIGHT,
+) -> tuple[Tensor, dict[str, float]]:
+    """The two-player distillation objective of method.md §9 as one scalar.
+
+    ``head_scores`` ``[N, L, K]`` (the student's heads), ``teacher_scores`` ``[N, L, K]`` (teacher k's scores in
+    column k), ``discriminators``: K :class:`ScoreDiscriminator`. Per teacher k, with ``s_k``, ``t_k`` ``[N, L]``:
+    ``reg_k = regression_loss(s_k, t_k)``, ``gen_k = generator_loss(D_k(s_k))`` with ``D_k``'s parameters detached,
+    ``disc_k = discriminator_loss(D_k(t_k), D_k(s_k.detach()))``. Returns
+    ``mean_k(reg_k + adversarial_weight * gen_k) + mean_k(disc_k)`` and ``{"regression", "generator",
+    "discriminator", "total"}`` (the means over k) as Python floats.
+
+    The student's parameters receive exactly the gradient of the first mean and the discriminators' exactly that
+    of the second, so one backward + one optimizer step over both parameter sets updates both players.
+    """
+    if head_scores.dim() != 3 or head_scores.shape != teacher_scores.shape:
+        raise ValueError(
+            f"head and teacher scores must both be [N, L, K]; got {tuple(head_scores.shape)} and "
+            f"{tuple(teacher_scores.shape)}"
+        )
+    n_teachers = head_scores.shape[-1]
+    if len(discriminators) != n_teachers:
+        raise ValueError(f"{len(discriminators)} discriminators for {n_teachers} teacher heads")
+    if regression not in REGRESSIONS:
+        raise ValueError(f"unknown regression {regression!r}; expected one of {REGRESSIONS}")
+    with _float32(head_scores.device):
+        student = head_scores.float()
+        teacher = teacher_scores.detach().float()
+        reg, gen, disc = [], [], []
+        for k, d_k in enumerate(discriminators):
+            s_k, t_k = student[..., k], teacher[..., k]
+            reg.append(regression_loss(s_k, t_k, regression))
+            gen.append(generator_loss(_frozen_call(d_k, s_k)))
+            disc.append(discriminator_loss(d_k(t_k), d_k(s_k.detach())))
+        reg_mean = torch.stack(reg).mean()
+        gen_mean = torch.stack(gen).mean()
+        disc_mean = torch.stack(disc).mean()
+        # mean_k(reg_k + w gen_k) == mean_k reg_k + w mean_k gen_k
+        total = reg_mean + adversarial_weight * gen_mean + disc_mean
+    parts = {
+        "regression": reg_mean.item(),
+        "generator": gen_mean.item(),
+        "discriminator": disc_mean.item(),
+        "total": total.item(),
+    }
+    return total, parts
