@@ -22,6 +22,7 @@ FLAT_EPS = 1e-6
 TEACHER_DELTA = 0.9
 DISTILL_ALPHA = 7.5
 DISTILL_TAU = 10.0
+DISTILL_BCE_WEIGHT = 1.0  # weight of the prediction-level term; 0 is Table 4's "w/o L_bce"
 COSINE_EPS = 1e-8  # as F.cosine_similarity's
 
 
@@ -96,17 +97,21 @@ def moving_average(scores: Tensor, e: int) -> Tensor:
 
 
 def refine_pseudo_labels(
-    teacher_scores: Tensor, video_labels: Tensor, *, e: int = MOVING_AVERAGE_E, flat_eps: float = FLAT_EPS
+    teacher_scores: Tensor, video_labels: Tensor, *, e: int = MOVING_AVERAGE_E, flat_eps: float = FLAT_EPS,
+    min_max: bool = True,
 ) -> Tensor:
     """Soft pseudo-labels ``y_hat`` ``[N, L]`` from the Teacher's segment scores ``[N, L]`` (method.md §5).
 
     Anomalous rows (``video_labels`` ``[N]``, 1 anomalous / 0 normal): moving average, then min-max normalised
     over the row; a row whose smoothed range is below ``flat_eps`` keeps its smoothed scores (nothing to
     stretch). Normal rows: all zeros. The labels are targets, so they are detached.
+    Table 4's ablations: ``e = 0`` is "w/o moving average", ``min_max=False`` "w/o min-max normalisation".
     """
     with _float32(teacher_scores.device):
         smoothed = moving_average(teacher_scores.detach(), e)
         anomalous = _anomalous_rows(video_labels, len(smoothed))
+        if not min_max:
+            return torch.where(anomalous[:, None], smoothed, torch.zeros_like(smoothed))
         low = smoothed.min(dim=1, keepdim=True).values
         spread = smoothed.max(dim=1, keepdim=True).values - low
         # clamp_min keeps the unused branch of torch.where finite on flat rows.
@@ -163,8 +168,10 @@ def distillation_loss(
     *,
     alpha: float = DISTILL_ALPHA,
     tau: float = DISTILL_TAU,
+    bce_weight: float = DISTILL_BCE_WEIGHT,
 ) -> tuple[Tensor, dict[str, float]]:
-    """``L_d = BCE(student_scores, pseudo_labels) + alpha * tau^2 * info_nce(z_teacher, z_student, anomalous)``.
+    """``L_d = bce_weight * BCE(student_scores, pseudo_labels) + alpha * tau^2 * info_nce(z_teacher, z_student,
+    anomalous)``; ``bce_weight`` is 1 in the paper (0 and ``alpha = 0`` are Table 4's two ablations).
 
     ``student_scores``, ``pseudo_labels``: ``[N, L]`` (BCE is the mean over all segments); the InfoNCE inputs as
     in :func:`info_nce`. Returns the loss tensor and ``{"bce", "nce", "total"}`` as Python floats (``nce`` is
@@ -177,6 +184,6 @@ def distillation_loss(
     with _float32(student_scores.device):
         bce = F.binary_cross_entropy(student_scores.float(), pseudo_labels.float())
         nce = info_nce(z_teacher, z_student, anomalous, tau=tau)
-        total = bce + alpha * tau**2 * nce
+        total = bce_weight * bce + alpha * tau**2 * nce
     parts = {"bce": bce.item(), "nce": nce.item(), "total": total.item()}
     return total, parts

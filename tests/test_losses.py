@@ -236,3 +236,23 @@ def test_distillation_under_autocast_matches_float32():
     assert total.item() == pytest.approx(reference.item(), rel=2e-2)
     total.backward()
     assert student_bf16.grad is not None
+
+
+def test_table4_switches_of_the_pseudo_labels_and_the_bce_term():
+    scores = torch.tensor([[0.2, 0.4, 0.9, 0.3], [0.5, 0.5, 0.6, 0.1]])
+    labels = torch.tensor([1, 0])
+    # w/o min-max: the smoothed scores themselves; normal rows still all zeros
+    raw = refine_pseudo_labels(scores, labels, e=0, min_max=False)
+    assert torch.equal(raw[0], scores[0]) and torch.equal(raw[1], torch.zeros(4))
+    smoothed = refine_pseudo_labels(scores, labels, e=1, min_max=False)[0]
+    assert torch.allclose(smoothed, torch.tensor([(0.2 + 0.2 + 0.4) / 3, (0.2 + 0.4 + 0.9) / 3,
+                                                  (0.4 + 0.9 + 0.3) / 3, (0.9 + 0.3 + 0.3) / 3]))
+    # w/o moving average: e = 0, min-max still applied
+    assert torch.allclose(refine_pseudo_labels(scores, labels, e=0)[0], (scores[0] - 0.2) / 0.7)
+    # w/o L_bce: only the InfoNCE term remains
+    s, y = torch.full((2, 4), 0.3), torch.zeros(2, 4)
+    z = torch.randn(8, 5, generator=torch.Generator().manual_seed(0))
+    anomalous = torch.tensor([True, False] * 4)
+    full, parts = distillation_loss(s, y, z, z.flip(0), anomalous, alpha=1.0, tau=2.0)
+    no_bce, parts0 = distillation_loss(s, y, z, z.flip(0), anomalous, alpha=1.0, tau=2.0, bce_weight=0.0)
+    assert torch.isclose(no_bce, full - parts["bce"]) and torch.isclose(no_bce, torch.tensor(4.0 * parts0["nce"]))
