@@ -69,9 +69,16 @@ def short_side_size(width: int, height: int, short_side: int) -> tuple[int, int]
 
 
 class VideoDecoder(abc.ABC):
-    """Sequential RGB frames of one video. Use as a context manager or call :meth:`close`."""
+    """Sequential RGB frames of one video. Use as a context manager or call :meth:`close`.
+
+    ``needed``: the positions within each 16-frame snippet that the consumer reads (None: all). A hint only: a
+    backend may leave the other positions' pixels unset (decord then skips their colour conversion and copy,
+    a quarter of the decoding time at low resolution when every other frame is read), so consumers must not read
+    them; frame counting, truncation checks and snippet boundaries are unchanged.
+    """
 
     info: VideoInfo
+    needed: tuple[int, ...] | None = None
 
     @abc.abstractmethod
     def _frame_batches(self) -> Iterator[np.ndarray]:
@@ -164,7 +171,17 @@ class DecordDecoder(VideoDecoder):
     def _frame_batches(self) -> Iterator[np.ndarray]:
         n = len(self._reader)
         for start in range(0, n, self.BATCH):
-            yield self._reader.get_batch(list(range(start, min(start + self.BATCH, n)))).asnumpy()
+            stop = min(start + self.BATCH, n)
+            if self.needed is None or len(self.needed) == self.BATCH:
+                yield self._reader.get_batch(list(range(start, stop))).asnumpy()
+                continue
+            # Still decoded in order (inter-coded frames need their references), but only the needed frames are
+            # converted and copied out; the batch keeps its full length so snippets stay aligned.
+            keep = [start + k for k in self.needed if start + k < stop]
+            batch = np.zeros((stop - start, self.info.out_height, self.info.out_width, 3), dtype=np.uint8)
+            if keep:
+                batch[[i - start for i in keep]] = self._reader.get_batch(keep).asnumpy()
+            yield batch
 
     def close(self) -> None:
         self._reader = None
@@ -243,14 +260,21 @@ class FrameFolderDecoder(VideoDecoder):
 
 
 def open_video(path: str | Path, *, backend: str = "auto", fps: float | None = None,
-               short_side: int | None = None) -> VideoDecoder:
+               short_side: int | None = None, needed: tuple[int, ...] | None = None) -> VideoDecoder:
     """Open a video file or a folder of frames for sequential snippet reading.
 
     backend: ``auto`` (decord, then PyAV when decord cannot open the file), ``decord`` or ``pyav``.
     fps: frame rate of a frame folder (default :data:`FRAME_FOLDER_FPS`); ignored for files.
     short_side: resize while decoding so the short side has this length (:data:`DECODE_RESIZE_FILTER`);
         None keeps the original size.
+    needed: positions within each snippet the caller reads (see :class:`VideoDecoder`); None: all.
     """
+    decoder = _open(path, backend=backend, fps=fps, short_side=short_side)
+    decoder.needed = tuple(sorted(set(needed))) if needed is not None else None
+    return decoder
+
+
+def _open(path: str | Path, *, backend: str, fps: float | None, short_side: int | None) -> VideoDecoder:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     p = Path(path)

@@ -6,7 +6,7 @@ import torch
 
 from extractors.base import Backbone
 
-BACKBONES = ("i3d", "s3d", "clip", "clip_b32", "effnet_lite0")
+BACKBONES = ("i3d", "s3d", "clip", "clip_b32", "effnet_lite0", "lowres")
 FRAME_BACKBONES = ("clip", "clip_b32", "effnet_lite0")  # image models that see k frames of a snippet
 
 
@@ -14,7 +14,8 @@ def build_backbone(name: str, *, weights: str | None = None, crops: int = 1, fra
                    device: str | torch.device = "cpu") -> Backbone:
     """Build a backbone with its weights resolved (see each module's ``build``).
 
-    frames: for image backbones, how many frames of each 16-frame snippet are embedded and averaged.
+    frames: for image backbones, how many frames of each 16-frame snippet are embedded and averaged (``lowres``,
+        the grey low-resolution frames of method.md §9, keeps its own fixed frame choice).
     Raises ``extractors.weights.WeightsNotFound`` with the flag to pass when weights are missing.
     """
     from extractors.clip import centre_frames
@@ -35,4 +36,8 @@ def build_backbone(name: str, *, weights: str | None = None, crops: int = 1, fra
         from extractors import effnet_lite
 
         return effnet_lite.build(weights, crops=crops, frame_indices=centre_frames(frames), device=device)
+    if name == "lowres":
+        from extractors import lowres
+
+        return lowres.build(weights, crops=crops, device=device)
     raise ValueError(f"unknown backbone {name!r}: choose from {', '.join(BACKBONES)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import queue
 import sys
 import threading
@@ -39,6 +40,10 @@ from pipeline.store import FeatureStore
 DEFAULT_BACKBONES = "i3d,s3d,clip"
 DEFAULT_BATCH_SIZE = 8  # snippets per forward pass (across videos)
 DEFAULT_QUEUE_SNIPPETS = 32  # decoded snippets waiting for the model: bounds memory, lets decoding run ahead
+QUEUE_POLL_S = 0.1  # how often a decode thread blocked on a full queue checks whether the run stopped
+# Videos decoded at once when every backbone is decode-bound (lowres: no network, decoding is all the work): one
+# per core up to this many. Otherwise one: on a CPU the models' own threads already use every core.
+MAX_DECODE_WORKERS = 4
 DTYPES = ("float32", "float16")
 STAGE = "extract"
 
@@ -53,6 +58,14 @@ def extractor_fingerprint(backbone: Backbone, *, dtype: str, decoder: str,
               "filter": DECODE_RESIZE_FILTER if decode_short_side else None}
     params = {**backbone.fingerprint_params(), "dtype": dtype, "decode": decode}
     return hash_json(params), params
+
+
+def default_decode_workers(backbones: list[Backbone]) -> int:
+    """Videos to decode at once: one per core (at most ``MAX_DECODE_WORKERS``) when decoding is all the work
+    (every backbone ``decode_bound``), else one."""
+    if all(getattr(b, "decode_bound", False) for b in backbones):
+        return max(1, min(os.cpu_count() or 1, MAX_DECODE_WORKERS))
+    return 1
 
 
 def decode_size_for(backbones: list[Backbone]) -> int:
@@ -94,7 +107,8 @@ class Extractor:
     def __init__(self, store: FeatureStore, backbones: list[Backbone], *, batch_size: int = DEFAULT_BATCH_SIZE,
                  dtype: str = "float32", decoder: str = "auto", force: bool = False,
                  frames_fps: float = FRAME_FOLDER_FPS, queue_snippets: int = DEFAULT_QUEUE_SNIPPETS,
-                 decode_resize: bool = True, overlap: bool | None = None, progress: bool = True):
+                 decode_resize: bool = True, overlap: bool | None = None, decode_workers: int | None = None,
+                 progress: bool = True):
         self.store = store
         self.backbones = backbones
         self.batch_size = batch_size
@@ -106,14 +120,19 @@ class Extractor:
         self.progress = progress
         # Resizing while decoding is what keeps the pipeline around the models cheap (see data.decode).
         self.decode_short_side = decode_size_for(backbones) if decode_resize else None
+        # A backbone may fix its own stored dtype (lowres: uint8 grey levels) whatever --dtype says.
+        self.dtypes = [getattr(b, "storage_dtype", None) or dtype for b in backbones]
         self.fingerprints = []
-        for b in backbones:
-            fp, params = extractor_fingerprint(b, dtype=dtype, decoder=decoder,
+        for b, b_dtype in zip(backbones, self.dtypes):
+            fp, params = extractor_fingerprint(b, dtype=b_dtype, decoder=decoder,
                                                decode_short_side=self.decode_short_side)
             store.register_extractor(fp, b.name, params)
             self.fingerprints.append(fp)
         self.pin = any(b.device.type == "cuda" for b in backbones)
         self.overlap = self.pin if overlap is None else overlap  # decode thread: by default only beside a GPU
+        self.decode_workers = decode_workers or default_decode_workers(backbones)
+        # The snippet positions some backbone reads (CLIP: the centre frame only): the decoder may skip the rest.
+        self.needed_frames = tuple(sorted({i for b in backbones for i in b.frame_indices}))
 
     # -- producer --------------------------------------------------------------------------------------------
     def _plan(self, job: Job, *, wait: bool) -> str:
@@ -150,39 +169,87 @@ class Extractor:
         job.locks.clear()
 
     def _decode(self, job: Job):
-        with open_video(job.path, backend=self.decoder, fps=self.frames_fps,
-                        short_side=self.decode_short_side) as video:
+        with open_video(job.path, backend=self.decoder, fps=self.frames_fps, short_side=self.decode_short_side,
+                        needed=self.needed_frames) as video:
             for snippet in video.snippets(SNIPPET_FRAMES):
                 tensor = torch.from_numpy(snippet)
                 job.queued += 1
                 yield ("snippet", job, tensor.pin_memory() if self.pin else tensor)
             yield ("end", job, video.info)
 
+    def _job_messages(self, job: Job, *, wait: bool, deferred: list[Job]):
+        """One video's messages, in order: ``cached``, or its ``snippet``s and ``end``, or ``failed``. A video
+        another process is computing (and ``wait`` is False) yields nothing and goes to ``deferred``."""
+        try:
+            state = self._plan(job, wait=wait)
+            if state == "busy":
+                deferred.append(job)
+            elif state == "cached":
+                yield ("cached", job, None)
+            else:
+                yield from self._decode(job)
+        except Exception as exc:  # VideoError, OSError, a decoder's own types: one bad video fails alone
+            yield ("failed", job, exc)
+
     def _messages(self, jobs: list[Job], stop: threading.Event):
         """Yields ``(kind, job, payload)``: ``cached``, ``snippet``, ``end``, ``failed``, ``flush`` (run what is
         pending now) and a final ``stop``. Videos another process is computing are deferred to a second pass that
         waits for that process and then finds them cached."""
         deferred: list[Job] = []
-        for attempt, pending in enumerate((jobs, deferred)):
-            for job in pending:
+        if self.decode_workers > 1:
+            yield from self._parallel_messages(jobs, stop, deferred)
+        else:
+            for job in jobs:
                 if stop.is_set():
                     return
-                if attempt == 1:
-                    # About to wait for another process: first finish (and unlock) everything we hold, so two
-                    # processes can never wait on each other.
-                    yield ("flush", None, None)
-                try:
-                    state = self._plan(job, wait=attempt == 1)
-                    if state == "busy":
-                        deferred.append(job)
-                        continue
-                    if state == "cached":
-                        yield ("cached", job, None)
-                        continue
-                    yield from self._decode(job)
-                except Exception as exc:  # VideoError, OSError, a decoder's own types: one bad video fails alone
-                    yield ("failed", job, exc)
+                yield from self._job_messages(job, wait=False, deferred=deferred)
+        for job in deferred:
+            if stop.is_set():
+                return
+            # About to wait for another process: first finish (and unlock) everything we hold, so two processes
+            # can never wait on each other.
+            yield ("flush", None, None)
+            yield from self._job_messages(job, wait=True, deferred=deferred)
         yield ("stop", None, None)
+
+    def _parallel_messages(self, jobs: list[Job], stop: threading.Event, deferred: list[Job]):
+        """``decode_workers`` threads each take the next video and decode it; their messages meet in a bounded
+        queue. One video's messages stay in order, videos interleave (the consumer batches across videos)."""
+        q: queue.Queue = queue.Queue(maxsize=self.queue_snippets)
+        pending = iter(jobs)
+        take = threading.Lock()
+
+        def put(message) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(message, timeout=QUEUE_POLL_S)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work() -> None:
+            while not stop.is_set():
+                with take:
+                    job = next(pending, None)
+                if job is None:
+                    break
+                for message in self._job_messages(job, wait=False, deferred=deferred):
+                    if not put(message):
+                        return
+            put(("worker-done", None, None))
+
+        threads = [threading.Thread(target=work, name=f"decode-{i}", daemon=True)
+                   for i in range(self.decode_workers)]
+        for t in threads:
+            t.start()
+        running = len(threads)
+        while running:
+            message = q.get()
+            if message[0] == "worker-done":
+                running -= 1
+            else:
+                yield message
 
     def _source(self, jobs: list[Job], stop: threading.Event):
         """The message stream. With a GPU, a decode thread fills a bounded queue so decoding overlaps the forward
@@ -308,7 +375,7 @@ class Extractor:
                              f"use videos of at least {SNIPPET_FRAMES} frames")
         self.store.record_video(job.video_key, info)
         for b, key in job.todo.items():
-            array = torch.stack(job.outputs[b]).numpy().astype(self.dtype, copy=False)  # [T, crops, D]
+            array = torch.stack(job.outputs[b]).numpy().astype(self.dtypes[b], copy=False)  # [T, crops, D]
             self.store.put_feature(key, job.video_key, self.backbones[b].name, self.fingerprints[b], array)
         job.outputs.clear()
         self._release(job)
@@ -362,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-decode-resize", action="store_true",
                    help="decode at full size and resize in torch (slower on a CPU; default: resize while decoding "
                         f"with {DECODE_RESIZE_FILTER} to the largest size a backbone needs)")
+    p.add_argument("--decode-workers", type=int, help="videos decoded at once (default: one per core, up to "
+                   f"{MAX_DECODE_WORKERS}, when every backbone is decode-bound, i.e. lowres alone; else 1)")
     p.add_argument("--dataset", choices=DATASETS, help="treat PATHS as the root of this dataset (official lists)")
     p.add_argument("--force", action="store_true", help="recompute features the store already holds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -383,8 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --weights given for {', '.join(stray)}, which is not in --backbones {args.backbones}",
               file=sys.stderr)
         return 2
-    if args.batch_size < 1:
-        print("error: --batch-size must be at least 1", file=sys.stderr)
+    if args.batch_size < 1 or (args.decode_workers is not None and args.decode_workers < 1):
+        print("error: --batch-size and --decode-workers must be at least 1", file=sys.stderr)
         return 2
 
     device = auto_device(args.device)
@@ -411,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     outcome = Extractor(store, backbones, batch_size=args.batch_size, dtype=args.dtype, decoder=args.decoder,
                         force=args.force, frames_fps=args.fps, decode_resize=not args.no_decode_resize,
-                        progress=not args.quiet).run(found.videos)
+                        decode_workers=args.decode_workers, progress=not args.quiet).run(found.videos)
     elapsed = time.perf_counter() - start
     failed = outcome.failed + len(found.missing)
     print(f"extract: {len(found.videos) + len(found.missing)} videos: {outcome.extracted} extracted, "

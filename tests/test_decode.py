@@ -123,3 +123,20 @@ def test_resize_while_decoding_is_antialiased_like_torchvision(tmp_path):
     ref = ref.permute(0, 2, 3, 1).numpy()
     aliased = frames[:, ::2, ::2].astype(float)  # plain subsampling, what a non-antialiased filter resembles
     assert np.abs(small - ref).mean() < 0.5 * np.abs(aliased - ref).mean()
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_needed_positions_decode_exactly_and_keep_the_snippet_layout(tmp_path, backend):
+    # 3 snippets and 5 trailing frames of a B-frame video: the needed positions must hold exactly the frames a
+    # full decode gives, the frame count (and so the truncation check) must not change.
+    path = encode(tmp_path / "b.mp4", pattern_frames(53, 64, 96, seed=4), codec="libx264", lossless=False)
+    with open_video(path, backend=backend) as full:
+        expected = list(full.snippets())
+    needed = (0, 7, 15)
+    with open_video(path, backend=backend, needed=needed) as part:
+        got = list(part.snippets())
+        assert part.info.n_frames == 53 and part.needed == needed
+    assert len(got) == len(expected) == 3
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape
+        assert np.array_equal(g[list(needed)], e[list(needed)])

@@ -227,3 +227,26 @@ def test_decode_thread_gives_the_same_features_as_inline_decoding(tmp_path):
     assert sorted(results[0]) == sorted(results[1])
     for key, arr in results[0].items():
         np.testing.assert_allclose(arr, results[1][key], rtol=1e-5, atol=1e-5)
+
+
+def test_parallel_decoding_gives_the_same_store_and_failures_as_one_decoder(tmp_path):
+    # Several videos decoded at once (the default for decode-bound backbones such as lowres) interleave their
+    # snippets in the batches; every video must still get exactly its own features, and a bad file fails alone.
+    videos = _videos(tmp_path / "in", 4, frames=40)
+    bad = tmp_path / "in" / "broken.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    videos.insert(2, bad)
+    backbone = extract.build_backbone("lowres")
+    assert extract.Extractor(FeatureStore(tmp_path / "default"), [backbone], progress=False).decode_workers >= 1
+    results = []
+    for workers in (1, 3):
+        store = FeatureStore(tmp_path / f"store-{workers}")
+        outcome = extract.Extractor(store, [backbone], batch_size=5, queue_snippets=2, decode_workers=workers,
+                                    progress=False).run(videos)
+        assert (outcome.extracted, outcome.failed) == (4, 1)
+        assert outcome.failures[0][0] == str(bad)
+        results.append({f["key"]: np.load(store.root / f["file"]) for f in store.features()})
+    assert sorted(results[0]) == sorted(results[1]) and len(results[0]) == 4
+    for key, arr in results[0].items():
+        assert np.array_equal(arr, results[1][key])
+    assert len({arr.tobytes() for arr in results[0].values()}) == 4  # four different videos, four different arrays
