@@ -1,4 +1,4 @@
-"""Training configuration: dataclasses whose defaults are the paper's values (method.md §3-§6).
+"""Training configuration: dataclasses whose defaults are the papers' values (method.md §3-§9).
 
 Precedence: dataclass defaults < an optional YAML file (``--config``) < ``--set section.key=value`` flags <
 the dedicated CLI flags (``--epochs``, ``--seed``, ...). Unknown sections or keys are errors. The resolved
@@ -6,10 +6,17 @@ config is saved in every run folder and inside every checkpoint, and its canonic
 
 YAML layout (every key optional)::
 
-    model: {k: 25, n_heads: 8, c2p: true, ...}        # models.vad_model.ModelConfig
-    train: {epochs: 100, batch_anomalous: 30, ...}     # TrainConfig
-    mil: {pairing: one-to-one, smoothness: 8.0e-5}     # MILConfig
-    distill: {alpha: 7.5, tau: 10.0, delta: 0.9}       # DistillConfig (student only)
+    model: {k: 25, n_heads: 8, temporal: tam, ...}    # models.vad_model.ModelConfig (teacher, student)
+    train: {epochs: 100, batch_anomalous: 30, ...}     # TrainConfig (every stage)
+    mil: {pairing: one-to-one, smoothness: 8.0e-5}     # MILConfig (teacher)
+    distill: {alpha: 7.5, tau: 10.0, delta: 0.9}       # DistillConfig (student)
+    lanet: {d_model: 512, classifier_kernel: 9, ...}   # models.lanet.LANetConfig (lanet)
+    ddl: {rank_weight: 1.0, align_weight: 1.0, ...}    # DDLConfig (lanet)
+    lightning: {frames: 8, size: 64, ...}              # models.lightning.LightningConfig (lightning)
+    adversarial: {adversarial_weight: 0.1, ...}        # AdversarialConfig (lightning)
+
+Each stage reads only its own sections (``STAGE_SECTIONS``): only those are saved and enter the run key. Other
+stages' sections are still checked (unknown keys, types), so one YAML file can serve the teacher and the student.
 """
 
 from __future__ import annotations
@@ -21,12 +28,18 @@ from pathlib import Path
 
 import yaml
 
-from models import losses
+from models import dynamics, lightning, losses
+from models.lanet import LANetConfig
+from models.lightning import LightningConfig
 from models.vad_model import CONTRASTIVE_HIDDEN, CONTRASTIVE_OUT, ModelConfig
 from pipeline.errors import UserError
 
-STAGES = ("teacher", "student")
-DEFAULT_BACKBONES = {"teacher": ("i3d", "s3d", "clip"), "student": ("clip",)}
+STAGES = ("teacher", "student", "lanet", "lightning")
+LOWRES = "lowres"  # the lightning student's input: low-resolution grey frames from extractors.lowres
+DEFAULT_BACKBONES = {"teacher": ("i3d", "s3d", "clip"), "student": ("clip",), "lanet": ("i3d",),
+                     "lightning": (LOWRES,)}
+STAGE_SECTIONS = {"teacher": ("model", "train", "mil"), "student": ("model", "train", "distill"),
+                  "lanet": ("lanet", "train", "ddl"), "lightning": ("lightning", "train", "adversarial")}
 CROP_MODES = ("mean", "samples")  # average the crops (default) or make each crop its own training sample
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -70,6 +83,28 @@ class DistillConfig:
     flat_eps: float = losses.FLAT_EPS  # below this max - min the smoothed scores are kept as they are
     head_hidden: int = CONTRASTIVE_HIDDEN
     head_dim: int = CONTRASTIVE_OUT
+    bce_weight: float = losses.DISTILL_BCE_WEIGHT  # 0: Table 4's "w/o L_bce" (alpha = 0 is "w/o L_nce")
+    min_max: bool = True  # False: Table 4's "w/o min-max normalisation" (smoothing_e = 0: "w/o moving average")
+
+
+@dataclass(frozen=True)
+class DDLConfig:
+    """LA-Net's losses (method.md §8): top-k BCE plus the two Discriminative Dynamics Learning terms."""
+
+    topk_divisor: int = dynamics.TOPK_DIVISOR  # top-k BCE over k = L // topk_divisor + 1 snippets
+    k_dynamics: int = dynamics.DDL_TOPK  # the ranking loss compares the mean of the k largest |score dynamics|
+    margin: float = dynamics.DDL_MARGIN
+    rank_weight: float = dynamics.RANK_WEIGHT
+    align_weight: float = dynamics.ALIGN_WEIGHT
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """The lightning student's distillation (method.md §9)."""
+
+    regression: str = lightning.REGRESSION  # l1 | l2 distance to each teacher's snippet scores
+    adversarial_weight: float = lightning.ADVERSARIAL_WEIGHT  # generator term, per teacher
+    window: int = 32  # consecutive snippets per training sequence (what the discriminators see)
 
 
 @dataclass(frozen=True)
@@ -80,15 +115,28 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     mil: MILConfig = field(default_factory=MILConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    lanet: LANetConfig = field(default_factory=LANetConfig)
+    ddl: DDLConfig = field(default_factory=DDLConfig)
+    lightning: LightningConfig = field(default_factory=LightningConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The stage, its backbones and the stage's own sections (what a run saves and its key hashes)."""
+        return {"stage": self.stage, "backbones": list(self.backbones),
+                **{name: dataclasses.asdict(getattr(self, name)) for name in STAGE_SECTIONS[self.stage]}}
 
     def validate(self) -> None:
         checks = [
             (self.stage in STAGES, f"stage must be one of {STAGES}"),
             (len(self.backbones) >= 1, "at least one backbone is needed"),
-            (self.stage == "teacher" or len(self.backbones) == 1, "the student uses exactly one backbone"),
+            (self.stage != "student" or len(self.backbones) == 1, "the student uses exactly one backbone"),
+            (self.stage != "lightning" or self.backbones == (LOWRES,),
+             f"the lightning student reads the {LOWRES} frames only (no --backbones)"),
+            (self.stage == "lightning" or LOWRES not in self.backbones,
+             f"{LOWRES} frames are the lightning student's input; give feature backbones"),
+            (self.adversarial.regression in lightning.REGRESSIONS,
+             f"adversarial.regression must be one of {lightning.REGRESSIONS}"),
+            (self.adversarial.window >= 2, "adversarial.window must be at least 2 snippets"),
             (self.train.crops in CROP_MODES, f"train.crops must be one of {CROP_MODES}"),
             (self.mil.pairing in losses.MIL_PAIRINGS, f"mil.pairing must be one of {losses.MIL_PAIRINGS}"),
             (self.train.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}"),
@@ -106,14 +154,21 @@ class ConfigError(UserError):
     """A user mistake in a config file or flag; the message says what to change."""
 
 
-_SECTIONS = {"model": ModelConfig, "train": TrainConfig, "mil": MILConfig, "distill": DistillConfig}
+_SECTIONS = {"model": ModelConfig, "train": TrainConfig, "mil": MILConfig, "distill": DistillConfig,
+             "lanet": LANetConfig, "ddl": DDLConfig, "lightning": LightningConfig, "adversarial": AdversarialConfig}
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _coerce(value, kind: type, where: str):
-    """A YAML or CLI value as the field's type ``kind`` (YAML 1.1 reads ``1e-4`` as a string: floats are parsed)."""
+    """A YAML or CLI value as the field's type ``kind`` (YAML 1.1 reads ``1e-4`` as a string: floats are parsed).
+    ``tuple[int, ...]`` fields take a YAML list or a comma-separated string (``--set lightning.channels=8,16``)."""
+    if typing.get_origin(kind) is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not items:
+            raise ConfigError(f"{where}: expected a list of numbers, got {value!r}")
+        return tuple(_coerce(item, typing.get_args(kind)[0], where) for item in items)
     try:
         if kind is bool and not isinstance(value, bool):
             text = str(value).strip().lower()
@@ -132,7 +187,7 @@ def _section(cls, values: dict, where: str):
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(names)}")
-    hints = typing.get_type_hints(cls)  # every field is an int, float, bool or str
+    hints = typing.get_type_hints(cls)  # every field is an int, float, bool, str or tuple of ints
     typed = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
     try:
         return dataclasses.replace(cls(), **typed)
@@ -167,6 +222,8 @@ def load_yaml(path: str | Path) -> dict[str, dict]:
 def build_config(stage: str, backbones: tuple[str, ...] | None = None, *, layers: list[dict[str, dict]] = (),
                  where: str = "config") -> RunConfig:
     """The resolved config: defaults, then each layer of overrides in order (later wins)."""
+    if stage not in STAGES:
+        raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
     merged: dict[str, dict] = {}
     for layer in layers:
         for section, values in layer.items():

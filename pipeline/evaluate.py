@@ -67,7 +67,7 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
             return cached, folder, True
 
     model = run.model.to(device)
-    n_heads = run.config.model.n_heads
+    n_heads = run.attention_heads
     videos: list[VideoScores] = []
     fps: dict[str, float] = {}
     truncated: dict[str, int] = {}

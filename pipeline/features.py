@@ -32,6 +32,11 @@ class VideoFeatures:
         """float32 ``[T, crops, D]``."""
         return np.load(self.records[backbone].file).astype(np.float32, copy=False)
 
+    def open(self, backbone: str) -> np.ndarray:
+        """The stored array ``[T, crops, D]`` in its stored dtype, memory-mapped (read-only): for inputs too large
+        to hold for a whole dataset, such as the lightning student's low-resolution frames."""
+        return np.load(self.records[backbone].file, mmap_mode="r")
+
 
 @dataclass
 class FeatureSet:
@@ -100,7 +105,8 @@ def missing_message(feature_set: FeatureSet, dataset: str, store: FeatureStore, 
     shown = ", ".join(f"{e.name} ({','.join(bs)})" for e, bs in feature_set.missing[:limit])
     more = f" and {len(feature_set.missing) - limit} more" if len(feature_set.missing) > limit else ""
     how = f"ROOT --dataset {dataset}" if dataset in DATASETS else "VIDEOS"
+    backbones = ",".join(sorted({b for _, bs in feature_set.missing for b in bs}))
     return (f"{len(feature_set.missing)} {dataset} videos have no features in {store.root}: {shown}{more}. "
-            f"Extract them (python -m pipeline.extract {how} --store {store.root}) or import "
+            f"Extract them (python -m pipeline.extract {how} --backbones {backbones} --store {store.root}) or import "
             f"the community's features (python -m pipeline.import_features LIST --backbone NAME --store "
             f"{store.root}); --allow-missing trains or evaluates on the videos that are there")

@@ -1,7 +1,10 @@
-"""What each training stage optimises: the teacher's MIL ranking loss, the student's bi-level distillation.
+"""What each segment-level training stage optimises: the teacher's MIL ranking loss, the student's bi-level
+distillation, LA-Net's top-k BCE with the dynamics losses.
 
-Both give the same interface to the loop in ``pipeline.train``: parameter groups with the two learning rates,
-a batch loss, and validation scores. Inputs are row indices into ``SegmentData`` (see ``training_data``).
+Every objective gives the same interface to the loop in ``pipeline.train``: ``modules()``, ``param_groups()``
+with the two learning rates, ``loss(anomalous_rows, normal_rows)`` and ``validate(rows)``. Rows index
+``SegmentData`` (see ``training_data``); the lightning student's objective (``pipeline.lightning_training``)
+indexes videos instead.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.dynamics import lanet_loss, topk_count
 from models.losses import distillation_loss, mil_ranking_loss, refine_pseudo_labels, teacher_segment_labels
 from models.vad_model import ContrastiveHead, VADModel
 from pipeline.config import RunConfig
@@ -19,6 +23,14 @@ from pipeline.precision import autocast
 from pipeline.training_data import SegmentData
 
 SCORING_BATCH = 256  # rows per forward pass when scoring without gradients
+
+
+def two_rate_groups(temporal: list[nn.Parameter], other: list[nn.Parameter], config: RunConfig) -> list[dict]:
+    """Adagrad parameter groups: the temporal module at ``lr_temporal``, the rest at ``lr_other`` (method.md §6).
+    An empty group (no temporal module: Table 4's "w/o TAM", Sultani's MLP) is left out."""
+    t = config.train
+    groups = [{"params": temporal, "lr": t.lr_temporal}, {"params": other, "lr": t.lr_other}]
+    return [g for g in groups if g["params"]]
 
 
 @torch.no_grad()
@@ -46,9 +58,7 @@ class TeacherObjective:
         return {"model": self.model}
 
     def param_groups(self) -> list[dict]:
-        t = self.config.train
-        return [{"params": self.model.temporal_parameters(), "lr": t.lr_temporal},
-                {"params": self.model.other_parameters(), "lr": t.lr_other}]
+        return two_rate_groups(self.model.temporal_parameters(), self.model.other_parameters(), self.config)
 
     def loss(self, anomalous: np.ndarray, normal: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
         features = self.data.batch(np.concatenate([anomalous, normal]), self.device)
@@ -100,7 +110,8 @@ class StudentObjective:
                  precision: str, targets: TeacherTargets):
         self.model, self.data, self.config, self.device, self.precision = model, data, config, device, precision
         d = config.distill
-        pseudo_labels = refine_pseudo_labels(targets.scores, data.labels, e=d.smoothing_e, flat_eps=d.flat_eps)
+        pseudo_labels = refine_pseudo_labels(targets.scores, data.labels, e=d.smoothing_e, flat_eps=d.flat_eps,
+                                             min_max=d.min_max)
         anomalous_segments = teacher_segment_labels(targets.scores, data.labels, delta=d.delta)
         # Kept where the batches are made (on a GPU: about 0.1 GiB for UCF-Crime).
         self.teacher_h, self.pseudo_labels, self.anomalous_segments = (
@@ -112,10 +123,8 @@ class StudentObjective:
         return {"model": self.model, "head_teacher": self.head_teacher, "head_student": self.head_student}
 
     def param_groups(self) -> list[dict]:
-        t = self.config.train
         heads = list(self.head_teacher.parameters()) + list(self.head_student.parameters())
-        return [{"params": self.model.temporal_parameters(), "lr": t.lr_temporal},
-                {"params": self.model.other_parameters() + heads, "lr": t.lr_other}]
+        return two_rate_groups(self.model.temporal_parameters(), self.model.other_parameters() + heads, self.config)
 
     def _loss(self, rows: np.ndarray) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
@@ -127,7 +136,7 @@ class StudentObjective:
         d = self.config.distill
         loss, parts = distillation_loss(out.scores, take(self.pseudo_labels), z_teacher.flatten(0, 1),
                                         z_student.flatten(0, 1), take(self.anomalous_segments).flatten(),
-                                        alpha=d.alpha, tau=d.tau)
+                                        alpha=d.alpha, tau=d.tau, bce_weight=d.bce_weight)
         return loss, parts, out.scores
 
     def loss(self, anomalous: np.ndarray, normal: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
@@ -143,3 +152,39 @@ class StudentObjective:
             scores.append(s.float().cpu())
             losses.append(float(loss) * len(chunk))
         return torch.cat(scores), sum(losses) / max(len(rows), 1)
+
+
+class LANetObjective:
+    """LA-Net with Discriminative Dynamics Learning (method.md §8) on the pooled segments: top-k BCE against the
+    video label, plus the dynamics ranking and alignment losses. The feature dynamics are those of the input
+    features (all backbones concatenated), so the alignment moves the scores, not the features."""
+
+    def __init__(self, model: nn.Module, data: SegmentData, config: RunConfig, device: torch.device,
+                 precision: str):
+        self.model, self.data, self.config, self.device, self.precision = model, data, config, device, precision
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def param_groups(self) -> list[dict]:
+        return two_rate_groups(self.model.temporal_parameters(), self.model.other_parameters(), self.config)
+
+    def _loss(self, rows: np.ndarray, scores: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        features = self.data.batch(rows, self.device)
+        if scores is None:
+            with autocast(self.device, self.precision):
+                scores = self.model(features).scores
+        d = self.config.ddl
+        labels = self.data.labels[rows].to(self.device)
+        return lanet_loss(scores, torch.cat(features, dim=-1), labels,
+                          topk=topk_count(scores.shape[1], d.topk_divisor), k_dynamics=d.k_dynamics,
+                          margin=d.margin, rank_weight=d.rank_weight, align_weight=d.align_weight)
+
+    def loss(self, anomalous: np.ndarray, normal: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
+        return self._loss(np.concatenate([anomalous, normal]))
+
+    @torch.no_grad()
+    def validate(self, rows: np.ndarray) -> tuple[torch.Tensor, float]:
+        scores, _ = score_rows(self.model, self.data, rows, self.device, self.precision)
+        loss, _ = self._loss(rows, scores.to(self.device))
+        return scores, float(loss)

@@ -3,7 +3,8 @@
 Layout: ``<store>/runs/<stage>/<key>/`` holds
 
 - ``checkpoint.pt``: ``{"format", "key", "stage", "config", "backbones", "input_dims", "fingerprints",
-  "dataset", "teacher", "model", "heads", "epoch", "metrics"}``, the model chosen on the validation split;
+  "dataset", "teacher", "teachers", "model", "heads", "epoch", "metrics"}``, the model chosen on the validation
+  split (``teacher``: the student's teacher run; ``teachers``: every teacher run, the lightning student's);
 - ``config.json`` (the resolved config), ``metrics.json``, ``log.jsonl`` (one line per epoch);
 - ``state.pt`` while training: the latest epoch's full state, so a killed run resumes where it stopped.
 """
@@ -15,7 +16,11 @@ from pathlib import Path
 
 import torch
 
-from models.vad_model import ModelConfig, VADModel
+from torch import nn
+
+from models.lanet import LANet
+from models.lightning import LightningStudent
+from models.vad_model import VADModel
 from pipeline.atomic import atomic_write
 from pipeline.config import RunConfig, config_from_dict
 from pipeline.errors import UserError
@@ -31,7 +36,7 @@ class RunNotFound(UserError):
 
 
 def run_key(config: RunConfig, *, train_entries: list[tuple[str, int]], feature_keys: list[str],
-            teacher: str | None) -> str:
+            teacher: str | list[str] | None) -> str:
     """hash(feature keys and labels of the training videos, resolved config incl. seed, teacher run, code)."""
     return hash_json({"stage": config.stage, "videos": train_entries, "features": feature_keys,
                       "config": config.to_dict(), "teacher": teacher, "code": CODE_VERSION})
@@ -41,13 +46,23 @@ def save_torch(obj, dest: Path) -> Path:
     return atomic_write(dest, lambda f: torch.save(obj, f))
 
 
+def build_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1) -> nn.Module:
+    """The stage's network: teacher and student ``VADModel``, ``LANet``, or the ``LightningStudent`` with one
+    head per teacher. Each maps a list of ``[N, L, D_b]`` tensors to an output with ``.scores`` ``[N, L]``."""
+    if config.stage in ("teacher", "student"):
+        return VADModel(input_dims, config.model)
+    if config.stage == "lanet":
+        return LANet(input_dims, config.lanet)
+    return LightningStudent(n_teachers, config.lightning)
+
+
 @dataclass
 class LoadedRun:
     key: str
     folder: Path
     checkpoint: dict
     config: RunConfig
-    model: VADModel  # in eval mode, on the CPU
+    model: nn.Module  # in eval mode, on the CPU; called as model([x_b ...]).scores
 
     @property
     def backbones(self) -> tuple[str, ...]:
@@ -57,9 +72,16 @@ class LoadedRun:
     def fingerprints(self) -> dict[str, str]:
         return dict(self.checkpoint["fingerprints"])
 
+    @property
+    def attention_heads(self) -> int:
+        """Heads of the run's attention maps (what bounds scoring memory; the lightning student has none)."""
+        stage = self.checkpoint["stage"]
+        return {"lanet": self.config.lanet.n_heads, "lightning": 1}.get(stage, self.config.model.n_heads)
 
-def build_model(checkpoint: dict) -> VADModel:
-    model = VADModel(checkpoint["input_dims"], ModelConfig(**checkpoint["config"]["model"]))
+
+def build_model(checkpoint: dict) -> nn.Module:
+    config = config_from_dict(checkpoint["config"])
+    model = build_network(config, checkpoint["input_dims"], len(checkpoint.get("teachers") or [None]))
     model.load_state_dict(checkpoint["model"])
     return model.eval()
 

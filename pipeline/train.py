@@ -1,11 +1,14 @@
-"""Stages 2-3: train the TAM Teacher with MIL, or distill the single-backbone Student from a frozen teacher run.
+"""Stages 2-3: train the TAM Teacher with MIL, distill the single-backbone Student from a frozen teacher run,
+train LA-Net with Discriminative Dynamics Learning, or distill several teachers into the lightning student.
 
     python -m pipeline.train teacher --store DIR --dataset ucf-crime [--backbones i3d,s3d,clip] [--seeds 5]
     python -m pipeline.train student --store DIR --teacher RUN [--backbones clip] [--seeds 5]
+    python -m pipeline.train lanet --store DIR --dataset ucf-crime [--backbones i3d]
+    python -m pipeline.train lightning --store DIR --teachers RUN[,RUN...]   (needs --backbones lowres extracted)
 
 Features come from the store (extracted or imported), are pooled into 32 segments per video (method.md §2) and
-held in memory. A stratified validation split carved from the training videos picks the checkpoint (never the
-test set): the epoch with the best video-level AUC (max segment score vs the video's label), ties broken by the
+held in memory; the lightning student reads windows of consecutive snippets' low-resolution frames instead. A
+stratified validation split carved from the training videos picks the checkpoint (never the test set): the epoch with the best video-level AUC (max segment score vs the video's label), ties broken by the
 lower validation loss. Runs are keyed by content; a finished run is a cache hit, a killed one resumes from its
 last saved epoch. ``--seeds N`` trains N seeds and reports mean ± std.
 """
@@ -32,14 +35,15 @@ from tqdm import tqdm
 
 from data.datasets import DATASETS, DatasetSpec, load_dataset
 from extractors.device import auto_device
-from models.vad_model import VADModel
 from pipeline.atomic import atomic_write_json, atomic_write_text
-from pipeline.config import STAGES, RunConfig, build_config, load_yaml, parse_assignments
+from pipeline.config import LOWRES, STAGES, RunConfig, build_config, load_yaml, parse_assignments
 from pipeline.errors import UserError
 from pipeline.features import FeatureSet, missing_message, resolve_features
-from pipeline.objectives import StudentObjective, TeacherObjective, TeacherTargets, teacher_targets
+from pipeline.lightning_training import LightningObjective, SnippetWindows, build_snippet_windows
+from pipeline.objectives import (LANetObjective, StudentObjective, TeacherObjective, TeacherTargets,
+                                 teacher_targets)
 from pipeline.precision import resolve_precision
-from pipeline.runs import CHECKPOINT_FORMAT, LoadedRun, load_run, run_key, save_torch
+from pipeline.runs import CHECKPOINT_FORMAT, LoadedRun, build_network, load_run, run_key, save_torch
 from pipeline.store import FeatureStore
 from pipeline.training_data import SegmentData, build_segment_data, epoch_batches, validation_split
 
@@ -74,36 +78,41 @@ class Selection:
     """Which stored features a training run uses (cheap: manifest lookups only). Enough for the run key."""
 
     features: FeatureSet  # the run's own backbones
-    teacher: LoadedRun | None
-    teacher_features: FeatureSet | None  # the teacher's backbones, the same videos in the same order
+    teachers: list[LoadedRun]  # the student's one teacher, the lightning student's several; else empty
+    teacher_features: list[FeatureSet]  # per teacher: its backbones, the same videos in the same order
+
+    def teacher_ref(self) -> str | list[str] | None:
+        """What the run key and checkpoint record of the teachers."""
+        keys = [t.key for t in self.teachers]
+        return keys if len(keys) > 1 else (keys[0] if keys else None)
 
 
 @dataclass
 class TrainingSet:
     """The pooled training data, built once and shared by every seed (loading features is the slow part)."""
 
-    data: SegmentData
+    data: SegmentData | SnippetWindows
     train_rows: np.ndarray
     val_rows: np.ndarray
-    teacher_targets: TeacherTargets | None
+    teacher_targets: TeacherTargets | None  # the student's
 
 
-def select_features(store: FeatureStore, config: RunConfig, spec: DatasetSpec, *, teacher: LoadedRun | None,
+def select_features(store: FeatureStore, config: RunConfig, spec: DatasetSpec, *, teachers: list[LoadedRun],
                     fingerprints: dict[str, str], allow_missing: bool) -> tuple[Selection, list[str]]:
-    """Find the training videos' features in the store. Returns (selection, warnings)."""
+    """Find the training videos' features in the store (and every teacher's). Returns (selection, warnings)."""
     entries = spec.split("train")
     if not entries:
         raise UserError(f"{spec.name} ({spec.source}) has no training videos (split 'train')")
     features = resolve_features(store, entries, config.backbones, fingerprints)
-    teacher_features = None
-    if teacher is not None:
-        teacher_features = resolve_features(store, entries, teacher.backbones, teacher.fingerprints)
-        have = {vf.entry.name for vf in teacher_features.found}
+    teacher_features = [resolve_features(store, entries, t.backbones, t.fingerprints) for t in teachers]
+    for teacher, tf in zip(teachers, teacher_features):  # keep the videos every teacher can score
+        have = {vf.entry.name for vf in tf.found}
         features.missing += [(vf.entry, list(teacher.backbones)) for vf in features.found
                              if vf.entry.name not in have]
         features.found = [vf for vf in features.found if vf.entry.name in have]
-        by_name = {vf.entry.name: vf for vf in teacher_features.found}
-        teacher_features.found = [by_name[vf.entry.name] for vf in features.found]
+    for tf in teacher_features:
+        by_name = {vf.entry.name: vf for vf in tf.found}
+        tf.found = [by_name[vf.entry.name] for vf in features.found]
     warnings = []
     if features.missing:
         message = missing_message(features, spec.name, store)
@@ -114,24 +123,39 @@ def select_features(store: FeatureStore, config: RunConfig, spec: DatasetSpec, *
     if 1 not in labels or 0 not in labels:
         raise UserError(f"training needs both anomalous and normal videos with features; found "
                         f"{labels.count(1)} anomalous and {labels.count(0)} normal")
-    return Selection(features, teacher, teacher_features), warnings
+    return Selection(features, list(teachers), teacher_features), warnings
 
 
 def build_training_set(selection: Selection, config: RunConfig, device: torch.device) -> TrainingSet:
     """Load and pool the selected features, place them for ``device``, split off validation, and run the frozen
-    teacher (student stage) once over every training row."""
+    teachers once over every training row (student: its segments; lightning: every snippet)."""
     t = config.train
-    data = build_segment_data(selection.features.found, config.backbones, n_segments=t.n_segments, crops=t.crops)
-    log.info("training data (%.0f MiB) held in %s memory", data.nbytes() / 2**20, data.place(device))
     targets = None
-    if selection.teacher is not None:
-        teacher_data = build_segment_data(selection.teacher_features.found, selection.teacher.backbones,
+    if config.stage == "lightning":
+        stored, expected = selection.features.found[0].open(LOWRES).shape[-1], config.lightning.input_dim
+        if stored != expected:
+            raise UserError(f"the stored low-resolution frames have {stored} values per snippet but the lightning "
+                            f"config expects frames x size x size = {expected}: set lightning.frames and "
+                            "lightning.size to the extraction's (extractors.lowres)")
+        data = build_snippet_windows(selection.features.found, selection.teachers,
+                                     [tf.found for tf in selection.teacher_features],
+                                     window=config.adversarial.window, device=device, precision=t.precision)
+        if data.truncated:
+            log.warning("%d snippets cut where the teachers' features and the low-res frames disagree on the "
+                        "snippet count", data.truncated)
+    else:
+        data = build_segment_data(selection.features.found, config.backbones, n_segments=t.n_segments,
+                                  crops=t.crops)
+        log.info("training data (%.0f MiB) held in %s memory", data.nbytes() / 2**20, data.place(device))
+    if config.stage == "student":
+        teacher = selection.teachers[0]
+        teacher_data = build_segment_data(selection.teacher_features[0].found, teacher.backbones,
                                           n_segments=t.n_segments, crops=t.crops)
         if len(teacher_data) != len(data):
             raise UserError("the teacher's and the student's features have different crop counts; distill with "
                             "--set train.crops=mean")
         teacher_data.place(device)
-        targets = teacher_targets(copy.deepcopy(selection.teacher.model), teacher_data, device, t.precision)
+        targets = teacher_targets(copy.deepcopy(teacher.model), teacher_data, device, t.precision)
     labels = np.array([vf.entry.label for vf in selection.features.found])
     train_videos, val_videos = validation_split(labels, t.val_fraction, t.split_seed)
     return TrainingSet(data, data.rows_of(train_videos), data.rows_of(val_videos), targets)
@@ -149,19 +173,21 @@ class Run:
         self.progress = progress
         names = [(vf.entry.name, vf.entry.label) for vf in selection.features.found]
         self.key = run_key(config, train_entries=names, feature_keys=selection.features.keys(),
-                           teacher=selection.teacher.key if selection.teacher else None)
+                           teacher=selection.teacher_ref())
         self.folder = store.run_folder(config.stage, self.key)
         self.training: TrainingSet | None = None  # loaded by execute() only when there is training to do
 
     # -- building ---------------------------------------------------------------------------------------------
     def _objective(self):
         torch.manual_seed(self.config.train.seed)
-        dims = [self.training.data.segments[b].shape[-1] for b in self.config.backbones]
-        model = VADModel(dims, self.config.model).to(self.device)
-        if self.config.stage == "teacher":
-            return TeacherObjective(model, self.training.data, self.config, self.device, self.precision), dims
-        return StudentObjective(model, self.training.data, self.config, self.device, self.precision,
-                                self.training.teacher_targets), dims
+        data, stage = self.training.data, self.config.stage
+        dims = data.input_dims()
+        model = build_network(self.config, dims, len(self.selection.teachers)).to(self.device)
+        args = (model, data, self.config, self.device, self.precision)
+        if stage == "student":
+            return StudentObjective(*args, self.training.teacher_targets), dims
+        objective = {"teacher": TeacherObjective, "lanet": LANetObjective, "lightning": LightningObjective}[stage]
+        return objective(*args), dims
 
     # -- running ----------------------------------------------------------------------------------------------
     def execute(self, force: bool, training_set: Callable[[], TrainingSet]) -> tuple[dict, bool]:
@@ -287,7 +313,8 @@ class Run:
         checkpoint = {
             "format": CHECKPOINT_FORMAT, "key": self.key, "stage": cfg.stage, "config": cfg.to_dict(),
             "backbones": list(cfg.backbones), "input_dims": dims, "fingerprints": self.selection.features.fingerprints,
-            "dataset": self.dataset_ref, "teacher": self.selection.teacher.key if self.selection.teacher else None,
+            "dataset": self.dataset_ref, "teacher": self.selection.teacher_ref(),
+            "teachers": [t.key for t in self.selection.teachers],
             "model": best_state["model"], "heads": {k: v for k, v in best_state.items() if k != "model"},
             "epoch": best["epoch"], "metrics": metrics,
         }
@@ -311,9 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, help="the feature store (runs are kept in <store>/runs)")
     p.add_argument("--dataset", help="ucf-crime | shanghaitech | xd-violence | a labels CSV | a folder with "
                                      "labels.csv (student: default the teacher's)")
-    p.add_argument("--backbones", help="comma-separated (default: teacher i3d,s3d,clip; student clip)")
+    p.add_argument("--backbones", help="comma-separated (default: teacher i3d,s3d,clip; student clip; lanet i3d; "
+                                       "lightning: lowres, always)")
     p.add_argument("--teacher", help="student only: the teacher run (key prefix or run folder)")
-    p.add_argument("--config", help="YAML file with model/train/mil/distill sections")
+    p.add_argument("--teachers", help="lightning only: comma-separated teacher runs of any stage (teacher, "
+                                      "student, lanet), each a key prefix or run folder")
+    p.add_argument("--config", help="YAML file with model/train/mil/distill/lanet/ddl/lightning/adversarial "
+                                    "sections (each stage reads its own)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set model.k=10 (repeatable)")
     p.add_argument("--epochs", type=int, help="default: 100")
@@ -352,18 +383,33 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _load_teachers(store: FeatureStore, args) -> list[LoadedRun]:
+    """The student's ``--teacher`` or the lightning student's ``--teachers``; none for the other stages."""
+    listing = f"list them with python -m pipeline.store {args.store} --runs"
+    if args.teacher and args.stage != "student":
+        raise UserError("--teacher is for the student stage (the lightning student takes --teachers)")
+    if args.teachers and args.stage != "lightning":
+        raise UserError("--teachers is for the lightning stage (the student takes --teacher)")
+    if args.stage == "student":
+        if not args.teacher:
+            raise UserError(f"the student needs --teacher RUN (a teacher run's key prefix or folder; {listing})")
+        return [load_run(store, args.teacher, "teacher")]
+    if args.stage == "lightning":
+        refs = [r.strip() for r in (args.teachers or "").split(",") if r.strip()]
+        if not refs:
+            raise UserError(f"the lightning student needs --teachers RUN[,RUN...] (runs of any stage; {listing})")
+        teachers = [load_run(store, ref) for ref in refs]
+        if any(t.checkpoint["stage"] == "lightning" for t in teachers):
+            raise UserError("a lightning run cannot be a teacher: give teacher, student or lanet runs")
+        return teachers
+    return []
+
+
 def run_stage(args) -> tuple[list[dict], list[str]]:
     """Train every requested seed. Returns (metrics per run, warnings)."""
     store = FeatureStore(args.store)
-    teacher = None
-    if args.stage == "student":
-        if not args.teacher:
-            raise UserError("the student needs --teacher RUN (a teacher run's key prefix or folder; list them with "
-                            f"python -m pipeline.store {args.store} --runs)")
-        teacher = load_run(store, args.teacher, "teacher")
-    elif args.teacher:
-        raise UserError("--teacher is for the student stage")
-    dataset_ref = args.dataset or (teacher.checkpoint["dataset"] if teacher else None)
+    teachers = _load_teachers(store, args)
+    dataset_ref = args.dataset or (teachers[0].checkpoint["dataset"] if teachers else None)
     if not dataset_ref:
         raise UserError("--dataset is required: ucf-crime, shanghaitech, xd-violence, or a labels CSV")
     try:
@@ -378,7 +424,7 @@ def run_stage(args) -> tuple[list[dict], list[str]]:
     device = auto_device(args.device)
     config = replace(config, train=replace(config.train, precision=resolve_precision(config.train.precision,
                                                                                       device)))
-    selection, warnings = select_features(store, config, spec, teacher=teacher,
+    selection, warnings = select_features(store, config, spec, teachers=teachers,
                                           fingerprints=_pairs(args.fingerprint, "--fingerprint"),
                                           allow_missing=args.allow_missing)
     training_set = functools.cache(lambda: build_training_set(selection, config, device))  # once, if needed

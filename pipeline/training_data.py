@@ -39,6 +39,10 @@ class SegmentData:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.segments.values())
 
+    def input_dims(self) -> list[int]:
+        """Feature width per backbone, in backbone order (the network's ``input_dims``)."""
+        return [int(self.segments[b].shape[-1]) for b in self.backbones]
+
     def place(self, device: torch.device, *, limit_bytes: int = DEVICE_DATA_LIMIT) -> str:
         """Where batches come from. On a GPU the whole set moves to device memory once when it is at most
         ``limit_bytes`` (UCF-Crime with 3 backbones, crops averaged: about 0.5 GiB), so a batch is one on-device

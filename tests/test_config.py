@@ -42,3 +42,42 @@ def test_student_takes_one_backbone_and_round_trips():
         build_config("student", ("clip", "i3d"))
     c = build_config("teacher", ("i3d", "clip"), layers=[{"train": {"seed": 4}}])
     assert config_from_dict(c.to_dict()) == c
+
+
+def test_each_stage_saves_only_its_own_sections():
+    assert set(build_config("teacher").to_dict()) == {"stage", "backbones", "model", "train", "mil"}
+    assert set(build_config("student").to_dict()) == {"stage", "backbones", "model", "train", "distill"}
+    assert set(build_config("lanet").to_dict()) == {"stage", "backbones", "lanet", "train", "ddl"}
+    assert set(build_config("lightning").to_dict()) == {"stage", "backbones", "lightning", "train", "adversarial"}
+    # another stage's section is checked but neither used nor saved: one file can configure every stage
+    shared = [{"ddl": {"margin": 2}, "distill": {"alpha": 1}}]
+    assert build_config("teacher", layers=shared).to_dict() == build_config("teacher").to_dict()
+    assert build_config("student", layers=shared).distill.alpha == 1
+    with pytest.raises(ConfigError, match="unknown key"):
+        build_config("teacher", layers=[{"ddl": {"margn": 2}}])
+    for stage in ("lanet", "lightning"):
+        c = build_config(stage, layers=[{"train": {"seed": 3}}])
+        assert config_from_dict(c.to_dict()) == c
+
+
+def test_new_stage_defaults_and_typed_tuples():
+    lanet = build_config("lanet", layers=[parse_assignments(["ddl.rank_weight=0.5", "lanet.classifier_kernel=5"])])
+    assert lanet.backbones == ("i3d",) and lanet.ddl.rank_weight == 0.5 and lanet.lanet.classifier_kernel == 5
+    assert (lanet.ddl.margin, lanet.ddl.k_dynamics, lanet.ddl.topk_divisor) == (1.0, 3, 16)
+    light = build_config("lightning", layers=[parse_assignments(["lightning.channels=4,8"])])
+    assert light.backbones == ("lowres",) and light.lightning.channels == (4, 8)
+    assert (light.adversarial.adversarial_weight, light.adversarial.regression) == (0.1, "l1")
+    with pytest.raises(ConfigError, match="expected int"):
+        build_config("lightning", layers=[{"lightning": {"channels": "4,x"}}])
+    with pytest.raises(ConfigError, match="lowres"):
+        build_config("lightning", ("clip",))
+    with pytest.raises(ConfigError, match="lowres"):
+        build_config("teacher", ("lowres",))
+    with pytest.raises(ConfigError, match="regression"):
+        build_config("lightning", layers=[{"adversarial": {"regression": "huber"}}])
+
+
+def test_table4_switches_are_config_values():
+    c = build_config("student", layers=[parse_assignments(["distill.bce_weight=0", "distill.min_max=false"])])
+    assert c.distill.bce_weight == 0.0 and c.distill.min_max is False
+    assert build_config("student").distill.bce_weight == 1.0 and build_config("student").distill.min_max is True
