@@ -1,0 +1,131 @@
+"""End-to-end scoring speed of the three systems on the same videos, in one run (method.md §9).
+
+    python benchmarks/speed.py [--out benchmarks/results/speed.json] [--device auto]
+
+For each system, every video goes through the whole path a user's video takes: decode (resized while decoding),
+the backbones, the store write, and the scoring model over every snippet. Frames per second = decoded frames /
+wall time.
+
+- teacher: I3D + S3D + CLIP ViT-B/16 features -> TAM teacher (paper sizes);
+- clip student: CLIP ViT-B/16 -> student (paper sizes);
+- lightning: low-resolution grey frames (``extractors.lowres``) -> lightning student with 3 teacher heads.
+
+Weights: the real I3D weights (fetched by the set-up code); S3D's and CLIP's when they are on this machine, else
+``random`` (recorded in the output: a forward pass costs the same with any weights). The scoring heads are
+freshly initialised for the same reason. Targets: lightning >= 1000 frames/s and >= 20 x the CLIP student.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench_report import write_report
+from data.assets import opencv_sample
+from data.synthetic import generate_dataset
+from extractors.device import auto_device
+from extractors.registry import build_backbone
+from extractors.weights import WeightsNotFound
+from models.lightning import LightningStudent
+from models.vad_model import VADModel
+from pipeline.extract import DEFAULT_BATCH_SIZE, Extractor
+from pipeline.scoring import score_snippets
+from pipeline.store import FeatureStore
+
+SYNTHETIC_VIDEOS = 2  # one normal, one anomalous, 320 frames each
+LIGHTNING_TEACHERS = 3  # TAM teacher, CLIP student, LA-Net
+LIGHTNING_BATCH_SIZE = 64  # snippets per forward pass: the lightning model is cheap, batches amortise the calls
+SYSTEMS = {
+    "teacher": ("i3d", "s3d", "clip"),
+    "clip_student": ("clip",),
+    "lightning": ("lowres",),
+}
+
+
+def load_backbone(name: str, device) -> tuple[object, str]:
+    """The backbone with its real weights when they are here, else random ones. Returns (backbone, weights)."""
+    try:
+        backbone = build_backbone(name, device=device)
+        return backbone, "none" if backbone.weights_id == "none" else "pretrained"
+    except WeightsNotFound:
+        return build_backbone(name, weights="random", device=device), "random"
+
+
+def scoring_model(system: str, dims: list[int]) -> torch.nn.Module:
+    if system == "lightning":
+        return LightningStudent(LIGHTNING_TEACHERS).eval()
+    return VADModel(dims).eval()
+
+
+def time_system(system: str, videos: list[Path], store_dir: Path, device, batch_size: int) -> dict:
+    names = SYSTEMS[system]
+    loaded = [load_backbone(n, device) for n in names]
+    backbones = [b for b, _ in loaded]
+    model = scoring_model(system, [b.dim for b in backbones]).to(device)
+    warm = torch.zeros(1, 16, 240, 320, 3, dtype=torch.uint8)  # first-call allocations and kernel choice
+    for b in backbones:
+        b.extract(warm)
+    store = FeatureStore(store_dir)
+    start = time.perf_counter()
+    extractor = Extractor(store, backbones, batch_size=batch_size, progress=False)  # default decode workers
+    outcome = extractor.run(videos)
+    extracted = time.perf_counter()
+    by_video: dict[str, dict[str, Path]] = {}
+    for row in store.features():
+        by_video.setdefault(row["video_key"], {})[row["backbone"]] = store.root / row["file"]
+    for files in by_video.values():  # every backbone's features of one video, in the model's order
+        features = [np.load(files[b]).astype(np.float32, copy=False) for b in names]
+        score_snippets(model, features, device)
+    end = time.perf_counter()
+    store.close()
+    return {
+        "backbones": list(names),
+        "weights": {n: w for n, (_, w) in zip(names, loaded)},
+        "batch_size": batch_size,
+        "decode_workers": extractor.decode_workers,
+        "frames": outcome.frames,
+        "failed": outcome.failed,
+        "extract_seconds": round(extracted - start, 3),
+        "score_seconds": round(end - extracted, 3),
+        "seconds": round(end - start, 3),
+        "fps": round(outcome.frames / (end - start), 2),
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="snippets per backbone forward pass "
+                                                                             "(teacher, CLIP student)")
+    p.add_argument("--out", default="benchmarks/results/speed.json")
+    args = p.parse_args(argv)
+    device = auto_device(args.device)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        synth = generate_dataset(Path(tmp) / "synth", n_normal=1, n_anomalous=SYNTHETIC_VIDEOS - 1, seed=0)
+        videos = [opencv_sample("vtest.avi")] + [e.path for e in synth.entries]
+        for system in SYSTEMS:
+            batch = LIGHTNING_BATCH_SIZE if system == "lightning" else args.batch_size
+            results[system] = time_system(system, videos, Path(tmp) / f"store-{system}", device, batch)
+            print(f"{system}: {results[system]['fps']} frames/s", flush=True)
+    lightning, clip = results["lightning"]["fps"], results["clip_student"]["fps"]
+    write_report({
+        "benchmark": "speed",
+        "device": str(device),
+        "videos": len(videos),
+        "systems": results,
+        "lightning_over_clip_student": round(lightning / clip, 2),
+        "lightning_over_teacher": round(lightning / results["teacher"]["fps"], 2),
+        "target_lightning_fps": 1000,
+        "target_lightning_over_clip_student": 20,
+    }, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
