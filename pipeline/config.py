@@ -105,6 +105,11 @@ class AdversarialConfig:
     regression: str = lightning.REGRESSION  # l1 | l2 distance to each teacher's snippet scores
     adversarial_weight: float = lightning.ADVERSARIAL_WEIGHT  # generator term, per teacher
     window: int = 32  # consecutive snippets per training sequence (what the discriminators see)
+    # Adam for the student and the discriminators (the common choice for adversarial training; beta1 = 0.5 as
+    # DCGAN's); the train section's Adagrad learning rates do not apply to this stage.
+    lr: float = 1e-3
+    beta1: float = 0.5
+    beta2: float = 0.999
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,6 @@ class SnippetWindows:
     def input_dims(self) -> list[int]:
         return [int(self.frames[0].shape[-1])]
 
-    def nbytes(self) -> int:
-        return sum(int(t.numel()) * 4 for t in self.targets)  # the frames stay on disk (memory-mapped)
-
-    def place(self, device: torch.device) -> str:
-        return "memory-mapped frames, batches copied"
-
     def gather(self, rows: np.ndarray, positions: list[np.ndarray], device: torch.device
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames ``[R, W, F*S*S]`` (float, pixel values) and targets ``[R, W, K]`` at ``positions[i]`` of row i."""
@@ -128,10 +122,13 @@ class LightningObjective:
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "discriminators": self.discriminators}
 
-    def param_groups(self) -> list[dict]:
-        # No temporal module: everything learns at lr_other.
+    def optimizer(self) -> torch.optim.Optimizer:
+        """Adam for both players (a conv net trained from scratch against adversaries: Adagrad's decaying steps
+        left it predicting a constant), at ``adversarial.lr`` with ``adversarial.betas``."""
+        a = self.config.adversarial
         params = list(self.model.parameters()) + list(self.discriminators.parameters())
-        return [{"params": params, "lr": self.config.train.lr_other}]
+        return torch.optim.Adam(params, lr=a.lr, betas=(a.beta1, a.beta2),
+                                weight_decay=self.config.train.weight_decay)
 
     def loss(self, anomalous: np.ndarray, normal: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
         rows = np.concatenate([anomalous, normal])

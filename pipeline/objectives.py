@@ -1,8 +1,9 @@
 """What each segment-level training stage optimises: the teacher's MIL ranking loss, the student's bi-level
 distillation, LA-Net's top-k BCE with the dynamics losses.
 
-Every objective gives the same interface to the loop in ``pipeline.train``: ``modules()``, ``param_groups()``
-with the two learning rates, ``loss(anomalous_rows, normal_rows)`` and ``validate(rows)``. Rows index
+Every objective gives the same interface to the loop in ``pipeline.train``: ``modules()``, ``optimizer()``
+(Adagrad with the two learning rates of method.md §6), ``loss(anomalous_rows, normal_rows)`` and
+``validate(rows)``. Rows index
 ``SegmentData`` (see ``training_data``); the lightning student's objective (``pipeline.lightning_training``)
 indexes videos instead.
 """
@@ -25,12 +26,13 @@ from pipeline.training_data import SegmentData
 SCORING_BATCH = 256  # rows per forward pass when scoring without gradients
 
 
-def two_rate_groups(temporal: list[nn.Parameter], other: list[nn.Parameter], config: RunConfig) -> list[dict]:
-    """Adagrad parameter groups: the temporal module at ``lr_temporal``, the rest at ``lr_other`` (method.md §6).
+def two_rate_adagrad(temporal: list[nn.Parameter], other: list[nn.Parameter],
+                     config: RunConfig) -> torch.optim.Optimizer:
+    """method.md §6: Adagrad with weight decay, the temporal module at ``lr_temporal``, the rest at ``lr_other``.
     An empty group (no temporal module: Table 4's "w/o TAM", Sultani's MLP) is left out."""
     t = config.train
     groups = [{"params": temporal, "lr": t.lr_temporal}, {"params": other, "lr": t.lr_other}]
-    return [g for g in groups if g["params"]]
+    return torch.optim.Adagrad([g for g in groups if g["params"]], weight_decay=t.weight_decay, eps=t.adagrad_eps)
 
 
 @torch.no_grad()
@@ -47,18 +49,23 @@ def score_rows(model: VADModel, data: SegmentData, rows: np.ndarray, device: tor
     return torch.cat(scores), (torch.cat(hs) if keep_h else None)
 
 
-class TeacherObjective:
-    """MIL ranking loss on segment scores (method.md §3). Also trains a single-backbone model with MIL alone."""
+class ModelObjective:
+    """What the objectives that train one network and nothing else share: the model is all there is to save,
+    and it names its own temporal parameters (``temporal_parameters`` / ``other_parameters``)."""
 
-    def __init__(self, model: VADModel, data: SegmentData, config: RunConfig, device: torch.device,
+    def __init__(self, model: nn.Module, data: SegmentData, config: RunConfig, device: torch.device,
                  precision: str):
         self.model, self.data, self.config, self.device, self.precision = model, data, config, device, precision
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
 
-    def param_groups(self) -> list[dict]:
-        return two_rate_groups(self.model.temporal_parameters(), self.model.other_parameters(), self.config)
+    def optimizer(self) -> torch.optim.Optimizer:
+        return two_rate_adagrad(self.model.temporal_parameters(), self.model.other_parameters(), self.config)
+
+
+class TeacherObjective(ModelObjective):
+    """MIL ranking loss on segment scores (method.md §3). Also trains a single-backbone model with MIL alone."""
 
     def loss(self, anomalous: np.ndarray, normal: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
         features = self.data.batch(np.concatenate([anomalous, normal]), self.device)
@@ -122,9 +129,9 @@ class StudentObjective:
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "head_teacher": self.head_teacher, "head_student": self.head_student}
 
-    def param_groups(self) -> list[dict]:
+    def optimizer(self) -> torch.optim.Optimizer:
         heads = list(self.head_teacher.parameters()) + list(self.head_student.parameters())
-        return two_rate_groups(self.model.temporal_parameters(), self.model.other_parameters() + heads, self.config)
+        return two_rate_adagrad(self.model.temporal_parameters(), self.model.other_parameters() + heads, self.config)
 
     def _loss(self, rows: np.ndarray) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
@@ -154,20 +161,10 @@ class StudentObjective:
         return torch.cat(scores), sum(losses) / max(len(rows), 1)
 
 
-class LANetObjective:
+class LANetObjective(ModelObjective):
     """LA-Net with Discriminative Dynamics Learning (method.md §8) on the pooled segments: top-k BCE against the
     video label, plus the dynamics ranking and alignment losses. The feature dynamics are those of the input
     features (all backbones concatenated), so the alignment moves the scores, not the features."""
-
-    def __init__(self, model: nn.Module, data: SegmentData, config: RunConfig, device: torch.device,
-                 precision: str):
-        self.model, self.data, self.config, self.device, self.precision = model, data, config, device, precision
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model}
-
-    def param_groups(self) -> list[dict]:
-        return two_rate_groups(self.model.temporal_parameters(), self.model.other_parameters(), self.config)
 
     def _loss(self, rows: np.ndarray, scores: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         features = self.data.batch(rows, self.device)

@@ -219,7 +219,7 @@ class Run:
                               seed=t.seed, status="running")
         objective, dims = self._objective()
         modules = objective.modules()
-        optimizer = torch.optim.Adagrad(objective.param_groups(), weight_decay=t.weight_decay, eps=t.adagrad_eps)
+        optimizer = objective.optimizer()
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         history: list[dict] = []
         best: dict | None = None

@@ -15,6 +15,7 @@ from feature_sets import TINY_MODEL, feature_store
 
 from data.synthetic import generate_dataset
 from pipeline import evaluate, extract, grid, train
+from pipeline.lightning_training import spread_positions, window_positions
 from pipeline.runs import load_run
 from pipeline.store import FeatureStore
 
@@ -126,3 +127,10 @@ def test_lightning_student_distills_teachers_from_low_resolution_frames(tmp_path
     assert "--teachers" in capsys.readouterr().err
     assert train.main(["lightning", "--teachers", ",".join(teachers), *common, "--set", "lightning.frames=4"]) == 2
     assert "lightning.frames" in capsys.readouterr().err
+
+
+def test_lightning_windows_are_consecutive_or_stretched_and_validation_spreads():
+    assert window_positions(100, 4, 37).tolist() == [37, 38, 39, 40]
+    assert window_positions(3, 6, 0).tolist() == [0, 0, 1, 1, 2, 2]  # shorter than the window: stretched, in order
+    assert spread_positions(64, 4).tolist() == [8, 24, 40, 56]
+    assert spread_positions(2, 4).tolist() == [0, 0, 1, 1]
