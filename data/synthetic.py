@@ -247,10 +247,15 @@ LABELS_FILE = "labels.csv"  # data.datasets CSV format, read by load_dataset(roo
 VIDEOS_DIR = "videos"
 H264_CODEC = "libx264"
 H264_PIX_FMT = "yuv420p"
-H264_OPTIONS = {"crf": "18", "preset": "veryfast"}
+# One encoder thread: x264's frame threads made the same frames encode to different bytes (and decoded pixels, up
+# to 45 grey levels apart) in about a third of the runs on a loaded machine, so a regenerated dataset missed the
+# feature cache and its numbers moved. A 320x240 video encodes fast enough single-threaded.
+SINGLE_THREAD = {"x264-params": "threads=1"}
+H264_OPTIONS = {"crf": "18", "preset": "veryfast", **SINGLE_THREAD}
 LOSSLESS_CODEC = "libx264rgb"  # RGB H.264: decodes to exactly the rendered RGB frames
 LOSSLESS_PIX_FMT = "rgb24"
-LOSSLESS_OPTIONS = {"qp": "0", "preset": "ultrafast"}  # noise makes slower presets ~4x slower for ~10% smaller files
+# noise makes slower presets ~4x slower for ~10% smaller files
+LOSSLESS_OPTIONS = {"qp": "0", "preset": "ultrafast", **SINGLE_THREAD}
 FPS_MAX_DENOMINATOR = 1001
 
 

@@ -11,7 +11,7 @@ YAML layout (every key optional)::
     mil: {pairing: one-to-one, smoothness: 8.0e-5}     # MILConfig (teacher)
     distill: {alpha: 7.5, tau: 10.0, delta: 0.9}       # DistillConfig (student)
     lanet: {d_model: 512, classifier_kernel: 9, ...}   # models.lanet.LANetConfig (lanet)
-    ddl: {rank_weight: 1.0, align_weight: 1.0, ...}    # DDLConfig (lanet)
+    ddl: {rank_weight: 0.1, align_weight: 0.1, ...}    # DDLConfig (lanet)
     lightning: {frames: 8, size: 64, ...}              # models.lightning.LightningConfig (lightning)
     adversarial: {adversarial_weight: 0.1, ...}        # AdversarialConfig (lightning)
 

@@ -48,6 +48,17 @@ def test_same_spec_gives_identical_frames_and_seed_changes_them():
     assert np.abs(a.astype(int) - other.astype(int)).mean() > 3  # a different scene, not just different noise
 
 
+def test_encoding_is_single_threaded_and_gives_the_same_bytes(tmp_path):
+    # x264's frame threads made identical frames encode differently on a loaded machine (regenerated datasets then
+    # missed the feature cache): both encoders are pinned to one thread.
+    from data.synthetic import H264_OPTIONS, LOSSLESS_OPTIONS
+
+    assert H264_OPTIONS["x264-params"] == LOSSLESS_OPTIONS["x264-params"] == "threads=1"
+    spec = SyntheticSpec(n_frames=60, width=160, height=120, seed=5, events=(AnomalyEvent("fall", 10, 50),))
+    encoded = {write_video(spec, tmp_path / f"{i}.mp4").read_bytes() for i in range(3)}
+    assert len(encoded) == 1
+
+
 def test_frames_move_and_are_not_constant():
     frames = _frames(SyntheticSpec(**SMALL, seed=1))
     assert frames.std() > 10  # textured scene
