@@ -102,7 +102,7 @@ class DDLConfig:
 class AdversarialConfig:
     """The lightning student's distillation (method.md §9)."""
 
-    regression: str = lightning.REGRESSION  # l1 | l2 distance to each teacher's snippet scores
+    regression: str = lightning.REGRESSION  # l2 | l1 distance to each teacher's snippet scores
     adversarial_weight: float = lightning.ADVERSARIAL_WEIGHT  # generator term, per teacher
     window: int = 32  # consecutive snippets per training sequence (what the discriminators see)
     # Adam for the student and the discriminators (the common choice for adversarial training; beta1 = 0.5 as

@@ -66,7 +66,7 @@ def test_new_stage_defaults_and_typed_tuples():
     assert (lanet.ddl.margin, lanet.ddl.k_dynamics, lanet.ddl.topk_divisor) == (1.0, 3, 16)
     light = build_config("lightning", layers=[parse_assignments(["lightning.channels=4,8"])])
     assert light.backbones == ("lowres",) and light.lightning.channels == (4, 8)
-    assert (light.adversarial.adversarial_weight, light.adversarial.regression) == (0.1, "l1")
+    assert (light.adversarial.adversarial_weight, light.adversarial.regression) == (0.1, "l2")
     with pytest.raises(ConfigError, match="expected int"):
         build_config("lightning", layers=[{"lightning": {"channels": "4,x"}}])
     with pytest.raises(ConfigError, match="lowres"):

@@ -61,7 +61,7 @@ def test_config_defaults():
         disc_channels=32, disc_kernel=5,
     )
     assert LightningConfig().input_dim == 8 * 64 * 64
-    assert (lightning.ADVERSARIAL_WEIGHT, lightning.REGRESSION, lightning.REGRESSIONS) == (0.1, "l1", ("l1", "l2"))
+    assert (lightning.ADVERSARIAL_WEIGHT, lightning.REGRESSION, lightning.REGRESSIONS) == (0.1, "l2", ("l1", "l2"))
 
 
 def test_config_normalises_lists_to_tuples():
@@ -263,7 +263,7 @@ def test_regression_loss_by_hand():
     t = torch.tensor([[0.5, 0.4], [0.5, 0.0]])
     assert regression_loss(s, t, "l1").item() == pytest.approx((0.3 + 0.5 + 0.0 + 0.1) / 4)
     assert regression_loss(s, t, "l2").item() == pytest.approx((0.09 + 0.25 + 0.0 + 0.01) / 4)
-    assert regression_loss(s, t).item() == pytest.approx(regression_loss(s, t, "l1").item())
+    assert regression_loss(s, t).item() == pytest.approx(regression_loss(s, t, "l2").item())
     with pytest.raises(ValueError):
         regression_loss(s, t, "huber")
     with pytest.raises(ValueError):
