@@ -391,7 +391,7 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return f"{type(exc).__name__}: {exc}", "if the file plays elsewhere, report this as a bug"
 
 
-def _parse_weights(values: list[str]) -> dict[str, str]:
+def parse_weights(values: list[str]) -> dict[str, str]:
     weights: dict[str, str] = {}
     for value in values:
         for item in value.split(","):
@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown backbone(s) {', '.join(unknown) or '(none given)'}: choose from "
               f"{', '.join(BACKBONES)}", file=sys.stderr)
         return 2
-    weights = _parse_weights(args.weights)
+    weights = parse_weights(args.weights)
     stray = sorted(set(weights) - set(names))
     if stray:
         print(f"error: --weights given for {', '.join(stray)}, which is not in --backbones {args.backbones}",

@@ -139,9 +139,8 @@ def plot_video_scores(video: VideoScores, path: str | os.PathLike, *, fps: float
     return _save_figure(video_scores_figure(video, fps=fps, title=title), path)
 
 
-def video_plot_names(videos: Sequence[VideoScores]) -> list[str]:
-    """PNG file names for ``videos``, safe and distinct (a name hash is appended when two stems collide)."""
-    names = [v.name for v in videos]
+def unique_stems(names: Sequence[str]) -> list[str]:
+    """File stems for distinct ``names``, safe and distinct (a name hash is appended when two stems collide)."""
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"duplicate video names: {dup}")
@@ -152,8 +151,30 @@ def video_plot_names(videos: Sequence[VideoScores]) -> list[str]:
         if stem.lower() in used:  # case-insensitive file systems too
             stem = f"{stem}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:SAFE_NAME_HASH]}"
         used.add(stem.lower())
-        out.append(f"{stem}.png")
+        out.append(stem)
     return out
+
+
+def video_plot_names(videos: Sequence[VideoScores]) -> list[str]:
+    """PNG file names for ``videos``, safe and distinct (a name hash is appended when two stems collide)."""
+    return [f"{stem}.png" for stem in unique_stems([v.name for v in videos])]
+
+
+def plot_detection(snippet_scores: np.ndarray, n_frames: int, fps: float, path: str | os.PathLike, *,
+                   threshold: float, title: str) -> Path:
+    """A new video's scores over time (``pipeline.detect``): snippet ``t`` covers frames ``[16t, 16t + 16)``, the
+    last snippet's score extends over the trailing frames; x in seconds (frames when ``fps`` is unknown)."""
+    scale = 1.0 / fps if fps > 0 else 1.0
+    edges = np.arange(len(snippet_scores) + 1) * SNIPPET_FRAMES
+    edges[-1] = max(edges[-1], n_frames)
+    fig = Figure(figsize=VIDEO_FIGSIZE, layout="constrained")
+    ax = fig.add_subplot()
+    ax.stairs(np.asarray(snippet_scores, dtype=np.float64), edges * scale, color=SCORE_COLOR, label="score")
+    ax.axhline(threshold, color="gray", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set(xlim=(0, edges[-1] * scale), ylim=Y_LIMITS, ylabel="anomaly score",
+           xlabel="time (s)" if fps > 0 else "frame", title=title)
+    ax.legend(loc="upper right", fontsize="small")
+    return _save_figure(fig, path)
 
 
 def plot_all_videos(videos: Sequence[VideoScores], folder: str | os.PathLike, *,

@@ -1,0 +1,148 @@
+"""Scoring new videos with trained runs (``pipeline.detect``), in-process through the CLIs, on real videos:
+OpenCV's vtest.avi and synthetic surveillance videos with known anomaly intervals."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+from feature_sets import TINY_MODEL
+
+from data.synthetic import SyntheticSpec, generate_dataset, write_video
+from pipeline import detect, extract, train
+from pipeline.overlay import BAR_ANOMALOUS, BAR_BACKGROUND, BAR_NORMAL, draw_score_bar
+from pipeline.store import FeatureStore
+
+TRAIN = ["--quiet", "--set", "train.batch_anomalous=4", "--set", "train.batch_normal=4",
+         "--set", "train.lr_other=1e-2", "--set", "train.lr_temporal=1e-3", *TINY_MODEL]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A store with a teacher, a student and a lightning run trained on 12 synthetic videos (EfficientNet-Lite0
+    with its real weights, and the low-resolution frames)."""
+    root = tmp_path_factory.mktemp("detect")
+    dataset = generate_dataset(root / "synthetic", n_normal=6, n_anomalous=6, seed=3, n_frames=160)
+    store = root / "store"
+    assert extract.main([str(dataset.root / "videos"), "--store", str(store), "--backbones", "effnet_lite0",
+                         "--quiet"]) == 0
+    assert extract.main([str(dataset.root / "videos"), "--store", str(store), "--backbones", "lowres",
+                         "--quiet"]) == 0
+    common = ["--store", str(store), "--dataset", str(dataset.root), "--set", "train.val_fraction=0"]
+    assert train.main(["teacher", *common, "--backbones", "effnet_lite0", "--epochs", "300", *TRAIN]) == 0
+    runs = FeatureStore(store).runs
+    teacher = runs("teacher")[0]["key"]
+    assert train.main(["student", *common, "--teacher", teacher[:12], "--backbones", "effnet_lite0",
+                       "--epochs", "3", *TRAIN]) == 0
+    assert train.main(["lightning", *common, "--teachers", teacher[:12], "--epochs", "2", "--quiet",
+                       "--set", "lightning.channels=4,8", "--set", "adversarial.window=4"]) == 0
+    keys = {stage: runs(stage)[0]["key"] for stage in ("teacher", "student", "lightning")}
+    return store, dataset, keys
+
+
+def _anomalous_training_video(dataset):
+    return next(e for e in dataset.entries if e.label == 1 and e.split == "train")
+
+
+def test_detect_scores_every_frame_and_the_anomalies_score_higher(trained, vtest_path, tmp_path, capsys):
+    store, dataset, keys = trained
+    videos = [e for e in dataset.entries if e.label == 1 and e.split == "test"]  # never seen in training
+    out = tmp_path / "out"
+    code = detect.main([str(vtest_path), *[str(e.path) for e in videos], "--store", str(store), "--model",
+                        keys["teacher"][:12], "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    for path, n_frames in ((vtest_path, 795), *((e.path, 160) for e in videos)):
+        stem = path.stem
+        frames = pd.read_csv(out / f"{stem}.csv")
+        assert list(frames.columns) == ["frame", "time_s", "snippet", "score"]
+        assert len(frames) == n_frames and frames["frame"].tolist() == list(range(n_frames))
+        info = json.loads((out / f"{stem}.json").read_text())
+        assert info["n_frames"] == n_frames and info["n_snippets"] == n_frames // 16
+        assert info["run"] == keys["teacher"] and info["stage"] == "teacher"
+        assert np.allclose(info["frame_score"], frames["score"]) and len(info["frame_time_s"]) == n_frames
+        assert info["fps"] == pytest.approx(frames["time_s"][1] ** -1)
+        assert (out / f"{stem}.png").stat().st_size > 0
+    # vtest: 795 frames = 49 snippets + 11 trailing frames, which take the last snippet's score
+    tail = pd.read_csv(out / "vtest.csv")["score"].to_numpy()
+    assert np.all(tail[784:] == tail[783])
+    # the unseen synthetic videos' anomalous intervals score higher than their normal parts
+    inside, outside, localised = [], [], 0
+    for e in videos:
+        scores = pd.read_csv(out / f"{e.path.stem}.csv")["score"].to_numpy()
+        mask = np.zeros(len(scores), dtype=bool)
+        for event in e.events:
+            mask[event.start:event.end] = True
+        inside.append(scores[mask])
+        outside.append(scores[~mask])
+        localised += scores[mask].mean() > scores[~mask].mean() + 0.1
+    assert np.concatenate(inside).mean() > np.concatenate(outside).mean() + 0.1
+    assert localised >= 1
+
+
+def test_default_model_is_the_student_and_lightning_runs_score_too(trained, tmp_path, capsys):
+    store, dataset, keys = trained
+    video = _anomalous_training_video(dataset)
+    assert detect.main([str(video.path), "--store", str(store), "--out", str(tmp_path / "s"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "s" / f"{video.path.stem}.json").read_text())["run"] == keys["student"]
+    assert detect.main([str(video.path), "--store", str(store), "--model", keys["lightning"][:12],
+                        "--out", str(tmp_path / "l"), "--quiet"]) == 0
+    info = json.loads((tmp_path / "l" / f"{video.path.stem}.json").read_text())
+    assert info["stage"] == "lightning" and info["backbones"] == ["lowres"] and info["n_frames"] == 160
+
+
+def test_a_folder_with_bad_files_scores_the_good_ones_and_exits_1(trained, tmp_path, capsys):
+    store, _, keys = trained
+    folder = tmp_path / "in"
+    good = write_video(SyntheticSpec(n_frames=48, seed=11), folder / "good.mp4")
+    (folder / "random.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+    (folder / "empty.avi").write_bytes(b"")
+    code = detect.main([str(folder), str(tmp_path / "missing.mp4"), "--store", str(store), "--model",
+                        keys["teacher"][:12], "--out", str(tmp_path / "out"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "1 scored, 3 failed" in out
+    for name in ("random.mp4", "empty.avi", "missing.mp4"):
+        assert f"FAILED {tmp_path}" in err and name in err
+    assert len(pd.read_csv(tmp_path / "out" / "good.csv")) == 48 and good.is_file()
+
+
+def test_overlay_copies_every_frame_with_a_score_bar(trained, tmp_path):
+    store, dataset, keys = trained
+    video = _anomalous_training_video(dataset)
+    dest = tmp_path / "overlay.mp4"
+    assert detect.main([str(video.path), "--store", str(store), "--model", keys["teacher"][:12], "--out",
+                        str(tmp_path / "out"), "--overlay", str(dest), "--threshold", "0.5", "--quiet"]) == 0
+    scores = pd.read_csv(tmp_path / "out" / f"{video.path.stem}.csv")["score"].to_numpy()
+    with av.open(str(dest)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == len(scores) == 160
+    h, w = frames[0].shape[:2]
+    for i in (0, 80, 159):  # the bar's filled part has the threshold colour, the rest the background (lossy H.264)
+        row = frames[i][h - 3].astype(int)
+        filled = int(round(scores[i] * w))
+        colour = BAR_ANOMALOUS if scores[i] >= 0.5 else BAR_NORMAL
+        if filled > 8:
+            assert np.abs(row[filled // 2] - colour).max() < 40
+        if filled < w - 8:
+            assert np.abs(row[(filled + w) // 2] - BAR_BACKGROUND).max() < 40
+
+
+def test_score_bar_is_drawn_exactly():
+    frame = np.zeros((100, 50, 3), dtype=np.uint8)
+    draw_score_bar(frame, 0.4, threshold=0.5)
+    assert (frame[:94] == 0).all()  # 6 % of 100 rows = 6 rows of bar
+    assert (frame[94:, :20] == BAR_NORMAL).all() and (frame[94:, 20:25] == BAR_BACKGROUND).all()
+    assert (frame[94:, 25] == 255).all()  # the threshold tick
+    draw_score_bar(frame, 0.9, threshold=0.5)
+    assert (frame[94:, :25] == BAR_ANOMALOUS).all() and (frame[94:, 45:] == BAR_BACKGROUND).all()
+
+
+def test_unknown_store_and_model_are_usage_errors(trained, tmp_path, capsys):
+    store, dataset, _ = trained
+    video = _anomalous_training_video(dataset)
+    assert detect.main([str(video.path), "--store", str(tmp_path / "nowhere")]) == 2
+    assert detect.main([str(video.path), "--store", str(store), "--model", "ffffffffffff"]) == 2
+    assert "matches no finished run" in capsys.readouterr().err
