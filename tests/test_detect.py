@@ -146,3 +146,20 @@ def test_unknown_store_and_model_are_usage_errors(trained, tmp_path, capsys):
     assert detect.main([str(video.path), "--store", str(tmp_path / "nowhere")]) == 2
     assert detect.main([str(video.path), "--store", str(store), "--model", "ffffffffffff"]) == 2
     assert "matches no finished run" in capsys.readouterr().err
+
+
+def test_the_trained_student_exports_to_torchscript_and_onnx_with_equal_scores(trained, tmp_path, capsys):
+    from pipeline import export
+
+    store, _, keys = trained
+    out = tmp_path / "export"
+    assert export.main([keys["student"][:12], "--store", str(store), "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    report = json.loads((out / export.EXPORT_JSON).read_text())
+    assert report["run"] == keys["student"] and (out / export.ONNX_FILE).is_file()
+    assert (out / export.TORCHSCRIPT_FILE).is_file()
+    assert report["tolerance"]["max_abs_diff_scores"] == export.TOLERANCE
+    assert max(report["max_abs_diff"].values()) <= export.TOLERANCE and set(report["max_abs_diff"]) == {
+        "onnx", "torchscript"}
+    assert report["input"]["shape"] == ["T", 3, 1, 224, 224] and report["T_range"] == [1, 256]
+    assert export.main([keys["lightning"][:12], "--store", str(store), "--out", str(tmp_path / "l")]) == 2

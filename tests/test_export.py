@@ -1,0 +1,123 @@
+"""Export of backbone + head (``pipeline.export``): TorchScript and ONNX give the eager scores, at every supported
+length, and the eager scorer equals the project's own path (``forward_preprocessed`` then ``score_snippets``).
+
+The real EfficientNet-Lite0 (ImageNet weights) is the backbone; the head is a tiny untrained ``VADModel`` (an
+equality check needs no training). The T-range checks run the backbone at 16 x 16 crops so T = 256 stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from extractors.effnet_lite import EffNetLite0Backbone
+from extractors.registry import build_backbone
+from models.attention import QUERY_BLOCK
+from models.vad_model import ModelConfig, VADModel
+from pipeline import export
+from pipeline.scoring import score_snippets
+
+TINY = ModelConfig(d_model=16, n_heads=2, projection_hidden=16, ffn_dim=32, classifier_hidden=16, k=4)
+LENGTHS = (1, 5, 40)  # checked by the export itself; the test adds 7, 33, QUERY_BLOCK
+
+
+def _head(seed: int = 0) -> VADModel:
+    torch.manual_seed(seed)
+    return VADModel([1280], TINY).eval()
+
+
+@pytest.fixture(scope="module")
+def real_backbone():
+    return build_backbone("effnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def small_backbone(real_backbone):
+    """The real weights at 16 x 16 crops, 5 crops and 2 frames per snippet (any input size works for the CNN)."""
+    prep = dataclasses.replace(real_backbone.preprocessing, resize_size=20, crop_size=16)
+    return EffNetLite0Backbone(real_backbone.model, prep, crops=5, frame_indices=(4, 12),
+                               weights_id=real_backbone.weights_id)
+
+
+@pytest.fixture(scope="module")
+def exported(small_backbone, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    scorer = export.SnippetScorer(small_backbone, _head())
+    info = export.export_scorer(scorer, small_backbone, out, example_snippets=8, check_lengths=LENGTHS)
+    return out, scorer, info
+
+
+def _snippets(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 16, 48, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_exports_equal_eager_at_every_length(exported):
+    out, scorer, info = exported
+    assert (out / export.TORCHSCRIPT_FILE).is_file() and (out / export.ONNX_FILE).is_file()
+    on_disk = json.loads((out / export.EXPORT_JSON).read_text())
+    assert on_disk["T_range"] == [1, QUERY_BLOCK] and on_disk["input"]["shape"] == ["T", 3, 2, 16, 16]
+    assert on_disk["tolerance"]["max_abs_diff_scores"] == export.TOLERANCE == 1e-4
+    assert sorted(r["T"] for r in on_disk["check"].values()) == sorted([*LENGTHS, 8])
+    # Independently of the export's own check: fresh inputs, loaded files.
+    scripted = torch.jit.load(str(out / export.TORCHSCRIPT_FILE))
+    onnx_scorer = export.OnnxScorer(out / export.ONNX_FILE)
+    gen = torch.Generator().manual_seed(7)
+    for t in (1, 7, 33, QUERY_BLOCK):
+        x = torch.randn(t, 3, 2, 16, 16, generator=gen)
+        with torch.no_grad():
+            eager = scorer(x).numpy()
+            assert eager.shape == (t,)
+            np.testing.assert_allclose(scripted(x).numpy(), eager, rtol=0, atol=export.TOLERANCE)
+        np.testing.assert_allclose(onnx_scorer(x.numpy()), eager, rtol=0, atol=export.TOLERANCE)
+    # The scores vary along the video, so equality is not trivially met by constants.
+    assert np.ptp(eager) > 1e-4
+
+
+def test_too_long_videos_raise_a_clear_error(exported):
+    out, _, _ = exported
+    x = np.zeros((QUERY_BLOCK + 1, 3, 2, 16, 16), np.float32)
+    with pytest.raises(export.TooManySnippets, match=f"{QUERY_BLOCK + 1} snippets.*at most {QUERY_BLOCK}"):
+        export.OnnxScorer(out / export.ONNX_FILE)(x)
+    with pytest.raises(Exception, match=f"1 to {QUERY_BLOCK} snippets at once, got {QUERY_BLOCK + 1}"):
+        torch.jit.load(str(out / export.TORCHSCRIPT_FILE))(torch.from_numpy(x))
+    with pytest.raises(ValueError, match="expected preprocessed snippets"):
+        export.OnnxScorer(out / export.ONNX_FILE)(x[:4, :, :1])
+    with pytest.raises(ValueError, match="max_snippets must be in"):
+        export.export_scorer(None, None, out, max_snippets=QUERY_BLOCK + 1)  # checked before anything is built
+
+
+def test_onnx_with_crops_equals_the_projects_scoring_path(exported, small_backbone):
+    out, scorer, _ = exported
+    snippets = _snippets(6)
+    pre = small_backbone.preprocess(snippets)  # [6 * 5, 3, 2, 16, 16]
+    feats = small_backbone.forward_preprocessed(pre, n_snippets=6).numpy()  # [6, 5, 1280]
+    expected = score_snippets(scorer.head, [feats], torch.device("cpu"), n_heads=TINY.n_heads)
+    got = export.OnnxScorer(out / export.ONNX_FILE).score_preprocessed(pre, crops=5)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=export.TOLERANCE)
+
+
+def test_snippet_scorer_equals_the_projects_path_on_real_preprocessing(real_backbone):
+    head = _head(1)
+    snippets = _snippets(5, seed=3)
+    pre = real_backbone.preprocess(snippets)  # [5, 3, 1, 224, 224]
+    feats = real_backbone.forward_preprocessed(pre, n_snippets=5).numpy()
+    expected = score_snippets(head, [feats], torch.device("cpu"), n_heads=TINY.n_heads)
+    with torch.no_grad():
+        got = export.SnippetScorer(real_backbone, head).eval()(pre).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_a_different_export_fails_the_check_naming_the_difference(exported, small_backbone):
+    out, scorer, _ = exported
+    other = export.SnippetScorer(small_backbone, _head(seed=5)).eval()  # other head weights
+    with pytest.raises(ValueError, match=r"torchscript export's scores differ from the eager model's by [0-9.e-]+"):
+        export.check_equal(scorer, other, out / export.ONNX_FILE, [("x", torch.randn(4, 3, 2, 16, 16))])
+
+
+def test_cli_rejects_a_folder_that_is_not_a_store(tmp_path, capsys):
+    assert export.main(["abcdef", "--store", str(tmp_path)]) == 2
+    assert "not a store" in capsys.readouterr().err
