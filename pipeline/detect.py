@@ -118,7 +118,8 @@ def write_outputs(d: Detection, stem: str, out: Path, run: LoadedRun, threshold:
         "fps": d.fps, "n_frames": d.n_frames, "n_snippets": len(d.snippet_scores), "snippet_frames": SNIPPET_FRAMES,
         "threshold": threshold, "max_score": float(d.frame_scores[best]), "max_frame": best,
         "intervals_above_threshold_s": above_threshold(d, threshold),
-        "snippet_scores": d.snippet_scores.tolist(), "frame_time_s": d.frame_times.tolist(),
+        # null when the container declares no frame rate (JSON has no NaN)
+        "snippet_scores": d.snippet_scores.tolist(), "frame_time_s": d.frame_times.tolist() if d.fps > 0 else None,
         "frame_score": d.frame_scores.tolist(),
     })
     plot_detection(d.snippet_scores, d.n_frames, d.fps, out / f"{stem}.png", threshold=threshold,

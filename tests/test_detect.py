@@ -163,3 +163,14 @@ def test_the_trained_student_exports_to_torchscript_and_onnx_with_equal_scores(t
         "onnx", "torchscript"}
     assert report["input"]["shape"] == ["T", 3, 1, 224, 224] and report["T_range"] == [1, 256]
     assert export.main([keys["lightning"][:12], "--store", str(store), "--out", str(tmp_path / "l")]) == 2
+
+
+def test_frame_scores_cover_the_tail_and_intervals_are_in_seconds():
+    from pathlib import Path
+
+    d = detect.Detection(Path("v.mp4"), np.array([0.1, 0.9, 0.2], dtype=np.float32), n_frames=53, fps=25.0)
+    assert len(d.frame_scores) == 53 and (d.frame_scores[48:] == np.float32(0.2)).all()
+    assert (d.frame_scores[16:32] == np.float32(0.9)).all() and d.frame_times[25] == 1.0
+    assert detect.above_threshold(d, 0.5) == [(0.64, 1.28)]  # frames [16, 32) at 25 frames/s
+    unknown_rate = detect.Detection(Path("v"), d.snippet_scores, n_frames=53, fps=0.0)
+    assert detect.above_threshold(unknown_rate, 0.5) == [(16.0, 32.0)]  # in frames
