@@ -115,17 +115,22 @@ class Backbone(abc.ABC):
         x = self.preprocess(snippets)
         return self.forward_preprocessed(x, n_snippets=snippets.shape[0])
 
+    def embed_snippets(self, x: torch.Tensor) -> torch.Tensor:
+        """Output of :meth:`preprocess` ``[M, 3, F, c, c]`` -> ``[M, D]``: a video backbone embeds each clip, an
+        image backbone embeds its F frames and averages them. No autocast or grad mode of its own (the exported
+        scorer of ``pipeline.export`` traces it)."""
+        if self.kind == "video":
+            return self.embed(x)
+        m, _, f, c, _ = x.shape
+        frames = x.permute(0, 2, 1, 3, 4).reshape(m * f, 3, c, c)
+        return self.embed(frames).reshape(m, f, -1).mean(dim=1)
+
     @torch.inference_mode()
     def forward_preprocessed(self, x: torch.Tensor, n_snippets: int) -> torch.Tensor:
         """The forward pass alone: output of :meth:`preprocess` -> ``[N, crops, D]`` float32 on the CPU."""
         autocast = (torch.autocast(self.device.type, dtype=torch.float16) if self.amp
                     else contextlib.nullcontext())
         with autocast:
-            if self.kind == "video":
-                feats = self.embed(x)
-            else:
-                m, _, f, c, _ = x.shape
-                frames = x.permute(0, 2, 1, 3, 4).reshape(m * f, 3, c, c)
-                feats = self.embed(frames).reshape(m, f, -1).mean(dim=1)
+            feats = self.embed_snippets(x)
         feats = feats.float().reshape(n_snippets, self.crops, self.dim)
         return feats.cpu()

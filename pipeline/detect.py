@@ -19,7 +19,6 @@ others go on, and the exit code is 1.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -31,7 +30,6 @@ import pandas as pd
 
 from data.discover import find_videos
 from extractors.device import auto_device
-from extractors.registry import FRAME_BACKBONES, build_backbone
 from extractors.weights import WeightsNotFound
 from pipeline.atomic import atomic_write, atomic_write_json
 from pipeline.errors import UserError
@@ -40,9 +38,9 @@ from pipeline.keys import feature_key
 from pipeline.metrics import FALSE_ALARM_THRESHOLD, SNIPPET_FRAMES
 from pipeline.overlay import write_overlay
 from pipeline.plots import plot_detection, unique_stems
-from pipeline.runs import LoadedRun, load_run
+from pipeline.runs import LoadedRun, load_run, training_backbone
 from pipeline.scoring import align_snippets, score_snippets
-from pipeline.store import FeatureStore
+from pipeline.store import MANIFEST, FeatureStore, is_store
 
 DEFAULT_STAGE = "student"  # the model used when --model is not given: the store's most recent one
 DEFAULT_OUT = "detections"
@@ -95,10 +93,8 @@ def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], 
     settings: decoder, dtype, decode_resize)."""
     built, settings = [], {"decoder": "auto", "dtype": "float32", "decode_resize": True}
     for name in run.backbones:
+        built.append(training_backbone(run, store, name, weights=weights.get(name), device=device))
         params = store.extractor_params(run.fingerprints[name])
-        frames = len(params.get("frame_indices", [0])) if name in FRAME_BACKBONES else 1
-        built.append(build_backbone(name, weights=weights.get(name), crops=params.get("crops", 1), frames=frames,
-                                    device=device))
         decode = params.get("decode") or {}
         settings["decoder"] = decode.get("backend", settings["decoder"])
         settings["decode_resize"] = decode.get("short_side", 1) is not None
@@ -150,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not (Path(args.store) / "manifest.sqlite").is_file():
-        print(f"error: {args.store} is not a store (no manifest.sqlite): pass the --store the run was trained in",
+    if not is_store(args.store):
+        print(f"error: {args.store} is not a store (no {MANIFEST}): pass the --store the run was trained in",
               file=sys.stderr)
         return 2
     store = FeatureStore(args.store)

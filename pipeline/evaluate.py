@@ -37,7 +37,7 @@ from pipeline.metrics import VideoScores, frame_metrics
 from pipeline.plots import plot_all_videos, plot_pr, plot_roc, write_scores_csv, write_video_summary_csv
 from pipeline.runs import LoadedRun, load_run
 from pipeline.scoring import align_snippets, score_snippets
-from pipeline.store import FeatureStore
+from pipeline.store import MANIFEST, FeatureStore, is_store
 
 CODE_VERSION = "evaluate-1"
 STAGE = "evaluate"
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out and len(args.runs) > 1:
         print("error: --out takes one run; several runs are written to <store>/runs/evaluate", file=sys.stderr)
         return 2
-    if not (Path(args.store) / "manifest.sqlite").is_file():
-        print(f"error: {args.store} is not a store (no manifest.sqlite): pass the --store used for training",
+    if not is_store(args.store):
+        print(f"error: {args.store} is not a store (no {MANIFEST}): pass the --store used for training",
               file=sys.stderr)
         return 2
     store = FeatureStore(args.store)

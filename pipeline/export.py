@@ -37,15 +37,14 @@ import torch
 from torch import Tensor, nn
 
 from extractors.base import SNIPPET_FRAMES, Backbone
-from extractors.registry import FRAME_BACKBONES, build_backbone
 from extractors.weights import WeightsNotFound
 from models.attention import QUERY_BLOCK
 from models.vad_model import VADModel
 from pipeline.atomic import atomic_write_json
 from pipeline.errors import UserError
 from pipeline.extract import parse_weights
-from pipeline.runs import LoadedRun, load_run
-from pipeline.store import FeatureStore
+from pipeline.runs import LoadedRun, load_run, training_backbone
+from pipeline.store import MANIFEST, FeatureStore, is_store
 
 TORCHSCRIPT_FILE = "student.torchscript.pt"
 ONNX_FILE = "student.onnx"
@@ -85,18 +84,11 @@ class SnippetScorer(nn.Module):
             raise ValueError(f"the head takes input dims {head.input_dims}; exporting needs a single-backbone head "
                              f"on {backbone.name}'s {backbone.dim}-d features")
         self.backbone = backbone.model  # registered, so tracing finds its parameters
-        self._embed = backbone.embed  # uses the same module
-        self.kind = backbone.kind
+        self._embed_snippets = backbone.embed_snippets  # uses the same module
         self.head = head
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.kind == "video":
-            feats = self._embed(x)
-        else:
-            t, _, f, c, _ = x.shape
-            frames = x.permute(0, 2, 1, 3, 4).reshape(t * f, 3, c, c)
-            feats = self._embed(frames).reshape(t, f, -1).mean(dim=1)
-        return self.head([feats.unsqueeze(0)]).scores[0]
+        return self.head([self._embed_snippets(x).unsqueeze(0)]).scores[0]
 
 
 class _LengthGuard(nn.Module):
@@ -272,10 +264,7 @@ def backbone_for_run(run: LoadedRun, store: FeatureStore, weights: str | None = 
     if len(run.backbones) != 1:
         raise UserError(f"run {run.key[:12]} uses {len(run.backbones)} backbones ({', '.join(run.backbones)}); "
                         "export supports single-backbone runs (the student)")
-    name = run.backbones[0]
-    params = store.extractor_params(run.fingerprints[name])
-    frames = len(params.get("frame_indices", [0])) if name in FRAME_BACKBONES else 1
-    return build_backbone(name, weights=weights, crops=params.get("crops", 1), frames=frames, device="cpu")
+    return training_backbone(run, store, run.backbones[0], weights=weights, device="cpu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,8 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not (Path(args.store) / "manifest.sqlite").is_file():
-        print(f"error: {args.store} is not a store (no manifest.sqlite)", file=sys.stderr)
+    if not is_store(args.store):
+        print(f"error: {args.store} is not a store (no {MANIFEST})", file=sys.stderr)
         return 2
     store = FeatureStore(args.store)
     try:

@@ -13,7 +13,6 @@ code is then 1. Writes ``grid.json`` and ``grid.md``: AUC and AP, mean ± sample
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -132,7 +131,7 @@ def _train_argv(v: Variant, seed: int, args, backbones: dict[str, str], teacher_
 
 
 def run_cell(cell: Cell, seed: int, args, backbones: dict[str, str], cells: dict[str, Cell], store: FeatureStore,
-             device) -> None:
+             spec, device) -> None:
     """Train (or find) and evaluate one variant for one seed; a failure is recorded on the cell."""
     v = cell.variant
     missing = [t for t in v.teachers if seed not in cells[t].runs]
@@ -143,7 +142,6 @@ def run_cell(cell: Cell, seed: int, args, backbones: dict[str, str], cells: dict
         argv = _train_argv(v, seed, args, backbones, [cells[t].runs[seed] for t in v.teachers])
         results, warnings = train.run_stage(train.build_parser().parse_args(argv))
         run = load_run(store, results[0]["run"], v.stage)
-        spec = load_dataset(args.dataset)
         metrics, _, _ = evaluate.evaluate_run(store, run, spec, dataset_ref=args.dataset, out=None, device=device,
                                               precision="fp32", allow_missing=False, video_plots=False,
                                               force=False, progress=False)
@@ -233,13 +231,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     backbones = {"teacher": args.teacher_backbones, "student": args.student_backbone}
+    try:
+        spec = load_dataset(args.dataset)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     store = FeatureStore(args.store)
     device = auto_device(args.device)
     cells = {v.name: Cell(v) for v in todo}
     try:
         for v in todo:
             for seed in range(args.seed, args.seed + args.seeds):
-                run_cell(cells[v.name], seed, args, backbones, cells, store, device)
+                run_cell(cells[v.name], seed, args, backbones, cells, store, spec, device)
                 state = (f"AUC {cells[v.name].metrics[seed]['auc']:.4f}" if seed in cells[v.name].metrics
                          else f"FAILED: {cells[v.name].errors[seed]}")
                 print(f"grid: {v.name} seed {seed}: {state}", flush=True)
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = table_rows(list(cells.values()))
     out = Path(args.out) if args.out else Path(args.store) / "grid"
     out.mkdir(parents=True, exist_ok=True)
-    title = f"Baselines and ablations on {load_dataset(args.dataset).name}"
+    title = f"Baselines and ablations on {spec.name}"
     atomic_write_json(out / "grid.json", {"dataset": args.dataset, "seeds": args.seeds, "rows": rows})
     text = markdown(rows, title)
     atomic_write_text(out / "grid.md", text)

@@ -42,8 +42,6 @@ class SnippetWindows:
     window: int
     truncated: int = 0
 
-    backbones = (LOWRES,)
-
     def __len__(self) -> int:
         return len(self.frames)
 

@@ -18,6 +18,8 @@ import torch
 
 from torch import nn
 
+from extractors.base import Backbone
+from extractors.registry import FRAME_BACKBONES, build_backbone
 from models.lanet import LANet
 from models.lightning import LightningStudent
 from models.vad_model import VADModel
@@ -44,6 +46,15 @@ def run_key(config: RunConfig, *, train_entries: list[tuple[str, int]], feature_
 
 def save_torch(obj, dest: Path) -> Path:
     return atomic_write(dest, lambda f: torch.save(obj, f))
+
+
+def training_backbone(run: LoadedRun, store: FeatureStore, name: str, *, weights: str | None,
+                      device) -> Backbone:
+    """Backbone ``name`` of ``run`` built with the crops and frames its training features were made with (read
+    from the store's extractor params; features imported from elsewhere have none: 1 crop, the centre frame)."""
+    params = store.extractor_params(run.fingerprints[name])
+    frames = len(params.get("frame_indices", [0])) if name in FRAME_BACKBONES else 1
+    return build_backbone(name, weights=weights, crops=params.get("crops", 1), frames=frames, device=device)
 
 
 def build_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1) -> nn.Module:

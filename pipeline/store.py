@@ -36,6 +36,7 @@ from data.discover import video_name
 from pipeline.atomic import atomic_write
 from pipeline.keys import canonical_json, hash_video
 
+MANIFEST = "manifest.sqlite"  # the SQLite manifest in the store root; its presence makes a folder a store
 SQLITE_BUSY_TIMEOUT_S = 60.0
 SCHEMA_VERSION = 1
 
@@ -98,6 +99,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def is_store(path: str | Path) -> bool:
+    """Whether ``path`` holds a store (its manifest), so a CLI that reads one can say so instead of creating it."""
+    return (Path(path) / MANIFEST).is_file()
+
+
 class FeatureStore:
     """A store rooted at a folder. Safe to use from several threads (one SQLite connection per thread) and
     several processes."""
@@ -116,7 +122,7 @@ class FeatureStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.root / "manifest.sqlite", timeout=SQLITE_BUSY_TIMEOUT_S)
+            conn = sqlite3.connect(self.root / MANIFEST, timeout=SQLITE_BUSY_TIMEOUT_S)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
@@ -295,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", action="store_true", help="list training and evaluation runs instead of features")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
-    if not (Path(args.store) / "manifest.sqlite").is_file():
-        print(f"error: {args.store} is not a feature store (no manifest.sqlite); create one with "
+    if not is_store(args.store):
+        print(f"error: {args.store} is not a feature store (no {MANIFEST}); create one with "
               "python -m pipeline.extract ... --store DIR", file=sys.stderr)
         return 2
     store = FeatureStore(args.store)
