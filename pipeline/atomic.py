@@ -1,16 +1,34 @@
 """Atomic file writes: temp file in the destination's folder, fsync, rename, fsync the folder.
 
-A process killed mid-write leaves at most a temp file (named after its pid, so it can be cleaned up later),
-never a half-written destination.
+A process killed mid-write leaves at most a temp file, never a half-written destination. The temp file is named
+after its writer (``<stem>.<pid>@<host>.<thread><suffix>.tmp``) so a later process can tell whether the writer is
+gone: the host matters when several machines share a folder (Ray workers writing one store on a network disk),
+where a pid means nothing on another machine.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Callable, IO
+
+
+def host_name() -> str:
+    """This machine's name as used in temp file names (dots replaced, since dots separate the name's fields)."""
+    return socket.gethostname().replace(".", "-") or "localhost"
+
+
+def temp_owner(name: str) -> tuple[int, str | None] | None:
+    """``(pid, host)`` of the process that wrote the temp file ``name``, or None if it is not one of ours. Host is
+    None for temp files named before hosts were recorded (``<stem>.<pid>.<thread>...``)."""
+    parts = name.split(".")
+    if len(parts) < 4 or not name.endswith(".tmp"):
+        return None
+    pid, _, host = parts[1].partition("@")
+    return (int(pid), host or None) if pid.isdigit() else None
 
 
 def atomic_write(dest: str | Path, write: Callable[[IO[bytes]], None], *, tmp_dir: str | Path | None = None) -> Path:
@@ -18,7 +36,7 @@ def atomic_write(dest: str | Path, write: Callable[[IO[bytes]], None], *, tmp_di
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tmp_dir) if tmp_dir is not None else dest.parent
-    tmp = folder / f"{dest.stem}.{os.getpid()}.{threading.get_ident()}{dest.suffix}.tmp"
+    tmp = folder / f"{dest.stem}.{os.getpid()}@{host_name()}.{threading.get_ident()}{dest.suffix}.tmp"
     try:
         with open(tmp, "wb") as f:
             write(f)

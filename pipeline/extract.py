@@ -2,12 +2,15 @@
 
     python -m pipeline.extract PATH... --backbones i3d,s3d,clip --store DIR [--crops N] [--weights NAME=PATH]
                                [--device auto] [--batch-size 8] [--clip-frames k] [--dataset NAME]
+                               [--engine local|ray [--address A] [--workers N] [--cpus-per-worker C]]
 
 Data flow: a producer hashes each video, skips what the store already holds, locks what it will compute, and
 decodes 16-frame snippets (resized while decoding); the consumer batches snippets across videos, runs every
 backbone that still needs them, and writes each video's features atomically as soon as its last snippet is
 through. Beside a GPU the producer is a thread feeding a bounded queue, so decoding overlaps the forward passes;
 on a CPU it runs in between them (see ``Extractor._source``). Memory is bounded by a batch plus the queue.
+
+``--engine ray`` runs this same Extractor in one worker per GPU of a Ray cluster (``pipeline.ray_engine``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from extractors.base import Backbone
 from extractors.device import auto_device
 from extractors.registry import BACKBONES, build_backbone
 from extractors.weights import WeightsNotFound
+from pipeline.errors import UserError
 from pipeline.keys import feature_key, hash_json
 from pipeline.store import FeatureStore
 
@@ -45,6 +49,7 @@ QUEUE_POLL_S = 0.1  # how often a decode thread blocked on a full queue checks w
 # per core up to this many. Otherwise one: on a CPU the models' own threads already use every core.
 MAX_DECODE_WORKERS = 4
 DTYPES = ("float32", "float16")
+ENGINES = ("local", "ray")
 STAGE = "extract"
 
 log = logging.getLogger("pipeline.extract")
@@ -402,6 +407,37 @@ def parse_weights(values: list[str]) -> dict[str, str]:
     return weights
 
 
+@dataclass(frozen=True)
+class ExtractSettings:
+    """Everything that decides what one extract run computes, in a picklable form: the local engine builds its
+    backbones and :class:`Extractor` from it, and so does every Ray worker (``pipeline.ray_engine``), so both
+    engines compute the same features under the same fingerprints."""
+
+    backbones: tuple[str, ...]
+    weights: dict[str, str] = field(default_factory=dict)
+    crops: int = 1
+    clip_frames: int = 1
+    device: str = "auto"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    dtype: str = "float32"
+    decoder: str = "auto"
+    force: bool = False
+    frames_fps: float = FRAME_FOLDER_FPS
+    decode_resize: bool = True
+    decode_workers: int | None = None
+
+    def build_backbones(self) -> list[Backbone]:
+        """Raises WeightsNotFound or ValueError (bad weights file, unknown option) before any video is read."""
+        device = auto_device(self.device)
+        return [build_backbone(n, weights=self.weights.get(n), crops=self.crops, frames=self.clip_frames,
+                               device=device) for n in self.backbones]
+
+    def extractor(self, store: FeatureStore, backbones: list[Backbone], *, progress: bool) -> Extractor:
+        return Extractor(store, backbones, batch_size=self.batch_size, dtype=self.dtype, decoder=self.decoder,
+                         force=self.force, frames_fps=self.frames_fps, decode_resize=self.decode_resize,
+                         decode_workers=self.decode_workers, progress=progress)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline.extract",
                                 description="Extract per-snippet backbone features from videos into a store.")
@@ -433,40 +469,53 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{MAX_DECODE_WORKERS}, when every backbone is decode-bound, i.e. lowres alone; else 1)")
     p.add_argument("--dataset", choices=DATASETS, help="treat PATHS as the root of this dataset (official lists)")
     p.add_argument("--force", action="store_true", help="recompute features the store already holds")
+    p.add_argument("--engine", default="local", choices=ENGINES,
+                   help="local: this process; ray: the videos spread over the workers of a Ray cluster (pip install "
+                        "-e '.[ray]'), one per GPU, all writing --store, which every machine must see at the same "
+                        "path, as the videos (default: local)")
+    p.add_argument("--address", help="with --engine ray: the cluster to join (host:6379, ray://host:10001 or auto; "
+                                     "default: $RAY_ADDRESS if set, else a Ray instance started on this machine)")
+    p.add_argument("--workers", type=int, help="with --engine ray: number of workers (default: one per GPU of the "
+                                               "cluster; without GPUs, one per machine)")
+    p.add_argument("--cpus-per-worker", type=int,
+                   help="with --engine ray: CPUs each worker reserves, for decoding and torch threads (default: "
+                        "the cluster's CPUs shared evenly between the workers)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def settings_from_args(args: argparse.Namespace) -> ExtractSettings:
+    """Checks the options that need no file: raises UserError with the message to print."""
+    names = [n.strip() for n in args.backbones.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKBONES]
+    if unknown or not names:
+        raise UserError(f"unknown backbone(s) {', '.join(unknown) or '(none given)'}: choose from "
+                        f"{', '.join(BACKBONES)}")
+    weights = parse_weights(args.weights)
+    stray = sorted(set(weights) - set(names))
+    if stray:
+        raise UserError(f"--weights given for {', '.join(stray)}, which is not in --backbones {args.backbones}")
+    if args.batch_size < 1 or (args.decode_workers is not None and args.decode_workers < 1):
+        raise UserError("--batch-size and --decode-workers must be at least 1")
+    ray_only = [f"--{k.replace('_', '-')}" for k in ("address", "workers", "cpus_per_worker")
+                if getattr(args, k) is not None]
+    if ray_only and args.engine != "ray":
+        raise UserError(f"{', '.join(ray_only)} only apply with --engine ray")
+    return ExtractSettings(backbones=tuple(names), weights=weights, crops=args.crops, clip_frames=args.clip_frames,
+                           device=args.device, batch_size=args.batch_size, dtype=args.dtype, decoder=args.decoder,
+                           force=args.force, frames_fps=args.fps, decode_resize=not args.no_decode_resize,
+                           decode_workers=args.decode_workers)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    names = [n.strip() for n in args.backbones.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BACKBONES]
-    if unknown or not names:
-        print(f"error: unknown backbone(s) {', '.join(unknown) or '(none given)'}: choose from "
-              f"{', '.join(BACKBONES)}", file=sys.stderr)
-        return 2
-    weights = parse_weights(args.weights)
-    stray = sorted(set(weights) - set(names))
-    if stray:
-        print(f"error: --weights given for {', '.join(stray)}, which is not in --backbones {args.backbones}",
-              file=sys.stderr)
-        return 2
-    if args.batch_size < 1 or (args.decode_workers is not None and args.decode_workers < 1):
-        print("error: --batch-size and --decode-workers must be at least 1", file=sys.stderr)
-        return 2
-
-    device = auto_device(args.device)
     try:
-        backbones = [build_backbone(n, weights=weights.get(n), crops=args.crops, frames=args.clip_frames,
-                                    device=device) for n in names]
-    except (WeightsNotFound, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    try:
+        settings = settings_from_args(args)
+        # The local engine loads the weights before reading any video; Ray workers load them on their machines.
+        backbones = settings.build_backbones() if args.engine == "local" else None
         found = find_videos(args.paths, dataset=args.dataset)
-    except (NotADirectoryError, ValueError) as exc:
+    except (UserError, WeightsNotFound, NotADirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     store = FeatureStore(args.store)
@@ -478,14 +527,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     start = time.perf_counter()
-    outcome = Extractor(store, backbones, batch_size=args.batch_size, dtype=args.dtype, decoder=args.decoder,
-                        force=args.force, frames_fps=args.fps, decode_resize=not args.no_decode_resize,
-                        decode_workers=args.decode_workers, progress=not args.quiet).run(found.videos)
+    if args.engine == "ray":
+        from pipeline.ray_engine import RayOptions, extract_on_ray
+
+        try:
+            outcome, where = extract_on_ray(store, settings, found.videos, RayOptions(
+                address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker),
+                progress=not args.quiet)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            store.close()
+            return 2
+    else:
+        outcome = settings.extractor(store, backbones, progress=not args.quiet).run(found.videos)
+        where = f"on {backbones[0].device}"
     elapsed = time.perf_counter() - start
     failed = outcome.failed + len(found.missing)
     print(f"extract: {len(found.videos) + len(found.missing)} videos: {outcome.extracted} extracted, "
           f"{outcome.cached} cached, {failed} failed; {outcome.frames} frames in {elapsed:.1f} s "
-          f"({outcome.frames / max(elapsed, 1e-9):.1f} frames/s) with {','.join(names)} on {device}; "
+          f"({outcome.frames / max(elapsed, 1e-9):.1f} frames/s) with {','.join(settings.backbones)} {where}; "
           f"store {args.store}")
     for path, reason, fix in outcome.failures:
         print(f"  FAILED {path}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)

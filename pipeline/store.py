@@ -33,7 +33,7 @@ import numpy as np
 
 from data.decode import VideoInfo, frame_folder_files
 from data.discover import video_name
-from pipeline.atomic import atomic_write
+from pipeline.atomic import atomic_write, host_name, temp_owner
 from pipeline.keys import canonical_json, hash_video
 
 MANIFEST = "manifest.sqlite"  # the SQLite manifest in the store root; its presence makes a folder a store
@@ -226,10 +226,12 @@ class FeatureStore:
         atomic_write(dest, lambda f: np.save(f, array), tmp_dir=self.root / "tmp")
 
     def _remove_orphan_temp_files(self) -> None:
-        """Temp files of processes that died mid-write (their name carries the writer's pid)."""
+        """Temp files of processes on this machine that died mid-write (their name carries the writer's pid and
+        host). Another machine's temp files are left alone: its pids cannot be checked from here."""
+        here = host_name()
         for tmp in (self.root / "tmp").glob("*.tmp"):
-            parts = tmp.name.split(".")
-            if len(parts) >= 4 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            owner = temp_owner(tmp.name)
+            if owner and owner[1] in (None, here) and not _pid_alive(owner[0]):
                 tmp.unlink(missing_ok=True)
 
     def lock(self, key: str) -> filelock.BaseFileLock:

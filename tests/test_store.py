@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import store as store_cli
 from pipeline.keys import canonical_json, feature_key, hash_json, hash_video
+from pipeline.atomic import atomic_write, host_name, temp_owner
 from pipeline.store import FeatureStore
 
 
@@ -67,6 +68,23 @@ def test_orphan_temp_files_of_dead_writers_are_removed(tmp_path):
     alive.write_bytes(b"in progress")
     FeatureStore(tmp_path / "store")
     assert not dead.exists() and alive.exists()
+
+
+def test_temp_files_name_their_host_and_another_hosts_are_left_alone(tmp_path):
+    """On a folder shared by several machines (Ray workers), a pid is only meaningful on its own host."""
+    store = FeatureStore(tmp_path / "store")
+    seen = []
+    store._atomic_save = lambda dest, array: atomic_write(dest, lambda f: seen.extend(store.root.glob("tmp/*.tmp")),
+                                                          tmp_dir=store.root / "tmp")
+    store._atomic_save(tmp_path / "x.npy", None)
+    assert temp_owner(seen[0].name) == (os.getpid(), host_name())
+    dead_pid = 2**22 + 12345
+    here = tmp_path / "store" / "tmp" / f"key.{dead_pid}@{host_name()}.1.npy.tmp"
+    elsewhere = tmp_path / "store" / "tmp" / f"key.{dead_pid}@other-machine.1.npy.tmp"
+    here.write_bytes(b"half")
+    elsewhere.write_bytes(b"being written on another machine")
+    FeatureStore(tmp_path / "store")
+    assert not here.exists() and elsewhere.exists()
 
 
 def test_lock_is_exclusive_across_handles(tmp_path):
