@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +165,7 @@ def _dispatch(ray, store: FeatureStore, workers: list, videos: list[str], *, pro
     for w in range(len(workers)):
         for _ in range(TASKS_PER_WORKER):
             submit(w)
+    start = time.perf_counter()
     with tqdm(total=len(videos), unit="video", disable=not progress, dynamic_ncols=True) as bar:
         while in_flight:
             (ref,), _ = ray.wait(list(in_flight), num_returns=1)
@@ -176,7 +178,8 @@ def _dispatch(ray, store: FeatureStore, workers: list, videos: list[str], *, pro
                 fail(video, f"the Ray worker extracting it died ({type(exc).__name__})",
                      "run the same command again: finished videos are cached, only the rest is computed")
             bar.update(1)
-            bar.set_postfix_str(f"{len(workers) - len(dead)} workers")
+            rate = outcome.frames / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(f"{rate:.0f} frames/s, {len(workers) - len(dead)} workers")
             submit(w)
             if len(dead) == len(workers):
                 while pending:
@@ -191,6 +194,7 @@ def extract_on_ray(store: FeatureStore, settings: ExtractSettings, videos: list[
     phrase saying where it ran. Raises UserError when Ray is missing, unreachable, or a worker cannot load its
     backbones."""
     ray = _import_ray()
+    start = time.perf_counter()
     connected = _connect(ray, options.address)
     workers: list = []
     try:
@@ -207,12 +211,14 @@ def extract_on_ray(store: FeatureStore, settings: ExtractSettings, videos: list[
         errors = sorted({f"{error} (on {where})" for error, where in ready if error})
         if errors:
             raise UserError("; ".join(errors))
+        startup = time.perf_counter() - start  # joining or starting Ray, starting workers, loading weights
         # Workers run elsewhere (another working directory, another machine): absolute paths only.
         outcome, per_worker = _dispatch(ray, store, workers, [str(Path(v).absolute()) for v in videos],
                                         progress=progress)
         hosts = Counter(where for _, where in ready)
         counts = "+".join(str(per_worker[w]) for w in range(len(workers)))
-        where = f"on {plan.describe()} ({', '.join(f'{n} on {h}' for h, n in hosts.items())}; videos {counts})"
+        where = (f"on {plan.describe()} ({', '.join(f'{n} on {h}' for h, n in hosts.items())}; videos {counts}; "
+                 f"{startup:.1f} s of it starting them)")
         return outcome, where
     finally:
         for w in workers:

@@ -3,6 +3,7 @@ the single-process run; plus the worker plan and the dispatcher's handling of a 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_ray_run_equals_the_local_run(local_ray, inputs, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "5 videos: 4 extracted, 0 cached, 1 failed" in out
     assert "2 Ray workers, 1 CPU each" in out
-    counts = out.split("videos ")[-1].split(")")[0].split("+")
+    counts = re.search(r"videos (\d+)\+(\d+);", out).groups()
     assert len(counts) == 2 and all(int(c) >= 1 for c in counts)  # both workers extracted videos
     assert f"FAILED {inputs / 'broken.mp4'}: not a readable video" in err
 
