@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -35,6 +36,35 @@ class Preprocessing:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     antialias: bool = True
+
+
+def preprocess_snippets(snippets: torch.Tensor, preprocessing: Preprocessing, frame_indices: Sequence[int],
+                        crops: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A backbone's input from raw snippets, without the backbone (what ``Backbone.preprocess`` does, so that an
+    exported model's caller, e.g. ``pipeline.detect --onnx``, can prepare its input from export.json alone).
+
+    snippets: uint8 ``[N, 16, H, W, 3]`` RGB, as the decoder hands them out.
+    Returns normalised float32 ``[N * crops, 3, F, c, c]`` on ``device``, F = ``len(frame_indices)``, c = the
+    crop size; the crops of one snippet are adjacent, in ``transforms.crop_order(crops)`` order.
+
+    Steps: the ``frame_indices`` frames of each snippet; resize (only when not already at the size, e.g. resized
+    while decoding); ``crops`` crops; scale to [0, 1] and normalise with mean / std.
+    """
+    if snippets.ndim != 5 or snippets.shape[-1] != 3:
+        raise ValueError(f"expected uint8 snippets [N, 16, H, W, 3], got {tuple(snippets.shape)}")
+    p = preprocessing
+    x = snippets[:, list(frame_indices)].to(device, non_blocking=True)
+    n, f = x.shape[:2]
+    x = x.reshape(n * f, *x.shape[2:]).permute(0, 3, 1, 2)  # uint8 [N*F, 3, H, W]
+    if not transforms.at_size(x, p.resize, p.resize_size):
+        x = transforms.resize(x.float().div_(255.0), p.resize, p.resize_size, p.interpolation, p.antialias)
+    x = transforms.multi_crop(x, crops, p.crop_size)  # [crops, N*F, 3, c, c]
+    if x.dtype == torch.uint8:  # frames came at the right size: convert only the crops, not whole frames
+        x = x.float().div_(255.0)
+    x = transforms.normalize(x, p.mean, p.std)
+    c = p.crop_size
+    x = x.reshape(crops, n, f, 3, c, c).permute(1, 0, 3, 2, 4, 5)  # [N, crops, 3, F, c, c]
+    return x.reshape(n * crops, 3, f, c, c)
 
 
 class Backbone(abc.ABC):
@@ -87,22 +117,9 @@ class Backbone(abc.ABC):
         }
 
     def preprocess(self, snippets: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[N, 16, H, W, 3]`` -> normalised float ``[N * crops, 3, F, c, c]`` on the backbone's device."""
-        if snippets.ndim != 5 or snippets.shape[-1] != 3:
-            raise ValueError(f"expected uint8 snippets [N, 16, H, W, 3], got {tuple(snippets.shape)}")
-        p = self.preprocessing
-        x = snippets[:, list(self.frame_indices)].to(self.device, non_blocking=True)
-        n, f = x.shape[:2]
-        x = x.reshape(n * f, *x.shape[2:]).permute(0, 3, 1, 2)  # uint8 [N*F, 3, H, W]
-        if not transforms.at_size(x, p.resize, p.resize_size):
-            x = transforms.resize(x.float().div_(255.0), p.resize, p.resize_size, p.interpolation, p.antialias)
-        x = transforms.multi_crop(x, self.crops, p.crop_size)  # [crops, N*F, 3, c, c]
-        if x.dtype == torch.uint8:  # frames came at the right size: convert only the crops, not whole frames
-            x = x.float().div_(255.0)
-        x = transforms.normalize(x, p.mean, p.std)
-        c = p.crop_size
-        x = x.reshape(self.crops, n, f, 3, c, c).permute(1, 0, 3, 2, 4, 5)  # [N, crops, 3, F, c, c]
-        return x.reshape(n * self.crops, 3, f, c, c)
+        """uint8 ``[N, 16, H, W, 3]`` -> normalised float ``[N * crops, 3, F, c, c]`` on the backbone's device
+        (:func:`preprocess_snippets` with this backbone's settings)."""
+        return preprocess_snippets(snippets, self.preprocessing, self.frame_indices, self.crops, device=self.device)
 
     @abc.abstractmethod
     def embed(self, x: torch.Tensor) -> torch.Tensor:

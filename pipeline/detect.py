@@ -2,23 +2,36 @@
 
     python -m pipeline.detect VIDEO_OR_FOLDER... --store DIR [--model RUN] [--out detections]
                               [--overlay OUT.mp4|FOLDER] [--weights NAME=PATH] [--threshold 0.5]
+    python -m pipeline.detect VIDEO_OR_FOLDER... --onnx EXPORT_DIR [--out detections] [--overlay ...]
 
 The run (default: the store's most recent student) names its backbones; each video goes through the extract
 stage with the settings the run's training features were made with (crops, frames, decoder, dtype, read from the
 store), so its features are cached in the store like any other, then through the run's model over every snippet
 (crops averaged, as evaluation scores). Works for teacher, student, LA-Net and lightning runs.
 
+With ``--onnx EXPORT_DIR`` (a folder written by ``python -m pipeline.export``) the exported student scores the
+videos in onnxruntime, and only that folder is needed: no store, run checkpoint or backbone weights (a deployment
+machine). Each video is decoded as the run's training features were (decoder and resize while decoding, from the
+export's ``decode`` entry), preprocessed in chunks of ``--batch-size`` snippets with the export's preprocessing
+(``extractors.base.preprocess_snippets``), then all its snippets are scored at once, since the attention sees the
+whole video. The export takes at most its ``T_range`` maximum (<= 256) snippets: decoding stops at the first
+snippet past it and the video fails (``pipeline.export.TooManySnippets``); score such videos without ``--onnx``,
+which takes any length. The scores equal the eager ones to within ``pipeline.export.TOLERANCE``.
+
 Per video, in ``--out``: ``<name>.csv`` (frame, time_s, snippet, score), ``<name>.json`` (the same scores as
 arrays plus the run, the frame rate and the intervals at or above ``--threshold``) and ``<name>.png`` (score
 over time). Snippet t covers frames [16t, 16t + 16); the last < 16 frames, which form no snippet, take the last
-snippet's score, so every decoded frame has one. Videos are decoded snippet by snippet and the overlay frame by
-frame, so memory stays bounded for long videos. A video that fails is reported with the reason and the fix, the
-others go on, and the exit code is 1.
+snippet's score, so every decoded frame has one; the JSON also names the ``engine`` (``torch`` or
+``onnxruntime``). Videos are decoded snippet by snippet and the overlay frame by frame, so memory stays bounded for
+long videos (with ``--onnx``, by the preprocessed snippets of one video: T x crops x 3 x F x c x c float32, at most
+256 snippets). A video that fails is reported with the reason and the fix, the others go on, and the exit code
+is 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -27,13 +40,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm import tqdm
 
+from data.decode import DECODE_RESIZE_FILTER, open_video
 from data.discover import find_videos
+from data.errors import VideoError
+from extractors.base import Preprocessing, preprocess_snippets
 from extractors.device import auto_device
 from extractors.weights import WeightsNotFound
 from pipeline.atomic import atomic_write, atomic_write_json
 from pipeline.errors import UserError
-from pipeline.extract import Extractor, parse_weights
+from pipeline.export import EXPORT_JSON, ONNX_FILE, OnnxScorer, TooManySnippets, too_many_message
+from pipeline.extract import Extractor, failure_reason, parse_weights
 from pipeline.keys import feature_key
 from pipeline.metrics import FALSE_ALARM_THRESHOLD, SNIPPET_FRAMES
 from pipeline.overlay import write_overlay
@@ -44,7 +63,16 @@ from pipeline.store import MANIFEST, FeatureStore, is_store
 
 DEFAULT_STAGE = "student"  # the model used when --model is not given: the store's most recent one
 DEFAULT_OUT = "detections"
+DEFAULT_BATCH_SIZE = 8  # snippets per backbone forward pass (eager) or per preprocessing chunk (--onnx)
 STAGE = "detect"
+ENGINE_TORCH = "torch"
+ENGINE_ONNX = "onnxruntime"
+EXPORT_FIX = "python -m pipeline.export RUN --store S"
+ONNX_INSTALL_FIX = "pip install -e '.[export]'"
+# How an export made before export.json recorded "decode" was decoded: the extract stage's defaults for one
+# backbone (decoder auto, resized while decoding to the backbone's resize size, pipeline.extract.decode_size_for).
+FALLBACK_DECODER = "auto"
+SCORABLE_KINDS = ("video", "image")  # backbone kinds whose input is preprocess_snippets' output
 
 log = logging.getLogger("pipeline.detect")
 
@@ -69,6 +97,25 @@ class Detection:
     def frame_times(self) -> np.ndarray:
         """Seconds from the start of each frame (frame index / fps)."""
         return np.arange(self.n_frames) / self.fps if self.fps > 0 else np.full(self.n_frames, np.nan)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the outputs say about the model that scored: its run, stage, backbones and engine."""
+
+    run: str | None  # None for an export of a scorer built by hand (pipeline.export.export_scorer)
+    stage: str
+    backbones: tuple[str, ...]
+    engine: str  # ENGINE_TORCH or ENGINE_ONNX
+
+    @classmethod
+    def of_run(cls, run: LoadedRun) -> ModelInfo:
+        return cls(run.key, run.checkpoint["stage"], tuple(run.backbones), ENGINE_TORCH)
+
+    @property
+    def label(self) -> str:
+        """``stage key[:8]``, for the plot title."""
+        return f"{self.stage} {self.run[:8]}" if self.run else self.stage
 
 
 def above_threshold(d: Detection, threshold: float) -> list[tuple[float, float]]:
@@ -103,14 +150,16 @@ def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], 
     return built, settings
 
 
-def write_outputs(d: Detection, stem: str, out: Path, run: LoadedRun, threshold: float) -> None:
+def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, threshold: float) -> None:
+    """``<stem>.csv``, ``<stem>.json`` and ``<stem>.png`` of one video in ``out``."""
     frames = pd.DataFrame({"frame": np.arange(d.n_frames), "time_s": d.frame_times,
                            "snippet": np.minimum(np.arange(d.n_frames) // SNIPPET_FRAMES, len(d.snippet_scores) - 1),
                            "score": d.frame_scores})
     atomic_write(out / f"{stem}.csv", lambda f: f.write(frames.to_csv(index=False).encode("utf-8")))
     best = int(np.argmax(d.frame_scores))
     atomic_write_json(out / f"{stem}.json", {
-        "video": str(d.path), "run": run.key, "stage": run.checkpoint["stage"], "backbones": list(run.backbones),
+        "video": str(d.path), "run": model.run, "stage": model.stage, "backbones": list(model.backbones),
+        "engine": model.engine,
         "fps": d.fps, "n_frames": d.n_frames, "n_snippets": len(d.snippet_scores), "snippet_frames": SNIPPET_FRAMES,
         "threshold": threshold, "max_score": float(d.frame_scores[best]), "max_frame": best,
         "intervals_above_threshold_s": above_threshold(d, threshold),
@@ -119,14 +168,171 @@ def write_outputs(d: Detection, stem: str, out: Path, run: LoadedRun, threshold:
         "frame_score": d.frame_scores.tolist(),
     })
     plot_detection(d.snippet_scores, d.n_frames, d.fps, out / f"{stem}.png", threshold=threshold,
-                   title=f"{d.path.name}: {run.checkpoint['stage']} {run.key[:8]}")
+                   title=f"{d.path.name}: {model.label}")
+
+
+@dataclass
+class OnnxExport:
+    """An export folder ready to score: the onnxruntime session and, from export.json, how to make its input."""
+
+    folder: Path
+    scorer: OnnxScorer
+    model: ModelInfo
+    preprocessing: Preprocessing
+    frame_indices: tuple[int, ...]
+    crops: int
+    decoder: str  # data.decode backend
+    short_side: int | None  # resize while decoding to this short side; None: decode at full size
+    max_snippets: int
+
+
+def _not_readable(folder: Path, why: str) -> UserError:
+    return UserError(f"{folder / EXPORT_JSON} is not an export this version can read ({why}): export the run again "
+                     f"with {EXPORT_FIX} --out {folder}")
+
+
+def export_decode(info: dict, preprocessing: Preprocessing) -> tuple[str, int | None]:
+    """(decoder backend, short side) the run's training features were decoded with, from export.json."""
+    decode = info.get("decode")
+    if not decode:
+        # Older exports have no "decode" entry (and runs on imported features have none to give): assume the
+        # extract stage's defaults, which the run's features were made with unless --decoder /
+        # --no-decode-resize were passed.
+        return FALLBACK_DECODER, preprocessing.resize_size
+    if decode.get("short_side") and decode.get("filter") not in (None, DECODE_RESIZE_FILTER):
+        print(f"warning: the run's training videos were resized with {decode['filter']} while decoding, this "
+              f"version resizes with {DECODE_RESIZE_FILTER}; scores may be shifted", file=sys.stderr)
+    return decode.get("backend", FALLBACK_DECODER), decode.get("short_side")  # short_side None: full size
+
+
+def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxExport:
+    """Open ``folder`` (written by ``pipeline.export``). Raises UserError naming the fix when it holds no checked
+    export or onnxruntime is missing."""
+    folder = Path(folder)
+    missing = [name for name in (EXPORT_JSON, ONNX_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"{folder} holds no checked export (no {' and no '.join(missing)}; only an export that "
+                        f"passed its equality check has {EXPORT_JSON}): export the run with {EXPORT_FIX} --out "
+                        f"{folder}")
+    try:
+        import onnxruntime  # noqa: F401 - only to name the fix; OnnxScorer imports it itself
+    except ImportError:
+        raise UserError(f"--onnx needs onnxruntime, which is not installed: {ONNX_INSTALL_FIX}") from None
+    try:
+        info = json.loads((folder / EXPORT_JSON).read_text())
+        p = info["preprocessing"]
+        preprocessing = Preprocessing(**{**p, "mean": tuple(p["mean"]), "std": tuple(p["std"])})
+        frame_indices, crops = tuple(int(i) for i in info["frame_indices"]), int(info["crops"])
+        kind, max_snippets = info["backbone_kind"], int(info["T_range"][1])
+        model = ModelInfo(info.get("run"), info.get("stage", "export"), (info["backbone"],), ENGINE_ONNX)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:  # json.JSONDecodeError is a ValueError
+        raise _not_readable(folder, f"{type(exc).__name__}: {exc}") from None
+    if kind not in SCORABLE_KINDS:
+        raise _not_readable(folder, f"a {kind} backbone's input is not made by preprocess_snippets")
+    decoder, short_side = export_decode(info, preprocessing)
+    try:
+        scorer = OnnxScorer(folder / ONNX_FILE, providers=providers)
+    except Exception as exc:  # onnxruntime's own error types for a damaged or foreign file
+        raise UserError(f"onnxruntime cannot load {folder / ONNX_FILE} ({type(exc).__name__}: {exc}): export the "
+                        f"run again with {EXPORT_FIX} --out {folder}") from None
+    return OnnxExport(folder, scorer, model, preprocessing, frame_indices, crops, decoder, short_side, max_snippets)
+
+
+def _preprocess_chunk(snippets: list[np.ndarray], export: OnnxExport) -> torch.Tensor:
+    """uint8 snippets, each ``[16, H, W, 3]`` -> float32 ``[n * crops, 3, F, c, c]`` on the CPU."""
+    return preprocess_snippets(torch.from_numpy(np.stack(snippets)), export.preprocessing, export.frame_indices,
+                               export.crops)
+
+
+def preprocessed_video(path: Path, export: OnnxExport, chunk: int) -> tuple[torch.Tensor, int, float]:
+    """Decode ``path`` as the run's training videos were and preprocess it ``chunk`` snippets at a time.
+
+    Returns (float32 ``[T * crops, 3, F, c, c]``, frames decoded, fps). Raises :class:`TooManySnippets` as soon as
+    snippet ``max_snippets + 1`` is decoded (the rest of a long video is never decoded) and VideoError when the
+    video is too short for one snippet.
+    """
+    rows: list[torch.Tensor] = []
+    pending: list[np.ndarray] = []
+    with open_video(path, backend=export.decoder, short_side=export.short_side,
+                    needed=export.frame_indices) as video:
+        for t, snippet in enumerate(video.snippets(SNIPPET_FRAMES), start=1):
+            if t > export.max_snippets:
+                raise TooManySnippets(too_many_message(f"more than {export.max_snippets}", export.max_snippets))
+            pending.append(snippet)
+            if len(pending) == chunk:
+                rows.append(_preprocess_chunk(pending, export))
+                pending = []
+        if pending:
+            rows.append(_preprocess_chunk(pending, export))
+        info = video.info
+    if not rows:
+        raise VideoError(str(path), f"too short: {info.n_frames} frames, a snippet needs {SNIPPET_FRAMES}",
+                         f"use videos of at least {SNIPPET_FRAMES} frames")
+    return torch.cat(rows), int(info.n_frames), float(info.fps or 0.0)
+
+
+def onnx_detect(path: Path, export: OnnxExport, chunk: int) -> Detection:
+    """One video scored by the exported model: every snippet at once (the attention sees the whole video), each
+    crop as its own sequence, crops averaged."""
+    x, n_frames, fps = preprocessed_video(path, export, chunk)
+    return Detection(path, export.scorer.score_preprocessed(x, crops=export.crops), n_frames, fps)
+
+
+def describe_failure(exc: BaseException, export: OnnxExport) -> tuple[str, str]:
+    """(reason, fix) of a video the exported model could not score."""
+    if isinstance(exc, TooManySnippets):
+        run = f" --model {export.model.run[:12]}" if export.model.run else " --model RUN"
+        return str(exc), f"run pipeline.detect without --onnx, with --store S{run}, which scores any length"
+    return failure_reason(exc)
+
+
+def find_inputs(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
+    """The videos to score and the ``--overlay`` destination. Raises UserError."""
+    found = find_videos(args.paths)
+    if not found.videos:
+        raise UserError(f"no videos found in {', '.join(args.paths)}")
+    overlay = Path(args.overlay) if args.overlay else None
+    if overlay and overlay.suffix.lower() == ".mp4" and len(found.videos) > 1:
+        raise UserError(f"--overlay {overlay} names one file but there are {len(found.videos)} videos: pass a "
+                        "folder")
+    return found.videos, overlay
+
+
+def write_results(detections: list[Detection], model: ModelInfo, args: argparse.Namespace,
+                  overlay: Path | None) -> Path:
+    """Every scored video's files (and overlay) under ``args.out``, one line each on stdout. Returns the folder."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [d.path.stem for d in detections]
+    names = names if len(set(names)) == len(names) else [str(d.path) for d in detections]
+    for detection, stem in zip(detections, unique_stems(names)):
+        write_outputs(detection, stem, out, model, args.threshold)
+        if overlay:
+            dest = overlay if overlay.suffix.lower() == ".mp4" else overlay / f"{stem}.mp4"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            write_overlay(detection.path, dest, detection.frame_scores, fps=detection.fps, threshold=args.threshold)
+        peak = above_threshold(detection, args.threshold)
+        print(f"detect: {detection.path}: max score {detection.frame_scores.max():.3f}, {len(peak)} interval(s) >= "
+              f"{args.threshold:g}; {out / stem}.csv/.json/.png")
+    return out
+
+
+def print_failures(failures: list[tuple[str, str, str]]) -> None:
+    for path, reason, fix in failures:
+        print(f"  FAILED {path}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline.detect", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", help="video files, folders (searched recursively) or folders of frames")
-    p.add_argument("--store", required=True, help="the store holding the run (features of these videos are cached "
-                                                  "there too)")
+    p.add_argument("--store", help="the store holding the run (features of these videos are cached there too); "
+                                   "required unless --onnx is given, which needs no store (a --store passed with "
+                                   "--onnx is not used)")
+    p.add_argument("--onnx", metavar="EXPORT_DIR",
+                   help="score with an exported student (the folder python -m pipeline.export wrote) in "
+                        "onnxruntime: needs only that folder, no store, run or backbone weights (--store, --model "
+                        "and --weights are not used); videos longer than the export's T range fail (score them "
+                        "without --onnx)")
     p.add_argument("--model", help=f"run key prefix or folder (default: the most recent {DEFAULT_STAGE} run)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"folder for the CSV, JSON and PNG files (default: "
                                                       f"{DEFAULT_OUT})")
@@ -137,8 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {FALSE_ALARM_THRESHOLD})")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights file per backbone, as for pipeline.extract")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
-    p.add_argument("--batch-size", type=int, default=8, help="snippets per backbone forward pass (default: 8)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...; with --onnx, cpu "
+                                                    "keeps onnxruntime on the CPU")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"snippets per backbone forward pass; with --onnx, snippets preprocessed at a time "
+                        f"(default: {DEFAULT_BATCH_SIZE})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -146,6 +355,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    if args.onnx:
+        return main_onnx(args)
+    if not args.store:
+        print("error: pass --store DIR (the store holding the run) or --onnx EXPORT_DIR (an exported student)",
+              file=sys.stderr)
+        return 2
+    return main_store(args)
+
+
+def main_store(args: argparse.Namespace) -> int:
+    """Score with a run of the store, in torch (features cached in the store)."""
     if not is_store(args.store):
         print(f"error: {args.store} is not a store (no {MANIFEST}): pass the --store the run was trained in",
               file=sys.stderr)
@@ -155,13 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run = load_run(store, args.model or default_run(store))
         backbones, settings = backbones_for(run, store, parse_weights(args.weights), device)
-        found = find_videos(args.paths)
-        if not found.videos:
-            raise UserError(f"no videos found in {', '.join(args.paths)}")
-        overlay = Path(args.overlay) if args.overlay else None
-        if overlay and overlay.suffix.lower() == ".mp4" and len(found.videos) > 1:
-            raise UserError(f"--overlay {overlay} names one file but there are {len(found.videos)} videos: pass a "
-                            "folder")
+        videos, overlay = find_inputs(args)
     except (UserError, WeightsNotFound, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         store.close()
@@ -174,35 +391,55 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: the {name} features of these videos come from other extractor settings than the "
                   f"run's training features (weights, crops or decoding differ); scores may be shifted",
                   file=sys.stderr)
-    outcome = extractor.run(found.videos)
+    outcome = extractor.run(videos)
     failed = {path for path, _, _ in outcome.failures}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     model = run.model.to(device)
-    videos = [v for v in found.videos if str(v) not in failed]
-    stems = [v.stem for v in videos]
-    for path, stem in zip(videos, unique_stems(stems if len(set(stems)) == len(stems) else [str(v) for v in videos])):
+    detections = []
+    for path in [v for v in videos if str(v) not in failed]:
         video_key = store.video_key(path)
         arrays, _ = align_snippets([store.load_feature(feature_key(video_key, fp)).astype(np.float32)
                                     for fp in extractor.fingerprints])
         info = store.video(video_key)
-        detection = Detection(path, score_snippets(model, arrays, device, n_heads=run.attention_heads),
-                              int(info["n_frames"]), float(info["fps"] or 0.0))
-        write_outputs(detection, stem, out, run, args.threshold)
-        if overlay:
-            dest = overlay if overlay.suffix.lower() == ".mp4" else overlay / f"{stem}.mp4"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            write_overlay(path, dest, detection.frame_scores, fps=detection.fps, threshold=args.threshold)
-        peak = above_threshold(detection, args.threshold)
-        print(f"detect: {path}: max score {detection.frame_scores.max():.3f}, {len(peak)} interval(s) >= "
-              f"{args.threshold:g}; {out / stem}.csv/.json/.png")
+        detections.append(Detection(path, score_snippets(model, arrays, device, n_heads=run.attention_heads),
+                                    int(info["n_frames"]), float(info["fps"] or 0.0)))
+    out = write_results(detections, ModelInfo.of_run(run), args, overlay)
     elapsed = time.perf_counter() - start
-    print(f"detect: {len(found.videos)} videos with {run.checkpoint['stage']} {run.key[:12]}: {len(videos)} scored, "
+    print(f"detect: {len(videos)} videos with {run.checkpoint['stage']} {run.key[:12]}: {len(detections)} scored, "
           f"{len(failed)} failed; {outcome.frames} new frames decoded in {elapsed:.1f} s; results in {out}")
-    for path, reason, fix in outcome.failures:
-        print(f"  FAILED {path}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
+    print_failures(outcome.failures)
     store.close()
     return 1 if failed else 0
+
+
+def main_onnx(args: argparse.Namespace) -> int:
+    """Score with an exported student in onnxruntime: only the export folder, no store."""
+    for flag, value in (("--model", args.model), ("--weights", args.weights)):
+        if value:
+            print(f"warning: {flag} is not used with --onnx (the export holds its run's model and weights)",
+                  file=sys.stderr)
+    providers = ["CPUExecutionProvider"] if args.device == "cpu" else None  # None: CUDA when available
+    try:
+        export = load_export(args.onnx, providers)
+        videos, overlay = find_inputs(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    start = time.perf_counter()
+    detections, failures = [], []
+    for path in tqdm(videos, unit="video", disable=args.quiet, dynamic_ncols=True):
+        try:
+            detections.append(onnx_detect(path, export, args.batch_size))
+        except Exception as exc:  # VideoError, TooManySnippets, a decoder's own types: one bad video fails alone
+            failures.append((str(path), *describe_failure(exc, export)))
+    out = write_results(detections, export.model, args, overlay)
+    elapsed = time.perf_counter() - start
+    frames = sum(d.n_frames for d in detections)
+    print(f"detect: {len(videos)} videos with {export.model.label} ({ENGINE_ONNX}, {export.folder}): "
+          f"{len(detections)} scored, {len(failures)} failed; {frames} frames scored in {elapsed:.1f} s; results "
+          f"in {out}")
+    print_failures(failures)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,12 @@ check is part of the module), ``student.onnx`` (opset 17, dynamic axis ``T``, th
 ``max_snippets``) and ``export.json`` (run, backbone, input shape, T range, tolerance and the measured
 differences). An export whose TorchScript or ONNX scores differ from the eager model's by more than
 ``TOLERANCE`` raises ``ValueError`` and leaves no ``export.json``.
+
+``export.json`` also holds everything needed to go from a video file to the graph's input without the store, the
+run or the backbone's weights (``python -m pipeline.detect VIDEO --onnx DIR``): ``preprocessing``,
+``frame_indices`` and ``crops`` (for ``extractors.base.preprocess_snippets``), and ``decode``, how the run's
+training features were decoded (``{"backend", "short_side", "filter"}`` from the store's extractor params; null
+when the store has none, e.g. imported features), so that deployed videos are decoded the same way.
 """
 
 from __future__ import annotations
@@ -53,8 +59,8 @@ OPSET = 17  # the legacy (TorchScript-based) exporter; the torch.export-based on
 # Largest allowed |exported - eager| on scores in (0, 1). Measured differences are ~1e-7 (float32 round-off of a
 # different kernel order); 1e-4 leaves room for other CPUs / onnxruntime builds, and is far below any threshold.
 TOLERANCE = 1e-4
-DEFAULT_EXAMPLE_SNIPPETS = 32
-DEFAULT_CHECK_LENGTHS = (1, 5, 33)
+DEFAULT_EXAMPLE_SNIPPETS = 32  # lowered to max_snippets when that is smaller
+DEFAULT_CHECK_LENGTHS = (1, 5, 33)  # each lowered to max_snippets when larger
 INPUT_NAME = "snippets"
 OUTPUT_NAME = "scores"
 METADATA_MAX_SNIPPETS = "max_snippets"
@@ -64,10 +70,14 @@ class TooManySnippets(ValueError):
     """The video has more snippets than the exported graph supports."""
 
 
-def _too_many_message(n: int, max_snippets: int) -> str:
-    return (f"the video has {n} snippets but the exported model scores at most {max_snippets} at once (the "
-            f"attention's one-block limit, models.attention.QUERY_BLOCK = {QUERY_BLOCK}); windows would change the "
-            f"scores, so score this video with the eager model (pipeline.scoring / pipeline.detect)")
+def too_many_message(n: int | str, max_snippets: int) -> str:
+    """The :class:`TooManySnippets` reason. ``n``: the video's snippet count, or a phrase such as ``"more than
+    8"`` when the caller stopped decoding at the limit."""
+    why = (f"the attention's one-block limit, models.attention.QUERY_BLOCK = {QUERY_BLOCK}"
+           if max_snippets == QUERY_BLOCK else "the --max-snippets it was exported with")
+    return (f"the video has {n} snippets but the exported model scores at most {max_snippets} at once ({why}); "
+            f"windows would change the scores, so score this video with the eager model (pipeline.scoring / "
+            f"pipeline.detect)")
 
 
 class SnippetScorer(nn.Module):
@@ -135,7 +145,7 @@ class OnnxScorer:
             raise ValueError(f"expected preprocessed snippets [T, {', '.join(map(str, expected))}], "
                              f"got {tuple(x.shape)}")
         if not 1 <= x.shape[0] <= self.max_snippets:
-            raise TooManySnippets(_too_many_message(x.shape[0], self.max_snippets))
+            raise TooManySnippets(too_many_message(x.shape[0], self.max_snippets))
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
 
     def score_preprocessed(self, x: np.ndarray | Tensor, crops: int = 1) -> np.ndarray:
@@ -182,11 +192,15 @@ def check_equal(scorer: nn.Module, scripted: nn.Module, onnx_path: Path, inputs:
 
 
 def export_student(run: LoadedRun, backbone: Backbone, out_dir: str | Path, *,
-                   example_snippets: int = DEFAULT_EXAMPLE_SNIPPETS, max_snippets: int = QUERY_BLOCK,
-                   check_lengths: tuple[int, ...] = DEFAULT_CHECK_LENGTHS, tolerance: float = TOLERANCE) -> dict:
+                   example_snippets: int | None = None, max_snippets: int = QUERY_BLOCK,
+                   check_lengths: tuple[int, ...] | None = None, tolerance: float = TOLERANCE,
+                   decode: dict | None = None) -> dict:
     """Write the TorchScript and ONNX exports of ``run`` (single backbone ``backbone``) into ``out_dir``, check
     that both give the eager scores within ``tolerance`` at every T in ``check_lengths`` (and on preprocessed
-    frames), and write ``export.json``. Returns its content."""
+    frames), and write ``export.json``. Returns its content.
+
+    decode: how the run's training features were decoded (:func:`training_decode`), written to export.json for
+    ``pipeline.detect --onnx``; None when unknown."""
     if tuple(run.backbones) != (backbone.name,):
         raise ValueError(f"run {run.key[:12]} uses backbones {list(run.backbones)}; export needs a single-backbone "
                          f"run on {backbone.name}")
@@ -196,17 +210,23 @@ def export_student(run: LoadedRun, backbone: Backbone, out_dir: str | Path, *,
     scorer = SnippetScorer(backbone, run.model)
     info = export_scorer(scorer, backbone, out_dir, example_snippets=example_snippets, max_snippets=max_snippets,
                          check_lengths=check_lengths, tolerance=tolerance,
-                         extra={"run": run.key, "stage": run.checkpoint["stage"]})
+                         extra={"run": run.key, "stage": run.checkpoint["stage"], "decode": decode})
     return info
 
 
 def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path, *,
-                  example_snippets: int = DEFAULT_EXAMPLE_SNIPPETS, max_snippets: int = QUERY_BLOCK,
-                  check_lengths: tuple[int, ...] = DEFAULT_CHECK_LENGTHS, tolerance: float = TOLERANCE,
+                  example_snippets: int | None = None, max_snippets: int = QUERY_BLOCK,
+                  check_lengths: tuple[int, ...] | None = None, tolerance: float = TOLERANCE,
                   extra: dict | None = None) -> dict:
-    """:func:`export_student` for a scorer built by hand (no run needed)."""
+    """:func:`export_student` for a scorer built by hand (no run needed). ``example_snippets`` and
+    ``check_lengths`` default to :data:`DEFAULT_EXAMPLE_SNIPPETS` and :data:`DEFAULT_CHECK_LENGTHS`, lowered to
+    ``max_snippets`` (so ``--max-snippets 8`` works without naming them)."""
     if not 1 <= max_snippets <= QUERY_BLOCK:
         raise ValueError(f"max_snippets must be in [1, {QUERY_BLOCK}] (one attention block), got {max_snippets}")
+    if example_snippets is None:
+        example_snippets = min(DEFAULT_EXAMPLE_SNIPPETS, max_snippets)
+    if check_lengths is None:
+        check_lengths = tuple(sorted({min(t, max_snippets) for t in DEFAULT_CHECK_LENGTHS}))
     if not 1 <= example_snippets <= max_snippets:
         raise ValueError(f"example_snippets must be in [1, max_snippets={max_snippets}], got {example_snippets}")
     bad = [t for t in check_lengths if not 1 <= t <= max_snippets]
@@ -259,6 +279,13 @@ def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path
     return info
 
 
+def training_decode(run: LoadedRun, store: FeatureStore) -> dict | None:
+    """How the run's (single backbone's) training features were decoded: ``{"backend", "short_side", "filter"}``
+    from the store's extractor params, None when the store has none (features imported from elsewhere)."""
+    decode = store.extractor_params(run.fingerprints[run.backbones[0]]).get("decode")
+    return dict(decode) if decode else None
+
+
 def backbone_for_run(run: LoadedRun, store: FeatureStore, weights: str | None = None) -> Backbone:
     """The run's single backbone on the CPU, with the crops and frames its training features were made with."""
     if len(run.backbones) != 1:
@@ -289,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         run = load_run(store, args.run)
         backbone = backbone_for_run(run, store, parse_weights(args.weights).get(run.backbones[0]))
         out = Path(args.out) if args.out else run.folder / "export"
-        info = export_student(run, backbone, out, max_snippets=args.max_snippets)
+        info = export_student(run, backbone, out, max_snippets=args.max_snippets,
+                              decode=training_decode(run, store))
     except (UserError, WeightsNotFound, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -293,7 +293,7 @@ class Extractor:
             if job.failed:
                 return
             job.failed = True
-            reason, fix = _describe(exc)
+            reason, fix = failure_reason(exc)
             outcome.failures.append((str(job.path), reason, fix))
             self.store.record_failure(str(job.path), STAGE, reason, fix)
             self._release(job)
@@ -386,7 +386,8 @@ class Extractor:
         self._release(job)
 
 
-def _describe(exc: BaseException) -> tuple[str, str]:
+def failure_reason(exc: BaseException) -> tuple[str, str]:
+    """(reason, fix) of a video that failed with ``exc``, as the CLIs print them and the manifest records them."""
     if isinstance(exc, VideoError):
         return exc.reason, exc.fix
     if isinstance(exc, FileNotFoundError):

@@ -1,18 +1,26 @@
 """Scoring new videos with trained runs (``pipeline.detect``), in-process through the CLIs, on real videos:
-OpenCV's vtest.avi and synthetic surveillance videos with known anomaly intervals."""
+OpenCV's vtest.avi and synthetic surveillance videos with known anomaly intervals; and with the exported student
+in onnxruntime (``--onnx``), which must give the eager scores without a store."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
+from pathlib import Path
 
 import av
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from feature_sets import TINY_MODEL
+from torch import nn
 
 from data.synthetic import SyntheticSpec, generate_dataset, write_video
-from pipeline import detect, extract, train
+from extractors.base import preprocess_snippets
+from extractors.effnet_lite import PREPROCESSING, EffNetLite0Backbone
+from pipeline import detect, export, extract, train
 from pipeline.overlay import BAR_ANOMALOUS, BAR_BACKGROUND, BAR_NORMAL, draw_score_bar
 from pipeline.store import FeatureStore
 
@@ -43,8 +51,29 @@ def trained(tmp_path_factory):
     return store, dataset, keys
 
 
+@pytest.fixture(scope="module")
+def exported_student(trained, tmp_path_factory):
+    """The trained student exported through the CLI (the export checks its own scores against the eager model's
+    on fixed inputs before it writes export.json)."""
+    store, _, keys = trained
+    out = tmp_path_factory.mktemp("export")
+    assert export.main([keys["student"][:12], "--store", str(store), "--out", str(out)]) == 0
+    return out
+
+
 def _anomalous_training_video(dataset):
     return next(e for e in dataset.entries if e.label == 1 and e.split == "train")
+
+
+def _files(folder) -> dict:
+    """Every file under ``folder`` with its size and modification time, to check that nothing touched it."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+def _forbidden(name):
+    def fail(*args, **kwargs):
+        raise AssertionError(f"detect --onnx used {name}")
+    return fail
 
 
 def test_detect_scores_every_frame_and_the_anomalies_score_higher(trained, vtest_path, tmp_path, capsys):
@@ -148,13 +177,9 @@ def test_unknown_store_and_model_are_usage_errors(trained, tmp_path, capsys):
     assert "matches no finished run" in capsys.readouterr().err
 
 
-def test_the_trained_student_exports_to_torchscript_and_onnx_with_equal_scores(trained, tmp_path, capsys):
-    from pipeline import export
-
+def test_the_trained_student_exports_to_torchscript_and_onnx_with_equal_scores(trained, exported_student, tmp_path):
     store, _, keys = trained
-    out = tmp_path / "export"
-    assert export.main([keys["student"][:12], "--store", str(store), "--out", str(out)]) == 0, \
-        capsys.readouterr().err
+    out = exported_student
     report = json.loads((out / export.EXPORT_JSON).read_text())
     assert report["run"] == keys["student"] and (out / export.ONNX_FILE).is_file()
     assert (out / export.TORCHSCRIPT_FILE).is_file()
@@ -162,7 +187,113 @@ def test_the_trained_student_exports_to_torchscript_and_onnx_with_equal_scores(t
     assert max(report["max_abs_diff"].values()) <= export.TOLERANCE and set(report["max_abs_diff"]) == {
         "onnx", "torchscript"}
     assert report["input"]["shape"] == ["T", 3, 1, 224, 224] and report["T_range"] == [1, 256]
+    # how the run's training features were decoded, for detect --onnx
+    assert report["decode"] == {"backend": "auto", "short_side": 256, "filter": "swscale-bilinear"}
     assert export.main([keys["lightning"][:12], "--store", str(store), "--out", str(tmp_path / "l")]) == 2
+
+
+def test_detect_onnx_gives_the_eager_scores_from_the_export_folder_alone(trained, exported_student, vtest_path,
+                                                                         tmp_path, monkeypatch, capsys):
+    store, dataset, keys = trained
+    unseen = next(e for e in dataset.entries if e.label == 1 and e.split == "test")
+    paths = [str(vtest_path), str(unseen.path)]
+    assert detect.main([*paths, "--store", str(store), "--model", keys["student"][:12], "--out",
+                        str(tmp_path / "eager"), "--quiet"]) == 0
+    before = _files(store)
+    for name in ("FeatureStore", "load_run", "backbones_for", "Extractor"):  # no store, run or backbone
+        monkeypatch.setattr(detect, name, _forbidden(name))
+    unused = tmp_path / "no-store"  # a --store beside --onnx is not needed, and not created
+    code = detect.main([*paths, "--onnx", str(exported_student), "--store", str(unused), "--out",
+                        str(tmp_path / "onnx"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "2 scored, 0 failed" in out and not unused.exists() and _files(store) == before
+    for path, n_frames in ((vtest_path, 795), (unseen.path, 160)):
+        eager = json.loads((tmp_path / "eager" / f"{path.stem}.json").read_text())
+        onnx = json.loads((tmp_path / "onnx" / f"{path.stem}.json").read_text())
+        assert eager["engine"] == "torch" and onnx["engine"] == "onnxruntime"
+        for same in ("video", "run", "stage", "backbones", "fps", "n_frames", "n_snippets", "frame_time_s"):
+            assert onnx[same] == eager[same], same
+        assert onnx["n_frames"] == n_frames and onnx["run"] == keys["student"]
+        diff = np.abs(np.array(onnx["frame_score"]) - np.array(eager["frame_score"])).max()
+        print(f"{path.name}: max |onnx - eager| frame score {diff:.3g}")
+        assert diff <= export.TOLERANCE
+        assert np.ptp(eager["snippet_scores"]) > export.TOLERANCE  # the scores vary: equality is not trivial
+        frames = pd.read_csv(tmp_path / "onnx" / f"{path.stem}.csv")
+        assert list(frames.columns) == ["frame", "time_s", "snippet", "score"] and len(frames) == n_frames
+        assert (tmp_path / "onnx" / f"{path.stem}.png").stat().st_size > 0
+
+
+def test_an_export_with_a_lower_limit_fails_longer_videos_by_name_and_scores_the_rest(trained, vtest_path, tmp_path,
+                                                                                     monkeypatch, capsys):
+    store, _, keys = trained
+    folder = tmp_path / "export8"
+    assert export.main([keys["student"][:12], "--store", str(store), "--out", str(folder),
+                        "--max-snippets", "8"]) == 0, capsys.readouterr().err
+    info = json.loads((folder / export.EXPORT_JSON).read_text())
+    assert info["T_range"] == [1, 8]
+    short = write_video(SyntheticSpec(n_frames=48, seed=11), tmp_path / "short.mp4")  # 3 snippets
+    broken = tmp_path / "random.mp4"
+    broken.write_bytes(np.random.default_rng(0).bytes(5000))
+    opened, pulled = {}, {}
+    real_open = detect.open_video
+
+    def counting_open(path, **kwargs):  # records the decode settings and how many snippets were decoded
+        video = real_open(path, **kwargs)
+        opened[Path(path).name], snippets = kwargs, video.snippets
+
+        def counted(*args):
+            for snippet in snippets(*args):
+                pulled[Path(path).name] = pulled.get(Path(path).name, 0) + 1
+                yield snippet
+        video.snippets = counted
+        return video
+
+    monkeypatch.setattr(detect, "open_video", counting_open)
+    capsys.readouterr()
+    overlay = tmp_path / "overlays"
+    code = detect.main([str(vtest_path), str(broken), str(short), "--onnx", str(folder), "--out",
+                        str(tmp_path / "out"), "--overlay", str(overlay), "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "1 scored, 2 failed" in out
+    assert f"FAILED {broken}: not a readable video" in err
+    assert (f"FAILED {vtest_path}: the video has more than 8 snippets but the exported model scores at most 8 at "
+            "once") in err
+    assert f"(run pipeline.detect without --onnx, with --store S --model {keys['student'][:12]}" in err
+    assert pulled == {"vtest.avi": 9, "short.mp4": 3}  # vtest's 49 snippets: decoding stopped past the limit
+    assert opened["vtest.avi"] == {"backend": "auto", "short_side": 256, "needed": (8,)}  # as in training
+    assert not (tmp_path / "out" / "vtest.json").exists()
+    scored = json.loads((tmp_path / "out" / "short.json").read_text())
+    assert scored["engine"] == "onnxruntime" and scored["n_frames"] == 48 and scored["n_snippets"] == 3
+    with av.open(str(overlay / "short.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 48
+
+
+def test_onnx_needs_a_checked_export_and_onnxruntime_and_otherwise_a_store(tmp_path, monkeypatch, capsys):
+    video = str(tmp_path / "v.mp4")  # never opened: the checks come first
+    unchecked = tmp_path / "unchecked"
+    unchecked.mkdir()
+    (unchecked / export.ONNX_FILE).write_bytes(b"")  # an export whose equality check failed has no export.json
+    assert detect.main([video, "--onnx", str(unchecked)]) == 2
+    err = capsys.readouterr().err
+    assert f"{unchecked} holds no checked export (no {export.EXPORT_JSON}" in err
+    assert "python -m pipeline.export RUN --store S" in err
+    (unchecked / export.EXPORT_JSON).write_text("{}")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    assert detect.main([video, "--onnx", str(unchecked)]) == 2
+    assert "onnxruntime, which is not installed: pip install -e '.[export]'" in capsys.readouterr().err
+    assert detect.main([video]) == 2
+    assert "pass --store DIR" in capsys.readouterr().err
+
+
+def test_preprocess_snippets_is_the_backbones_preprocessing_without_the_backbone():
+    prep = dataclasses.replace(PREPROCESSING, resize_size=20, crop_size=16)  # small frames: fast
+    backbone = EffNetLite0Backbone(nn.Identity(), prep, crops=5, frame_indices=(3, 11))  # no weights needed
+    gen = torch.Generator().manual_seed(0)
+    for size in ((30, 40), (20, 26)):  # resized in torch, and already at the size (decoder-resized)
+        snippets = torch.randint(0, 256, (2, 16, *size, 3), dtype=torch.uint8, generator=gen)
+        got = preprocess_snippets(snippets, prep, (3, 11), 5)
+        assert got.shape == (2 * 5, 3, 2, 16, 16) and torch.equal(got, backbone.preprocess(snippets))
 
 
 def test_frame_scores_cover_the_tail_and_intervals_are_in_seconds():
