@@ -65,6 +65,41 @@ def extractor_fingerprint(backbone: Backbone, *, dtype: str, decoder: str,
     return hash_json(params), params
 
 
+def claim_features(store: FeatureStore, video_key: str, fingerprints: list[str], *, force: bool = False,
+                   wait: bool = False) -> tuple[str, dict[int, str], list]:
+    """Which of a video's features (one per fingerprint) still need computing, locked for this process.
+
+    Returns ``(state, todo, locks)``: state ``"cached"`` (nothing to do), ``"busy"`` (another process holds a
+    lock and ``wait`` is False; nothing is held) or ``"todo"``; todo maps fingerprint index -> feature key; the
+    caller releases ``locks`` (:func:`release`) once the features are written.
+    """
+    todo = {i: feature_key(video_key, fp) for i, fp in enumerate(fingerprints)}
+    todo = {i: key for i, key in todo.items() if force or store.get_feature(key) is None}
+    locks: list = []
+    for i, key in list(todo.items()):
+        lock = store.lock(key)
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except filelock.Timeout:  # another process is computing this feature right now
+            release(locks)
+            return "busy", {}, []
+        locks.append(lock)
+        # The other process may have finished it between our check and our lock.
+        if not force and store.get_feature(key) is not None:
+            del todo[i]
+    if not todo:
+        release(locks)
+        return "cached", {}, []
+    return "todo", todo, locks
+
+
+def release(locks: list) -> None:
+    """Release (and forget) feature locks taken by :func:`claim_features`."""
+    for lock in locks:
+        lock.release()
+    locks.clear()
+
+
 def default_decode_workers(backbones: list[Backbone]) -> int:
     """Videos to decode at once: one per core (at most ``MAX_DECODE_WORKERS``) when decoding is all the work
     (every backbone ``decode_bound``), else one."""
@@ -127,12 +162,13 @@ class Extractor:
         self.decode_short_side = decode_size_for(backbones) if decode_resize else None
         # A backbone may fix its own stored dtype (lowres: uint8 grey levels) whatever --dtype says.
         self.dtypes = [getattr(b, "storage_dtype", None) or dtype for b in backbones]
-        self.fingerprints = []
+        self.fingerprints, self.fingerprint_params = [], []
         for b, b_dtype in zip(backbones, self.dtypes):
             fp, params = extractor_fingerprint(b, dtype=b_dtype, decoder=decoder,
                                                decode_short_side=self.decode_short_side)
             store.register_extractor(fp, b.name, params)
             self.fingerprints.append(fp)
+            self.fingerprint_params.append(params)
         self.pin = any(b.device.type == "cuda" for b in backbones)
         self.overlap = self.pin if overlap is None else overlap  # decode thread: by default only beside a GPU
         self.decode_workers = decode_workers or default_decode_workers(backbones)
@@ -144,34 +180,13 @@ class Extractor:
         """Fill ``job.todo`` and take its locks. Returns ``"cached"``, ``"busy"`` (another process holds a lock)
         or ``"todo"``."""
         job.video_key = self.store.video_key(job.path)
-        for i, fp in enumerate(self.fingerprints):
-            key = feature_key(job.video_key, fp)
-            if self.force or self.store.get_feature(key) is None:
-                job.todo[i] = key
-        if not job.todo:
-            return "cached"
-        for i, key in list(job.todo.items()):
-            lock = self.store.lock(key)
-            try:
-                lock.acquire(timeout=-1 if wait else 0)
-            except filelock.Timeout:  # another process is computing this feature right now
-                self._release(job)
-                job.todo.clear()
-                return "busy"
-            job.locks.append(lock)
-            # The other process may have finished it between our check and our lock.
-            if not self.force and self.store.get_feature(key) is not None:
-                del job.todo[i]
-        if not job.todo:
-            self._release(job)
-            return "cached"
-        return "todo"
+        state, job.todo, job.locks = claim_features(self.store, job.video_key, self.fingerprints, force=self.force,
+                                                    wait=wait)
+        return state
 
     @staticmethod
     def _release(job: Job) -> None:
-        for lock in job.locks:
-            lock.release()
-        job.locks.clear()
+        release(job.locks)
 
     def _decode(self, job: Job):
         with open_video(job.path, backend=self.decoder, fps=self.frames_fps, short_side=self.decode_short_side,
@@ -472,8 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute features the store already holds")
     p.add_argument("--engine", default="local", choices=ENGINES,
                    help="local: this process; ray: the videos spread over the workers of a Ray cluster (pip install "
-                        "-e '.[ray]'), one per GPU, all writing --store, which every machine must see at the same "
-                        "path, as the videos (default: local)")
+                        "-e '.[ray]'), one per GPU, which send their features back to this process, the only one "
+                        "opening --store; every machine must see the videos at the same paths (default: local)")
     p.add_argument("--address", help="with --engine ray: the cluster to join (host:6379, ray://host:10001 or auto; "
                                      "default: $RAY_ADDRESS if set, else a Ray instance started on this machine)")
     p.add_argument("--workers", type=int, help="with --engine ray: number of workers (default: one per GPU of the "

@@ -1,19 +1,25 @@
 """Stage 1 spread over a Ray cluster: ``python -m pipeline.extract PATH... --store S --engine ray [--address A]``.
 
 The driver (this process) finds the videos as the local engine does and starts one worker actor per GPU of the
-cluster (one per machine when there are none). Each worker builds the run's backbones on its own device from the
-same :class:`ExtractSettings`, opens the same store and runs the ordinary :class:`Extractor` on the videos it is
-sent, one at a time. So every guarantee of the store holds unchanged: content keys and fingerprints are the
-local engine's, writes are atomic, per-feature file locks keep two workers (or a worker and a local run) from
-computing one feature twice, and a video that fails is recorded by name while the rest go on.
+cluster (one per machine when there are none). Each worker builds the backbones on its own device from the same
+:class:`ExtractSettings` and runs the ordinary :class:`Extractor` on the videos it is sent, one at a time.
 
-Videos are handed out dynamically (each worker holds ``TASKS_PER_WORKER`` at a time), so long and short videos
-balance across workers; progress is one bar over all of them. A worker that dies (out of memory, a lost machine)
-fails the videos it held, by name; the other workers go on and a re-run computes only what is missing.
+The driver alone opens the store. SQLite's WAL mode, which the manifest uses, needs every process that opens the
+database on one machine, so workers on other machines must not touch it; and only the driver then needs the
+store's disk. For each video the driver hashes it, checks the cache and locks the features still to compute
+(:func:`claim_features`, as the local engine does), sends the video to a free worker, and writes what comes back
+(atomically, then unlocks). A worker's Extractor writes into a :class:`ResultSink` instead of the store. So keys,
+fingerprints (the driver checks that every worker computes the same ones), atomic writes and per-feature locks
+are the local engine's, and a local run can share the store meanwhile.
 
-Every machine must see the store and the videos at the same absolute paths (a shared disk), and have the
-project installed (the Docker image). ``DAKD_CACHE_DIR``, ``TORCH_HOME`` and ``HF_HOME`` are passed on to the
-workers when set here, so they find the same weights.
+Videos are handed out as workers free up (``TASKS_PER_WORKER`` queued at each), so long and short videos
+balance; progress is one bar over all of them. A video that fails is recorded by name while the rest go on; a
+worker that dies (out of memory, a lost machine) fails the videos it held, and a re-run computes only what is
+missing.
+
+Every machine must see the videos at the same absolute paths (a shared disk) and have the project installed (the
+Docker image). ``DAKD_CACHE_DIR``, ``TORCH_HOME`` and ``HF_HOME`` are passed on to the workers when set here, so
+they find the same weights.
 """
 
 from __future__ import annotations
@@ -25,14 +31,16 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from data.cache import CACHE_ENV
+from data.decode import VideoInfo
 from extractors.weights import WeightsNotFound
 from pipeline.atomic import host_name
 from pipeline.errors import UserError
-from pipeline.extract import STAGE, ExtractSettings, Outcome
+from pipeline.extract import STAGE, ExtractSettings, Outcome, claim_features, failure_reason, release
 from pipeline.store import FeatureStore
 
 TASKS_PER_WORKER = 2  # videos queued at each worker: the next one is already there when one finishes
@@ -87,28 +95,80 @@ def plan_workers(options: RayOptions, *, cluster_cpus: float, cluster_gpus: floa
     return WorkerPlan(workers=workers, cpus=cpus, gpus=1 if use_gpus else 0)
 
 
-class ExtractWorker:
-    """One Ray actor: its own backbones (on the GPU Ray gave it, or the CPU) and store handle; extracts the videos
-    it is sent with the ordinary :class:`Extractor`."""
+class ResultSink:
+    """What a worker's :class:`Extractor` writes to instead of the store, for one video: the driver has already
+    hashed the video (``video_key``), checked the cache and locked the features still to compute (``todo``, their
+    keys), so this only answers those questions the same way and keeps what the Extractor writes."""
 
-    def __init__(self, store_root: str, settings: ExtractSettings, cpus: int):
+    def __init__(self, video_key: str, todo: set[str]):
+        self._video_key = video_key
+        self._todo = todo
+        self.info: VideoInfo | None = None
+        self.features: list[tuple[str, str, str, np.ndarray]] = []  # (key, backbone, fingerprint, [T, crops, D])
+
+    def video_key(self, path: Path) -> str:
+        return self._video_key
+
+    def get_feature(self, key: str) -> str | None:
+        """None for the features to compute; the others are the driver's business (the Extractor skips them)."""
+        return None if key in self._todo else key
+
+    def lock(self, key: str) -> _HeldByDriver:
+        return _HeldByDriver()
+
+    def register_extractor(self, fingerprint: str, backbone: str, params: dict) -> None:
+        pass  # the driver registers the fingerprints the workers report
+
+    def record_video(self, key: str, info: VideoInfo) -> None:
+        self.info = info
+
+    def put_feature(self, key: str, video_key: str, backbone: str, fingerprint: str, array: np.ndarray) -> None:
+        self.features.append((key, backbone, fingerprint, array))
+
+    def record_failure(self, path: str, stage: str, reason: str, fix: str = "") -> None:
+        pass  # also in the returned Outcome, which the driver records
+
+
+class _HeldByDriver:
+    """The lock of a feature the driver already holds for this worker."""
+
+    def acquire(self, timeout: float = -1) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+class ExtractWorker:
+    """One Ray actor: its own backbones (on the GPU Ray gave it, or the CPU); extracts the videos it is sent with
+    the ordinary :class:`Extractor` and returns the results to the driver."""
+
+    def __init__(self, settings: ExtractSettings, cpus: int):
         torch.set_num_threads(cpus)
+        self.settings = settings
         self.error: str | None = None
+        self.fingerprints: list[tuple[str, str, dict]] = []
         try:
-            backbones = settings.build_backbones()
+            self.backbones = settings.build_backbones()
         except (WeightsNotFound, ValueError) as exc:  # reported by the driver, which exits with code 2
             self.error = str(exc)
             self.where = host_name()
             return
-        self.where = f"{host_name()} ({backbones[0].device})"
-        self.extractor = settings.extractor(FeatureStore(store_root), backbones, progress=False)
+        self.where = f"{host_name()} ({self.backbones[0].device})"
+        probe = settings.extractor(ResultSink("", set()), self.backbones, progress=False)
+        self.fingerprints = [(fp, b.name, params) for b, fp, params in zip(self.backbones, probe.fingerprints,
+                                                                            probe.fingerprint_params)]
 
-    def ready(self) -> tuple[str | None, str]:
-        """(the error that stops this worker or None, where it runs)."""
-        return self.error, self.where
+    def ready(self) -> tuple[str | None, str, list[tuple[str, str, dict]]]:
+        """(the error that stops this worker or None, where it runs, its (fingerprint, backbone, params))."""
+        return self.error, self.where, self.fingerprints
 
-    def extract(self, path: str) -> Outcome:
-        return self.extractor.run([Path(path)])
+    def extract(self, path: str, video_key: str, todo: list[str]) -> tuple[Outcome, VideoInfo | None, list]:
+        """Compute the features ``todo`` (keys) of one video. Returns (outcome, video info, [(key, backbone,
+        fingerprint, array)])."""
+        sink = ResultSink(video_key, set(todo))
+        outcome = self.settings.extractor(sink, self.backbones, progress=False).run([Path(path)])
+        return outcome, sink.info, sink.features
 
 
 def _import_ray():
@@ -132,59 +192,123 @@ def _connect(ray, address: str | None) -> bool:
     return True
 
 
-def _start_workers(ray, plan: WorkerPlan, store_root: Path, settings: ExtractSettings) -> list:
+def _start_workers(ray, plan: WorkerPlan, settings: ExtractSettings) -> list:
     env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
     actor = ray.remote(ExtractWorker).options(num_cpus=plan.cpus, num_gpus=plan.gpus, scheduling_strategy="SPREAD",
                                               runtime_env={"env_vars": env} if env else None)
-    return [actor.remote(str(store_root), settings, plan.cpus) for _ in range(plan.workers)]
+    return [actor.remote(settings, plan.cpus) for _ in range(plan.workers)]
 
 
-def _merge(total: Outcome, part: Outcome) -> None:
-    total.extracted += part.extracted
-    total.cached += part.cached
-    total.frames += part.frames
-    total.failures.extend(part.failures)
+def _agreed_fingerprints(ready: list[tuple[str | None, str, list]]) -> list[tuple[str, str, dict]]:
+    """The workers' common (fingerprint, backbone, params); UserError when a worker failed or they differ
+    (another weights file or code version on some machine would mix features of two extractors)."""
+    errors = sorted({f"{error} (on {where})" for error, where, _ in ready if error})
+    if errors:
+        raise UserError("; ".join(errors))
+    first = ready[0][2]
+    differ = sorted({where for _, where, fps in ready if fps != first})
+    if differ:
+        raise UserError(f"the workers on {', '.join(differ)} compute other features than the one on {ready[0][1]} "
+                        "(another weights file, package or code version there): install the same on every "
+                        "machine")
+    return first
 
 
-def _dispatch(ray, store: FeatureStore, workers: list, videos: list[str], *, progress: bool) -> tuple[Outcome, Counter]:
-    """Hand the videos out as workers free up. Returns the merged outcome and videos done per worker index."""
+@dataclass
+class _Task:
+    """A video sent to a worker, with the feature locks the driver holds for it."""
+
+    worker: int
+    path: str
+    video_key: str
+    locks: list
+
+
+def _dispatch(ray, store: FeatureStore, workers: list, fingerprints: list[str], videos: list[str], *,
+              force: bool = False, progress: bool = True) -> tuple[Outcome, Counter]:
+    """Hand the videos that need work to workers as they free up and write what comes back. Returns the merged
+    outcome and videos extracted per worker index."""
     outcome, per_worker = Outcome(), Counter()
-    pending = deque(videos)
-    in_flight: dict = {}  # ObjectRef -> (worker index, video)
+    pending, deferred = deque(videos), []
+    wait = False  # True once only videos another process was computing are left: then wait for its locks
+    in_flight: dict = {}  # ObjectRef -> _Task
     dead: set[int] = set()
+    bar = tqdm(total=len(videos), unit="video", disable=not progress, dynamic_ncols=True)
+    start = time.perf_counter()
+
+    def fail(path: str, reason: str, fix: str) -> None:
+        outcome.failures.append((path, reason, fix))
+        store.record_failure(path, STAGE, reason, fix)
+        bar.update(1)
 
     def submit(w: int) -> None:
-        if pending and w not in dead:
-            video = pending.popleft()
-            in_flight[workers[w].extract.remote(video)] = (w, video)
-
-    def fail(video: str, reason: str, fix: str) -> None:
-        outcome.failures.append((video, reason, fix))
-        store.record_failure(video, STAGE, reason, fix)
-
-    for w in range(len(workers)):
-        for _ in range(TASKS_PER_WORKER):
-            submit(w)
-    start = time.perf_counter()
-    with tqdm(total=len(videos), unit="video", disable=not progress, dynamic_ncols=True) as bar:
-        while in_flight:
-            (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-            w, video = in_flight.pop(ref)
+        """Send worker ``w`` the next video with something to compute (counting the cached ones on the way)."""
+        while pending and w not in dead:
+            path = pending.popleft()
             try:
-                _merge(outcome, ray.get(ref))
-                per_worker[w] += 1
-            except ray.exceptions.RayError as exc:  # the worker died (or its machine): its videos fail by name
-                dead.add(w)
-                fail(video, f"the Ray worker extracting it died ({type(exc).__name__})",
-                     "run the same command again: finished videos are cached, only the rest is computed")
-            bar.update(1)
+                video_key = store.video_key(Path(path))
+                state, todo, locks = claim_features(store, video_key, fingerprints, force=force, wait=wait)
+            except OSError as exc:  # e.g. deleted since it was found: fails alone
+                fail(path, *failure_reason(exc))
+                continue
+            if state == "cached":
+                outcome.cached += 1
+                bar.update(1)
+            elif state == "busy":  # another process computes it: wait for it at the end, holding no locks
+                deferred.append(path)
+            else:
+                in_flight[workers[w].extract.remote(path, video_key, sorted(todo.values()))] = \
+                    _Task(w, path, video_key, locks)
+                return
+
+    def finish(ref) -> None:
+        task = in_flight.pop(ref)
+        try:
+            part, info, features = ray.get(ref)
+            if features:
+                store.record_video(task.video_key, info)
+                for key, backbone, fingerprint, array in features:
+                    store.put_feature(key, task.video_key, backbone, fingerprint, array)
+        except ray.exceptions.RayError as exc:  # the worker died (or its machine): its videos fail by name
+            dead.add(task.worker)
+            fail(task.path, f"the Ray worker extracting it died ({type(exc).__name__})",
+                 "run the same command again: finished videos are cached, only the rest is computed")
+            return
+        except OSError as exc:  # writing to the store's disk: this video fails, the rest go on
+            fail(task.path, *failure_reason(exc))
+            return
+        finally:
+            release(task.locks)
+        outcome.extracted += part.extracted
+        outcome.frames += part.frames
+        for path, reason, fix in part.failures:
+            fail(path, reason, fix)
+        if part.extracted:
+            per_worker[task.worker] += 1
+            bar.update(part.extracted)
+
+    with bar:
+        while pending or in_flight or deferred:
+            for w in range(len(workers)):
+                # While waiting for another process's locks, one video at a time: blocking in a claim while holding
+                # the locks of videos in flight could deadlock with a second driver doing the same.
+                while (pending and w not in dead and not (wait and in_flight)
+                       and sum(t.worker == w for t in in_flight.values()) < TASKS_PER_WORKER):
+                    submit(w)
+            if not in_flight:
+                if len(dead) == len(workers):
+                    for path in [*pending, *deferred]:
+                        fail(path, "no Ray worker left to extract it", "run the same command again")
+                    break
+                if not pending and deferred:
+                    pending.extend(deferred)
+                    deferred.clear()
+                    wait = True
+                continue
+            (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+            finish(ref)
             rate = outcome.frames / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix_str(f"{rate:.0f} frames/s, {len(workers) - len(dead)} workers")
-            submit(w)
-            if len(dead) == len(workers):
-                while pending:
-                    fail(pending.popleft(), "no Ray worker left to extract it", "run the same command again")
-                    bar.update(1)
     return outcome, per_worker
 
 
@@ -202,20 +326,21 @@ def extract_on_ray(store: FeatureStore, settings: ExtractSettings, videos: list[
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         plan = plan_workers(options, cluster_cpus=resources.get("CPU", 0), cluster_gpus=resources.get("GPU", 0),
                             nodes=nodes, device=settings.device)
-        workers = _start_workers(ray, plan, store.root.absolute(), settings)
+        workers = _start_workers(ray, plan, settings)
         try:
             ready = ray.get([w.ready.remote() for w in workers])
         except ray.exceptions.RayError as exc:  # e.g. the project cannot be imported on a worker's machine
             raise UserError(f"the Ray workers could not start: {exc}; is the project installed on every machine "
                             "(the Docker image)?") from exc
-        errors = sorted({f"{error} (on {where})" for error, where in ready if error})
-        if errors:
-            raise UserError("; ".join(errors))
+        fingerprints = _agreed_fingerprints(ready)
+        for fingerprint, backbone, params in fingerprints:
+            store.register_extractor(fingerprint, backbone, params)
         startup = time.perf_counter() - start  # joining or starting Ray, starting workers, loading weights
         # Workers run elsewhere (another working directory, another machine): absolute paths only.
-        outcome, per_worker = _dispatch(ray, store, workers, [str(Path(v).absolute()) for v in videos],
+        outcome, per_worker = _dispatch(ray, store, workers, [fp for fp, _, _ in fingerprints],
+                                        [str(Path(v).absolute()) for v in videos], force=settings.force,
                                         progress=progress)
-        hosts = Counter(where for _, where in ready)
+        hosts = Counter(where for _, where, _ in ready)
         counts = "+".join(str(per_worker[w]) for w in range(len(workers)))
         where = (f"on {plan.describe()} ({', '.join(f'{n} on {h}' for h, n in hosts.items())}; videos {counts}; "
                  f"{startup:.1f} s of it starting them)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,9 @@ from videos import encode, pattern_frames
 
 from pipeline import extract
 from pipeline.errors import UserError
+from data.decode import VideoInfo
 from pipeline.extract import Outcome
+from pipeline.keys import feature_key
 from pipeline.ray_engine import RayOptions, WorkerPlan, _dispatch, plan_workers
 from pipeline.store import FeatureStore
 
@@ -127,9 +131,13 @@ class _Died(Exception):
     """Stands in for ray.exceptions.RayActorError."""
 
 
+FINGERPRINT = "f" * 64
+
+
 class _FakeRay:
     """The three calls ``_dispatch`` makes (``wait``, ``get``, ``exceptions.RayError``), run synchronously: a task
-    finishes in the order it was submitted. Workers listed in ``dies`` raise for every video they were given."""
+    finishes in the order it was submitted, returning a 2-snippet feature for its video. Workers listed in
+    ``dies`` raise for every video they were given."""
 
     class exceptions:
         RayError = _Died
@@ -143,10 +151,9 @@ class _FakeRay:
 
         class Method:
             @staticmethod
-            def remote(video: str):
-                ref = (index, video)
-                fake.submitted.append(ref)
-                return ref
+            def remote(path: str, video_key: str, todo: list[str]):
+                fake.submitted.append((index, path))
+                return index, path, video_key, tuple(todo)
 
         return type("Worker", (), {"extract": Method})()
 
@@ -154,28 +161,71 @@ class _FakeRay:
         return [refs[0]], refs[1:]
 
     def get(self, ref):
-        index, video = ref
+        index, path, video_key, (key,) = ref
         if index in self.dies:
             raise _Died(f"worker {index} died")
-        return Outcome(extracted=1, frames=16)
+        info = VideoInfo(path, 25.0, 64, 48, "h264", "pyav", n_frames=32)
+        return Outcome(extracted=1, frames=32), info, [(key, "effnet_lite0", FINGERPRINT, np.ones((2, 1, 4)))]
 
 
-def test_dispatch_fails_the_videos_of_a_dead_worker_and_goes_on(tmp_path):
+def _files(folder: Path, n: int) -> list[str]:
+    """``n`` small files with distinct contents (the driver hashes each before sending it out)."""
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"v{i}.mp4").write_bytes(f"video {i}".encode())
+    return [str(folder / f"v{i}.mp4") for i in range(n)]
+
+
+def test_dispatch_writes_results_and_fails_the_videos_of_a_dead_worker(tmp_path):
     fake = _FakeRay(dies={0})
     store = FeatureStore(tmp_path / "s")
-    videos = [f"/videos/v{i}.mp4" for i in range(6)]
-    outcome, per_worker = _dispatch(fake, store, [fake.worker(0), fake.worker(1)], videos, progress=False)
+    videos = _files(tmp_path / "in", 6)
+    outcome, per_worker = _dispatch(fake, store, [fake.worker(0), fake.worker(1)], [FINGERPRINT], videos,
+                                    progress=False)
     failed = sorted(path for path, _, _ in outcome.failures)
     assert failed == sorted(v for w, v in fake.submitted if w == 0) and len(failed) == 2  # the two it held
     assert outcome.extracted == 4 and per_worker[1] == 4  # the survivor took the rest
     assert all("Ray worker extracting it died" in reason for _, reason, _ in outcome.failures)
     assert sorted(f["path"] for f in store.failures()) == failed
+    # The survivor's results are in the store, and no lock is left held (a second claim succeeds).
+    assert len(store.features()) == 4
+    for row in store.features():
+        np.testing.assert_array_equal(np.load(store.root / row["file"]), np.ones((2, 1, 4)))
+    again, _ = _dispatch(fake, store, [fake.worker(1)], [FINGERPRINT], videos, progress=False)
+    assert again.cached == 4 and again.extracted == 2 and not again.failures
 
 
 def test_dispatch_with_every_worker_dead_fails_the_rest_by_name(tmp_path):
     fake = _FakeRay(dies={0, 1})
-    videos = [f"/videos/v{i}.mp4" for i in range(7)]
-    outcome, _ = _dispatch(fake, FeatureStore(tmp_path / "s"), [fake.worker(0), fake.worker(1)], videos,
-                           progress=False)
+    videos = _files(tmp_path / "in", 7)
+    outcome, _ = _dispatch(fake, FeatureStore(tmp_path / "s"), [fake.worker(0), fake.worker(1)], [FINGERPRINT],
+                           videos, progress=False)
     assert sorted(p for p, _, _ in outcome.failures) == sorted(videos) and outcome.extracted == 0
     assert sum("no Ray worker left" in reason for _, reason, _ in outcome.failures) == 3
+
+
+def test_a_video_another_process_is_computing_is_waited_for_then_cached(tmp_path):
+    """The driver claims features like the local engine: a feature locked by another process is left for last,
+    then waited for (holding no locks meanwhile), and found cached once that process wrote it."""
+    fake = _FakeRay(dies=set())
+    store = FeatureStore(tmp_path / "s")
+    videos = _files(tmp_path / "in", 3)
+    key = feature_key(store.video_key(Path(videos[0])), FINGERPRINT)
+    locked = threading.Event()
+
+    def other_process():  # a thread with its own store handle and lock stands in for it
+        other = FeatureStore(tmp_path / "s")
+        lock = other.lock(key)
+        lock.acquire(timeout=0)
+        locked.set()
+        time.sleep(0.5)
+        other.put_feature(key, other.video_key(Path(videos[0])), "effnet_lite0", FINGERPRINT, np.zeros((2, 1, 4)))
+        lock.release()
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    locked.wait()
+    outcome, _ = _dispatch(fake, store, [fake.worker(0)], [FINGERPRINT], videos, progress=False)
+    thread.join()
+    assert outcome.extracted == 2 and outcome.cached == 1
+    assert [path for _, path in fake.submitted] == videos[1:]
