@@ -107,6 +107,9 @@ class MultiBackboneDisentangledAttention(nn.Module):
         self.q_rel_proj = nn.Linear(d_model, d_model, bias=REL_PROJECTION_BIAS)
         self.k_rel_proj = nn.Linear(d_model, d_model, bias=REL_PROJECTION_BIAS)
         self.dropout = nn.Dropout(attention_dropout)
+        # Query rows per block in forward; None attends all rows at once (one L x L map: exact for any L, which an
+        # exported graph needs, since tracing unrolls the block loop for the example's length only).
+        self.query_block: int | None = QUERY_BLOCK
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """``[..., L, d]`` -> ``[..., heads, L, d_head]``."""
@@ -183,10 +186,14 @@ class MultiBackboneDisentangledAttention(nn.Module):
         The output projection is not applied here; it belongs to the layer.
         """
         q, k, v = self._content(z)
-        blocks = []
-        for first in range(0, q.shape[-2], QUERY_BLOCK):  # one block unless the sequence is long (evaluation)
-            probs = self.dropout(torch.softmax(self._logits(q[..., first:first + QUERY_BLOCK, :], k, first), dim=-1))
-            blocks.append(probs @ v)  # [B, N, heads, R, d_head]
-        h = torch.cat(blocks, dim=-2).mean(dim=0)  # [N, heads, L, d_head]
+        if self.query_block is None:
+            h = (self.dropout(torch.softmax(self._logits(q, k), dim=-1)) @ v).mean(dim=0)
+        else:
+            blocks = []
+            for first in range(0, q.shape[-2], self.query_block):  # one block unless the sequence is long
+                rows = q[..., first:first + self.query_block, :]
+                probs = self.dropout(torch.softmax(self._logits(rows, k, first), dim=-1))
+                blocks.append(probs @ v)  # [B, N, heads, R, d_head]
+            h = torch.cat(blocks, dim=-2).mean(dim=0)  # [N, heads, L, d_head]
         n, _, length, _ = h.shape
         return h.transpose(1, 2).reshape(n, length, self.d_model)

@@ -12,20 +12,20 @@ store), so its features are cached in the store like any other, then through the
 With ``--onnx EXPORT_DIR`` (a folder written by ``python -m pipeline.export``) the exported student scores the
 videos in onnxruntime, and only that folder is needed: no store, run checkpoint or backbone weights (a deployment
 machine). Each video is decoded as the run's training features were (decoder and resize while decoding, from the
-export's ``decode`` entry), preprocessed in chunks of ``--batch-size`` snippets with the export's preprocessing
-(``extractors.base.preprocess_snippets``), then all its snippets are scored at once, since the attention sees the
-whole video. The export takes at most its ``T_range`` maximum (<= 256) snippets: decoding stops at the first
-snippet past it and the video fails (``pipeline.export.TooManySnippets``); score such videos without ``--onnx``,
-which takes any length. The scores equal the eager ones to within ``pipeline.export.TOLERANCE``.
+export's ``decode`` entry), preprocessed with the export's preprocessing (``extractors.base.preprocess_snippets``)
+and run through the backbone graph ``--batch-size`` snippets at a time; the head graph then scores all its
+snippets at once, since the attention sees the whole video. An export takes at most its ``T_range`` maximum
+(``--max-snippets`` at export, by default above UCF-Crime's longest video): decoding stops at the first snippet
+past it and the video fails (``pipeline.export.TooManySnippets``). The scores equal the eager ones to within
+``pipeline.export.TOLERANCE``.
 
 Per video, in ``--out``: ``<name>.csv`` (frame, time_s, snippet, score), ``<name>.json`` (the same scores as
 arrays plus the run, the frame rate and the intervals at or above ``--threshold``) and ``<name>.png`` (score
 over time). Snippet t covers frames [16t, 16t + 16); the last < 16 frames, which form no snippet, take the last
 snippet's score, so every decoded frame has one; the JSON also names the ``engine`` (``torch`` or
 ``onnxruntime``). Videos are decoded snippet by snippet and the overlay frame by frame, so memory stays bounded for
-long videos (with ``--onnx``, by the preprocessed snippets of one video: T x crops x 3 x F x c x c float32, at most
-256 snippets). A video that fails is reported with the reason and the fix, the others go on, and the exit code
-is 1.
+long videos (with ``--onnx``, by one batch of frames plus the video's features and the head's attention). A
+video that fails is reported with the reason and the fix, the others go on, and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from extractors.device import auto_device
 from extractors.weights import WeightsNotFound
 from pipeline.atomic import atomic_write, atomic_write_json
 from pipeline.errors import UserError
-from pipeline.export import EXPORT_JSON, ONNX_FILE, OnnxScorer, TooManySnippets, too_many_message
+from pipeline.export import BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, OnnxScorer, TooManySnippets, too_many_message
 from pipeline.extract import Extractor, failure_reason, parse_weights
 from pipeline.keys import feature_key
 from pipeline.metrics import FALSE_ALARM_THRESHOLD, SNIPPET_FRAMES
@@ -63,7 +63,7 @@ from pipeline.store import MANIFEST, FeatureStore, is_store
 
 DEFAULT_STAGE = "student"  # the model used when --model is not given: the store's most recent one
 DEFAULT_OUT = "detections"
-DEFAULT_BATCH_SIZE = 8  # snippets per backbone forward pass (eager) or per preprocessing chunk (--onnx)
+DEFAULT_BATCH_SIZE = 8  # snippets per backbone forward pass (eager, and the backbone graph with --onnx)
 STAGE = "detect"
 ENGINE_TORCH = "torch"
 ENGINE_ONNX = "onnxruntime"
@@ -209,7 +209,7 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
     """Open ``folder`` (written by ``pipeline.export``). Raises UserError naming the fix when it holds no checked
     export or onnxruntime is missing."""
     folder = Path(folder)
-    missing = [name for name in (EXPORT_JSON, ONNX_FILE) if not (folder / name).is_file()]
+    missing = [name for name in (EXPORT_JSON, BACKBONE_ONNX, HEAD_ONNX) if not (folder / name).is_file()]
     if missing:
         raise UserError(f"{folder} holds no checked export (no {' and no '.join(missing)}; only an export that "
                         f"passed its equality check has {EXPORT_JSON}): export the run with {EXPORT_FIX} --out "
@@ -231,27 +231,29 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
         raise _not_readable(folder, f"a {kind} backbone's input is not made by preprocess_snippets")
     decoder, short_side = export_decode(info, preprocessing)
     try:
-        scorer = OnnxScorer(folder / ONNX_FILE, providers=providers)
+        scorer = OnnxScorer(folder, providers=providers)
     except Exception as exc:  # onnxruntime's own error types for a damaged or foreign file
-        raise UserError(f"onnxruntime cannot load {folder / ONNX_FILE} ({type(exc).__name__}: {exc}): export the "
+        raise UserError(f"onnxruntime cannot load the graphs in {folder} ({type(exc).__name__}: {exc}): export the "
                         f"run again with {EXPORT_FIX} --out {folder}") from None
     return OnnxExport(folder, scorer, model, preprocessing, frame_indices, crops, decoder, short_side, max_snippets)
 
 
-def _preprocess_chunk(snippets: list[np.ndarray], export: OnnxExport) -> torch.Tensor:
-    """uint8 snippets, each ``[16, H, W, 3]`` -> float32 ``[n * crops, 3, F, c, c]`` on the CPU."""
-    return preprocess_snippets(torch.from_numpy(np.stack(snippets)), export.preprocessing, export.frame_indices,
-                               export.crops)
+def _embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
+    """uint8 snippets, each ``[16, H, W, 3]`` -> features ``[n, crops, D]`` (preprocessed, then the backbone graph)."""
+    x = preprocess_snippets(torch.from_numpy(np.stack(snippets)), export.preprocessing, export.frame_indices,
+                            export.crops)  # [n * crops, 3, F, c, c]
+    return export.scorer.embed(x).reshape(len(snippets), export.crops, -1)
 
 
-def preprocessed_video(path: Path, export: OnnxExport, chunk: int) -> tuple[torch.Tensor, int, float]:
-    """Decode ``path`` as the run's training videos were and preprocess it ``chunk`` snippets at a time.
+def video_features(path: Path, export: OnnxExport, chunk: int) -> tuple[np.ndarray, int, float]:
+    """Decode ``path`` as the run's training videos were and embed it ``chunk`` snippets at a time, so memory holds
+    one chunk of frames and the video's features.
 
-    Returns (float32 ``[T * crops, 3, F, c, c]``, frames decoded, fps). Raises :class:`TooManySnippets` as soon as
-    snippet ``max_snippets + 1`` is decoded (the rest of a long video is never decoded) and VideoError when the
-    video is too short for one snippet.
+    Returns (float32 ``[T, crops, D]``, frames decoded, fps). Raises :class:`TooManySnippets` as soon as snippet
+    ``max_snippets + 1`` is decoded (the rest of a long video is never decoded) and VideoError when the video is
+    too short for one snippet.
     """
-    rows: list[torch.Tensor] = []
+    rows: list[np.ndarray] = []
     pending: list[np.ndarray] = []
     with open_video(path, backend=export.decoder, short_side=export.short_side,
                     needed=export.frame_indices) as video:
@@ -260,22 +262,22 @@ def preprocessed_video(path: Path, export: OnnxExport, chunk: int) -> tuple[torc
                 raise TooManySnippets(too_many_message(f"more than {export.max_snippets}", export.max_snippets))
             pending.append(snippet)
             if len(pending) == chunk:
-                rows.append(_preprocess_chunk(pending, export))
+                rows.append(_embed_chunk(pending, export))
                 pending = []
         if pending:
-            rows.append(_preprocess_chunk(pending, export))
+            rows.append(_embed_chunk(pending, export))
         info = video.info
     if not rows:
         raise VideoError(str(path), f"too short: {info.n_frames} frames, a snippet needs {SNIPPET_FRAMES}",
                          f"use videos of at least {SNIPPET_FRAMES} frames")
-    return torch.cat(rows), int(info.n_frames), float(info.fps or 0.0)
+    return np.concatenate(rows), int(info.n_frames), float(info.fps or 0.0)
 
 
 def onnx_detect(path: Path, export: OnnxExport, chunk: int) -> Detection:
-    """One video scored by the exported model: every snippet at once (the attention sees the whole video), each
-    crop as its own sequence, crops averaged."""
-    x, n_frames, fps = preprocessed_video(path, export, chunk)
-    return Detection(path, export.scorer.score_preprocessed(x, crops=export.crops), n_frames, fps)
+    """One video scored by the exported graphs: the backbone a chunk at a time, the head over every snippet at
+    once (the attention sees the whole video), each crop as its own sequence, crops averaged."""
+    features, n_frames, fps = video_features(path, export, chunk)
+    return Detection(path, export.scorer.score_crops(features), n_frames, fps)
 
 
 def describe_failure(exc: BaseException, export: OnnxExport) -> tuple[str, str]:
@@ -346,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...; with --onnx, cpu "
                                                     "keeps onnxruntime on the CPU")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help=f"snippets per backbone forward pass; with --onnx, snippets preprocessed at a time "
+                   help=f"snippets per backbone forward pass (eager, or the backbone graph with --onnx) "
                         f"(default: {DEFAULT_BATCH_SIZE})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p

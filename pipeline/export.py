@@ -1,29 +1,32 @@
 """Export a single-backbone run (the student: backbone + temporal head) to TorchScript and ONNX.
 
-    python -m pipeline.export RUN --store DIR [--out DIR] [--weights NAME=PATH]
+    python -m pipeline.export RUN --store DIR [--out DIR] [--weights NAME=PATH] [--max-snippets 8192]
 
-The exported graph is :class:`SnippetScorer`: ONE video's preprocessed snippets, float ``[T, 3, F, c, c]``
-(one crop; the output of ``Backbone.preprocess``), -> per-snippet scores ``[T]`` in (0, 1). Preprocessing
-(frame choice, resize, crop, normalisation of the uint8 frames) stays outside the graph: it is
-``Backbone.preprocess``. Several crops are scored one sequence per crop and averaged, as
-``pipeline.scoring.score_snippets`` does (:meth:`OnnxScorer.score_preprocessed`).
+The model is two graphs, so that a long video is scored in bounded memory, as the project's own path does it:
 
-Supported lengths: ``1 <= T <= max_snippets`` (at most ``models.attention.QUERY_BLOCK`` = 256). The attention
-attends its query rows in blocks of ``QUERY_BLOCK`` in a Python loop; tracing records the loop for one block,
-whose slice ``[0:QUERY_BLOCK]`` covers every row for any ``T <= QUERY_BLOCK``, and every other shape (the
-relative-distance buckets, the reshapes) follows ``T`` dynamically. So one traced graph is exact for any T in that
-range (checked at several T on every export), and for ``T > QUERY_BLOCK`` it would fail (a broadcast error),
-never silently give other scores. Scoring a long video in windows would change its scores (attention sees the
-whole video), so the exported model refuses longer videos with a clear error (:class:`TooManySnippets`); score
-those with the eager model (``pipeline.scoring``).
+- the backbone, :class:`SnippetEmbedder`: preprocessed snippets float ``[n, 3, F, c, c]`` (one crop each; the
+  output of ``Backbone.preprocess``) -> features ``[n, D]``, run a batch at a time;
+- the head, :class:`HeadScorer`: ONE video's features ``[T, D]`` -> per-snippet scores ``[T]`` in (0, 1).
 
-Written to ``--out`` (default ``<run folder>/export``): ``student.torchscript.pt`` (``torch.jit.load``; the length
-check is part of the module), ``student.onnx`` (opset 17, dynamic axis ``T``, the bound in its metadata
-``max_snippets``) and ``export.json`` (run, backbone, input shape, T range, tolerance and the measured
-differences). An export whose TorchScript or ONNX scores differ from the eager model's by more than
-``TOLERANCE`` raises ``ValueError`` and leaves no ``export.json``.
+Preprocessing (frame choice, resize, crop, normalisation of the uint8 frames) stays outside the graphs: it is
+``extractors.base.preprocess_snippets``. Several crops are scored one sequence per crop and averaged, as
+``pipeline.scoring.score_snippets`` does (:meth:`OnnxScorer.score_crops`).
 
-``export.json`` also holds everything needed to go from a video file to the graph's input without the store, the
+Any length: the eager attention attends its query rows in blocks of ``models.attention.QUERY_BLOCK`` in a Python
+loop, which tracing would unroll for the example's length only. The head is therefore traced with the blocks off
+(``query_block = None``: every row at once, the same softmax per row), a graph exact for every T; every export
+checks it against the eager, blocked model on features longer than two blocks. Its memory grows as heads x T^2
+floats per attention map, so an export accepts at most ``--max-snippets`` (default ``DEFAULT_MAX_SNIPPETS``,
+above UCF-Crime's longest video) and refuses longer videos with :class:`TooManySnippets`.
+
+Written to ``--out`` (default ``<run folder>/export``): ``student.torchscript.pt`` (``torch.jit.load``; one module
+taking ``[T, 3, F, c, c]``, running the backbone in batches, with the length check), ``backbone.onnx`` and
+``head.onnx`` (opset 17, dynamic ``n`` / ``T``; the bound in the head's metadata ``max_snippets``) and
+``export.json`` (run, backbone, shapes, T range, tolerance and the measured differences). An export whose
+TorchScript or ONNX scores differ from the eager model's by more than ``TOLERANCE`` raises ``ValueError`` and
+leaves no ``export.json``.
+
+``export.json`` also holds everything needed to go from a video file to the graphs' input without the store, the
 run or the backbone's weights (``python -m pipeline.detect VIDEO --onnx DIR``): ``preprocessing``,
 ``frame_indices`` and ``crops`` (for ``extractors.base.preprocess_snippets``), and ``decode``, how the run's
 training features were decoded (``{"backend", "short_side", "filter"}`` from the store's extractor params; null
@@ -33,6 +36,7 @@ when the store has none, e.g. imported features), so that deployed videos are de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import warnings
@@ -44,7 +48,7 @@ from torch import Tensor, nn
 
 from extractors.base import SNIPPET_FRAMES, Backbone
 from extractors.weights import WeightsNotFound
-from models.attention import QUERY_BLOCK
+from models.attention import QUERY_BLOCK, MultiBackboneDisentangledAttention
 from models.vad_model import VADModel
 from pipeline.atomic import atomic_write_json
 from pipeline.errors import UserError
@@ -53,68 +57,117 @@ from pipeline.runs import LoadedRun, load_run, training_backbone
 from pipeline.store import MANIFEST, FeatureStore, is_store
 
 TORCHSCRIPT_FILE = "student.torchscript.pt"
-ONNX_FILE = "student.onnx"
+BACKBONE_ONNX = "backbone.onnx"
+HEAD_ONNX = "head.onnx"
 EXPORT_JSON = "export.json"
 OPSET = 17  # the legacy (TorchScript-based) exporter; the torch.export-based one fixed T to the example's length
 # Largest allowed |exported - eager| on scores in (0, 1). Measured differences are ~1e-7 (float32 round-off of a
 # different kernel order); 1e-4 leaves room for other CPUs / onnxruntime builds, and is far below any threshold.
 TOLERANCE = 1e-4
+# Longest video (snippets) an export accepts by default: above UCF-Crime's longest (6750). The head's attention
+# then holds heads x T^2 floats per map, 2.1 GB for 8 heads at T = 8192; --max-snippets moves the bound.
+DEFAULT_MAX_SNIPPETS = 8192
 DEFAULT_EXAMPLE_SNIPPETS = 32  # lowered to max_snippets when that is smaller
-DEFAULT_CHECK_LENGTHS = (1, 5, 33)  # each lowered to max_snippets when larger
+DEFAULT_CHECK_LENGTHS = (1, 5, 33)  # backbone + head; each lowered to max_snippets when larger
+# The head alone, on features: longer than two of the eager model's attention blocks, so the check compares the
+# unblocked graph with the blocked eager path (lowered to max_snippets when larger).
+HEAD_CHECK_LENGTH = 2 * QUERY_BLOCK + 3
+DEFAULT_BATCH = 16  # snippets through the backbone graph at once
 INPUT_NAME = "snippets"
+FEATURES_NAME = "features"
 OUTPUT_NAME = "scores"
 METADATA_MAX_SNIPPETS = "max_snippets"
 
 
 class TooManySnippets(ValueError):
-    """The video has more snippets than the exported graph supports."""
+    """The video has more snippets than the export accepts."""
 
 
 def too_many_message(n: int | str, max_snippets: int) -> str:
     """The :class:`TooManySnippets` reason. ``n``: the video's snippet count, or a phrase such as ``"more than
     8"`` when the caller stopped decoding at the limit."""
-    why = (f"the attention's one-block limit, models.attention.QUERY_BLOCK = {QUERY_BLOCK}"
-           if max_snippets == QUERY_BLOCK else "the --max-snippets it was exported with")
-    return (f"the video has {n} snippets but the exported model scores at most {max_snippets} at once ({why}); "
-            f"windows would change the scores, so score this video with the eager model (pipeline.scoring / "
-            f"pipeline.detect)")
+    return (f"the video has {n} snippets but the exported model scores at most {max_snippets} at once (the "
+            f"--max-snippets it was exported with, which bounds the attention's memory: heads x T^2 floats); "
+            f"export again with a larger --max-snippets, or score this video with the eager model")
+
+
+class SnippetEmbedder(nn.Module):
+    """The backbone: float ``[n, 3, F, c, c]`` (preprocessed snippets, one crop each) -> features ``[n, D]``.
+    Image backbones embed the F frames of each snippet and average them, video backbones embed the clip, exactly
+    as ``Backbone.embed_snippets``."""
+
+    def __init__(self, backbone: Backbone):
+        super().__init__()
+        self.backbone = backbone.model  # registered, so tracing finds its parameters
+        self._embed_snippets = backbone.embed_snippets  # uses the same module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._embed_snippets(x)
+
+
+class HeadScorer(nn.Module):
+    """The temporal head over ONE video: features ``[T, D]`` -> scores ``[T]`` (the sequence ``[1, T, D]``)."""
+
+    def __init__(self, head: VADModel):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.head([features.unsqueeze(0)]).scores[0]
 
 
 class SnippetScorer(nn.Module):
-    """Backbone + temporal head as one module: float ``[T, 3, F, c, c]`` (one video, one crop, preprocessed)
-    -> scores ``[T]``.
-
-    Image backbones embed the F frames of each snippet and average them, video backbones embed the clip, exactly
-    as ``Backbone.forward_preprocessed``; the head then sees the sequence ``[1, T, D]``.
-    """
+    """Backbone + head, eager: float ``[T, 3, F, c, c]`` (one video, one crop, preprocessed) -> scores ``[T]``."""
 
     def __init__(self, backbone: Backbone, head: VADModel):
         super().__init__()
         if len(head.input_dims) != 1 or head.input_dims[0] != backbone.dim:
             raise ValueError(f"the head takes input dims {head.input_dims}; exporting needs a single-backbone head "
                              f"on {backbone.name}'s {backbone.dim}-d features")
-        self.backbone = backbone.model  # registered, so tracing finds its parameters
-        self._embed_snippets = backbone.embed_snippets  # uses the same module
-        self.head = head
+        self.embedder = SnippetEmbedder(backbone)
+        self.scorer = HeadScorer(head)
+
+    @property
+    def head(self) -> VADModel:
+        return self.scorer.head
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head([self._embed_snippets(x).unsqueeze(0)]).scores[0]
+        return self.scorer(self.embedder(x))
 
 
-class _LengthGuard(nn.Module):
-    """Scripted wrapper of the traced scorer that refuses lengths outside ``[1, max_snippets]``."""
+@contextlib.contextmanager
+def attention_unblocked(module: nn.Module):
+    """Every disentangled attention in ``module`` attends all query rows at once while inside (see the module
+    docstring); the row blocks come back on exit."""
+    attentions = [m for m in module.modules() if isinstance(m, MultiBackboneDisentangledAttention)]
+    saved = [m.query_block for m in attentions]
+    for m in attentions:
+        m.query_block = None
+    try:
+        yield
+    finally:
+        for m, block in zip(attentions, saved):
+            m.query_block = block
 
-    def __init__(self, traced: nn.Module, max_snippets: int):
+
+class _ChunkedScorer(nn.Module):
+    """The TorchScript module: checks the length, runs the traced backbone ``batch`` snippets at a time and the
+    traced head over the whole video. ``[T, 3, F, c, c]`` -> ``[T]``."""
+
+    def __init__(self, embedder: nn.Module, head: nn.Module, max_snippets: int, batch: int):
         super().__init__()
-        self.scorer = traced
+        self.embedder = embedder
+        self.head = head
         self.max_snippets = max_snippets
+        self.batch = batch
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.size(0)
         if n < 1 or n > self.max_snippets:
             raise ValueError(f"the exported model scores 1 to {self.max_snippets} snippets at once, got {n}; "
                              f"score longer videos with the eager model (pipeline.scoring)")
-        return self.scorer(x)
+        parts = [self.embedder(x[start:start + self.batch]) for start in range(0, n, self.batch)]
+        return self.head(torch.cat(parts))
 
 
 def _providers() -> list[str]:
@@ -125,38 +178,60 @@ def _providers() -> list[str]:
 
 
 class OnnxScorer:
-    """``student.onnx`` in onnxruntime (CUDA when available, else CPU): float32 ``[T, 3, F, c, c]`` -> ``[T]``."""
+    """``backbone.onnx`` + ``head.onnx`` of an export folder in onnxruntime (CUDA when available, else CPU)."""
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None):
+    def __init__(self, folder: str | Path, providers: list[str] | None = None, batch: int = DEFAULT_BATCH):
         import onnxruntime as ort
 
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), providers=providers or _providers())
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.max_snippets = int(meta.get(METADATA_MAX_SNIPPETS, QUERY_BLOCK))
-        self.input_shape = self.session.get_inputs()[0].shape  # ["T", 3, F, c, c]
+        self.folder = Path(folder)
+        self.batch = batch
+        providers = providers or _providers()
+        self.backbone = ort.InferenceSession(str(self.folder / BACKBONE_ONNX), providers=providers)
+        self.head = ort.InferenceSession(str(self.folder / HEAD_ONNX), providers=providers)
+        meta = self.head.get_modelmeta().custom_metadata_map
+        self.max_snippets = int(meta.get(METADATA_MAX_SNIPPETS, DEFAULT_MAX_SNIPPETS))
+        self.input_shape = self.backbone.get_inputs()[0].shape  # ["n", 3, F, c, c]
 
-    def __call__(self, x: np.ndarray | Tensor) -> np.ndarray:
+    def check_length(self, n: int) -> None:
+        if not 1 <= n <= self.max_snippets:
+            raise TooManySnippets(too_many_message(n, self.max_snippets))
+
+    def embed(self, x: np.ndarray | Tensor) -> np.ndarray:
+        """float32 ``[n, 3, F, c, c]`` -> features ``[n, D]``, ``batch`` rows at a time."""
         if isinstance(x, Tensor):
             x = x.detach().cpu().numpy()
         x = np.ascontiguousarray(x, dtype=np.float32)
         expected = tuple(self.input_shape[1:])
         if x.ndim != 5 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"expected preprocessed snippets [T, {', '.join(map(str, expected))}], "
+            raise ValueError(f"expected preprocessed snippets [n, {', '.join(map(str, expected))}], "
                              f"got {tuple(x.shape)}")
-        if not 1 <= x.shape[0] <= self.max_snippets:
-            raise TooManySnippets(too_many_message(x.shape[0], self.max_snippets))
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        return np.concatenate([self.backbone.run(None, {INPUT_NAME: x[i:i + self.batch]})[0]
+                               for i in range(0, len(x), self.batch)])
+
+    def score_features(self, features: np.ndarray) -> np.ndarray:
+        """One video's features of one crop ``[T, D]`` -> scores ``[T]``."""
+        self.check_length(len(features))
+        return self.head.run([OUTPUT_NAME], {FEATURES_NAME: np.ascontiguousarray(features, np.float32)})[0]
+
+    def score_crops(self, features: np.ndarray) -> np.ndarray:
+        """``[T, crops, D]`` -> ``[T]``: each crop scored as its own sequence, then averaged (as
+        ``score_snippets``)."""
+        return np.mean([self.score_features(features[:, k]) for k in range(features.shape[1])],
+                       axis=0).astype(np.float32)
+
+    def __call__(self, x: np.ndarray | Tensor) -> np.ndarray:
+        """One video, one crop, preprocessed ``[T, 3, F, c, c]`` -> scores ``[T]``."""
+        self.check_length(len(x))  # before the backbone runs over a video that would be refused anyway
+        return self.score_features(self.embed(x))
 
     def score_preprocessed(self, x: np.ndarray | Tensor, crops: int = 1) -> np.ndarray:
         """The output of ``Backbone.preprocess`` for T snippets, ``[T * crops, 3, F, c, c]`` (crops of a snippet
-        adjacent) -> ``[T]``: each crop scored as its own sequence, then averaged (as ``score_snippets``)."""
-        if isinstance(x, Tensor):
-            x = x.detach().cpu().numpy()
+        adjacent) -> ``[T]``."""
         if x.shape[0] % crops:
             raise ValueError(f"{x.shape[0]} preprocessed rows are not a multiple of crops={crops}")
-        per_crop = x.reshape(x.shape[0] // crops, crops, *x.shape[1:])
-        return np.mean([self(per_crop[:, k]) for k in range(crops)], axis=0).astype(np.float32)
+        self.check_length(x.shape[0] // crops)
+        features = self.embed(x)
+        return self.score_crops(features.reshape(x.shape[0] // crops, crops, -1))
 
 
 def _check_inputs(backbone: Backbone, lengths: tuple[int, ...], seed: int = 0) -> list[tuple[str, Tensor]]:
@@ -172,19 +247,38 @@ def _check_inputs(backbone: Backbone, lengths: tuple[int, ...], seed: int = 0) -
     return inputs
 
 
-def check_equal(scorer: nn.Module, scripted: nn.Module, onnx_path: Path, inputs: list[tuple[str, Tensor]],
-                tolerance: float = TOLERANCE) -> dict:
-    """Max |TorchScript - eager| and |ONNX - eager| per input; raises ValueError above ``tolerance``."""
-    onnx_scorer = OnnxScorer(onnx_path, providers=["CPUExecutionProvider"])
+def _diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max())
+
+
+def check_equal(scorer: SnippetScorer, scripted: nn.Module, folder: Path, inputs: list[tuple[str, Tensor]],
+                head_lengths: tuple[int, ...] = (), tolerance: float = TOLERANCE, seed: int = 0) -> dict:
+    """Max |TorchScript - eager| and |ONNX - eager| per input, and |ONNX head - eager head| on random features of
+    each of ``head_lengths`` (the eager head attends in its row blocks). Raises ValueError above ``tolerance``."""
+    onnx_scorer = OnnxScorer(folder, providers=["CPUExecutionProvider"])
+
+    def diff(what: str, name: str, run, eager: np.ndarray) -> float:
+        try:
+            return _diff(np.asarray(run()), eager)
+        except Exception as exc:  # a graph that cannot run this length is as unfaithful as one that differs
+            raise ValueError(f"the {what} export fails on {name} ({type(exc).__name__}: {exc}): the export is not "
+                             "faithful") from exc
+
     results = {}
-    for name, x in inputs:
-        with torch.no_grad():
+    with torch.no_grad():
+        for name, x in inputs:
             eager = scorer(x).numpy()
-            ts = scripted(x).numpy()
-        ort = onnx_scorer(x.numpy())
-        diffs = {"torchscript": float(np.abs(ts - eager).max()), "onnx": float(np.abs(ort - eager).max())}
-        results[name] = {"T": int(x.shape[0]), **diffs}
-        for what, diff in diffs.items():
+            results[name] = {"T": int(x.shape[0]), "torchscript": diff("torchscript", name, lambda: scripted(x), eager),
+                             "onnx": diff("onnx", name, lambda: onnx_scorer(x.numpy()), eager)}
+        gen = torch.Generator().manual_seed(seed)
+        for t in head_lengths:
+            name, features = f"head_features_T{t}", torch.randn(t, scorer.head.input_dims[0], generator=gen)
+            eager = scorer.scorer(features).numpy()
+            results[name] = {"T": t, "onnx": diff("onnx", name, lambda: onnx_scorer.score_features(features.numpy()),
+                                                  eager)}
+    for name, diffs in results.items():
+        for what in ("torchscript", "onnx"):
+            diff = diffs.get(what, 0.0)
             if not diff <= tolerance:  # also catches NaN
                 raise ValueError(f"the {what} export's scores differ from the eager model's by {diff:.3g} on "
                                  f"{name} (tolerance {tolerance:g}): the export is not faithful")
@@ -192,12 +286,12 @@ def check_equal(scorer: nn.Module, scripted: nn.Module, onnx_path: Path, inputs:
 
 
 def export_student(run: LoadedRun, backbone: Backbone, out_dir: str | Path, *,
-                   example_snippets: int | None = None, max_snippets: int = QUERY_BLOCK,
+                   example_snippets: int | None = None, max_snippets: int = DEFAULT_MAX_SNIPPETS,
                    check_lengths: tuple[int, ...] | None = None, tolerance: float = TOLERANCE,
                    decode: dict | None = None) -> dict:
     """Write the TorchScript and ONNX exports of ``run`` (single backbone ``backbone``) into ``out_dir``, check
-    that both give the eager scores within ``tolerance`` at every T in ``check_lengths`` (and on preprocessed
-    frames), and write ``export.json``. Returns its content.
+    that they give the eager scores within ``tolerance`` (:func:`check_equal`), and write ``export.json``.
+    Returns its content.
 
     decode: how the run's training features were decoded (:func:`training_decode`), written to export.json for
     ``pipeline.detect --onnx``; None when unknown."""
@@ -208,21 +302,27 @@ def export_student(run: LoadedRun, backbone: Backbone, out_dir: str | Path, *,
         raise ValueError(f"run {run.key[:12]} is a {run.checkpoint['stage']} run; export supports VADModel heads "
                          "(teacher / student)")
     scorer = SnippetScorer(backbone, run.model)
-    info = export_scorer(scorer, backbone, out_dir, example_snippets=example_snippets, max_snippets=max_snippets,
+    return export_scorer(scorer, backbone, out_dir, example_snippets=example_snippets, max_snippets=max_snippets,
                          check_lengths=check_lengths, tolerance=tolerance,
                          extra={"run": run.key, "stage": run.checkpoint["stage"], "decode": decode})
-    return info
+
+
+def _export_onnx(module: nn.Module, example: Tensor, path: Path, input_name: str, output_name: str,
+                 axis: str) -> None:
+    torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=[output_name],
+                      dynamic_axes={input_name: {0: axis}, output_name: {0: axis}}, opset_version=OPSET,
+                      dynamo=False)
 
 
 def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path, *,
-                  example_snippets: int | None = None, max_snippets: int = QUERY_BLOCK,
+                  example_snippets: int | None = None, max_snippets: int = DEFAULT_MAX_SNIPPETS,
                   check_lengths: tuple[int, ...] | None = None, tolerance: float = TOLERANCE,
-                  extra: dict | None = None) -> dict:
+                  batch: int = DEFAULT_BATCH, extra: dict | None = None) -> dict:
     """:func:`export_student` for a scorer built by hand (no run needed). ``example_snippets`` and
     ``check_lengths`` default to :data:`DEFAULT_EXAMPLE_SNIPPETS` and :data:`DEFAULT_CHECK_LENGTHS`, lowered to
     ``max_snippets`` (so ``--max-snippets 8`` works without naming them)."""
-    if not 1 <= max_snippets <= QUERY_BLOCK:
-        raise ValueError(f"max_snippets must be in [1, {QUERY_BLOCK}] (one attention block), got {max_snippets}")
+    if max_snippets < 1 or batch < 1:
+        raise ValueError(f"max_snippets and batch must be at least 1, got {max_snippets} and {batch}")
     if example_snippets is None:
         example_snippets = min(DEFAULT_EXAMPLE_SNIPPETS, max_snippets)
     if check_lengths is None:
@@ -239,41 +339,45 @@ def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path
     (out / EXPORT_JSON).unlink(missing_ok=True)  # only a checked export has one
     scorer = scorer.eval()
     c, f = backbone.preprocessing.crop_size, backbone.frames_per_snippet
-    example = torch.randn(example_snippets, 3, f, c, c, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)
+    snippets = torch.randn(min(example_snippets, batch), 3, f, c, c, generator=gen)
+    features = torch.randn(example_snippets, backbone.dim, generator=gen)
 
     with warnings.catch_warnings():
         # The head's input-shape checks are Python and become trace constants; the lengths are checked below.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
-        with torch.no_grad():
-            traced = torch.jit.trace(scorer, example, check_trace=False)
-        scripted = torch.jit.script(_LengthGuard(traced, max_snippets))
+        with torch.no_grad(), attention_unblocked(scorer):
+            embedder = torch.jit.trace(scorer.embedder, snippets, check_trace=False)
+            head = torch.jit.trace(scorer.scorer, features, check_trace=False)
+            _export_onnx(scorer.embedder, snippets, out / BACKBONE_ONNX, INPUT_NAME, FEATURES_NAME, "n")
+            _export_onnx(scorer.scorer, features, out / HEAD_ONNX, FEATURES_NAME, OUTPUT_NAME, "T")
+        scripted = torch.jit.script(_ChunkedScorer(embedder, head, max_snippets, batch))
         torch.jit.save(scripted, str(out / TORCHSCRIPT_FILE))
-        onnx_path = out / ONNX_FILE
-        torch.onnx.export(scorer, (example,), str(onnx_path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "T"}, OUTPUT_NAME: {0: "T"}}, opset_version=OPSET,
-                          dynamo=False)
     import onnx
 
-    model = onnx.load(str(onnx_path))
+    model = onnx.load(str(out / HEAD_ONNX))
     onnx.helper.set_model_props(model, {METADATA_MAX_SNIPPETS: str(max_snippets)})
-    onnx.save(model, str(onnx_path))
+    onnx.save(model, str(out / HEAD_ONNX))
 
     loaded = torch.jit.load(str(out / TORCHSCRIPT_FILE))
-    results = check_equal(scorer, loaded, onnx_path, _check_inputs(backbone, tuple(check_lengths)), tolerance)
+    results = check_equal(scorer, loaded, out, _check_inputs(backbone, tuple(check_lengths)),
+                          head_lengths=(min(HEAD_CHECK_LENGTH, max_snippets),), tolerance=tolerance)
     info = {
         **(extra or {}),
         "backbone": backbone.name, "backbone_kind": backbone.kind, "weights": backbone.weights_id,
         "frame_indices": list(backbone.frame_indices), "crops": backbone.crops,
         "preprocessing": backbone.fingerprint_params()["preprocessing"],
-        "input": {"name": INPUT_NAME, "shape": ["T", 3, f, c, c], "dtype": "float32",
-                  "what": "Backbone.preprocess output of one crop of one video"},
+        "input": {"name": INPUT_NAME, "shape": ["n", 3, f, c, c], "dtype": "float32",
+                  "what": "extractors.base.preprocess_snippets output, one crop per row"},
+        "features": {"name": FEATURES_NAME, "shape": ["T", backbone.dim],
+                     "what": "backbone.onnx output for one video and crop, head.onnx input"},
         "output": {"name": OUTPUT_NAME, "shape": ["T"], "what": "per-snippet anomaly scores in (0, 1)"},
-        "T_range": [1, max_snippets], "example_snippets": example_snippets, "opset": OPSET,
-        "files": {"torchscript": TORCHSCRIPT_FILE, "onnx": ONNX_FILE},
+        "T_range": [1, max_snippets], "batch": batch, "example_snippets": example_snippets, "opset": OPSET,
+        "files": {"torchscript": TORCHSCRIPT_FILE, "backbone_onnx": BACKBONE_ONNX, "head_onnx": HEAD_ONNX},
         "tolerance": {"max_abs_diff_scores": tolerance}, "check": results,
-        "max_abs_diff": {k: max(r[k] for r in results.values()) for k in ("torchscript", "onnx")},
+        "max_abs_diff": {k: max(r.get(k, 0.0) for r in results.values()) for k in ("torchscript", "onnx")},
     }
     atomic_write_json(out / EXPORT_JSON, info)
     return info
@@ -301,8 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <run folder>/export)")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights file of the backbone, as for pipeline.extract")
-    p.add_argument("--max-snippets", type=int, default=QUERY_BLOCK,
-                   help=f"longest video (in snippets) the export accepts, at most {QUERY_BLOCK} (default)")
+    p.add_argument("--max-snippets", type=int, default=DEFAULT_MAX_SNIPPETS,
+                   help="longest video (in snippets) the export accepts; the head's attention holds heads x T^2 "
+                        f"floats per map (default: {DEFAULT_MAX_SNIPPETS})")
     return p
 
 
@@ -323,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         store.close()
-    print(f"export: run {run.key[:12]} ({backbone.name}) -> {out / TORCHSCRIPT_FILE}, {out / ONNX_FILE}; "
+    print(f"export: run {run.key[:12]} ({backbone.name}) -> {out / TORCHSCRIPT_FILE}, {out / BACKBONE_ONNX} + "
+          f"{HEAD_ONNX}; "
           f"T in [1, {info['T_range'][1]}]; max |score diff| vs eager: torchscript "
           f"{info['max_abs_diff']['torchscript']:.2g}, onnx {info['max_abs_diff']['onnx']:.2g} "
           f"(tolerance {TOLERANCE:g})")

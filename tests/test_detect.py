@@ -184,12 +184,14 @@ def test_the_trained_student_exports_to_torchscript_and_onnx_with_equal_scores(t
     store, _, keys = trained
     out = exported_student
     report = json.loads((out / export.EXPORT_JSON).read_text())
-    assert report["run"] == keys["student"] and (out / export.ONNX_FILE).is_file()
+    assert report["run"] == keys["student"] and (out / export.BACKBONE_ONNX).is_file()
+    assert (out / export.HEAD_ONNX).is_file()
     assert (out / export.TORCHSCRIPT_FILE).is_file()
     assert report["tolerance"]["max_abs_diff_scores"] == export.TOLERANCE
     assert max(report["max_abs_diff"].values()) <= export.TOLERANCE and set(report["max_abs_diff"]) == {
         "onnx", "torchscript"}
-    assert report["input"]["shape"] == ["T", 3, 1, 224, 224] and report["T_range"] == [1, 256]
+    assert report["input"]["shape"] == ["n", 3, 1, 224, 224]
+    assert report["T_range"] == [1, export.DEFAULT_MAX_SNIPPETS] and export.DEFAULT_MAX_SNIPPETS > 6750  # UCF's longest
     # how the run's training features were decoded, for detect --onnx
     assert report["decode"] == {"backend": "auto", "short_side": 256, "filter": "swscale-bilinear"}
     assert export.main([keys["lightning"][:12], "--store", str(store), "--out", str(tmp_path / "l")]) == 2
@@ -276,7 +278,8 @@ def test_onnx_needs_a_checked_export_and_onnxruntime_and_otherwise_a_store(tmp_p
     video = str(tmp_path / "v.mp4")  # never opened: the checks come first
     unchecked = tmp_path / "unchecked"
     unchecked.mkdir()
-    (unchecked / export.ONNX_FILE).write_bytes(b"")  # an export whose equality check failed has no export.json
+    for name in (export.BACKBONE_ONNX, export.HEAD_ONNX):  # an export whose check failed has no export.json
+        (unchecked / name).write_bytes(b"")
     assert detect.main([video, "--onnx", str(unchecked)]) == 2
     err = capsys.readouterr().err
     assert f"{unchecked} holds no checked export (no {export.EXPORT_JSON}" in err

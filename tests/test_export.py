@@ -2,11 +2,13 @@
 length, and the eager scorer equals the project's own path (``forward_preprocessed`` then ``score_snippets``).
 
 The real EfficientNet-Lite0 (ImageNet weights) is the backbone; the head is a tiny untrained ``VADModel`` (an
-equality check needs no training). The T-range checks run the backbone at 16 x 16 crops so T = 256 stays fast.
+equality check needs no training). The T-range checks run the backbone at 16 x 16 crops so videos longer than two
+attention blocks (T = 513) stay fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 
@@ -22,7 +24,9 @@ from pipeline import export
 from pipeline.scoring import score_snippets
 
 TINY = ModelConfig(d_model=16, n_heads=2, projection_hidden=16, ffn_dim=32, classifier_hidden=16, k=4)
-LENGTHS = (1, 5, 40)  # checked by the export itself; the test adds 7, 33, QUERY_BLOCK
+LENGTHS = (1, 5, 40)  # checked by the export itself; the test adds 7, 33 and LONG
+LONG = 2 * QUERY_BLOCK + 1  # the eager attention takes it in 3 row blocks, the exported head in one
+MAX = 600
 
 
 def _head(seed: int = 0) -> VADModel:
@@ -47,7 +51,8 @@ def small_backbone(real_backbone):
 def exported(small_backbone, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     scorer = export.SnippetScorer(small_backbone, _head())
-    info = export.export_scorer(scorer, small_backbone, out, example_snippets=8, check_lengths=LENGTHS)
+    info = export.export_scorer(scorer, small_backbone, out, example_snippets=8, check_lengths=LENGTHS,
+                                max_snippets=MAX)
     return out, scorer, info
 
 
@@ -57,16 +62,18 @@ def _snippets(n: int, seed: int = 0) -> torch.Tensor:
 
 def test_exports_equal_eager_at_every_length(exported):
     out, scorer, info = exported
-    assert (out / export.TORCHSCRIPT_FILE).is_file() and (out / export.ONNX_FILE).is_file()
+    for name in (export.TORCHSCRIPT_FILE, export.BACKBONE_ONNX, export.HEAD_ONNX):
+        assert (out / name).is_file()
     on_disk = json.loads((out / export.EXPORT_JSON).read_text())
-    assert on_disk["T_range"] == [1, QUERY_BLOCK] and on_disk["input"]["shape"] == ["T", 3, 2, 16, 16]
+    assert on_disk["T_range"] == [1, MAX] and on_disk["input"]["shape"] == ["n", 3, 2, 16, 16]
+    assert on_disk["features"]["shape"] == ["T", 1280]
     assert on_disk["tolerance"]["max_abs_diff_scores"] == export.TOLERANCE == 1e-4
-    assert sorted(r["T"] for r in on_disk["check"].values()) == sorted([*LENGTHS, 8])
-    # Independently of the export's own check: fresh inputs, loaded files.
+    assert sorted(r["T"] for r in on_disk["check"].values()) == sorted([*LENGTHS, 8, export.HEAD_CHECK_LENGTH])
+    # Independently of the export's own check: fresh inputs, loaded files, lengths past the eager model's blocks.
     scripted = torch.jit.load(str(out / export.TORCHSCRIPT_FILE))
-    onnx_scorer = export.OnnxScorer(out / export.ONNX_FILE)
+    onnx_scorer = export.OnnxScorer(out)
     gen = torch.Generator().manual_seed(7)
-    for t in (1, 7, 33, QUERY_BLOCK):
+    for t in (1, 7, 33, LONG):
         x = torch.randn(t, 3, 2, 16, 16, generator=gen)
         with torch.no_grad():
             eager = scorer(x).numpy()
@@ -77,17 +84,27 @@ def test_exports_equal_eager_at_every_length(exported):
     assert np.ptp(eager) > 1e-4
 
 
+def test_a_head_traced_with_the_attention_blocks_on_fails_the_check(small_backbone, tmp_path, monkeypatch):
+    """Tracing unrolls the eager model's block loop for the example's length: such a head is wrong past one block,
+    and the export's check on features longer than two blocks must refuse it."""
+    monkeypatch.setattr(export, "attention_unblocked", lambda module: contextlib.nullcontext())
+    with pytest.raises(ValueError, match=f"onnx export fails on head_features_T{export.HEAD_CHECK_LENGTH}"):
+        export.export_scorer(export.SnippetScorer(small_backbone, _head()), small_backbone, tmp_path,
+                             example_snippets=8, check_lengths=(1,), max_snippets=MAX)
+    assert not (tmp_path / export.EXPORT_JSON).exists()
+
+
 def test_too_long_videos_raise_a_clear_error(exported):
     out, _, _ = exported
-    x = np.zeros((QUERY_BLOCK + 1, 3, 2, 16, 16), np.float32)
-    with pytest.raises(export.TooManySnippets, match=f"{QUERY_BLOCK + 1} snippets.*at most {QUERY_BLOCK}"):
-        export.OnnxScorer(out / export.ONNX_FILE)(x)
-    with pytest.raises(Exception, match=f"1 to {QUERY_BLOCK} snippets at once, got {QUERY_BLOCK + 1}"):
+    x = np.zeros((MAX + 1, 3, 2, 16, 16), np.float32)
+    with pytest.raises(export.TooManySnippets, match=f"{MAX + 1} snippets.*at most {MAX}"):
+        export.OnnxScorer(out)(x)
+    with pytest.raises(Exception, match=f"1 to {MAX} snippets at once, got {MAX + 1}"):
         torch.jit.load(str(out / export.TORCHSCRIPT_FILE))(torch.from_numpy(x))
     with pytest.raises(ValueError, match="expected preprocessed snippets"):
-        export.OnnxScorer(out / export.ONNX_FILE)(x[:4, :, :1])
-    with pytest.raises(ValueError, match="max_snippets must be in"):
-        export.export_scorer(None, None, out, max_snippets=QUERY_BLOCK + 1)  # checked before anything is built
+        export.OnnxScorer(out)(x[:4, :, :1])
+    with pytest.raises(ValueError, match="max_snippets and batch must be at least 1"):
+        export.export_scorer(None, None, out, max_snippets=0)  # checked before anything is built
 
 
 def test_onnx_with_crops_equals_the_projects_scoring_path(exported, small_backbone):
@@ -96,7 +113,7 @@ def test_onnx_with_crops_equals_the_projects_scoring_path(exported, small_backbo
     pre = small_backbone.preprocess(snippets)  # [6 * 5, 3, 2, 16, 16]
     feats = small_backbone.forward_preprocessed(pre, n_snippets=6).numpy()  # [6, 5, 1280]
     expected = score_snippets(scorer.head, [feats], torch.device("cpu"), n_heads=TINY.n_heads)
-    got = export.OnnxScorer(out / export.ONNX_FILE).score_preprocessed(pre, crops=5)
+    got = export.OnnxScorer(out).score_preprocessed(pre, crops=5)
     np.testing.assert_allclose(got, expected, rtol=0, atol=export.TOLERANCE)
 
 
@@ -115,7 +132,7 @@ def test_a_different_export_fails_the_check_naming_the_difference(exported, smal
     out, scorer, _ = exported
     other = export.SnippetScorer(small_backbone, _head(seed=5)).eval()  # other head weights
     with pytest.raises(ValueError, match=r"torchscript export's scores differ from the eager model's by [0-9.e-]+"):
-        export.check_equal(scorer, other, out / export.ONNX_FILE, [("x", torch.randn(4, 3, 2, 16, 16))])
+        export.check_equal(scorer, other, out, [("x", torch.randn(4, 3, 2, 16, 16))])
 
 
 def test_cli_rejects_a_folder_that_is_not_a_store(tmp_path, capsys):
