@@ -165,7 +165,7 @@ class _ChunkedScorer(nn.Module):
         n = x.size(0)
         if n < 1 or n > self.max_snippets:
             raise ValueError(f"the exported model scores 1 to {self.max_snippets} snippets at once, got {n}; "
-                             f"score longer videos with the eager model (pipeline.scoring)")
+                             f"export again with a larger --max-snippets, or score with the eager model")
         parts = [self.embedder(x[start:start + self.batch]) for start in range(0, n, self.batch)]
         return self.head(torch.cat(parts))
 
