@@ -52,7 +52,7 @@ from extractors.weights import WeightsNotFound
 from pipeline.atomic import atomic_write, atomic_write_json
 from pipeline.errors import UserError
 from pipeline.export import BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, OnnxScorer, TooManySnippets, too_many_message
-from pipeline.extract import Extractor, failure_reason, parse_weights
+from pipeline.extract import Extractor, failure_reason, parse_weights, print_failures
 from pipeline.keys import feature_key
 from pipeline.metrics import FALSE_ALARM_THRESHOLD, SNIPPET_FRAMES
 from pipeline.overlay import write_overlay
@@ -183,7 +183,11 @@ class OnnxExport:
     crops: int
     decoder: str  # data.decode backend
     short_side: int | None  # resize while decoding to this short side; None: decode at full size
-    max_snippets: int
+
+    @property
+    def max_snippets(self) -> int:
+        """The longest video the export accepts (its head graph's metadata)."""
+        return self.scorer.max_snippets
 
 
 def _not_readable(folder: Path, why: str) -> UserError:
@@ -223,7 +227,7 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
         p = info["preprocessing"]
         preprocessing = Preprocessing(**{**p, "mean": tuple(p["mean"]), "std": tuple(p["std"])})
         frame_indices, crops = tuple(int(i) for i in info["frame_indices"]), int(info["crops"])
-        kind, max_snippets = info["backbone_kind"], int(info["T_range"][1])
+        kind = info["backbone_kind"]
         model = ModelInfo(info.get("run"), info.get("stage", "export"), (info["backbone"],), ENGINE_ONNX)
     except (ValueError, KeyError, TypeError, IndexError) as exc:  # json.JSONDecodeError is a ValueError
         raise _not_readable(folder, f"{type(exc).__name__}: {exc}") from None
@@ -235,7 +239,7 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
     except Exception as exc:  # onnxruntime's own error types for a damaged or foreign file
         raise UserError(f"onnxruntime cannot load the graphs in {folder} ({type(exc).__name__}: {exc}): export the "
                         f"run again with {EXPORT_FIX} --out {folder}") from None
-    return OnnxExport(folder, scorer, model, preprocessing, frame_indices, crops, decoder, short_side, max_snippets)
+    return OnnxExport(folder, scorer, model, preprocessing, frame_indices, crops, decoder, short_side)
 
 
 def _embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
@@ -317,11 +321,6 @@ def write_results(detections: list[Detection], model: ModelInfo, args: argparse.
         print(f"detect: {detection.path}: max score {detection.frame_scores.max():.3f}, {len(peak)} interval(s) >= "
               f"{args.threshold:g}; {out / stem}.csv/.json/.png")
     return out
-
-
-def print_failures(failures: list[tuple[str, str, str]]) -> None:
-    for path, reason, fix in failures:
-        print(f"  FAILED {path}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

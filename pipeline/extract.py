@@ -412,6 +412,12 @@ def failure_reason(exc: BaseException) -> tuple[str, str]:
     return f"{type(exc).__name__}: {exc}", "if the file plays elsewhere, report this as a bug"
 
 
+def print_failures(failures: list[tuple[str, str, str]]) -> None:
+    """One ``FAILED path: reason (fix)`` line per failed video on stderr, as every stage's CLI reports them."""
+    for path, reason, fix in failures:
+        print(f"  FAILED {path}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
+
+
 def parse_weights(values: list[str]) -> dict[str, str]:
     weights: dict[str, str] = {}
     for value in values:
@@ -563,8 +569,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{outcome.cached} cached, {failed} failed; {outcome.frames} frames in {elapsed:.1f} s "
           f"({outcome.frames / max(elapsed, 1e-9):.1f} frames/s) with {','.join(settings.backbones)} {where}; "
           f"store {args.store}")
-    for path, reason, fix in outcome.failures:
-        print(f"  FAILED {path}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
+    print_failures(outcome.failures)
     if found.missing:
         shown = ", ".join(found.missing[:10]) + (" ..." if len(found.missing) > 10 else "")
         print(f"  MISSING {len(found.missing)} {args.dataset} videos: {shown}", file=sys.stderr)
