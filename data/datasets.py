@@ -16,6 +16,21 @@ Official datasets read the split and annotation files shipped in ``data/splits``
 ``xd-violence``   ``train.txt`` (3954, 1905 violent first) and ``test.txt`` (800, 500 violent first); normal iff
                   the name contains ``label_A``; class from the first label code; intervals from
                   ``annotations.txt``.
+``ucsd-ped1``     UCSD Ped1 (34 Train + 36 Test clips, 200 frames each) and ``ucsd-ped2`` (16 Train + 12 Test
+``ucsd-ped2``     clips, 120-180 frames): every Test clip holds anomalies, every Train clip is normal. Frame ranges
+                  from ``gt_frame.txt``, the ``gt_frame`` lists of the official ``UCSDped1.m`` / ``UCSDped2.m``
+                  (1-based inclusive MATLAB ranges ``[a:b]``, read as ``[a - 1, b)``); frame counts in
+                  ``frames.txt``. One weak split each, ``train.txt`` / ``test.txt`` (anomalous first): Ped1 train =
+                  Test001-018 + Train001-020, test = Test019-036 + Train021-034; Ped2 train = Test001-006 +
+                  Train001-008, test = Test007-012 + Train009-016. Entries are named as the official frame
+                  folders (``Train001``) with the aliases ``train_01`` (a converted ``videos/train_01.mp4``) and
+                  ``training/frames/01`` (the frame layout of MNAD and its successors).
+``avenue``        CUHK Avenue (16 training + 21 testing videos; every testing video holds anomalies): entries
+                  ``train_01`` .. ``train_16`` and ``test_01`` .. ``test_21``, with the aliases
+                  ``training_videos/01`` / ``testing_videos/01`` (the official ``.avi`` files, whose names repeat
+                  across the two folders) and ``training/frames/01`` / ``testing/frames/01``. Intervals
+                  (0-based, end exclusive) from ``intervals.txt``, test frame counts in ``frames.txt``. Weak
+                  split: train = test_01-11 + train_01-08, test = test_12-21 + train_09-16 (anomalous first).
 
 Annotated intervals are frame ranges ``[start, end)`` (end exclusive), the rule of method.md §7
 (``gt[s:e] = 1``), applied to the official files as written.
@@ -30,6 +45,14 @@ A labels CSV (``load_dataset(path)``; a folder means ``<folder>/labels.csv``) ha
 ``label`` is one of 0, 1, normal, anomalous, abnormal (any case); ``split`` is train or test; ``intervals`` are
 frame ranges ``start-end`` (end exclusive) separated by ``;``; ``name`` may be a file name or path (folder and
 video extension are dropped, as :func:`data.discover.video_name` does).
+
+A frame-label folder (``load_dataset(folder)`` for a folder with ``videos/`` and no ``labels.csv``) holds
+``videos/`` (video files or frame folders, searched recursively) and optionally ``labels/<name>.npy``: a 1-D 0/1
+array (bool or integer dtype), one value per frame. A video whose labels hold a 1 is anomalous, and its test
+frame labels are that file; a video without labels, or with all-zero ones, is normal. The split is
+``split.csv`` (columns ``name,split``, every video once) when present, else per class in natural name order
+train, test, train, test, ... (UCSD Ped2 in this layout, 16 normal + 12 anomalous videos, gives 8 + 6 train and
+8 + 6 test). Each split lists its anomalous videos first, each class in natural name order.
 """
 
 from __future__ import annotations
@@ -37,6 +60,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -44,10 +68,13 @@ from pathlib import Path
 import numpy as np
 
 from data import ground_truth
-from data.discover import DATASETS, split_file, video_name
+from data.decode import _natural_key, _probe, frame_folder_files
+from data.discover import DATASETS, find_videos, split_file, video_name
+from data.errors import VideoError
 
 __all__ = ["VideoEntry", "DatasetSpec", "DATASETS", "DatasetError", "load_dataset", "load_labels_csv",
-           "NORMAL_CLASS", "ANOMALY_CLASS", "SPLITS", "LABELS_CSV", "XD_CLASSES"]
+           "load_frame_label_folder", "matlab_ranges", "NORMAL_CLASS", "ANOMALY_CLASS", "SPLITS", "LABELS_CSV",
+           "XD_CLASSES"]
 
 NORMAL_CLASS = "Normal"
 ANOMALY_CLASS = "Anomaly"  # class of an anomalous video whose labels give no class (ShanghaiTech, CSV)
@@ -83,6 +110,31 @@ XD_NORMAL_CODE = "A"
 XD_CLASSES = {"A": NORMAL_CLASS, "B1": "Fighting", "B2": "Shooting", "B4": "Riot", "B5": "Abuse",
               "B6": "Car accident", "G": "Explosion"}
 
+# UCSD Ped1 / Ped2 (Mahadevan et al. 2010) and CUHK Avenue (Lu et al. 2013): shipped ranges, counts, weak split
+UCSD_DIRS = {"ucsd-ped1": "ucsd_ped1", "ucsd-ped2": "ucsd_ped2"}
+AVENUE_DIR = "avenue"
+WEAK_TRAIN = "train.txt"  # the weak split's train names (anomalous first) ...
+WEAK_TEST = "test.txt"  # ... and test names, in the canonical order
+FRAMES_FILE = "frames.txt"  # 'name n_frames' per clip
+UCSD_GT_FRAME = "gt_frame.txt"  # 'Test001 [60:152]': the gt_frame lists of UCSDpedN.m, 1-based inclusive
+AVENUE_INTERVALS = "intervals.txt"  # 'test_01 77-120 391-422 ...': 0-based, end exclusive
+UCSD_TEST = "Test"  # official clip names: Train001 .., Test001 ..; the Test clips are the anomalous ones
+UCSD_SPLIT_WORDS = {"Train": "train", "Test": "test"}  # clip name prefix -> the word of its aliases
+UCSD_ALIASES = ("{split}_{n:02d}", "{split}ing/frames/{n:02d}")  # Train001 -> train_01, training/frames/01
+AVENUE_TEST_PREFIX = "test_"  # Avenue entries are train_01 .. train_16 and test_01 .. test_21
+AVENUE_ALIASES = ("{split}ing_videos/{n:02d}", "{split}ing/frames/{n:02d}")  # training_videos/01.avi, frames
+MATLAB_RANGE_SEP = ","
+MATLAB_RANGE = ":"
+
+# Frame-label folder
+VIDEOS_DIR = "videos"  # what makes a folder without labels.csv a frame-label folder
+FRAME_LABELS_DIR = "labels"  # labels/<name>.npy: one 0/1 value per frame
+FRAME_LABELS_SUFFIX = ".npy"
+SPLIT_CSV = "split.csv"  # optional: name,split
+SPLIT_CSV_COLUMNS = ("name", "split")
+FRAME_LABEL_DTYPE_KINDS = "biu"  # bool, signed or unsigned integers
+LABEL_VALUES_SHOWN = 5  # distinct values quoted in the error about a labels file that is not 0/1
+
 # Labels CSV
 LABELS_CSV = "labels.csv"  # the file load_dataset reads inside a folder
 CSV_REQUIRED = ("name", "label", "split")
@@ -104,7 +156,9 @@ class VideoEntry:
     under which its features are found in the store; ``label`` 1 anomalous, 0 normal; ``class_name``
     (``"Normal"`` for normal videos); ``split`` ``"train"`` or ``"test"``; ``intervals``: annotated frame
     intervals ``[start, end)``; ``mask_file``: a per-frame 0/1 mask (ShanghaiTech), a path or a path relative to
-    ``data/splits``.
+    ``data/splits``; ``aliases``: other names under which the same video may be found on disk and in the store
+    (``train_01`` for UCSD's ``Train001``), tried in order after ``name``; an alias may name the folders right
+    above the video too (``testing_videos/01``, see :func:`data.discover.name_matches`).
     """
 
     name: str
@@ -113,6 +167,7 @@ class VideoEntry:
     split: str
     intervals: tuple[tuple[int, int], ...] = ()
     mask_file: str | None = None
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.label not in (0, 1):
@@ -205,6 +260,13 @@ def _check_unique(entries: list[VideoEntry], source: str) -> None:
             raise DatasetError(f"{source}: video {e.name!r} is listed twice (each video may appear once, in one "
                                f"split)")
         seen.add(e.name)
+    names = {e.name for e in entries}
+    aliases: dict[str, str] = {}
+    for e in entries:
+        for alias in e.aliases:
+            if alias in names or aliases.setdefault(alias, e.name) != e.name:
+                raise DatasetError(f"{source}: alias {alias!r} of {e.name} also names another video; give each "
+                                   f"video aliases of its own")
 
 
 def read_ucf_annotation(text: str, where: str) -> dict[str, tuple[str, tuple[tuple[int, int], ...]]]:
@@ -337,7 +399,107 @@ def _load_xd_violence() -> DatasetSpec:
     return DatasetSpec("xd-violence", entries, _where(XD_DIR))
 
 
-_OFFICIAL = {"ucf-crime": _load_ucf_crime, "shanghaitech": _load_shanghaitech, "xd-violence": _load_xd_violence}
+def matlab_ranges(text: str, where: str) -> tuple[tuple[int, int], ...]:
+    """Frame intervals ``[start, end)`` (0-based, end exclusive) of a MATLAB range list as UCSD's ``.m`` files
+    write it, ``[5:90, 140:200]`` (1-based, inclusive): ``[a:b]`` becomes ``(a - 1, b)``. ``where`` names the
+    file and line in errors."""
+    body = text.strip()
+    if not (body.startswith("[") and body.endswith("]")):
+        raise DatasetError(f"{where}: expected a MATLAB range list such as [60:152] or [5:90, 140:200], got "
+                           f"{text!r}")
+    intervals = []
+    for part in body[1:-1].split(MATLAB_RANGE_SEP):
+        first, sep, last = part.strip().partition(MATLAB_RANGE)
+        try:
+            if not sep:
+                raise ValueError
+            a, b = int(first), int(last)
+        except ValueError:
+            raise DatasetError(f"{where}: range {part.strip()!r} is not 'first:last' (1-based frame numbers, "
+                               f"inclusive)") from None
+        if a < 1 or b < a:
+            raise DatasetError(f"{where}: range {a}:{b} needs 1 <= first <= last (1-based, inclusive)")
+        intervals.append((a - 1, b))
+    return tuple(intervals)
+
+
+def _read_frames(rel: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for lineno, line in _lines(rel):
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit() or int(fields[1]) < 1:
+            raise DatasetError(f"{_where(rel, lineno)}: expected 'name n_frames' (a positive count), got {line!r}")
+        out[fields[0]] = int(fields[1])
+    return out
+
+
+def _read_ucsd_gt(rel: str) -> dict[str, tuple[tuple[int, int], ...]]:
+    out: dict[str, tuple[tuple[int, int], ...]] = {}
+    for lineno, line in _lines(rel):
+        name, _, ranges = line.partition(" ")
+        out[name] = matlab_ranges(ranges, _where(rel, lineno))
+    return out
+
+
+def _read_intervals(rel: str) -> dict[str, tuple[tuple[int, int], ...]]:
+    out: dict[str, tuple[tuple[int, int], ...]] = {}
+    for lineno, line in _lines(rel):
+        name, *parts = line.split()
+        out[name] = _parse_intervals(CSV_INTERVAL_SEP.join(parts), _where(rel, lineno))
+    return out
+
+
+def _weak_split(dataset: str, folder: str, annotation: str,
+                intervals: dict[str, tuple[tuple[int, int], ...]], frames: dict[str, int], anomalous_prefix: str,
+                aliases: Callable[[str], tuple[str, ...]]) -> DatasetSpec:
+    """Entries of a weak split: ``train.txt`` then ``test.txt`` of ``folder``. A name starting with
+    ``anomalous_prefix`` (the official test clips) is anomalous and must have intervals, every other name normal
+    and without; test anomalous entries carry their intervals, which must lie within ``frames`` where listed.
+    ``aliases(name)`` gives an entry's aliases."""
+    ann = _where(f"{folder}/{annotation}")
+    entries: list[VideoEntry] = []
+    for split, rel in (("train", f"{folder}/{WEAK_TRAIN}"), ("test", f"{folder}/{WEAK_TEST}")):
+        for lineno, name in _lines(rel):
+            anomalous = name.startswith(anomalous_prefix)
+            if anomalous != bool(intervals.get(name)):
+                raise DatasetError(f"{_where(rel, lineno)}: {name} is {'anomalous' if anomalous else 'normal'} "
+                                   f"(every {anomalous_prefix}* clip holds anomalies) but {ann} gives it "
+                                   f"{len(intervals.get(name, ()))} ranges")
+            n_frames = frames.get(name)
+            if anomalous and n_frames is not None and max(e for _, e in intervals[name]) > n_frames:
+                raise DatasetError(f"{ann}: {name}'s ranges {list(intervals[name])} pass its {n_frames} frames "
+                                   f"({_where(f'{folder}/{FRAMES_FILE}')})")
+            entries.append(VideoEntry(name, int(anomalous), ANOMALY_CLASS if anomalous else NORMAL_CLASS, split,
+                                      intervals[name] if anomalous and split == "test" else (),
+                                      aliases=aliases(name)))
+    _check_unique(entries, _where(folder))
+    return DatasetSpec(dataset, entries, _where(folder))
+
+
+def _ucsd_aliases(name: str) -> tuple[str, ...]:
+    prefix = name.rstrip("0123456789")  # Train001 -> Train
+    return tuple(a.format(split=UCSD_SPLIT_WORDS[prefix], n=int(name[len(prefix):])) for a in UCSD_ALIASES)
+
+
+def _load_ucsd(dataset: str) -> DatasetSpec:
+    folder = UCSD_DIRS[dataset]
+    return _weak_split(dataset, folder, UCSD_GT_FRAME, _read_ucsd_gt(f"{folder}/{UCSD_GT_FRAME}"),
+                       _read_frames(f"{folder}/{FRAMES_FILE}"), UCSD_TEST, _ucsd_aliases)
+
+
+def _avenue_aliases(name: str) -> tuple[str, ...]:
+    split, _, n = name.partition("_")
+    return tuple(a.format(split=split, n=int(n)) for a in AVENUE_ALIASES)
+
+
+def _load_avenue() -> DatasetSpec:
+    return _weak_split("avenue", AVENUE_DIR, AVENUE_INTERVALS, _read_intervals(f"{AVENUE_DIR}/{AVENUE_INTERVALS}"),
+                       _read_frames(f"{AVENUE_DIR}/{FRAMES_FILE}"), AVENUE_TEST_PREFIX, _avenue_aliases)
+
+
+_OFFICIAL = {"ucf-crime": _load_ucf_crime, "shanghaitech": _load_shanghaitech, "xd-violence": _load_xd_violence,
+             "ucsd-ped1": functools.partial(_load_ucsd, "ucsd-ped1"),
+             "ucsd-ped2": functools.partial(_load_ucsd, "ucsd-ped2"), "avenue": _load_avenue}
 
 
 # ================================================================================================================
@@ -440,21 +602,142 @@ def load_labels_csv(path: str | Path, name: str | None = None) -> DatasetSpec:
 
 
 # ================================================================================================================
+# Frame-label folder
+
+
+def _frame_count(video: Path) -> int | None:
+    """Frames of a frame folder (its image files) or the count a video file's container declares; None when
+    unknown (a container that declares none, or an unreadable file, which extraction reports itself)."""
+    if video.is_dir():
+        return len(frame_folder_files(video))
+    try:
+        return _probe(str(video)).declared_frames or None
+    except VideoError:
+        return None
+
+
+def _read_frame_labels(path: Path, video: Path) -> np.ndarray:
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read the frame labels ({exc}); save a 1-D 0/1 array with numpy.save "
+                           f"(e.g. np.save(path, labels.astype(np.uint8)))") from None
+    if labels.ndim != 1:
+        raise DatasetError(f"{path}: frame labels must be 1-D (one 0/1 value per frame), got shape {labels.shape}; "
+                           f"save one array per video")
+    if labels.dtype.kind not in FRAME_LABEL_DTYPE_KINDS or not np.isin(labels, (0, 1)).all():
+        shown = np.unique(labels)[:LABEL_VALUES_SHOWN].tolist()
+        raise DatasetError(f"{path}: frame labels must be 0 (normal) or 1 (anomalous) in a bool or integer array, "
+                           f"got dtype {labels.dtype} with the values {shown}; save them as 0/1 uint8 "
+                           f"(np.save(path, (labels > 0).astype(np.uint8)))")
+    n_frames = _frame_count(video)
+    if n_frames is not None and len(labels) < n_frames:
+        raise DatasetError(f"{path}: {len(labels)} frame labels for the {n_frames} frames of {video}; give one "
+                           f"label per frame")
+    return labels
+
+
+def _read_split_csv(path: Path, names: set[str]) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read the split ({exc}); pass a UTF-8 CSV with the columns "
+                           f"{','.join(SPLIT_CSV_COLUMNS)}") from None
+    reader = csv.reader(io.StringIO(text))
+    splits: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    header = None
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        if not any(cell.strip() for cell in row):
+            continue
+        cells = [cell.strip() for cell in row]
+        if header is None:
+            header = [c.lower() for c in cells]
+            if sorted(header) != sorted(SPLIT_CSV_COLUMNS):
+                raise DatasetError(f"{where}: the header must be {','.join(SPLIT_CSV_COLUMNS)}, got {','.join(cells)}")
+            continue
+        if len(cells) != len(header):
+            raise DatasetError(f"{where}: {len(cells)} fields, the header has {len(header)} ({','.join(header)})")
+        name, split = (dict(zip(header, cells))[c] for c in SPLIT_CSV_COLUMNS)
+        name = video_name(name) if name else name
+        if name not in names:
+            raise DatasetError(f"{where}: no video {name!r} in {path.parent / VIDEOS_DIR}; fix the name (a file "
+                               f"name without extension, or a frame folder's name) or remove the line")
+        if split.lower() not in SPLITS:
+            raise DatasetError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
+        if name in lines:
+            raise DatasetError(f"{where}: video {name} is already listed on line {lines[name]}; list each video once")
+        lines[name] = reader.line_num
+        splits[name] = split.lower()
+    unlisted = sorted(names - set(splits), key=_natural_key)
+    if unlisted:
+        raise DatasetError(f"{path}: {len(unlisted)} videos have no line, e.g. {unlisted[0]}; give every video of "
+                           f"{path.parent / VIDEOS_DIR} a line 'name,train' or 'name,test' (or move it out)")
+    return splits
+
+
+def load_frame_label_folder(folder: str | Path, name: str | None = None) -> DatasetSpec:
+    """A :class:`DatasetSpec` from a frame-label folder (format in the module docstring): ``videos/``, optional
+    ``labels/<name>.npy`` (0/1 ``[n_frames]``) and optional ``split.csv``. Entries: train then test, each
+    anomalous first, each class in natural name order; test anomalous entries carry their labels file (absolute)
+    as ``mask_file``. ``name`` defaults to the folder's name. Raises :class:`DatasetError` naming the file."""
+    folder = Path(folder).resolve()
+    videos: dict[str, Path] = {}
+    for video in find_videos([folder / VIDEOS_DIR]).videos:
+        if video_name(video) in videos:
+            raise DatasetError(f"{folder / VIDEOS_DIR}: two videos are called {video_name(video)!r} "
+                               f"({videos[video_name(video)]} and {video}); rename one (names key the labels)")
+        videos[video_name(video)] = video
+    if not videos:
+        raise DatasetError(f"{folder / VIDEOS_DIR}: no video files or frame folders; put the videos there")
+    masks: dict[str, Path] = {}
+    labels_dir = folder / FRAME_LABELS_DIR
+    for path in sorted(labels_dir.glob(f"*{FRAME_LABELS_SUFFIX}")) if labels_dir.is_dir() else []:
+        video = path.name[:-len(FRAME_LABELS_SUFFIX)]
+        if video not in videos:
+            raise DatasetError(f"{path}: no video {video!r} in {folder / VIDEOS_DIR}; name the labels file after "
+                               f"its video (<name>{FRAME_LABELS_SUFFIX}) or remove it")
+        if _read_frame_labels(path, videos[video]).any():
+            masks[video] = path
+    names = sorted(videos, key=_natural_key)
+    by_class = ([n for n in names if n in masks], [n for n in names if n not in masks])  # anomalous, normal
+    split_csv = folder / SPLIT_CSV
+    if split_csv.is_file():
+        splits = _read_split_csv(split_csv, set(names))
+    else:  # per class, in natural name order: train, test, train, test, ...
+        splits = {n: SPLITS[i % len(SPLITS)] for of_class in by_class for i, n in enumerate(of_class)}
+    entries = []
+    for split in SPLITS:
+        for n in by_class[0]:
+            if splits[n] == split:
+                mask = str(masks[n]) if split == "test" else None  # training keeps the video-level label only
+                entries.append(VideoEntry(n, 1, ANOMALY_CLASS, split, mask_file=mask))
+        entries.extend(VideoEntry(n, 0, NORMAL_CLASS, split) for n in by_class[1] if splits[n] == split)
+    return DatasetSpec(name or folder.name, entries, str(folder))
+
+
+# ================================================================================================================
 # Entry point
 
 
 def load_dataset(spec: str | Path) -> DatasetSpec:
     """The dataset named by ``spec``: one of :data:`DATASETS` (official splits shipped in ``data/splits``), a
-    labels CSV, or a folder containing ``labels.csv`` (e.g. one written by ``data.synthetic``)."""
+    labels CSV, a folder containing ``labels.csv`` (e.g. one written by ``data.synthetic``), or a frame-label
+    folder (``videos/`` and optionally ``labels/<name>.npy``, no ``labels.csv``)."""
     if isinstance(spec, str) and spec in _OFFICIAL:
         return _OFFICIAL[spec]()
     path = Path(spec)
     if path.is_dir():
         csv_path = path / LABELS_CSV
-        if not csv_path.is_file():
-            raise FileNotFoundError(f"{path}: no {LABELS_CSV} in this folder; write one (columns "
-                                    f"{','.join(CSV_REQUIRED + CSV_OPTIONAL)}) or pass the labels CSV itself")
-        return load_labels_csv(csv_path)
+        if csv_path.is_file():
+            return load_labels_csv(csv_path)
+        if (path / VIDEOS_DIR).is_dir():
+            return load_frame_label_folder(path)
+        raise FileNotFoundError(f"{path}: no {LABELS_CSV} and no {VIDEOS_DIR}/ folder here; write a {LABELS_CSV} "
+                                f"(columns {','.join(CSV_REQUIRED + CSV_OPTIONAL)}), put the videos in "
+                                f"{VIDEOS_DIR}/ with per-frame labels in {FRAME_LABELS_DIR}/<name>"
+                                f"{FRAME_LABELS_SUFFIX}, or pass the labels CSV itself")
     if path.is_file():
         return load_labels_csv(path)
     alias = str(spec).strip().lower().replace("_", "-")

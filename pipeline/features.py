@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.datasets import DATASETS, VideoEntry
+from data.discover import ALIAS_SEP, name_matches
 from pipeline.errors import UserError
+from pipeline.keys import feature_key
 from pipeline.store import FeatureRecord, FeatureStore
 
 
@@ -49,18 +51,46 @@ class FeatureSet:
         return [vf.records[b].key for vf in self.found for b in sorted(vf.records)]
 
 
-def _candidates(store: FeatureStore, name: str, backbone: str) -> dict[str, FeatureRecord]:
-    """fingerprint -> the most recent record of ``name`` for it."""
-    found: dict[str, FeatureRecord] = {}
-    for video_key in store.video_keys_for(name):  # most recently seen first
-        for record in store.features_of_video(video_key, backbone):
-            found.setdefault(record.fingerprint, record)
-    return found
+def _candidates(store: FeatureStore, video: VideoEntry | str, backbone: str) -> dict[str, FeatureRecord]:
+    """fingerprint -> the most recent record of ``video`` for it. ``video``: a dataset entry, looked up by its
+    name and then by its aliases, the first under which the store holds features of ``backbone`` (UCSD's
+    ``Train001`` is stored as ``train_01`` when extracted from a converted ``train_01.mp4``); or a bare name."""
+    names = (video,) if isinstance(video, str) else (video.name, *video.aliases)
+    for name in names:
+        found: dict[str, FeatureRecord] = {}
+        for video_key in _video_keys(store, name):  # most recently seen first
+            for record in store.features_of_video(video_key, backbone):
+                found.setdefault(record.fingerprint, record)
+        if found:
+            return found
+    return {}
+
+
+def _video_keys(store: FeatureStore, name: str) -> list[str]:
+    """Video keys stored under ``name``. A name with folders (``testing_videos/01``) keeps the keys stored under
+    its last part whose video was read from such folders (:func:`data.discover.name_matches`)."""
+    base = name.rsplit(ALIAS_SEP, 1)[-1]
+    keys = store.video_keys_for(base)
+    if base == name:
+        return keys
+    return [k for k in keys if (info := store.video(k)) is not None and name_matches(info["first_path"], name)]
+
+
+DESCRIBED = ("source", "imported", "crops", "dim", "weights", "dtype", "version", "decode")  # tells them apart
 
 
 def _describe(store: FeatureStore, fingerprint: str) -> str:
+    """One extraction in a message: its fingerprint prefix and what tells it apart from the others (the import
+    source, crops, feature dim, weights, ...). Imported features' parameters name no crops or dim: those are read
+    from the stored features."""
     params = store.extractor_params(fingerprint)
-    keep = {k: params[k] for k in ("crops", "source", "imported", "weights", "dtype") if k in params}
+    keep = {k: params[k] for k in DESCRIBED if k in params}
+    shapes = {(r["crops"], r["dim"]) for r in store.features(params.get("backbone"))
+              if r["key"] == feature_key(r["video_key"], fingerprint)}
+    for axis, name in enumerate(("crops", "dim")):
+        values = sorted({shape[axis] for shape in shapes})
+        if values and name not in keep:
+            keep[name] = values[0] if len(values) == 1 else values
     return f"{fingerprint[:12]} {json.dumps(keep, sort_keys=True)}"
 
 
@@ -68,7 +98,7 @@ def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: 
                      fingerprints: dict[str, str] | None = None) -> FeatureSet:
     """Features of ``entries`` for every backbone. ``fingerprints``: backbone -> fingerprint prefix to use."""
     fingerprints = fingerprints or {}
-    candidates = {b: [_candidates(store, e.name, b) for e in entries] for b in backbones}
+    candidates = {b: [_candidates(store, e, b) for e in entries] for b in backbones}
     chosen: dict[str, str] = {}
     for b in backbones:
         coverage = Counter(fp for per_entry in candidates[b] for fp in per_entry)
@@ -76,8 +106,10 @@ def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: 
             matches = [fp for fp in coverage if fp.startswith(fingerprints[b])]
             if len(matches) != 1:
                 raise FeatureLookupError(
-                    f"--fingerprint {b}={fingerprints[b]} matches {len(matches)} of the stored {b} extractions: "
-                    + "; ".join(_describe(store, fp) for fp in coverage))
+                    f"--fingerprint {b}={fingerprints[b]} matches {len(matches)} of the {len(coverage)} {b} "
+                    f"extractions of these videos: "
+                    + ("; ".join(f"{_describe(store, fp)} ({n} videos)" for fp, n in coverage.most_common())
+                       or "none") + "; pass a prefix of one of them")
             chosen[b] = matches[0]
             continue
         if not coverage:
@@ -86,7 +118,7 @@ def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: 
         if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
             raise FeatureLookupError(
                 f"the store holds {len(ranked)} {b} extractions covering these videos equally; choose one with "
-                f"--fingerprint {b}=PREFIX: " + "; ".join(_describe(store, fp) for fp, _ in ranked))
+                f"--fingerprint {b}=PREFIX: " + "; ".join(f"{_describe(store, fp)} ({n} videos)" for fp, n in ranked))
         chosen[b] = ranked[0][0]
 
     result = FeatureSet(fingerprints=chosen)

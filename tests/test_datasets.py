@@ -140,9 +140,10 @@ def test_fingerprint_is_json_and_follows_labels():
 
 
 def test_unknown_dataset_and_split():
-    with pytest.raises(ValueError, match="ucf-crime, shanghaitech, xd-violence"):
+    with pytest.raises(ValueError, match="ucf-crime, shanghaitech, xd-violence, ucsd-ped1, ucsd-ped2, avenue"):
         load_dataset("ucf")
-    assert DATASETS == ("ucf-crime", "shanghaitech", "xd-violence")
+    assert DATASETS == ("ucf-crime", "shanghaitech", "xd-violence", "ucsd-ped1", "ucsd-ped2", "avenue")
+    assert [e.name for e in load_dataset("UCSD_Ped2").entries] == dataset_entries("ucsd-ped2")
     assert len(load_dataset("UCF_Crime").entries) == 1900  # spelling variants of the names
     with pytest.raises(ValueError, match="train, test"):
         load_dataset("shanghaitech").split("val")
@@ -200,7 +201,7 @@ def test_csv_errors_name_file_and_line(tmp_path, text, line, message):
 
 
 def test_csv_missing_or_empty(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no labels.csv"):
+    with pytest.raises(FileNotFoundError, match="no labels.csv and no videos/ folder"):
         load_dataset(tmp_path)
     with pytest.raises(DatasetError, match="empty labels CSV"):
         load_dataset(_write(tmp_path / "labels.csv", "\n"))
