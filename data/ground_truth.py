@@ -3,7 +3,12 @@
 Per test video: zeros of length ``16 * T`` (``T`` = the number of snippets in the video's feature file, never a
 separate frame count), ``gt[s:e] = 1`` for every annotated interval ``[s, e)`` (0-based start, end exclusive),
 truncated to ``16 * T``. ShanghaiTech ships per-frame 0/1 masks instead of intervals: ``gt[:m] = mask[:m]`` with
-``m = min(len(mask), 16 * T)``, the rest 0. The test videos are concatenated in the dataset's canonical
+``m = min(len(mask), 16 * T)``; when the mask is shorter than ``16 * T``, the frames past its end take the mask's
+LAST label (``gt[len(mask):16 * T] = mask[-1]``), the rule of RTFM's ``list/make_gt_sh.py``, which pads each
+mask with ``ground_annotation[-1]`` up to ``16 * T``. The community's ShanghaiTech features have
+``T = ceil(N / 16)`` snippets for ``N`` frames, so up to 15 frames per video lie past the mask; padding them
+with 0 instead gave a ground truth that differs from RTFM's ``gt-sh.npy`` in 66 of its 142,912 frames (test
+videos whose anomaly lasts to the last frame). The test videos are concatenated in the dataset's canonical
 test-list order, which is the order in which the frame scores must be concatenated too.
 """
 
@@ -29,9 +34,10 @@ def frame_labels(n_snippets: int, intervals: Sequence[tuple[int, int]] = (), mas
     """Per-frame labels of one video: uint8 ``[snippet_frames * n_snippets]``.
 
     ``intervals``: ``(start, end)`` frame pairs, 0-based start, end exclusive; parts beyond the length are cut
-    off (an interval starting past the end adds nothing). ``mask``: a per-frame 0/1 array (ShanghaiTech);
-    ``gt[:m] = mask[:m]`` with ``m = min(len(mask), length)``, the frames past the mask stay 0. Both may be
-    given (their union is returned).
+    off (an interval starting past the end adds nothing). ``mask``: a per-frame 0/1 array ``[n_frames]``
+    (ShanghaiTech); ``gt[:m] = mask[:m]`` with ``m = min(len(mask), length)``, and the frames past a shorter
+    mask take its last label, ``gt[len(mask):length] = mask[-1]`` (RTFM's rule, see the module docstring). Both
+    may be given (their union is returned).
     """
     if int(n_snippets) != n_snippets or n_snippets < 0:
         raise ValueError(f"n_snippets must be a non-negative integer, got {n_snippets!r}")
@@ -45,6 +51,8 @@ def frame_labels(n_snippets: int, intervals: Sequence[tuple[int, int]] = (), mas
             raise ValueError(f"a frame mask must be 1-D (one 0/1 value per frame), got shape {mask.shape}")
         m = min(len(mask), length)
         gt[:m] = mask[:m] != 0
+        if 0 < len(mask) < length:
+            gt[len(mask):] = mask[-1] != 0  # RTFM's make_gt_sh.py: pad with the last frame's label
     for interval in intervals:
         if len(interval) != 2:
             raise ValueError(f"an interval is a (start, end) pair of frame indices, got {interval!r}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from importlib import resources
 
 import numpy as np
 import pytest
 
-from data.datasets import DatasetSpec, VideoEntry, load_dataset, read_ucf_annotation
+from data.datasets import DatasetSpec, VideoEntry, load_dataset, load_mask, read_ucf_annotation
 from data.ground_truth import SNIPPET_FRAMES, concatenate_labels, frame_labels
 
 
@@ -30,14 +32,28 @@ def test_intervals_are_end_exclusive_and_truncated():
     assert frame_labels(0, [(0, 5)]).shape == (0,)
 
 
-def test_mask_is_truncated_or_padded_with_zeros():
+def test_mask_is_truncated_or_padded_with_its_last_label():
     rng = np.random.default_rng(0)
     mask = (rng.random(50) > 0.5).astype(np.uint8)
+    mask[-1] = 0
     assert np.array_equal(frame_labels(2, mask=mask), mask[:32])  # truncated to 16 * 2
-    gt = frame_labels(5, mask=mask)  # 80 frames: the mask then zeros
+    gt = frame_labels(5, mask=mask)  # 80 frames: the mask, then its last label (0)
     assert np.array_equal(gt[:50], mask) and gt[50:].sum() == 0
     both = frame_labels(5, [(70, 75)], mask=mask)  # union of mask and intervals
-    assert both[70:75].all() and np.array_equal(both[:50], mask)
+    assert both[70:75].all() and np.array_equal(both[:50], mask) and both[50:70].sum() == 0
+
+
+def test_frames_past_a_mask_ending_in_an_anomaly_are_anomalous():
+    # RTFM's make_gt_sh.py pads a mask shorter than 16 * T with its last label: T = ceil(50 / 16) = 4 covers 64
+    # frames, so a mask whose last frame is anomalous gives 14 trailing ones (the old rule gave zeros)
+    mask = np.zeros(50, np.uint8)
+    mask[40:] = 1
+    gt = frame_labels(4, mask=mask)
+    assert gt.shape == (64,) and np.array_equal(gt[:50], mask)
+    assert gt[50:].tolist() == [1] * 14 and gt.sum() == 10 + 14
+    assert frame_labels(4, mask=mask[:45] * 0).sum() == 0  # a mask ending normal pads with zeros
+    assert frame_labels(3, mask=mask).sum() == 8  # truncated (48 frames): nothing is padded
+    assert frame_labels(2, mask=np.zeros(0, np.uint8)).sum() == 0  # an empty mask has no last label
 
 
 @pytest.mark.parametrize("bad", [dict(n_snippets=-1), dict(n_snippets=2.5), dict(n_snippets=2, intervals=[(5, 3)]),
@@ -79,7 +95,7 @@ def test_shanghaitech_mask_labels_equal_the_official_mask():
         assert np.array_equal(spec.frame_labels(entry, short), mask[:16 * short])
         padded = spec.frame_labels(entry, long)
         assert padded.shape == (16 * long,)
-        assert np.array_equal(padded[:len(mask)], mask) and padded[len(mask):].sum() == 0
+        assert np.array_equal(padded[:len(mask)], mask) and (padded[len(mask):] == mask[-1]).all()
 
 
 def test_concatenate_follows_canonical_test_order():
@@ -120,3 +136,35 @@ def test_anomalous_video_without_annotation_has_no_frame_labels():
         spec.frame_labels(train_anomalous, 4)
     normal = spec.split("train")[-1]
     assert normal.label == 0 and spec.frame_labels(normal, 4).sum() == 0
+
+
+# RTFM's list/gt-sh.npy (tianyu0207/RTFM @ cf938f4c, made by list/make_gt_sh.py from the same masks and the
+# features' T = ceil(N / 16)): its length, its number of ones, and the SHA-256 of its values as uint8 bytes.
+RTFM_GT_SH_FRAMES = 142_912
+RTFM_GT_SH_ANOMALOUS_FRAMES = 8_028
+RTFM_GT_SH_SHA256 = "537dfc453936e5f2e0adc4cf82b56e09eeb4b3f49ac06f164bc4d18000357a3a"
+RTFM_GT_SH_FRAMES_PAST_MASKS = 66  # frames where RTFM's last-label padding differs from zero padding
+
+
+def test_shanghaitech_ground_truth_reproduces_rtfms_gt_sh():
+    spec = load_dataset("shanghaitech")
+    tests = spec.split("test")
+    anomalous = [e for e in tests if e.label]
+    normal = [e for e in tests if not e.label]
+    masks = {e.name: load_mask(e.mask_file) for e in anomalous}
+    n = {name: math.ceil(len(mask) / SNIPPET_FRAMES) for name, mask in masks.items()}
+    # A normal video's ground truth is zeros of length 16 * T whatever T is, so the normal videos' snippet
+    # total (gt-sh's length minus the anomalous videos' part) is all that their T values must reproduce.
+    normal_frames = RTFM_GT_SH_FRAMES - SNIPPET_FRAMES * sum(n.values())
+    assert normal_frames % SNIPPET_FRAMES == 0
+    per_video, extra = divmod(normal_frames // SNIPPET_FRAMES, len(normal))
+    n.update({e.name: per_video + (i < extra) for i, e in enumerate(normal)})
+    gt = concatenate_labels(spec, n)
+    assert gt.shape == (RTFM_GT_SH_FRAMES,) and gt.sum() == RTFM_GT_SH_ANOMALOUS_FRAMES
+    assert hashlib.sha256(gt.tobytes()).hexdigest() == RTFM_GT_SH_SHA256
+    # the old rule (frames past the mask are 0) differs from RTFM's in exactly 66 frames, all past a mask
+    zero_padded = np.concatenate([
+        frame_labels(n[e.name], mask=np.concatenate([masks[e.name], np.zeros(SNIPPET_FRAMES, np.uint8)]))
+        if e.label else np.zeros(SNIPPET_FRAMES * n[e.name], np.uint8) for e in tests])
+    assert int((zero_padded != gt).sum()) == RTFM_GT_SH_FRAMES_PAST_MASKS
+    assert zero_padded.sum() == RTFM_GT_SH_ANOMALOUS_FRAMES - RTFM_GT_SH_FRAMES_PAST_MASKS
