@@ -7,8 +7,18 @@ Each video of the lists becomes one ``[T, crops, D]`` float32 feature of backbon
 
 - video key ``hash_json({"imported_video": name})``: no video file exists, so the key comes from the name; the
   same name imported for other backbones joins the same video;
-- extractor fingerprint ``hash_json({"backbone": NAME, "imported": True, "source": SOURCE})`` (``SOURCE``
-  defaults to the first list's file name), registered with these parameters;
+- extractor fingerprint ``hash_json({"backbone": NAME, "imported": True, "source": SOURCE})``, registered with
+  these parameters. ``SOURCE`` is ``--source``, else the first list's file name without its extension and without
+  the words train / training / test / testing (standing alone, or ``test`` / ``train`` glued to the end):
+  ``ucf-i3d.list`` and ``ucf-i3d-test.list`` -> ``ucf-i3d``; VadCLIP's ``ucf_CLIP_rgb.csv`` and
+  ``ucf_CLIP_rgbtest.csv`` -> ``ucf_CLIP_rgb``; UR-DMU's ``UCF_Train.list`` and ``UCF_Test.list`` -> ``UCF``;
+  ``shanghai-i3d-test-10crop.list`` -> ``shanghai-i3d-10crop``; a list named by the split alone (``test.list``)
+  takes its folder's name. So the train and the test list of one release, imported in one call or two, share a
+  fingerprint, and the test videos are scored with the features the run was trained on. Stores imported before
+  this rule (SOURCE = the list's file name, e.g. ``ucf-i3d.list``) keep their fingerprints: a list whose
+  derived name matches such an earlier source joins it;
+- every feature of a fingerprint must have the same crops and dim: a list that adds features of another shape
+  to an existing source is refused (exit 2; two releases with the same list names need their own ``--source``);
 - feature key ``feature_key(video_key, fingerprint)``; an existing feature is skipped unless ``--force``;
 - ``store.record_name(name, video_key)`` so that datasets find the feature by the name in their lists.
 
@@ -21,9 +31,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +42,18 @@ from tqdm import tqdm
 
 from data.community_features import (CommunityFeature, FeatureFileError, load_community_feature,
                                      read_feature_list)
+from pipeline.errors import UserError
 from pipeline.keys import feature_key, hash_json
 from pipeline.store import FeatureStore
 
 STAGE = "import"
 BACKBONE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # becomes a folder name in the store
+# The split words a list's name drops to give its default source: standing alone between separators
+# (ucf-i3d-test, UCF_Train), or test / train glued to the end of the name (VadCLIP's ucf_CLIP_rgbtest).
+SPLIT_WORD = re.compile(r"(?:^|[-_. ]+)(?:training|testing|train|test)(?=[-_. ]|$)", re.IGNORECASE)
+GLUED_SPLIT_WORD = re.compile(r"(?<=[a-z])(?:train|test)$", re.IGNORECASE)
+NAME_SEPARATORS = "-_. "
+UNNAMED_SOURCE = "imported"  # the default source when neither the list's name nor its folder says more
 
 
 def imported_video_key(name: str) -> str:
@@ -48,8 +66,44 @@ def import_params(backbone: str, source: str) -> dict:
     return {"backbone": backbone, "imported": True, "source": source}
 
 
+def list_source(list_file: str | Path) -> str:
+    """The default source of a list: its name without extension and split words (module docstring)."""
+    path = Path(list_file)
+    name = GLUED_SPLIT_WORD.sub("", SPLIT_WORD.sub("", path.stem)).strip(NAME_SEPARATORS)
+    return name or path.absolute().parent.name or UNNAMED_SOURCE
+
+
+def stored_shapes(store: FeatureStore, backbone: str) -> dict[str, set[tuple[int, int]]]:
+    """fingerprint -> the (crops, dim) of its stored features, for every extraction of ``backbone``."""
+    shapes: dict[str, set[tuple[int, int]]] = {}
+    for row in store.features(backbone):
+        if (record := store.get_feature(row["key"])) is not None:
+            shapes.setdefault(record.fingerprint, set()).add((row["crops"], row["dim"]))
+    return shapes
+
+
+def default_source(store: FeatureStore, lists: Sequence[Path], fingerprints: Iterable[str]) -> str:
+    """``list_source`` of the first list, unless the store holds an import made with the rule before (source =
+    a list's file name) that derives to the same name: then that import's source, so that its features are
+    joined rather than imported a second time under another fingerprint."""
+    source = list_source(lists[0])
+    earlier = {store.extractor_params(fp).get("source") for fp in fingerprints}
+    if source in earlier:
+        return source
+    before = sorted(s for s in earlier if s and Path(s).suffix and list_source(s) == source)
+    if Path(lists[0]).name in before:
+        return Path(lists[0]).name
+    return before[0] if len(before) == 1 else source
+
+
+class ShapeMismatch(UserError):
+    """A list would add features of another crops x dim to an existing source; the message names --source."""
+
+
 @dataclass
 class ImportOutcome:
+    source: str
+    fingerprint: str
     imported: int = 0
     existing: int = 0
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (where, reason, fix)
@@ -57,12 +111,15 @@ class ImportOutcome:
 
 def import_lists(store: FeatureStore, lists: Sequence[Path], backbone: str, *, root: Path | None = None,
                  source: str | None = None, force: bool = False, progress: bool = False) -> ImportOutcome:
-    """Import every feature named by ``lists`` (in list order) into ``store`` as backbone ``backbone``."""
-    source = source or Path(lists[0]).name
+    """Import every feature named by ``lists`` (in list order) into ``store`` as backbone ``backbone``. Raises
+    ShapeMismatch before storing a feature whose crops x dim differ from those already under its fingerprint."""
+    existing_shapes = stored_shapes(store, backbone)
+    source = source or default_source(store, lists, existing_shapes)
     params = import_params(backbone, source)
     fingerprint = hash_json(params)
     store.register_extractor(fingerprint, backbone, params)
-    outcome = ImportOutcome()
+    shapes = existing_shapes.get(fingerprint, set())  # (crops, dim) of the source: one, once a feature is in
+    outcome = ImportOutcome(source, fingerprint)
 
     def fail(exc: FeatureFileError) -> None:
         store.record_failure(exc.path, STAGE, f"{exc.where}: {exc.reason}", exc.fix)
@@ -85,10 +142,22 @@ def import_lists(store: FeatureStore, lists: Sequence[Path], backbone: str, *, r
             except FeatureFileError as exc:
                 fail(exc)
                 continue
+            if shapes and array.shape[1:] not in shapes:
+                raise ShapeMismatch(_mismatch_message(feature, array.shape[1:], shapes, backbone, source))
+            shapes.add(array.shape[1:])
             store.put_feature(key, video_key, backbone, fingerprint, array)
             outcome.imported += 1
         store.record_name(feature.name, video_key, source=str(list_file))
     return outcome
+
+
+def _mismatch_message(feature: CommunityFeature, shape: tuple[int, int], shapes: set[tuple[int, int]],
+                      backbone: str, source: str) -> str:
+    have = " or ".join(f"{c} crops x {d}" for c, d in sorted(shapes))
+    crops, dim = shape
+    return (f"{feature.where()}: {feature.name} has {crops} crops x {dim} features, but the {backbone} features of "
+            f"source {source!r} have {have}: they are another extraction. Import this list under its own source: "
+            f"add --source {shlex.quote(f'{source}-{crops}x{dim}')} (any name not used yet)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", help="folder holding the downloaded .npy files; each listed file is looked up "
                                        "below it by file name (the lists carry the authors' paths)")
     parser.add_argument("--source", help="label of where the features came from; enters the fingerprint "
-                                         "(default: the first list's file name)")
+                                         "(default: the first list's file name without its extension and the "
+                                         "train/test words, so a release's train and test lists agree: "
+                                         "ucf-i3d-test.list -> ucf-i3d)")
     parser.add_argument("--force", action="store_true", help="import again features that are already stored")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -129,13 +200,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     store = FeatureStore(args.store)
     start = time.perf_counter()
-    outcome = import_lists(store, lists, args.backbone, root=root, source=args.source, force=args.force,
-                           progress=not args.quiet)
+    try:
+        outcome = import_lists(store, lists, args.backbone, root=root, source=args.source, force=args.force,
+                               progress=not args.quiet)
+    except ShapeMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
     print(f"import: {outcome.imported} imported, {outcome.existing} already there, {len(outcome.failures)} failed "
-          f"({args.backbone}, {len(lists)} list(s), {time.perf_counter() - start:.1f} s); store {args.store}")
+          f"({args.backbone}, source {outcome.source!r}, fingerprint {outcome.fingerprint[:12]}, {len(lists)} "
+          f"list(s), {time.perf_counter() - start:.1f} s); store {args.store}")
     for where, reason, fix in outcome.failures:
         print(f"  FAILED {where}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
-    store.close()
     return 1 if outcome.failures else 0
 
 

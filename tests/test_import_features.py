@@ -1,14 +1,19 @@
 """Tests of data/community_features.py and the import CLI (pipeline/import_features.py) on real .npy files
-laid out like the community's downloads, named by lists in the authors' formats."""
+laid out like the community's downloads, named by lists in the authors' formats; and of a release's train and
+test lists imported in two calls, then trained on and evaluated."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from test_train import FAST, STRONG
 
 from data.community_features import (CommunityFeature, FeatureFileError, feature_name, load_community_feature,
                                      read_feature_list)
-from pipeline import import_features
+from data.synthetic_features import make_feature_dataset, write_feature_dataset
+from pipeline import evaluate, import_features, train
 from pipeline.keys import hash_json
 from pipeline.store import FeatureStore
 
@@ -204,3 +209,153 @@ def test_import_usage_errors(tmp_path, capsys):
     assert import_features.main([str(listing), "--backbone", "../i3d", "--store", store]) == 2
     assert import_features.main([str(listing), "--backbone", "i3d", "--store", store, "--root",
                                  str(tmp_path / "missing")]) == 2
+
+
+# -- a release's train and test lists: one source, so evaluation scores the test videos with the run's features ----
+RELEASE_DIR = "/home/authors/UCF_Train_ten_crop_i3d"  # the authors' paths the lists carry
+RELEASE_CROPS, RELEASE_DIM = 2, 16
+
+
+@pytest.fixture
+def release(tmp_path):
+    """RTFM-style release of a synthetic set: ``ucf-i3d.list`` (train) and ``ucf-i3d-test.list`` naming .npy files
+    by the authors' paths (found below ``root``), and the labels CSV. Returns (root, train list, test list,
+    labels, test video names)."""
+    videos = make_feature_dataset(dims={"i3d": RELEASE_DIM}, signal={"i3d": STRONG}, n_train=(6, 6), n_test=(3, 3),
+                                  snippets=(24, 40), crops=RELEASE_CROPS)
+    files = write_feature_dataset(tmp_path / "download", videos)
+    lists = {}
+    for split, list_name in (("train", "ucf-i3d.list"), ("test", "ucf-i3d-test.list")):
+        lists[split] = tmp_path / list_name
+        lists[split].write_text("".join(f"{RELEASE_DIR}/{v.name}.npy\n" for v in videos if v.split == split))
+    test_names = [v.name for v in videos if v.split == "test"]
+    return tmp_path / "download" / "features", lists["train"], lists["test"], files["labels"], test_names
+
+
+def _import(store, listing, root, *extra: str) -> int:
+    return import_features.main([str(listing), "--backbone", "i3d", "--store", str(store), "--root", str(root),
+                                 "--quiet", *extra])
+
+
+def _fingerprints(store: FeatureStore, names) -> set[str]:
+    return {rec.fingerprint for name in names for key in store.video_keys_for(name)
+            for rec in store.features_of_video(key, "i3d")}
+
+
+def _train_teacher(store, labels) -> str:
+    assert train.main(["teacher", "--store", str(store), "--dataset", str(labels), "--backbones", "i3d",
+                       "--epochs", "2", "--quiet", *FAST]) == 0
+    return FeatureStore(store).runs("teacher")[-1]["key"]
+
+
+@pytest.mark.parametrize("list_name, source", [
+    ("ucf-i3d.list", "ucf-i3d"), ("ucf-i3d-test.list", "ucf-i3d"),  # RTFM
+    ("ucf_CLIP_rgb.csv", "ucf_CLIP_rgb"), ("ucf_CLIP_rgbtest.csv", "ucf_CLIP_rgb"),  # VadCLIP
+    ("UCF_Train.list", "UCF"), ("UCF_Test.list", "UCF"),  # UR-DMU
+    ("shanghai-i3d-train-10crop.list", "shanghai-i3d-10crop"), ("shanghai-i3d-test-10crop.list",
+                                                                "shanghai-i3d-10crop"),
+    ("rgb.list", "rgb"), ("rgbtest.list", "rgb"),  # XDVioDet
+    ("features/ucf/test.list", "ucf"),  # named by the split alone: its folder
+])
+def test_default_source_drops_the_split_from_the_list_name(list_name, source):
+    assert import_features.list_source(list_name) == source
+
+
+def test_train_and_test_lists_imported_in_two_calls_share_one_extraction(release, tmp_path, capsys):
+    root, train_list, test_list, labels, test_names = release
+    store = tmp_path / "store"
+    assert _import(store, train_list, root) == 0 and _import(store, test_list, root) == 0
+    assert "source 'ucf-i3d'" in capsys.readouterr().out
+    fingerprint = hash_json(import_features.import_params("i3d", "ucf-i3d"))
+    assert _fingerprints(FeatureStore(store), test_names) == {fingerprint}
+    run = _train_teacher(store, labels)
+    out = tmp_path / "eval"
+    assert evaluate.main([run[:12], "--store", str(store), "--out", str(out), "--no-video-plots", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_videos"] == len(test_names) and metrics["missing_videos"] == []
+    assert metrics["fingerprints"] == {"i3d": fingerprint} and metrics["other_extractions"] == {}
+
+
+def test_test_videos_under_another_source_are_named_with_the_fixes(release, tmp_path, capsys):
+    root, train_list, test_list, labels, test_names = release
+    store = tmp_path / "store"
+    assert _import(store, train_list, root, "--source", "rtfm train") == 0
+    assert _import(store, test_list, root, "--source", "rtfm-test") == 0
+    trained_on = hash_json(import_features.import_params("i3d", "rtfm train"))
+    test_fp = hash_json(import_features.import_params("i3d", "rtfm-test"))
+    run = _train_teacher(store, labels)
+    capsys.readouterr()
+    args = [run[:12], "--store", str(store), "--no-video-plots", "--quiet"]
+
+    assert evaluate.main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert (f'trained on i3d extraction {trained_on[:12]} {{"crops": 2, "dim": 16, "imported": true, "source": '
+            f'"rtfm train"}}, which holds 0 of the 6 {labels.parent.name} test videos') in err
+    assert (f'{test_fp[:12]} {{"crops": 2, "dim": 16, "imported": true, "source": "rtfm-test"}} (6 videos)') in err
+    assert "python -m pipeline.import_features TEST_LIST --backbone i3d --source 'rtfm train'" in err
+    assert f"add --fingerprint i3d={test_fp[:12]} to the evaluate command" in err
+
+    # mistakes with the flag: a prefix of no extraction, a backbone the run does not use
+    assert evaluate.main(args + ["--fingerprint", "i3d=ffff"]) == 2
+    err = capsys.readouterr().err
+    assert "--fingerprint i3d=ffff matches 0 of the i3d extractions of the 6" in err and test_fp[:12] in err
+    assert evaluate.main(args + ["--fingerprint", f"clip={test_fp[:12]}"]) == 2
+    assert "--fingerprint names clip, which none of the runs uses" in capsys.readouterr().err
+
+    # fix 1: the flag the message names; the other extraction is recorded
+    by_flag = tmp_path / "eval-flag"
+    assert evaluate.main(args + ["--fingerprint", f"i3d={test_fp[:12]}", "--out", str(by_flag)]) == 0
+    assert f"i3d scored with extraction {test_fp[:12]}, not the run's {trained_on[:12]}" in capsys.readouterr().out
+    metrics = json.loads((by_flag / "metrics.json").read_text())
+    assert metrics["n_videos"] == 6 and metrics["fingerprints"] == {"i3d": test_fp}
+    assert metrics["other_extractions"] == {"i3d": {"trained_on": trained_on, "evaluated_on": test_fp}}
+
+    # only some of the test videos under the run's source: said so too
+    partial = tmp_path / "ucf-i3d-test-part.list"
+    partial.write_text("".join(test_list.read_text().splitlines(keepends=True)[:2]))
+    assert _import(store, partial, root, "--source", "rtfm train") == 0
+    assert evaluate.main(args) == 2
+    err = capsys.readouterr().err
+    assert (f"which holds 2 of the 6 {labels.parent.name} test videos; 4 test videos are stored only under other "
+            f"i3d extractions") in err
+
+    # fix 2: the test list re-imported with the training list's source, as the message says
+    assert _import(store, test_list, root, "--source", "rtfm train") == 0
+    own = tmp_path / "eval-own"
+    assert evaluate.main(args + ["--out", str(own)]) == 0
+    metrics_own = json.loads((own / "metrics.json").read_text())
+    assert metrics_own["fingerprints"] == {"i3d": trained_on} and metrics_own["other_extractions"] == {}
+    assert metrics_own["key"] != metrics["key"]
+
+
+def test_a_list_of_another_shape_is_refused_under_an_existing_source(rtfm, tmp_path, capsys):
+    root, test_list, _ = rtfm  # shanghai-i3d-test-10crop.list: 10 crops x D
+    store = tmp_path / "store"
+    assert import_features.main([str(test_list), "--backbone", "i3d", "--store", str(store), "--root", str(root),
+                                 "--quiet"]) == 0
+    np.save(root / "01_0050_i3d.npy", _rng_array(5, (T, 1, D + 4)))
+    train_list = tmp_path / "shanghai-i3d-train-10crop.list"  # the same derived source, other features
+    train_list.write_text("/x/01_0050_i3d.npy\n")
+    args = [str(train_list), "--backbone", "i3d", "--store", str(store), "--root", str(root), "--quiet"]
+    assert import_features.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{train_list}:1: 01_0050 has 1 crops x {D + 4} features" in err and f"10 crops x {D}" in err
+    assert f"add --source shanghai-i3d-10crop-1x{D + 4}" in err and len(err.strip().splitlines()) == 1
+    assert _stored(FeatureStore(store), "01_0050", "i3d") == []
+    assert import_features.main(args + ["--source", f"shanghai-i3d-10crop-1x{D + 4}"]) == 0
+    (got,) = _stored(FeatureStore(store), "01_0050", "i3d")
+    assert got.shape == (T, 1, D + 4)
+
+
+def test_an_import_made_with_the_file_name_rule_is_joined(release, tmp_path, capsys):
+    """Stores imported before the split words were dropped: the source was the list's file name."""
+    root, train_list, test_list, _, test_names = release
+    store = tmp_path / "store"
+    assert _import(store, train_list, root, "--source", train_list.name) == 0  # what the old default gave
+    assert _import(store, test_list, root) == 0
+    assert f"source '{train_list.name}'" in capsys.readouterr().out
+    earlier = hash_json(import_features.import_params("i3d", train_list.name))
+    assert _fingerprints(FeatureStore(store), test_names) == {earlier}
+    assert _import(store, train_list, root) == 0  # re-importing the train list is still a no-op
+    assert "0 imported, 12 already there" in capsys.readouterr().out
