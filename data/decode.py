@@ -61,6 +61,14 @@ class VideoInfo:
         return (self.out_width, self.out_height) != (self.width, self.height)
 
 
+def decode_size(width: int, height: int, short_side: int | None, square: bool = False) -> tuple[int, int]:
+    """(width, height) frames are decoded at: the original size (``short_side`` None), the short side scaled to
+    ``short_side``, or ``short_side`` x ``short_side`` (``square``: the whole frame squashed, one resize)."""
+    if not short_side:
+        return width, height
+    return (short_side, short_side) if square else short_side_size(width, height, short_side)
+
+
 def short_side_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """(width, height) with the short side scaled to ``short_side``; the long side truncated as torchvision does."""
     if width <= height:
@@ -231,7 +239,7 @@ def is_frame_folder(path: Path) -> bool:
 class FrameFolderDecoder(VideoDecoder):
     """A folder of jpg/png frames (UCSD, ShanghaiTech style) read as a video at a given frame rate."""
 
-    def __init__(self, folder: Path, fps: float, short_side: int | None = None):
+    def __init__(self, folder: Path, fps: float, short_side: int | None = None, square: bool = False):
         from PIL import Image
 
         self._files = frame_folder_files(folder)
@@ -241,7 +249,7 @@ class FrameFolderDecoder(VideoDecoder):
         with Image.open(self._files[0]) as first:
             width, height = first.size
             codec = (first.format or "image").lower()
-        out_w, out_h = short_side_size(width, height, short_side) if short_side else (width, height)
+        out_w, out_h = decode_size(width, height, short_side, square)
         self.info = VideoInfo(path=str(folder), fps=fps, width=width, height=height, codec=codec,
                               backend="frames", declared_frames=len(self._files), out_width=out_w, out_height=out_h)
 
@@ -260,7 +268,8 @@ class FrameFolderDecoder(VideoDecoder):
 
 
 def open_video(path: str | Path, *, backend: str = "auto", fps: float | None = None,
-               short_side: int | None = None, needed: tuple[int, ...] | None = None) -> VideoDecoder:
+               short_side: int | None = None, needed: tuple[int, ...] | None = None,
+               square: bool = False) -> VideoDecoder:
     """Open a video file or a folder of frames for sequential snippet reading.
 
     backend: ``auto`` (decord, then PyAV when decord cannot open the file), ``decord`` or ``pyav``.
@@ -268,18 +277,20 @@ def open_video(path: str | Path, *, backend: str = "auto", fps: float | None = N
     short_side: resize while decoding so the short side has this length (:data:`DECODE_RESIZE_FILTER`);
         None keeps the original size.
     needed: positions within each snippet the caller reads (see :class:`VideoDecoder`); None: all.
+    square: resize the whole frame to ``short_side`` x ``short_side`` instead (aspect changed, one resize).
     """
-    decoder = _open(path, backend=backend, fps=fps, short_side=short_side)
+    decoder = _open(path, backend=backend, fps=fps, short_side=short_side, square=square)
     decoder.needed = tuple(sorted(set(needed))) if needed is not None else None
     return decoder
 
 
-def _open(path: str | Path, *, backend: str, fps: float | None, short_side: int | None) -> VideoDecoder:
+def _open(path: str | Path, *, backend: str, fps: float | None, short_side: int | None,
+          square: bool = False) -> VideoDecoder:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     p = Path(path)
     if p.is_dir():
-        return FrameFolderDecoder(p, fps or FRAME_FOLDER_FPS, short_side)
+        return FrameFolderDecoder(p, fps or FRAME_FOLDER_FPS, short_side, square)
     if not p.exists():
         raise VideoError(str(p), "the file does not exist (moved or deleted?)", "check the path")
     if p.stat().st_size == 0:
@@ -287,7 +298,7 @@ def _open(path: str | Path, *, backend: str, fps: float | None, short_side: int 
     info = _probe(str(p))
     if info.width <= 0 or info.height <= 0:
         raise VideoError(str(p), "the video stream has no frame size", "re-encode the video")
-    out_w, out_h = short_side_size(info.width, info.height, short_side) if short_side else (info.width, info.height)
+    out_w, out_h = decode_size(info.width, info.height, short_side, square)
     info = replace(info, out_width=out_w, out_height=out_h)
     if backend in ("auto", "decord"):
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -27,6 +27,9 @@ class Preprocessing:
 
     resize: ``"short_side"`` (keep aspect, short side = resize_size) or ``"square"`` (resize_size x resize_size).
     mean / std: applied to pixels scaled to [0, 1]; mean = std = 0.5 maps pixels to [-1, 1].
+    view: ``"crop"`` (resize as above, then crops of crop_size), ``"full"`` (the whole frame, aspect kept, short side
+    crop_size) or ``"squash"`` (the whole frame at crop_size x crop_size); see ``transforms.VIEWS``. The two
+    whole-frame views ignore resize / resize_size and take one view per snippet.
     """
 
     resize: str
@@ -36,6 +39,25 @@ class Preprocessing:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     antialias: bool = True
+    view: str = transforms.DEFAULT_VIEW
+
+    def __post_init__(self) -> None:
+        if self.view not in transforms.VIEWS:
+            raise ValueError(f"view must be one of {', '.join(transforms.VIEWS)}, got {self.view!r}")
+
+    @property
+    def decode_short_side(self) -> int:
+        """The short side frames should be decoded at so that no step upsamples: the resize size for crops,
+        the crop size for the whole-frame views."""
+        return self.resize_size if self.view == "crop" else self.crop_size
+
+    def fingerprint(self) -> dict:
+        """The fields as a dict for the extractor fingerprint. The default view is left out, so the fingerprints
+        (and cached features) of stores made before views existed stay valid."""
+        params = asdict(self)
+        if params["view"] == transforms.DEFAULT_VIEW:
+            del params["view"]
+        return params
 
 
 def preprocess_snippets(snippets: torch.Tensor, preprocessing: Preprocessing, frame_indices: Sequence[int],
@@ -44,11 +66,13 @@ def preprocess_snippets(snippets: torch.Tensor, preprocessing: Preprocessing, fr
     exported model's caller, e.g. ``pipeline.detect --onnx``, can prepare its input from export.json alone).
 
     snippets: uint8 ``[N, 16, H, W, 3]`` RGB, as the decoder hands them out.
-    Returns normalised float32 ``[N * crops, 3, F, c, c]`` on ``device``, F = ``len(frame_indices)``, c = the
-    crop size; the crops of one snippet are adjacent, in ``transforms.crop_order(crops)`` order.
+    Returns normalised float32 ``[N * crops, 3, F, h, w]`` on ``device``, F = ``len(frame_indices)``; h = w = the
+    crop size for the crop and squash views, the frame's own aspect for the full view; the crops of one snippet
+    are adjacent, in ``transforms.crop_order(crops)`` order.
 
     Steps: the ``frame_indices`` frames of each snippet; resize (only when not already at the size, e.g. resized
-    while decoding); ``crops`` crops; scale to [0, 1] and normalise with mean / std.
+    while decoding); ``crops`` crops (crop view) or the one whole-frame view; scale to [0, 1] and normalise with
+    mean / std.
     """
     if snippets.ndim != 5 or snippets.shape[-1] != 3:
         raise ValueError(f"expected uint8 snippets [N, 16, H, W, 3], got {tuple(snippets.shape)}")
@@ -56,15 +80,23 @@ def preprocess_snippets(snippets: torch.Tensor, preprocessing: Preprocessing, fr
     x = snippets[:, list(frame_indices)].to(device, non_blocking=True)
     n, f = x.shape[:2]
     x = x.reshape(n * f, *x.shape[2:]).permute(0, 3, 1, 2)  # uint8 [N*F, 3, H, W]
-    if not transforms.at_size(x, p.resize, p.resize_size):
-        x = transforms.resize(x.float().div_(255.0), p.resize, p.resize_size, p.interpolation, p.antialias)
-    x = transforms.multi_crop(x, crops, p.crop_size)  # [crops, N*F, 3, c, c]
+    if p.view == "crop":
+        if not transforms.at_size(x, p.resize, p.resize_size):
+            x = transforms.resize(x.float().div_(255.0), p.resize, p.resize_size, p.interpolation, p.antialias)
+        x = transforms.multi_crop(x, crops, p.crop_size)  # [crops, N*F, 3, c, c]
+    else:
+        if crops != 1:
+            raise ValueError(f"the {p.view} view is one view of the whole frame: crops must be 1, got {crops}")
+        mode = "short_side" if p.view == "full" else "square"
+        if not transforms.at_size(x, mode, p.crop_size):
+            x = x.float().div_(255.0)
+        x = transforms.view_frames(x, p.view, p.crop_size, p.interpolation, p.antialias)  # [1, N*F, 3, h, w]
     if x.dtype == torch.uint8:  # frames came at the right size: convert only the crops, not whole frames
         x = x.float().div_(255.0)
     x = transforms.normalize(x, p.mean, p.std)
-    c = p.crop_size
-    x = x.reshape(crops, n, f, 3, c, c).permute(1, 0, 3, 2, 4, 5)  # [N, crops, 3, F, c, c]
-    return x.reshape(n * crops, 3, f, c, c)
+    h, w = x.shape[-2:]
+    x = x.reshape(crops, n, f, 3, h, w).permute(1, 0, 3, 2, 4, 5)  # [N, crops, 3, F, h, w]
+    return x.reshape(n * crops, 3, f, h, w)
 
 
 class Backbone(abc.ABC):
@@ -79,6 +111,9 @@ class Backbone(abc.ABC):
     dim: int
     kind: str
     version: int = 1
+    # Views (``transforms.VIEWS``) the network can take: the whole-frame "full" view needs a fully convolutional
+    # network whose feature is a global average; a fixed-size network (CLIP's ViT) takes square inputs only.
+    views: tuple[str, ...] = ("crop", "squash")
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing, *, crops: int = 1,
                  frame_indices: tuple[int, ...] | None = None, weights_id: str = "",
@@ -113,18 +148,29 @@ class Backbone(abc.ABC):
             "crop_order": transforms.crop_order(self.crops),
             "frame_indices": list(self.frame_indices),
             "snippet_frames": SNIPPET_FRAMES,
-            "preprocessing": asdict(self.preprocessing),
+            "preprocessing": self.preprocessing.fingerprint(),
         }
 
+    def use_view(self, view: str) -> None:
+        """Switch to ``view`` (``transforms.VIEWS``) before any extraction; it enters the fingerprint.
+        Raises ValueError naming the views this backbone takes, or when crops were asked for with a whole-frame
+        view."""
+        if view not in self.views:
+            raise ValueError(f"{self.name} takes the views {', '.join(self.views)}, not {view!r}")
+        if view != "crop" and self.crops != 1:
+            raise ValueError(f"the {view} view of {self.name} is one view of the whole frame: use crops 1 "
+                             f"(got {self.crops}), or the crop view for {self.crops} crops")
+        self.preprocessing = replace(self.preprocessing, view=view)
+
     def preprocess(self, snippets: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[N, 16, H, W, 3]`` -> normalised float ``[N * crops, 3, F, c, c]`` on the backbone's device
+        """uint8 ``[N, 16, H, W, 3]`` -> normalised float ``[N * crops, 3, F, h, w]`` on the backbone's device
         (:func:`preprocess_snippets` with this backbone's settings)."""
         return preprocess_snippets(snippets, self.preprocessing, self.frame_indices, self.crops, device=self.device)
 
     @abc.abstractmethod
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised input -> features. ``"video"`` kind: ``[M, 3, F, c, c] -> [M, D]``;
-        ``"image"`` kind: ``[M, 3, c, c] -> [M, D]``."""
+        """Normalised input -> features. ``"video"`` kind: ``[M, 3, F, h, w] -> [M, D]``;
+        ``"image"`` kind: ``[M, 3, h, w] -> [M, D]`` (h = w = the crop size except in the full view)."""
 
     @torch.inference_mode()
     def extract(self, snippets: torch.Tensor) -> torch.Tensor:
@@ -133,13 +179,13 @@ class Backbone(abc.ABC):
         return self.forward_preprocessed(x, n_snippets=snippets.shape[0])
 
     def embed_snippets(self, x: torch.Tensor) -> torch.Tensor:
-        """Output of :meth:`preprocess` ``[M, 3, F, c, c]`` -> ``[M, D]``: a video backbone embeds each clip, an
+        """Output of :meth:`preprocess` ``[M, 3, F, h, w]`` -> ``[M, D]``: a video backbone embeds each clip, an
         image backbone embeds its F frames and averages them. No autocast or grad mode of its own (the exported
         scorer of ``pipeline.export`` traces it)."""
         if self.kind == "video":
             return self.embed(x)
-        m, _, f, c, _ = x.shape
-        frames = x.permute(0, 2, 1, 3, 4).reshape(m * f, 3, c, c)
+        m, _, f, h, w = x.shape
+        frames = x.permute(0, 2, 1, 3, 4).reshape(m * f, 3, h, w)
         return self.embed(frames).reshape(m, f, -1).mean(dim=1)
 
     @torch.inference_mode()

@@ -243,6 +243,7 @@ class EffNetLite0Backbone(Backbone):
     name = NAME
     dim = FEATURE_DIM
     kind = "image"
+    views = ("crop", "full", "squash")  # fully convolutional, global average: any frame size
     version = 1
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

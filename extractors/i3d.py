@@ -236,6 +236,7 @@ class I3DBackbone(Backbone):
     name = "i3d"
     dim = FEATURE_DIM
     kind = "video"
+    views = ("crop", "full", "squash")  # fully convolutional, global average: any frame size
     version = 1
     PREPROCESSING = Preprocessing(resize="short_side", resize_size=256, interpolation="bilinear", crop_size=224,
                                   mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # pixels to [-1, 1]

@@ -82,7 +82,7 @@ class LowResFrames(Backbone):
 
         Steps: the ``frame_indices`` frames; resize to short side S (antialiased bilinear) only when they are not
         already that size (the extract stage usually resized them while decoding: resizing again would blur);
-        centre crop S x S; grey = BT.601 weighted sum of R, G, B, rounded (half to even) and clamped to 0..255.
+        centre crop S x S (the ``squash`` view instead resizes the whole frame to S x S); grey = BT.601 weighted sum of R, G, B, rounded (half to even) and clamped to 0..255.
         """
         if snippets.ndim != 5 or snippets.shape[-1] != 3:
             raise ValueError(f"expected uint8 snippets [N, 16, H, W, 3], got {tuple(snippets.shape)}")
@@ -90,10 +90,14 @@ class LowResFrames(Backbone):
         x = snippets[:, list(self.frame_indices)].to(self.device, non_blocking=True)
         n, f = x.shape[:2]
         x = x.reshape(n * f, *x.shape[2:]).permute(0, 3, 1, 2)  # uint8 [N*F, 3, H, W]
-        if not transforms.at_size(x, p.resize, p.resize_size):
-            # On the 0..255 scale (not 0..1): a bilinear filter is linear, and this spares a divide and multiply.
-            x = transforms.resize(x.float(), p.resize, p.resize_size, p.interpolation, p.antialias)
-        x = transforms.multi_crop(x, 1, p.crop_size)[0].float()  # [N*F, 3, S, S]
+        # On the 0..255 scale (not 0..1): a bilinear filter is linear, and this spares a divide and multiply.
+        if p.view == "squash":  # the whole frame, aspect changed
+            x = transforms.view_frames(x.float(), p.view, p.crop_size, p.interpolation, p.antialias)[0]
+        else:
+            if not transforms.at_size(x, p.resize, p.resize_size):
+                x = transforms.resize(x.float(), p.resize, p.resize_size, p.interpolation, p.antialias)
+            x = transforms.multi_crop(x, 1, p.crop_size)[0]
+        x = x.float()  # [N*F, 3, S, S]
         w = torch.tensor(_GREY_INTEGER_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         grey = (x * w).sum(dim=1).div_(_GREY_SCALE)  # [N*F, S, S]
         grey = grey.round_().clamp_(0, GREY_LEVELS)

@@ -22,6 +22,7 @@ class S3DBackbone(Backbone):
     name = "s3d"
     dim = 1024
     kind = "video"
+    views = ("crop", "full", "squash")  # fully convolutional, global average: any frame size
     version = 1
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

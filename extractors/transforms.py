@@ -10,6 +10,15 @@ import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
 CROP_COUNTS = (1, 5, 10)
+# How a frame becomes the backbone's view (``Preprocessing.view``):
+#   crop    resize (the backbone's own rule), then the centre crop or 5 / 10 crops: the published pipelines'. On a
+#           non-square frame a single centre crop drops the sides (a third of a 3:2 UCSD frame).
+#   full    the whole frame, aspect kept, short side = the crop size (238 x 158 -> 337 x 224): for fully
+#           convolutional backbones whose features are a global average (I3D, S3D, EfficientNet).
+#   squash  the whole frame resized to crop x crop, aspect changed: for backbones that need a fixed square input
+#           (CLIP's ViT, the lightning student's frames).
+VIEWS = ("crop", "full", "squash")
+DEFAULT_VIEW = "crop"
 # torchvision's FiveCrop / TenCrop order: four corners, centre; for 10 the same five of the mirrored frames.
 _FIVE = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
 _INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
@@ -63,6 +72,16 @@ def multi_crop(frames: torch.Tensor, crops: int, size: int) -> torch.Tensor:
     if crops == 10:
         return torch.stack(list(five) + [TF.hflip(c) for c in five])
     raise ValueError(f"crops must be one of {CROP_COUNTS}, got {crops}")
+
+
+def view_frames(frames: torch.Tensor, view: str, size: int, interpolation: str, antialias: bool) -> torch.Tensor:
+    """float ``[M, 3, H, W]`` -> one whole-frame view ``[1, M, 3, H', W']`` (``full``: short side ``size``,
+    aspect kept; ``squash``: ``size x size``), the layout :func:`multi_crop` returns for one crop."""
+    if view == "full":
+        return resize(frames, "short_side", size, interpolation, antialias).unsqueeze(0)
+    if view == "squash":
+        return resize(frames, "square", size, interpolation, antialias).unsqueeze(0)
+    raise ValueError(f"view must be one of {', '.join(VIEWS)} (crop views are made by multi_crop), got {view!r}")
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:

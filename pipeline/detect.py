@@ -183,6 +183,8 @@ class OnnxExport:
     crops: int
     decoder: str  # data.decode backend
     short_side: int | None  # resize while decoding to this short side; None: decode at full size
+    input_hw: tuple[int, int] | None = None  # (h, w) the backbone graph was traced for (full view: one frame size)
+    square: bool = False  # decode the whole frame to short_side x short_side (squash view alone)
 
     @property
     def max_snippets(self) -> int:
@@ -202,7 +204,7 @@ def export_decode(info: dict, preprocessing: Preprocessing) -> tuple[str, int | 
         # Older exports have no "decode" entry (and runs on imported features have none to give): assume the
         # extract stage's defaults, which the run's features were made with unless --decoder /
         # --no-decode-resize were passed.
-        return FALLBACK_DECODER, preprocessing.resize_size
+        return FALLBACK_DECODER, preprocessing.decode_short_side
     if decode.get("short_side") and decode.get("filter") not in (None, DECODE_RESIZE_FILTER):
         print(f"warning: the run's training videos were resized with {decode['filter']} while decoding, this "
               f"version resizes with {DECODE_RESIZE_FILTER}; scores may be shifted", file=sys.stderr)
@@ -227,6 +229,8 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
         p = info["preprocessing"]
         preprocessing = Preprocessing(**{**p, "mean": tuple(p["mean"]), "std": tuple(p["std"])})
         frame_indices, crops = tuple(int(i) for i in info["frame_indices"]), int(info["crops"])
+        input_hw = tuple(int(v) for v in info["input"]["shape"][-2:]) if "input" in info else None
+        square = bool((info.get("decode") or {}).get("square"))
         kind = info["backbone_kind"]
         model = ModelInfo(info.get("run"), info.get("stage", "export"), (info["backbone"],), ENGINE_ONNX)
     except (ValueError, KeyError, TypeError, IndexError) as exc:  # json.JSONDecodeError is a ValueError
@@ -239,13 +243,19 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
     except Exception as exc:  # onnxruntime's own error types for a damaged or foreign file
         raise UserError(f"onnxruntime cannot load the graphs in {folder} ({type(exc).__name__}: {exc}): export the "
                         f"run again with {EXPORT_FIX} --out {folder}") from None
-    return OnnxExport(folder, scorer, model, preprocessing, frame_indices, crops, decoder, short_side)
+    return OnnxExport(folder, scorer, model, preprocessing, frame_indices, crops, decoder, short_side, input_hw,
+                      square)
 
 
 def _embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
     """uint8 snippets, each ``[16, H, W, 3]`` -> features ``[n, crops, D]`` (preprocessed, then the backbone graph)."""
     x = preprocess_snippets(torch.from_numpy(np.stack(snippets)), export.preprocessing, export.frame_indices,
-                            export.crops)  # [n * crops, 3, F, c, c]
+                            export.crops)  # [n * crops, 3, F, h, w]
+    if export.input_hw is not None and tuple(x.shape[-2:]) != export.input_hw:
+        h, w = export.input_hw
+        raise VideoError("", f"its frames become {x.shape[-1]}x{x.shape[-2]} inputs but the export was traced for "
+                             f"{w}x{h} (the whole frame, view full)", "export the run again for this camera's "
+                             "frame size: python -m pipeline.export RUN --store S --frame-size WIDTHxHEIGHT")
     return export.scorer.embed(x).reshape(len(snippets), export.crops, -1)
 
 
@@ -260,7 +270,7 @@ def video_features(path: Path, export: OnnxExport, chunk: int) -> tuple[np.ndarr
     rows: list[np.ndarray] = []
     pending: list[np.ndarray] = []
     with open_video(path, backend=export.decoder, short_side=export.short_side,
-                    needed=export.frame_indices) as video:
+                    needed=export.frame_indices, square=export.square) as video:
         for t, snippet in enumerate(video.snippets(SNIPPET_FRAMES), start=1):
             if t > export.max_snippets:
                 raise TooManySnippets(too_many_message(f"more than {export.max_snippets}", export.max_snippets))

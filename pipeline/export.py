@@ -40,12 +40,14 @@ import contextlib
 import json
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from data.decode import short_side_size
 from extractors.base import SNIPPET_FRAMES, Backbone
 from extractors.weights import WeightsNotFound
 from models.attention import QUERY_BLOCK, MultiBackboneDisentangledAttention
@@ -234,15 +236,32 @@ class OnnxScorer:
         return self.score_crops(features.reshape(x.shape[0] // crops, crops, -1))
 
 
-def _check_inputs(backbone: Backbone, lengths: tuple[int, ...], seed: int = 0) -> list[tuple[str, Tensor]]:
+def input_size(backbone: Backbone, frame_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(height, width) of the backbone graph's input frames: the crop for the crop and squash views; for the
+    full view, which keeps each video's aspect, the whole ``frame_size`` (width, height) frame at the crop size's
+    short side (a graph traced at one size must not be fed another: padding of 'SAME' convolutions is traced as
+    constants)."""
+    p = backbone.preprocessing
+    if p.view != "full":
+        return p.crop_size, p.crop_size
+    if frame_size is None:
+        raise ValueError(f"{backbone.name} takes the whole frame (view full): give the frame size the export is for "
+                         "(--frame-size WIDTHxHEIGHT; default: the run's training videos')")
+    width, height = short_side_size(*frame_size, p.crop_size)
+    return height, width
+
+
+def _check_inputs(backbone: Backbone, lengths: tuple[int, ...], size: tuple[int, int],
+                  seed: int = 0) -> list[tuple[str, Tensor]]:
     """Fixed inputs for the equality check: normal noise at each length, and seeded uint8 snippets through the
-    backbone's own preprocessing (real value range and statistics of frames)."""
+    backbone's own preprocessing (real value range and statistics of frames). ``size``: :func:`input_size`."""
     gen = torch.Generator().manual_seed(seed)
-    c, f = backbone.preprocessing.crop_size, backbone.frames_per_snippet
-    inputs = [(f"noise_T{t}", torch.randn(t, 3, f, c, c, generator=gen)) for t in lengths]
+    (h, w), f = size, backbone.frames_per_snippet
+    inputs = [(f"noise_T{t}", torch.randn(t, 3, f, h, w, generator=gen)) for t in lengths]
     n = min(lengths[-1], 8)
-    frames = torch.randint(0, 256, (n, SNIPPET_FRAMES, 72, 96, 3), dtype=torch.uint8, generator=gen)
-    pre = backbone.preprocess(frames).cpu().reshape(n, backbone.crops, 3, f, c, c)[:, 0]  # first crop
+    raw = (h, w) if backbone.preprocessing.view == "full" else (72, 96)  # full: frames already at the graph's size
+    frames = torch.randint(0, 256, (n, SNIPPET_FRAMES, *raw, 3), dtype=torch.uint8, generator=gen)
+    pre = backbone.preprocess(frames).cpu().reshape(n, backbone.crops, 3, f, h, w)[:, 0]  # first crop
     inputs.append((f"preprocessed_T{n}", pre.contiguous()))
     return inputs
 
@@ -288,13 +307,14 @@ def check_equal(scorer: SnippetScorer, scripted: nn.Module, folder: Path, inputs
 def export_student(run: LoadedRun, backbone: Backbone, out_dir: str | Path, *,
                    example_snippets: int | None = None, max_snippets: int = DEFAULT_MAX_SNIPPETS,
                    check_lengths: tuple[int, ...] | None = None, tolerance: float = TOLERANCE,
-                   decode: dict | None = None) -> dict:
+                   decode: dict | None = None, frame_size: tuple[int, int] | None = None) -> dict:
     """Write the TorchScript and ONNX exports of ``run`` (single backbone ``backbone``) into ``out_dir``, check
     that they give the eager scores within ``tolerance`` (:func:`check_equal`), and write ``export.json``.
     Returns its content.
 
     decode: how the run's training features were decoded (:func:`training_decode`), written to export.json for
-    ``pipeline.detect --onnx``; None when unknown."""
+    ``pipeline.detect --onnx``; None when unknown. frame_size: (width, height) of the videos the export is for,
+    needed by a full-view backbone (:func:`input_size`)."""
     if tuple(run.backbones) != (backbone.name,):
         raise ValueError(f"run {run.key[:12]} uses backbones {list(run.backbones)}; export needs a single-backbone "
                          f"run on {backbone.name}")
@@ -303,7 +323,7 @@ def export_student(run: LoadedRun, backbone: Backbone, out_dir: str | Path, *,
                          "(teacher / student)")
     scorer = SnippetScorer(backbone, run.model)
     return export_scorer(scorer, backbone, out_dir, example_snippets=example_snippets, max_snippets=max_snippets,
-                         check_lengths=check_lengths, tolerance=tolerance,
+                         check_lengths=check_lengths, tolerance=tolerance, frame_size=frame_size,
                          extra={"run": run.key, "stage": run.checkpoint["stage"], "decode": decode})
 
 
@@ -317,7 +337,8 @@ def _export_onnx(module: nn.Module, example: Tensor, path: Path, input_name: str
 def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path, *,
                   example_snippets: int | None = None, max_snippets: int = DEFAULT_MAX_SNIPPETS,
                   check_lengths: tuple[int, ...] | None = None, tolerance: float = TOLERANCE,
-                  batch: int = DEFAULT_BATCH, extra: dict | None = None) -> dict:
+                  batch: int = DEFAULT_BATCH, extra: dict | None = None,
+                  frame_size: tuple[int, int] | None = None) -> dict:
     """:func:`export_student` for a scorer built by hand (no run needed). ``example_snippets`` and
     ``check_lengths`` default to :data:`DEFAULT_EXAMPLE_SNIPPETS` and :data:`DEFAULT_CHECK_LENGTHS`, lowered to
     ``max_snippets`` (so ``--max-snippets 8`` works without naming them)."""
@@ -338,9 +359,9 @@ def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path
     out.mkdir(parents=True, exist_ok=True)
     (out / EXPORT_JSON).unlink(missing_ok=True)  # only a checked export has one
     scorer = scorer.eval()
-    c, f = backbone.preprocessing.crop_size, backbone.frames_per_snippet
+    (h, w), f = input_size(backbone, frame_size), backbone.frames_per_snippet
     gen = torch.Generator().manual_seed(1)
-    snippets = torch.randn(min(example_snippets, batch), 3, f, c, c, generator=gen)
+    snippets = torch.randn(min(example_snippets, batch), 3, f, h, w, generator=gen)
     features = torch.randn(example_snippets, backbone.dim, generator=gen)
 
     with warnings.catch_warnings():
@@ -362,14 +383,14 @@ def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path
     onnx.save(model, str(out / HEAD_ONNX))
 
     loaded = torch.jit.load(str(out / TORCHSCRIPT_FILE))
-    results = check_equal(scorer, loaded, out, _check_inputs(backbone, tuple(check_lengths)),
+    results = check_equal(scorer, loaded, out, _check_inputs(backbone, tuple(check_lengths), (h, w)),
                           head_lengths=(min(HEAD_CHECK_LENGTH, max_snippets),), tolerance=tolerance)
     info = {
         **(extra or {}),
         "backbone": backbone.name, "backbone_kind": backbone.kind, "weights": backbone.weights_id,
         "frame_indices": list(backbone.frame_indices), "crops": backbone.crops,
         "preprocessing": backbone.fingerprint_params()["preprocessing"],
-        "input": {"name": INPUT_NAME, "shape": ["n", 3, f, c, c], "dtype": "float32",
+        "input": {"name": INPUT_NAME, "shape": ["n", 3, f, h, w], "dtype": "float32",
                   "what": "extractors.base.preprocess_snippets output, one crop per row"},
         "features": {"name": FEATURES_NAME, "shape": ["T", backbone.dim],
                      "what": "backbone.onnx output for one video and crop, head.onnx input"},
@@ -390,6 +411,19 @@ def training_decode(run: LoadedRun, store: FeatureStore) -> dict | None:
     return dict(decode) if decode else None
 
 
+def training_frame_size(run: LoadedRun, store: FeatureStore) -> tuple[int, int] | None:
+    """(width, height) most of the run's training videos have (None for imported features, which have no
+    videos): the frame size a full-view export is traced for."""
+    backbone = run.backbones[0]
+    sizes = Counter()
+    for row in store.features(backbone):
+        record = store.get_feature(row["key"])
+        info = store.video(record.video_key) if record.fingerprint == run.fingerprints[backbone] else None
+        if info and info["width"]:
+            sizes[(int(info["width"]), int(info["height"]))] += 1
+    return sizes.most_common(1)[0][0] if sizes else None
+
+
 def backbone_for_run(run: LoadedRun, store: FeatureStore, weights: str | None = None) -> Backbone:
     """The run's single backbone on the CPU, with the crops and frames its training features were made with."""
     if len(run.backbones) != 1:
@@ -405,10 +439,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <run folder>/export)")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights file of the backbone, as for pipeline.extract")
+    p.add_argument("--frame-size", metavar="WIDTHxHEIGHT",
+                   help="frame size of the videos to score, for a backbone that takes the whole frame (view full): "
+                        "the graph is traced for it (default: the size of most of the run's training videos)")
     p.add_argument("--max-snippets", type=int, default=DEFAULT_MAX_SNIPPETS,
                    help="longest video (in snippets) the export accepts; the head's attention holds heads x T^2 "
                         f"floats per map (default: {DEFAULT_MAX_SNIPPETS})")
     return p
+
+
+def parse_frame_size(text: str | None) -> tuple[int, int] | None:
+    """``"238x158"`` -> (238, 158); None stays None. Raises UserError."""
+    if text is None:
+        return None
+    width, sep, height = text.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise UserError(f"--frame-size takes WIDTHxHEIGHT in pixels (e.g. 238x158), got {text!r}")
+    return int(width), int(height)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         backbone = backbone_for_run(run, store, parse_weights(args.weights).get(run.backbones[0]))
         out = Path(args.out) if args.out else run.folder / "export"
         info = export_student(run, backbone, out, max_snippets=args.max_snippets,
-                              decode=training_decode(run, store))
+                              decode=training_decode(run, store),
+                              frame_size=parse_frame_size(args.frame_size) or training_frame_size(run, store))
     except (UserError, WeightsNotFound, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

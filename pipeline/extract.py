@@ -36,6 +36,7 @@ from data.errors import VideoError
 from extractors.base import Backbone
 from extractors.device import auto_device
 from extractors.registry import BACKBONES, build_backbone
+from extractors.transforms import VIEWS
 from extractors.weights import WeightsNotFound
 from pipeline.errors import UserError
 from pipeline.keys import feature_key, hash_json
@@ -56,11 +57,13 @@ log = logging.getLogger("pipeline.extract")
 
 
 def extractor_fingerprint(backbone: Backbone, *, dtype: str, decoder: str,
-                          decode_short_side: int | None = None) -> tuple[str, dict]:
+                          decode_short_side: int | None = None, decode_square: bool = False) -> tuple[str, dict]:
     """Hash of everything that decides a backbone's stored features (design.md): backbone name, weights hash,
     preprocessing, crops, frame choice, code version, plus the stored dtype and how frames were decoded."""
     decode = {"backend": decoder, "short_side": decode_short_side,
               "filter": DECODE_RESIZE_FILTER if decode_short_side else None}
+    if decode_square:  # only then, so the fingerprints of before stay as they were
+        decode["square"] = True
     params = {**backbone.fingerprint_params(), "dtype": dtype, "decode": decode}
     return hash_json(params), params
 
@@ -110,7 +113,14 @@ def default_decode_workers(backbones: list[Backbone]) -> int:
 
 def decode_size_for(backbones: list[Backbone]) -> int:
     """Short side to resize to while decoding: the largest any backbone resizes to, so none upsamples."""
-    return max(b.preprocessing.resize_size for b in backbones)
+    return max(b.preprocessing.decode_short_side for b in backbones)
+
+
+def decode_square_for(backbones: list[Backbone]) -> bool:
+    """Whether decoding can squash the whole frame to a square at once: when every backbone takes the squash view
+    at one size (lowres alone), which spares a second resize."""
+    return (all(b.preprocessing.view == "squash" for b in backbones)
+            and len({b.preprocessing.crop_size for b in backbones}) == 1)
 
 
 @dataclass
@@ -160,12 +170,14 @@ class Extractor:
         self.progress = progress
         # Resizing while decoding is what keeps the pipeline around the models cheap (see data.decode).
         self.decode_short_side = decode_size_for(backbones) if decode_resize else None
+        self.decode_square = decode_resize and decode_square_for(backbones)
         # A backbone may fix its own stored dtype (lowres: uint8 grey levels) whatever --dtype says.
         self.dtypes = [getattr(b, "storage_dtype", None) or dtype for b in backbones]
         self.fingerprints, self.fingerprint_params = [], []
         for b, b_dtype in zip(backbones, self.dtypes):
             fp, params = extractor_fingerprint(b, dtype=b_dtype, decoder=decoder,
-                                               decode_short_side=self.decode_short_side)
+                                               decode_short_side=self.decode_short_side,
+                                               decode_square=self.decode_square)
             store.register_extractor(fp, b.name, params)
             self.fingerprints.append(fp)
             self.fingerprint_params.append(params)
@@ -190,7 +202,7 @@ class Extractor:
 
     def _decode(self, job: Job):
         with open_video(job.path, backend=self.decoder, fps=self.frames_fps, short_side=self.decode_short_side,
-                        needed=self.needed_frames) as video:
+                        needed=self.needed_frames, square=self.decode_square) as video:
             for snippet in video.snippets(SNIPPET_FRAMES):
                 tensor = torch.from_numpy(snippet)
                 job.queued += 1
@@ -429,6 +441,24 @@ def parse_weights(values: list[str]) -> dict[str, str]:
     return weights
 
 
+def parse_views(values: list[str], backbones: list[str]) -> dict[str, str]:
+    """``--view`` values (``VIEW`` for every backbone, or ``NAME=VIEW``) -> backbone -> view. Raises UserError."""
+    views: dict[str, str] = {}
+    for value in values:
+        for item in value.split(","):
+            name, sep, view = item.rpartition("=")
+            view = view.strip()
+            if view not in VIEWS:
+                raise UserError(f"--view {item!r}: the view must be one of {', '.join(VIEWS)}")
+            targets = [name.strip()] if sep else backbones
+            stray = [t for t in targets if t not in backbones]
+            if stray:
+                raise UserError(f"--view given for {', '.join(stray)}, which is not in --backbones "
+                                f"{','.join(backbones)}")
+            views.update(dict.fromkeys(targets, view))
+    return views
+
+
 @dataclass(frozen=True)
 class ExtractSettings:
     """Everything that decides what one extract run computes, in a picklable form: the local engine builds its
@@ -439,6 +469,7 @@ class ExtractSettings:
     weights: dict[str, str] = field(default_factory=dict)
     crops: int = 1
     clip_frames: int = 1
+    views: dict[str, str] = field(default_factory=dict)  # backbone -> view (extractors.transforms.VIEWS)
     device: str = "auto"
     batch_size: int = DEFAULT_BATCH_SIZE
     dtype: str = "float32"
@@ -452,7 +483,7 @@ class ExtractSettings:
         """Raises WeightsNotFound or ValueError (bad weights file, unknown option) before any video is read."""
         device = auto_device(self.device)
         return [build_backbone(n, weights=self.weights.get(n), crops=self.crops, frames=self.clip_frames,
-                               device=device) for n in self.backbones]
+                               view=self.views.get(n), device=device) for n in self.backbones]
 
     def extractor(self, store: FeatureStore, backbones: list[Backbone], *, progress: bool) -> Extractor:
         return Extractor(store, backbones, batch_size=self.batch_size, dtype=self.dtype, decoder=self.decoder,
@@ -470,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated, from {', '.join(BACKBONES)} (default: {DEFAULT_BACKBONES})")
     p.add_argument("--crops", type=int, default=1, choices=(1, 5, 10), help="1 centre, 5 corners+centre, 10 with "
                                                                            "flips (default: 1)")
+    p.add_argument("--view", action="append", default=[], metavar="[NAME=]VIEW",
+                   help=f"how frames become each backbone's input: {', '.join(VIEWS)} (crop: resize then --crops "
+                        "crops, the published pipelines'; full: the whole frame, aspect kept, for i3d, s3d, "
+                        "effnet_lite0; squash: the whole frame resized to a square). VIEW alone applies to every "
+                        "backbone, NAME=VIEW to one (repeatable; default with --crops 1: full for i3d and "
+                        "effnet_lite0, squash for lowres, crop for the others; with 5 or 10 crops: crop)")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights file per backbone, or NAME=random for untrained weights (repeatable)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ... "
@@ -517,6 +554,7 @@ def settings_from_args(args: argparse.Namespace) -> ExtractSettings:
     stray = sorted(set(weights) - set(names))
     if stray:
         raise UserError(f"--weights given for {', '.join(stray)}, which is not in --backbones {args.backbones}")
+    views = parse_views(args.view, names)
     if args.batch_size < 1 or (args.decode_workers is not None and args.decode_workers < 1):
         raise UserError("--batch-size and --decode-workers must be at least 1")
     ray_only = [f"--{k.replace('_', '-')}" for k in ("address", "workers", "cpus_per_worker")
@@ -524,6 +562,7 @@ def settings_from_args(args: argparse.Namespace) -> ExtractSettings:
     if ray_only and args.engine != "ray":
         raise UserError(f"{', '.join(ray_only)} only apply with --engine ray")
     return ExtractSettings(backbones=tuple(names), weights=weights, crops=args.crops, clip_frames=args.clip_frames,
+                           views=views,
                            device=args.device, batch_size=args.batch_size, dtype=args.dtype, decoder=args.decoder,
                            force=args.force, frames_fps=args.fps, decode_resize=not args.no_decode_resize,
                            decode_workers=args.decode_workers)

@@ -20,6 +20,7 @@ from torch import nn
 
 from extractors.base import Backbone
 from extractors.registry import FRAME_BACKBONES, build_backbone
+from extractors.transforms import DEFAULT_VIEW
 from models.lanet import LANet
 from models.lightning import LightningStudent
 from models.vad_model import VADModel
@@ -29,7 +30,7 @@ from pipeline.errors import UserError
 from pipeline.keys import hash_json
 from pipeline.store import FeatureStore
 
-CODE_VERSION = "train-1"  # bump when a change to the training code changes what a run produces
+CODE_VERSION = "train-2"  # bump when a change to the training code changes what a run produces
 CHECKPOINT_FORMAT = 1
 
 
@@ -50,11 +51,13 @@ def save_torch(obj, dest: Path) -> Path:
 
 def training_backbone(run: LoadedRun, store: FeatureStore, name: str, *, weights: str | None,
                       device) -> Backbone:
-    """Backbone ``name`` of ``run`` built with the crops and frames its training features were made with (read
+    """Backbone ``name`` of ``run`` built with the crops, frames and view its training features were made with (read
     from the store's extractor params; features imported from elsewhere have none: 1 crop, the centre frame)."""
     params = store.extractor_params(run.fingerprints[name])
     frames = len(params.get("frame_indices", [0])) if name in FRAME_BACKBONES else 1
-    return build_backbone(name, weights=weights, crops=params.get("crops", 1), frames=frames, device=device)
+    view = params.get("preprocessing", {}).get("view", DEFAULT_VIEW)  # absent: the crop view (made before views)
+    return build_backbone(name, weights=weights, crops=params.get("crops", 1), frames=frames, view=view,
+                          device=device)
 
 
 def build_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1) -> nn.Module:

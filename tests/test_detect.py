@@ -190,10 +190,11 @@ def test_the_trained_student_exports_to_torchscript_and_onnx_with_equal_scores(t
     assert report["tolerance"]["max_abs_diff_scores"] == export.TOLERANCE
     assert max(report["max_abs_diff"].values()) <= export.TOLERANCE and set(report["max_abs_diff"]) == {
         "onnx", "torchscript"}
-    assert report["input"]["shape"] == ["n", 3, 1, 224, 224]
+    # effnet_lite0's whole-frame view of the 320 x 240 training videos: traced for 298 x 224 inputs
+    assert report["input"]["shape"] == ["n", 3, 1, 224, 298] and report["preprocessing"]["view"] == "full"
     assert report["T_range"] == [1, export.DEFAULT_MAX_SNIPPETS] and export.DEFAULT_MAX_SNIPPETS > 6750  # UCF's longest
     # how the run's training features were decoded, for detect --onnx
-    assert report["decode"] == {"backend": "auto", "short_side": 256, "filter": "swscale-bilinear"}
+    assert report["decode"] == {"backend": "auto", "short_side": 224, "filter": "swscale-bilinear"}
     assert export.main([keys["lightning"][:12], "--store", str(store), "--out", str(tmp_path / "l")]) == 2
 
 
@@ -266,12 +267,19 @@ def test_an_export_with_a_lower_limit_fails_longer_videos_by_name_and_scores_the
             "once") in err
     assert f"(run pipeline.detect without --onnx, with --store S --model {keys['student'][:12]}" in err
     assert pulled == {"vtest.avi": 9, "short.mp4": 3}  # vtest's 49 snippets: decoding stopped past the limit
-    assert opened["vtest.avi"] == {"backend": "auto", "short_side": 256, "needed": (8,)}  # as in training
+    # as in training (vtest is 4:3 like the training videos: the same 298 x 224 whole-frame input)
+    assert opened["vtest.avi"] == {"backend": "auto", "short_side": 224, "needed": (8,), "square": False}
     assert not (tmp_path / "out" / "vtest.json").exists()
     scored = json.loads((tmp_path / "out" / "short.json").read_text())
     assert scored["engine"] == "onnxruntime" and scored["n_frames"] == 48 and scored["n_snippets"] == 3
     with av.open(str(overlay / "short.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 48
+    # a camera of another aspect gives another whole-frame size than the graph was traced for: named, with the fix
+    wide = write_video(SyntheticSpec(n_frames=32, width=320, height=180, seed=12), tmp_path / "wide.mp4")
+    assert detect.main([str(wide), "--onnx", str(folder), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"FAILED {wide}: its frames become 398x224 inputs but the export was traced for 298x224" in err
+    assert "--frame-size WIDTHxHEIGHT" in err
 
 
 def test_onnx_needs_a_checked_export_and_onnxruntime_and_otherwise_a_store(tmp_path, monkeypatch, capsys):

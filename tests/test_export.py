@@ -36,7 +36,7 @@ def _head(seed: int = 0) -> VADModel:
 
 @pytest.fixture(scope="module")
 def real_backbone():
-    return build_backbone("effnet_lite0")
+    return build_backbone("effnet_lite0", view="crop")  # crops of a square: the 5-crop exports below
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +138,26 @@ def test_a_different_export_fails_the_check_naming_the_difference(exported, smal
 def test_cli_rejects_a_folder_that_is_not_a_store(tmp_path, capsys):
     assert export.main(["abcdef", "--store", str(tmp_path)]) == 2
     assert "not a store" in capsys.readouterr().err
+
+
+def test_a_whole_frame_backbone_is_traced_for_its_videos_frame_size(real_backbone, tmp_path):
+    """The full view keeps each video's aspect: the graph is traced (and checked) at the size the videos of the
+    export's frame size give, here 48 x 32 frames -> 24 x 16 inputs at a 16-pixel short side."""
+    prep = dataclasses.replace(real_backbone.preprocessing, resize_size=20, crop_size=16, view="full")
+    backbone = EffNetLite0Backbone(real_backbone.model, prep, crops=1, frame_indices=(8,),
+                                   weights_id=real_backbone.weights_id)
+    scorer = export.SnippetScorer(backbone, _head())
+    with pytest.raises(ValueError, match="--frame-size"):
+        export.export_scorer(scorer, backbone, tmp_path / "none", example_snippets=4, check_lengths=(1, 5),
+                             max_snippets=MAX)
+    info = export.export_scorer(scorer, backbone, tmp_path / "full", example_snippets=4, check_lengths=(1, 5),
+                                max_snippets=MAX, frame_size=(48, 32))
+    assert info["input"]["shape"] == ["n", 3, 1, 16, 24]
+    assert max(info["max_abs_diff"].values()) <= export.TOLERANCE
+    frames = torch.randint(0, 256, (3, 16, 32, 48, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    x = backbone.preprocess(frames)
+    torch.testing.assert_close(torch.from_numpy(export.OnnxScorer(tmp_path / "full")(x.numpy())), scorer(x),
+                               atol=export.TOLERANCE, rtol=0)
+    assert export.parse_frame_size("238x158") == (238, 158)
+    with pytest.raises(Exception, match="WIDTHxHEIGHT"):
+        export.parse_frame_size("238")

@@ -68,16 +68,17 @@ def _forbid_forward(monkeypatch) -> None:
     monkeypatch.setattr(LowResFrames, "extract", boom)
 
 
-def _reference(path: Path, *, odd_frames: bool = False) -> np.ndarray:
-    """Independent of the project's code: PyAV full-size RGB, torch antialiased bilinear to short side 64, centre
-    crop 64 x 64, BT.601 grey rounded -> float64 ``[T, 8, 64, 64]``."""
+def _reference(path: Path, *, odd_frames: bool = False, view: str = "squash") -> np.ndarray:
+    """Independent of the project's code: PyAV full-size RGB, torch antialiased bilinear to 64 x 64 (the default
+    squash view: the whole frame) or to short side 64 then a centre crop 64 x 64 (``view="crop"``), BT.601 grey
+    rounded -> float64 ``[T, 8, 64, 64]``."""
     with av.open(str(path)) as container:
         rgb = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     t = len(rgb) // 16
     pick = [16 * i + j + int(odd_frames) for i in range(t) for j in FRAME_INDICES]
     x = torch.from_numpy(rgb[pick]).permute(0, 3, 1, 2).double()  # [T*8, 3, H, W]
     h, w = x.shape[-2:]
-    size = (S, int(S * w / h)) if h <= w else (int(S * h / w), S)
+    size = (S, S) if view == "squash" else (S, int(S * w / h)) if h <= w else (int(S * h / w), S)
     x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     top, left = (size[0] - S) // 2, (size[1] - S) // 2
     x = x[..., top:top + S, left:left + S]
@@ -114,6 +115,13 @@ def test_cli_stores_uint8_grey_frames_of_a_lossless_video(tmp_path, lossless_vid
     assert extract.main([str(lossless_video), "--store", str(full), *LOWRES, "--no-decode-resize"]) == 0
     exact = np.abs(lowres_frames(_only_feature(full)[0], N_FRAMES, S).astype(np.float64) - _reference(lossless_video))
     assert exact.max() <= MAX_DIFF_TORCH_RESIZE and exact.mean() <= MAX_MEAN_DIFF_TORCH_RESIZE, exact.mean()
+
+    # The published crop view: the centre 64 x 64 of the short-side-64 frame.
+    crop = tmp_path / "crop"
+    assert extract.main([str(lossless_video), "--store", str(crop), *LOWRES, "--view", "crop"]) == 0
+    diff = np.abs(lowres_frames(_only_feature(crop)[0], N_FRAMES, S).astype(np.float64)
+                  - _reference(lossless_video, view="crop"))
+    assert diff.mean() <= MAX_MEAN_DIFF and (diff > FAR_LEVELS).mean() <= MAX_FAR_SHARE, diff.mean()
 
 
 def test_cli_on_vtest_gives_49_uint8_snippets_and_reruns_from_cache(tmp_path, vtest_path, monkeypatch, capsys):
@@ -206,8 +214,8 @@ def test_lowres_stays_uint8_beside_a_float16_backbone(tmp_path, lossless_video, 
     assert (lowres.dtype, lowres_row["dtype"], lowres_params["dtype"]) == (np.uint8, "uint8", "uint8")
     assert (effnet.dtype, effnet_row["dtype"], effnet_params["dtype"]) == (np.float16, "float16", "float16")
     assert lowres.shape == (VIDEO_FRAMES // 16, 1, DIM)
-    # Decoded at effnet's 256 here (a swscale upscale of this 192-high video), lowres resizes in torch: two
+    # Decoded at effnet's 224 here (a swscale upscale of this 192-high video), lowres resizes in torch: two
     # resizes, so only a loose check against the one-resize reference.
-    assert lowres_params["decode"]["short_side"] == 256
+    assert lowres_params["decode"]["short_side"] == 224  # effnet_lite0's whole-frame view
     diff = np.abs(lowres_frames(lowres, N_FRAMES, S).astype(np.float64) - _reference(lossless_video))
     assert diff.mean() <= MAX_MEAN_DIFF_TWO_RESIZES, diff.mean()
