@@ -141,15 +141,17 @@ class MultiBackboneDisentangledAttention(nn.Module):
         kr = self._split_heads(self.k_rel_proj(self.rel_embeddings))
         return qr, kr
 
-    def _logits(self, q: Tensor, k: Tensor, first_row: int = 0) -> Tensor:
+    def _logits(self, q: Tensor, k: Tensor, first_row: int = 0, keep: Tensor | None = None) -> Tensor:
         """Scaled logits ``[B, N, heads, R, L]`` of the query rows ``first_row .. first_row + R`` from Qc
-        ``[B, N, heads, R, d_head]`` (those rows) and Kc ``[B, N, heads, L, d_head]`` (all positions)."""
+        ``[B, N, heads, R, d_head]`` (those rows) and Kc ``[B, N, heads, L, d_head]`` (all positions).
+        ``keep`` (float ``[B, N, 1, 1, 1]``, 1 = present): the cross term sums over the present backbones only."""
         n_rows, length = q.shape[-2], k.shape[-2]
         # Scaling q (and the p2c table) is cheaper than scaling the R x L logits, and linear in every term.
         q = q / self.scale
         if self.self_c2c or self.cross_c2c:
             # sum_h Qc_t·Kc_h over the chosen h is a single product with a summed key.
-            k_total = k.sum(dim=0, keepdim=True) if self.cross_c2c else None
+            present = k if keep is None else k * keep
+            k_total = present.sum(dim=0, keepdim=True) if self.cross_c2c else None
             if self.self_c2c and self.cross_c2c:
                 keys = k_total.expand_as(k)
             elif self.self_c2c:
@@ -180,20 +182,24 @@ class MultiBackboneDisentangledAttention(nn.Module):
         q, k, _ = self._content(z)
         return self._logits(q, k)
 
-    def forward(self, z: Sequence[Tensor]) -> Tensor:
+    def forward(self, z: Sequence[Tensor], keep: Tensor | None = None) -> Tensor:
         """z[t] ``[N, L, d]`` -> ``H = mean_t softmax(A_t) Vc_t`` with heads merged, ``[N, L, d]``.
 
-        The output projection is not applied here; it belongs to the layer.
+        ``keep`` (bool ``[N, B]``, backbone dropout in training; None: every backbone present): for each row, the
+        backbones left out are absent from the cross term and from the mean. The output projection is not
+        applied here; it belongs to the layer.
         """
         q, k, v = self._content(z)
+        weight = None if keep is None else keep.t().to(q.dtype)[:, :, None, None, None]  # [B, N, 1, 1, 1]
         if self.query_block is None:
-            h = (self.dropout(torch.softmax(self._logits(q, k), dim=-1)) @ v).mean(dim=0)
+            h = self.dropout(torch.softmax(self._logits(q, k, keep=weight), dim=-1)) @ v
         else:
             blocks = []
             for first in range(0, q.shape[-2], self.query_block):  # one block unless the sequence is long
                 rows = q[..., first:first + self.query_block, :]
-                probs = self.dropout(torch.softmax(self._logits(rows, k, first), dim=-1))
+                probs = self.dropout(torch.softmax(self._logits(rows, k, first, keep=weight), dim=-1))
                 blocks.append(probs @ v)  # [B, N, heads, R, d_head]
-            h = torch.cat(blocks, dim=-2).mean(dim=0)  # [N, heads, L, d_head]
+            h = torch.cat(blocks, dim=-2)  # [B, N, heads, L, d_head]
+        h = h.mean(dim=0) if weight is None else (h * weight).sum(dim=0) / weight.sum(dim=0)  # [N, heads, L, dh]
         n, _, length, _ = h.shape
         return h.transpose(1, 2).reshape(n, length, self.d_model)

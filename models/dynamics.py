@@ -147,11 +147,7 @@ def dynamics_alignment_loss(features: Tensor, scores: Tensor, *, eps: float = CO
     with _float32(scores.device):
         if scores.shape[1] < 2 or scores.shape[0] == 0:
             return _zero(features, scores)
-        df = feature_dynamics(features)  # [N, L-1]
-        ds = score_dynamics(scores).abs()  # [N, L-1]
-        df = df / torch.linalg.vector_norm(df, dim=1, keepdim=True).clamp_min(eps)
-        ds = ds / torch.linalg.vector_norm(ds, dim=1, keepdim=True).clamp_min(eps)
-        return (1.0 - (df * ds).sum(dim=1)).mean()
+        return _alignment_per_bag(features, scores, eps).mean()
 
 
 def lanet_loss(
@@ -164,22 +160,69 @@ def lanet_loss(
     margin: float = DDL_MARGIN,
     rank_weight: float = RANK_WEIGHT,
     align_weight: float = ALIGN_WEIGHT,
+    lengths: Tensor | None = None,
+    topk_divisor: int = TOPK_DIVISOR,
 ) -> tuple[Tensor, dict[str, float]]:
     """``topk_bce + rank_weight * ranking(anomalous, normal) + align_weight * alignment(features, scores)``.
 
     ``scores`` ``[N, L]`` (the model's), ``features`` ``[N, L, D]`` (its input features, detached; with several
     backbones their concatenation along D), ``labels`` ``[N]`` (1 anomalous / 0 normal). The ranking loss pairs
-    every anomalous row with every normal row of the batch. Returns the loss tensor and
+    every anomalous row with every normal row of the batch. ``lengths`` (int ``[N]``; None: every row is whole):
+    rows padded past their length, whose terms are then computed over their first ``lengths[i]`` segments, with
+    ``k = lengths[i] // topk_divisor + 1`` (``topk`` is for whole rows). Returns the loss tensor and
     ``{"bce", "rank", "align", "total"}`` as Python floats (the parts unweighted).
     """
     _check_scores(scores)
     if labels.shape != (scores.shape[0],):
         raise ValueError(f"labels must have shape [{scores.shape[0]}], got {tuple(labels.shape)}")
+    if lengths is not None and bool((lengths < scores.shape[1]).any()):
+        return _lanet_loss_by_length(scores, features, labels, lengths, topk_divisor=topk_divisor,
+                                     k_dynamics=k_dynamics, margin=margin, rank_weight=rank_weight,
+                                     align_weight=align_weight)
     with _float32(scores.device):
         anomalous = (labels != 0).to(scores.device)
-        bce = topk_bce_loss(scores, labels, topk)
+        bce = topk_bce_loss(scores, labels, topk if topk is not None else topk_count(scores.shape[1], topk_divisor))
         rank = dynamics_ranking_loss(scores[anomalous], scores[~anomalous], k=k_dynamics, margin=margin)
         align = dynamics_alignment_loss(features, scores)
         total = bce + rank_weight * rank + align_weight * align
     parts = {"bce": bce.item(), "rank": rank.item(), "align": align.item(), "total": total.item()}
     return total, parts
+
+
+def _lanet_loss_by_length(scores: Tensor, features: Tensor, labels: Tensor, lengths: Tensor, *, topk_divisor: int,
+                          k_dynamics: int, margin: float, rank_weight: float,
+                          align_weight: float) -> tuple[Tensor, dict[str, float]]:
+    """:func:`lanet_loss` of rows of several lengths: each row's top-k mean, dynamics magnitude and alignment over
+    its own segments (rows of one length at a time), then the same three means as for whole rows."""
+    with _float32(scores.device):
+        n = scores.shape[0]
+        top = torch.zeros(n, device=scores.device)
+        dyn = torch.zeros(n, device=scores.device)
+        align = torch.zeros(n, device=scores.device)
+        has_dynamics = torch.zeros(n, dtype=torch.bool, device=scores.device)
+        for length in torch.unique(lengths).tolist():
+            rows = torch.nonzero(lengths == length).flatten().to(scores.device)
+            s = scores[rows, :length].float()
+            top[rows] = topk_mean(s, topk_count(length, topk_divisor))
+            if length >= 2:
+                dyn[rows] = topk_mean(score_dynamics(s).abs(), min(k_dynamics, length - 1))
+                align[rows] = _alignment_per_bag(features[rows, :length], s)
+                has_dynamics[rows] = True
+        anomalous = (labels != 0).to(scores.device)
+        bce = F.binary_cross_entropy(top, anomalous.float())
+        a, nn_ = anomalous & has_dynamics, ~anomalous & has_dynamics
+        rank = (F.relu(margin - dyn[a][:, None] + dyn[nn_][None, :]).mean() if a.any() and nn_.any()
+                else _zero(scores))
+        align_mean = align[has_dynamics].mean() if has_dynamics.any() else _zero(scores)
+        total = bce + rank_weight * rank + align_weight * align_mean
+    parts = {"bce": bce.item(), "rank": rank.item(), "align": align_mean.item(), "total": total.item()}
+    return total, parts
+
+
+def _alignment_per_bag(features: Tensor, scores: Tensor, eps: float = COSINE_EPS) -> Tensor:
+    """``1 - cosine(df, |ds|)`` per bag: features ``[N, L, D]``, scores ``[N, L]`` (L >= 2) -> ``[N]``."""
+    df = feature_dynamics(features)  # [N, L-1]
+    ds = score_dynamics(scores).abs()  # [N, L-1]
+    df = df / torch.linalg.vector_norm(df, dim=1, keepdim=True).clamp_min(eps)
+    ds = ds / torch.linalg.vector_norm(ds, dim=1, keepdim=True).clamp_min(eps)
+    return 1.0 - (df * ds).sum(dim=1)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.attention import QUERY_BLOCK
+from models.normalization import INPUT_NORMS, build_input_norms, set_input_statistics
 from models.vad_model import ModelOutput
 
 # QUERY_BLOCK (imported above, read at call time from this module's namespace) bounds the attention memory:
@@ -53,8 +54,12 @@ class LANetConfig:
     classifier_kernel: int = 9
     # As the RTFM-family MIL heads (and the DAKD classifier).
     classifier_dropout: float = 0.6
+    # As ModelConfig.input_norm (models.normalization): each backbone's features z-scored with training statistics.
+    input_norm: str = "standardize"
 
     def __post_init__(self) -> None:
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"LANetConfig.input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         for name in ("d_model", "n_heads", "ffn_dim", "classifier_hidden", "classifier_kernel"):
             if getattr(self, name) < 1:
                 raise ValueError(f"LANetConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -217,6 +222,7 @@ class LANet(nn.Module):
         if min(self.input_dims) < 1:
             raise ValueError(f"backbone input dimensions must be >= 1, got {self.input_dims}")
         self.config = config
+        self.input_norms = build_input_norms(config.input_norm, self.input_dims)
         # One embedding of the concatenated backbones (not one per backbone): the locality attention has no
         # cross-backbone term, so fusion happens here.
         self.embedding = nn.Sequential(
@@ -237,9 +243,13 @@ class LANet(nn.Module):
                     f"features[{b}] has shape {tuple(x.shape)}; "
                     f"expected [N, L, {dim}] with L >= 1 and the same N, L as features[0]"
                 )
-        x = self.embedding(torch.cat(list(features), dim=-1))
+        x = self.embedding(torch.cat([norm(x) for norm, x in zip(self.input_norms, features)], dim=-1))
         h = self.temporal(x)
         return ModelOutput(h=h, scores=self.classifier(h))
+
+    def set_input_statistics(self, statistics: Sequence[tuple[Tensor, Tensor]]) -> None:
+        """Per backbone ``(mean [D_b], std [D_b])`` of the training features, for ``input_norm="standardize"``."""
+        set_input_statistics(self.input_norms, statistics)
 
     def temporal_parameters(self) -> list[nn.Parameter]:
         """The attention block: q/k/v/out projections, locality ``w`` and ``b``, FFN, both LayerNorms."""

@@ -36,11 +36,16 @@ TEMPORAL_MODULES = ("tam", "disentangled", "mha", "lstm", "gru", "rnn", "cnn1d",
 RECURRENT_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}  # nn.RNN's default nonlinearity is tanh
 
 
-def mean_fusion(z: Sequence[Tensor]) -> Tensor:
-    """B sequences ``[N, L, d]`` -> their mean ``[N, L, d]`` (one sequence is returned as it is)."""
+def mean_fusion(z: Sequence[Tensor], keep: Tensor | None = None) -> Tensor:
+    """B sequences ``[N, L, d]`` -> their mean ``[N, L, d]`` (one sequence is returned as it is). ``keep`` (bool
+    ``[N, B]``, backbone dropout): each row's mean over its present backbones only."""
     if len(z) == 1:
         return z[0]
-    return torch.stack(list(z)).mean(dim=0)
+    stacked = torch.stack(list(z))  # [B, N, L, d]
+    if keep is None:
+        return stacked.mean(dim=0)
+    weight = keep.t().to(stacked.dtype)[:, :, None, None]  # [B, N, 1, 1]
+    return (stacked * weight).sum(dim=0) / weight.sum(dim=0)
 
 
 class MeanFusion(nn.Module):
@@ -54,8 +59,8 @@ class MeanFusion(nn.Module):
         super().__init__()
         self.module = module
 
-    def forward(self, z: Sequence[Tensor]) -> Tensor:
-        return self.module(mean_fusion(z))
+    def forward(self, z: Sequence[Tensor], keep: Tensor | None = None) -> Tensor:
+        return self.module(mean_fusion(z, keep))
 
 
 class PostNormBlock(nn.Module):

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from models.attention import MultiBackboneDisentangledAttention
+from models.normalization import INPUT_NORMS, build_input_norms, set_input_statistics
 from models.temporal import (
     RECURRENT_CELLS,
     TEMPORAL_MODULES,
@@ -61,6 +62,13 @@ class ModelConfig:
     projection: bool = True
     # Kernel of the "cnn1d" module over time: odd, so 'same' padding keeps the L segments centred.
     conv_kernel: int = 3
+    # Per-dimension z-score of each backbone's features with the training set's statistics (models.normalization);
+    # "none" is the paper's (features as stored).
+    input_norm: str = "standardize"
+    # Backbone dropout (the project's): in training, each sample leaves out each backbone with this probability
+    # (never all of them), so every backbone's path must score on its own and the fusion cannot come to lean on
+    # one weak backbone. 0 is the paper's TAM; it has no effect with one backbone or in evaluation.
+    backbone_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         sizes = ("d_model", "projection_hidden", "n_heads", "k", "ffn_dim", "classifier_hidden",
@@ -70,7 +78,7 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.n_heads != 0:
             raise ValueError(f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        for name in ("dropout", "attention_dropout", "classifier_dropout"):
+        for name in ("dropout", "attention_dropout", "classifier_dropout", "backbone_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"ModelConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         if not (self.self_c2c or self.cross_c2c or self.c2p or self.p2c):
@@ -79,6 +87,8 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.temporal must be one of {', '.join(TEMPORAL_MODULES)}, got {self.temporal!r}"
             )
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"ModelConfig.input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
             raise ValueError(f"ModelConfig.conv_kernel must be odd and >= 1 ('same' padding), got {self.conv_kernel}")
         if self.temporal in RECURRENT_CELLS and self.d_model % 2 != 0:
@@ -157,10 +167,11 @@ class TemporalAggregationLayer(nn.Module):
         self.ffn_dropout = nn.Dropout(config.dropout)
         self.ffn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
 
-    def forward(self, z: Sequence[Tensor]) -> Tensor:
+    def forward(self, z: Sequence[Tensor], keep: Tensor | None = None) -> Tensor:
+        """``keep``: bool ``[N, B]``, the backbones present in each row (backbone dropout; None: all)."""
         # The aggregated output replaces B inputs, so the residual is their mean (the paper's H is a mean too).
-        residual = mean_fusion(z)
-        x = self.attn_norm(residual + self.attn_dropout(self.out_proj(self.attention(z))))
+        residual = mean_fusion(z, keep)
+        x = self.attn_norm(residual + self.attn_dropout(self.out_proj(self.attention(z, keep))))
         return self.ffn_norm(x + self.ffn_dropout(self.ffn(x)))
 
 
@@ -224,6 +235,7 @@ class VADModel(nn.Module):
             raise ValueError("VADModel needs at least one backbone input dimension")
         self.input_dims = tuple(int(dim) for dim in input_dims)
         self.config = config
+        self.input_norms = build_input_norms(config.input_norm, self.input_dims)
         if config.projection:
             self.projections = nn.ModuleList(
                 ProjectionMLP(dim, config.projection_hidden, config.d_model) for dim in self.input_dims
@@ -254,9 +266,24 @@ class VADModel(nn.Module):
                     f"features[{t}] has shape {tuple(x.shape)}; "
                     f"expected [N, L, {dim}] with the same N, L as features[0]"
                 )
-        z = [proj(x) for proj, x in zip(self.projections, features)]
-        h = self.temporal(z)
+        z = [proj(norm(x)) for proj, norm, x in zip(self.projections, self.input_norms, features)]
+        h = self.temporal(z, self._backbone_dropout(lead[0], z[0].device))
         return ModelOutput(h=h, scores=self.classifier(h))
+
+    def _backbone_dropout(self, n: int, device: torch.device) -> Tensor | None:
+        """Bool ``[N, B]`` of the backbones each training row keeps (at least one), or None when nothing is left
+        out (evaluation, one backbone, ``backbone_dropout = 0``)."""
+        p, b = self.config.backbone_dropout, len(self.input_dims)
+        if not self.training or p == 0.0 or b == 1:
+            return None
+        keep = torch.rand(n, b, device=device) >= p
+        lonely = ~keep.any(dim=1)  # rows that dropped every backbone keep one, drawn uniformly
+        keep[lonely, torch.randint(0, b, (int(lonely.sum()),), device=device)] = True
+        return keep
+
+    def set_input_statistics(self, statistics: Sequence[tuple[Tensor, Tensor]]) -> None:
+        """Per backbone ``(mean [D_t], std [D_t])`` of the training features, for ``input_norm="standardize"``."""
+        set_input_statistics(self.input_norms, statistics)
 
     def temporal_parameters(self) -> list[nn.Parameter]:
         """Parameters of the temporal module (for the TAM: attention incl. relative embeddings, output projection,

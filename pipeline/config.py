@@ -7,13 +7,18 @@ config is saved in every run folder and inside every checkpoint, and its canonic
 YAML layout (every key optional)::
 
     model: {k: 25, n_heads: 8, temporal: tam, ...}    # models.vad_model.ModelConfig (teacher, student)
-    train: {epochs: 100, batch_anomalous: 30, ...}     # TrainConfig (every stage)
-    mil: {pairing: one-to-one, smoothness: 8.0e-5}     # MILConfig (teacher)
+    train: {epochs: 100, min_steps: 300, ...}          # TrainConfig (every stage)
+    mil: {pairing: one-to-one, topk: 3}                # MILConfig (teacher)
     distill: {alpha: 7.5, tau: 10.0, delta: 0.9}       # DistillConfig (student)
     lanet: {d_model: 512, classifier_kernel: 9, ...}   # models.lanet.LANetConfig (lanet)
     ddl: {rank_weight: 0.1, align_weight: 0.1, ...}    # DDLConfig (lanet)
     lightning: {frames: 8, size: 64, ...}              # models.lightning.LightningConfig (lightning)
     adversarial: {adversarial_weight: 0.1, ...}        # AdversarialConfig (lightning)
+
+The defaults are the papers' except for the choices measured on real footage (UCSD Ped1, README): input
+standardisation, top-3 MIL, a floor of training steps, short videos kept unstretched, the validation fallback, and
+the lightning student's normalisation, pooling and augmentation. ``--config paper`` (``presets/paper.yaml``) switches
+them back.
 
 Each stage reads only its own sections (``STAGE_SECTIONS``): only those are saved and enter the run key. Other
 stages' sections are still checked (unknown keys, types), so one YAML file can serve the teacher and the student.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +55,10 @@ class TrainConfig:
     """Optimisation and data (method.md §2, §6)."""
 
     epochs: int = 100  # an epoch = one pass over the anomalous training videos
+    # Training length floor in optimizer steps: a run trains max(epochs x batches per epoch, min_steps) steps, in
+    # whole epochs. The paper's 100 epochs are 2,700 steps on UCF-Crime (27 batches of 30 anomalous videos), but one
+    # step each on a set of a few dozen clips. MIN_STEPS is set from the learning curves on UCSD Ped1 (README).
+    min_steps: int = 300
     batch_anomalous: int = 30
     batch_normal: int = 30
     lr_temporal: float = 1e-4  # the temporal module (attention + FFN)
@@ -56,8 +66,14 @@ class TrainConfig:
     weight_decay: float = 1e-3
     adagrad_eps: float = 1e-10  # torch's Adagrad default, named so that it is recorded
     n_segments: int = 32
+    # A video shorter than n_segments snippets keeps its snippets as its segments (False) or is stretched to
+    # n_segments by repeating them (True, method.md §2 read literally); measured on UCSD Ped1 in the README.
+    stretch_short_videos: bool = False
     crops: str = "mean"
     val_fraction: float = 0.1  # stratified validation split carved from the training videos
+    # Fallback for small sets: when the split would hold fewer than this many videos of either label, no split is
+    # made, every video trains and the last step is kept (selection on 2 validation videos picks noise).
+    min_val_videos: int = 5
     split_seed: int = 0  # the validation split: the same for every training seed, so seeds compare
     seed: int = 0
     precision: str = "auto"  # auto: fp32 on CPU (reproducible), bf16 on GPUs that have it, else fp16
@@ -70,6 +86,7 @@ class MILConfig:
     pairing: str = losses.MIL_PAIRING
     smoothness: float = losses.MIL_SMOOTHNESS
     sparsity: float = losses.MIL_SPARSITY
+    topk: int = losses.MIL_TOPK  # bag score = mean of the k highest segment scores (1: Sultani's max)
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,10 @@ class AdversarialConfig:
     lr: float = 1e-3
     beta1: float = 0.5
     beta2: float = 0.999
+    # Training augmentation of the student's windows (pipeline.lightning_training.augment): horizontal flips, and
+    # translations by up to `shift` pixels of the 64 x 64 frames (0: none).
+    flip: bool = True
+    shift: int = 8
 
 
 @dataclass(frozen=True)
@@ -142,11 +163,15 @@ class RunConfig:
             (self.adversarial.regression in lightning.REGRESSIONS,
              f"adversarial.regression must be one of {lightning.REGRESSIONS}"),
             (self.adversarial.window >= 2, "adversarial.window must be at least 2 snippets"),
+            (0 <= self.adversarial.shift < self.lightning.size, "adversarial.shift must be in [0, lightning.size)"),
             (self.train.crops in CROP_MODES, f"train.crops must be one of {CROP_MODES}"),
             (self.mil.pairing in losses.MIL_PAIRINGS, f"mil.pairing must be one of {losses.MIL_PAIRINGS}"),
+            (self.mil.topk >= 1, "mil.topk must be at least 1 (1: the max segment score)"),
             (self.train.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}"),
             (0.0 <= self.train.val_fraction < 1.0, "train.val_fraction must be in [0, 1)"),
             (self.train.epochs >= 1, "train.epochs must be at least 1"),
+            (self.train.min_steps >= 0, "train.min_steps must be 0 (epochs alone) or more"),
+            (self.train.min_val_videos >= 1, "train.min_val_videos must be at least 1"),
             (self.train.batch_anomalous >= 1 and self.train.batch_normal >= 1, "batch sizes must be at least 1"),
             (self.distill.tau > 0, "distill.tau must be positive"),
         ]
@@ -212,7 +237,13 @@ def parse_assignments(items: list[str]) -> dict[str, dict]:
     return out
 
 
+PRESETS = ("paper",)  # shipped configs (pipeline/presets/NAME.yaml): --config NAME
+
+
 def load_yaml(path: str | Path) -> dict[str, dict]:
+    """A config file, or a shipped preset by name (``paper``: the papers' recipe exactly)."""
+    if str(path) in PRESETS and not Path(path).exists():
+        path = resources.files("pipeline").joinpath("presets", f"{path}.yaml")
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except OSError as exc:
@@ -241,7 +272,18 @@ def build_config(stage: str, backbones: tuple[str, ...] | None = None, *, layers
     return config
 
 
+# Keys added after runs were first saved, with the value that reproduces such a run: a saved config without the
+# key was trained (and is scored) the way it was then.
+SAVED_BEFORE = {"model": {"input_norm": "none", "backbone_dropout": 0.0}, "lanet": {"input_norm": "none"},
+                "mil": {"topk": 1}, "adversarial": {"flip": False, "shift": 0},
+                "lightning": {"input_norm": False, "batch_norm": False, "pool": "avg"},
+                "train": {"min_steps": 0, "stretch_short_videos": True, "min_val_videos": 1}}
+
+
 def config_from_dict(data: dict) -> RunConfig:
-    """Inverse of ``RunConfig.to_dict`` (checkpoints and run folders)."""
-    layers = [{k: v for k, v in data.items() if k in _SECTIONS}]
+    """Inverse of ``RunConfig.to_dict`` (checkpoints and run folders); keys a saved config lacks take their
+    ``SAVED_BEFORE`` values."""
+    saved = {k: v for k, v in data.items() if k in _SECTIONS}
+    layers = [{section: {k: v for k, v in values.items() if k not in saved.get(section, {})}
+               for section, values in SAVED_BEFORE.items() if section in saved}, saved]
     return build_config(data["stage"], tuple(data["backbones"]), layers=layers, where="saved config")

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.lightning import adversarial_distillation_loss, make_discriminators, regression_loss
-from pipeline.config import LOWRES, RunConfig
+from models.lightning import LightningConfig, adversarial_distillation_loss, make_discriminators, regression_loss
+from pipeline.config import LOWRES, AdversarialConfig, RunConfig
 from pipeline.features import VideoFeatures
 from pipeline.precision import autocast
 from pipeline.runs import LoadedRun
@@ -62,12 +62,31 @@ class SnippetWindows:
         return x.to(device, non_blocking=True).float(), targets.to(device)
 
 
-def window_positions(length: int, window: int, start: int) -> np.ndarray:
-    """Snippet indices of a training window: ``window`` consecutive snippets from ``start``; a video shorter
-    than the window is stretched over it (snippets repeated in order) so every sample has the same length."""
+def window_positions(length: int, window: int, start: int, *, stretch: bool = False) -> np.ndarray:
+    """Snippet indices of a training window: ``window`` consecutive snippets from ``start``. A video shorter than
+    the window is the whole video (``stretch`` False: the windows of a batch then differ in length and are
+    trained a length at a time), or is stretched over the window, snippets repeated in order (``stretch``)."""
     if length >= window:
         return np.arange(start, start + window)
+    if not stretch:
+        return np.arange(length)
     return np.arange(window) * length // window
+
+
+def augment(x: torch.Tensor, config: LightningConfig, adversarial: AdversarialConfig) -> torch.Tensor:
+    """Training augmentation of windows ``[R, W, F*S*S]`` (float pixels), each window as a whole, drawn from
+    torch's generator: a horizontal flip with probability 1/2 (``adversarial.flip``) and a translation by up to
+    ``adversarial.shift`` pixels in each direction, wrapping around (``torch.roll``). The translation is what made
+    the student generalise on UCSD Ped1 (test AUC 0.70 -> 0.80 at 200 steps, README): without it the network
+    memorised where things are in the training clips."""
+    frames = x.reshape(*x.shape[:2], config.frames, config.size, config.size)
+    if adversarial.flip:
+        flip = torch.rand(len(x)) < 0.5
+        frames = torch.where(flip.to(x.device)[:, None, None, None, None], frames.flip(-1), frames)
+    if adversarial.shift > 0:
+        shifts = torch.randint(-adversarial.shift, adversarial.shift + 1, (len(x), 2))
+        frames = torch.stack([torch.roll(f, (int(dy), int(dx)), dims=(-2, -1)) for f, (dy, dx) in zip(frames, shifts)])
+    return frames.reshape(x.shape)
 
 
 def spread_positions(length: int, count: int) -> np.ndarray:
@@ -131,21 +150,33 @@ class LightningObjective:
     def loss(self, anomalous: np.ndarray, normal: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
         rows = np.concatenate([anomalous, normal])
         w = self.data.window
+        stretch = self.config.train.stretch_short_videos
         # torch's generator, seeded by the loop per epoch, so a resumed run draws the same windows.
         positions = []
         for r in rows:
             length = len(self.data.frames[r])
             start = int(torch.randint(0, max(length - w, 0) + 1, ()).item())
-            positions.append(window_positions(length, w, start))
-        x, targets = self.data.gather(rows, positions, self.device)
-        with autocast(self.device, self.precision):
-            out = self.model([x])
+            positions.append(window_positions(length, w, start, stretch=stretch))
         a = self.config.adversarial
-        return adversarial_distillation_loss(out.head_scores, targets, self.discriminators,
-                                             regression=a.regression, adversarial_weight=a.adversarial_weight)
+        lengths = np.array([len(p) for p in positions])
+        total, parts = None, {}
+        for length in np.unique(lengths):  # windows of one length at a time (short videos are not stretched)
+            group = np.flatnonzero(lengths == length)
+            x, targets = self.data.gather(rows[group], [positions[i] for i in group], self.device)
+            x = augment(x, self.config.lightning, a)
+            with autocast(self.device, self.precision):
+                out = self.model([x])
+            loss, terms = adversarial_distillation_loss(out.head_scores, targets, self.discriminators,
+                                                        regression=a.regression,
+                                                        adversarial_weight=a.adversarial_weight)
+            share = len(group) / len(rows)
+            total = loss * share if total is None else total + loss * share
+            for name, value in terms.items():
+                parts[name] = parts.get(name, 0.0) + value * share
+        return total, parts
 
     @torch.no_grad()
-    def validate(self, rows: np.ndarray) -> tuple[torch.Tensor, float]:
+    def validate(self, rows: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
         """Scores ``[R, n]`` at ``n = train.n_segments`` snippets spread over each video (a cheap, deterministic
         stand-in for the full video), and the mean regression loss to the teachers there."""
         n = self.config.train.n_segments
@@ -159,4 +190,4 @@ class LightningObjective:
             total += float(regression_loss(out.head_scores.float().flatten(1), targets.flatten(1),
                                            kind=self.config.adversarial.regression)) * len(chunk)
             scores.append(out.scores.float().cpu())
-        return torch.cat(scores), total / max(len(rows), 1)
+        return torch.cat(scores), {"loss": total / max(len(rows), 1)}

@@ -8,9 +8,14 @@ train LA-Net with Discriminative Dynamics Learning, or distill several teachers 
 
 Features come from the store (extracted or imported), are pooled into 32 segments per video (method.md §2) and
 held in memory; the lightning student reads windows of consecutive snippets' low-resolution frames instead. A
-stratified validation split carved from the training videos picks the checkpoint (never the test set): the epoch with the best video-level AUC (max segment score vs the video's label), ties broken by the
-lower validation loss. Runs are keyed by content; a finished run is a cache hit, a killed one resumes from its
-last saved epoch. ``--seeds N`` trains N seeds and reports mean ± std.
+run trains ``train.epochs`` epochs, and at least ``train.min_steps`` optimizer steps (in whole epochs), so a set of a
+few dozen clips, whose epoch is one step, trains as long as a large one. A stratified validation split carved from
+the training videos picks the checkpoint (never the test set): the epoch with the best video-level AUC (max segment
+score vs the video's label), ties broken by the validation margin (mean difference of the anomalous and normal
+videos' max scores, which does not saturate at 1.0 as the AUC does), then the lower validation loss. When the split
+would hold fewer than ``train.min_val_videos`` videos of a label, there is none: every video trains and the last
+epoch is kept. Runs are keyed by content; a finished run is a cache hit, a killed one resumes from its last saved
+epoch. ``--seeds N`` trains N seeds and reports mean ± std.
 """
 
 from __future__ import annotations
@@ -47,30 +52,46 @@ from pipeline.runs import CHECKPOINT_FORMAT, LoadedRun, build_network, load_run,
 from pipeline.store import FeatureStore
 from pipeline.training_data import SegmentData, build_segment_data, epoch_batches, validation_split
 
-DEFAULT_CHECKPOINT_EVERY = 10  # epochs between resumable state saves (the last epoch is always saved)
+DEFAULT_CHECKPOINT_EVERY = 10  # epochs between resumable state saves (the last epoch is always saved) ...
+CHECKPOINT_MIN_STEPS = 500  # ... and, by default, at least this many steps: a small set's epoch is one step
 SEED_STRIDE = 1_000_003  # per-epoch seeds: seed * SEED_STRIDE + epoch, so a resumed run draws the same batches
 
 log = logging.getLogger("pipeline.train")
 
 
-def validation_video_auc(scores: torch.Tensor, data: SegmentData, rows: np.ndarray) -> float | None:
-    """Video-level ROC-AUC of the max segment score (crops of a video averaged first); None if one class."""
+def validation_video_scores(scores: torch.Tensor, data: SegmentData, rows: np.ndarray) -> dict:
+    """Video-level selection criteria from the max segment score of each validation video (crops averaged
+    first): ``val_video_auc`` (ROC-AUC, None with one class) and ``val_margin``, the mean over (anomalous,
+    normal) pairs of the difference of their max scores (None with one class). The AUC saturates at 1.0 as soon
+    as the classes are apart; the margin keeps rising while they move further apart, so it breaks the AUC's ties."""
     videos = data.video[rows].numpy()
     per_video, labels = [], []
     for v in np.unique(videos):
         per_video.append(float(scores[videos == v].mean(0).max()))
         labels.append(data.videos[v].entry.label)
-    return float(roc_auc_score(labels, per_video)) if len(set(labels)) == 2 else None
+    if len(set(labels)) < 2:
+        return {"val_video_auc": None, "val_margin": None}
+    top, labels = np.array(per_video), np.array(labels)
+    margin = float((top[labels == 1][:, None] - top[labels == 0][None, :]).mean())
+    return {"val_video_auc": float(roc_auc_score(labels, top)), "val_margin": margin}
 
 
 def _better(candidate: dict, best: dict | None) -> bool:
+    """Selection order: validation video AUC, then the validation margin, then the lower validation loss."""
     if best is None:
         return True
-    a, b = candidate.get("val_video_auc"), best.get("val_video_auc")
-    if a is not None and b is not None and a != b:
-        return a > b
+    for name in ("val_video_auc", "val_margin"):
+        a, b = candidate.get(name), best.get(name)
+        if a is not None and b is not None and a != b:
+            return a > b
     la, lb = candidate.get("val_loss", math.nan), best.get("val_loss", math.nan)
     return not math.isnan(la) and (math.isnan(lb) or la < lb)
+
+
+def training_epochs(config: RunConfig, batches_per_epoch: int) -> int:
+    """Epochs a run trains: ``train.epochs``, or more when that is fewer than ``train.min_steps`` optimizer steps."""
+    t = config.train
+    return max(t.epochs, math.ceil(t.min_steps / max(batches_per_epoch, 1)))
 
 
 @dataclass
@@ -145,19 +166,23 @@ def build_training_set(selection: Selection, config: RunConfig, device: torch.de
                         "snippet count", data.truncated)
     else:
         data = build_segment_data(selection.features.found, config.backbones, n_segments=t.n_segments,
-                                  crops=t.crops)
+                                  crops=t.crops, stretch=t.stretch_short_videos)
         log.info("training data (%.0f MiB) held in %s memory", data.nbytes() / 2**20, data.place(device))
     if config.stage == "student":
         teacher = selection.teachers[0]
         teacher_data = build_segment_data(selection.teacher_features[0].found, teacher.backbones,
-                                          n_segments=t.n_segments, crops=t.crops)
+                                          n_segments=t.n_segments, crops=t.crops, stretch=t.stretch_short_videos)
         if len(teacher_data) != len(data):
             raise UserError("the teacher's and the student's features have different crop counts; distill with "
                             "--set train.crops=mean")
+        if not torch.equal(teacher_data.row_lengths(np.arange(len(data))), data.row_lengths(np.arange(len(data)))):
+            raise UserError("the teacher's and the student's features of some short videos differ in snippet "
+                            "count, so their segments do not line up; distill with "
+                            "--set train.stretch_short_videos=true")
         teacher_data.place(device)
         targets = teacher_targets(copy.deepcopy(teacher.model), teacher_data, device, t.precision)
     labels = np.array([vf.entry.label for vf in selection.features.found])
-    train_videos, val_videos = validation_split(labels, t.val_fraction, t.split_seed)
+    train_videos, val_videos = validation_split(labels, t.val_fraction, t.split_seed, min_videos=t.min_val_videos)
     return TrainingSet(data, data.rows_of(train_videos), data.rows_of(val_videos), targets)
 
 
@@ -165,7 +190,7 @@ class Run:
     """One training run (one seed): builds the model, trains, selects on validation, saves."""
 
     def __init__(self, store: FeatureStore, selection: Selection, config: RunConfig, *, device: torch.device,
-                 dataset_ref: str, checkpoint_every: int, progress: bool):
+                 dataset_ref: str, checkpoint_every: int | None, progress: bool):
         self.store, self.selection, self.config, self.device = store, selection, config, device
         self.precision = config.train.precision
         self.dataset_ref = dataset_ref
@@ -182,7 +207,10 @@ class Run:
         torch.manual_seed(self.config.train.seed)
         data, stage = self.training.data, self.config.stage
         dims = data.input_dims()
-        model = build_network(self.config, dims, len(self.selection.teachers)).to(self.device)
+        model = build_network(self.config, dims, len(self.selection.teachers))
+        if hasattr(model, "set_input_statistics"):  # feature models; the lightning student reads pixels
+            model.set_input_statistics(data.input_statistics())
+        model = model.to(self.device)
         args = (model, data, self.config, self.device, self.precision)
         if stage == "student":
             return StudentObjective(*args, self.training.teacher_targets), dims
@@ -240,11 +268,14 @@ class Run:
         anomalous = self.training.train_rows[labels[self.training.train_rows] == 1]
         normal = self.training.train_rows[labels[self.training.train_rows] == 0]
         n_batches = math.ceil(len(anomalous) / t.batch_anomalous)
-        bar = tqdm(total=t.epochs * n_batches, initial=start_epoch * n_batches, disable=not self.progress,
+        epochs = training_epochs(cfg, n_batches)
+        checkpoint_every = self.checkpoint_every or max(DEFAULT_CHECKPOINT_EVERY,
+                                                        math.ceil(CHECKPOINT_MIN_STEPS / n_batches))
+        bar = tqdm(total=epochs * n_batches, initial=start_epoch * n_batches, disable=not self.progress,
                    unit="batch", dynamic_ncols=True, desc=f"{cfg.stage} seed {t.seed}")
         started = time.perf_counter()
         try:
-            for epoch in range(start_epoch, t.epochs):
+            for epoch in range(start_epoch, epochs):
                 torch.manual_seed(t.seed * SEED_STRIDE + epoch)
                 rng = np.random.default_rng(t.seed * SEED_STRIDE + epoch)
                 for m in modules.values():
@@ -273,7 +304,7 @@ class Run:
                     best_state = {n: copy.deepcopy(m.state_dict()) for n, m in modules.items()}
                 bar.set_postfix_str(f"loss {entry['train_loss']:.4f} val auc {_fmt(entry.get('val_video_auc'))}"
                                     + (f" best ep {best['epoch']}" if best else ""))
-                if (epoch + 1) % self.checkpoint_every == 0 and epoch + 1 < t.epochs:
+                if (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
                     save_torch({"modules": {n: m.state_dict() for n, m in modules.items()},
                                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                                 "history": history, "best": best, "best_state": best_state, "epoch": epoch + 1},
@@ -284,29 +315,36 @@ class Run:
         if not len(self.training.val_rows):  # nothing to select on: the last epoch
             best = history[-1]
             best_state = {n: m.state_dict() for n, m in modules.items()}
-        return self._finish(dims, history, best, best_state, time.perf_counter() - started)
+        return self._finish(dims, history, best, best_state, time.perf_counter() - started, n_batches)
 
     def _validate(self, objective, modules) -> dict:
         if len(self.training.val_rows) == 0:
             return {}
         for m in modules.values():
             m.eval()
-        scores, loss = objective.validate(self.training.val_rows)
-        auc = validation_video_auc(scores, self.training.data, self.training.val_rows)
-        return {"val_loss": loss, "val_video_auc": auc}
+        scores, terms = objective.validate(self.training.val_rows)
+        return {**{f"val_{name}": value for name, value in terms.items()},
+                **validation_video_scores(scores, self.training.data, self.training.val_rows)}
 
     def _write_log(self, history: list[dict]) -> None:
         atomic_write_text(self.folder / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
-    def _finish(self, dims, history, best, best_state, wall_time) -> dict:
+    def _finish(self, dims, history, best, best_state, wall_time, batches_per_epoch) -> dict:
         cfg = self.config
-        selection = ("best validation video AUC, ties by validation loss" if len(self.training.val_rows)
-                     else "last epoch (no validation split)")
+        t = cfg.train
+        if len(self.training.val_rows):
+            selection = "best validation video AUC, ties by validation margin, then validation loss"
+        elif t.val_fraction > 0:
+            selection = (f"last epoch (no validation split: {t.val_fraction:g} of the training videos is fewer "
+                         f"than train.min_val_videos = {t.min_val_videos} of a label)")
+        else:
+            selection = "last epoch (no validation split)"
         n_val_videos = len(np.unique(self.training.data.video.numpy()[self.training.val_rows]))
         metrics = {
             "run": self.key, "stage": cfg.stage, "seed": cfg.train.seed, "best_epoch": best["epoch"],
             "val_video_auc": best.get("val_video_auc"), "val_loss": best.get("val_loss"),
-            "train_loss_last": history[-1]["train_loss"], "selection": selection, "epochs": cfg.train.epochs,
+            "train_loss_last": history[-1]["train_loss"], "selection": selection, "epochs": len(history),
+            "steps": len(history) * batches_per_epoch,
             "n_train_videos": len(self.selection.features.found) - n_val_videos, "n_val_videos": n_val_videos,
             "precision": self.precision, "device": str(self.device), "wall_time_s": round(wall_time, 2),
         }
@@ -336,18 +374,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__.split("\n\n")[0])
     p.add_argument("stage", choices=STAGES)
     p.add_argument("--store", required=True, help="the feature store (runs are kept in <store>/runs)")
-    p.add_argument("--dataset", help="ucf-crime | shanghaitech | xd-violence | a labels CSV | a folder with "
-                                     "labels.csv (student: default the teacher's)")
+    p.add_argument("--dataset", help="ucf-crime | shanghaitech | xd-violence | ucsd-ped1 | ucsd-ped2 | avenue | a "
+                                     "labels CSV | a folder with labels.csv | a frame-label folder (videos/ + "
+                                     "labels/) (student: default the teacher's)")
     p.add_argument("--backbones", help="comma-separated (default: teacher i3d,s3d,clip; student clip; lanet i3d; "
                                        "lightning: lowres, always)")
     p.add_argument("--teacher", help="student only: the teacher run (key prefix or run folder)")
     p.add_argument("--teachers", help="lightning only: comma-separated teacher runs of any stage (teacher, "
                                       "student, lanet), each a key prefix or run folder")
     p.add_argument("--config", help="YAML file with model/train/mil/distill/lanet/ddl/lightning/adversarial "
-                                    "sections (each stage reads its own)")
+                                    "sections (each stage reads its own), or 'paper' for the papers' recipe")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set model.k=10 (repeatable)")
-    p.add_argument("--epochs", type=int, help="default: 100")
+    p.add_argument("--epochs", type=int, help="exactly this many epochs (sets train.min_steps=0; default: 100 "
+                                              "epochs and at least train.min_steps steps)")
     p.add_argument("--seed", type=int, help="first seed (default: 0)")
     p.add_argument("--seeds", type=int, default=1, help="train this many seeds and report mean ± std (default: 1)")
     p.add_argument("--val-fraction", type=float, help="validation share of the training videos (default: 0.1)")
@@ -359,8 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which stored extraction to use when the store holds several for a backbone")
     p.add_argument("--allow-missing", action="store_true",
                    help="train on the videos that have features instead of stopping when some are missing")
-    p.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY,
-                   help=f"epochs between resumable saves (default: {DEFAULT_CHECKPOINT_EVERY})")
+    p.add_argument("--checkpoint-every", type=int,
+                   help=f"epochs between resumable saves (default: {DEFAULT_CHECKPOINT_EVERY}, and at least "
+                        f"{CHECKPOINT_MIN_STEPS} steps)")
     p.add_argument("--force", action="store_true", help="retrain even if the run exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the runs' metrics as JSON")
@@ -370,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _overrides(args) -> dict[str, dict]:
     flags = {"epochs": args.epochs, "seed": args.seed, "val_fraction": args.val_fraction, "crops": args.crops,
              "precision": args.precision}
+    if args.epochs is not None:  # --epochs N means N epochs, however few steps they are
+        flags["min_steps"] = 0
     return {"train": {k: v for k, v in flags.items() if v is not None}}
 
 
@@ -444,18 +487,20 @@ def run_stage(args) -> tuple[list[dict], list[str]]:
 
 def summarize(results: list[dict]) -> str:
     aucs = [r["val_video_auc"] for r in results if r["val_video_auc"] is not None]
-    if len(results) < 2 or not aucs:
+    if len(results) < 2:
         return ""
+    evaluate = "test metrics: python -m pipeline.evaluate " + " ".join(r["run"][:12] for r in results)
+    if not aucs:
+        return f"{len(results)} seeds trained (no validation split, so no validation AUC); {evaluate}"
     std = np.std(aucs, ddof=1) if len(aucs) > 1 else 0.0
-    return (f"val video AUC over {len(aucs)} seeds: {np.mean(aucs):.4f} ± {std:.4f} (mean ± sample std); test "
-            "metrics: python -m pipeline.evaluate " + " ".join(r["run"][:12] for r in results))
+    return f"val video AUC over {len(aucs)} seeds: {np.mean(aucs):.4f} ± {std:.4f} (mean ± sample std); {evaluate}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.seeds < 1 or args.checkpoint_every < 1:
+        if args.seeds < 1 or (args.checkpoint_every is not None and args.checkpoint_every < 1):
             raise UserError("--seeds and --checkpoint-every must be at least 1")
         results, warnings = run_stage(args)
     except UserError as exc:  # config, features, runs: each message says what to change

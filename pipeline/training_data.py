@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data.segments import pool_segments
+from data.segments import pool_segments, segment_count
 from pipeline.features import VideoFeatures
 
 
@@ -19,7 +19,9 @@ class SegmentData:
     """Pooled segments of a list of videos, one row per training sample.
 
     segments[b]: float32 ``[S, n_segments, D_b]`` per backbone (S = videos, or videos x crops when each crop is
-    its own sample); labels: int64 ``[S]``; video: int64 ``[S]``, the row's index into ``videos``.
+    its own sample); labels: int64 ``[S]``; video: int64 ``[S]``, the row's index into ``videos``; lengths: int64
+    ``[S]``, the row's segments (a short video that is not stretched has fewer than ``n_segments``; the rest of
+    its row is zeros and never reaches a model: see ``pipeline.objectives.forward_by_length``).
     """
 
     backbones: tuple[str, ...]
@@ -28,6 +30,14 @@ class SegmentData:
     video: torch.Tensor
     videos: list[VideoFeatures]
     crops_per_sample: int  # crops a row averages over (1 unless crops are averaged in the features)
+    lengths: torch.Tensor | None = None  # None: every row has all its segments
+    # backbone -> (mean, std) float32 [D_b] over every snippet and crop of the videos (models.normalization)
+    statistics: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def input_statistics(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per backbone, in backbone order, the snippets' ``(mean [D_b], std [D_b])`` (a network's
+        ``set_input_statistics``)."""
+        return [self.statistics[b] for b in self.backbones]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -55,6 +65,12 @@ class SegmentData:
             self.segments = {b: t.pin_memory() for b, t in self.segments.items()}
         return where
 
+    def row_lengths(self, rows: np.ndarray) -> torch.Tensor:
+        """int64 ``[len(rows)]``: the segments of each row (on the CPU)."""
+        if self.lengths is None:
+            return torch.full((len(rows),), next(iter(self.segments.values())).shape[1], dtype=torch.int64)
+        return self.lengths[torch.from_numpy(np.asarray(rows, dtype=np.int64))]
+
     def batch(self, rows: np.ndarray, device: torch.device) -> list[torch.Tensor]:
         """Per backbone ``[len(rows), n_segments, D_b]`` on ``device``."""
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
@@ -75,14 +91,29 @@ def placement(nbytes: int, device: torch.device, limit_bytes: int = DEVICE_DATA_
     return "device" if nbytes <= limit_bytes else "pinned"
 
 
+def _pad(pooled: np.ndarray, n_segments: int) -> np.ndarray:
+    """``[crops, L, D]`` -> ``[crops, n_segments, D]``, zeros after the first L segments."""
+    missing = n_segments - pooled.shape[1]
+    return np.pad(pooled, ((0, 0), (0, missing), (0, 0))) if missing else pooled
+
+
 def build_segment_data(videos: list[VideoFeatures], backbones: tuple[str, ...], *, n_segments: int,
-                       crops: str) -> SegmentData:
-    """Pool every video's features (crops averaged, or each crop a sample: ``crops`` = ``mean`` | ``samples``)."""
+                       crops: str, stretch: bool = True) -> SegmentData:
+    """Pool every video's features (crops averaged, or each crop a sample: ``crops`` = ``mean`` | ``samples``).
+    ``stretch``: a video shorter than ``n_segments`` snippets is stretched to ``n_segments`` (True) or keeps its
+    snippets, padded (False; ``data.segments``)."""
     per_backbone: dict[str, list[np.ndarray]] = {b: [] for b in backbones}
-    labels, owner = [], []
+    moments = {b: _Moments() for b in backbones}
+    labels, owner, lengths = [], [], []
     n_crops = None
     for i, vf in enumerate(videos):
-        pooled = {b: pool_segments(vf.load(b), n_segments) for b in backbones}  # [crops, S, D]
+        arrays = {b: vf.load(b) for b in backbones}
+        for b, a in arrays.items():
+            moments[b].add(a)
+        shortest = min(a.shape[0] for a in arrays.values())  # sources may differ by a snippet (align_snippets)
+        length = segment_count(shortest, n_segments, stretch=stretch)
+        pooled = {b: _pad(pool_segments(a[:shortest] if length < n_segments else a, n_segments, stretch=stretch),
+                          n_segments) for b, a in arrays.items()}  # [crops, n_segments, D]
         if crops == "mean":
             rows = {b: p.mean(axis=0, keepdims=True) for b, p in pooled.items()}
         else:
@@ -98,6 +129,7 @@ def build_segment_data(videos: list[VideoFeatures], backbones: tuple[str, ...], 
             per_backbone[b].append(rows[b])
         labels += [vf.entry.label] * n
         owner += [i] * n
+        lengths += [length] * n
     if not videos:
         raise ValueError("no videos to train on")
     return SegmentData(
@@ -107,17 +139,41 @@ def build_segment_data(videos: list[VideoFeatures], backbones: tuple[str, ...], 
         video=torch.tensor(owner, dtype=torch.int64),
         videos=videos,
         crops_per_sample=n_crops if crops == "mean" else 1,
+        lengths=None if min(lengths) == n_segments else torch.tensor(lengths, dtype=torch.int64),
+        statistics={b: m.mean_std() for b, m in moments.items()},
     )
 
 
-def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+class _Moments:
+    """Running per-dimension sum and sum of squares of ``[T, crops, D]`` arrays (float64)."""
+
+    def __init__(self) -> None:
+        self.n, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, array: np.ndarray) -> None:
+        x = array.reshape(-1, array.shape[-1]).astype(np.float64)
+        self.n += len(x)
+        self.total = self.total + x.sum(axis=0)
+        self.squares = self.squares + np.square(x).sum(axis=0)
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.total / self.n
+        std = np.sqrt(np.maximum(self.squares / self.n - np.square(mean), 0.0))
+        return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+def validation_split(labels: np.ndarray, fraction: float, seed: int, *,
+                     min_videos: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of video indices: ``round(fraction * n)`` of each label's videos go to validation,
-    leaving at least one of each label for training. Returns (train, val), each sorted."""
+    leaving at least one of each label for training. When that is fewer than ``min_videos`` for either label, no
+    split is made (every video trains, validation is empty). Returns (train, val), each sorted."""
     rng = np.random.default_rng(seed)
     val: list[int] = []
     for label in (0, 1):
         members = np.flatnonzero(labels == label)
         n_val = min(int(round(fraction * len(members))), max(len(members) - 1, 0))
+        if n_val < min_videos:
+            return np.arange(len(labels), dtype=np.int64), np.zeros(0, dtype=np.int64)
         val += rng.permutation(members)[:n_val].tolist()
     val_set = set(val)
     train = np.array([i for i in range(len(labels)) if i not in val_set], dtype=np.int64)

@@ -58,7 +58,7 @@ def bumps(n, length, seed):
 def test_config_defaults():
     assert dataclasses.asdict(LightningConfig()) == dict(
         frames=8, size=64, channels=(16, 32, 64, 128), stem_kernel=(3, 5, 5), stem_stride=(1, 4, 4), head_hidden=32,
-        disc_channels=32, disc_kernel=5,
+        disc_channels=32, disc_kernel=5, input_norm=True, batch_norm=True, pool="topk", pool_fraction=0.02,
     )
     assert LightningConfig().input_dim == 8 * 64 * 64
     assert (lightning.ADVERSARIAL_WEIGHT, lightning.REGRESSION, lightning.REGRESSIONS) == (0.1, "l2", ("l1", "l2"))

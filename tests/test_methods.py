@@ -131,6 +131,7 @@ def test_lightning_student_distills_teachers_from_low_resolution_frames(tmp_path
 
 def test_lightning_windows_are_consecutive_or_stretched_and_validation_spreads():
     assert window_positions(100, 4, 37).tolist() == [37, 38, 39, 40]
-    assert window_positions(3, 6, 0).tolist() == [0, 0, 1, 1, 2, 2]  # shorter than the window: stretched, in order
+    assert window_positions(3, 6, 0).tolist() == [0, 1, 2]  # shorter than the window: the whole video
+    assert window_positions(3, 6, 0, stretch=True).tolist() == [0, 0, 1, 1, 2, 2]  # or stretched, in order
     assert spread_positions(64, 4).tolist() == [8, 24, 40, 56]
     assert spread_positions(2, 4).tolist() == [0, 0, 1, 1]

@@ -108,11 +108,16 @@ def test_gradients_reach_every_temporal_parameter(temporal):
 
 
 def test_tam_state_dict_keys_are_unchanged():
-    model = VADModel(TINY_DIMS, TINY)
-    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == TAM_STATE_DICT
-    assert isinstance(model.temporal, TemporalAggregationLayer)
-    # An "old" checkpoint (this state dict) loads strictly into a freshly built default model.
-    VADModel(TINY_DIMS, TINY).load_state_dict(model.state_dict(), strict=True)
+    """Checkpoints saved before input standardisation (their configs read back as input_norm="none") hold exactly
+    these keys; the default model adds only the standardisers' mean / std buffers."""
+    old = VADModel(TINY_DIMS, dataclasses.replace(TINY, input_norm="none"))
+    assert {k: tuple(v.shape) for k, v in old.state_dict().items()} == TAM_STATE_DICT
+    assert isinstance(old.temporal, TemporalAggregationLayer)
+    # An "old" checkpoint (this state dict) loads strictly into a freshly built model of its config.
+    VADModel(TINY_DIMS, dataclasses.replace(TINY, input_norm="none")).load_state_dict(old.state_dict(), strict=True)
+    default = VADModel(TINY_DIMS, TINY)
+    buffers = {f"input_norms.{t}.{name}": (dim,) for t, dim in enumerate(TINY_DIMS) for name in ("mean", "std")}
+    assert {k: tuple(v.shape) for k, v in default.state_dict().items()} == {**TAM_STATE_DICT, **buffers}
 
 
 def test_none_is_the_mean_of_the_projections_without_parameters():

@@ -115,15 +115,40 @@ def test_a_killed_run_resumes_to_the_same_model(tmp_path, harder_set, monkeypatc
 
 def test_validation_videos_come_from_the_training_split_only(harder_set):
     store, labels = harder_set
-    metrics = _train("teacher", store, "--dataset", str(labels), "--backbones", "i3d", "--seed", "3", epochs=1)
+    metrics = _train("teacher", store, "--dataset", str(labels), "--backbones", "i3d", "--seed", "3",
+                     "--set", "train.min_val_videos=2", epochs=1)
     assert metrics["n_train_videos"] + metrics["n_val_videos"] == 48  # the 20 test videos are never used
     assert metrics["n_val_videos"] == 4  # round(10 % of 24) = 2 anomalous + 2 normal
+    assert metrics["selection"].startswith("best validation video AUC")
+
+
+def test_a_validation_split_too_small_to_select_on_trains_on_everything_and_keeps_the_last_step(harder_set):
+    store, labels = harder_set
+    metrics = _train("teacher", store, "--dataset", str(labels), "--backbones", "i3d", "--seed", "4", epochs=3)
+    # 10 % of 24 = 2 videos of each label, below the default train.min_val_videos = 5
+    assert metrics["n_val_videos"] == 0 and metrics["n_train_videos"] == 48
+    assert metrics["best_epoch"] == 3 and "min_val_videos = 5" in metrics["selection"]
+
+
+def test_min_steps_lengthens_training_on_a_small_set_in_whole_epochs(harder_set):
+    store, labels = harder_set
+    # 24 anomalous videos in batches of 8: 3 steps an epoch, so 10 steps take 4 epochs (12 steps)
+    argv = ["teacher", "--store", str(store), "--quiet", "--dataset", str(labels), "--backbones", "i3d", "--seed",
+            "6", *FAST, "--set", "train.epochs=1", "--set", "train.min_steps=10"]
+    assert train.main(argv) == 0
+    metrics = json.loads(FeatureStore(store).runs("teacher")[-1]["summary"])
+    assert metrics["epochs"] == 4 and metrics["steps"] == 12
+    # --epochs N is exactly N epochs, whatever train.min_steps says
+    assert train.main([*argv, "--epochs", "2", "--seed", "8"]) == 0
+    assert json.loads(FeatureStore(store).runs("teacher")[-1]["summary"])["steps"] == 6
+    log = (Path(store) / "runs" / "teacher" / metrics["run"] / "log.jsonl").read_text().splitlines()
+    assert len(log) == 4
 
 
 def test_seeds_report_mean_and_std(harder_set, capsys):
     store, labels = harder_set
     _train("teacher", store, "--dataset", str(labels), "--backbones", "i3d", "--seed", "10", "--seeds", "2",
-           epochs=1)
+           "--set", "train.min_val_videos=2", epochs=1)
     out = capsys.readouterr().out
     assert "over 2 seeds" in out and "±" in out
 
@@ -215,7 +240,7 @@ def test_each_crop_can_be_its_own_training_sample(tmp_path):
     assert samples.video.tolist() == [v for v in range(8) for _ in range(3)]
     torch.testing.assert_close(samples.segments["i3d"].reshape(8, 3, 32, 16).mean(1), averaged.segments["i3d"])
     metrics = _train("teacher", store, "--dataset", str(labels), "--backbones", "i3d,clip", "--crops", "samples",
-                     "--val-fraction", "0.25", epochs=2)
+                     "--val-fraction", "0.25", "--set", "train.min_val_videos=1", epochs=2)
     assert metrics["n_val_videos"] == 2 and metrics["val_video_auc"] is not None
 
 

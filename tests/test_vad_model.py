@@ -37,6 +37,7 @@ def test_config_defaults_are_the_specified_values():
         d_model=512, projection_hidden=512, n_heads=8, k=25, ffn_dim=1024, dropout=0.1, attention_dropout=0.1,
         layer_norm_eps=1e-5, classifier_hidden=512, classifier_bottleneck=32, classifier_dropout=0.6,
         self_c2c=True, cross_c2c=True, c2p=True, p2c=True, temporal="tam", projection=True, conv_kernel=3,
+        input_norm="standardize", backbone_dropout=0.0,
     )
 
 
