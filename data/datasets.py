@@ -73,7 +73,7 @@ from data.discover import DATASETS, find_videos, split_file, video_name
 from data.errors import VideoError
 
 __all__ = ["VideoEntry", "DatasetSpec", "DATASETS", "DatasetError", "load_dataset", "load_labels_csv",
-           "load_frame_label_folder", "matlab_ranges", "NORMAL_CLASS", "ANOMALY_CLASS", "SPLITS", "LABELS_CSV",
+           "load_frame_label_folder", "matlab_ranges", "official_intervals", "NORMAL_CLASS", "ANOMALY_CLASS", "SPLITS", "LABELS_CSV",
            "XD_CLASSES"]
 
 NORMAL_CLASS = "Normal"
@@ -495,6 +495,17 @@ def _avenue_aliases(name: str) -> tuple[str, ...]:
 def _load_avenue() -> DatasetSpec:
     return _weak_split("avenue", AVENUE_DIR, AVENUE_INTERVALS, _read_intervals(f"{AVENUE_DIR}/{AVENUE_INTERVALS}"),
                        _read_frames(f"{AVENUE_DIR}/{FRAMES_FILE}"), AVENUE_TEST_PREFIX, _avenue_aliases)
+
+
+def official_intervals(dataset: str) -> dict[str, tuple[tuple[int, int], ...]]:
+    """Every clip's annotated frame intervals ``[start, end)`` of ``ucsd-ped1``, ``ucsd-ped2`` or ``avenue``,
+    those of the weak split's training clips included (which :func:`load_dataset` keeps out: weak training sees
+    video labels only). For references that are allowed frame labels, such as a fully supervised ceiling."""
+    if dataset in UCSD_DIRS:
+        return _read_ucsd_gt(f"{UCSD_DIRS[dataset]}/{UCSD_GT_FRAME}")
+    if dataset == "avenue":
+        return _read_intervals(f"{AVENUE_DIR}/{AVENUE_INTERVALS}")
+    raise ValueError(f"{dataset}: official intervals ship for ucsd-ped1, ucsd-ped2 and avenue only")
 
 
 _OFFICIAL = {"ucf-crime": _load_ucf_crime, "shanghaitech": _load_shanghaitech, "xd-violence": _load_xd_violence,

@@ -5,12 +5,12 @@ UCSD Ped1 conversion in ../shared/data (skipped outside CI when it is absent, fa
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from shared_data import shared_data
 from videos import encode, pattern_frames
 
 from data.datasets import (ANOMALY_CLASS, NORMAL_CLASS, DatasetError, load_dataset, load_frame_label_folder,
@@ -21,7 +21,6 @@ from pipeline import extract
 from pipeline.features import resolve_features
 from pipeline.store import FeatureStore
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # ../shared/data of the repo root
 PED1_CLIPS = {"Train": 34, "Test": 36}
 PED1_FRAMES = 200
 PED2_TEST_FRAMES = (180, 180, 150, 180, 150, 180, 180, 180, 120, 150, 180, 180)
@@ -35,16 +34,6 @@ MNAD_PED2 = (2010, 1648, "f35e7b80960fbce0b553b09f035d06255d546fdd2df746bb16c0a1
 MNAD_AVENUE = (15324, 3867, "2a85001dd39effd4ee0ec9f9fee7291c8bf5adb070a15b20a8369fb4c5727207")
 TINY = (32, 48)  # H, W of the frames written here
 LOWRES = ["--backbones", "lowres", "--quiet"]  # the pseudo-backbone: no network, no weights
-
-
-def _shared(sub: str) -> Path:
-    """A folder of the reference data: skipped outside CI when absent, a failure in CI."""
-    path = SHARED_DATA / sub
-    if not path.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing; CI must provide the reference data at ../shared/data")
-        pytest.skip(f"{path} is absent and CI is unset: the reference data ../shared/data is only required in CI")
-    return path
 
 
 def _gt_frame(folder: str) -> dict[str, tuple[tuple[int, int], ...]]:
@@ -309,7 +298,7 @@ def test_frame_label_folder_errors_name_the_file(tmp_path, write, message):
 
 
 def test_shared_ucsd_ped1_in_the_frame_label_layout():
-    root = _shared("ucsd_ped1")
+    root = shared_data("ucsd_ped1")
     spec = load_dataset(root)
     train, test = spec.split("train"), spec.split("test")
     assert (len(train), sum(e.label for e in train), len(test), sum(e.label for e in test)) == (35, 18, 35, 18)
@@ -326,7 +315,7 @@ def test_shared_ucsd_ped1_in_the_frame_label_layout():
 
 
 def test_shipped_ped1_ranges_reproduce_the_shared_frame_labels():
-    root = _shared("ucsd_ped1")
+    root = shared_data("ucsd_ped1")
     gt = _gt_frame("ucsd_ped1")
     assert len(gt) == PED1_CLIPS["Test"] == len(list((root / "labels").glob("test_*.npy")))
     for i, (name, intervals) in enumerate(gt.items(), 1):
