@@ -409,14 +409,11 @@ def matlab_ranges(text: str, where: str) -> tuple[tuple[int, int], ...]:
                            f"{text!r}")
     intervals = []
     for part in body[1:-1].split(MATLAB_RANGE_SEP):
-        first, sep, last = part.strip().partition(MATLAB_RANGE)
-        try:
-            if not sep:
-                raise ValueError
-            a, b = int(first), int(last)
-        except ValueError:
+        pair = _int_pair(part.strip(), MATLAB_RANGE)
+        if pair is None:
             raise DatasetError(f"{where}: range {part.strip()!r} is not 'first:last' (1-based frame numbers, "
-                               f"inclusive)") from None
+                               f"inclusive)")
+        a, b = pair
         if a < 1 or b < a:
             raise DatasetError(f"{where}: range {a}:{b} needs 1 <= first <= last (1-based, inclusive)")
         intervals.append((a - 1, b))
@@ -525,20 +522,26 @@ def _parse_label(value: str, where: str) -> int:
     return CSV_LABELS[key]
 
 
+def _int_pair(text: str, sep: str) -> tuple[int, int] | None:
+    """``"12-40"`` with ``sep="-"`` -> (12, 40); None when it is not two integers around ``sep``."""
+    first, found, last = text.partition(sep)
+    try:
+        return (int(first), int(last)) if found else None
+    except ValueError:
+        return None
+
+
 def _parse_intervals(value: str, where: str) -> tuple[tuple[int, int], ...]:
     intervals = []
     for part in value.split(CSV_INTERVAL_SEP):
         part = part.strip()
         if not part:
             continue
-        start, sep, end = part.partition(CSV_RANGE_SEP)
-        try:
-            if not sep:
-                raise ValueError
-            s, e = int(start), int(end)
-        except ValueError:
+        pair = _int_pair(part, CSV_RANGE_SEP)
+        if pair is None:
             raise DatasetError(f"{where}: interval {part!r} is not 'start-end' (frame numbers, end exclusive, "
-                               f"several separated by ';', e.g. 120-200;340-400)") from None
+                               f"several separated by ';', e.g. 120-200;340-400)")
+        s, e = pair
         if s < 0 or e <= s:
             raise DatasetError(f"{where}: interval {part!r} needs 0 <= start < end (end exclusive)")
         intervals.append((s, e))

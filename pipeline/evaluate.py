@@ -42,7 +42,7 @@ from data.datasets import DatasetSpec, load_dataset
 from extractors.device import auto_device
 from pipeline.atomic import atomic_write_json
 from pipeline.errors import UserError
-from pipeline.features import _candidates, _describe, missing_message, resolve_features
+from pipeline.features import extraction_candidates, describe_extraction, missing_message, resolve_features
 from pipeline.keys import canonical_json, hash_json
 from pipeline.metrics import VideoScores, frame_metrics
 from pipeline.plots import plot_all_videos, plot_pr, plot_roc, write_scores_csv, write_video_summary_csv
@@ -66,13 +66,13 @@ def scoring_extractions(store: FeatureStore, run: LoadedRun, entries: list, *, d
     than the run's, naming them and the fixes."""
     chosen = {}
     for b in run.backbones:
-        per_video = [_candidates(store, e, b) for e in entries]  # as resolve_features looks them up
+        per_video = [extraction_candidates(store, e, b) for e in entries]  # as resolve_features looks them up
         coverage = Counter(fp for found in per_video for fp in found)
         own = run.fingerprints.get(b)
         if b in requested:
             matches = [fp for fp in coverage if fp.startswith(requested[b])]
             if len(matches) != 1:
-                listing = "; ".join(f"{_describe(store, fp)} ({n} videos)" for fp, n in coverage.most_common())
+                listing = "; ".join(f"{describe_extraction(store, fp)} ({n} videos)" for fp, n in coverage.most_common())
                 raise UserError(f"--fingerprint {b}={requested[b]} matches {len(matches)} of the {b} extractions "
                                 f"of the {len(entries)} {dataset} test videos: {listing or 'none'}; pass a prefix "
                                 f"of one of them")
@@ -89,7 +89,7 @@ def _other_extraction_message(store: FeatureStore, run: LoadedRun, backbone: str
     own = run.fingerprints.get(backbone, "")
     coverage = Counter(fp for found in per_video for fp in found)
     stranded = sum(1 for found in per_video if found and own not in found)
-    others = "; ".join(f"{_describe(store, fp)} ({n} videos)" for fp, n in coverage.most_common() if fp != own)
+    others = "; ".join(f"{describe_extraction(store, fp)} ({n} videos)" for fp, n in coverage.most_common() if fp != own)
     best = next(fp for fp, _ in coverage.most_common() if fp != own)
     params = store.extractor_params(own)
     if params.get("imported"):
@@ -101,7 +101,7 @@ def _other_extraction_message(store: FeatureStore, run: LoadedRun, backbone: str
         rebuild = (f"extract the test videos with the training features' settings (python -m pipeline.extract "
                    f"VIDEOS --backbones {backbone}{crops} --store {store.root})")
     return (f"the {run.checkpoint['stage']} run {run.key[:SHORT_KEY]} was trained on {backbone} extraction "
-            f"{_describe(store, own)}, which holds {coverage.get(own, 0)} of the {len(per_video)} {dataset} test "
+            f"{describe_extraction(store, own)}, which holds {coverage.get(own, 0)} of the {len(per_video)} {dataset} test "
             f"videos; {stranded} test videos are stored only under other {backbone} extractions: {others}. "
             f"Fix: {rebuild}, or score the test videos with another extraction: add --fingerprint "
             f"{backbone}={best[:SHORT_KEY]} to the evaluate command")

@@ -51,7 +51,7 @@ class FeatureSet:
         return [vf.records[b].key for vf in self.found for b in sorted(vf.records)]
 
 
-def _candidates(store: FeatureStore, video: VideoEntry | str, backbone: str) -> dict[str, FeatureRecord]:
+def extraction_candidates(store: FeatureStore, video: VideoEntry | str, backbone: str) -> dict[str, FeatureRecord]:
     """fingerprint -> the most recent record of ``video`` for it. ``video``: a dataset entry, looked up by its
     name and then by its aliases, the first under which the store holds features of ``backbone`` (UCSD's
     ``Train001`` is stored as ``train_01`` when extracted from a converted ``train_01.mp4``); or a bare name."""
@@ -79,7 +79,7 @@ def _video_keys(store: FeatureStore, name: str) -> list[str]:
 DESCRIBED = ("source", "imported", "crops", "dim", "weights", "dtype", "version", "decode")  # tells them apart
 
 
-def _describe(store: FeatureStore, fingerprint: str) -> str:
+def describe_extraction(store: FeatureStore, fingerprint: str) -> str:
     """One extraction in a message: its fingerprint prefix and what tells it apart from the others (the import
     source, crops, feature dim, weights, ...). Imported features' parameters name no crops or dim: those are read
     from the stored features."""
@@ -98,7 +98,7 @@ def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: 
                      fingerprints: dict[str, str] | None = None) -> FeatureSet:
     """Features of ``entries`` for every backbone. ``fingerprints``: backbone -> fingerprint prefix to use."""
     fingerprints = fingerprints or {}
-    candidates = {b: [_candidates(store, e, b) for e in entries] for b in backbones}
+    candidates = {b: [extraction_candidates(store, e, b) for e in entries] for b in backbones}
     chosen: dict[str, str] = {}
     for b in backbones:
         coverage = Counter(fp for per_entry in candidates[b] for fp in per_entry)
@@ -108,7 +108,7 @@ def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: 
                 raise FeatureLookupError(
                     f"--fingerprint {b}={fingerprints[b]} matches {len(matches)} of the {len(coverage)} {b} "
                     f"extractions of these videos: "
-                    + ("; ".join(f"{_describe(store, fp)} ({n} videos)" for fp, n in coverage.most_common())
+                    + ("; ".join(f"{describe_extraction(store, fp)} ({n} videos)" for fp, n in coverage.most_common())
                        or "none") + "; pass a prefix of one of them")
             chosen[b] = matches[0]
             continue
@@ -118,7 +118,7 @@ def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: 
         if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
             raise FeatureLookupError(
                 f"the store holds {len(ranked)} {b} extractions covering these videos equally; choose one with "
-                f"--fingerprint {b}=PREFIX: " + "; ".join(f"{_describe(store, fp)} ({n} videos)" for fp, n in ranked))
+                f"--fingerprint {b}=PREFIX: " + "; ".join(f"{describe_extraction(store, fp)} ({n} videos)" for fp, n in ranked))
         chosen[b] = ranked[0][0]
 
     result = FeatureSet(fingerprints=chosen)
