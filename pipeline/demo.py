@@ -28,7 +28,7 @@ SYNTHETIC_NORMAL = 12
 SYNTHETIC_ANOMALOUS = 12
 SYNTHETIC_SEED = 0
 # The paper's batches (30 + 30) would make one step per epoch on this small set; smaller batches give the
-# optimiser enough steps in the paper's 100 epochs. Every other value is the paper's default.
+# optimiser enough steps in 100 epochs. Every other value is the project's default (pipeline.config).
 DEMO_TRAIN = ["--set", "train.batch_anomalous=4", "--set", "train.batch_normal=4"]
 
 
