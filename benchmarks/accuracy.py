@@ -30,7 +30,7 @@ import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -136,10 +136,7 @@ def extract_all(data: Path, store: Path) -> dict[tuple[str, str], str]:
             raise SystemExit(f"extraction of {','.join(backbones)} ({view}) failed: see the messages above")
         built = [build_backbone(b, view=view) for b in backbones]  # the weights extract used: same sha256
         for b, backbone in zip(backbones, built):
-            dtype = getattr(backbone, "storage_dtype", None) or "float32"
-            fingerprints[(b, view)] = extract.extractor_fingerprint(
-                backbone, dtype=dtype, decoder="auto", decode_short_side=extract.decode_size_for(built),
-                decode_square=extract.decode_square_for(built))[0]
+            fingerprints[(b, view)] = extract.backbone_fingerprint(backbone)[0]  # as the extract stage makes it
     return fingerprints
 
 

@@ -24,7 +24,7 @@ from data.decode import open_video
 from data.synthetic import generate_dataset
 from extractors.device import auto_device
 from extractors.registry import build_backbone
-from pipeline.extract import DEFAULT_BATCH_SIZE, Extractor, decode_size_for
+from pipeline.extract import DEFAULT_BATCH_SIZE, Extractor, decode_plan
 from pipeline.store import FeatureStore
 
 DEFAULT_BACKBONES = "i3d,effnet_lite0"
@@ -35,14 +35,14 @@ def forward_only_seconds(backbones, videos, batch_size: int) -> float:
     """Time of the forward passes alone over every snippet of the videos, inputs prepared beforehand."""
     seconds = 0.0
     for video in videos:
-        with open_video(video, short_side=decode_size_for(backbones)) as v:  # the inputs the pipeline feeds
-            snippets = list(v.snippets())
-        for start in range(0, len(snippets), batch_size):
-            batch = torch.from_numpy(np.stack(snippets[start:start + batch_size]))
-            for b in backbones:
-                x = b.preprocess(batch)
+        for b in backbones:
+            plan = decode_plan(b)  # the inputs the pipeline feeds each backbone
+            with open_video(video, short_side=plan.short_side, square=plan.square) as v:
+                snippets = list(v.snippets())
+            for start in range(0, len(snippets), batch_size):
+                x = b.preprocess(torch.from_numpy(np.stack(snippets[start:start + batch_size])))
                 t = time.perf_counter()
-                b.forward_preprocessed(x, n_snippets=batch.shape[0])
+                b.forward_preprocessed(x, n_snippets=len(snippets[start:start + batch_size]))
                 seconds += time.perf_counter() - t
     return seconds
 

@@ -61,7 +61,7 @@ import csv
 import functools
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -158,7 +158,8 @@ class VideoEntry:
     intervals ``[start, end)``; ``mask_file``: a per-frame 0/1 mask (ShanghaiTech), a path or a path relative to
     ``data/splits``; ``aliases``: other names under which the same video may be found on disk and in the store
     (``train_01`` for UCSD's ``Train001``), tried in order after ``name``; an alias may name the folders right
-    above the video too (``testing_videos/01``, see :func:`data.discover.name_matches`).
+    above the video too (``testing_videos/01``, see :func:`data.discover.name_matches`); ``where``: the file and
+    line its intervals were read from (``labels.csv:3``), for errors only (not compared, not in any key).
     """
 
     name: str
@@ -168,6 +169,7 @@ class VideoEntry:
     intervals: tuple[tuple[int, int], ...] = ()
     mask_file: str | None = None
     aliases: tuple[str, ...] = ()
+    where: str = field(default="", compare=False)
 
     def __post_init__(self):
         if self.label not in (0, 1):
@@ -193,16 +195,40 @@ class DatasetSpec:
             raise ValueError(f"unknown split {which!r}: choose one of {', '.join(SPLITS)}")
         return [e for e in self.entries if e.split == which]
 
-    def frame_labels(self, entry: VideoEntry, n_snippets: int) -> np.ndarray:
+    def frame_labels(self, entry: VideoEntry, n_snippets: int, n_frames: int | None = None) -> np.ndarray:
         """uint8 ``[16 * n_snippets]`` frame labels of ``entry`` (:func:`data.ground_truth.frame_labels` of its
         intervals and mask). Raises ValueError for an anomalous video without any frame annotation (training
-        videos of the benchmarks carry only the video-level label), since all-zero labels would be wrong."""
+        videos of the benchmarks carry only the video-level label), since all-zero labels would be wrong.
+
+        ``n_frames``: the video's frame count when known (the store records it for extracted videos); else the
+        video has at most ``16 * n_snippets + 15`` frames (a tail of fewer than 16 frames forms no snippet). An
+        interval wholly outside the video (starting at or past its last frame: labels of another video, or
+        numbered at another frame rate) is a :class:`DatasetError` naming the file, line and video length, since
+        dropping it would silently count the video as normal. An interval partly outside is cut: the labels
+        cover the ``16 * n_snippets`` scored frames, so frames past the video's end, and the unscored tail, are
+        dropped (method.md §7's ``gt[s:e] = 1`` truncated to ``16 * T``)."""
         mask = load_mask(entry.mask_file) if entry.mask_file else None
         if entry.label == 1 and not entry.intervals and mask is None:
             raise ValueError(f"{entry.name} ({entry.split}, {self.source}): an anomalous video without frame-level "
                              f"annotation has no frame labels; give its anomalous frames (the 'intervals' column "
                              f"of a labels CSV) or evaluate on annotated test videos only")
+        self._check_inside(entry, n_snippets, n_frames)
         return ground_truth.frame_labels(n_snippets, entry.intervals, mask)
+
+    def _check_inside(self, entry: VideoEntry, n_snippets: int, n_frames: int | None) -> None:
+        """DatasetError for the first interval of ``entry`` that starts at or past the end of its video."""
+        scored = ground_truth.SNIPPET_FRAMES * int(n_snippets)
+        if n_frames:
+            length, told = int(n_frames), f"{int(n_frames)} frames"
+        else:
+            length = scored + ground_truth.SNIPPET_FRAMES - 1
+            told = (f"at most {length} frames: {n_snippets} snippets of {ground_truth.SNIPPET_FRAMES} and a tail of "
+                    f"fewer than {ground_truth.SNIPPET_FRAMES}")
+        for start, end in entry.intervals:
+            if start >= length:
+                raise DatasetError(f"{entry.where or self.source}: interval [{start}, {end}) of {entry.name} (0-based "
+                                   f"frames, end exclusive) lies wholly past the end of its video ({told}); fix the "
+                                   f"interval's frame numbers, or check that the labels name the right video")
 
     def fingerprint(self) -> dict:
         """JSON-able identity of the labels that training depends on: the dataset name and every entry's
@@ -269,11 +295,13 @@ def _check_unique(entries: list[VideoEntry], source: str) -> None:
                                    f"video aliases of its own")
 
 
-def read_ucf_annotation(text: str, where: str) -> dict[str, tuple[str, tuple[tuple[int, int], ...]]]:
+def read_ucf_annotation(text: str, where: str, lines: dict[str, int] | None = None
+                        ) -> dict[str, tuple[str, tuple[tuple[int, int], ...]]]:
     """Parse UCF-Crime's ``Temporal_Anomaly_Annotation.txt``: ``{name: (class, ((s, e), ...))}``.
 
     Lines are ``Name.mp4  Class  s1  e1  s2  e2`` with ``-1 -1`` for an unused interval; names lose their
-    extension. Intervals are taken as ``[s, e)`` (method.md §7). ``where`` names the file in errors.
+    extension. Intervals are taken as ``[s, e)`` (method.md §7). ``where`` names the file in errors; ``lines``,
+    when given, receives each name's 1-based line number.
     """
     out: dict[str, tuple[str, tuple[tuple[int, int], ...]]] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -294,11 +322,14 @@ def read_ucf_annotation(text: str, where: str) -> dict[str, tuple[str, tuple[tup
                 raise DatasetError(f"{where}:{lineno}: bad interval ({s}, {e}); need 0 <= start < end, or -1 -1")
             intervals.append((s, e))
         out[video_name(fields[0])] = (fields[1], tuple(intervals))
+        if lines is not None:
+            lines[video_name(fields[0])] = lineno
     return out
 
 
 def _load_ucf_crime() -> DatasetSpec:
-    annotation = read_ucf_annotation(split_file(UCF_ANNOTATION), _where(UCF_ANNOTATION))
+    lines: dict[str, int] = {}
+    annotation = read_ucf_annotation(split_file(UCF_ANNOTATION), _where(UCF_ANNOTATION), lines)
     entries: list[VideoEntry] = []
     for split, rel in (("train", UCF_TRAIN), ("test", UCF_TEST)):
         for lineno, line in _lines(rel):
@@ -317,7 +348,8 @@ def _load_ucf_crime() -> DatasetSpec:
                     raise DatasetError(f"{_where(rel, lineno)}: {name} is {'normal' if normal else class_name} "
                                        f"but {_where(UCF_ANNOTATION)} says {ann_class} with intervals "
                                        f"{list(intervals)}")
-            entries.append(VideoEntry(name, 0 if normal else 1, class_name, split, intervals))
+            entries.append(VideoEntry(name, 0 if normal else 1, class_name, split, intervals,
+                                      where=_where(UCF_ANNOTATION, lines[name]) if intervals else ""))
     # Canonical order (RTFM's ucf-i3d(-test).list, VadCLIP's ucf_CLIP_rgb(test).csv): per split, the anomalous
     # videos in file order, then the normal ones in file order. The official files are alphabetical by folder,
     # which puts the Vandalism folder behind the Training_Normal / Testing_Normal one.
@@ -357,7 +389,8 @@ def xd_class(name: str) -> str:
     return XD_CLASSES[code]
 
 
-def _read_xd_annotation(rel: str) -> dict[str, tuple[tuple[int, int], ...]]:
+def _read_xd_annotation(rel: str, lines: dict[str, int]) -> dict[str, tuple[tuple[int, int], ...]]:
+    """``{name: ((s, e), ...)}`` of XD-Violence's ``annotations.txt``; ``lines`` receives each name's line."""
     out: dict[str, tuple[tuple[int, int], ...]] = {}
     for lineno, line in _lines(rel):
         fields = line.split()
@@ -371,11 +404,13 @@ def _read_xd_annotation(rel: str) -> dict[str, tuple[tuple[int, int], ...]]:
         if any(s < 0 or e <= s for s, e in pairs):
             raise DatasetError(f"{_where(rel, lineno)}: bad interval in {line!r}; need 0 <= start < end")
         out[video_name(fields[0])] = pairs
+        lines[video_name(fields[0])] = lineno
     return out
 
 
 def _load_xd_violence() -> DatasetSpec:
-    annotation = _read_xd_annotation(XD_ANNOTATION)
+    lines: dict[str, int] = {}
+    annotation = _read_xd_annotation(XD_ANNOTATION, lines)
     entries: list[VideoEntry] = []
     for split, rel in (("train", XD_TRAIN), ("test", XD_TEST)):
         for lineno, line in _lines(rel):
@@ -391,7 +426,8 @@ def _load_xd_violence() -> DatasetSpec:
                 if normal == bool(intervals):
                     raise DatasetError(f"{_where(rel, lineno)}: {name} is {'normal' if normal else 'violent'} but "
                                        f"{_where(XD_ANNOTATION)} gives it {len(intervals)} intervals")
-            entries.append(VideoEntry(name, 0 if normal else 1, class_name, split, intervals))
+            entries.append(VideoEntry(name, 0 if normal else 1, class_name, split, intervals,
+                                      where=_where(XD_ANNOTATION, lines[name]) if intervals else ""))
     if annotation:
         raise DatasetError(f"{_where(XD_ANNOTATION)}: {len(annotation)} annotated videos are not in "
                            f"{_where(XD_TEST)}, e.g. {next(iter(annotation))}")
@@ -430,29 +466,35 @@ def _read_frames(rel: str) -> dict[str, int]:
     return out
 
 
-def _read_ucsd_gt(rel: str) -> dict[str, tuple[tuple[int, int], ...]]:
+def _read_ucsd_gt(rel: str, lines: dict[str, int] | None = None) -> dict[str, tuple[tuple[int, int], ...]]:
+    """``{name: ((s, e), ...)}`` of a shipped ``gt_frame.txt``; ``lines``, when given, receives each name's line."""
     out: dict[str, tuple[tuple[int, int], ...]] = {}
     for lineno, line in _lines(rel):
         name, _, ranges = line.partition(" ")
         out[name] = matlab_ranges(ranges, _where(rel, lineno))
+        if lines is not None:
+            lines[name] = lineno
     return out
 
 
-def _read_intervals(rel: str) -> dict[str, tuple[tuple[int, int], ...]]:
+def _read_intervals(rel: str, lines: dict[str, int] | None = None) -> dict[str, tuple[tuple[int, int], ...]]:
+    """``{name: ((s, e), ...)}`` of a shipped ``intervals.txt``; ``lines``, when given, receives each name's line."""
     out: dict[str, tuple[tuple[int, int], ...]] = {}
     for lineno, line in _lines(rel):
         name, *parts = line.split()
         out[name] = _parse_intervals(CSV_INTERVAL_SEP.join(parts), _where(rel, lineno))
+        if lines is not None:
+            lines[name] = lineno
     return out
 
 
 def _weak_split(dataset: str, folder: str, annotation: str,
                 intervals: dict[str, tuple[tuple[int, int], ...]], frames: dict[str, int], anomalous_prefix: str,
-                aliases: Callable[[str], tuple[str, ...]]) -> DatasetSpec:
+                aliases: Callable[[str], tuple[str, ...]], lines: dict[str, int]) -> DatasetSpec:
     """Entries of a weak split: ``train.txt`` then ``test.txt`` of ``folder``. A name starting with
     ``anomalous_prefix`` (the official test clips) is anomalous and must have intervals, every other name normal
     and without; test anomalous entries carry their intervals, which must lie within ``frames`` where listed.
-    ``aliases(name)`` gives an entry's aliases."""
+    ``aliases(name)`` gives an entry's aliases; ``lines`` each annotated name's line in ``annotation``."""
     ann = _where(f"{folder}/{annotation}")
     entries: list[VideoEntry] = []
     for split, rel in (("train", f"{folder}/{WEAK_TRAIN}"), ("test", f"{folder}/{WEAK_TEST}")):
@@ -466,9 +508,10 @@ def _weak_split(dataset: str, folder: str, annotation: str,
             if anomalous and n_frames is not None and max(e for _, e in intervals[name]) > n_frames:
                 raise DatasetError(f"{ann}: {name}'s ranges {list(intervals[name])} pass its {n_frames} frames "
                                    f"({_where(f'{folder}/{FRAMES_FILE}')})")
+            test_intervals = anomalous and split == "test"
             entries.append(VideoEntry(name, int(anomalous), ANOMALY_CLASS if anomalous else NORMAL_CLASS, split,
-                                      intervals[name] if anomalous and split == "test" else (),
-                                      aliases=aliases(name)))
+                                      intervals[name] if test_intervals else (), aliases=aliases(name),
+                                      where=_where(f"{folder}/{annotation}", lines[name]) if test_intervals else ""))
     _check_unique(entries, _where(folder))
     return DatasetSpec(dataset, entries, _where(folder))
 
@@ -479,9 +522,9 @@ def _ucsd_aliases(name: str) -> tuple[str, ...]:
 
 
 def _load_ucsd(dataset: str) -> DatasetSpec:
-    folder = UCSD_DIRS[dataset]
-    return _weak_split(dataset, folder, UCSD_GT_FRAME, _read_ucsd_gt(f"{folder}/{UCSD_GT_FRAME}"),
-                       _read_frames(f"{folder}/{FRAMES_FILE}"), UCSD_TEST, _ucsd_aliases)
+    folder, lines = UCSD_DIRS[dataset], {}
+    return _weak_split(dataset, folder, UCSD_GT_FRAME, _read_ucsd_gt(f"{folder}/{UCSD_GT_FRAME}", lines),
+                       _read_frames(f"{folder}/{FRAMES_FILE}"), UCSD_TEST, _ucsd_aliases, lines)
 
 
 def _avenue_aliases(name: str) -> tuple[str, ...]:
@@ -490,8 +533,10 @@ def _avenue_aliases(name: str) -> tuple[str, ...]:
 
 
 def _load_avenue() -> DatasetSpec:
-    return _weak_split("avenue", AVENUE_DIR, AVENUE_INTERVALS, _read_intervals(f"{AVENUE_DIR}/{AVENUE_INTERVALS}"),
-                       _read_frames(f"{AVENUE_DIR}/{FRAMES_FILE}"), AVENUE_TEST_PREFIX, _avenue_aliases)
+    lines: dict[str, int] = {}
+    return _weak_split("avenue", AVENUE_DIR, AVENUE_INTERVALS,
+                       _read_intervals(f"{AVENUE_DIR}/{AVENUE_INTERVALS}", lines),
+                       _read_frames(f"{AVENUE_DIR}/{FRAMES_FILE}"), AVENUE_TEST_PREFIX, _avenue_aliases, lines)
 
 
 def official_intervals(dataset: str) -> dict[str, tuple[tuple[int, int], ...]]:
@@ -606,7 +651,7 @@ def load_labels_csv(path: str | Path, name: str | None = None) -> DatasetSpec:
             raise DatasetError(f"{where}: video {video} is already listed on line {lines[video]}; list each "
                                f"video once")
         lines[video] = lineno
-        by_split[split].append(VideoEntry(video, label, class_name, split, intervals))
+        by_split[split].append(VideoEntry(video, label, class_name, split, intervals, where=where))
     if header is None:
         raise DatasetError(f"{path}:1: empty labels CSV; write a header {','.join(CSV_REQUIRED + CSV_OPTIONAL)} "
                            f"and one line per video")

@@ -4,17 +4,36 @@ Frames are read **sequentially** and handed out as 16-frame snippets. Random acc
 and PyAV's seeking return wrong frames on some AVI / B-frame files, while sequential reads were exact in every
 decoder we measured. Only one snippet is held at a time, so memory stays bounded for hour-long videos.
 
-``open_video(path)`` probes the file with PyAV (container metadata: codec, fps, size, declared frame count),
-then decodes with decord, falling back to PyAV when decord cannot open the file.
+``open_video(path)`` probes the file with PyAV (container metadata: codec, fps, size, declared frame count and
+duration), then decodes with decord, falling back to PyAV when decord cannot open the file.
+
+**Timelines.** ``timeline="constant"`` (the default) hands out the frames a player shows: every decoded frame is
+placed by its timestamp on a constant-rate grid at the stream's nominal rate (PyAV's ``guessed_rate``, what
+ffmpeg's ``-vsync cfr`` / ``fps`` filter use), slot ``floor((t - t_first) * rate + 1/2)``; grid slot j shows the
+latest frame whose slot is at most j, so a gap in the timestamps repeats the previous frame and two frames in one
+slot keep the later one (the earlier is dropped), as ffmpeg's ``fps`` filter does. The last frame lasts until its
+own end (its duration, else one grid step). N, the snippets and ``info.fps`` all come from that grid, so frame j is
+at ``j / fps`` seconds, the time annotations and alerts refer to. ``timeline="decoded"`` hands out each decoded
+frame once, in order, whatever its timestamp (the behaviour of before; ``info.fps`` is the container's average
+rate). A constant-rate file gives the same frames either way: each frame lands in its own slot. A folder of frames
+is constant by definition. Repeated frames are written into the snippet buffer one at a time, never stored, so a
+10 s gap at 25 fps costs 250 copies into a 16-frame buffer, not 250 frames of memory.
+
+**Truncation** is judged by time: the end of the last decoded frame against the duration the container declares
+for the video stream (``TRUNCATION_TOLERANCE_*``), in both timelines, so a valid variable-frame-rate file with fewer
+coded frames than its declared frame count (AVI's skipped frames) is not truncated. Only a file that declares no
+duration, or whose frames carry no timestamps, falls back to comparing frame counts.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +45,18 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".m
                     ".3gp", ".ogv", ".gif")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 FRAME_FOLDER_FPS = 25.0  # frame rate assumed for a folder of frames unless the caller gives one
-# A file whose decoded frame count falls short of its container's declared count by more than this many frames
-# (and this fraction) is reported as truncated instead of silently giving fewer snippets.
+# A file whose decoded frames end earlier than its container's declared duration by more than this many frames
+# (at the nominal rate) and this fraction of the duration is reported as truncated instead of silently giving
+# fewer snippets (frame counts are compared instead when the container declares no duration).
 TRUNCATION_TOLERANCE_FRAMES = 2
 TRUNCATION_TOLERANCE_FRACTION = 0.01
 BACKENDS = ("auto", "decord", "pyav")
+TIMELINES = ("constant", "decoded")
+# The presentation timeline by default: annotations (frame labels, intervals) and detect's alerts refer to the
+# frames a player shows, which a variable-frame-rate file only gives on the constant-rate grid; constant-rate files
+# decode to exactly the same frames either way, so their features do not change (the default is left out of the
+# extractor fingerprint, pipeline.extract).
+DEFAULT_TIMELINE = "constant"
 # Resizing while decoding: libswscale converts YUV->RGB and scales in one pass, ~20x cheaper than resizing
 # decoded RGB frames in torch on a CPU. decord's `width/height` and PyAV's `interpolation="BILINEAR"` both use
 # swscale's bilinear filter (measured equal to within one grey level), which widens with the downscale factor,
@@ -42,8 +68,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a decoder knows about a video. ``n_frames`` is the count actually decoded (set after a full read);
-    ``declared_frames`` the container's own count (0 when unknown)."""
+    """What a decoder knows about a video. ``n_frames`` is the count of frames handed out (set after a full read:
+    grid frames on the constant timeline, decoded frames on the decoded one); ``decoded_frames`` the coded frames
+    actually decoded; ``declared_frames`` the container's own count (0 when unknown). ``fps`` is the rate the frames
+    are handed out at: the grid's (``nominal_fps``) on the constant timeline, the container's average rate on the
+    decoded one."""
 
     path: str
     fps: float
@@ -55,6 +84,10 @@ class VideoInfo:
     n_frames: int | None = None
     out_width: int = 0  # size of the frames handed out (differs from width/height when resized while decoding)
     out_height: int = 0
+    nominal_fps: float = 0.0  # the stream's nominal rate (ffmpeg's guess), the constant timeline's grid
+    declared_duration: float = 0.0  # seconds the container declares for the video stream (0 when unknown)
+    timeline: str = DEFAULT_TIMELINE
+    decoded_frames: int | None = None
 
     @property
     def resized(self) -> bool:
@@ -76,21 +109,106 @@ def short_side_size(width: int, height: int, short_side: int) -> tuple[int, int]
     return int(short_side * width / height), short_side
 
 
-class VideoDecoder(abc.ABC):
-    """Sequential RGB frames of one video. Use as a context manager or call :meth:`close`.
+def _grid_slot(t, origin, rate) -> int:
+    """The constant-rate grid slot of a frame starting at ``t`` seconds: nearest, halves up (ffmpeg's default
+    rounding). Exact with Fractions (PyAV's timestamps), to float precision with floats (decord's)."""
+    return math.floor((t - origin) * rate + Fraction(1, 2))
 
-    ``needed``: the positions within each 16-frame snippet that the consumer reads (None: all). A hint only: a
-    backend may leave the other positions' pixels unset (decord then skips their colour conversion and copy,
-    a quarter of the decoding time at low resolution when every other frame is read), so consumers must not read
-    them; frame counting, truncation checks and snippet boundaries are unchanged.
+
+class Timeline:
+    """Places decoded frames on the timeline one at a time (PyAV: the frames stream in and a frame's slot count is
+    known only once the next frame's timestamp is). The rule is :func:`grid_counts`'s, which places a whole list
+    of timestamps at once (decord knows them all before decoding).
+
+    ``first(start)`` for the first decoded frame; ``place(start)`` for each later one returns how many grid frames
+    the previous one fills (0: dropped, a duplicate of its slot; more than 1: repeated over a gap); ``finish(end)``
+    the count of the last frame, which lasts until ``end`` (None: one grid step) and is shown at least once. On the
+    decoded timeline every count is 1. Times are seconds from the stream's start; None (no timestamp) means one grid
+    step after the previous frame.
+    """
+
+    def __init__(self, kind: str, rate: Fraction | float):
+        self.constant = kind == "constant" and rate > 0
+        self.rate = rate if rate > 0 else Fraction(FRAME_FOLDER_FPS)
+        self.emitted = 0  # grid frames handed out so far
+        self.origin = None
+        self.last_start = None
+        self.timed = True  # every frame had a timestamp
+        self.end: Fraction | float | None = None  # end of the last frame, seconds from the stream's start
+
+    def _start(self, start):
+        if start is None:
+            self.timed = False
+            start = 0 if self.last_start is None else self.last_start + 1 / self.rate
+        if self.origin is None:
+            self.origin = start
+        self.last_start = start
+        return start
+
+    def first(self, start) -> None:
+        self._start(start)
+
+    def place(self, start) -> int:
+        start = self._start(start)
+        if not self.constant:
+            return 1
+        count = max(0, _grid_slot(start, self.origin, self.rate) - self.emitted)
+        self.emitted += count
+        return count
+
+    def finish(self, end) -> int:
+        """Count of the last frame (the one ``first`` or ``place`` saw last), which lasts until ``end``."""
+        start = self.last_start
+        self.end = end if end is not None and end > start else start + 1 / self.rate
+        if not self.constant:
+            return 1
+        count = max(1, _grid_slot(self.end, self.origin, self.rate) - self.emitted)
+        self.emitted += count
+        return count
+
+
+def grid_counts(starts: np.ndarray, end: float, rate: float) -> np.ndarray:
+    """int64 ``[n]``: how many grid frames each of ``n`` decoded frames fills on the constant timeline (the rule of
+    :class:`Timeline`, vectorised). ``starts`` float64 ``[n]`` seconds in decoding order, ``end`` the end of the
+    last frame. The grid frames handed out after frame i are the running maximum of the next frames' slots (slot j
+    shows the latest frame whose slot is at most j); the last frame is shown until ``end``, at least once."""
+    n = len(starts)
+    slots = np.floor((starts - starts[0]) * rate + 0.5).astype(np.int64)
+    emitted = np.maximum.accumulate(np.maximum(slots[1:], 0)) if n > 1 else np.zeros(0, dtype=np.int64)
+    before_last = int(emitted[-1]) if n > 1 else 0
+    final = max(before_last + 1, math.floor((end - starts[0]) * rate + 0.5))
+    return np.diff(np.concatenate([emitted, [final]]), prepend=0)
+
+
+def _needed(first: int, count: int, needed: frozenset[int] | None, size: int) -> bool:
+    """Whether a frame handed out at grid positions ``first .. first + count - 1`` lands on a snippet position the
+    consumer reads."""
+    if count <= 0:
+        return False
+    if needed is None or count >= size:
+        return True
+    return any((first + k) % size in needed for k in range(count))
+
+
+class VideoDecoder(abc.ABC):
+    """Sequential RGB frames of one video on its timeline (see the module docstring). Use as a context manager or
+    call :meth:`close`.
+
+    ``needed``: the positions within each 16-frame snippet that the consumer reads (None: all). A hint only: the
+    other positions' pixels are unspecified (zeros, or a repeated frame's copy; a frame that lands only on them is
+    not converted: decord skips its colour conversion and copy, a quarter of the decoding time at low resolution
+    when every other frame is read, and PyAV its RGB conversion), so consumers must not read them; frame counting,
+    truncation checks and snippet boundaries are unchanged.
     """
 
     info: VideoInfo
     needed: tuple[int, ...] | None = None
 
     @abc.abstractmethod
-    def _frame_batches(self) -> Iterator[np.ndarray]:
-        """Yields consecutive uint8 ``[n, H, W, 3]`` batches (n >= 1) in display order."""
+    def _placed_frames(self, size: int) -> Iterator[tuple[np.ndarray | None, int]]:
+        """Yields ``(frame, count)`` in display order: a uint8 ``[H, W, 3]`` frame (None when none of its positions
+        is needed) handed out ``count`` times (0: dropped). Afterwards ``self._timeline`` holds the last frame's end
+        and ``self._decoded`` the number of coded frames decoded."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
@@ -101,39 +219,60 @@ class VideoDecoder(abc.ABC):
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def _needed_set(self) -> frozenset[int] | None:
+        return frozenset(self.needed) if self.needed is not None else None
+
     def snippets(self, size: int = SNIPPET_FRAMES) -> Iterator[np.ndarray]:
         """Yields uint8 ``[size, H, W, 3]`` snippets of consecutive frames; a trailing partial snippet is dropped.
 
-        After the generator is exhausted, ``self.info.n_frames`` holds the number of frames decoded. Raises
-        :class:`VideoError` when the stream is truncated or the frame size changes mid-stream.
+        After the generator is exhausted, ``self.info.n_frames`` holds the number of frames handed out (on the
+        timeline) and ``self.info.decoded_frames`` the number decoded. Raises :class:`VideoError` when the stream is
+        truncated or the frame size changes mid-stream.
         """
+        self._decoded = 0
+        self._timeline: Timeline | None = None
         buf = None
         filled = 0
-        decoded = 0
-        for batch in self._frame_batches():
-            if buf is None:
-                buf = np.empty((size, *batch.shape[1:]), dtype=np.uint8)
-            if batch.shape[1:] != buf.shape[1:]:
-                raise VideoError(self.info.path, f"frame size changed from {buf.shape[2]}x{buf.shape[1]} to "
-                                 f"{batch.shape[2]}x{batch.shape[1]} at frame {decoded}",
-                                 "re-encode the video at one resolution (e.g. ffmpeg -vf scale=W:H)")
-            start = 0
-            while start < len(batch):
-                take = min(size - filled, len(batch) - start)
-                buf[filled:filled + take] = batch[start:start + take]
-                filled += take
-                start += take
+        handed = 0
+        for frame, count in self._placed_frames(size):
+            if frame is not None:
+                if buf is None:
+                    buf = np.zeros((size, *frame.shape), dtype=np.uint8)
+                if frame.shape != buf.shape[1:]:
+                    raise VideoError(self.info.path, f"frame size changed from {buf.shape[2]}x{buf.shape[1]} to "
+                                     f"{frame.shape[1]}x{frame.shape[0]} at frame {handed}",
+                                     "re-encode the video at one resolution (e.g. ffmpeg -vf scale=W:H)")
+            elif buf is None and count > 0:
+                buf = np.zeros((size, self.info.out_height, self.info.out_width, 3), dtype=np.uint8)
+            for _ in range(count):  # a repeated frame is copied into the buffer, never stored
+                if frame is not None:
+                    buf[filled] = frame
+                else:
+                    buf[filled] = 0
+                filled += 1
+                handed += 1
                 if filled == size:
                     yield buf.copy()
                     filled = 0
-            decoded += len(batch)
-        self.info = replace(self.info, n_frames=decoded)
-        self._check_complete(decoded)
+        self.info = replace(self.info, n_frames=handed, decoded_frames=self._decoded)
+        self._check_complete()
 
-    def _check_complete(self, decoded: int) -> None:
+    def _check_complete(self) -> None:
+        decoded = self._decoded
         if decoded == 0:
             raise VideoError(self.info.path, "no frame could be decoded (corrupt or truncated file)",
                              "re-download or re-encode the file")
+        declared_s = self.info.declared_duration
+        timeline = self._timeline
+        if declared_s > 0 and timeline is not None and timeline.timed and timeline.end is not None:
+            rate = self.info.nominal_fps or self.info.fps or FRAME_FOLDER_FPS
+            missing_s = declared_s - float(timeline.end)
+            if missing_s > max(TRUNCATION_TOLERANCE_FRAMES / rate, TRUNCATION_TOLERANCE_FRACTION * declared_s):
+                raise VideoError(self.info.path, f"truncated: the decoded frames end at {float(timeline.end):.2f} s "
+                                 f"of the {declared_s:.2f} s the container declares ({decoded} frames decoded)",
+                                 "re-download or re-encode the file")
+            return
         declared = self.info.declared_frames
         if declared <= 0:
             return
@@ -141,6 +280,26 @@ class VideoDecoder(abc.ABC):
         if missing > max(TRUNCATION_TOLERANCE_FRAMES, TRUNCATION_TOLERANCE_FRACTION * declared):
             raise VideoError(self.info.path, f"truncated: decoded {decoded} of the {declared} frames the "
                              "container declares", "re-download or re-encode the file")
+
+
+def _declared_duration(stream, container, nominal_fps: float) -> float:
+    """Seconds the container declares for the video stream: its own duration, else Matroska's per-stream
+    ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``); 0 when unknown. The container's overall duration is not used: it
+    covers the audio too, which may run longer. An AVI's header counts the stream's frame slots, skipped (empty)
+    frames included (``dwLength``), so ``frames / rate`` is its declared length; libavformat's duration of an AVI
+    whose index is lost (a truncated file) is only what it found while scanning."""
+    seconds = 0.0
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+        match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", tag.strip()) if tag else None
+        if match:
+            hours, minutes, secs = match.groups()
+            seconds = int(hours) * 3600 + int(minutes) * 60 + float(secs)
+    if "avi" in (container.format.name or "").split(",") and stream.frames and nominal_fps > 0:
+        seconds = max(seconds, stream.frames / nominal_fps)
+    return seconds
 
 
 def _probe(path: str) -> VideoInfo:
@@ -153,10 +312,12 @@ def _probe(path: str) -> VideoInfo:
                 raise VideoError(path, "the file has no video stream", "pass a video file")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.base_rate or stream.guessed_rate
-            fps = float(rate) if rate else 0.0
-            return VideoInfo(path=path, fps=fps, width=stream.codec_context.width,
+            nominal = stream.guessed_rate or stream.base_rate or stream.average_rate
+            nominal = float(nominal) if nominal else 0.0
+            return VideoInfo(path=path, fps=float(rate) if rate else 0.0, width=stream.codec_context.width,
                              height=stream.codec_context.height, codec=stream.codec_context.name,
-                             backend="", declared_frames=int(stream.frames or 0))
+                             backend="", declared_frames=int(stream.frames or 0), nominal_fps=nominal,
+                             declared_duration=_declared_duration(stream, container, nominal))
     except VideoError:
         raise
     except Exception as exc:  # PyAV raises many error types for unreadable input
@@ -164,8 +325,15 @@ def _probe(path: str) -> VideoInfo:
                          "check that the file is a complete video (e.g. play it with ffprobe/ffplay)") from exc
 
 
+def _rate(info: VideoInfo) -> Fraction:
+    """The grid rate as an exact fraction (the probe's float, e.g. 30000/1001 from 29.97002997...)."""
+    return Fraction(info.nominal_fps).limit_denominator(100_000) if info.nominal_fps > 0 else Fraction(0)
+
+
 class DecordDecoder(VideoDecoder):
-    """decord backend: consecutive ascending index batches, never a seek backwards or a jump."""
+    """decord backend: consecutive ascending index batches, never a seek backwards or a jump. decord knows every
+    frame's timestamp before decoding, so the whole timeline is placed first (:func:`grid_counts`) and frames that
+    are dropped or land only on positions nobody reads are not converted."""
 
     BATCH = SNIPPET_FRAMES
 
@@ -176,27 +344,60 @@ class DecordDecoder(VideoDecoder):
         self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, **size)
         self.info = replace(info, backend="decord")
 
-    def _frame_batches(self) -> Iterator[np.ndarray]:
+    def _counts(self, n: int) -> np.ndarray:
+        """Grid frames per decoded frame (all 1 on the decoded timeline); sets ``self._timeline``'s end."""
+        times = np.asarray(self._reader.get_frame_timestamp(list(range(n)))).reshape(n, 2)  # float32 [start, end]
+        self._starts = times[:, 0].astype(np.float64)  # 8 bytes a frame: 2.6 MB for an hour at 90 fps
+        rate = float(_rate(self.info))
+        timeline = self._timeline = Timeline(self.info.timeline, rate)
+        timeline.first(float(self._starts[0]))
+        timeline.last_start = float(self._starts[-1])  # the end of the video is all the truncation check needs
+        timeline.finish(float(times[-1, 1]))
+        if not timeline.constant:
+            return np.ones(n, dtype=np.int64)
+        return grid_counts(self._starts, float(timeline.end), rate)
+
+    def _placed_frames(self, size: int) -> Iterator[tuple[np.ndarray | None, int]]:
         n = len(self._reader)
+        if n == 0:
+            return
+        counts = self._counts(n)
+        needed = self._needed_set
+        first = 0  # grid position of the next frame's first copy
         for start in range(0, n, self.BATCH):
             stop = min(start + self.BATCH, n)
-            if self.needed is None or len(self.needed) == self.BATCH:
-                yield self._reader.get_batch(list(range(start, stop))).asnumpy()
-                continue
-            # Still decoded in order (inter-coded frames need their references), but only the needed frames are
-            # converted and copied out; the batch keeps its full length so snippets stay aligned.
-            keep = [start + k for k in self.needed if start + k < stop]
-            batch = np.zeros((stop - start, self.info.out_height, self.info.out_width, 3), dtype=np.uint8)
-            if keep:
-                batch[[i - start for i in keep]] = self._reader.get_batch(keep).asnumpy()
-            yield batch
+            keep = []
+            for i in range(start, stop):
+                if _needed(first, int(counts[i]), needed, size):
+                    keep.append(i)
+                first += int(counts[i])
+            # Still decoded in order (inter-coded frames need their references), but only the kept frames are
+            # converted and copied out.
+            try:
+                frames = self._reader.get_batch(keep).asnumpy() if keep else None
+            except Exception as exc:  # decord's DECORDError: a damaged packet part-way through
+                # decord's decoding thread reads ahead, so where the damage lies is not known to the frame (it may
+                # fail on the first batch of a file damaged at its end): the video fails by name. PyAV decodes up to
+                # the damage and judges truncation by time.
+                declared = f" of the {self.info.declared_duration:.2f} s the container declares" \
+                    if self.info.declared_duration else ""
+                raise VideoError(self.info.path, f"truncated or damaged: decord stopped decoding at "
+                                 f"{float(self._starts[start]):.2f} s{declared} "
+                                 f"({str(exc).splitlines()[0][-120:]})",
+                                 "re-download or re-encode the file (--decoder pyav decodes up to the damage)"
+                                 ) from None
+            at = {i: k for k, i in enumerate(keep)}
+            for i in range(start, stop):
+                self._decoded += 1
+                yield (frames[at[i]] if i in at else None), int(counts[i])
 
     def close(self) -> None:
         self._reader = None
 
 
 class PyAVDecoder(VideoDecoder):
-    """PyAV backend: demux + decode in display order, converted to RGB."""
+    """PyAV backend: demux + decode in display order, converted to RGB. A frame is converted only once the next
+    frame's timestamp says how often it is shown (and only when a needed position gets it)."""
 
     def __init__(self, path: str, info: VideoInfo):
         import av
@@ -206,17 +407,45 @@ class PyAVDecoder(VideoDecoder):
         self._stream.thread_type = "AUTO"
         self.info = replace(info, backend="pyav")
 
-    def _frame_batches(self) -> Iterator[np.ndarray]:
+    def _times(self, frame) -> tuple[Fraction | None, Fraction | None]:
+        """(start, end) of a decoded frame in seconds from the stream's start, exact; None when unknown."""
+        base = frame.time_base or self._stream.time_base
+        if frame.pts is None or not base:
+            return None, None
+        start = (frame.pts - (self._stream.start_time or 0)) * Fraction(base)
+        duration = getattr(frame, "duration", None)
+        return start, (start + duration * Fraction(base)) if duration else None
+
+    def _placed_frames(self, size: int) -> Iterator[tuple[np.ndarray | None, int]]:
         import av
 
-        size = ({"width": self.info.out_width, "height": self.info.out_height, "interpolation": "BILINEAR"}
-                if self.info.resized else {})
+        resize = ({"width": self.info.out_width, "height": self.info.out_height, "interpolation": "BILINEAR"}
+                  if self.info.resized else {})
+        needed = self._needed_set
+        timeline = self._timeline = Timeline(self.info.timeline, _rate(self.info))
+        pending = None  # the previous decoded frame and its end, waiting for its count
+        first = 0  # grid position of the pending frame's first copy
+
+        def hand_out(frame, count):
+            nonlocal first
+            pixels = frame.to_ndarray(format="rgb24", **resize) if _needed(first, count, needed, size) else None
+            first += count
+            return pixels, count
+
         try:
             for frame in self._container.decode(self._stream):
-                yield frame.to_ndarray(format="rgb24", **size)[None]
+                start, end = self._times(frame)
+                self._decoded += 1
+                if pending is None:
+                    timeline.first(start)
+                else:
+                    yield hand_out(pending[0], timeline.place(start))
+                pending = (frame, end)
         except av.FFmpegError as exc:
             # A decode error part-way through: the frames so far are kept; _check_complete decides on truncation.
             log.warning("%s: decoding stopped early: %s", self.info.path, exc)
+        if pending is not None:
+            yield hand_out(pending[0], timeline.finish(pending[1]))
 
     def close(self) -> None:
         self._container.close()
@@ -251,9 +480,11 @@ class FrameFolderDecoder(VideoDecoder):
             codec = (first.format or "image").lower()
         out_w, out_h = decode_size(width, height, short_side, square)
         self.info = VideoInfo(path=str(folder), fps=fps, width=width, height=height, codec=codec,
-                              backend="frames", declared_frames=len(self._files), out_width=out_w, out_height=out_h)
+                              backend="frames", declared_frames=len(self._files), out_width=out_w, out_height=out_h,
+                              nominal_fps=fps)
 
-    def _frame_batches(self) -> Iterator[np.ndarray]:
+    def _placed_frames(self, size: int) -> Iterator[tuple[np.ndarray | None, int]]:
+        """Each frame once: a folder of frames is on a constant timeline by definition (no timestamps)."""
         from PIL import Image
 
         for f in self._files:
@@ -262,14 +493,15 @@ class FrameFolderDecoder(VideoDecoder):
                     im = im.convert("RGB")
                     if im.size != (self.info.out_width, self.info.out_height):
                         im = im.resize((self.info.out_width, self.info.out_height), Image.BILINEAR)
-                    yield np.asarray(im)[None]
+                    self._decoded += 1
+                    yield np.asarray(im), 1
             except OSError as exc:
                 raise VideoError(str(f), f"unreadable frame ({exc})", "replace or remove the frame file") from exc
 
 
 def open_video(path: str | Path, *, backend: str = "auto", fps: float | None = None,
                short_side: int | None = None, needed: tuple[int, ...] | None = None,
-               square: bool = False) -> VideoDecoder:
+               square: bool = False, timeline: str = DEFAULT_TIMELINE) -> VideoDecoder:
     """Open a video file or a folder of frames for sequential snippet reading.
 
     backend: ``auto`` (decord, then PyAV when decord cannot open the file), ``decord`` or ``pyav``.
@@ -278,8 +510,15 @@ def open_video(path: str | Path, *, backend: str = "auto", fps: float | None = N
         None keeps the original size.
     needed: positions within each snippet the caller reads (see :class:`VideoDecoder`); None: all.
     square: resize the whole frame to ``short_side`` x ``short_side`` instead (aspect changed, one resize).
+    timeline: ``constant`` (frames on the stream's constant-rate grid, as a player shows them) or ``decoded``
+        (every decoded frame once); see the module docstring. A folder of frames is the same either way.
     """
+    if timeline not in TIMELINES:
+        raise ValueError(f"timeline must be one of {TIMELINES}, got {timeline!r}")
     decoder = _open(path, backend=backend, fps=fps, short_side=short_side, square=square)
+    if decoder.info.backend != "frames":
+        fps_out = decoder.info.nominal_fps if timeline == "constant" and decoder.info.nominal_fps > 0 else None
+        decoder.info = replace(decoder.info, timeline=timeline, fps=fps_out or decoder.info.fps)
     decoder.needed = tuple(sorted(set(needed))) if needed is not None else None
     return decoder
 

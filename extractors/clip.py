@@ -10,6 +10,7 @@ import torch
 
 from extractors import weights as W
 from extractors.base import SNIPPET_FRAMES, Backbone, Preprocessing
+from extractors.files import BadFile, describe_load_error, one_line, quiet_pickle_warnings
 
 # open_clip's own eval transform for the OpenAI weights: short side 224 bicubic, centre crop 224, CLIP mean/std.
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -50,6 +51,14 @@ def _library_download(model_name: str):
     return open_clip.pretrained.download_pretrained(cfg, cache_dir=str(W.weights_dir() / "open_clip"))
 
 
+def _bad_checkpoint_reason(exc: BaseException, name: str, model_name: str, path) -> str:
+    """Why open_clip could not build ``model_name`` from a weights file: unreadable, or other tensors."""
+    message = str(exc)
+    if "Error(s) in loading state_dict" in message or isinstance(exc, (KeyError, StopIteration)):
+        return f"the {name} weights are not an open_clip {model_name} checkpoint ({one_line(message) or 'empty'})"
+    return f"cannot read the {name} weights: {describe_load_error(exc, path)}"
+
+
 def build(weights: str | None = None, *, name: str = "clip", crops: int = 1, frames: int = DEFAULT_FRAMES,
           device="cpu") -> ClipBackbone:
     """weights: None (OpenAI weights through open_clip's download, cached), ``"random"``, or a path to an
@@ -68,10 +77,14 @@ def build(weights: str | None = None, *, name: str = "clip", crops: int = 1, fra
     choice = W.resolve(name, weights, [], how_to_get=how)
     # The OpenAI weights were trained with QuickGELU; without forcing it a local file would silently run GELU.
     try:
-        model = open_clip.create_model(model_name, pretrained=None if choice.is_random else str(choice.path),
-                                       force_quick_gelu=True)
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise W.WeightsNotFound(f"{choice.path} is not an open_clip {model_name} checkpoint ({exc}): pass "
-                                f"--weights {name}=PATH with one") from exc
+        with quiet_pickle_warnings():
+            model = open_clip.create_model(model_name, pretrained=None if choice.is_random else str(choice.path),
+                                           force_quick_gelu=True)
+    except Exception as exc:  # noqa: BLE001 - torch.load's and load_state_dict's many types for a bad file
+        if choice.is_random:
+            raise
+        raise BadFile(choice.path, _bad_checkpoint_reason(exc, name, model_name, choice.path),
+                      f"delete it and run once with network access so open_clip downloads it again, or pass "
+                      f"--weights {name}=PATH with an open_clip {model_name} checkpoint") from None
     return ClipBackbone(name, model.visual, PREPROCESSING, crops=crops, frame_indices=centre_frames(frames),
                         weights_id=choice.id, device=device)

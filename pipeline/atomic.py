@@ -4,16 +4,89 @@ A process killed mid-write leaves at most a temp file, never a half-written dest
 after its writer (``<stem>.<pid>@<host>.<thread><suffix>.tmp``) so a later process can tell whether the writer is
 gone: the host matters when several machines share a folder (Ray workers writing one store on a network disk),
 where a pid means nothing on another machine.
+
+A full disk is one named error, :class:`NoSpaceError` ("no space left on DEVICE while writing PATH"), whatever layer
+noticed it (a plain ``write``, numpy, or torch's zip writer, which reports it as a ``RuntimeError``); the destination
+is untouched and the temp file removed, so nothing already written is lost.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
 import threading
 from pathlib import Path
 from typing import Callable, IO
+
+from pipeline.errors import UserError
+
+# A write that fails while the disk has less free space than this is taken for a full disk even when the layer that
+# failed lost the errno (torch's zip writer raises "RuntimeError: [enforce fail at inline_container.cc]").
+FULL_DISK_MARGIN_BYTES = 1 << 20
+_NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+MOUNTINFO = "/proc/self/mountinfo"  # Linux: which device and mount point hold a path (for the message)
+
+
+class NoSpaceError(UserError):
+    """The disk filled up during a write: names the device and the file; what was written before is kept."""
+
+    def __init__(self, path: str | Path, device: str | None = None):
+        self.path = Path(path)
+        self.device = device or device_of(self.path)
+        super().__init__(f"no space left on {self.device} while writing {self.path}; free some space there (or "
+                         "move the store to a larger disk) and run the command again: everything written before is "
+                         "kept")
+
+
+def device_of(path: str | Path) -> str:
+    """The device and mount point of the filesystem holding ``path`` (its nearest existing folder), as in
+    ``/dev/sda1 (mounted at /data)``; the folder itself when the mount table cannot be read."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        dev = os.stat(p).st_dev
+        best: tuple[str, str] | None = None
+        with open(MOUNTINFO, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if " - " not in line or len(fields) < 5:
+                    continue
+                major, _, minor = fields[2].partition(":")
+                if not (major.isdigit() and minor.isdigit()) or os.makedev(int(major), int(minor)) != dev:
+                    continue
+                mount = fields[4].replace("\\040", " ")
+                source = line.split(" - ", 1)[1].split()[1:2] or ["?"]
+                if best is None or len(mount) > len(best[1]):
+                    best = (source[0], mount)
+        if best:
+            return f"{best[0]} (mounted at {best[1]})"
+    except OSError:
+        pass
+    return f"the disk holding {p}"
+
+
+def is_out_of_space(exc: BaseException, folder: str | Path | None = None) -> bool:
+    """Whether ``exc`` (or an exception it chains) is a full disk: errno ENOSPC / EDQUOT, or any failure while the
+    disk holding ``folder`` has less than ``FULL_DISK_MARGIN_BYTES`` free."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _NO_SPACE_ERRNOS:
+            return True
+        if "no space left on device" in str(e).lower() or "database or disk is full" in str(e).lower():
+            return True
+        e = e.__cause__ or e.__context__
+    if folder is None:
+        return False
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_DISK_MARGIN_BYTES
 
 
 def host_name() -> str:
@@ -31,18 +104,34 @@ def temp_owner(name: str) -> tuple[int, str | None] | None:
     return (int(pid), host or None) if pid.isdigit() else None
 
 
-def atomic_write(dest: str | Path, write: Callable[[IO[bytes]], None], *, tmp_dir: str | Path | None = None) -> Path:
-    """Call ``write(file)`` on a temp file, then move it to ``dest`` in one step."""
+def temp_path(dest: str | Path, folder: str | Path) -> Path:
+    """The temp file a write to ``dest`` goes through, in ``folder``, named after its writer (module docstring)."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(folder) / f"{dest.stem}.{os.getpid()}@{host_name()}.{threading.get_ident()}{dest.suffix}.tmp"
+
+
+def _open_temp(path: Path) -> IO[bytes]:
+    """The temp file's handle (a function of its own so that tests can hand out a full disk: ``/dev/full``)."""
+    return open(path, "wb")
+
+
+def atomic_write(dest: str | Path, write: Callable[[IO[bytes]], None], *, tmp_dir: str | Path | None = None) -> Path:
+    """Call ``write(file)`` on a temp file, then move it to ``dest`` in one step. Raises NoSpaceError when the disk
+    is full (``dest`` then keeps its previous content, if any)."""
+    dest = Path(dest)
     folder = Path(tmp_dir) if tmp_dir is not None else dest.parent
-    tmp = folder / f"{dest.stem}.{os.getpid()}@{host_name()}.{threading.get_ident()}{dest.suffix}.tmp"
+    tmp = temp_path(dest, folder)
     try:
-        with open(tmp, "wb") as f:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _open_temp(tmp) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dest)
+    except Exception as exc:
+        if is_out_of_space(exc, folder if folder.is_dir() else None):
+            raise NoSpaceError(dest) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     dir_fd = os.open(dest.parent, os.O_RDONLY)

@@ -1,7 +1,9 @@
 """Training configuration: dataclasses whose defaults are the papers' values (method.md §3-§9).
 
 Precedence: dataclass defaults < an optional YAML file (``--config``) < ``--set section.key=value`` flags <
-the dedicated CLI flags (``--epochs``, ``--seed``, ...). Unknown sections or keys are errors. The resolved
+the dedicated CLI flags (``--epochs``, ``--seed``, ...). Unknown sections or keys are errors, and so is a value
+outside its range (``RANGES``: every number finite, learning rates in (0, 1000], dropouts and shares in [0, 1),
+sizes and counts at least 1, ...; the error names the key, the value and the range). The resolved
 config is saved in every run folder and inside every checkpoint, and its canonical JSON enters the run key.
 
 YAML layout (every key optional)::
@@ -27,6 +29,7 @@ stages' sections are still checked (unknown keys, types), so one YAML file can s
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from importlib import resources
 from dataclasses import dataclass, field
@@ -152,6 +155,9 @@ class RunConfig:
                 **{name: dataclasses.asdict(getattr(self, name)) for name in STAGE_SECTIONS[self.stage]}}
 
     def validate(self) -> None:
+        """Every field in its :data:`RANGES` range, then the checks that relate fields or name choices."""
+        for section in RANGES:
+            check_ranges(section, dataclasses.asdict(getattr(self, section)), f"config: {section}")
         checks = [
             (self.stage in STAGES, f"stage must be one of {STAGES}"),
             (len(self.backbones) >= 1, "at least one backbone is needed"),
@@ -162,18 +168,10 @@ class RunConfig:
              f"{LOWRES} frames are the lightning student's input; give feature backbones"),
             (self.adversarial.regression in lightning.REGRESSIONS,
              f"adversarial.regression must be one of {lightning.REGRESSIONS}"),
-            (self.adversarial.window >= 2, "adversarial.window must be at least 2 snippets"),
             (0 <= self.adversarial.shift < self.lightning.size, "adversarial.shift must be in [0, lightning.size)"),
             (self.train.crops in CROP_MODES, f"train.crops must be one of {CROP_MODES}"),
             (self.mil.pairing in losses.MIL_PAIRINGS, f"mil.pairing must be one of {losses.MIL_PAIRINGS}"),
-            (self.mil.topk >= 1, "mil.topk must be at least 1 (1: the max segment score)"),
             (self.train.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}"),
-            (0.0 <= self.train.val_fraction < 1.0, "train.val_fraction must be in [0, 1)"),
-            (self.train.epochs >= 1, "train.epochs must be at least 1"),
-            (self.train.min_steps >= 0, "train.min_steps must be 0 (epochs alone) or more"),
-            (self.train.min_val_videos >= 1, "train.min_val_videos must be at least 1"),
-            (self.train.batch_anomalous >= 1 and self.train.batch_normal >= 1, "batch sizes must be at least 1"),
-            (self.distill.tau > 0, "distill.tau must be positive"),
         ]
         for ok, message in checks:
             if not ok:
@@ -182,6 +180,90 @@ class RunConfig:
 
 class ConfigError(UserError):
     """A user mistake in a config file or flag; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric config field may take: always finite (NaN and infinities are refused everywhere),
+    from ``low`` to ``high``, each end included unless marked open. A tuple field's every item must lie in it."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self, integer: bool = False) -> str:
+        """``a finite number in (0, inf)``, ``a finite number in [0, 1)``, ``an integer in [1, inf)``."""
+        def end(v: float) -> str:
+            if math.isinf(v):
+                return "inf" if v > 0 else "-inf"
+            return str(int(v)) if float(v).is_integer() else f"{v:g}"
+        left = "(" if self.low_open or math.isinf(self.low) else "["
+        right = ")" if self.high_open or math.isinf(self.high) else "]"
+        return f"{'an integer' if integer else 'a finite number'} in {left}{end(self.low)}, {end(self.high)}{right}"
+
+
+POSITIVE = Range(0.0, low_open=True)  # epsilons, temperatures
+# Learning rates: > 0, and at most this. Far larger rates only diverge (the loop stops at the first non-finite
+# loss); past float32's range (3.4e38) torch's optimisers fail outright instead of training.
+MAX_LEARNING_RATE = 1e3
+LEARNING_RATE = Range(0.0, MAX_LEARNING_RATE, low_open=True)
+NON_NEGATIVE = Range(0.0)  # loss weights, decays, margins, step counts that may be 0
+AT_LEAST_1 = Range(1)  # sizes and counts
+FRACTION = Range(0.0, 1.0, high_open=True)  # dropouts, shares, Adam betas: [0, 1)
+UNIT = Range(0.0, 1.0)  # thresholds on scores in [0, 1]
+FINITE = Range()  # initial values that may have either sign
+SEED = Range(0, 2**32 - 1)  # a 32-bit seed (numpy's generators refuse negative ones)
+
+# Every numeric field of every section and the values it may take (bool and str fields are checked by their
+# choices). `--set train.lr_temporal=nan` or `lr=-1` is refused with the key, the value and this range.
+RANGES: dict[str, dict[str, Range]] = {
+    "train": {"epochs": AT_LEAST_1, "min_steps": NON_NEGATIVE, "batch_anomalous": AT_LEAST_1,
+              "batch_normal": AT_LEAST_1, "lr_temporal": LEARNING_RATE, "lr_other": LEARNING_RATE,
+              "weight_decay": NON_NEGATIVE, "adagrad_eps": POSITIVE, "n_segments": AT_LEAST_1,
+              "val_fraction": FRACTION, "min_val_videos": AT_LEAST_1, "split_seed": SEED, "seed": SEED},
+    "mil": {"smoothness": NON_NEGATIVE, "sparsity": NON_NEGATIVE, "topk": AT_LEAST_1},
+    # flat_eps divides (min-max normalisation's floor): 0 would turn a flat row into NaN
+    "distill": {"alpha": NON_NEGATIVE, "tau": POSITIVE, "delta": UNIT, "smoothing_e": NON_NEGATIVE,
+                "flat_eps": POSITIVE, "head_hidden": AT_LEAST_1, "head_dim": AT_LEAST_1, "bce_weight": NON_NEGATIVE},
+    "ddl": {"topk_divisor": AT_LEAST_1, "k_dynamics": AT_LEAST_1, "margin": NON_NEGATIVE,
+            "rank_weight": NON_NEGATIVE, "align_weight": NON_NEGATIVE},
+    "adversarial": {"adversarial_weight": NON_NEGATIVE, "window": Range(2), "lr": LEARNING_RATE, "beta1": FRACTION,
+                    "beta2": FRACTION, "shift": NON_NEGATIVE},
+    "model": {"d_model": AT_LEAST_1, "projection_hidden": AT_LEAST_1, "n_heads": AT_LEAST_1, "k": AT_LEAST_1,
+              "ffn_dim": AT_LEAST_1, "dropout": FRACTION, "attention_dropout": FRACTION, "layer_norm_eps": POSITIVE,
+              "classifier_hidden": AT_LEAST_1, "classifier_bottleneck": AT_LEAST_1, "classifier_dropout": FRACTION,
+              "conv_kernel": AT_LEAST_1, "backbone_dropout": FRACTION},
+    "lanet": {"d_model": AT_LEAST_1, "n_heads": AT_LEAST_1, "ffn_dim": AT_LEAST_1, "dropout": FRACTION,
+              "attention_dropout": FRACTION, "layer_norm_eps": POSITIVE, "locality_w_init": FINITE,
+              "locality_b_init": FINITE, "classifier_hidden": AT_LEAST_1, "classifier_kernel": AT_LEAST_1,
+              "classifier_dropout": FRACTION},
+    "lightning": {"frames": AT_LEAST_1, "size": AT_LEAST_1, "channels": AT_LEAST_1, "stem_kernel": AT_LEAST_1,
+                  "stem_stride": AT_LEAST_1, "head_hidden": AT_LEAST_1, "disc_channels": AT_LEAST_1,
+                  "disc_kernel": AT_LEAST_1, "pool_fraction": Range(0.0, 1.0, low_open=True)},
+}
+
+
+def check_ranges(section: str, values: dict, where: str) -> None:
+    """Raise ConfigError for the first value of ``values`` (key -> typed value of ``section``) outside its
+    :data:`RANGES` entry, naming ``where.key``, the value and the range."""
+    for key, value in values.items():
+        allowed = RANGES.get(section, {}).get(key)
+        if allowed is None or isinstance(value, bool):
+            continue
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(v, (int, float)) and v in allowed for v in items):
+            shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in items)
+            each = "each value " if isinstance(value, tuple) else ""
+            raise ConfigError(f"{where}.{key}={shown}: out of range, {each}must be "
+                              f"{allowed.describe(isinstance(items[0], int))}")
 
 
 _SECTIONS = {"model": ModelConfig, "train": TrainConfig, "mil": MILConfig, "distill": DistillConfig,
@@ -212,13 +294,14 @@ def _coerce(value, kind: type, where: str):
         raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}") from None
 
 
-def _section(cls, values: dict, where: str):
+def _section(section: str, cls, values: dict, where: str):
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(names)}")
     hints = typing.get_type_hints(cls)  # every field is an int, float, bool, str or tuple of ints
     typed = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    check_ranges(section, typed, where)
     try:
         return dataclasses.replace(cls(), **typed)
     except ValueError as exc:  # a section's own checks (e.g. ModelConfig: d_model divisible by n_heads)
@@ -266,7 +349,8 @@ def build_config(stage: str, backbones: tuple[str, ...] | None = None, *, layers
             if section not in _SECTIONS:
                 raise ConfigError(f"{where}: unknown section {section!r}; known: {', '.join(_SECTIONS)}")
             merged.setdefault(section, {}).update(values)
-    sections = {name: _section(cls, merged.get(name, {}), f"{where}: {name}") for name, cls in _SECTIONS.items()}
+    sections = {name: _section(name, cls, merged.get(name, {}), f"{where}: {name}")
+                for name, cls in _SECTIONS.items()}
     config = RunConfig(stage=stage, backbones=tuple(backbones or DEFAULT_BACKBONES[stage]), **sections)
     config.validate()
     return config

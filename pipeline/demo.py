@@ -19,7 +19,8 @@ from data.synthetic import generate_dataset
 from extractors.weights import WeightsNotFound
 from pipeline import evaluate, extract, train
 from pipeline.fetch import fetch_all
-from pipeline.store import FeatureStore
+from pipeline.errors import UserError
+from pipeline.store import open_store
 
 DEFAULT_OUT = "dakd-demo"
 TEACHER_BACKBONES = "i3d,effnet_lite0"  # the two backbones whose real weights a registry carries
@@ -34,8 +35,8 @@ DEMO_TRAIN = ["--set", "train.batch_anomalous=4", "--set", "train.batch_normal=4
 
 def _latest(store: Path, stage: str, backbones: str, dataset: Path) -> str:
     """Key prefix of the most recent finished run of ``stage`` on ``backbones`` and ``dataset``."""
-    runs = [r for r in FeatureStore(store).runs(stage) if r["status"] == "done" and r["backbones"] == backbones
-            and r["dataset"] == str(dataset.resolve())]
+    runs = [r for r in open_store(store, create=False).runs(stage)
+            if r["status"] == "done" and r["backbones"] == backbones and r["dataset"] == str(dataset.resolve())]
     return runs[-1]["key"][:12]
 
 
@@ -72,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
                                             *quiet])),
     ]
     for name, run in stages:
-        code = run()
+        try:
+            code = run()
+        except UserError as exc:  # the store's faults, named (a damaged manifest, ...)
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if code != 0:
             print(f"demo: the {name} stage failed (exit code {code}); see the messages above", file=sys.stderr)
             return code

@@ -2,6 +2,7 @@
 
     python -m pipeline.detect VIDEO_OR_FOLDER... --store DIR [--model RUN] [--out detections]
                               [--overlay OUT.mp4|FOLDER] [--weights NAME=PATH] [--threshold 0.5]
+                              [--timeline constant|decoded]
     python -m pipeline.detect VIDEO_OR_FOLDER... --onnx EXPORT_DIR [--out detections] [--overlay ...]
 
 The run (default: the store's most recent student) names its backbones; each video goes through the extract
@@ -11,18 +12,21 @@ store), so its features are cached in the store like any other, then through the
 
 With ``--onnx EXPORT_DIR`` (a folder written by ``python -m pipeline.export``) the exported student scores the
 videos in onnxruntime, and only that folder is needed: no store, run checkpoint or backbone weights (a deployment
-machine). Each video is decoded as the run's training features were (decoder and resize while decoding, from the
-export's ``decode`` entry), preprocessed with the export's preprocessing (``extractors.base.preprocess_snippets``)
-and run through the backbone graph ``--batch-size`` snippets at a time; the head graph then scores all its
-snippets at once, since the attention sees the whole video. An export takes at most its ``T_range`` maximum
+machine). Each video is decoded as the run's training features were (decoder, resize while decoding and
+timeline, from the export's ``decode`` entry), preprocessed with the export's preprocessing
+(``extractors.base.preprocess_snippets``) and run through the backbone graph ``--batch-size`` snippets at a time;
+the head graph then scores all its snippets at once, since the attention sees the whole video. An export takes at most its ``T_range`` maximum
 (``--max-snippets`` at export, by default above UCF-Crime's longest video): decoding stops at the first snippet
 past it and the video fails (``pipeline.export.TooManySnippets``). The scores equal the eager ones to within
 ``pipeline.export.TOLERANCE``.
 
 Per video, in ``--out``: ``<name>.csv`` (frame, time_s, snippet, score), ``<name>.json`` (the same scores as
 arrays plus the run, the frame rate and the intervals at or above ``--threshold``) and ``<name>.png`` (score
-over time). Snippet t covers frames [16t, 16t + 16); the last < 16 frames, which form no snippet, take the last
-snippet's score, so every decoded frame has one; the JSON also names the ``engine`` (``torch`` or
+over time). Frames are those of the presentation timeline the run's training features were decoded on
+(``data.decode``: by default the stream's constant-rate grid, so frame j is shown at ``time_s = j / fps`` by every
+player, gaps in a variable-frame-rate file's timestamps included; ``--timeline`` overrides it, with a warning
+that the features differ from the run's). Snippet t covers frames [16t, 16t + 16); the last < 16 frames, which
+form no snippet, take the last snippet's score, so every frame has one; the JSON also names the ``engine`` (``torch`` or
 ``onnxruntime``). Videos are decoded snippet by snippet and the overlay frame by frame, so memory stays bounded for
 long videos (with ``--onnx``, by one batch of frames plus the video's features and the head's attention). A
 video that fails is reported with the reason and the fix, the others go on, and the exit code is 1.
@@ -43,7 +47,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from data.decode import DECODE_RESIZE_FILTER, open_video
+from data.decode import DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, TIMELINES, VideoInfo, open_video
 from data.discover import find_videos
 from data.errors import VideoError
 from extractors.base import Preprocessing, preprocess_snippets
@@ -59,7 +63,7 @@ from pipeline.overlay import write_overlay
 from pipeline.plots import plot_detection, unique_stems
 from pipeline.runs import LoadedRun, load_run, training_backbone
 from pipeline.scoring import align_snippets, score_snippets
-from pipeline.store import MANIFEST, FeatureStore, is_store
+from pipeline.store import FeatureStore, open_store
 
 DEFAULT_STAGE = "student"  # the model used when --model is not given: the store's most recent one
 DEFAULT_OUT = "detections"
@@ -69,6 +73,7 @@ ENGINE_TORCH = "torch"
 ENGINE_ONNX = "onnxruntime"
 EXPORT_FIX = "python -m pipeline.export RUN --store S"
 ONNX_INSTALL_FIX = "pip install -e '.[export]'"
+STORED_FEATURE_FIX = "check the store with python -m pipeline.store {store} --verify, then run detect again"
 # How an export made before export.json recorded "decode" was decoded: the extract stage's defaults for one
 # backbone (decoder auto, resized while decoding to the backbone's resize size, pipeline.extract.decode_size_for).
 FALLBACK_DECODER = "auto"
@@ -83,8 +88,9 @@ class Detection:
 
     path: Path
     snippet_scores: np.ndarray
-    n_frames: int
-    fps: float
+    n_frames: int  # frames on the video's timeline (data.decode)
+    fps: float  # the timeline's rate: frame j is at j / fps seconds
+    timeline: str = DEFAULT_TIMELINE  # how the frames were placed (data.decode.TIMELINES); the overlay follows it
 
     @property
     def frame_scores(self) -> np.ndarray:
@@ -95,7 +101,8 @@ class Detection:
 
     @property
     def frame_times(self) -> np.ndarray:
-        """Seconds from the start of each frame (frame index / fps)."""
+        """Seconds from the first frame of each frame (frame index / fps): on the constant timeline, the time a
+        player shows it at."""
         return np.arange(self.n_frames) / self.fps if self.fps > 0 else np.full(self.n_frames, np.nan)
 
 
@@ -127,6 +134,15 @@ def above_threshold(d: Detection, threshold: float) -> list[tuple[float, float]]
     return [(float(a * scale), float(b * scale)) for a, b in zip(edges[::2], edges[1::2])]
 
 
+def video_timeline(store: FeatureStore, video_key: str, decoded: VideoInfo | None) -> tuple[int, float]:
+    """(frames, fps) of a scored video's timeline: from its decoding in this call, else (features cached) from the
+    store's record of it."""
+    if decoded is not None:
+        return int(decoded.n_frames or 0), float(decoded.fps or 0.0)
+    info = store.video(video_key)
+    return int(info["n_frames"]), float(info["fps"] or 0.0)
+
+
 def default_run(store: FeatureStore) -> str:
     done = [r for r in store.runs(DEFAULT_STAGE) if r["status"] == "done"]
     if not done:
@@ -137,14 +153,17 @@ def default_run(store: FeatureStore) -> str:
 
 def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], device) -> tuple[list, dict]:
     """The run's backbones built with the settings of its training features. Returns (backbones, extractor
-    settings: decoder, dtype, decode_resize)."""
-    built, settings = [], {"decoder": "auto", "dtype": "float32", "decode_resize": True}
+    settings: decoder, dtype, decode_resize, timeline; features without a recorded timeline were decoded on the
+    default one)."""
+    built, settings = [], {"decoder": "auto", "dtype": "float32", "decode_resize": True,
+                           "timeline": DEFAULT_TIMELINE}
     for name in run.backbones:
         built.append(training_backbone(run, store, name, weights=weights.get(name), device=device))
         params = store.extractor_params(run.fingerprints[name])
         decode = params.get("decode") or {}
         settings["decoder"] = decode.get("backend", settings["decoder"])
         settings["decode_resize"] = decode.get("short_side", 1) is not None
+        settings["timeline"] = decode.get("timeline", settings["timeline"])
         if params.get("dtype") in ("float32", "float16"):
             settings["dtype"] = params["dtype"]
     return built, settings
@@ -159,7 +178,7 @@ def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, threshol
     best = int(np.argmax(d.frame_scores))
     atomic_write_json(out / f"{stem}.json", {
         "video": str(d.path), "run": model.run, "stage": model.stage, "backbones": list(model.backbones),
-        "engine": model.engine,
+        "engine": model.engine, "timeline": d.timeline,
         "fps": d.fps, "n_frames": d.n_frames, "n_snippets": len(d.snippet_scores), "snippet_frames": SNIPPET_FRAMES,
         "threshold": threshold, "max_score": float(d.frame_scores[best]), "max_frame": best,
         "intervals_above_threshold_s": above_threshold(d, threshold),
@@ -185,6 +204,7 @@ class OnnxExport:
     short_side: int | None  # resize while decoding to this short side; None: decode at full size
     input_hw: tuple[int, int] | None = None  # (h, w) the backbone graph was traced for (full view: one frame size)
     square: bool = False  # decode the whole frame to short_side x short_side (squash view alone)
+    timeline: str = DEFAULT_TIMELINE  # data.decode timeline of the run's training features
 
     @property
     def max_snippets(self) -> int:
@@ -231,20 +251,24 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
         frame_indices, crops = tuple(int(i) for i in info["frame_indices"]), int(info["crops"])
         input_hw = tuple(int(v) for v in info["input"]["shape"][-2:]) if "input" in info else None
         square = bool((info.get("decode") or {}).get("square"))
+        timeline = (info.get("decode") or {}).get("timeline", DEFAULT_TIMELINE)  # absent: the default
+        if timeline not in TIMELINES:
+            raise ValueError(f"unknown timeline {timeline!r}")
         kind = info["backbone_kind"]
         model = ModelInfo(info.get("run"), info.get("stage", "export"), (info["backbone"],), ENGINE_ONNX)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:  # json.JSONDecodeError is a ValueError
+        decoder, short_side = export_decode(info, preprocessing)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as exc:  # JSONDecodeError and
+        # UnicodeDecodeError are ValueErrors; AttributeError: a JSON list or number where an object belongs
         raise _not_readable(folder, f"{type(exc).__name__}: {exc}") from None
     if kind not in SCORABLE_KINDS:
         raise _not_readable(folder, f"a {kind} backbone's input is not made by preprocess_snippets")
-    decoder, short_side = export_decode(info, preprocessing)
     try:
         scorer = OnnxScorer(folder, providers=providers)
     except Exception as exc:  # onnxruntime's own error types for a damaged or foreign file
         raise UserError(f"onnxruntime cannot load the graphs in {folder} ({type(exc).__name__}: {exc}): export the "
                         f"run again with {EXPORT_FIX} --out {folder}") from None
     return OnnxExport(folder, scorer, model, preprocessing, frame_indices, crops, decoder, short_side, input_hw,
-                      square)
+                      square, timeline)
 
 
 def _embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
@@ -263,14 +287,14 @@ def video_features(path: Path, export: OnnxExport, chunk: int) -> tuple[np.ndarr
     """Decode ``path`` as the run's training videos were and embed it ``chunk`` snippets at a time, so memory holds
     one chunk of frames and the video's features.
 
-    Returns (float32 ``[T, crops, D]``, frames decoded, fps). Raises :class:`TooManySnippets` as soon as snippet
-    ``max_snippets + 1`` is decoded (the rest of a long video is never decoded) and VideoError when the video is
-    too short for one snippet.
+    Returns (float32 ``[T, crops, D]``, frames on the export's timeline, its fps). Raises :class:`TooManySnippets`
+    as soon as snippet ``max_snippets + 1`` is decoded (the rest of a long video is never decoded) and VideoError
+    when the video is too short for one snippet.
     """
     rows: list[np.ndarray] = []
     pending: list[np.ndarray] = []
     with open_video(path, backend=export.decoder, short_side=export.short_side,
-                    needed=export.frame_indices, square=export.square) as video:
+                    needed=export.frame_indices, square=export.square, timeline=export.timeline) as video:
         for t, snippet in enumerate(video.snippets(SNIPPET_FRAMES), start=1):
             if t > export.max_snippets:
                 raise TooManySnippets(too_many_message(f"more than {export.max_snippets}", export.max_snippets))
@@ -291,7 +315,7 @@ def onnx_detect(path: Path, export: OnnxExport, chunk: int) -> Detection:
     """One video scored by the exported graphs: the backbone a chunk at a time, the head over every snippet at
     once (the attention sees the whole video), each crop as its own sequence, crops averaged."""
     features, n_frames, fps = video_features(path, export, chunk)
-    return Detection(path, export.scorer.score_crops(features), n_frames, fps)
+    return Detection(path, export.scorer.score_crops(features), n_frames, fps, export.timeline)
 
 
 def describe_failure(exc: BaseException, export: OnnxExport) -> tuple[str, str]:
@@ -326,7 +350,8 @@ def write_results(detections: list[Detection], model: ModelInfo, args: argparse.
         if overlay:
             dest = overlay if overlay.suffix.lower() == ".mp4" else overlay / f"{stem}.mp4"
             dest.parent.mkdir(parents=True, exist_ok=True)
-            write_overlay(detection.path, dest, detection.frame_scores, fps=detection.fps, threshold=args.threshold)
+            write_overlay(detection.path, dest, detection.frame_scores, fps=detection.fps, threshold=args.threshold,
+                          timeline=detection.timeline)
         peak = above_threshold(detection, args.threshold)
         print(f"detect: {detection.path}: max score {detection.frame_scores.max():.3f}, {len(peak)} interval(s) >= "
               f"{args.threshold:g}; {out / stem}.csv/.json/.png")
@@ -356,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights file per backbone, as for pipeline.extract")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...; with --onnx, cpu "
                                                     "keeps onnxruntime on the CPU")
+    p.add_argument("--timeline", choices=TIMELINES,
+                   help="how frames are placed in time (as pipeline.extract --timeline); default: the timeline the "
+                        "run's training features (or the export's) were decoded on, which they are scored on")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"snippets per backbone forward pass (eager, or the backbone graph with --onnx) "
                         f"(default: {DEFAULT_BATCH_SIZE})")
@@ -380,15 +408,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def main_store(args: argparse.Namespace) -> int:
     """Score with a run of the store, in torch (features cached in the store)."""
-    if not is_store(args.store):
-        print(f"error: {args.store} is not a store (no {MANIFEST}): pass the --store the run was trained in",
-              file=sys.stderr)
+    try:  # named: a file, no store, a damaged manifest (a read-only store scores the videos it has features of)
+        store = open_store(args.store, create=False)
+    except UserError as exc:
+        print(f"error: {exc} (pass the --store the run was trained in)", file=sys.stderr)
         return 2
-    store = FeatureStore(args.store)
     device = auto_device(args.device)
     try:
         run = load_run(store, args.model or default_run(store))
         backbones, settings = backbones_for(run, store, parse_weights(args.weights), device)
+        settings["timeline"] = args.timeline or settings["timeline"]
         videos, overlay = find_inputs(args)
     except (UserError, WeightsNotFound, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -396,28 +425,42 @@ def main_store(args: argparse.Namespace) -> int:
         return 2
 
     start = time.perf_counter()
-    extractor = Extractor(store, backbones, batch_size=args.batch_size, progress=not args.quiet, **settings)
+    extractor = Extractor(store, backbones, batch_size=args.batch_size, progress=not args.quiet, record_infos=True,
+                          **settings)
     for name, fp in zip(run.backbones, extractor.fingerprints):
         if fp != run.fingerprints[name]:
             print(f"warning: the {name} features of these videos come from other extractor settings than the "
-                  f"run's training features (weights, crops or decoding differ); scores may be shifted",
+                  f"run's training features (weights, crops, decoding or timeline differ); scores may be shifted",
                   file=sys.stderr)
-    outcome = extractor.run(videos)
-    failed = {path for path, _, _ in outcome.failures}
+    try:
+        outcome = extractor.run(videos)
+    except UserError as exc:  # the store's faults (full disk, damaged manifest); what was written is kept
+        print(f"error: {exc}", file=sys.stderr)
+        store.close()
+        return 2
+    failures = list(outcome.failures)
+    failed = {path for path, _, _ in failures}
     model = run.model.to(device)
     detections = []
     for path in [v for v in videos if str(v) not in failed]:
         video_key = store.video_key(path)
-        arrays, _ = align_snippets([store.load_feature(feature_key(video_key, fp)).astype(np.float32)
-                                    for fp in extractor.fingerprints])
-        info = store.video(video_key)
+        try:
+            arrays, _ = align_snippets([store.load_feature(feature_key(video_key, fp)).astype(np.float32)
+                                        for fp in extractor.fingerprints])
+        except (UserError, ValueError, OSError) as exc:
+            # a stored feature damaged since the extractor checked it: this video fails alone, the others go on
+            failed.add(str(path))
+            failures.append((str(path), f"its stored features cannot be read ({exc})",
+                             STORED_FEATURE_FIX.format(store=args.store)))
+            continue
+        n_frames, fps = video_timeline(store, video_key, outcome.infos.get(str(path)))
         detections.append(Detection(path, score_snippets(model, arrays, device, n_heads=run.attention_heads),
-                                    int(info["n_frames"]), float(info["fps"] or 0.0)))
+                                    n_frames, fps, extractor.timeline))
     out = write_results(detections, ModelInfo.of_run(run), args, overlay)
     elapsed = time.perf_counter() - start
     print(f"detect: {len(videos)} videos with {run.checkpoint['stage']} {run.key[:12]}: {len(detections)} scored, "
           f"{len(failed)} failed; {outcome.frames} new frames decoded in {elapsed:.1f} s; results in {out}")
-    print_failures(outcome.failures)
+    print_failures(failures)
     store.close()
     return 1 if failed else 0
 
@@ -431,6 +474,10 @@ def main_onnx(args: argparse.Namespace) -> int:
     providers = ["CPUExecutionProvider"] if args.device == "cpu" else None  # None: CUDA when available
     try:
         export = load_export(args.onnx, providers)
+        if args.timeline and args.timeline != export.timeline:
+            print(f"warning: the export's run was trained on features decoded on the {export.timeline} timeline, "
+                  f"these videos are decoded on the {args.timeline} one; scores may be shifted", file=sys.stderr)
+            export.timeline = args.timeline
         videos, overlay = find_inputs(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -42,13 +42,14 @@ from data.datasets import DatasetSpec, load_dataset
 from extractors.device import auto_device
 from pipeline.atomic import atomic_write_json
 from pipeline.errors import UserError
-from pipeline.features import extraction_candidates, describe_extraction, missing_message, resolve_features
+from pipeline.features import (describe_candidates, describe_extraction, extraction_candidates, missing_message,
+                               resolve_features)
 from pipeline.keys import canonical_json, hash_json
 from pipeline.metrics import VideoScores, frame_metrics
 from pipeline.plots import plot_all_videos, plot_pr, plot_roc, write_scores_csv, write_video_summary_csv
 from pipeline.runs import LoadedRun, load_run
 from pipeline.scoring import align_snippets, score_snippets
-from pipeline.store import MANIFEST, FeatureStore, is_store
+from pipeline.store import FeatureStore, StoreReadOnly, open_store
 
 CODE_VERSION = "evaluate-1"
 STAGE = "evaluate"
@@ -72,10 +73,9 @@ def scoring_extractions(store: FeatureStore, run: LoadedRun, entries: list, *, d
         if b in requested:
             matches = [fp for fp in coverage if fp.startswith(requested[b])]
             if len(matches) != 1:
-                listing = "; ".join(f"{describe_extraction(store, fp)} ({n} videos)" for fp, n in coverage.most_common())
                 raise UserError(f"--fingerprint {b}={requested[b]} matches {len(matches)} of the {b} extractions "
-                                f"of the {len(entries)} {dataset} test videos: {listing or 'none'}; pass a prefix "
-                                f"of one of them")
+                                f"of the {len(entries)} {dataset} test videos: {describe_candidates(store, coverage)}; "
+                                f"pass a prefix of one of them")
             chosen[b] = matches[0]
         elif any(found and own not in found for found in per_video):
             raise UserError(_other_extraction_message(store, run, b, per_video, dataset))
@@ -89,7 +89,9 @@ def _other_extraction_message(store: FeatureStore, run: LoadedRun, backbone: str
     own = run.fingerprints.get(backbone, "")
     coverage = Counter(fp for found in per_video for fp in found)
     stranded = sum(1 for found in per_video if found and own not in found)
-    others = "; ".join(f"{describe_extraction(store, fp)} ({n} videos)" for fp, n in coverage.most_common() if fp != own)
+    among = [own, *coverage]  # each description shows what differs from the run's own and the other candidates
+    others = "; ".join(f"{describe_extraction(store, fp, among)} ({n} videos)" for fp, n in coverage.most_common()
+                       if fp != own)
     best = next(fp for fp, _ in coverage.most_common() if fp != own)
     params = store.extractor_params(own)
     if params.get("imported"):
@@ -101,8 +103,8 @@ def _other_extraction_message(store: FeatureStore, run: LoadedRun, backbone: str
         rebuild = (f"extract the test videos with the training features' settings (python -m pipeline.extract "
                    f"VIDEOS --backbones {backbone}{crops} --store {store.root})")
     return (f"the {run.checkpoint['stage']} run {run.key[:SHORT_KEY]} was trained on {backbone} extraction "
-            f"{describe_extraction(store, own)}, which holds {coverage.get(own, 0)} of the {len(per_video)} {dataset} test "
-            f"videos; {stranded} test videos are stored only under other {backbone} extractions: {others}. "
+            f"{describe_extraction(store, own, among)}, which holds {coverage.get(own, 0)} of the {len(per_video)} "
+            f"{dataset} test videos; {stranded} test videos are stored only under other {backbone} extractions: {others}. "
             f"Fix: {rebuild}, or score the test videos with another extraction: add --fingerprint "
             f"{backbone}={best[:SHORT_KEY]} to the evaluate command")
 
@@ -132,6 +134,9 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
         if cached.get("key") == key and (not video_plots or (folder / "videos").is_dir()):
             return cached, folder, True
 
+    if out is None and store.readonly:
+        raise StoreReadOnly(store.root, f"evaluation {key[:12]} is not cached and its results go into the store; "
+                                        "pass --out DIR to write them elsewhere")
     model = run.model.to(device)
     n_heads = run.attention_heads
     videos: list[VideoScores] = []
@@ -144,9 +149,11 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
         if dropped:
             truncated[vf.entry.name] = dropped
         scores = score_snippets(model, arrays, device, precision, n_heads=n_heads)
-        gt = spec.frame_labels(vf.entry, len(scores))  # T from the feature file, never a separate frame count
-        videos.append(VideoScores(vf.entry.name, vf.entry.label, vf.entry.class_name, scores, gt))
         info = store.video(vf.records[run.backbones[0]].video_key)
+        # T from the feature file, never a separate frame count; the video's frame count (when the store has
+        # it) only tells an interval wholly past the video's end, an error, from one partly past it, cut
+        gt = spec.frame_labels(vf.entry, len(scores), n_frames=(info or {}).get("n_frames") or None)
+        videos.append(VideoScores(vf.entry.name, vf.entry.label, vf.entry.class_name, scores, gt))
         if info and info["fps"]:
             fps[vf.entry.name] = float(info["fps"])
     n_frames = sum(len(v.gt) for v in videos)
@@ -169,9 +176,10 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
     if video_plots:
         plot_all_videos(videos, folder / "videos", fps_by_name=fps)
     atomic_write_json(folder / "metrics.json", metrics)  # last: its presence means the folder is complete
-    store.record_run(key, STAGE, dataset=dataset_ref, backbones=",".join(run.backbones),
-                     seed=run.config.train.seed, status="done",
-                     summary={k: metrics.get(k) for k in ("run", *REPORTED)})
+    if not store.readonly:  # a read-only store's evaluation (with --out) lives in its folder only
+        store.record_run(key, STAGE, dataset=dataset_ref, backbones=",".join(run.backbones),
+                         seed=run.config.train.seed, status="done",
+                         summary={k: metrics.get(k) for k in ("run", *REPORTED)})
     return metrics, folder, False
 
 
@@ -302,11 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out and len(args.runs) > 1:
         print("error: --out takes one run; several runs are written to <store>/runs/evaluate", file=sys.stderr)
         return 2
-    if not is_store(args.store):
-        print(f"error: {args.store} is not a store (no {MANIFEST}): pass the --store used for training",
-              file=sys.stderr)
+    try:  # named: a file, no store, a damaged manifest (a read-only store is fine for cached evaluations)
+        store = open_store(args.store, create=False)
+    except UserError as exc:
+        print(f"error: {exc} (pass the --store used for training)", file=sys.stderr)
         return 2
-    store = FeatureStore(args.store)
     device = auto_device(args.device)
     results = []
     incomplete = False

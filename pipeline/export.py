@@ -29,8 +29,9 @@ leaves no ``export.json``.
 ``export.json`` also holds everything needed to go from a video file to the graphs' input without the store, the
 run or the backbone's weights (``python -m pipeline.detect VIDEO --onnx DIR``): ``preprocessing``,
 ``frame_indices`` and ``crops`` (for ``extractors.base.preprocess_snippets``), and ``decode``, how the run's
-training features were decoded (``{"backend", "short_side", "filter"}`` from the store's extractor params; null
-when the store has none, e.g. imported features), so that deployed videos are decoded the same way.
+training features were decoded (``{"backend", "short_side", "filter"}``, plus ``square`` and a non-default
+``timeline`` when set, from the store's extractor params; null when the store has none, e.g. imported features),
+so that deployed videos are decoded the same way, on the same timeline (``data.decode``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from pipeline.atomic import atomic_write_json
 from pipeline.errors import UserError
 from pipeline.extract import parse_weights
 from pipeline.runs import LoadedRun, load_run, training_backbone
-from pipeline.store import MANIFEST, FeatureStore, is_store
+from pipeline.store import FeatureStore, StoreReadOnly, open_store
 
 TORCHSCRIPT_FILE = "student.torchscript.pt"
 BACKBONE_ONNX = "backbone.onnx"
@@ -406,6 +407,7 @@ def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path
 
 def training_decode(run: LoadedRun, store: FeatureStore) -> dict | None:
     """How the run's (single backbone's) training features were decoded: ``{"backend", "short_side", "filter"}``
+    (plus ``square`` and ``timeline`` when not the defaults)
     from the store's extractor params, None when the store has none (features imported from elsewhere)."""
     decode = store.extractor_params(run.fingerprints[run.backbones[0]]).get("decode")
     return dict(decode) if decode else None
@@ -417,8 +419,9 @@ def training_frame_size(run: LoadedRun, store: FeatureStore) -> tuple[int, int] 
     backbone = run.backbones[0]
     sizes = Counter()
     for row in store.features(backbone):
-        record = store.get_feature(row["key"])
-        info = store.video(record.video_key) if record.fingerprint == run.fingerprints[backbone] else None
+        record = store.get_feature(row["key"])  # None: damaged (named by the store)
+        ours = record is not None and record.fingerprint == run.fingerprints[backbone]
+        info = store.video(record.video_key) if ours else None
         if info and info["width"]:
             sizes[(int(info["width"]), int(info["height"]))] += 1
     return sizes.most_common(1)[0][0] if sizes else None
@@ -460,14 +463,17 @@ def parse_frame_size(text: str | None) -> tuple[int, int] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not is_store(args.store):
-        print(f"error: {args.store} is not a store (no {MANIFEST})", file=sys.stderr)
+    try:  # named: a file, no store, a damaged manifest (a read-only store exports to --out)
+        store = open_store(args.store, create=False)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    store = FeatureStore(args.store)
     try:
         run = load_run(store, args.run)
         backbone = backbone_for_run(run, store, parse_weights(args.weights).get(run.backbones[0]))
         out = Path(args.out) if args.out else run.folder / "export"
+        if not args.out and store.readonly:
+            raise StoreReadOnly(store.root, f"the export would go into the run's folder {out}; pass --out DIR")
         info = export_student(run, backbone, out, max_snippets=args.max_snippets,
                               decode=training_decode(run, store),
                               frame_size=parse_frame_size(args.frame_size) or training_frame_size(run, store))

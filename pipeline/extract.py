@@ -2,6 +2,7 @@
 
     python -m pipeline.extract PATH... --backbones i3d,s3d,clip --store DIR [--crops N] [--weights NAME=PATH]
                                [--device auto] [--batch-size 8] [--clip-frames k] [--dataset NAME]
+                               [--timeline constant|decoded]
                                [--engine local|ray [--address A] [--workers N] [--cpus-per-worker C]]
 
 Data flow: a producer hashes each video, skips what the store already holds, locks what it will compute, and
@@ -9,6 +10,13 @@ decodes 16-frame snippets (resized while decoding); the consumer batches snippet
 backbone that still needs them, and writes each video's features atomically as soon as its last snippet is
 through. Beside a GPU the producer is a thread feeding a bounded queue, so decoding overlaps the forward passes;
 on a CPU it runs in between them (see ``Extractor._source``). Memory is bounded by a batch plus the queue.
+
+A backbone's features never depend on what it is extracted beside: each backbone is decoded as it would be alone
+(its own resize while decoding, :func:`decode_plan`), so backbones needing different decode sizes (i3d at 224,
+s3d at 256, lowres at 64 x 64) decode the video once per size (:func:`decode_groups`), and a backbone's fingerprint
+is the one it gets alone. Frames lie on the presentation timeline (``--timeline``, ``data.decode``): by default the
+stream's constant-rate grid, which the fingerprint leaves out, so constant-rate files keep the fingerprints (and
+features) of before; ``--timeline decoded`` (every decoded frame once) is recorded in it.
 
 ``--engine ray`` runs this same Extractor in one worker per GPU of a Ray cluster (``pipeline.ray_engine``).
 """
@@ -30,7 +38,8 @@ import filelock
 import torch
 from tqdm import tqdm
 
-from data.decode import BACKENDS, DECODE_RESIZE_FILTER, FRAME_FOLDER_FPS, SNIPPET_FRAMES, VideoInfo, open_video
+from data.decode import (BACKENDS, DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, FRAME_FOLDER_FPS, SNIPPET_FRAMES,
+                         TIMELINES, VideoInfo, open_video)
 from data.discover import DATASETS, find_videos
 from data.errors import VideoError
 from extractors.base import Backbone
@@ -40,7 +49,8 @@ from extractors.transforms import VIEWS
 from extractors.weights import WeightsNotFound
 from pipeline.errors import UserError
 from pipeline.keys import feature_key, hash_json
-from pipeline.store import FeatureStore
+from pipeline.atomic import NoSpaceError
+from pipeline.store import FeatureStore, ManifestDamaged, NonFiniteFeature, open_store
 
 DEFAULT_BACKBONES = "i3d,s3d,clip"
 DEFAULT_BATCH_SIZE = 8  # snippets per forward pass (across videos)
@@ -57,15 +67,28 @@ log = logging.getLogger("pipeline.extract")
 
 
 def extractor_fingerprint(backbone: Backbone, *, dtype: str, decoder: str,
-                          decode_short_side: int | None = None, decode_square: bool = False) -> tuple[str, dict]:
+                          decode_short_side: int | None = None, decode_square: bool = False,
+                          timeline: str = DEFAULT_TIMELINE) -> tuple[str, dict]:
     """Hash of everything that decides a backbone's stored features (design.md): backbone name, weights hash,
-    preprocessing, crops, frame choice, code version, plus the stored dtype and how frames were decoded."""
+    preprocessing, crops, frame choice, code version, plus the stored dtype and how frames were decoded (backend,
+    resize while decoding, timeline)."""
     decode = {"backend": decoder, "short_side": decode_short_side,
               "filter": DECODE_RESIZE_FILTER if decode_short_side else None}
     if decode_square:  # only then, so the fingerprints of before stay as they were
         decode["square"] = True
+    if timeline != DEFAULT_TIMELINE:  # the default is left out, as the default view is: stores of before stay valid
+        decode["timeline"] = timeline
     params = {**backbone.fingerprint_params(), "dtype": dtype, "decode": decode}
     return hash_json(params), params
+
+
+def backbone_fingerprint(backbone: Backbone, *, dtype: str = "float32", decoder: str = "auto",
+                         decode_resize: bool = True, timeline: str = DEFAULT_TIMELINE) -> tuple[str, dict]:
+    """The fingerprint :class:`Extractor` gives ``backbone`` (whatever it is extracted beside): its own decode plan
+    and its own stored dtype (lowres: uint8) else ``dtype``."""
+    plan = decode_plan(backbone, decode_resize)
+    return extractor_fingerprint(backbone, dtype=getattr(backbone, "storage_dtype", None) or dtype, decoder=decoder,
+                                 decode_short_side=plan.short_side, decode_square=plan.square, timeline=timeline)
 
 
 def claim_features(store: FeatureStore, video_key: str, fingerprints: list[str], *, force: bool = False,
@@ -112,15 +135,43 @@ def default_decode_workers(backbones: list[Backbone]) -> int:
 
 
 def decode_size_for(backbones: list[Backbone]) -> int:
-    """Short side to resize to while decoding: the largest any backbone resizes to, so none upsamples."""
+    """Short side to resize to while decoding frames shared by ``backbones``: the largest any of them resizes to,
+    so none upsamples. The extract stage shares a decode only between backbones of one :class:`DecodePlan`."""
     return max(b.preprocessing.decode_short_side for b in backbones)
 
 
 def decode_square_for(backbones: list[Backbone]) -> bool:
     """Whether decoding can squash the whole frame to a square at once: when every backbone takes the squash view
-    at one size (lowres alone), which spares a second resize."""
+    at one size (lowres), which spares a second resize."""
     return (all(b.preprocessing.view == "squash" for b in backbones)
             and len({b.preprocessing.crop_size for b in backbones}) == 1)
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """How frames are resized while decoding for a backbone: short side (None: full size) and the square squash."""
+
+    short_side: int | None
+    square: bool = False
+
+
+def decode_plan(backbone: Backbone, decode_resize: bool = True) -> DecodePlan:
+    """A backbone's own decode, the same whatever it is extracted beside (so are its features and fingerprint):
+    resized while decoding to its own size (:func:`decode_size_for` of it alone), squashed to a square for the
+    squash view; full size without ``decode_resize``."""
+    if not decode_resize:
+        return DecodePlan(None)
+    return DecodePlan(decode_size_for([backbone]), decode_square_for([backbone]))
+
+
+def decode_groups(backbones: list[Backbone], decode_resize: bool = True) -> list[tuple[DecodePlan, list[int]]]:
+    """Backbone indices grouped by decode plan, in first-appearance order: each group is one decode of a video.
+    Decoding once at the largest size and resizing for the others would be cheaper, but a second resize (torch's
+    after swscale's) changes the smaller backbones' features from what they are extracted alone."""
+    groups: dict[DecodePlan, list[int]] = {}
+    for i, b in enumerate(backbones):
+        groups.setdefault(decode_plan(b, decode_resize), []).append(i)
+    return list(groups.items())
 
 
 @dataclass
@@ -145,6 +196,8 @@ class Outcome:
     cached: int = 0
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, fix)
     frames: int = 0
+    # path -> how it decoded, for the videos decoded now (only with Extractor(record_infos=True): pipeline.detect)
+    infos: dict[str, VideoInfo] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -158,7 +211,7 @@ class Extractor:
                  dtype: str = "float32", decoder: str = "auto", force: bool = False,
                  frames_fps: float = FRAME_FOLDER_FPS, queue_snippets: int = DEFAULT_QUEUE_SNIPPETS,
                  decode_resize: bool = True, overlap: bool | None = None, decode_workers: int | None = None,
-                 progress: bool = True):
+                 progress: bool = True, timeline: str = DEFAULT_TIMELINE, record_infos: bool = False):
         self.store = store
         self.backbones = backbones
         self.batch_size = batch_size
@@ -168,24 +221,29 @@ class Extractor:
         self.frames_fps = frames_fps
         self.queue_snippets = queue_snippets
         self.progress = progress
-        # Resizing while decoding is what keeps the pipeline around the models cheap (see data.decode).
-        self.decode_short_side = decode_size_for(backbones) if decode_resize else None
-        self.decode_square = decode_resize and decode_square_for(backbones)
+        self.record_infos = record_infos
+        if timeline not in TIMELINES:
+            raise ValueError(f"timeline must be one of {', '.join(TIMELINES)}, got {timeline!r}")
+        self.timeline = timeline
+        # Resizing while decoding is what keeps the pipeline around the models cheap (see data.decode); each
+        # backbone gets its own decode plan, one decode per plan (decode_groups).
+        self.groups = decode_groups(backbones, decode_resize)
         # A backbone may fix its own stored dtype (lowres: uint8 grey levels) whatever --dtype says.
         self.dtypes = [getattr(b, "storage_dtype", None) or dtype for b in backbones]
         self.fingerprints, self.fingerprint_params = [], []
-        for b, b_dtype in zip(backbones, self.dtypes):
-            fp, params = extractor_fingerprint(b, dtype=b_dtype, decoder=decoder,
-                                               decode_short_side=self.decode_short_side,
-                                               decode_square=self.decode_square)
+        for b in backbones:
+            fp, params = backbone_fingerprint(b, dtype=dtype, decoder=decoder, decode_resize=decode_resize,
+                                              timeline=timeline)
             store.register_extractor(fp, b.name, params)
             self.fingerprints.append(fp)
             self.fingerprint_params.append(params)
         self.pin = any(b.device.type == "cuda" for b in backbones)
         self.overlap = self.pin if overlap is None else overlap  # decode thread: by default only beside a GPU
         self.decode_workers = decode_workers or default_decode_workers(backbones)
-        # The snippet positions some backbone reads (CLIP: the centre frame only): the decoder may skip the rest.
-        self.needed_frames = tuple(sorted({i for b in backbones for i in b.frame_indices}))
+        # Per decode group, the snippet positions its backbones read (CLIP: the centre frame only): the decoder may
+        # skip the rest.
+        self.needed_frames = [tuple(sorted({i for b in members for i in backbones[b].frame_indices}))
+                              for _, members in self.groups]
 
     # -- producer --------------------------------------------------------------------------------------------
     def _plan(self, job: Job, *, wait: bool) -> str:
@@ -201,13 +259,21 @@ class Extractor:
         release(job.locks)
 
     def _decode(self, job: Job):
-        with open_video(job.path, backend=self.decoder, fps=self.frames_fps, short_side=self.decode_short_side,
-                        needed=self.needed_frames, square=self.decode_square) as video:
-            for snippet in video.snippets(SNIPPET_FRAMES):
-                tensor = torch.from_numpy(snippet)
-                job.queued += 1
-                yield ("snippet", job, tensor.pin_memory() if self.pin else tensor)
-            yield ("end", job, video.info)
+        """The video's snippets, once per decode group that holds a backbone still to compute (sequentially: one
+        snippet in memory per decoder), then ``end`` with the decoding's info. Payload of a snippet: (group, frames
+        uint8 ``[16, H, W, 3]``)."""
+        info = None
+        for g, (plan, members) in enumerate(self.groups):
+            if not any(b in job.todo for b in members):
+                continue
+            with open_video(job.path, backend=self.decoder, fps=self.frames_fps, short_side=plan.short_side,
+                            needed=self.needed_frames[g], square=plan.square, timeline=self.timeline) as video:
+                for snippet in video.snippets(SNIPPET_FRAMES):
+                    tensor = torch.from_numpy(snippet)
+                    job.queued += 1
+                    yield ("snippet", job, (g, tensor.pin_memory() if self.pin else tensor))
+                info = info or video.info  # the timeline (frame count, fps) is the same at every size
+        yield ("end", job, info)
 
     def _job_messages(self, job: Job, *, wait: bool, deferred: list[Job]):
         """One video's messages, in order: ``cached``, or its ``snippet``s and ``end``, or ``failed``. A video
@@ -311,12 +377,14 @@ class Extractor:
         jobs = [Job(i, Path(p)) for i, p in enumerate(paths)]
         outcome = Outcome()
         stop = threading.Event()
-        batch: list[tuple[Job, torch.Tensor]] = []
+        batch: list[tuple[Job, int, torch.Tensor]] = []  # (video, decode group, snippet)
         ended: dict[int, Job] = {}
         bar = tqdm(total=len(jobs), unit="video", disable=not self.progress, dynamic_ncols=True)
         start = time.perf_counter()
 
         def fail(job: Job, exc: BaseException) -> None:
+            if isinstance(exc, (NoSpaceError, ManifestDamaged)):
+                raise exc  # the store's fault, not the video's: the stage stops (what was written is kept)
             if job.failed:
                 return
             job.failed = True
@@ -325,7 +393,7 @@ class Extractor:
             self.store.record_failure(str(job.path), STAGE, reason, fix)
             self._release(job)
             ended.pop(job.index, None)
-            batch[:] = [(j, t) for j, t in batch if j is not job]
+            batch[:] = [item for item in batch if item[0] is not job]
             bar.update(1)
 
         def finish_ready() -> None:
@@ -333,11 +401,13 @@ class Extractor:
                 del ended[job.index]
                 try:
                     self._write(job)
-                except (VideoError, OSError) as exc:
+                except (VideoError, OSError, NonFiniteFeature) as exc:
                     fail(job, exc)
                     continue
                 outcome.extracted += 1
                 outcome.frames += job.info.n_frames or 0
+                if self.record_infos:
+                    outcome.infos[str(job.path)] = job.info
                 bar.update(1)
             bar.set_postfix_str(f"{outcome.frames / max(time.perf_counter() - start, 1e-9):.0f} frames/s")
 
@@ -346,7 +416,7 @@ class Extractor:
                 try:
                     self._forward(batch)
                 except Exception as exc:  # e.g. out of memory: the videos in this batch fail, the rest go on
-                    for job in {id(j): j for j, _ in batch}.values():
+                    for job in {id(item[0]): item[0] for item in batch}.values():
                         fail(job, exc)
                 batch.clear()
             finish_ready()
@@ -367,7 +437,7 @@ class Extractor:
                 elif kind == "failed":
                     fail(job, payload)
                 elif kind == "snippet":
-                    batch.append((job, payload))
+                    batch.append((job, *payload))
                     if len(batch) >= self.batch_size:
                         flush()
                 elif kind == "end":
@@ -384,17 +454,17 @@ class Extractor:
             bar.close()
         return outcome
 
-    def _forward(self, batch: list[tuple[Job, torch.Tensor]]) -> None:
-        """Run every backbone over the snippets of the batch whose video still needs it."""
+    def _forward(self, batch: list[tuple[Job, int, torch.Tensor]]) -> None:
+        """Run each backbone over the snippets of the batch decoded for its group whose video still needs it."""
         by_shape: dict[tuple, list[int]] = defaultdict(list)
-        for i, (_, t) in enumerate(batch):
-            by_shape[tuple(t.shape)].append(i)
-        for rows in by_shape.values():
-            for b, backbone in enumerate(self.backbones):
+        for i, (_, g, t) in enumerate(batch):
+            by_shape[(g, *t.shape)].append(i)
+        for (g, *_), rows in by_shape.items():
+            for b in self.groups[g][1]:
                 take = [i for i in rows if b in batch[i][0].todo]
                 if not take:
                     continue
-                feats = backbone.extract(torch.stack([batch[i][1] for i in take]))  # [n, crops, D]
+                feats = self.backbones[b].extract(torch.stack([batch[i][2] for i in take]))  # [n, crops, D]
                 for i, f in zip(take, feats):
                     batch[i][0].outputs[b].append(f)
             for i in rows:
@@ -415,8 +485,10 @@ class Extractor:
 
 def failure_reason(exc: BaseException) -> tuple[str, str]:
     """(reason, fix) of a video that failed with ``exc``, as the CLIs print them and the manifest records them."""
-    if isinstance(exc, VideoError):
+    if isinstance(exc, (VideoError, NonFiniteFeature)):
         return exc.reason, exc.fix
+    if isinstance(exc, UserError):  # e.g. a read-only store (detect): the message says what to do
+        return str(exc), ""
     if isinstance(exc, FileNotFoundError):
         return "the file does not exist (moved or deleted?)", "check the path"
     if isinstance(exc, OSError):
@@ -478,6 +550,7 @@ class ExtractSettings:
     frames_fps: float = FRAME_FOLDER_FPS
     decode_resize: bool = True
     decode_workers: int | None = None
+    timeline: str = DEFAULT_TIMELINE
 
     def build_backbones(self) -> list[Backbone]:
         """Raises WeightsNotFound or ValueError (bad weights file, unknown option) before any video is read."""
@@ -488,7 +561,7 @@ class ExtractSettings:
     def extractor(self, store: FeatureStore, backbones: list[Backbone], *, progress: bool) -> Extractor:
         return Extractor(store, backbones, batch_size=self.batch_size, dtype=self.dtype, decoder=self.decoder,
                          force=self.force, frames_fps=self.frames_fps, decode_resize=self.decode_resize,
-                         decode_workers=self.decode_workers, progress=progress)
+                         decode_workers=self.decode_workers, progress=progress, timeline=self.timeline)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,11 +592,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="stored dtype (default: float32)")
     p.add_argument("--decoder", default="auto", choices=BACKENDS,
                    help="auto: decord, PyAV when decord cannot open a file (default: auto)")
+    p.add_argument("--timeline", default=DEFAULT_TIMELINE, choices=TIMELINES,
+                   help="constant: frames as a player shows them, on the stream's constant-rate grid (a gap in the "
+                        "timestamps repeats the previous frame, duplicates are dropped, as ffmpeg -vsync cfr), the "
+                        "timeline annotations and detect's alerts refer to; decoded: every decoded frame once, "
+                        "whatever its timestamp. Constant-rate files give the same features either way "
+                        f"(default: {DEFAULT_TIMELINE})")
     p.add_argument("--fps", type=float, default=FRAME_FOLDER_FPS,
                    help=f"frame rate of folders of frames (default: {FRAME_FOLDER_FPS})")
     p.add_argument("--no-decode-resize", action="store_true",
                    help="decode at full size and resize in torch (slower on a CPU; default: resize while decoding "
-                        f"with {DECODE_RESIZE_FILTER} to the largest size a backbone needs)")
+                        f"with {DECODE_RESIZE_FILTER} to the size each backbone needs)")
     p.add_argument("--decode-workers", type=int, help="videos decoded at once (default: one per core, up to "
                    f"{MAX_DECODE_WORKERS}, when every backbone is decode-bound, i.e. lowres alone; else 1)")
     p.add_argument("--dataset", choices=DATASETS, help="treat PATHS as the root of this dataset (official lists)")
@@ -565,7 +644,7 @@ def settings_from_args(args: argparse.Namespace) -> ExtractSettings:
                            views=views,
                            device=args.device, batch_size=args.batch_size, dtype=args.dtype, decoder=args.decoder,
                            force=args.force, frames_fps=args.fps, decode_resize=not args.no_decode_resize,
-                           decode_workers=args.decode_workers)
+                           decode_workers=args.decode_workers, timeline=args.timeline)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -579,10 +658,14 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, WeightsNotFound, NotADirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    store = FeatureStore(args.store)
-    for name in found.missing:
-        store.record_failure(name, STAGE, f"listed in the {args.dataset} split but not found under "
-                             f"{', '.join(args.paths)}", "add the video or point at the full dataset root")
+    try:  # a file, a damaged manifest, a read-only store, a full disk: one named line
+        store = open_store(args.store, create=True, writes=True)
+        for name in found.missing:
+            store.record_failure(name, STAGE, f"listed in the {args.dataset} split but not found under "
+                                 f"{', '.join(args.paths)}", "add the video or point at the full dataset root")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not found.videos and not found.missing:
         print(f"error: no videos found in {', '.join(args.paths)}", file=sys.stderr)
         return 1
@@ -600,7 +683,12 @@ def main(argv: list[str] | None = None) -> int:
             store.close()
             return 2
     else:
-        outcome = settings.extractor(store, backbones, progress=not args.quiet).run(found.videos)
+        try:
+            outcome = settings.extractor(store, backbones, progress=not args.quiet).run(found.videos)
+        except UserError as exc:  # the store's faults (full disk, damaged manifest); what was written is kept
+            print(f"error: {exc}", file=sys.stderr)
+            store.close()
+            return 2
         where = f"on {backbones[0].device}"
     elapsed = time.perf_counter() - start
     failed = outcome.failed + len(found.missing)

@@ -1,6 +1,8 @@
 """Find a dataset's features in the store: dataset list names -> video keys -> one feature per backbone.
 
-A name can have several candidates (self-extracted and imported, 1 and 10 crops, ...). Every video of a
+A name can have several candidates (self-extracted and imported, 1 and 10 crops, ...); a damaged feature file is
+no candidate (``FeatureStore.get_feature`` checks each file's header and size and names a damaged one), so it is
+reported missing, with the extract command that recomputes it. Every video of a
 dataset must use the same extractor settings for a backbone, so one fingerprint is chosen per backbone: the one
 the user names (``--fingerprint BACKBONE=PREFIX``), else the one that covers the most videos; a tie is an error
 that lists the candidates.
@@ -31,13 +33,17 @@ class VideoFeatures:
     records: dict[str, FeatureRecord]  # backbone -> its feature record
 
     def load(self, backbone: str) -> np.ndarray:
-        """float32 ``[T, crops, D]``."""
-        return np.load(self.records[backbone].file).astype(np.float32, copy=False)
+        """float32 ``[T, crops, D]``, checked (header, size, finite values: :meth:`FeatureRecord.read`). Raises
+        DamagedFeature, naming the video, backbone and file, rather than hand damaged values to training or
+        scoring."""
+        return self.records[backbone].read().astype(np.float32, copy=False)
 
     def open(self, backbone: str) -> np.ndarray:
         """The stored array ``[T, crops, D]`` in its stored dtype, memory-mapped (read-only): for inputs too large
-        to hold for a whole dataset, such as the lightning student's low-resolution frames."""
-        return np.load(self.records[backbone].file, mmap_mode="r")
+        to hold for a whole dataset, such as the lightning student's low-resolution frames. Checked at open: header
+        and size; finite values once, a chunk at a time, for float files (integer files such as lowres' uint8
+        cannot hold NaN or inf). Raises DamagedFeature."""
+        return self.records[backbone].read(mmap=True)
 
 
 @dataclass
@@ -79,10 +85,27 @@ def _video_keys(store: FeatureStore, name: str) -> list[str]:
 DESCRIBED = ("source", "imported", "crops", "dim", "weights", "dtype", "version", "decode")  # tells them apart
 
 
-def describe_extraction(store: FeatureStore, fingerprint: str) -> str:
+def _flat(params: dict, prefix: str = "") -> dict:
+    """Nested extractor parameters as one level with dotted keys (``{"decode": {"short_side": 64}}`` ->
+    ``{"decode.short_side": 64}``), so that one differing field of a nested entry can be named."""
+    flat = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def describe_extraction(store: FeatureStore, fingerprint: str, among: list[str] | tuple[str, ...] = ()) -> str:
     """One extraction in a message: its fingerprint prefix and what tells it apart from the others (the import
     source, crops, feature dim, weights, ...). Imported features' parameters name no crops or dim: those are read
-    from the stored features."""
+    from the stored features.
+
+    among: the other candidates of the same message (this one may be in it). Then every parameter whose value
+    differs between them is shown too, nested ones by dotted key (``"decode.short_side": 64``; null: the
+    parameter is absent from this one), so that two candidates never read the same; the ``DESCRIBED`` entries
+    that are dicts (``decode``) are shown only by their differing fields."""
     params = store.extractor_params(fingerprint)
     keep = {k: params[k] for k in DESCRIBED if k in params}
     shapes = {(r["crops"], r["dim"]) for r in store.features(params.get("backbone"))
@@ -91,7 +114,23 @@ def describe_extraction(store: FeatureStore, fingerprint: str) -> str:
         values = sorted({shape[axis] for shape in shapes})
         if values and name not in keep:
             keep[name] = values[0] if len(values) == 1 else values
+    others = [fp for fp in among if fp != fingerprint]
+    if others:
+        keep = {k: v for k, v in keep.items() if not isinstance(v, dict)}
+        mine = _flat(params)
+        theirs = [_flat(store.extractor_params(fp)) for fp in others]
+        for key in sorted(set(mine).union(*theirs)):
+            if any(other.get(key) != mine.get(key) for other in theirs):
+                keep[key] = mine.get(key)
     return f"{fingerprint[:12]} {json.dumps(keep, sort_keys=True)}"
+
+
+def describe_candidates(store: FeatureStore, coverage: Counter) -> str:
+    """``describe_extraction (N videos); ...`` for every candidate of ``coverage`` (fingerprint -> videos), most
+    videos first, each showing what differs from the others ("none" when there are none)."""
+    among = list(coverage)
+    return "; ".join(f"{describe_extraction(store, fp, among)} ({n} videos)"
+                     for fp, n in coverage.most_common()) or "none"
 
 
 def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: tuple[str, ...],
@@ -107,9 +146,8 @@ def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: 
             if len(matches) != 1:
                 raise FeatureLookupError(
                     f"--fingerprint {b}={fingerprints[b]} matches {len(matches)} of the {len(coverage)} {b} "
-                    f"extractions of these videos: "
-                    + ("; ".join(f"{describe_extraction(store, fp)} ({n} videos)" for fp, n in coverage.most_common())
-                       or "none") + "; pass a prefix of one of them")
+                    f"extractions of these videos: {describe_candidates(store, coverage)}; pass a prefix of one of "
+                    f"them")
             chosen[b] = matches[0]
             continue
         if not coverage:
@@ -118,7 +156,7 @@ def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: 
         if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
             raise FeatureLookupError(
                 f"the store holds {len(ranked)} {b} extractions covering these videos equally; choose one with "
-                f"--fingerprint {b}=PREFIX: " + "; ".join(f"{describe_extraction(store, fp)} ({n} videos)" for fp, n in ranked))
+                f"--fingerprint {b}=PREFIX: {describe_candidates(store, coverage)}")
         chosen[b] = ranked[0][0]
 
     result = FeatureSet(fingerprints=chosen)

@@ -27,7 +27,7 @@ from pipeline.atomic import atomic_write_json, atomic_write_text
 from pipeline.config import DEFAULT_BACKBONES, parse_assignments
 from pipeline.errors import UserError
 from pipeline.runs import load_run
-from pipeline.store import FeatureStore
+from pipeline.store import FeatureStore, open_store
 
 TEMPORAL_VARIANTS = ("tam", "disentangled", "mha", "lstm", "gru", "rnn", "cnn1d")  # the paper's Table 1
 ATTENTION_TERMS = ("self_c2c", "cross_c2c", "c2p", "p2c")  # Table 5: each term alone
@@ -236,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    store = FeatureStore(args.store)
+    try:  # named: a file, no store, a damaged manifest, a read-only store
+        store = open_store(args.store, create=False, writes=True)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     device = auto_device(args.device)
     cells = {v.name: Cell(v) for v in todo}
     try:

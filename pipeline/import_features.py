@@ -44,7 +44,7 @@ from data.community_features import (CommunityFeature, FeatureFileError, load_co
                                      read_feature_list)
 from pipeline.errors import UserError
 from pipeline.keys import feature_key, hash_json
-from pipeline.store import FeatureStore
+from pipeline.store import FeatureStore, NonFiniteFeature, open_store
 
 STAGE = "import"
 BACKBONE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # becomes a folder name in the store
@@ -145,7 +145,12 @@ def import_lists(store: FeatureStore, lists: Sequence[Path], backbone: str, *, r
             if shapes and array.shape[1:] not in shapes:
                 raise ShapeMismatch(_mismatch_message(feature, array.shape[1:], shapes, backbone, source))
             shapes.add(array.shape[1:])
-            store.put_feature(key, video_key, backbone, fingerprint, array)
+            store.record_name(feature.name, video_key, source=str(list_file))  # first: the feature's sidecar has it
+            try:
+                store.put_feature(key, video_key, backbone, fingerprint, array)
+            except NonFiniteFeature as exc:
+                fail(FeatureFileError(feature.files[0], exc.reason, exc.fix, where=feature.where()))
+                continue
             outcome.imported += 1
         store.record_name(feature.name, video_key, source=str(list_file))
     return outcome
@@ -198,12 +203,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --root {root} is not a folder (pass the folder that holds the downloaded .npy files)",
               file=sys.stderr)
         return 2
-    store = FeatureStore(args.store)
     start = time.perf_counter()
+    try:
+        store = open_store(args.store, create=True, writes=True)
+    except UserError as exc:  # a file, a damaged manifest, a read-only store
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         outcome = import_lists(store, lists, args.backbone, root=root, source=args.source, force=args.force,
                                progress=not args.quiet)
-    except ShapeMismatch as exc:
+    except UserError as exc:  # ShapeMismatch, or the store's faults (full disk, damaged manifest)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

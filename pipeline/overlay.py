@@ -35,17 +35,21 @@ def draw_score_bar(frame: np.ndarray, score: float, threshold: float) -> np.ndar
     return frame
 
 
-def write_overlay(source: Path, dest: Path, frame_scores: np.ndarray, *, fps: float, threshold: float) -> Path:
+def write_overlay(source: Path, dest: Path, frame_scores: np.ndarray, *, fps: float, threshold: float,
+                  timeline: str | None = None) -> Path:
     """Re-encode ``source`` (H.264) with a score bar on every frame. ``frame_scores`` ``[N]``: one score per
-    decoded frame; frames beyond it (a decoder that finds more) keep the last score. Returns ``dest``."""
+    frame of ``timeline`` (``data.decode``; None: the default, the constant-rate grid the scores were made on, so
+    the copy is a constant-rate file at ``fps``); frames beyond it (a decoder that finds more) keep the last score.
+    Returns ``dest``."""
     import av
 
-    from data.decode import open_video
+    from data.decode import DEFAULT_TIMELINE, open_video
 
     rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
 
     def encode(f) -> None:
-        with open_video(source) as video, av.open(f, mode="w", format="mp4") as out:
+        with open_video(source, timeline=timeline or DEFAULT_TIMELINE) as video, \
+                av.open(f, mode="w", format="mp4") as out:
             stream = None
             index = 0
             for snippet in video.snippets(1):  # one frame at a time

@@ -41,7 +41,7 @@ from extractors.weights import WeightsNotFound
 from pipeline.atomic import host_name
 from pipeline.errors import UserError
 from pipeline.extract import STAGE, ExtractSettings, Outcome, claim_features, failure_reason, release
-from pipeline.store import FeatureStore
+from pipeline.store import FeatureStore, NonFiniteFeature
 
 TASKS_PER_WORKER = 2  # videos queued at each worker: the next one is already there when one finishes
 FORWARDED_ENV = (CACHE_ENV, "TORCH_HOME", "HF_HOME")  # where the workers look for weights
@@ -274,7 +274,7 @@ def _dispatch(ray, store: FeatureStore, workers: list, fingerprints: list[str], 
             fail(task.path, f"the Ray worker extracting it died ({type(exc).__name__})",
                  "run the same command again: finished videos are cached, only the rest is computed")
             return
-        except OSError as exc:  # writing to the store's disk: this video fails, the rest go on
+        except (OSError, NonFiniteFeature) as exc:  # the store's disk, or NaN features: this video fails alone
             fail(task.path, *failure_reason(exc))
             return
         finally:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from extractors.base import Backbone
+from extractors.files import BadFile, load_module_state, load_torch_file, require_keys
 from extractors.registry import FRAME_BACKBONES, build_backbone
 from extractors.transforms import DEFAULT_VIEW
 from models.lanet import LANet
@@ -32,6 +33,9 @@ from pipeline.store import FeatureStore
 
 CODE_VERSION = "train-2"  # bump when a change to the training code changes what a run produces
 CHECKPOINT_FORMAT = 1
+# What every checkpoint of CHECKPOINT_FORMAT holds (the rest, e.g. "teachers", "heads", may be absent).
+CHECKPOINT_KEYS = ("format", "key", "stage", "config", "backbones", "input_dims", "fingerprints", "model")
+CHECKPOINT_WHAT = "the run's checkpoint"
 
 
 class RunNotFound(UserError):
@@ -93,10 +97,23 @@ class LoadedRun:
         return {"lanet": self.config.lanet.n_heads, "lightning": 1}.get(stage, self.config.model.n_heads)
 
 
-def build_model(checkpoint: dict) -> nn.Module:
-    config = config_from_dict(checkpoint["config"])
-    model = build_network(config, checkpoint["input_dims"], len(checkpoint.get("teachers") or [None]))
-    model.load_state_dict(checkpoint["model"])
+def retrain_fix(folder: Path) -> str:
+    """What to do about a run whose checkpoint cannot be used: train it again (``--force``, since the file's
+    presence marks the run finished)."""
+    return (f"re-run python -m pipeline.train {folder.parent.name} with this run's arguments and --force to train "
+            f"it again (or delete {folder})")
+
+
+def build_model(checkpoint: dict, path: Path | str = "checkpoint.pt", fix: str = "train the run again") -> nn.Module:
+    """The checkpoint's network in eval mode. Raises :class:`extractors.files.BadFile` naming ``path`` and
+    ``fix`` when its config, input sizes or tensors do not make a network."""
+    try:
+        config = config_from_dict(checkpoint["config"])
+        model = build_network(config, list(checkpoint["input_dims"]), len(checkpoint.get("teachers") or [None]))
+    except (UserError, KeyError, TypeError, ValueError, AttributeError) as exc:  # a damaged or foreign config
+        raise BadFile(path, f"{CHECKPOINT_WHAT} holds a config or input sizes this version cannot build a network "
+                      f"from ({type(exc).__name__}: {exc})", fix) from None
+    load_module_state(model, checkpoint["model"], path, f"{CHECKPOINT_WHAT}'s model", fix)
     return model.eval()
 
 
@@ -119,10 +136,15 @@ def find_run_folder(store: FeatureStore, ref: str, stage: str | None = None) -> 
 
 
 def load_run(store: FeatureStore, ref: str, stage: str | None = None) -> LoadedRun:
+    """The run ``ref`` names, its checkpoint read and its network built. Raises RunNotFound, or
+    :class:`extractors.files.BadFile` naming the checkpoint when it is damaged, refused or foreign."""
     folder = find_run_folder(store, ref, stage)
-    checkpoint = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise RunNotFound(f"{folder / 'checkpoint.pt'}: checkpoint format {checkpoint.get('format')} is not "
+    path, fix = folder / "checkpoint.pt", retrain_fix(folder)
+    checkpoint = load_torch_file(path, CHECKPOINT_WHAT, fix)
+    if isinstance(checkpoint, dict) and checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise RunNotFound(f"{path}: checkpoint format {checkpoint.get('format')} is not "
                           f"{CHECKPOINT_FORMAT}; retrain with this version (python -m pipeline.train ... --force)")
+    require_keys(checkpoint, CHECKPOINT_KEYS, path, CHECKPOINT_WHAT, fix)
+    model = build_model(checkpoint, path, fix)
     return LoadedRun(key=checkpoint["key"], folder=folder, checkpoint=checkpoint,
-                     config=config_from_dict(checkpoint["config"]), model=build_model(checkpoint))
+                     config=config_from_dict(checkpoint["config"]), model=model)

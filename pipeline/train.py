@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from data.datasets import DATASETS, DatasetSpec, load_dataset
 from extractors.device import auto_device
+from extractors.files import BadFile, load_module_state, load_torch_file, require_keys
 from pipeline.atomic import atomic_write_json, atomic_write_text
 from pipeline.config import LOWRES, STAGES, RunConfig, build_config, load_yaml, parse_assignments
 from pipeline.errors import UserError
@@ -48,15 +49,23 @@ from pipeline.lightning_training import LightningObjective, SnippetWindows, buil
 from pipeline.objectives import (LANetObjective, StudentObjective, TeacherObjective, TeacherTargets,
                                  teacher_targets)
 from pipeline.precision import resolve_precision
-from pipeline.runs import CHECKPOINT_FORMAT, LoadedRun, build_network, load_run, run_key, save_torch
-from pipeline.store import FeatureStore
+from pipeline.runs import (CHECKPOINT_FORMAT, LoadedRun, build_network, load_run, retrain_fix, run_key,
+                           save_torch)
+from pipeline.store import FeatureStore, open_store
 from pipeline.training_data import SegmentData, build_segment_data, epoch_batches, validation_split
 
 DEFAULT_CHECKPOINT_EVERY = 10  # epochs between resumable state saves (the last epoch is always saved) ...
 CHECKPOINT_MIN_STEPS = 500  # ... and, by default, at least this many steps: a small set's epoch is one step
 SEED_STRIDE = 1_000_003  # per-epoch seeds: seed * SEED_STRIDE + epoch, so a resumed run draws the same batches
+RESUME_KEYS = ("modules", "optimizer", "scaler", "history", "best", "best_state", "epoch")  # what state.pt holds
+
+FAILED = "failed"  # manifest status of a run stopped by non-finite numbers (beside "running" and "done")
 
 log = logging.getLogger("pipeline.train")
+
+
+class NonFiniteLoss(UserError):
+    """A training loss, validation value or weight became NaN or infinite: the run stops, marked failed."""
 
 
 def validation_video_scores(scores: torch.Tensor, data: SegmentData, rows: np.ndarray) -> dict:
@@ -230,12 +239,22 @@ class Run:
         try:
             done = self.folder / "checkpoint.pt"
             if done.is_file() and not force:
-                return json.loads((self.folder / "metrics.json").read_text()), True
+                return self._cached_metrics(), True
             if force:
                 for name in ("checkpoint.pt", "state.pt"):
                     (self.folder / name).unlink(missing_ok=True)
             self.training = training_set()
-            return self._train(), False
+            try:
+                return self._train(), False
+            except NonFiniteLoss as exc:  # never "done", never left "running": failed, with the reason
+                self._record_failed(str(exc))
+                raise
+            except Exception as exc:  # a full disk, a damaged file, ...: not left "running" either (best effort:
+                try:  # a full disk may refuse this row too; the store lists a run nobody holds as interrupted)
+                    self._record_failed(f"{type(exc).__name__}: {exc}")
+                except Exception as again:  # noqa: BLE001 - the first error is the one to report
+                    log.warning("could not record run %s as failed: %s", self.key[:12], again)
+                raise
         finally:
             lock.release()
 
@@ -255,11 +274,7 @@ class Run:
         start_epoch = 0
         state_file = self.folder / "state.pt"
         if state_file.is_file():
-            state = torch.load(state_file, map_location=self.device, weights_only=True)
-            for name, module in modules.items():
-                module.load_state_dict(state["modules"][name])
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
+            state = self._resume_state(state_file, modules, optimizer, scaler)
             history, best, best_state = state["history"], state["best"], state["best_state"]
             start_epoch = state["epoch"]
             log.info("resuming run %s at epoch %d", self.key[:12], start_epoch)
@@ -281,23 +296,28 @@ class Run:
                 for m in modules.values():
                     m.train()
                 losses, parts_sum, compute_time = [], {}, 0.0
-                for rows_a, rows_n in epoch_batches(anomalous, normal, batch_anomalous=t.batch_anomalous,
-                                                    batch_normal=t.batch_normal, rng=rng):
+                for step, (rows_a, rows_n) in enumerate(epoch_batches(anomalous, normal,
+                                                                      batch_anomalous=t.batch_anomalous,
+                                                                      batch_normal=t.batch_normal, rng=rng), 1):
                     tick = time.perf_counter()
                     loss, parts = objective.loss(rows_a, rows_n)
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):  # stop before the step spreads it into the weights
+                        raise NonFiniteLoss(self._diverged(f"the training loss became {loss_value}", epoch + 1,
+                                                           step))
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
                     compute_time += time.perf_counter() - tick
-                    losses.append(float(loss.detach()))
+                    losses.append(loss_value)
                     for name, value in parts.items():  # the loss's terms (mil; or bce, nce, total)
                         parts_sum[name] = parts_sum.get(name, 0.0) + value
                     bar.update(1)
                 entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                          **{f"train_{k}": v / len(losses) for k, v in parts_sum.items()},
                          "compute_s": round(compute_time, 3)}
-                entry.update(self._validate(objective, modules))
+                entry.update(self._validate(objective, modules, epoch + 1))
                 history.append(entry)
                 if len(self.training.val_rows) and _better(entry, best):
                     best = entry
@@ -317,14 +337,67 @@ class Run:
             best_state = {n: m.state_dict() for n, m in modules.items()}
         return self._finish(dims, history, best, best_state, time.perf_counter() - started, n_batches)
 
-    def _validate(self, objective, modules) -> dict:
+    def _cached_metrics(self) -> dict:
+        """A finished run's ``metrics.json``. Raises BadFile naming it (and the fix: retrain) when damaged."""
+        path = self.folder / "metrics.json"
+        try:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # missing, unreadable, not JSON (UnicodeDecodeError is a ValueError)
+            raise BadFile(path, f"cannot read the finished run's metrics ({type(exc).__name__}: {exc})",
+                          retrain_fix(self.folder)) from None
+        if not isinstance(metrics, dict):
+            raise BadFile(path, "the finished run's metrics are not a JSON object", retrain_fix(self.folder))
+        return metrics
+
+    def _resume_state(self, state_file: Path, modules: dict, optimizer, scaler) -> dict:
+        """Load ``state.pt`` (the last saved epoch) into the modules, optimizer and scaler. Raises BadFile naming
+        the file when it is damaged or is not this run's state (the fix: delete it to start the run over)."""
+        fix = f"delete {state_file} to start this run over (its earlier epochs are then trained again)"
+        what = "the saved training state"
+        state = require_keys(load_torch_file(state_file, what, fix, map_location=self.device), RESUME_KEYS,
+                             state_file, what, fix)
+        try:
+            for name, module in modules.items():
+                load_module_state(module, state["modules"][name], state_file, f"{what} of {name}", fix)
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            epoch = int(state["epoch"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # BadFile is a ValueError: kept as is
+            if isinstance(exc, BadFile):
+                raise
+            raise BadFile(state_file, f"{what} does not fit this run ({type(exc).__name__}: {exc})", fix) from None
+        return {**state, "epoch": epoch}
+
+    def _validate(self, objective, modules, epoch: int) -> dict:
         if len(self.training.val_rows) == 0:
             return {}
         for m in modules.values():
             m.eval()
         scores, terms = objective.validate(self.training.val_rows)
+        if not bool(torch.isfinite(scores).all()):  # (a NaN validation loss can be honest: one label only)
+            raise NonFiniteLoss(self._diverged("the validation scores became NaN", epoch, None))
         return {**{f"val_{name}": value for name, value in terms.items()},
                 **validation_video_scores(scores, self.training.data, self.training.val_rows)}
+
+    def _diverged(self, what: str, epoch: int, step: int | None) -> str:
+        """The message of a run whose numbers stopped being finite: where, and what to change."""
+        cfg = self.config
+        rates = ({"adversarial.lr": cfg.adversarial.lr} if cfg.stage == "lightning" else
+                 {"train.lr_temporal": cfg.train.lr_temporal, "train.lr_other": cfg.train.lr_other})
+        lower = " and ".join(f"{name} (now {value:g})" for name, value in rates.items())
+        example = " ".join(f"--set {name}={value / 10:g}" for name, value in rates.items())
+        at = f"epoch {epoch}" + (f" step {step}" if step is not None else "")
+        return (f"{what} at {at} of {cfg.stage} run {self.key[:12]} (seed {cfg.train.seed}); the run is marked failed "
+                f"and nothing was saved as its result: lower {lower}, e.g. {example}, or check the features with "
+                f"python -m pipeline.store {self.store.root} --verify")
+
+    def _record_failed(self, reason: str) -> None:
+        """The run's manifest row becomes ``failed`` (never picked as a teacher, by evaluate or detect: they need
+        a ``done`` row or a checkpoint, which a failed run does not have), and the reason is logged."""
+        cfg = self.config
+        self.store.record_run(self.key, cfg.stage, dataset=self.dataset_ref, backbones=",".join(cfg.backbones),
+                              seed=cfg.train.seed, status=FAILED, summary={"error": reason})
+        self.store.record_failure(str(self.folder), cfg.stage, reason)
 
     def _write_log(self, history: list[dict]) -> None:
         atomic_write_text(self.folder / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
@@ -339,6 +412,11 @@ class Run:
                          f"than train.min_val_videos = {t.min_val_videos} of a label)")
         else:
             selection = "last epoch (no validation split)"
+        non_finite = [f"{part}.{name}" for part, tensors in best_state.items() for name, tensor in tensors.items()
+                      if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if non_finite:  # the last step can spoil the weights without a loss to show it
+            raise NonFiniteLoss(self._diverged(f"the weights {', '.join(non_finite[:3])} became non-finite",
+                                               best["epoch"], None))
         n_val_videos = len(np.unique(self.training.data.video.numpy()[self.training.val_rows]))
         metrics = {
             "run": self.key, "stage": cfg.stage, "seed": cfg.train.seed, "best_epoch": best["epoch"],
@@ -450,7 +528,7 @@ def _load_teachers(store: FeatureStore, args) -> list[LoadedRun]:
 
 def run_stage(args) -> tuple[list[dict], list[str]]:
     """Train every requested seed. Returns (metrics per run, warnings)."""
-    store = FeatureStore(args.store)
+    store = open_store(args.store, create=False, writes=True)  # named: a file, absent, damaged, read-only
     teachers = _load_teachers(store, args)
     dataset_ref = args.dataset or (teachers[0].checkpoint["dataset"] if teachers else None)
     if not dataset_ref:
@@ -503,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds < 1 or (args.checkpoint_every is not None and args.checkpoint_every < 1):
             raise UserError("--seeds and --checkpoint-every must be at least 1")
         results, warnings = run_stage(args)
-    except UserError as exc:  # config, features, runs: each message says what to change
+    except (UserError, BadFile) as exc:  # config, features, runs, damaged files: each message says what to change
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for w in warnings:

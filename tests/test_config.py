@@ -16,6 +16,18 @@ def test_defaults_are_the_papers_values():
     assert build_config("student").backbones == ("clip",)
 
 
+
+def test_paper_preset_switches_every_measured_choice_back():
+    """--config paper: the papers' recipe, including the lightning student's plain network and no augmentation."""
+    teacher = build_config("teacher", layers=[load_yaml("paper")])
+    assert (teacher.model.input_norm, teacher.mil.topk, teacher.train.min_steps) == ("none", 1, 0)
+    assert teacher.train.stretch_short_videos is True and teacher.train.min_val_videos == 1
+    light = build_config("lightning", layers=[load_yaml("paper")])
+    assert (light.lightning.input_norm, light.lightning.batch_norm, light.lightning.pool) == (False, False, "avg")
+    assert (light.adversarial.flip, light.adversarial.shift) == (False, 0)
+    default = build_config("lightning")
+    assert default.lightning.pool == "topk" and default.adversarial.flip is True
+
 def test_layers_override_in_order_and_are_typed(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: {k: 10}\ntrain: {lr_other: 1e-4, epochs: 7}\n")
@@ -81,3 +93,41 @@ def test_table4_switches_are_config_values():
     c = build_config("student", layers=[parse_assignments(["distill.bce_weight=0", "distill.min_max=false"])])
     assert c.distill.bce_weight == 0.0 and c.distill.min_max is False
     assert build_config("student").distill.bce_weight == 1.0 and build_config("student").distill.min_max is True
+
+
+def test_every_numeric_field_has_a_range_and_the_defaults_lie_in_it():
+    import dataclasses
+    import typing
+
+    from pipeline.config import _SECTIONS, RANGES
+
+    for section, cls in _SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        numeric = {f.name for f in dataclasses.fields(cls)
+                   if hints[f.name] in (int, float) or typing.get_origin(hints[f.name]) is tuple}
+        assert set(RANGES[section]) == numeric, section  # every number has a range, no range names a non-number
+    for stage in ("teacher", "student", "lanet", "lightning"):
+        build_config(stage).validate()  # the defaults pass their own table
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.lr_temporal=nan", r"config: train\.lr_temporal=nan: out of range, must be a finite number in \(0, 1000\]"),
+    ("train.lr_other=-1", r"train\.lr_other=-1: out of range, must be a finite number in \(0, 1000\]"),
+    ("train.lr_other=inf", r"train\.lr_other=inf: out of range"),
+    ("adversarial.lr=0", r"adversarial\.lr=0: out of range"),
+    ("train.val_fraction=1", r"train\.val_fraction=1: out of range, must be a finite number in \[0, 1\)"),
+    ("model.dropout=nan", r"model\.dropout=nan: out of range"),
+    ("distill.tau=0", r"distill\.tau=0: out of range, must be a finite number in \(0, inf\)"),
+    ("distill.flat_eps=0", r"distill\.flat_eps=0: out of range"),
+    ("train.epochs=0", r"train\.epochs=0: out of range, must be an integer in \[1, inf\)"),
+    ("train.seed=-1", r"train\.seed=-1: out of range, must be an integer in \[0, 4294967295\]"),
+    ("lightning.channels=4,0", r"lightning\.channels=4,0: out of range, each value must be an integer in \[1, inf\)"),
+    ("lightning.pool_fraction=0", r"lightning\.pool_fraction=0: out of range, must be a finite number in \(0, 1\]"),
+    ("adversarial.beta2=1", r"adversarial\.beta2=1: out of range"),
+    ("lanet.locality_w_init=nan", r"lanet\.locality_w_init=nan: out of range, must be a finite number in \(-inf, inf\)"),
+])
+def test_values_out_of_range_are_named_with_the_key_the_value_and_the_range(assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config("teacher", layers=[parse_assignments([assignment])])
+    stage_ok = build_config("teacher", layers=[parse_assignments(["train.val_fraction=0", "distill.tau=0.5"])])
+    assert stage_ok.train.val_fraction == 0.0 and stage_ok.distill.tau == 0.5  # the ends the ranges include

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 
 import numpy as np
@@ -226,3 +227,26 @@ def test_synthetic_dataset_round_trip(tmp_path):
             assert np.array_equal(spec.frame_labels(e, 1), expected)
     assert [e.split for e in spec.entries] == sorted((e.split for e in spec.entries), key=["train", "test"].index)
     assert {e.split for e in spec.entries} == {"train", "test"}
+
+
+def test_an_interval_wholly_outside_its_video_is_an_error_and_one_partly_outside_is_cut(tmp_path):
+    path = _write(tmp_path / "labels.csv", "name,label,split,intervals\n"
+                                           "cam1,1,test,300-6000\n"
+                                           "cam2,1,test,10-20;5000-6000\n")
+    spec = load_labels_csv(path)
+    cam1, cam2 = spec.entries
+    # 320 frames = 20 snippets: [300, 6000) starts inside and is cut at the end (the documented cut)
+    gt = spec.frame_labels(cam1, 20, n_frames=320)
+    assert gt.shape == (320,) and gt.sum() == 20 and gt[300:].all() and not gt[:300].any()
+    assert np.array_equal(spec.frame_labels(cam1, 20), gt)  # the same without the frame count
+    # [5000, 6000) lies wholly past a 320-frame video: named with the file, line and length, not dropped
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(path))}:3: interval \[5000, 6000\) of cam2 .* past "
+                                           r"the end of its video \(320 frames\)"):
+        spec.frame_labels(cam2, 20, n_frames=320)
+    with pytest.raises(DatasetError, match=r":3: .* \(at most 335 frames: 20 snippets of 16 and a tail"):
+        spec.frame_labels(cam2, 20)  # features without a frame count: the video has at most 16 T + 15 frames
+    # an interval in the unscored tail of a known 330-frame video is inside the video: cut, not an error
+    tail = load_labels_csv(_write(tmp_path / "tail.csv", "name,label,split,intervals\ncam3,1,test,322-329\n"))
+    assert tail.frame_labels(tail.entries[0], 20, n_frames=330).sum() == 0
+    with pytest.raises(DatasetError, match=r"tail.csv:2: .* \(320 frames\)"):
+        tail.frame_labels(tail.entries[0], 20, n_frames=320)

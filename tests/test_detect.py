@@ -268,7 +268,8 @@ def test_an_export_with_a_lower_limit_fails_longer_videos_by_name_and_scores_the
     assert f"(run pipeline.detect without --onnx, with --store S --model {keys['student'][:12]}" in err
     assert pulled == {"vtest.avi": 9, "short.mp4": 3}  # vtest's 49 snippets: decoding stopped past the limit
     # as in training (vtest is 4:3 like the training videos: the same 298 x 224 whole-frame input)
-    assert opened["vtest.avi"] == {"backend": "auto", "short_side": 224, "needed": (8,), "square": False}
+    assert opened["vtest.avi"] == {"backend": "auto", "short_side": 224, "needed": (8,), "square": False,
+                                   "timeline": "constant"}
     assert not (tmp_path / "out" / "vtest.json").exists()
     scored = json.loads((tmp_path / "out" / "short.json").read_text())
     assert scored["engine"] == "onnxruntime" and scored["n_frames"] == 48 and scored["n_snippets"] == 3

@@ -137,7 +137,7 @@ def test_a_different_export_fails_the_check_naming_the_difference(exported, smal
 
 def test_cli_rejects_a_folder_that_is_not_a_store(tmp_path, capsys):
     assert export.main(["abcdef", "--store", str(tmp_path)]) == 2
-    assert "not a store" in capsys.readouterr().err
+    assert f"{tmp_path} is not a feature store" in capsys.readouterr().err
 
 
 def test_a_whole_frame_backbone_is_traced_for_its_videos_frame_size(real_backbone, tmp_path):

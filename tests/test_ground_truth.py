@@ -9,7 +9,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from data.datasets import DatasetSpec, VideoEntry, load_dataset, load_mask, read_ucf_annotation
+from data.datasets import DatasetError, DatasetSpec, VideoEntry, load_dataset, load_mask, read_ucf_annotation
 from data.ground_truth import SNIPPET_FRAMES, concatenate_labels, frame_labels
 
 
@@ -101,7 +101,8 @@ def test_shanghaitech_mask_labels_equal_the_official_mask():
 def test_concatenate_follows_canonical_test_order():
     spec = load_dataset("ucf-crime")
     tests = spec.split("test")
-    n = {e.name: 5 + i % 7 for i, e in enumerate(tests)}
+    # varied counts, each long enough that every interval starts inside the video (one that does not is an error)
+    n = {e.name: max(5 + i % 7, max((s for s, _ in e.intervals), default=0) // 16 + 1) for i, e in enumerate(tests)}
     n["Normal_Videos950_x264"] = 3  # a training video's count is ignored
     gt = concatenate_labels(spec, n)
     assert gt.dtype == np.uint8 and gt.shape == (16 * sum(n[e.name] for e in tests),)
@@ -110,12 +111,17 @@ def test_concatenate_follows_canonical_test_order():
         length = 16 * n[e.name]
         assert np.array_equal(gt[pos:pos + length], spec.frame_labels(e, n[e.name])), e.name
         pos += length
-    # the first video, Abuse028 ([165, 240)), has T = 5: 80 frames, all before its interval
-    assert tests[0].name == "Abuse028_x264" and gt[:80].sum() == 0
+    # the first video, Abuse028 ([165, 240)), with T = 11: 176 frames, the interval cut at the end
+    assert tests[0].name == "Abuse028_x264" and n[tests[0].name] == 11 and gt[:176].sum() == 176 - 165
     # with T = 20 (320 frames) the interval is inside
     n[tests[0].name] = 20
     gt = concatenate_labels(spec, n)
     assert gt[:320].sum() == 240 - 165 and gt[165:240].all()
+    # with T = 5 (80 frames, at most 95 with the unscored tail) it lies wholly past the end: named, not dropped
+    n[tests[0].name] = 5
+    with pytest.raises(DatasetError, match=r"Temporal_Anomaly_Annotation.txt:\d+: interval \[165, 240\) of "
+                                           r"Abuse028_x264 .* past the end of its video \(at most 95 frames"):
+        concatenate_labels(spec, n)
 
 
 def test_concatenate_uses_list_order_not_name_order_and_needs_every_test_video():

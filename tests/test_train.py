@@ -92,11 +92,11 @@ def test_a_killed_run_resumes_to_the_same_model(tmp_path, harder_set, monkeypatc
     calls = {"n": 0}
     original = train.Run._validate
 
-    def dies_in_epoch_5(self, objective, modules):
+    def dies_in_epoch_5(self, objective, modules, *rest):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt  # as if killed after the epoch-4 state was saved
-        return original(self, objective, modules)
+        return original(self, objective, modules, *rest)
 
     monkeypatch.setattr(train.Run, "_validate", dies_in_epoch_5)
     with pytest.raises(KeyboardInterrupt):

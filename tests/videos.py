@@ -22,11 +22,13 @@ def pattern_frames(n: int, height: int, width: int, seed: int = 0) -> np.ndarray
 
 
 def encode(path: Path, frames: np.ndarray, *, fps: int = 25, codec: str = "libx264rgb", lossless: bool = True,
-           pts: list[int] | None = None) -> Path:
+           pts: list[int] | None = None, pix_fmt: str | None = None, options: dict | None = None) -> Path:
     """Write RGB frames [n, H, W, 3]. ``libx264rgb`` + ``qp=0`` is lossless RGB; ``pts`` (in 1/fps units)
-    gives a variable frame rate."""
+    gives a variable frame rate (in an AVI, the muxer writes the skipped slots as empty frames). ``pix_fmt``
+    overrides the encoder's pixel format (``yuvj420p`` for ``mjpeg``); ``options`` are the muxer's
+    (``{"movflags": "faststart"}``: an mp4's index before its frames)."""
     path = Path(path)
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", options=options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         if codec == "libx264rgb":
@@ -34,6 +36,8 @@ def encode(path: Path, frames: np.ndarray, *, fps: int = 25, codec: str = "libx2
             stream.options = {"qp": "0"} if lossless else {"crf": "23"}
         else:
             stream.pix_fmt = "yuv420p"
+        if pix_fmt:
+            stream.pix_fmt = pix_fmt
         stream.codec_context.time_base = Fraction(1, fps)
         for i, f in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(f, format="rgb24")

@@ -1,0 +1,274 @@
+"""Store faults, each one named line by every stage (issue 12, deliverable 3): ``--store`` naming a file, a store
+that does not exist (created only by extract and import), a read-only store (everything that only reads works and
+nothing in it changes), a full disk ("no space left on DEVICE while writing PATH", nothing lost, no run left
+"running"). Real stores built through the CLIs (``store_stages``); the full disk both simulated (writes handed
+``/dev/full``, whose writes fail with the kernel's real ENOSPC; SQLite's own SQLITE_FULL through max_page_count)
+and real (a small tmpfs, where mounting is possible)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import filelock
+import numpy as np
+import pytest
+from store_stages import TRAIN_FAST, copy_store, every_stage, small_store, write_videos
+
+from pipeline import atomic, detect, export, extract, train
+from pipeline import store as store_cli
+from pipeline.atomic import NoSpaceError
+from pipeline.store import FeatureStore, StoreReadOnly, open_store
+
+STAGES = ("store", "extract", "import_features", "train", "evaluate", "detect", "export", "grid")
+READING_STAGES = ("store", "train", "evaluate", "detect", "export", "grid")  # never create a store
+TMPFS_SIZE = "640k"  # fills after a few of 16 lowres features (32 KiB each, plus the manifest's growing log)
+TMPFS_GROWN = "8m"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return small_store(tmp_path_factory.mktemp("faults"))
+
+
+def _files(folder: Path) -> dict:
+    """Every path below ``folder`` with its size and modification time: what must not change."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+def _no_traceback(err: str) -> str:
+    assert "Traceback" not in err, err
+    return err
+
+
+# -- --store naming a file, or nothing -----------------------------------------------------------------------------
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_store_that_is_a_file_is_named_by_every_stage(built, tmp_path, capsys, stage):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a store")
+    assert every_stage(built, a_file, out=tmp_path)[stage]() == 2
+    err = _no_traceback(capsys.readouterr().err)
+    assert f"--store {a_file} is a file, not a store folder" in err
+    assert a_file.read_text() == "not a store"
+
+
+def test_a_store_given_as_its_manifest_file_says_to_pass_the_folder(built, capsys):
+    assert store_cli.main([str(built.store / "manifest.sqlite")]) == 2
+    assert f"that is a store's manifest: pass its folder {built.store}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", READING_STAGES)
+def test_a_missing_store_is_named_and_not_created_by_stages_that_read(built, tmp_path, capsys, stage):
+    missing, empty = tmp_path / "nowhere", tmp_path / "empty"
+    empty.mkdir()
+    assert every_stage(built, missing, out=tmp_path)[stage]() == 2
+    err = _no_traceback(capsys.readouterr().err)
+    assert f"no store at {missing}; create one with python -m pipeline.extract" in err
+    assert not missing.exists()
+    assert every_stage(built, empty, out=tmp_path)[stage]() == 2
+    assert f"{empty} is not a feature store (no manifest.sqlite in it)" in capsys.readouterr().err
+    assert list(empty.iterdir()) == []
+
+
+@pytest.mark.parametrize("stage", ("extract", "import_features"))
+def test_extract_and_import_create_a_missing_store(built, tmp_path, stage):
+    new = tmp_path / "deep" / "new-store"
+    assert every_stage(built, new, out=tmp_path)[stage]() == 0
+    assert store_cli.is_store(new) and store_cli.main([str(new), "--verify", "--quiet"]) == 0
+
+
+# -- read-only stores ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """Make ``folder`` read-only for this process, the strongest way available: as root, a read-only bind mount of
+    it onto itself (writes fail with EROFS, even for root); else chmod -R a-w (as root, the code opens a store
+    without write permission bits read-only anyway; as another user the kernel refuses the writes). Yields how."""
+    mounted = False
+    if os.geteuid() == 0:
+        bind = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+        if bind.returncode == 0:
+            mounted = subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)],
+                                     capture_output=True).returncode == 0
+            if not mounted:
+                subprocess.run(["umount", str(folder)], capture_output=True)
+    modes = {}
+    if not mounted:
+        for p in [folder, *folder.rglob("*")]:
+            modes[p] = p.stat().st_mode
+            p.chmod(modes[p] & ~0o222)
+    try:
+        yield "read-only bind mount" if mounted else "chmod -R a-w"
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=True)
+        for p, mode in modes.items():
+            p.chmod(mode)
+
+
+def _fake_export(run, backbone, out, **kwargs):
+    """Tracing and checking the graphs takes half a minute and reads nothing from the store (tested in
+    test_export.py); everything export reads from the store (run, extractor params, videos) runs for real."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "export.json").write_text(json.dumps({"run": run.key, "backbone": backbone.name}))
+    return {"T_range": [1, kwargs["max_snippets"]], "max_abs_diff": {"torchscript": 0.0, "onnx": 0.0}, "check": {}}
+
+
+def test_a_read_only_store_serves_every_stage_that_only_reads(built, tmp_path, capsys, monkeypatch):
+    s = copy_store(built, tmp_path)
+    fresh = write_videos(tmp_path / "new", ["fresh"], seed=50)[0]  # a video the store has no features of
+    monkeypatch.setattr(export, "export_student", _fake_export)
+    stages = every_stage(s, out=tmp_path / "out")
+    before = _files(s.store)
+    with read_only(s.store) as how:
+        assert store_cli.main([str(s.store)]) == 0
+        assert "(read-only): 6 videos" in capsys.readouterr().out
+        assert store_cli.main([str(s.store), "--runs"]) == 0
+        assert s.teacher[:12] in capsys.readouterr().out
+        assert store_cli.main([str(s.store), "--verify", "--quiet"]) == 0
+        assert "7 feature files checked, 0 damaged" in capsys.readouterr().out
+        assert stages["evaluate"]() == 0
+        assert "(cached)" in capsys.readouterr().out
+        assert stages["detect"]() == 0
+        assert "6 videos with teacher" in capsys.readouterr().out
+        assert stages["export"]() == 0 and (tmp_path / "out" / "export" / "export.json").is_file()
+        capsys.readouterr()
+        for writing in ("extract", "import_features", "train", "grid"):
+            assert stages[writing]() == 2, writing
+            assert f"the store {s.store} is read-only: this stage writes to it" in \
+                _no_traceback(capsys.readouterr().err), writing
+        # A video without stored features cannot be computed into a read-only store: it fails alone, by name.
+        code = detect.main([str(s.videos / "v0.mkv"), str(fresh), "--store", str(s.store), "--model", s.teacher[:12],
+                            "--quiet", "--out", str(tmp_path / "out" / "d2")])
+        assert code == 1
+        err = _no_traceback(capsys.readouterr().err)
+        assert f"FAILED {fresh}: the store {s.store} is read-only" in err and "v0.mkv" not in err
+        assert (tmp_path / "out" / "d2" / "v0.csv").is_file()
+        # export's default output is the run's folder, inside the store: named, with the way out
+        assert export.main([s.teacher[:12], "--store", str(s.store)]) == 2
+        assert "pass --out DIR" in capsys.readouterr().err
+    assert _files(s.store) == before, f"nothing in a read-only store may change ({how})"
+
+
+def test_a_read_only_store_with_a_write_ahead_log_is_read_whole_and_left_untouched(tmp_path):
+    """A writer killed with its last rows still in the -wal file: the read-only reader sees those rows too."""
+    store = FeatureStore(tmp_path / "s")
+    store.put_feature("ab" * 32, "vid", "i3d", "fp", np.ones((2, 1, 4), np.float32))
+    holder = sqlite3.connect(tmp_path / "s" / "manifest.sqlite")  # an open reader stops the WAL's checkpoint
+    holder.execute("SELECT COUNT(*) FROM features").fetchone()
+    store.put_feature("cd" * 32, "vid", "i3d", "fp", np.ones((3, 1, 4), np.float32))
+    store.close()
+    wal = tmp_path / "s" / "manifest.sqlite-wal"
+    assert wal.stat().st_size > 0
+    before = _files(tmp_path / "s")
+    with read_only(tmp_path / "s"):
+        reader = open_store(tmp_path / "s", create=False)
+        assert reader.readonly and len(reader.features()) == 2 and reader.get_feature("cd" * 32).n_snippets == 3
+        with pytest.raises(StoreReadOnly, match="is read-only"):
+            reader.put_feature("ef" * 32, "vid", "i3d", "fp", np.ones((1, 1, 4), np.float32))
+        reader.close()
+    assert _files(tmp_path / "s") == before
+    holder.close()
+
+
+# -- full disk -----------------------------------------------------------------------------------------------------
+def _disk_full_for(monkeypatch, fails):
+    """Every atomic write whose temp file ``fails(path)`` is handed /dev/full: the kernel's ENOSPC on write."""
+    real = atomic._open_temp
+    monkeypatch.setattr(atomic, "_open_temp", lambda path: open("/dev/full", "wb") if fails(path) else real(path))
+
+
+def test_a_full_disk_during_extract_is_named_and_keeps_what_was_written(tmp_path, capsys, monkeypatch):
+    write_videos(tmp_path / "in", [f"v{i}" for i in range(4)], frames=16)
+    store = tmp_path / "store"
+    written = []
+
+    def fails(path: Path) -> bool:
+        if not path.name.endswith(".npy.tmp"):
+            return False
+        written.append(path)
+        return len(written) > 2  # the disk fills after two features
+
+    _disk_full_for(monkeypatch, fails)
+    assert extract.main([str(tmp_path / "in"), "--store", str(store), "--backbones", "lowres", "--quiet",
+                         "--decode-workers", "1"]) == 2
+    err = _no_traceback(capsys.readouterr().err)
+    assert f"no space left on {atomic.device_of(store)} while writing {store / 'features' / 'lowres'}" in err
+    assert "everything written before is kept" in err
+    rows = FeatureStore(store).features()
+    assert len(rows) == 2 and all(r["damage"] is None for r in rows)
+    assert store_cli.main([str(store), "--verify", "--quiet"]) == 0
+    monkeypatch.undo()
+    assert extract.main([str(tmp_path / "in"), "--store", str(store), "--backbones", "lowres", "--quiet"]) == 0
+    assert "2 extracted, 2 cached, 0 failed" in capsys.readouterr().out
+
+
+def test_a_full_disk_while_training_is_named_and_leaves_no_run_running(built, tmp_path, capsys, monkeypatch):
+    s = copy_store(built, tmp_path)
+    _disk_full_for(monkeypatch, lambda path: path.name.startswith("checkpoint."))
+    args = ["teacher", "--store", str(s.store), "--dataset", str(s.labels), "--backbones", "effnet_lite0",
+            *TRAIN_FAST, "--seed", "7"]
+    assert train.main(args) == 2
+    err = _no_traceback(capsys.readouterr().err)
+    assert "no space left on " in err and "checkpoint.pt" in err and "RuntimeError" not in err
+    (run,) = [r for r in FeatureStore(s.store).runs("teacher") if r["seed"] == 7]
+    assert run["status"] == "failed" and "no space left" in json.loads(run["summary"])["error"]
+    assert not (s.store / run["folder"] / "checkpoint.pt").exists()
+    monkeypatch.undo()
+    assert train.main(args) == 0
+    (run,) = [r for r in FeatureStore(s.store).runs("teacher") if r["seed"] == 7]
+    assert run["status"] == "done"
+
+
+def test_a_run_left_running_by_a_dead_process_is_listed_as_interrupted(tmp_path):
+    store = FeatureStore(tmp_path / "s")
+    store.record_run("k" * 64, "teacher", dataset="d", backbones="i3d", seed=0, status="running")
+    assert store.runs()[0]["status"] == "interrupted"  # no process holds its lock
+    lock = filelock.FileLock(tmp_path / "s" / "locks" / store_cli.RUN_LOCK.format(key="k" * 64))
+    with lock:
+        assert store.runs()[0]["status"] == "running"
+
+
+def test_sqlite_reporting_a_full_disk_is_named(tmp_path):
+    store = FeatureStore(tmp_path / "s")
+    conn = store._conn()
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")  # SQLITE_FULL
+    with pytest.raises(NoSpaceError, match=r"no space left on .* while writing .*manifest\.sqlite"):
+        for i in range(1000):
+            store.record_failure(f"/videos/{i}.mp4", "extract", "x" * 500)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real small tmpfs (root only: mounting needs it)."""
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk needs root to mount a small tmpfs; the simulated ENOSPC tests above cover it")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mnt)],
+                           capture_output=True, text=True)
+    if mount.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({mount.stderr.strip()}); the simulated ENOSPC tests cover it")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_a_real_full_disk_is_named_and_nothing_is_lost(small_disk, tmp_path, capsys):
+    write_videos(tmp_path / "in", [f"v{i:02d}" for i in range(16)], frames=16)
+    store, clean = small_disk / "store", tmp_path / "clean"
+    args = [str(tmp_path / "in"), "--backbones", "lowres", "--quiet"]
+    assert extract.main([*args, "--store", str(store)]) == 2
+    err = _no_traceback(capsys.readouterr().err)
+    assert f"no space left on tmpfs (mounted at {small_disk}) while writing {store}" in err
+    kept = FeatureStore(store).features()
+    assert 0 < len(kept) < 16
+    assert store_cli.main([str(store), "--verify", "--quiet"]) == 0  # what was written is sound
+    subprocess.run(["mount", "-o", f"remount,size={TMPFS_GROWN}", str(small_disk)], check=True)
+    assert extract.main([*args, "--store", str(store)]) == 0
+    assert f"{16 - len(kept)} extracted, {len(kept)} cached, 0 failed" in capsys.readouterr().out
+    assert extract.main([*args, "--store", str(clean)]) == 0
+    for row in FeatureStore(clean).features():
+        assert (store / row["file"]).read_bytes() == (clean / row["file"]).read_bytes()
