@@ -3,14 +3,16 @@
 The lightning student of method.md §9 learns from the frames themselves (64 x 64 grey) rather than from a large
 backbone's embedding, so its input has to come out of the same extract stage, decoded once and content-keyed in
 the same feature store. There is no network and there are no weights: the "model" is the identity and the
-"feature" of a snippet is ``F`` of its frames, resized to short side ``S``, centre-cropped to ``S x S``, turned
+"feature" of a snippet is ``F`` of its frames brought to ``S x S`` by the extraction's view (the default
+``squash``: the whole frame resized to ``S x S``; ``crop``: short side ``S``, then the centre ``S x S``), turned
 grey with the ITU-R BT.601 luma weights and flattened (frame-major, then rows, then columns) into
 ``[1, F * S * S]``, so it fits the store's ``[T, crops, D]`` layout. The values are whole grey levels 0..255 and
 are stored as uint8 (``storage_dtype``), a quarter of float32's size, whatever ``--dtype`` says.
 
-When ``lowres`` is the only backbone the extract stage resizes while decoding to short side ``S`` (the
-preprocessing below names that size), so this module only crops and weights. Beside other backbones the frames
-arrive larger and are resized here with torch's antialiased bilinear filter.
+The extract stage decodes each backbone at its own size (pipeline.extract's decoding plan), so ``lowres``
+frames arrive already at ``S x S`` (squash) or short side ``S`` (crop) whatever it is extracted beside, and this
+module only crops and weights; frames that arrive larger (a caller that decodes without resizing) are resized here
+with torch's antialiased bilinear filter.
 """
 
 from __future__ import annotations
