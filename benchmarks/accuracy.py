@@ -228,7 +228,7 @@ def run_one(row: Row, seed: int, store: str, fps: dict, teacher_runs: list[str])
 
     torch.set_num_threads(1)
     from data.datasets import load_dataset
-    from pipeline import evaluate, train
+    from pipeline import evaluation, train
     from pipeline.errors import UserError
     from pipeline.runs import load_run
     from pipeline.store import FeatureStore
@@ -240,7 +240,7 @@ def run_one(row: Row, seed: int, store: str, fps: dict, teacher_runs: list[str])
         s = FeatureStore(store)
         try:
             run = load_run(s, results[0]["run"], row.stage)
-            metrics, _, _ = evaluate.evaluate_run(s, run, load_dataset(DATASET), dataset_ref=DATASET, out=None,
+            metrics, _, _ = evaluation.evaluate_run(s, run, load_dataset(DATASET), dataset_ref=DATASET, out=None,
                                                   device=torch.device("cpu"), precision="fp32", allow_missing=False,
                                                   video_plots=False, force=False, progress=False)
         finally:

@@ -33,7 +33,7 @@ from extractors.registry import build_backbone
 from extractors.weights import WeightsNotFound
 from models.lightning import LightningStudent
 from models.vad_model import VADModel
-from pipeline.extract import DEFAULT_BATCH_SIZE, Extractor
+from pipeline.extraction import DEFAULT_BATCH_SIZE, Extractor
 from pipeline.scoring import score_snippets
 from pipeline.store import FeatureStore
 

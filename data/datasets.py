@@ -44,7 +44,7 @@ A labels CSV (``load_dataset(path)``; a folder means ``<folder>/labels.csv``) ha
 
 ``label`` is one of 0, 1, normal, anomalous, abnormal (any case); ``split`` is train or test; ``intervals`` are
 frame ranges ``start-end`` (end exclusive) separated by ``;``; ``name`` may be a file name or path (folder and
-video extension are dropped, as :func:`data.discover.video_name` does).
+video extension are dropped, as :func:`data.layout.video_name` does).
 
 A frame-label folder (``load_dataset(folder)`` for a folder with ``videos/`` and no ``labels.csv``) holds
 ``videos/`` (video files or frame folders, searched recursively) and optionally ``labels/<name>.npy``: a 1-D 0/1
@@ -69,7 +69,7 @@ import numpy as np
 
 from data import ground_truth
 from data.decode import _natural_key, _probe, frame_folder_files
-from data.discover import DATASETS, find_videos, split_file, video_name
+from data.layout import DATASETS, list_videos, split_file, video_name
 from data.errors import VideoError
 
 __all__ = ["VideoEntry", "DatasetSpec", "DATASETS", "DatasetError", "load_dataset", "load_labels_csv",
@@ -152,13 +152,13 @@ class DatasetError(ValueError):
 class VideoEntry:
     """One video of a dataset.
 
-    ``name``: the list's name without folder or extension (as :func:`data.discover.video_name` gives), the key
+    ``name``: the list's name without folder or extension (as :func:`data.layout.video_name` gives), the key
     under which its features are found in the store; ``label`` 1 anomalous, 0 normal; ``class_name``
     (``"Normal"`` for normal videos); ``split`` ``"train"`` or ``"test"``; ``intervals``: annotated frame
     intervals ``[start, end)``; ``mask_file``: a per-frame 0/1 mask (ShanghaiTech), a path or a path relative to
     ``data/splits``; ``aliases``: other names under which the same video may be found on disk and in the store
     (``train_01`` for UCSD's ``Train001``), tried in order after ``name``; an alias may name the folders right
-    above the video too (``testing_videos/01``, see :func:`data.discover.name_matches`); ``where``: the file and
+    above the video too (``testing_videos/01``, see :func:`data.layout.name_matches`); ``where``: the file and
     line its intervals were read from (``labels.csv:3``), for errors only (not compared, not in any key).
     """
 
@@ -743,7 +743,7 @@ def load_frame_label_folder(folder: str | Path, name: str | None = None) -> Data
     as ``mask_file``. ``name`` defaults to the folder's name. Raises :class:`DatasetError` naming the file."""
     folder = Path(folder).resolve()
     videos: dict[str, Path] = {}
-    for video in find_videos([folder / VIDEOS_DIR]).videos:
+    for video in list_videos([folder / VIDEOS_DIR]):
         if video_name(video) in videos:
             raise DatasetError(f"{folder / VIDEOS_DIR}: two videos are called {video_name(video)!r} "
                                f"({videos[video_name(video)]} and {video}); rename one (names key the labels)")

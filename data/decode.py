@@ -40,6 +40,8 @@ import numpy as np
 
 from data.errors import VideoError
 
+# Frames per snippet (method.md §1): the unit every backbone sees and every snippet score covers. The one
+# definition: extractors, ground truth, metrics and the synthetic data all import it from here.
 SNIPPET_FRAMES = 16
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
                     ".3gp", ".ogv", ".gif")

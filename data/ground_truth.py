@@ -15,14 +15,11 @@ test-list order, which is the order in which the frame scores must be concatenat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from data.decode import SNIPPET_FRAMES
-
-if TYPE_CHECKING:  # data.datasets imports this module
-    from data.datasets import DatasetSpec
 
 __all__ = ["SNIPPET_FRAMES", "frame_labels", "concatenate_labels"]
 
@@ -63,7 +60,25 @@ def frame_labels(n_snippets: int, intervals: Sequence[tuple[int, int]] = (), mas
     return gt
 
 
-def concatenate_labels(spec: DatasetSpec, n_snippets: Mapping[str, int]) -> np.ndarray:
+class NamedVideo(Protocol):
+    """A test video as :func:`concatenate_labels` needs it (a ``data.datasets.VideoEntry``)."""
+
+    name: str
+
+
+class LabelledDataset(Protocol):
+    """What :func:`concatenate_labels` needs of a dataset: ``data.datasets.DatasetSpec`` has it. A protocol, not
+    an import, so that this module stays below ``data.datasets`` (which imports it) without an import cycle."""
+
+    name: str
+    source: str
+
+    def split(self, which: str) -> Sequence[NamedVideo]: ...
+
+    def frame_labels(self, entry, n_snippets: int) -> np.ndarray: ...
+
+
+def concatenate_labels(spec: LabelledDataset, n_snippets: Mapping[str, int]) -> np.ndarray:
     """Ground truth of the whole test set: uint8 ``[sum over test videos of 16 * T]``.
 
     The test entries of ``spec`` in canonical order, each ``spec.frame_labels(entry, T)`` with

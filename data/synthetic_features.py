@@ -18,7 +18,8 @@ from typing import Mapping
 
 import numpy as np
 
-SNIPPET_FRAMES = 16
+from data.decode import SNIPPET_FRAMES
+
 DEFAULT_SNIPPETS = (40, 120)  # T drawn uniformly from this range (inclusive)
 ANOMALY_FRACTION = (0.1, 0.4)  # share of an anomalous video's snippets inside its interval
 SCENE_SCALE = 0.5  # std of the per-video offset, relative to the unit snippet noise

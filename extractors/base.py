@@ -16,9 +16,8 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from data.decode import SNIPPET_FRAMES  # frames per snippet (method.md §1); the unit every backbone sees
 from extractors import transforms
-
-SNIPPET_FRAMES = 16  # frames per snippet (method.md §1); the unit every backbone sees
 
 
 @dataclass(frozen=True)

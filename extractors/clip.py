@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from extractors import weights as W
-from extractors.base import SNIPPET_FRAMES, Backbone, Preprocessing
+from data.decode import SNIPPET_FRAMES
+from extractors.base import Backbone, Preprocessing
 from extractors.files import BadFile, describe_load_error, one_line, quiet_pickle_warnings
 
 # open_clip's own eval transform for the OpenAI weights: short side 224 bicubic, centre crop 224, CLIP mean/std.

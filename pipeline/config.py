@@ -41,16 +41,14 @@ from models import dynamics, lightning, losses
 from models.lanet import LANetConfig
 from models.lightning import LightningConfig
 from models.vad_model import CONTRASTIVE_HIDDEN, CONTRASTIVE_OUT, ModelConfig
+# Defined with the command line's defaults (pipeline.defaults imports nothing heavy, for a fast --help).
+from pipeline.defaults import CROP_MODES, LOWRES, PRECISIONS, STAGE_BACKBONES, TRAIN_STAGES  # noqa: F401
 from pipeline.errors import UserError
 
-STAGES = ("teacher", "student", "lanet", "lightning")
-LOWRES = "lowres"  # the lightning student's input: low-resolution grey frames from extractors.lowres
-DEFAULT_BACKBONES = {"teacher": ("i3d", "s3d", "clip"), "student": ("clip",), "lanet": ("i3d",),
-                     "lightning": (LOWRES,)}
+STAGES = TRAIN_STAGES
+DEFAULT_BACKBONES = STAGE_BACKBONES
 STAGE_SECTIONS = {"teacher": ("model", "train", "mil"), "student": ("model", "train", "distill"),
                   "lanet": ("lanet", "train", "ddl"), "lightning": ("lightning", "train", "adversarial")}
-CROP_MODES = ("mean", "samples")  # average the crops (default) or make each crop its own training sample
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The main job on a small real default: extract -> train the teacher -> distill the student -> evaluate.
 
-    python -m pipeline.demo [--out dakd-demo] [--device auto] [--quiet]
+    dakd demo [--out dakd-demo] [--device auto] [--quiet]      (or python -m pipeline.demo)
 
 Real weights that a package registry carries (DeepMind's Kinetics-400 I3D, ImageNet EfficientNet-Lite0) on a
 small synthetic surveillance dataset with known anomaly intervals (vehicles, fights, falls, crowds scattering,
@@ -17,12 +17,14 @@ from pathlib import Path
 
 from data.synthetic import generate_dataset
 from extractors.weights import WeightsNotFound
-from pipeline import evaluate, extract, train
-from pipeline.fetch import fetch_all
+from pipeline import api
+from pipeline.cli import configure_logging, emit_json, error, say
+from pipeline.defaults import DEMO_OUT, EXIT_SOME_FAILED
 from pipeline.errors import UserError
-from pipeline.store import open_store
+from pipeline.fetch import fetch_all
+from pipeline.parsers import stage_parser
 
-DEFAULT_OUT = "dakd-demo"
+DEFAULT_OUT = DEMO_OUT
 TEACHER_BACKBONES = "i3d,effnet_lite0"  # the two backbones whose real weights a registry carries
 STUDENT_BACKBONE = "effnet_lite0"
 SYNTHETIC_NORMAL = 12
@@ -30,60 +32,61 @@ SYNTHETIC_ANOMALOUS = 12
 SYNTHETIC_SEED = 0
 # The paper's batches (30 + 30) would make one step per epoch on this small set; smaller batches give the
 # optimiser enough steps in 100 epochs. Every other value is the project's default (pipeline.config).
-DEMO_TRAIN = ["--set", "train.batch_anomalous=4", "--set", "train.batch_normal=4"]
+DEMO_OVERRIDES = {"train.batch_anomalous": 4, "train.batch_normal": 4}
 
 
-def _latest(store: Path, stage: str, backbones: str, dataset: Path) -> str:
-    """Key prefix of the most recent finished run of ``stage`` on ``backbones`` and ``dataset``."""
-    runs = [r for r in open_store(store, create=False).runs(stage)
-            if r["status"] == "done" and r["backbones"] == backbones and r["dataset"] == str(dataset.resolve())]
-    return runs[-1]["key"][:12]
+def build_parser() -> argparse.ArgumentParser:
+    return stage_parser("demo")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"working folder (default: ./{DEFAULT_OUT})")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """The chain through :mod:`pipeline.api`: fetch -> synthetic videos -> extract -> teacher -> student ->
+    evaluate, one line per stage."""
+    configure_logging(args)
     out = Path(args.out)
-    store = out / "store"
-    quiet = ["--quiet"] if args.quiet else []
+    store = Path(args.store) if args.store else out / "store"
+    progress = not args.quiet
     try:
-        fetch_all(footage=False, quiet=args.quiet)  # the weights; the demo writes its own footage
+        fetch_all(footage=False, quiet=args.quiet or args.json)  # the weights; the demo writes its own footage
     except (WeightsNotFound, RuntimeError, OSError) as exc:
         print(f"error: cannot fetch the weights: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_SOME_FAILED
     synthetic = out / "synthetic"
     if not (synthetic / "labels.csv").is_file():
         generate_dataset(synthetic, n_normal=SYNTHETIC_NORMAL, n_anomalous=SYNTHETIC_ANOMALOUS, seed=SYNTHETIC_SEED,
-                         progress=not args.quiet)
-    teacher = lambda: _latest(store, "teacher", TEACHER_BACKBONES, synthetic)  # noqa: E731  (known once trained)
-    student = lambda: _latest(store, "student", STUDENT_BACKBONE, synthetic)  # noqa: E731
-    stages = [
-        ("extract", lambda: extract.main([str(synthetic / "videos"), "--store", str(store), "--backbones",
-                                          TEACHER_BACKBONES, "--device", args.device, *quiet])),
-        ("teacher", lambda: train.main(["teacher", "--store", str(store), "--dataset", str(synthetic),
-                                        "--backbones", TEACHER_BACKBONES, "--device", args.device, *DEMO_TRAIN,
-                                        *quiet])),
-        ("student", lambda: train.main(["student", "--store", str(store), "--teacher", teacher(),
-                                        "--backbones", STUDENT_BACKBONE, "--device", args.device, *DEMO_TRAIN,
-                                        *quiet])),
-        ("evaluate", lambda: evaluate.main([teacher(), student(), "--store", str(store), "--device", args.device,
-                                            *quiet])),
-    ]
-    for name, run in stages:
-        try:
-            code = run()
-        except UserError as exc:  # the store's faults, named (a damaged manifest, ...)
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if code != 0:
-            print(f"demo: the {name} stage failed (exit code {code}); see the messages above", file=sys.stderr)
-            return code
-    print(f"demo: done. Metrics, ROC/PR curves and one score plot per test video are in the folders printed above "
-          f"(all runs: python -m pipeline.store {store} --runs)")
+                         progress=progress)
+    common = dict(store=store, device=args.device, progress=progress)
+    try:
+        extracted = api.extract([synthetic / "videos"], backbones=TEACHER_BACKBONES, **common)
+        say(args, f"demo extract: {extracted.videos} videos, {extracted.extracted} extracted, {extracted.cached} "
+                  f"cached, {extracted.failed} failed ({extracted.seconds:.1f} s); store {store}")
+        if not extracted.ok:
+            for failure in extracted.failures:
+                print(f"  {failure.line()}", file=sys.stderr)
+            print("demo: the extract stage failed for some videos; see the messages above", file=sys.stderr)
+            return EXIT_SOME_FAILED
+        teacher = api.train("teacher", dataset=synthetic, backbones=TEACHER_BACKBONES, overrides=DEMO_OVERRIDES,
+                            **common)[0]
+        student = api.train("student", teacher=teacher, backbones=STUDENT_BACKBONE, overrides=DEMO_OVERRIDES,
+                            **common)[0]
+        for run in (teacher, student):
+            say(args, f"demo {run.stage}: run {run.key[:12]}, val video AUC {run.val_video_auc}; {run.folder}")
+        metrics = api.evaluate([teacher, student], store=store, device=args.device, progress=progress)
+    except UserError as exc:  # a bad weights file, the store's faults, ... named
+        return error(exc)
+    for m in metrics:
+        say(args, f"demo evaluate {m.stage} {m.run[:12]}: AUC {m.auc:.4f}, AP {m.ap:.4f}; plots and CSVs in "
+                  f"{m.folder}")
+    say(args, f"demo: done. Metrics, ROC/PR curves and one score plot per test video are in the folders printed "
+              f"above (all runs: dakd store --store {store} --runs)")
+    emit_json(args, {"store": str(store), "teacher": teacher.as_dict(), "student": student.as_dict(),
+                     "metrics": [{"run": m.run, "stage": m.stage, "folder": str(m.folder), **m.values}
+                                 for m in metrics]})
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

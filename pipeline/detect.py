@@ -15,7 +15,8 @@ videos in onnxruntime, and only that folder is needed: no store, run checkpoint 
 machine). Each video is decoded as the run's training features were (decoder, resize while decoding and
 timeline, from the export's ``decode`` entry), preprocessed with the export's preprocessing
 (``extractors.base.preprocess_snippets``) and run through the backbone graph ``--batch-size`` snippets at a time;
-the head graph then scores all its snippets at once, since the attention sees the whole video. An export takes at most its ``T_range`` maximum
+the head graph then scores all its snippets at once, since the attention sees the whole video. An export takes
+at most its ``T_range`` maximum
 (``--max-snippets`` at export, by default above UCF-Crime's longest video): decoding stops at the first snippet
 past it and the video fails (``pipeline.export.TooManySnippets``). The scores equal the eager ones to within
 ``pipeline.export.TOLERANCE``.
@@ -35,469 +36,56 @@ video that fails is reported with the reason and the fix, the others go on, and 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
+import dataclasses
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
-from tqdm import tqdm
-
-from data.decode import DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, TIMELINES, VideoInfo, open_video
-from data.discover import find_videos
-from data.errors import VideoError
-from extractors.base import Preprocessing, preprocess_snippets
-from extractors.device import auto_device
-from extractors.weights import WeightsNotFound
-from pipeline.atomic import atomic_write, atomic_write_json
+from pipeline import api
+from pipeline.cli import configure_logging, emit_json, error, print_failures, say
+from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
-from pipeline.export import BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, OnnxScorer, TooManySnippets, too_many_message
-from pipeline.extract import Extractor, failure_reason, parse_weights, print_failures
-from pipeline.keys import feature_key
-from pipeline.metrics import FALSE_ALARM_THRESHOLD, SNIPPET_FRAMES
-from pipeline.overlay import write_overlay
-from pipeline.plots import plot_detection, unique_stems
-from pipeline.runs import LoadedRun, load_run, training_backbone
-from pipeline.scoring import align_snippets, score_snippets
-from pipeline.store import FeatureStore, open_store
+from pipeline.parsers import stage_parser
 
-DEFAULT_STAGE = "student"  # the model used when --model is not given: the store's most recent one
-DEFAULT_OUT = "detections"
-DEFAULT_BATCH_SIZE = 8  # snippets per backbone forward pass (eager, and the backbone graph with --onnx)
-STAGE = "detect"
-ENGINE_TORCH = "torch"
-ENGINE_ONNX = "onnxruntime"
-EXPORT_FIX = "python -m pipeline.export RUN --store S"
-ONNX_INSTALL_FIX = "pip install -e '.[export]'"
-STORED_FEATURE_FIX = "check the store with python -m pipeline.store {store} --verify, then run detect again"
-# How an export made before export.json recorded "decode" was decoded: the extract stage's defaults for one
-# backbone (decoder auto, resized while decoding to the backbone's resize size, pipeline.extract.decode_size_for).
-FALLBACK_DECODER = "auto"
-SCORABLE_KINDS = ("video", "image")  # backbone kinds whose input is preprocess_snippets' output
-
-log = logging.getLogger("pipeline.detect")
-
-
-@dataclass
-class Detection:
-    """One video's result: snippet scores ``[T]`` and the frame scores ``[n_frames]`` derived from them."""
-
-    path: Path
-    snippet_scores: np.ndarray
-    n_frames: int  # frames on the video's timeline (data.decode)
-    fps: float  # the timeline's rate: frame j is at j / fps seconds
-    timeline: str = DEFAULT_TIMELINE  # how the frames were placed (data.decode.TIMELINES); the overlay follows it
-
-    @property
-    def frame_scores(self) -> np.ndarray:
-        """float ``[n_frames]``: snippet t's score on frames [16t, 16t + 16), the last snippet's on the rest."""
-        scores = np.repeat(self.snippet_scores, SNIPPET_FRAMES)
-        tail = self.n_frames - len(scores)
-        return np.concatenate([scores, np.full(tail, scores[-1])]) if tail > 0 else scores[:self.n_frames]
-
-    @property
-    def frame_times(self) -> np.ndarray:
-        """Seconds from the first frame of each frame (frame index / fps): on the constant timeline, the time a
-        player shows it at."""
-        return np.arange(self.n_frames) / self.fps if self.fps > 0 else np.full(self.n_frames, np.nan)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the outputs say about the model that scored: its run, stage, backbones and engine."""
-
-    run: str | None  # None for an export of a scorer built by hand (pipeline.export.export_scorer)
-    stage: str
-    backbones: tuple[str, ...]
-    engine: str  # ENGINE_TORCH or ENGINE_ONNX
-
-    @classmethod
-    def of_run(cls, run: LoadedRun) -> ModelInfo:
-        return cls(run.key, run.checkpoint["stage"], tuple(run.backbones), ENGINE_TORCH)
-
-    @property
-    def label(self) -> str:
-        """``stage key[:8]``, for the plot title."""
-        return f"{self.stage} {self.run[:8]}" if self.run else self.stage
-
-
-def above_threshold(d: Detection, threshold: float) -> list[tuple[float, float]]:
-    """Time intervals ``[start_s, end_s)`` whose frame scores are at or above ``threshold`` (frames when the
-    frame rate is unknown)."""
-    high = np.concatenate([[False], d.frame_scores >= threshold, [False]])
-    edges = np.flatnonzero(np.diff(high.astype(np.int8)))
-    scale = 1.0 / d.fps if d.fps > 0 else 1.0
-    return [(float(a * scale), float(b * scale)) for a, b in zip(edges[::2], edges[1::2])]
-
-
-def video_timeline(store: FeatureStore, video_key: str, decoded: VideoInfo | None) -> tuple[int, float]:
-    """(frames, fps) of a scored video's timeline: from its decoding in this call, else (features cached) from the
-    store's record of it."""
-    if decoded is not None:
-        return int(decoded.n_frames or 0), float(decoded.fps or 0.0)
-    info = store.video(video_key)
-    return int(info["n_frames"]), float(info["fps"] or 0.0)
-
-
-def default_run(store: FeatureStore) -> str:
-    done = [r for r in store.runs(DEFAULT_STAGE) if r["status"] == "done"]
-    if not done:
-        raise UserError(f"{store.root} holds no finished {DEFAULT_STAGE} run: pass --model RUN (a run key prefix or "
-                        f"folder; python -m pipeline.store {store.root} --runs lists them) or train one")
-    return done[-1]["key"]
-
-
-def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], device) -> tuple[list, dict]:
-    """The run's backbones built with the settings of its training features. Returns (backbones, extractor
-    settings: decoder, dtype, decode_resize, timeline; features without a recorded timeline were decoded on the
-    default one)."""
-    built, settings = [], {"decoder": "auto", "dtype": "float32", "decode_resize": True,
-                           "timeline": DEFAULT_TIMELINE}
-    for name in run.backbones:
-        built.append(training_backbone(run, store, name, weights=weights.get(name), device=device))
-        params = store.extractor_params(run.fingerprints[name])
-        decode = params.get("decode") or {}
-        settings["decoder"] = decode.get("backend", settings["decoder"])
-        settings["decode_resize"] = decode.get("short_side", 1) is not None
-        settings["timeline"] = decode.get("timeline", settings["timeline"])
-        if params.get("dtype") in ("float32", "float16"):
-            settings["dtype"] = params["dtype"]
-    return built, settings
-
-
-def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, threshold: float) -> None:
-    """``<stem>.csv``, ``<stem>.json`` and ``<stem>.png`` of one video in ``out``."""
-    frames = pd.DataFrame({"frame": np.arange(d.n_frames), "time_s": d.frame_times,
-                           "snippet": np.minimum(np.arange(d.n_frames) // SNIPPET_FRAMES, len(d.snippet_scores) - 1),
-                           "score": d.frame_scores})
-    atomic_write(out / f"{stem}.csv", lambda f: f.write(frames.to_csv(index=False).encode("utf-8")))
-    best = int(np.argmax(d.frame_scores))
-    atomic_write_json(out / f"{stem}.json", {
-        "video": str(d.path), "run": model.run, "stage": model.stage, "backbones": list(model.backbones),
-        "engine": model.engine, "timeline": d.timeline,
-        "fps": d.fps, "n_frames": d.n_frames, "n_snippets": len(d.snippet_scores), "snippet_frames": SNIPPET_FRAMES,
-        "threshold": threshold, "max_score": float(d.frame_scores[best]), "max_frame": best,
-        "intervals_above_threshold_s": above_threshold(d, threshold),
-        # null when the container declares no frame rate (JSON has no NaN)
-        "snippet_scores": d.snippet_scores.tolist(), "frame_time_s": d.frame_times.tolist() if d.fps > 0 else None,
-        "frame_score": d.frame_scores.tolist(),
-    })
-    plot_detection(d.snippet_scores, d.n_frames, d.fps, out / f"{stem}.png", threshold=threshold,
-                   title=f"{d.path.name}: {model.label}")
-
-
-@dataclass
-class OnnxExport:
-    """An export folder ready to score: the onnxruntime session and, from export.json, how to make its input."""
-
-    folder: Path
-    scorer: OnnxScorer
-    model: ModelInfo
-    preprocessing: Preprocessing
-    frame_indices: tuple[int, ...]
-    crops: int
-    decoder: str  # data.decode backend
-    short_side: int | None  # resize while decoding to this short side; None: decode at full size
-    input_hw: tuple[int, int] | None = None  # (h, w) the backbone graph was traced for (full view: one frame size)
-    square: bool = False  # decode the whole frame to short_side x short_side (squash view alone)
-    timeline: str = DEFAULT_TIMELINE  # data.decode timeline of the run's training features
-
-    @property
-    def max_snippets(self) -> int:
-        """The longest video the export accepts (its head graph's metadata)."""
-        return self.scorer.max_snippets
-
-
-def _not_readable(folder: Path, why: str) -> UserError:
-    return UserError(f"{folder / EXPORT_JSON} is not an export this version can read ({why}): export the run again "
-                     f"with {EXPORT_FIX} --out {folder}")
-
-
-def export_decode(info: dict, preprocessing: Preprocessing) -> tuple[str, int | None]:
-    """(decoder backend, short side) the run's training features were decoded with, from export.json."""
-    decode = info.get("decode")
-    if not decode:
-        # Older exports have no "decode" entry (and runs on imported features have none to give): assume the
-        # extract stage's defaults, which the run's features were made with unless --decoder /
-        # --no-decode-resize were passed.
-        return FALLBACK_DECODER, preprocessing.decode_short_side
-    if decode.get("short_side") and decode.get("filter") not in (None, DECODE_RESIZE_FILTER):
-        print(f"warning: the run's training videos were resized with {decode['filter']} while decoding, this "
-              f"version resizes with {DECODE_RESIZE_FILTER}; scores may be shifted", file=sys.stderr)
-    return decode.get("backend", FALLBACK_DECODER), decode.get("short_side")  # short_side None: full size
-
-
-def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxExport:
-    """Open ``folder`` (written by ``pipeline.export``). Raises UserError naming the fix when it holds no checked
-    export or onnxruntime is missing."""
-    folder = Path(folder)
-    missing = [name for name in (EXPORT_JSON, BACKBONE_ONNX, HEAD_ONNX) if not (folder / name).is_file()]
-    if missing:
-        raise UserError(f"{folder} holds no checked export (no {' and no '.join(missing)}; only an export that "
-                        f"passed its equality check has {EXPORT_JSON}): export the run with {EXPORT_FIX} --out "
-                        f"{folder}")
-    try:
-        import onnxruntime  # noqa: F401 - only to name the fix; OnnxScorer imports it itself
-    except ImportError:
-        raise UserError(f"--onnx needs onnxruntime, which is not installed: {ONNX_INSTALL_FIX}") from None
-    try:
-        info = json.loads((folder / EXPORT_JSON).read_text())
-        p = info["preprocessing"]
-        preprocessing = Preprocessing(**{**p, "mean": tuple(p["mean"]), "std": tuple(p["std"])})
-        frame_indices, crops = tuple(int(i) for i in info["frame_indices"]), int(info["crops"])
-        input_hw = tuple(int(v) for v in info["input"]["shape"][-2:]) if "input" in info else None
-        square = bool((info.get("decode") or {}).get("square"))
-        timeline = (info.get("decode") or {}).get("timeline", DEFAULT_TIMELINE)  # absent: the default
-        if timeline not in TIMELINES:
-            raise ValueError(f"unknown timeline {timeline!r}")
-        kind = info["backbone_kind"]
-        model = ModelInfo(info.get("run"), info.get("stage", "export"), (info["backbone"],), ENGINE_ONNX)
-        decoder, short_side = export_decode(info, preprocessing)
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as exc:  # JSONDecodeError and
-        # UnicodeDecodeError are ValueErrors; AttributeError: a JSON list or number where an object belongs
-        raise _not_readable(folder, f"{type(exc).__name__}: {exc}") from None
-    if kind not in SCORABLE_KINDS:
-        raise _not_readable(folder, f"a {kind} backbone's input is not made by preprocess_snippets")
-    try:
-        scorer = OnnxScorer(folder, providers=providers)
-    except Exception as exc:  # onnxruntime's own error types for a damaged or foreign file
-        raise UserError(f"onnxruntime cannot load the graphs in {folder} ({type(exc).__name__}: {exc}): export the "
-                        f"run again with {EXPORT_FIX} --out {folder}") from None
-    return OnnxExport(folder, scorer, model, preprocessing, frame_indices, crops, decoder, short_side, input_hw,
-                      square, timeline)
-
-
-def _embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
-    """uint8 snippets, each ``[16, H, W, 3]`` -> features ``[n, crops, D]`` (preprocessed, then the backbone graph)."""
-    x = preprocess_snippets(torch.from_numpy(np.stack(snippets)), export.preprocessing, export.frame_indices,
-                            export.crops)  # [n * crops, 3, F, h, w]
-    if export.input_hw is not None and tuple(x.shape[-2:]) != export.input_hw:
-        h, w = export.input_hw
-        raise VideoError("", f"its frames become {x.shape[-1]}x{x.shape[-2]} inputs but the export was traced for "
-                             f"{w}x{h} (the whole frame, view full)", "export the run again for this camera's "
-                             "frame size: python -m pipeline.export RUN --store S --frame-size WIDTHxHEIGHT")
-    return export.scorer.embed(x).reshape(len(snippets), export.crops, -1)
-
-
-def video_features(path: Path, export: OnnxExport, chunk: int) -> tuple[np.ndarray, int, float]:
-    """Decode ``path`` as the run's training videos were and embed it ``chunk`` snippets at a time, so memory holds
-    one chunk of frames and the video's features.
-
-    Returns (float32 ``[T, crops, D]``, frames on the export's timeline, its fps). Raises :class:`TooManySnippets`
-    as soon as snippet ``max_snippets + 1`` is decoded (the rest of a long video is never decoded) and VideoError
-    when the video is too short for one snippet.
-    """
-    rows: list[np.ndarray] = []
-    pending: list[np.ndarray] = []
-    with open_video(path, backend=export.decoder, short_side=export.short_side,
-                    needed=export.frame_indices, square=export.square, timeline=export.timeline) as video:
-        for t, snippet in enumerate(video.snippets(SNIPPET_FRAMES), start=1):
-            if t > export.max_snippets:
-                raise TooManySnippets(too_many_message(f"more than {export.max_snippets}", export.max_snippets))
-            pending.append(snippet)
-            if len(pending) == chunk:
-                rows.append(_embed_chunk(pending, export))
-                pending = []
-        if pending:
-            rows.append(_embed_chunk(pending, export))
-        info = video.info
-    if not rows:
-        raise VideoError(str(path), f"too short: {info.n_frames} frames, a snippet needs {SNIPPET_FRAMES}",
-                         f"use videos of at least {SNIPPET_FRAMES} frames")
-    return np.concatenate(rows), int(info.n_frames), float(info.fps or 0.0)
-
-
-def onnx_detect(path: Path, export: OnnxExport, chunk: int) -> Detection:
-    """One video scored by the exported graphs: the backbone a chunk at a time, the head over every snippet at
-    once (the attention sees the whole video), each crop as its own sequence, crops averaged."""
-    features, n_frames, fps = video_features(path, export, chunk)
-    return Detection(path, export.scorer.score_crops(features), n_frames, fps, export.timeline)
-
-
-def describe_failure(exc: BaseException, export: OnnxExport) -> tuple[str, str]:
-    """(reason, fix) of a video the exported model could not score."""
-    if isinstance(exc, TooManySnippets):
-        run = f" --model {export.model.run[:12]}" if export.model.run else " --model RUN"
-        return str(exc), f"run pipeline.detect without --onnx, with --store S{run}, which scores any length"
-    return failure_reason(exc)
-
-
-def find_inputs(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
-    """The videos to score and the ``--overlay`` destination. Raises UserError."""
-    found = find_videos(args.paths)
-    if not found.videos:
-        raise UserError(f"no videos found in {', '.join(args.paths)}")
-    overlay = Path(args.overlay) if args.overlay else None
-    if overlay and overlay.suffix.lower() == ".mp4" and len(found.videos) > 1:
-        raise UserError(f"--overlay {overlay} names one file but there are {len(found.videos)} videos: pass a "
-                        "folder")
-    return found.videos, overlay
-
-
-def write_results(detections: list[Detection], model: ModelInfo, args: argparse.Namespace,
-                  overlay: Path | None) -> Path:
-    """Every scored video's files (and overlay) under ``args.out``, one line each on stdout. Returns the folder."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = [d.path.stem for d in detections]
-    names = names if len(set(names)) == len(names) else [str(d.path) for d in detections]
-    for detection, stem in zip(detections, unique_stems(names)):
-        write_outputs(detection, stem, out, model, args.threshold)
-        if overlay:
-            dest = overlay if overlay.suffix.lower() == ".mp4" else overlay / f"{stem}.mp4"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            write_overlay(detection.path, dest, detection.frame_scores, fps=detection.fps, threshold=args.threshold,
-                          timeline=detection.timeline)
-        peak = above_threshold(detection, args.threshold)
-        print(f"detect: {detection.path}: max score {detection.frame_scores.max():.3f}, {len(peak)} interval(s) >= "
-              f"{args.threshold:g}; {out / stem}.csv/.json/.png")
-    return out
+from pipeline.detection import ENGINE_ONNX
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.detect", description=__doc__.split("\n\n")[0])
-    p.add_argument("paths", nargs="+", help="video files, folders (searched recursively) or folders of frames")
-    p.add_argument("--store", help="the store holding the run (features of these videos are cached there too); "
-                                   "required unless --onnx is given, which needs no store (a --store passed with "
-                                   "--onnx is not used)")
-    p.add_argument("--onnx", metavar="EXPORT_DIR",
-                   help="score with an exported student (the folder python -m pipeline.export wrote) in "
-                        "onnxruntime: needs only that folder, no store, run or backbone weights (--store, --model "
-                        "and --weights are not used); videos longer than the export's T range fail (score them "
-                        "without --onnx)")
-    p.add_argument("--model", help=f"run key prefix or folder (default: the most recent {DEFAULT_STAGE} run)")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"folder for the CSV, JSON and PNG files (default: "
-                                                      f"{DEFAULT_OUT})")
-    p.add_argument("--overlay", help="write a copy of the video with a score bar: a .mp4 path (one video) or a "
-                                     "folder (one <name>.mp4 per video)")
-    p.add_argument("--threshold", type=float, default=FALSE_ALARM_THRESHOLD,
-                   help=f"score marked as anomalous in the JSON intervals, the plot and the overlay "
-                        f"(default: {FALSE_ALARM_THRESHOLD})")
-    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
-                   help="weights file per backbone, as for pipeline.extract")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...; with --onnx, cpu "
-                                                    "keeps onnxruntime on the CPU")
-    p.add_argument("--timeline", choices=TIMELINES,
-                   help="how frames are placed in time (as pipeline.extract --timeline); default: the timeline the "
-                        "run's training features (or the export's) were decoded on, which they are scored on")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help=f"snippets per backbone forward pass (eager, or the backbone graph with --onnx) "
-                        f"(default: {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+    return stage_parser("detect")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command: flags -> :func:`pipeline.api.detect` -> one line per video and a summary."""
+    configure_logging(args)
+    try:
+        result = api.detect(args.paths, store=args.store, run=args.model, onnx=args.onnx, out=args.out,
+                            overlay=args.overlay, threshold=args.threshold, weights=args.weights, device=args.device,
+                            timeline=args.timeline, batch_size=args.batch_size, progress=not args.quiet)
+    except UserError as exc:
+        return error(exc)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for detection, stem, peaks in zip(result.detections, result.files, result.intervals):
+        say(args, f"detect: {detection.path}: max score {detection.frame_scores.max():.3f}, {len(peaks)} "
+                  f"interval(s) >= {args.threshold:g}; {stem}.csv/.json/.png")
+    n = len(result.detections) + len(result.failures)
+    if result.engine == ENGINE_ONNX:
+        say(args, f"detect: {n} videos with {result.model} ({ENGINE_ONNX}, {args.onnx}): {len(result.detections)} "
+                  f"scored, {len(result.failures)} failed; {result.frames} frames scored in {result.seconds:.1f} s; "
+                  f"results in {result.out}")
+    else:
+        say(args, f"detect: {n} videos with {result.model}: {len(result.detections)} scored, "
+                  f"{len(result.failures)} failed; {result.frames} new frames decoded in {result.seconds:.1f} s; "
+                  f"results in {result.out}")
+    print_failures(result.failures)
+    emit_json(args, {"model": result.model, "engine": result.engine, "out": str(result.out),
+                     "videos": [{"path": str(d.path), "max_score": float(d.frame_scores.max()), "n_frames": d.n_frames,
+                                 "fps": d.fps, "intervals": peaks, "files": str(stem)}
+                                for d, stem, peaks in zip(result.detections, result.files, result.intervals)],
+                     "failures": [dataclasses.asdict(f) for f in result.failures]})
+    return EXIT_SOME_FAILED if result.failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.batch_size < 1:
-        print("error: --batch-size must be at least 1", file=sys.stderr)
-        return 2
-    if args.onnx:
-        return main_onnx(args)
-    if not args.store:
-        print("error: pass --store DIR (the store holding the run) or --onnx EXPORT_DIR (an exported student)",
-              file=sys.stderr)
-        return 2
-    return main_store(args)
-
-
-def main_store(args: argparse.Namespace) -> int:
-    """Score with a run of the store, in torch (features cached in the store)."""
-    try:  # named: a file, no store, a damaged manifest (a read-only store scores the videos it has features of)
-        store = open_store(args.store, create=False)
-    except UserError as exc:
-        print(f"error: {exc} (pass the --store the run was trained in)", file=sys.stderr)
-        return 2
-    device = auto_device(args.device)
-    try:
-        run = load_run(store, args.model or default_run(store))
-        backbones, settings = backbones_for(run, store, parse_weights(args.weights), device)
-        settings["timeline"] = args.timeline or settings["timeline"]
-        videos, overlay = find_inputs(args)
-    except (UserError, WeightsNotFound, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        store.close()
-        return 2
-
-    start = time.perf_counter()
-    extractor = Extractor(store, backbones, batch_size=args.batch_size, progress=not args.quiet, record_infos=True,
-                          **settings)
-    for name, fp in zip(run.backbones, extractor.fingerprints):
-        if fp != run.fingerprints[name]:
-            print(f"warning: the {name} features of these videos come from other extractor settings than the "
-                  f"run's training features (weights, crops, decoding or timeline differ); scores may be shifted",
-                  file=sys.stderr)
-    try:
-        outcome = extractor.run(videos)
-    except UserError as exc:  # the store's faults (full disk, damaged manifest); what was written is kept
-        print(f"error: {exc}", file=sys.stderr)
-        store.close()
-        return 2
-    failures = list(outcome.failures)
-    failed = {path for path, _, _ in failures}
-    model = run.model.to(device)
-    detections = []
-    for path in [v for v in videos if str(v) not in failed]:
-        video_key = store.video_key(path)
-        try:
-            arrays, _ = align_snippets([store.load_feature(feature_key(video_key, fp)).astype(np.float32)
-                                        for fp in extractor.fingerprints])
-        except (UserError, ValueError, OSError) as exc:
-            # a stored feature damaged since the extractor checked it: this video fails alone, the others go on
-            failed.add(str(path))
-            failures.append((str(path), f"its stored features cannot be read ({exc})",
-                             STORED_FEATURE_FIX.format(store=args.store)))
-            continue
-        n_frames, fps = video_timeline(store, video_key, outcome.infos.get(str(path)))
-        detections.append(Detection(path, score_snippets(model, arrays, device, n_heads=run.attention_heads),
-                                    n_frames, fps, extractor.timeline))
-    out = write_results(detections, ModelInfo.of_run(run), args, overlay)
-    elapsed = time.perf_counter() - start
-    print(f"detect: {len(videos)} videos with {run.checkpoint['stage']} {run.key[:12]}: {len(detections)} scored, "
-          f"{len(failed)} failed; {outcome.frames} new frames decoded in {elapsed:.1f} s; results in {out}")
-    print_failures(failures)
-    store.close()
-    return 1 if failed else 0
-
-
-def main_onnx(args: argparse.Namespace) -> int:
-    """Score with an exported student in onnxruntime: only the export folder, no store."""
-    for flag, value in (("--model", args.model), ("--weights", args.weights)):
-        if value:
-            print(f"warning: {flag} is not used with --onnx (the export holds its run's model and weights)",
-                  file=sys.stderr)
-    providers = ["CPUExecutionProvider"] if args.device == "cpu" else None  # None: CUDA when available
-    try:
-        export = load_export(args.onnx, providers)
-        if args.timeline and args.timeline != export.timeline:
-            print(f"warning: the export's run was trained on features decoded on the {export.timeline} timeline, "
-                  f"these videos are decoded on the {args.timeline} one; scores may be shifted", file=sys.stderr)
-            export.timeline = args.timeline
-        videos, overlay = find_inputs(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    start = time.perf_counter()
-    detections, failures = [], []
-    for path in tqdm(videos, unit="video", disable=args.quiet, dynamic_ncols=True):
-        try:
-            detections.append(onnx_detect(path, export, args.batch_size))
-        except Exception as exc:  # VideoError, TooManySnippets, a decoder's own types: one bad video fails alone
-            failures.append((str(path), *describe_failure(exc, export)))
-    out = write_results(detections, export.model, args, overlay)
-    elapsed = time.perf_counter() - start
-    frames = sum(d.n_frames for d in detections)
-    print(f"detect: {len(videos)} videos with {export.model.label} ({ENGINE_ONNX}, {export.folder}): "
-          f"{len(detections)} scored, {len(failures)} failed; {frames} frames scored in {elapsed:.1f} s; results "
-          f"in {out}")
-    print_failures(failures)
-    return 1 if failures else 0
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -49,13 +49,16 @@ import torch
 from torch import Tensor, nn
 
 from data.decode import short_side_size
-from extractors.base import SNIPPET_FRAMES, Backbone
+from data.decode import SNIPPET_FRAMES
+from extractors.base import Backbone
 from extractors.weights import WeightsNotFound
 from models.attention import QUERY_BLOCK, MultiBackboneDisentangledAttention
 from models.vad_model import VADModel
 from pipeline.atomic import atomic_write_json
+from pipeline import defaults
+from pipeline.cli import configure_logging, emit_json, error, say
 from pipeline.errors import UserError
-from pipeline.extract import parse_weights
+from pipeline.parsers import parse_pairs, stage_parser
 from pipeline.runs import LoadedRun, load_run, training_backbone
 from pipeline.store import FeatureStore, StoreReadOnly, open_store
 
@@ -69,7 +72,7 @@ OPSET = 17  # the legacy (TorchScript-based) exporter; the torch.export-based on
 TOLERANCE = 1e-4
 # Longest video (snippets) an export accepts by default: above UCF-Crime's longest (6750). The head's attention
 # then holds heads x T^2 floats per map, 2.1 GB for 8 heads at T = 8192; --max-snippets moves the bound.
-DEFAULT_MAX_SNIPPETS = 8192
+DEFAULT_MAX_SNIPPETS = defaults.DEFAULT_MAX_SNIPPETS
 DEFAULT_EXAMPLE_SNIPPETS = 32  # lowered to max_snippets when that is smaller
 DEFAULT_CHECK_LENGTHS = (1, 5, 33)  # backbone + head; each lowered to max_snippets when larger
 # The head alone, on features: longer than two of the eager model's attention blocks, so the check compares the
@@ -436,19 +439,7 @@ def backbone_for_run(run: LoadedRun, store: FeatureStore, weights: str | None = 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.export", description=__doc__.split("\n\n")[0])
-    p.add_argument("run", help="run key prefix (6+ characters) or run folder")
-    p.add_argument("--store", required=True, help="the store holding the run")
-    p.add_argument("--out", help="output folder (default: <run folder>/export)")
-    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
-                   help="weights file of the backbone, as for pipeline.extract")
-    p.add_argument("--frame-size", metavar="WIDTHxHEIGHT",
-                   help="frame size of the videos to score, for a backbone that takes the whole frame (view full): "
-                        "the graph is traced for it (default: the size of most of the run's training videos)")
-    p.add_argument("--max-snippets", type=int, default=DEFAULT_MAX_SNIPPETS,
-                   help="longest video (in snippets) the export accepts; the head's attention holds heads x T^2 "
-                        f"floats per map (default: {DEFAULT_MAX_SNIPPETS})")
-    return p
+    return stage_parser("export")
 
 
 def parse_frame_size(text: str | None) -> tuple[int, int] | None:
@@ -461,16 +452,17 @@ def parse_frame_size(text: str | None) -> tuple[int, int] | None:
     return int(width), int(height)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """The command: the run's single backbone and head -> ONNX + TorchScript under --out, checked."""
+    configure_logging(args)
     try:  # named: a file, no store, a damaged manifest (a read-only store exports to --out)
         store = open_store(args.store, create=False)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error(exc)
     try:
         run = load_run(store, args.run)
-        backbone = backbone_for_run(run, store, parse_weights(args.weights).get(run.backbones[0]))
+        weights = parse_pairs(args.weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+        backbone = backbone_for_run(run, store, weights.get(run.backbones[0]))
         out = Path(args.out) if args.out else run.folder / "export"
         if not args.out and store.readonly:
             raise StoreReadOnly(store.root, f"the export would go into the run's folder {out}; pass --out DIR")
@@ -478,17 +470,21 @@ def main(argv: list[str] | None = None) -> int:
                               decode=training_decode(run, store),
                               frame_size=parse_frame_size(args.frame_size) or training_frame_size(run, store))
     except (UserError, WeightsNotFound, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error(exc)
     finally:
         store.close()
-    print(f"export: run {run.key[:12]} ({backbone.name}) -> {out / TORCHSCRIPT_FILE}, {out / BACKBONE_ONNX} + "
-          f"{HEAD_ONNX}; "
-          f"T in [1, {info['T_range'][1]}]; max |score diff| vs eager: torchscript "
-          f"{info['max_abs_diff']['torchscript']:.2g}, onnx {info['max_abs_diff']['onnx']:.2g} "
-          f"(tolerance {TOLERANCE:g})")
-    print(json.dumps(info["check"]))
+    say(args, f"export: run {run.key[:12]} ({backbone.name}) -> {out / TORCHSCRIPT_FILE}, {out / BACKBONE_ONNX} + "
+              f"{HEAD_ONNX}; "
+              f"T in [1, {info['T_range'][1]}]; max |score diff| vs eager: torchscript "
+              f"{info['max_abs_diff']['torchscript']:.2g}, onnx {info['max_abs_diff']['onnx']:.2g} "
+              f"(tolerance {TOLERANCE:g})")
+    say(args, json.dumps(info["check"]))
+    emit_json(args, {"run": run.key, "out": str(out), **info})
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

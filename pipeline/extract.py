@@ -1,15 +1,16 @@
 """Stage 1: videos -> cached per-snippet backbone features.
 
-    python -m pipeline.extract PATH... --backbones i3d,s3d,clip --store DIR [--crops N] [--weights NAME=PATH]
-                               [--device auto] [--batch-size 8] [--clip-frames k] [--dataset NAME]
-                               [--timeline constant|decoded]
-                               [--engine local|ray [--address A] [--workers N] [--cpus-per-worker C]]
+    dakd extract PATH... --backbones i3d,s3d,clip --store DIR [--crops N] [--weights NAME=PATH]
+                 [--device auto] [--batch-size 8] [--frames-per-snippet k] [--dataset NAME]
+                 [--timeline constant|decoded]
+                 [--engine local|ray [--address A] [--workers N] [--cpus-per-worker C]]
+    (or python -m pipeline.extract ...; the arguments are in pipeline.parsers, the work in pipeline.api.extract)
 
-Data flow: a producer hashes each video, skips what the store already holds, locks what it will compute, and
-decodes 16-frame snippets (resized while decoding); the consumer batches snippets across videos, runs every
-backbone that still needs them, and writes each video's features atomically as soon as its last snippet is
-through. Beside a GPU the producer is a thread feeding a bounded queue, so decoding overlaps the forward passes;
-on a CPU it runs in between them (see ``Extractor._source``). Memory is bounded by a batch plus the queue.
+The engine (claiming, decoding, batching, writing) is :mod:`pipeline.extraction`, shared with the Ray engine;
+this module is its command line. Data flow: a producer hashes each video, skips what the store already holds,
+locks what it will compute, and decodes 16-frame snippets (resized while decoding); the consumer batches
+snippets across videos, runs every backbone that still needs them, and writes each video's features atomically
+as soon as its last snippet is through. Memory is bounded by a batch plus the queue.
 
 A backbone's features never depend on what it is extracted beside: each backbone is decoded as it would be alone
 (its own resize while decoding, :func:`decode_plan`), so backbones needing different decode sizes (i3d at 224,
@@ -24,684 +25,78 @@ features) of before; ``--timeline decoded`` (every decoded frame once) is record
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
-import os
-import queue
 import sys
-import threading
-import time
-from collections import defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import filelock
-import torch
-from tqdm import tqdm
-
-from data.decode import (BACKENDS, DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, FRAME_FOLDER_FPS, SNIPPET_FRAMES,
-                         TIMELINES, VideoInfo, open_video)
-from data.discover import DATASETS, find_videos
-from data.errors import VideoError
-from extractors.base import Backbone
-from extractors.device import auto_device
-from extractors.registry import BACKBONES, build_backbone
+from extractors.registry import BACKBONES, build_backbone  # noqa: F401 - build_backbone: tests reach it here
 from extractors.transforms import VIEWS
-from extractors.weights import WeightsNotFound
+from pipeline import api
+from pipeline.cli import configure_logging, emit_json, error, print_failures, say  # noqa: F401 (re-exported)
+from pipeline.defaults import ENGINES, EXIT_SOME_FAILED, EXTRACT_BACKBONES  # noqa: F401 (re-exported)
 from pipeline.errors import UserError
-from pipeline.keys import feature_key, hash_json
-from pipeline.atomic import NoSpaceError
-from pipeline.store import FeatureStore, ManifestDamaged, NonFiniteFeature, open_store
+# The engine lives in pipeline.extraction (shared with the Ray engine); the names below are re-exported for the
+# tests and benchmarks that reach them through this module.
+from pipeline.extraction import (DEFAULT_BATCH_SIZE, DTYPES, MAX_DECODE_WORKERS, STAGE, Extractor,  # noqa: F401
+                                 ExtractSettings, Outcome, backbone_fingerprint, decode_groups, extractor_fingerprint)
+from pipeline.parsers import parse_pairs, stage_parser
 
-DEFAULT_BACKBONES = "i3d,s3d,clip"
-DEFAULT_BATCH_SIZE = 8  # snippets per forward pass (across videos)
-DEFAULT_QUEUE_SNIPPETS = 32  # decoded snippets waiting for the model: bounds memory, lets decoding run ahead
-QUEUE_POLL_S = 0.1  # how often a decode thread blocked on a full queue checks whether the run stopped
-# Videos decoded at once when every backbone is decode-bound (lowres: no network, decoding is all the work): one
-# per core up to this many. Otherwise one: on a CPU the models' own threads already use every core.
-MAX_DECODE_WORKERS = 4
-DTYPES = ("float32", "float16")
-ENGINES = ("local", "ray")
-STAGE = "extract"
+DEFAULT_BACKBONES = EXTRACT_BACKBONES
 
 log = logging.getLogger("pipeline.extract")
 
 
-def extractor_fingerprint(backbone: Backbone, *, dtype: str, decoder: str,
-                          decode_short_side: int | None = None, decode_square: bool = False,
-                          timeline: str = DEFAULT_TIMELINE) -> tuple[str, dict]:
-    """Hash of everything that decides a backbone's stored features (design.md): backbone name, weights hash,
-    preprocessing, crops, frame choice, code version, plus the stored dtype and how frames were decoded (backend,
-    resize while decoding, timeline)."""
-    decode = {"backend": decoder, "short_side": decode_short_side,
-              "filter": DECODE_RESIZE_FILTER if decode_short_side else None}
-    if decode_square:  # only then, so the fingerprints of before stay as they were
-        decode["square"] = True
-    if timeline != DEFAULT_TIMELINE:  # the default is left out, as the default view is: stores of before stay valid
-        decode["timeline"] = timeline
-    params = {**backbone.fingerprint_params(), "dtype": dtype, "decode": decode}
-    return hash_json(params), params
-
-
-def backbone_fingerprint(backbone: Backbone, *, dtype: str = "float32", decoder: str = "auto",
-                         decode_resize: bool = True, timeline: str = DEFAULT_TIMELINE) -> tuple[str, dict]:
-    """The fingerprint :class:`Extractor` gives ``backbone`` (whatever it is extracted beside): its own decode plan
-    and its own stored dtype (lowres: uint8) else ``dtype``."""
-    plan = decode_plan(backbone, decode_resize)
-    return extractor_fingerprint(backbone, dtype=getattr(backbone, "storage_dtype", None) or dtype, decoder=decoder,
-                                 decode_short_side=plan.short_side, decode_square=plan.square, timeline=timeline)
-
-
-def claim_features(store: FeatureStore, video_key: str, fingerprints: list[str], *, force: bool = False,
-                   wait: bool = False) -> tuple[str, dict[int, str], list]:
-    """Which of a video's features (one per fingerprint) still need computing, locked for this process.
-
-    Returns ``(state, todo, locks)``: state ``"cached"`` (nothing to do), ``"busy"`` (another process holds a
-    lock and ``wait`` is False; nothing is held) or ``"todo"``; todo maps fingerprint index -> feature key; the
-    caller releases ``locks`` (:func:`release`) once the features are written.
-    """
-    todo = {i: feature_key(video_key, fp) for i, fp in enumerate(fingerprints)}
-    todo = {i: key for i, key in todo.items() if force or store.get_feature(key) is None}
-    locks: list = []
-    for i, key in list(todo.items()):
-        lock = store.lock(key)
-        try:
-            lock.acquire(timeout=-1 if wait else 0)
-        except filelock.Timeout:  # another process is computing this feature right now
-            release(locks)
-            return "busy", {}, []
-        locks.append(lock)
-        # The other process may have finished it between our check and our lock.
-        if not force and store.get_feature(key) is not None:
-            del todo[i]
-    if not todo:
-        release(locks)
-        return "cached", {}, []
-    return "todo", todo, locks
-
-
-def release(locks: list) -> None:
-    """Release (and forget) feature locks taken by :func:`claim_features`."""
-    for lock in locks:
-        lock.release()
-    locks.clear()
-
-
-def default_decode_workers(backbones: list[Backbone]) -> int:
-    """Videos to decode at once: one per core (at most ``MAX_DECODE_WORKERS``) when decoding is all the work
-    (every backbone ``decode_bound``), else one."""
-    if all(getattr(b, "decode_bound", False) for b in backbones):
-        return max(1, min(os.cpu_count() or 1, MAX_DECODE_WORKERS))
-    return 1
-
-
-def decode_size_for(backbones: list[Backbone]) -> int:
-    """Short side to resize to while decoding frames shared by ``backbones``: the largest any of them resizes to,
-    so none upsamples. The extract stage shares a decode only between backbones of one :class:`DecodePlan`."""
-    return max(b.preprocessing.decode_short_side for b in backbones)
-
-
-def decode_square_for(backbones: list[Backbone]) -> bool:
-    """Whether decoding can squash the whole frame to a square at once: when every backbone takes the squash view
-    at one size (lowres), which spares a second resize."""
-    return (all(b.preprocessing.view == "squash" for b in backbones)
-            and len({b.preprocessing.crop_size for b in backbones}) == 1)
-
-
-@dataclass(frozen=True)
-class DecodePlan:
-    """How frames are resized while decoding for a backbone: short side (None: full size) and the square squash."""
-
-    short_side: int | None
-    square: bool = False
-
-
-def decode_plan(backbone: Backbone, decode_resize: bool = True) -> DecodePlan:
-    """A backbone's own decode, the same whatever it is extracted beside (so are its features and fingerprint):
-    resized while decoding to its own size (:func:`decode_size_for` of it alone), squashed to a square for the
-    squash view; full size without ``decode_resize``."""
-    if not decode_resize:
-        return DecodePlan(None)
-    return DecodePlan(decode_size_for([backbone]), decode_square_for([backbone]))
-
-
-def decode_groups(backbones: list[Backbone], decode_resize: bool = True) -> list[tuple[DecodePlan, list[int]]]:
-    """Backbone indices grouped by decode plan, in first-appearance order: each group is one decode of a video.
-    Decoding once at the largest size and resizing for the others would be cheaper, but a second resize (torch's
-    after swscale's) changes the smaller backbones' features from what they are extracted alone."""
-    groups: dict[DecodePlan, list[int]] = {}
-    for i, b in enumerate(backbones):
-        groups.setdefault(decode_plan(b, decode_resize), []).append(i)
-    return list(groups.items())
-
-
-@dataclass
-class Job:
-    """One video on its way through the stage."""
-
-    index: int
-    path: Path
-    video_key: str = ""
-    todo: dict[int, str] = field(default_factory=dict)  # backbone index -> feature key still to compute
-    locks: list = field(default_factory=list)
-    queued: int = 0  # snippets put on the queue
-    outputs: dict[int, list[torch.Tensor]] = field(default_factory=lambda: defaultdict(list))
-    done_snippets: int = 0
-    info: VideoInfo | None = None  # set when decoding finished
-    failed: bool = False
-
-
-@dataclass
-class Outcome:
-    extracted: int = 0
-    cached: int = 0
-    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, fix)
-    frames: int = 0
-    # path -> how it decoded, for the videos decoded now (only with Extractor(record_infos=True): pipeline.detect)
-    infos: dict[str, VideoInfo] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
-
-
-class Extractor:
-    """Runs the stage over a list of videos against one store."""
-
-    def __init__(self, store: FeatureStore, backbones: list[Backbone], *, batch_size: int = DEFAULT_BATCH_SIZE,
-                 dtype: str = "float32", decoder: str = "auto", force: bool = False,
-                 frames_fps: float = FRAME_FOLDER_FPS, queue_snippets: int = DEFAULT_QUEUE_SNIPPETS,
-                 decode_resize: bool = True, overlap: bool | None = None, decode_workers: int | None = None,
-                 progress: bool = True, timeline: str = DEFAULT_TIMELINE, record_infos: bool = False):
-        self.store = store
-        self.backbones = backbones
-        self.batch_size = batch_size
-        self.dtype = dtype
-        self.decoder = decoder
-        self.force = force
-        self.frames_fps = frames_fps
-        self.queue_snippets = queue_snippets
-        self.progress = progress
-        self.record_infos = record_infos
-        if timeline not in TIMELINES:
-            raise ValueError(f"timeline must be one of {', '.join(TIMELINES)}, got {timeline!r}")
-        self.timeline = timeline
-        # Resizing while decoding is what keeps the pipeline around the models cheap (see data.decode); each
-        # backbone gets its own decode plan, one decode per plan (decode_groups).
-        self.groups = decode_groups(backbones, decode_resize)
-        # A backbone may fix its own stored dtype (lowres: uint8 grey levels) whatever --dtype says.
-        self.dtypes = [getattr(b, "storage_dtype", None) or dtype for b in backbones]
-        self.fingerprints, self.fingerprint_params = [], []
-        for b in backbones:
-            fp, params = backbone_fingerprint(b, dtype=dtype, decoder=decoder, decode_resize=decode_resize,
-                                              timeline=timeline)
-            store.register_extractor(fp, b.name, params)
-            self.fingerprints.append(fp)
-            self.fingerprint_params.append(params)
-        self.pin = any(b.device.type == "cuda" for b in backbones)
-        self.overlap = self.pin if overlap is None else overlap  # decode thread: by default only beside a GPU
-        self.decode_workers = decode_workers or default_decode_workers(backbones)
-        # Per decode group, the snippet positions its backbones read (CLIP: the centre frame only): the decoder may
-        # skip the rest.
-        self.needed_frames = [tuple(sorted({i for b in members for i in backbones[b].frame_indices}))
-                              for _, members in self.groups]
-
-    # -- producer --------------------------------------------------------------------------------------------
-    def _plan(self, job: Job, *, wait: bool) -> str:
-        """Fill ``job.todo`` and take its locks. Returns ``"cached"``, ``"busy"`` (another process holds a lock)
-        or ``"todo"``."""
-        job.video_key = self.store.video_key(job.path)
-        state, job.todo, job.locks = claim_features(self.store, job.video_key, self.fingerprints, force=self.force,
-                                                    wait=wait)
-        return state
-
-    @staticmethod
-    def _release(job: Job) -> None:
-        release(job.locks)
-
-    def _decode(self, job: Job):
-        """The video's snippets, once per decode group that holds a backbone still to compute (sequentially: one
-        snippet in memory per decoder), then ``end`` with the decoding's info. Payload of a snippet: (group, frames
-        uint8 ``[16, H, W, 3]``)."""
-        info = None
-        for g, (plan, members) in enumerate(self.groups):
-            if not any(b in job.todo for b in members):
-                continue
-            with open_video(job.path, backend=self.decoder, fps=self.frames_fps, short_side=plan.short_side,
-                            needed=self.needed_frames[g], square=plan.square, timeline=self.timeline) as video:
-                for snippet in video.snippets(SNIPPET_FRAMES):
-                    tensor = torch.from_numpy(snippet)
-                    job.queued += 1
-                    yield ("snippet", job, (g, tensor.pin_memory() if self.pin else tensor))
-                info = info or video.info  # the timeline (frame count, fps) is the same at every size
-        yield ("end", job, info)
-
-    def _job_messages(self, job: Job, *, wait: bool, deferred: list[Job]):
-        """One video's messages, in order: ``cached``, or its ``snippet``s and ``end``, or ``failed``. A video
-        another process is computing (and ``wait`` is False) yields nothing and goes to ``deferred``."""
-        try:
-            state = self._plan(job, wait=wait)
-            if state == "busy":
-                deferred.append(job)
-            elif state == "cached":
-                yield ("cached", job, None)
-            else:
-                yield from self._decode(job)
-        except Exception as exc:  # VideoError, OSError, a decoder's own types: one bad video fails alone
-            yield ("failed", job, exc)
-
-    def _messages(self, jobs: list[Job], stop: threading.Event):
-        """Yields ``(kind, job, payload)``: ``cached``, ``snippet``, ``end``, ``failed``, ``flush`` (run what is
-        pending now) and a final ``stop``. Videos another process is computing are deferred to a second pass that
-        waits for that process and then finds them cached."""
-        deferred: list[Job] = []
-        if self.decode_workers > 1:
-            yield from self._parallel_messages(jobs, stop, deferred)
-        else:
-            for job in jobs:
-                if stop.is_set():
-                    return
-                yield from self._job_messages(job, wait=False, deferred=deferred)
-        for job in deferred:
-            if stop.is_set():
-                return
-            # About to wait for another process: first finish (and unlock) everything we hold, so two processes
-            # can never wait on each other.
-            yield ("flush", None, None)
-            yield from self._job_messages(job, wait=True, deferred=deferred)
-        yield ("stop", None, None)
-
-    def _parallel_messages(self, jobs: list[Job], stop: threading.Event, deferred: list[Job]):
-        """``decode_workers`` threads each take the next video and decode it; their messages meet in a bounded
-        queue. One video's messages stay in order, videos interleave (the consumer batches across videos)."""
-        q: queue.Queue = queue.Queue(maxsize=self.queue_snippets)
-        pending = iter(jobs)
-        take = threading.Lock()
-
-        def put(message) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(message, timeout=QUEUE_POLL_S)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def work() -> None:
-            while not stop.is_set():
-                with take:
-                    job = next(pending, None)
-                if job is None:
-                    break
-                for message in self._job_messages(job, wait=False, deferred=deferred):
-                    if not put(message):
-                        return
-            put(("worker-done", None, None))
-
-        threads = [threading.Thread(target=work, name=f"decode-{i}", daemon=True)
-                   for i in range(self.decode_workers)]
-        for t in threads:
-            t.start()
-        running = len(threads)
-        while running:
-            message = q.get()
-            if message[0] == "worker-done":
-                running -= 1
-            else:
-                yield message
-
-    def _source(self, jobs: list[Job], stop: threading.Event):
-        """The message stream. With a GPU, a decode thread fills a bounded queue so decoding overlaps the forward
-        passes. On a CPU the forward passes already use every core: a concurrent decode thread would only stall
-        torch's parallel regions, so decoding runs in between the forward passes instead."""
-        if not self.overlap:
-            yield from self._messages(jobs, stop)
-            return
-        q: queue.Queue = queue.Queue(maxsize=self.queue_snippets)
-        producer = threading.Thread(target=lambda: [q.put(m) for m in self._messages(jobs, stop)], name="decode",
-                                    daemon=True)
-        producer.start()
-        try:
-            while (message := q.get())[0] != "stop":
-                yield message
-            yield message
-        finally:
-            stop.set()
-            while producer.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    producer.join(timeout=0.1)
-
-    # -- consumer (main thread) -------------------------------------------------------------------------------
-    def run(self, paths: list[Path]) -> Outcome:
-        jobs = [Job(i, Path(p)) for i, p in enumerate(paths)]
-        outcome = Outcome()
-        stop = threading.Event()
-        batch: list[tuple[Job, int, torch.Tensor]] = []  # (video, decode group, snippet)
-        ended: dict[int, Job] = {}
-        bar = tqdm(total=len(jobs), unit="video", disable=not self.progress, dynamic_ncols=True)
-        start = time.perf_counter()
-
-        def fail(job: Job, exc: BaseException) -> None:
-            if isinstance(exc, (NoSpaceError, ManifestDamaged)):
-                raise exc  # the store's fault, not the video's: the stage stops (what was written is kept)
-            if job.failed:
-                return
-            job.failed = True
-            reason, fix = failure_reason(exc)
-            outcome.failures.append((str(job.path), reason, fix))
-            self.store.record_failure(str(job.path), STAGE, reason, fix)
-            self._release(job)
-            ended.pop(job.index, None)
-            batch[:] = [item for item in batch if item[0] is not job]
-            bar.update(1)
-
-        def finish_ready() -> None:
-            for job in [j for j in ended.values() if j.done_snippets == j.queued]:
-                del ended[job.index]
-                try:
-                    self._write(job)
-                except (VideoError, OSError, NonFiniteFeature) as exc:
-                    fail(job, exc)
-                    continue
-                outcome.extracted += 1
-                outcome.frames += job.info.n_frames or 0
-                if self.record_infos:
-                    outcome.infos[str(job.path)] = job.info
-                bar.update(1)
-            bar.set_postfix_str(f"{outcome.frames / max(time.perf_counter() - start, 1e-9):.0f} frames/s")
-
-        def flush() -> None:
-            if batch:
-                try:
-                    self._forward(batch)
-                except Exception as exc:  # e.g. out of memory: the videos in this batch fail, the rest go on
-                    for job in {id(item[0]): item[0] for item in batch}.values():
-                        fail(job, exc)
-                batch.clear()
-            finish_ready()
-
-        source = self._source(jobs, stop)
-        try:
-            for kind, job, payload in source:
-                if kind == "stop":
-                    break
-                if kind == "flush":
-                    flush()
-                    continue
-                if job.failed:
-                    continue  # the rest of a video that already failed
-                if kind == "cached":
-                    outcome.cached += 1
-                    bar.update(1)
-                elif kind == "failed":
-                    fail(job, payload)
-                elif kind == "snippet":
-                    batch.append((job, *payload))
-                    if len(batch) >= self.batch_size:
-                        flush()
-                elif kind == "end":
-                    job.info = payload
-                    ended[job.index] = job
-                    if job.done_snippets == job.queued:
-                        finish_ready()
-            flush()
-        finally:
-            stop.set()
-            source.close()
-            for job in jobs:
-                self._release(job)
-            bar.close()
-        return outcome
-
-    def _forward(self, batch: list[tuple[Job, int, torch.Tensor]]) -> None:
-        """Run each backbone over the snippets of the batch decoded for its group whose video still needs it."""
-        by_shape: dict[tuple, list[int]] = defaultdict(list)
-        for i, (_, g, t) in enumerate(batch):
-            by_shape[(g, *t.shape)].append(i)
-        for (g, *_), rows in by_shape.items():
-            for b in self.groups[g][1]:
-                take = [i for i in rows if b in batch[i][0].todo]
-                if not take:
-                    continue
-                feats = self.backbones[b].extract(torch.stack([batch[i][2] for i in take]))  # [n, crops, D]
-                for i, f in zip(take, feats):
-                    batch[i][0].outputs[b].append(f)
-            for i in rows:
-                batch[i][0].done_snippets += 1
-
-    def _write(self, job: Job) -> None:
-        info = job.info
-        if job.queued == 0:
-            raise VideoError(str(job.path), f"too short: {info.n_frames} frames, a snippet needs {SNIPPET_FRAMES}",
-                             f"use videos of at least {SNIPPET_FRAMES} frames")
-        self.store.record_video(job.video_key, info)
-        for b, key in job.todo.items():
-            array = torch.stack(job.outputs[b]).numpy().astype(self.dtypes[b], copy=False)  # [T, crops, D]
-            self.store.put_feature(key, job.video_key, self.backbones[b].name, self.fingerprints[b], array)
-        job.outputs.clear()
-        self._release(job)
-
-
-def failure_reason(exc: BaseException) -> tuple[str, str]:
-    """(reason, fix) of a video that failed with ``exc``, as the CLIs print them and the manifest records them."""
-    if isinstance(exc, (VideoError, NonFiniteFeature)):
-        return exc.reason, exc.fix
-    if isinstance(exc, UserError):  # e.g. a read-only store (detect): the message says what to do
-        return str(exc), ""
-    if isinstance(exc, FileNotFoundError):
-        return "the file does not exist (moved or deleted?)", "check the path"
-    if isinstance(exc, OSError):
-        return f"cannot read it ({exc.strerror or exc})", "check the file's permissions and the disk"
-    return f"{type(exc).__name__}: {exc}", "if the file plays elsewhere, report this as a bug"
-
-
-def print_failures(failures: list[tuple[str, str, str]]) -> None:
-    """One ``FAILED path: reason (fix)`` line per failed video on stderr, as every stage's CLI reports them."""
-    for path, reason, fix in failures:
-        print(f"  FAILED {path}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
-
-
 def parse_weights(values: list[str]) -> dict[str, str]:
-    weights: dict[str, str] = {}
-    for value in values:
-        for item in value.split(","):
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                raise SystemExit(f"error: --weights takes NAME=PATH (or NAME=random), got {item!r}")
-            weights[name.strip()] = path.strip()
-    return weights
+    """``--weights`` values -> backbone -> path (``NAME=PATH``, several per value comma-separated). Raises
+    UsageError (exit code 2)."""
+    return parse_pairs(values, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
 
 
 def parse_views(values: list[str], backbones: list[str]) -> dict[str, str]:
     """``--view`` values (``VIEW`` for every backbone, or ``NAME=VIEW``) -> backbone -> view. Raises UserError."""
-    views: dict[str, str] = {}
-    for value in values:
-        for item in value.split(","):
-            name, sep, view = item.rpartition("=")
-            view = view.strip()
-            if view not in VIEWS:
-                raise UserError(f"--view {item!r}: the view must be one of {', '.join(VIEWS)}")
-            targets = [name.strip()] if sep else backbones
-            stray = [t for t in targets if t not in backbones]
-            if stray:
-                raise UserError(f"--view given for {', '.join(stray)}, which is not in --backbones "
-                                f"{','.join(backbones)}")
-            views.update(dict.fromkeys(targets, view))
-    return views
-
-
-@dataclass(frozen=True)
-class ExtractSettings:
-    """Everything that decides what one extract run computes, in a picklable form: the local engine builds its
-    backbones and :class:`Extractor` from it, and so does every Ray worker (``pipeline.ray_engine``), so both
-    engines compute the same features under the same fingerprints."""
-
-    backbones: tuple[str, ...]
-    weights: dict[str, str] = field(default_factory=dict)
-    crops: int = 1
-    clip_frames: int = 1
-    views: dict[str, str] = field(default_factory=dict)  # backbone -> view (extractors.transforms.VIEWS)
-    device: str = "auto"
-    batch_size: int = DEFAULT_BATCH_SIZE
-    dtype: str = "float32"
-    decoder: str = "auto"
-    force: bool = False
-    frames_fps: float = FRAME_FOLDER_FPS
-    decode_resize: bool = True
-    decode_workers: int | None = None
-    timeline: str = DEFAULT_TIMELINE
-
-    def build_backbones(self) -> list[Backbone]:
-        """Raises WeightsNotFound or ValueError (bad weights file, unknown option) before any video is read."""
-        device = auto_device(self.device)
-        return [build_backbone(n, weights=self.weights.get(n), crops=self.crops, frames=self.clip_frames,
-                               view=self.views.get(n), device=device) for n in self.backbones]
-
-    def extractor(self, store: FeatureStore, backbones: list[Backbone], *, progress: bool) -> Extractor:
-        return Extractor(store, backbones, batch_size=self.batch_size, dtype=self.dtype, decoder=self.decoder,
-                         force=self.force, frames_fps=self.frames_fps, decode_resize=self.decode_resize,
-                         decode_workers=self.decode_workers, progress=progress, timeline=self.timeline)
+    return api.parse_views(values, backbones, VIEWS)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.extract",
-                                description="Extract per-snippet backbone features from videos into a store.")
-    p.add_argument("paths", nargs="+", help="video files, folders (searched recursively), folders of frames, "
-                                            "or dataset roots with --dataset")
-    p.add_argument("--store", required=True, help="feature store folder (created if missing)")
-    p.add_argument("--backbones", default=DEFAULT_BACKBONES,
-                   help=f"comma-separated, from {', '.join(BACKBONES)} (default: {DEFAULT_BACKBONES})")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 5, 10), help="1 centre, 5 corners+centre, 10 with "
-                                                                           "flips (default: 1)")
-    p.add_argument("--view", action="append", default=[], metavar="[NAME=]VIEW",
-                   help=f"how frames become each backbone's input: {', '.join(VIEWS)} (crop: resize then --crops "
-                        "crops, the published pipelines'; full: the whole frame, aspect kept, for i3d, s3d, "
-                        "effnet_lite0; squash: the whole frame resized to a square). VIEW alone applies to every "
-                        "backbone, NAME=VIEW to one (repeatable; default with --crops 1: full for i3d and "
-                        "effnet_lite0, squash for lowres, crop for the others; with 5 or 10 crops: crop)")
-    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
-                   help="weights file per backbone, or NAME=random for untrained weights (repeatable)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ... "
-                                                    "(default: auto)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help=f"snippets per forward pass, across videos (default: {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--clip-frames", type=int, default=1,
-                   help="frames per snippet embedded by image backbones (clip, effnet_lite0), averaged "
-                        "(default: 1, the centre frame)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES, help="stored dtype (default: float32)")
-    p.add_argument("--decoder", default="auto", choices=BACKENDS,
-                   help="auto: decord, PyAV when decord cannot open a file (default: auto)")
-    p.add_argument("--timeline", default=DEFAULT_TIMELINE, choices=TIMELINES,
-                   help="constant: frames as a player shows them, on the stream's constant-rate grid (a gap in the "
-                        "timestamps repeats the previous frame, duplicates are dropped, as ffmpeg -vsync cfr), the "
-                        "timeline annotations and detect's alerts refer to; decoded: every decoded frame once, "
-                        "whatever its timestamp. Constant-rate files give the same features either way "
-                        f"(default: {DEFAULT_TIMELINE})")
-    p.add_argument("--fps", type=float, default=FRAME_FOLDER_FPS,
-                   help=f"frame rate of folders of frames (default: {FRAME_FOLDER_FPS})")
-    p.add_argument("--no-decode-resize", action="store_true",
-                   help="decode at full size and resize in torch (slower on a CPU; default: resize while decoding "
-                        f"with {DECODE_RESIZE_FILTER} to the size each backbone needs)")
-    p.add_argument("--decode-workers", type=int, help="videos decoded at once (default: one per core, up to "
-                   f"{MAX_DECODE_WORKERS}, when every backbone is decode-bound, i.e. lowres alone; else 1)")
-    p.add_argument("--dataset", choices=DATASETS, help="treat PATHS as the root of this dataset (official lists)")
-    p.add_argument("--force", action="store_true", help="recompute features the store already holds")
-    p.add_argument("--engine", default="local", choices=ENGINES,
-                   help="local: this process; ray: the videos spread over the workers of a Ray cluster (pip install "
-                        "-e '.[ray]'), one per GPU, which send their features back to this process, the only one "
-                        "opening --store; every machine must see the videos at the same paths (default: local)")
-    p.add_argument("--address", help="with --engine ray: the cluster to join (host:6379, ray://host:10001 or auto; "
-                                     "default: $RAY_ADDRESS if set, else a Ray instance started on this machine)")
-    p.add_argument("--workers", type=int, help="with --engine ray: number of workers (default: one per GPU of the "
-                                               "cluster; without GPUs, one per machine)")
-    p.add_argument("--cpus-per-worker", type=int,
-                   help="with --engine ray: CPUs each worker reserves, for decoding and torch threads (default: "
-                        "the cluster's CPUs shared evenly between the workers)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+    return stage_parser("extract")
+
+
+def settings_kwargs(args: argparse.Namespace) -> dict:
+    """The keywords of :func:`pipeline.api.extract_settings` that the flags give."""
+    return dict(backbones=args.backbones, crops=args.crops, views=args.view, weights=args.weights,
+                device=args.device, batch_size=args.batch_size, frames_per_snippet=args.frames_per_snippet,
+                dtype=args.dtype, decoder=args.decoder, timeline=args.timeline, fps=args.fps,
+                decode_resize=not args.no_decode_resize, decode_workers=args.decode_workers, force=args.force)
 
 
 def settings_from_args(args: argparse.Namespace) -> ExtractSettings:
     """Checks the options that need no file: raises UserError with the message to print."""
-    names = [n.strip() for n in args.backbones.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BACKBONES]
-    if unknown or not names:
-        raise UserError(f"unknown backbone(s) {', '.join(unknown) or '(none given)'}: choose from "
-                        f"{', '.join(BACKBONES)}")
-    weights = parse_weights(args.weights)
-    stray = sorted(set(weights) - set(names))
-    if stray:
-        raise UserError(f"--weights given for {', '.join(stray)}, which is not in --backbones {args.backbones}")
-    views = parse_views(args.view, names)
-    if args.batch_size < 1 or (args.decode_workers is not None and args.decode_workers < 1):
-        raise UserError("--batch-size and --decode-workers must be at least 1")
-    ray_only = [f"--{k.replace('_', '-')}" for k in ("address", "workers", "cpus_per_worker")
-                if getattr(args, k) is not None]
-    if ray_only and args.engine != "ray":
-        raise UserError(f"{', '.join(ray_only)} only apply with --engine ray")
-    return ExtractSettings(backbones=tuple(names), weights=weights, crops=args.crops, clip_frames=args.clip_frames,
-                           views=views,
-                           device=args.device, batch_size=args.batch_size, dtype=args.dtype, decoder=args.decoder,
-                           force=args.force, frames_fps=args.fps, decode_resize=not args.no_decode_resize,
-                           decode_workers=args.decode_workers, timeline=args.timeline)
+    return api.extract_settings(**settings_kwargs(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command: flags -> :func:`pipeline.api.extract` -> one summary line (and the failures)."""
+    configure_logging(args)
+    try:
+        result = api.extract(args.paths, store=args.store, dataset=args.dataset, engine=args.engine,
+                             address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                             progress=not args.quiet, **settings_kwargs(args))
+    except UserError as exc:  # flags, weights, inputs, the store's faults (what was written is kept)
+        return error(exc)
+    say(args, f"extract: {result.videos} videos: {result.extracted} extracted, {result.cached} cached, "
+              f"{result.failed} failed; {result.frames} frames in {result.seconds:.1f} s "
+              f"({result.frames / max(result.seconds, 1e-9):.1f} frames/s) with {','.join(result.backbones)} "
+              f"{result.where}; store {args.store}")
+    print_failures(result.failures)
+    if result.missing:
+        shown = ", ".join(result.missing[:10]) + (" ..." if len(result.missing) > 10 else "")
+        print(f"  MISSING {len(result.missing)} {args.dataset} videos: {shown}", file=sys.stderr)
+    emit_json(args, dataclasses.asdict(result))
+    return EXIT_SOME_FAILED if result.failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = settings_from_args(args)
-        # The local engine loads the weights before reading any video; Ray workers load them on their machines.
-        backbones = settings.build_backbones() if args.engine == "local" else None
-        found = find_videos(args.paths, dataset=args.dataset)
-    except (UserError, WeightsNotFound, NotADirectoryError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:  # a file, a damaged manifest, a read-only store, a full disk: one named line
-        store = open_store(args.store, create=True, writes=True)
-        for name in found.missing:
-            store.record_failure(name, STAGE, f"listed in the {args.dataset} split but not found under "
-                                 f"{', '.join(args.paths)}", "add the video or point at the full dataset root")
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not found.videos and not found.missing:
-        print(f"error: no videos found in {', '.join(args.paths)}", file=sys.stderr)
-        return 1
-
-    start = time.perf_counter()
-    if args.engine == "ray":
-        from pipeline.ray_engine import RayOptions, extract_on_ray
-
-        try:
-            outcome, where = extract_on_ray(store, settings, found.videos, RayOptions(
-                address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker),
-                progress=not args.quiet)
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            store.close()
-            return 2
-    else:
-        try:
-            outcome = settings.extractor(store, backbones, progress=not args.quiet).run(found.videos)
-        except UserError as exc:  # the store's faults (full disk, damaged manifest); what was written is kept
-            print(f"error: {exc}", file=sys.stderr)
-            store.close()
-            return 2
-        where = f"on {backbones[0].device}"
-    elapsed = time.perf_counter() - start
-    failed = outcome.failed + len(found.missing)
-    print(f"extract: {len(found.videos) + len(found.missing)} videos: {outcome.extracted} extracted, "
-          f"{outcome.cached} cached, {failed} failed; {outcome.frames} frames in {elapsed:.1f} s "
-          f"({outcome.frames / max(elapsed, 1e-9):.1f} frames/s) with {','.join(settings.backbones)} {where}; "
-          f"store {args.store}")
-    print_failures(outcome.failures)
-    if found.missing:
-        shown = ", ".join(found.missing[:10]) + (" ..." if len(found.missing) > 10 else "")
-        print(f"  MISSING {len(found.missing)} {args.dataset} videos: {shown}", file=sys.stderr)
-    store.close()
-    return 1 if failed else 0
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

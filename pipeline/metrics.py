@@ -18,8 +18,11 @@ import numpy as np
 from sklearn.metrics import auc as _trapezoid_area
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-SNIPPET_FRAMES = 16  # frames per snippet: every snippet score is repeated this many times
-FALSE_ALARM_THRESHOLD = 0.5  # a normal-video frame with score >= this counts as a false alarm
+# a normal-video frame with score >= this counts as a false alarm; defined with the command line's defaults
+from pipeline.defaults import FALSE_ALARM_THRESHOLD  # noqa: F401
+
+from data.decode import SNIPPET_FRAMES  # every snippet score is repeated this many times
+
 NORMAL_CLASS = "Normal"  # class_name of every normal (label 0) video
 PER_CLASS_PROTOCOL = (
     "per class C: pooled frame-level ROC-AUC over the frames of the anomalous videos of class C "

@@ -19,10 +19,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import auc as _trapezoid_area
 
+from data.decode import SNIPPET_FRAMES
 from pipeline.atomic import atomic_write
 from pipeline.metrics import (
     FALSE_ALARM_THRESHOLD,
-    SNIPPET_FRAMES,
     VideoScores,
     check_video,
     pr_points,

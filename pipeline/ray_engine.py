@@ -40,7 +40,7 @@ from data.decode import VideoInfo
 from extractors.weights import WeightsNotFound
 from pipeline.atomic import host_name
 from pipeline.errors import UserError
-from pipeline.extract import STAGE, ExtractSettings, Outcome, claim_features, failure_reason, release
+from pipeline.extraction import STAGE, ExtractSettings, Outcome, claim_features, failure_reason, release
 from pipeline.store import FeatureStore, NonFiniteFeature
 
 TASKS_PER_WORKER = 2  # videos queued at each worker: the next one is already there when one finishes

@@ -1116,24 +1116,22 @@ def _print_verify(report: dict, root: str) -> None:
         print(f"  the damaged files count as missing from now on: {report['damaged'][0]['fix']}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.store", description="List what a store holds, "
-                                     "verify its files, or repair its manifest.")
-    parser.add_argument("store", help="the store folder (as given to --store)")
-    parser.add_argument("--backbone", help="only this backbone's features")
-    what = parser.add_mutually_exclusive_group()
-    what.add_argument("--failures", action="store_true", help="list recorded failures instead of features")
-    what.add_argument("--runs", action="store_true", help="list training and evaluation runs instead of features")
-    what.add_argument("--verify", action="store_true",
-                      help="hash every feature file against the hash recorded at write; each damaged one is named and "
-                           "marked missing, so the next extract recomputes it (exit 1 if any)")
-    what.add_argument("--repair", action="store_true",
-                      help=f"rebuild a damaged {MANIFEST} from the store's files (feature sidecars, run folders), "
-                           f"after moving it aside as {MANIFEST}{DAMAGED_TAG}<time>")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar (--verify)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.parsers import stage_parser
+
+    return stage_parser("store")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command: list, ``--verify`` or ``--repair`` the store given by ``--store`` (or positionally)."""
+    from pipeline.cli import configure_logging, error
+
+    configure_logging(args)
+    if args.store_positional and args.store and args.store_positional != args.store and not _from_env(args):
+        return error(f"two stores given: {args.store_positional} and --store {args.store}; pass one")
+    args.store = args.store_positional or args.store
+    if not args.store:
+        return error("pass the store: --store DIR (or set $DAKD_STORE)")
     try:
         if args.repair:
             report = repair_store(args.store)
@@ -1149,8 +1147,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             store.close()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error(exc)
+
+
+def _from_env(args: argparse.Namespace) -> bool:
+    """``--store`` came from ``$DAKD_STORE``, not the command line: the positional store then wins."""
+    return args.store == os.environ.get("DAKD_STORE")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 def _list(store: FeatureStore, args: argparse.Namespace) -> int:

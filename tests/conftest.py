@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests/videos.py helpers
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# The helper modules beside the tests (videos, feature_sets, store_stages, shared_data) are importable through
+# pytest's ``pythonpath = ["tests"]`` in pyproject.toml. Reference data outside the repository is reached only
+# through shared_data.py.
 
 
 @pytest.fixture(scope="session")
@@ -18,12 +17,6 @@ def vtest_path() -> Path:
     from data.assets import opencv_sample
 
     return opencv_sample("vtest.avi")
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    assert SHARED.is_dir(), f"the reference material is expected at {SHARED}"
-    return SHARED
 
 
 @pytest.fixture(scope="session")

@@ -89,3 +89,45 @@ def test_fingerprint_changes_with_every_setting():
     fps.add(extractor_fingerprint(a, dtype="float32", decoder="auto", decode_short_side=256)[0])
     fps.add(extractor_fingerprint(a, dtype="float32", decoder="pyav")[0])
     assert len(fps) == 6
+
+
+def test_registry_rows_match_the_backbone_classes():
+    """Each row's kind and D are those of the class its module builds (no backbone built, no weights needed)."""
+    import importlib
+    import inspect
+
+    from extractors.base import Backbone
+    from extractors.registry import DEFAULT_VIEW, FRAME_BACKBONES, REGISTRY
+
+    assert DEFAULT_VIEW == transforms.DEFAULT_VIEW
+    for spec in REGISTRY.values():
+        module = importlib.import_module(spec.module)
+        assert callable(getattr(module, "build")), spec.name
+        classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
+                   if issubclass(c, Backbone) and c is not Backbone and c.__module__ == module.__name__]
+        assert classes, spec.name
+        assert {(c.kind, c.dim) for c in classes} == {(spec.kind, spec.dim)}, spec.name
+        assert spec.default_view in transforms.VIEWS
+        if spec.fetch is not None:
+            assert callable(spec.fetcher()), spec.name
+    assert FRAME_BACKBONES == ("clip", "clip_b32", "effnet_lite0")
+
+
+def test_readme_backbone_table_is_the_registry():
+    """The README's backbone table lists every registered backbone with its D, and nothing else."""
+    import re
+    from pathlib import Path
+
+    from extractors.registry import REGISTRY
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\s*\| ((?:`\w+`(?: / )?)+) \| [^|]+ \| (\d+) \|", readme, flags=re.M)
+    documented = {name: int(dim) for names, dim in rows for name in re.findall(r"`(\w+)`", names)}
+    assert documented == {name: spec.dim for name, spec in REGISTRY.items()}
+
+
+def test_unknown_backbone_names_the_choices():
+    from extractors.registry import BACKBONES
+
+    with pytest.raises(ValueError, match="choose from " + ", ".join(BACKBONES)):
+        build_backbone("resnet")

@@ -20,7 +20,7 @@ from torch import nn
 from data.synthetic import SyntheticSpec, generate_dataset, write_video
 from extractors.base import preprocess_snippets
 from extractors.effnet_lite import PREPROCESSING, EffNetLite0Backbone
-from pipeline import detect, export, extract, train
+from pipeline import detect, detection, export, extract, train
 from pipeline.overlay import BAR_ANOMALOUS, BAR_BACKGROUND, BAR_NORMAL, draw_score_bar
 from pipeline.store import FeatureStore
 
@@ -207,7 +207,7 @@ def test_detect_onnx_gives_the_eager_scores_from_the_export_folder_alone(trained
                         str(tmp_path / "eager"), "--quiet"]) == 0
     before = _files(store)
     for name in ("FeatureStore", "load_run", "backbones_for", "Extractor"):  # no store, run or backbone
-        monkeypatch.setattr(detect, name, _forbidden(name))
+        monkeypatch.setattr(detection, name, _forbidden(name))
     unused = tmp_path / "no-store"  # a --store beside --onnx is not needed, and not created
     code = detect.main([*paths, "--onnx", str(exported_student), "--store", str(unused), "--out",
                         str(tmp_path / "onnx"), "--quiet"])
@@ -242,7 +242,7 @@ def test_an_export_with_a_lower_limit_fails_longer_videos_by_name_and_scores_the
     broken = tmp_path / "random.mp4"
     broken.write_bytes(np.random.default_rng(0).bytes(5000))
     opened, pulled = {}, {}
-    real_open = detect.open_video
+    real_open = detection.open_video
 
     def counting_open(path, **kwargs):  # records the decode settings and how many snippets were decoded
         video = real_open(path, **kwargs)
@@ -255,7 +255,7 @@ def test_an_export_with_a_lower_limit_fails_longer_videos_by_name_and_scores_the
         video.snippets = counted
         return video
 
-    monkeypatch.setattr(detect, "open_video", counting_open)
+    monkeypatch.setattr(detection, "open_video", counting_open)
     capsys.readouterr()
     overlay = tmp_path / "overlays"
     code = detect.main([str(vtest_path), str(broken), str(short), "--onnx", str(folder), "--out",
@@ -314,9 +314,9 @@ def test_preprocess_snippets_is_the_backbones_preprocessing_without_the_backbone
 def test_frame_scores_cover_the_tail_and_intervals_are_in_seconds():
     from pathlib import Path
 
-    d = detect.Detection(Path("v.mp4"), np.array([0.1, 0.9, 0.2], dtype=np.float32), n_frames=53, fps=25.0)
+    d = detection.Detection(Path("v.mp4"), np.array([0.1, 0.9, 0.2], dtype=np.float32), n_frames=53, fps=25.0)
     assert len(d.frame_scores) == 53 and (d.frame_scores[48:] == np.float32(0.2)).all()
     assert (d.frame_scores[16:32] == np.float32(0.9)).all() and d.frame_times[25] == 1.0
-    assert detect.above_threshold(d, 0.5) == [(0.64, 1.28)]  # frames [16, 32) at 25 frames/s
-    unknown_rate = detect.Detection(Path("v"), d.snippet_scores, n_frames=53, fps=0.0)
-    assert detect.above_threshold(unknown_rate, 0.5) == [(16.0, 32.0)]  # in frames
+    assert detection.above_threshold(d, 0.5) == [(0.64, 1.28)]  # frames [16, 32) at 25 frames/s
+    unknown_rate = detection.Detection(Path("v"), d.snippet_scores, n_frames=53, fps=0.0)
+    assert detection.above_threshold(unknown_rate, 0.5) == [(16.0, 32.0)]  # in frames

@@ -1,8 +1,8 @@
 """docker/: no Docker engine here, so check what can be checked without one.
 
-hadolint lints the Dockerfile, every COPY source exists and gets through .dockerignore, the entrypoint maps each
-stage to a module whose command line parses, adds the store volume only where it belongs, and the compose file
-reserves the GPUs and mounts the three volumes.
+hadolint lints the Dockerfile, every COPY source exists and gets through .dockerignore, the entrypoint runs
+`dakd "$@"` with the store volume as every subcommand's default store, and the compose file reserves the GPUs and
+mounts the three volumes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import sysconfig
 from pathlib import Path
 
@@ -25,10 +24,8 @@ DOCKER = ROOT / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
 ENTRYPOINT = DOCKER / "entrypoint.sh"
 COMPOSE = DOCKER / "compose.yaml"
-STAGES = ["extract", "train", "evaluate", "detect", "grid", "store", "fetch", "import-features", "demo"]
+STAGES = ["extract", "train", "evaluate", "detect", "export", "store", "import", "grid", "fetch", "demo"]
 VOLUMES = {"/videos", "/store", "/weights"}
-# Modules the entrypoint may map before they are written; an entry stops counting once its file exists.
-ALLOWED_MISSING = {"detect"}
 
 
 def hadolint() -> str:
@@ -188,7 +185,9 @@ def test_project_packages_are_all_copied():
     import tomllib
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     sources = {s.rstrip("/") for s in copy_sources(DOCKERFILE)}
-    needed = set(project["tool"]["setuptools"]["packages"]) | {project["project"]["readme"], "pyproject.toml"}
+    # a sub-package (data.synthetic) is copied with its top-level folder
+    needed = ({name.split(".")[0] for name in project["tool"]["setuptools"]["packages"]}
+              | {project["project"]["readme"], "pyproject.toml"})
     assert needed <= sources, needed - sources
 
 
@@ -202,124 +201,56 @@ def test_dockerignore_matcher():
     assert not dockerignore_excludes([], "anything")
 
 
-# 3. the stage mapping parses
+# 3. the entrypoint is `dakd "$@"` with the store volume as the default store
 
 def test_entrypoint_is_valid_bash():
     out = subprocess.run(["bash", "-n", str(ENTRYPOINT)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 
 
-def test_usage_lists_the_stages():
-    out = entrypoint("--help")
-    assert out.returncode == 0
-    listed = re.search(r"^stages: (.+)$", out.stdout, re.M).group(1).split()
-    assert listed == STAGES
+def test_entrypoint_runs_dakd_with_the_store_volume_as_default():
+    assert dry_run("extract", "/videos", "--backbones", "i3d") == \
+        ["DAKD_STORE=/store", "dakd", "extract", "/videos", "--backbones", "i3d"]
+    assert dry_run("store", "--runs") == ["DAKD_STORE=/store", "dakd", "store", "--runs"]
+    assert dry_run() == ["DAKD_STORE=/store", "dakd"]
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_every_stage_maps_to_a_module(stage):
-    cmd = dry_run(stage)
-    assert cmd[:2] == ["python", "-m"]
-    module = cmd[2]
-    assert module == "pipeline." + stage.replace("-", "_")
-    if not (ROOT / "pipeline" / f"{module.split('.')[1]}.py").exists():
-        assert stage in ALLOWED_MISSING, f"{module} does not exist"
+def test_store_comes_from_the_environment_and_arguments_survive():
+    out = entrypoint("detect", "/videos/a b.mp4", DAKD_STORE="/data/my store")
+    assert shlex.split(out.stdout) == ["DAKD_STORE=/data/my store", "dakd", "detect", "/videos/a b.mp4"]
 
 
-def test_every_stage_command_parses():
-    """For each stage, the entrypoint's command with --help exits 0 under `python -m` semantics (one interpreter,
-    so torch loads once), and the entrypoint adds --store exactly for the stages whose parser has that option."""
-    commands, injects = {}, {}
-    for stage in STAGES:
-        bare = dry_run(stage)
-        if (ROOT / "pipeline" / f"{bare[2].split('.')[1]}.py").exists():
-            commands[stage] = dry_run(stage, "--help")[1:]  # -m MODULE ARGS
-            injects[stage] = bare[-2:] == ["--store", "/store"]
-    driver = r"""
-import contextlib, io, json, runpy, sys
-results = {}
-for stage, (_, module, *args) in json.loads(sys.argv[1]).items():
-    sys.argv = [module, *args]
-    buf = io.StringIO()
-    code = None
-    with contextlib.redirect_stdout(buf):
-        try:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-        except SystemExit as exc:
-            code = exc.code
-    results[stage] = [code, buf.getvalue()]
-sys.stdout.write(json.dumps(results))
-"""
-    out = subprocess.run([sys.executable, "-c", driver, json.dumps(commands)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    results = json.loads(out.stdout)
-    assert set(results) == set(commands)
-    for stage, (code, help_text) in results.items():
-        assert code in (0, None), f"{stage}: {commands[stage]} exited {code}"
-        assert "usage:" in help_text, stage
-        takes_option = re.search(r"^\s+--store STORE", help_text, re.M) is not None
-        assert takes_option == injects[stage], f"{stage}: --store in its parser: {takes_option}"
-        if stage == "store":
-            assert re.search(r"^\s+store\s", help_text, re.M), "pipeline.store takes the store positionally"
-            assert dry_run("store")[3:] == ["/store"]
-    assert {stage for stage, flag in injects.items() if flag} >= {"extract", "train", "evaluate", "grid"}
+def test_every_entrypoint_stage_is_a_dakd_subcommand():
+    """The stages the image documents (and the compose file runs) are dakd's subcommands, old names included."""
+    from pipeline.parsers import ALIASES, STAGES as SUBCOMMANDS
+
+    assert set(STAGES) <= set(SUBCOMMANDS) | set(ALIASES)
+    assert "export" in SUBCOMMANDS
 
 
-def test_entrypoint_execs_the_stage(tmp_path):
-    """Not a dry run: the entrypoint really runs the stage, with the store it adds (an empty folder here, which
-    pipeline.store then refuses by that folder's name)."""
-    out = entrypoint("fetch", "--help", dry_run=False, DAKD_PYTHON=sys.executable)
-    assert out.returncode == 0 and "usage: python -m pipeline.fetch" in out.stdout, out.stderr
-    out = entrypoint("store", "--runs", dry_run=False, DAKD_PYTHON=sys.executable, DAKD_STORE=str(tmp_path))
+def _env_with_dakd(**env: str) -> dict[str, str]:
+    """The entrypoint finds `dakd` on PATH: the console script beside this interpreter (pip install -e .)."""
+    scripts = sysconfig.get_path("scripts")
+    assert (Path(scripts) / "dakd").is_file() or shutil.which("dakd"), "dakd not installed: pip install -e ."
+    return {"PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}", **env}
+
+
+def test_entrypoint_execs_dakd_with_the_default_store(tmp_path):
+    """Not a dry run: the entrypoint really runs dakd, whose --store defaults to DAKD_STORE (an empty folder here,
+    which `dakd store` then refuses by that folder's name)."""
+    out = entrypoint("fetch", "--help", dry_run=False, **_env_with_dakd())
+    assert out.returncode == 0 and "usage: dakd fetch" in out.stdout, out.stderr
+    out = entrypoint("store", "--runs", dry_run=False, **_env_with_dakd(DAKD_STORE=str(tmp_path)))
     assert out.returncode == 2 and f"{tmp_path} is not a feature store" in out.stderr, out.stderr
 
 
-# 4. the --store injection
-
-def test_store_is_added_when_missing():
-    assert dry_run("extract", "/videos", "--backbones", "i3d") == \
-        ["python", "-m", "pipeline.extract", "/videos", "--backbones", "i3d", "--store", "/store"]
-    assert dry_run("train", "teacher", "--seeds", "5") == \
-        ["python", "-m", "pipeline.train", "teacher", "--seeds", "5", "--store", "/store"]
-    assert dry_run("import-features", "list.txt", "--backbone", "i3d")[2:] == \
-        ["pipeline.import_features", "list.txt", "--backbone", "i3d", "--store", "/store"]
-
-
-def test_explicit_store_is_kept():
-    assert dry_run("extract", "/videos", "--store", "/elsewhere") == \
-        ["python", "-m", "pipeline.extract", "/videos", "--store", "/elsewhere"]
-    assert dry_run("evaluate", "abc", "--store=/x") == ["python", "-m", "pipeline.evaluate", "abc", "--store=/x"]
-
-
-def test_store_stage_takes_the_store_positionally():
-    assert dry_run("store", "--runs") == ["python", "-m", "pipeline.store", "--runs", "/store"]
-    assert dry_run("store", "--backbone", "i3d") == ["python", "-m", "pipeline.store", "--backbone", "i3d", "/store"]
-    assert dry_run("store", "/mine", "--json") == ["python", "-m", "pipeline.store", "/mine", "--json"]
-
-
-def test_stages_without_a_store_get_none():
-    assert dry_run("fetch") == ["python", "-m", "pipeline.fetch"]
-    assert dry_run("demo", "--out", "/store/demo") == ["python", "-m", "pipeline.demo", "--out", "/store/demo"]
-
-
-def test_store_and_python_come_from_the_environment():
-    out = entrypoint("extract", "/v", DAKD_STORE="/data/my store", DAKD_PYTHON="/opt/venv/bin/python")
-    assert shlex.split(out.stdout) == ["/opt/venv/bin/python", "-m", "pipeline.extract", "/v",
-                                       "--store", "/data/my store"]
-
-
-def test_arguments_with_spaces_survive():
-    assert dry_run("detect", "/videos/a b.mp4")[3:] == ["/videos/a b.mp4", "--store", "/store"]
-
-
-@pytest.mark.parametrize("args", [("bogus",), ("pipeline.extract",), ()])
+@pytest.mark.parametrize("args", [("bogus",), ()])
 def test_unknown_or_missing_stage_exits_2_with_usage(args):
-    out = entrypoint(*args)
+    out = entrypoint(*args, dry_run=False, **_env_with_dakd())
     assert out.returncode == 2
-    assert "usage:" in out.stderr and out.stdout == ""
+    assert "usage: dakd" in out.stderr and out.stdout == ""
     if args:
-        assert f"unknown stage '{args[0]}'" in out.stderr
+        assert "invalid choice: 'bogus'" in out.stderr
 
 
 # 5. compose

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from videos import encode, pattern_frames
 
 from extractors.base import Backbone
@@ -150,6 +151,7 @@ def _features(store: Path) -> dict[str, np.ndarray]:
     return {r[0]: np.load(store / "features" / r[1] / r[0][:2] / f"{r[0]}.npy") for r in _rows(store)}
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_uninterrupted_store(tmp_path):
     _videos(tmp_path / "in", 5, frames=64)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
@@ -172,6 +174,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_store(tmp_path):
     assert not list((killed / "tmp").iterdir()), "no half-written file may remain"
 
 
+@pytest.mark.slow
 def test_two_concurrent_processes_share_the_work(tmp_path):
     _videos(tmp_path / "in", 6, frames=48)
     store = tmp_path / "store"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pipeline import extract
 from pipeline.store import FeatureStore
 
 
+@pytest.mark.slow
 def test_vtest_with_real_i3d_gives_49_snippets(tmp_path, vtest_path, i3d_weights, capsys):
     store = tmp_path / "store"
     code = extract.main([str(vtest_path), "--store", str(store), "--backbones", "i3d", "--quiet",

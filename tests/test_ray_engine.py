@@ -18,7 +18,7 @@ from videos import encode, pattern_frames
 from pipeline import extract
 from pipeline.errors import UserError
 from data.decode import VideoInfo
-from pipeline.extract import Outcome
+from pipeline.extraction import Outcome
 from pipeline.keys import feature_key
 from pipeline.ray_engine import RayOptions, WorkerPlan, _dispatch, plan_workers
 from pipeline.store import FeatureStore
@@ -55,6 +55,7 @@ def _contents(store: Path) -> tuple[list, list, list]:
     return features, videos, failures
 
 
+@pytest.mark.slow
 def test_ray_run_equals_the_local_run(local_ray, inputs, tmp_path, capsys):
     local, distributed = tmp_path / "local", tmp_path / "ray"
     # Each Ray worker runs torch on its 1 CPU; float sums differ in the last bits between thread counts, so the

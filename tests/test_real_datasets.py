@@ -1,6 +1,7 @@
 """Tests of the UCSD Ped1 / Ped2 and CUHK Avenue adapters (shipped ranges, weak splits, both on-disk layouts) and
 of the frame-label folder adapter, on real encoded videos and real .tif frames written here, and on the real
-UCSD Ped1 conversion in ../shared/data (skipped outside CI when it is absent, failed in CI)."""
+UCSD Ped1 conversion in the reference data outside the repository (``tests/shared_data.py``; skipped outside CI
+when it is absent, failed in CI)."""
 
 from __future__ import annotations
 
@@ -297,6 +298,7 @@ def test_frame_label_folder_errors_name_the_file(tmp_path, write, message):
         load_dataset(root)
 
 
+@pytest.mark.real_data
 def test_shared_ucsd_ped1_in_the_frame_label_layout():
     root = shared_data("ucsd_ped1")
     spec = load_dataset(root)
@@ -314,6 +316,7 @@ def test_shared_ucsd_ped1_in_the_frame_label_layout():
                                                                      for i in range(70)]
 
 
+@pytest.mark.real_data
 def test_shipped_ped1_ranges_reproduce_the_shared_frame_labels():
     root = shared_data("ucsd_ped1")
     gt = _gt_frame("ucsd_ped1")

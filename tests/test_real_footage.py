@@ -1,4 +1,4 @@
-"""The teacher learns on real surveillance footage: a small subset of UCSD Ped1 (``../shared/data``, never copied
+"""The teacher learns on real surveillance footage: a small subset of UCSD Ped1 (``tests/shared_data.py``, never copied
 into the project), through the real CLI with the real I3D weights and every default of the project. The whole
 benchmark (every method, 5 seeds, the full weak split) is ``benchmarks/accuracy.py``; this is its smoke test."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from shared_data import shared_data
 
 from pipeline import evaluate, extract, train
@@ -33,6 +34,8 @@ def _subset(tmp_path, ped1):
     return folder
 
 
+@pytest.mark.slow
+@pytest.mark.real_data
 def test_teacher_beats_chance_on_real_ucsd_footage(tmp_path, i3d_weights):
     folder = _subset(tmp_path, shared_data("ucsd_ped1"))
     store = tmp_path / "store"

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from videos import encode, pattern_frames
 
 from pipeline import extract
@@ -70,6 +71,7 @@ def _kill_at_a_random_moment(proc: subprocess.Popen, store: Path, rng: random.Ra
     return True
 
 
+@pytest.mark.slow
 def test_ten_random_kill_9s_then_the_store_equals_an_uninterrupted_run(tmp_path):
     videos = tmp_path / "in"
     videos.mkdir()

@@ -1,4 +1,4 @@
-"""Tests of data/synthetic.py: determinism, encodings, anomaly visibility, annotations, CLI."""
+"""Tests of data/synthetic/ (the package): determinism, encodings, anomaly visibility, annotations, CLI."""
 
 from __future__ import annotations
 
@@ -260,3 +260,17 @@ def test_cli_main_writes_dataset(tmp_path, capsys):
     decoded, codec, rate = _decode_pyav(out / "videos" / "Normal_Videos_001_synth.mp4")
     assert decoded.shape == (24, 32, 48, 3) and codec == "h264" and rate == 10
     assert syn.main([str(tmp_path / "bad"), "--normal", "1", "--anomalous", "0", "--size", "8x8", "--quiet"]) == 2
+
+
+def test_python_dash_m_runs_the_package(tmp_path):
+    """``python -m data.synthetic`` (the package's ``__main__``) writes the dataset the README's command names."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "m"
+    done = subprocess.run([sys.executable, "-m", "data.synthetic", str(out), "--normal", "1", "--anomalous", "1",
+                           "--frames", "16", "--size", "32x32", "--quiet"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "wrote 2 videos" in done.stdout
+    assert len(list((out / "videos").iterdir())) == 2

@@ -10,7 +10,7 @@ import pytest
 import torch
 from feature_sets import TINY_MODEL, feature_store
 
-from pipeline import evaluate, train
+from pipeline import evaluate, train, training
 from pipeline.store import FeatureStore
 
 # Few iterations: small batches and larger steps than the paper's, so that the tiny model converges in CI.
@@ -52,6 +52,7 @@ def test_teacher_learns_an_easy_set(tmp_path):
     assert _test_auc(store, _run_key(store, "teacher", 0, "i3d,clip")) > 0.95
 
 
+@pytest.mark.slow
 def test_distilled_student_beats_the_same_student_trained_with_mil_alone(harder_set):
     store, labels = harder_set
     distilled, mil_alone = [], []
@@ -72,11 +73,11 @@ def test_rerun_is_a_cache_hit_and_force_retrains(harder_set, capsys, monkeypatch
     args = ["--dataset", str(labels), "--backbones", "clip", "--seed", "5"]
     _train("teacher", store, *args, epochs=2)
     capsys.readouterr()
-    original = train.build_training_set
-    monkeypatch.setattr(train, "build_training_set", lambda *a: pytest.fail("a cache hit loaded the features"))
+    original = training.build_training_set
+    monkeypatch.setattr(training, "build_training_set", lambda *a: pytest.fail("a cache hit loaded the features"))
     _train("teacher", store, *args, epochs=2)
     assert "cached" in capsys.readouterr().out
-    monkeypatch.setattr(train, "build_training_set", original)
+    monkeypatch.setattr(training, "build_training_set", original)
     _train("teacher", store, *args, "--force", epochs=2)
     assert "cached" not in capsys.readouterr().out
 
@@ -90,7 +91,7 @@ def test_a_killed_run_resumes_to_the_same_model(tmp_path, harder_set, monkeypatc
     reference = torch.load(Path(store) / "runs" / "teacher" / key / "checkpoint.pt", weights_only=True)
 
     calls = {"n": 0}
-    original = train.Run._validate
+    original = training.Run._validate
 
     def dies_in_epoch_5(self, objective, modules, *rest):
         calls["n"] += 1
@@ -98,13 +99,13 @@ def test_a_killed_run_resumes_to_the_same_model(tmp_path, harder_set, monkeypatc
             raise KeyboardInterrupt  # as if killed after the epoch-4 state was saved
         return original(self, objective, modules, *rest)
 
-    monkeypatch.setattr(train.Run, "_validate", dies_in_epoch_5)
+    monkeypatch.setattr(training.Run, "_validate", dies_in_epoch_5)
     with pytest.raises(KeyboardInterrupt):
         train.main(args + ["--force"])
     folder = Path(store) / "runs" / "teacher" / key
     assert (folder / "state.pt").is_file() and not (folder / "checkpoint.pt").exists()
     assert torch.load(folder / "state.pt", weights_only=True)["epoch"] == 4
-    monkeypatch.setattr(train.Run, "_validate", original)
+    monkeypatch.setattr(training.Run, "_validate", original)
     assert train.main(args) == 0
     resumed = torch.load(folder / "checkpoint.pt", weights_only=True)
     assert not (folder / "state.pt").exists()

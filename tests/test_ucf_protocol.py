@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from feature_sets import TINY_MODEL
 
 from data.discover import split_file
@@ -44,6 +45,7 @@ def _annotated_frames(n_snippets: dict[str, int]) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_ucf_crime_test_protocol_on_the_official_list(tmp_path):
     rng = np.random.default_rng(0)
     counts = _frame_counts()

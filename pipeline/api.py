@@ -1,0 +1,468 @@
+"""The Python API under the command line: each stage as a function with typed arguments that returns objects.
+
+    from pipeline import api
+    ex = api.extract(["videos/"], backbones="i3d,effnet_lite0", store="S")        # -> ExtractResult
+    runs = api.train("teacher", store="S", dataset="videos_labels.csv",
+                     backbones="i3d,effnet_lite0", overrides={"train.epochs": 5})  # -> TrainResult (of Run)
+    ev = api.evaluate(runs, store="S")                                             # -> EvaluateResult (of Metrics)
+    found = api.detect(["new.mp4"], run=runs[0], store="S", out="detections")     # -> DetectResult (of Detection)
+
+Nothing here prints a result or calls ``sys.exit``: mistakes raise :class:`pipeline.errors.UserError` subclasses
+(:class:`~pipeline.errors.UsageError` for a bad argument, :class:`~pipeline.errors.InputError` for a file or store
+that cannot be used; the stores' own ``StoreReadOnly``, ``ManifestDamaged``, ... are UserErrors too), with the
+message the command line prints. Inputs of a batch that fail (a bad video) do not raise: they are listed in the
+result's ``failures``, and the rest of the batch goes on. Progress bars are off unless ``progress=True``. The
+``dakd`` / ``python -m pipeline.<stage>`` commands are thin layers over these functions (parse -> call -> print).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from data.decode import DEFAULT_TIMELINE, FRAME_FOLDER_FPS
+from pipeline import defaults as d
+from pipeline.errors import InputError, UsageError, UserError
+from pipeline.parsers import parse_pairs, split_list
+
+if TYPE_CHECKING:  # the heavy modules load when a function runs, not on import
+    from pipeline.detection import Detection
+
+PathLike = str | Path
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One input of a batch that failed: what, why, and what to do."""
+
+    path: str
+    reason: str
+    fix: str = ""
+
+    def line(self) -> str:
+        return f"FAILED {self.path}: {self.reason}" + (f" ({self.fix})" if self.fix else "")
+
+
+def _failures(rows: Iterable[tuple[str, str, str]]) -> list[Failure]:
+    return [Failure(str(p), r, f or "") for p, r, f in rows]
+
+
+def _names(value: str | Sequence[str] | None) -> list[str]:
+    """``"i3d,clip"`` or ``["i3d", "clip"]`` -> ``["i3d", "clip"]``."""
+    return split_list(value) if isinstance(value, str) or value is None else [str(v).strip() for v in value]
+
+
+def _pairs(value: Mapping[str, Any] | Sequence[str] | None, flag: str, form: str, **kw) -> dict[str, str]:
+    """A mapping as is (values as text), or ``NAME=VALUE`` strings through the one parser."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    return parse_pairs([value] if isinstance(value, str) else value, flag, form, **kw)
+
+
+def _open(store: PathLike | None, *, create: bool = False, writes: bool = False, hint: str = ""):
+    from pipeline.store import open_store
+
+    if store is None:
+        raise UsageError(f"no store given: pass --store DIR (or set ${d.STORE_ENV})")
+    try:
+        return open_store(store, create=create, writes=writes)
+    except UserError as exc:
+        if not hint:
+            raise
+        raise InputError(f"{exc}{hint}") from exc
+
+
+def _ref(run: Any) -> str:
+    """A run given as a key prefix, a folder, or a :class:`Run` / :class:`Metrics` of this module."""
+    return str(getattr(run, "key", None) or getattr(run, "run", None) or run)
+
+
+# -- extract ---------------------------------------------------------------------------------------------------
+@dataclass
+class ExtractResult:
+    """What :func:`extract` did: counts over the videos found, the failed ones by name, the speed."""
+
+    store: str
+    backbones: tuple[str, ...]
+    videos: int  # found (and, with a dataset, listed but missing)
+    extracted: int
+    cached: int
+    frames: int  # frames decoded now
+    seconds: float
+    where: str  # "on cpu", "on 2 Ray workers ..."
+    failures: list[Failure] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # listed in the dataset's split, not found
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures) + len(self.missing)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+def extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, crops: int = d.DEFAULT_CROPS,
+                     views: Mapping[str, str] | Sequence[str] | None = None,
+                     weights: Mapping[str, str] | Sequence[str] | None = None, device: str = d.DEFAULT_DEVICE,
+                     batch_size: int = d.EXTRACT_BATCH_SIZE, frames_per_snippet: int = d.DEFAULT_FRAMES_PER_SNIPPET,
+                     dtype: str = d.DTYPES[0], decoder: str = "auto", timeline: str = DEFAULT_TIMELINE,
+                     fps: float = FRAME_FOLDER_FPS, decode_resize: bool = True, decode_workers: int | None = None,
+                     force: bool = False):
+    """The checked :class:`pipeline.extraction.ExtractSettings`; raises UsageError before any file is read.
+    ``views``: backbone -> view, or ``--view`` values (``VIEW`` for all, ``NAME=VIEW``)."""
+    from extractors.registry import BACKBONES
+    from extractors.transforms import VIEWS
+    from pipeline.extraction import ExtractSettings
+
+    names = _names(backbones)
+    unknown = [n for n in names if n not in BACKBONES]
+    if unknown or not names:
+        raise UsageError(f"unknown backbone(s) {', '.join(unknown) or '(none given)'}: choose from "
+                         f"{', '.join(BACKBONES)}")
+    weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+    stray = sorted(set(weights) - set(names))
+    if stray:
+        raise UsageError(f"--weights given for {', '.join(stray)}, which is not in --backbones {','.join(names)}")
+    if isinstance(views, Mapping):
+        view_map = dict(views)
+        bad = [v for v in view_map.values() if v not in VIEWS]
+        if bad:
+            raise UsageError(f"--view {bad[0]!r}: the view must be one of {', '.join(VIEWS)}")
+    else:
+        view_map = parse_views(list(views or []), names, VIEWS)
+    if batch_size < 1 or (decode_workers is not None and decode_workers < 1) or frames_per_snippet < 1:
+        raise UsageError("--batch-size, --frames-per-snippet and --decode-workers must be at least 1")
+    return ExtractSettings(backbones=tuple(names), weights=weights, crops=crops, clip_frames=frames_per_snippet,
+                           views=view_map, device=device, batch_size=batch_size, dtype=dtype, decoder=decoder,
+                           force=force, frames_fps=fps, decode_resize=decode_resize, decode_workers=decode_workers,
+                           timeline=timeline)
+
+
+def parse_views(values: list[str], backbones: list[str], views: Sequence[str]) -> dict[str, str]:
+    """``--view`` values (``VIEW`` for every backbone, or ``NAME=VIEW``) -> backbone -> view. Raises UsageError."""
+    out: dict[str, str] = {}
+    for value in values:
+        for item in value.split(","):
+            if "=" in item:
+                pairs = parse_pairs([item], "--view", "VIEW or NAME=VIEW")
+            else:
+                pairs = dict.fromkeys(backbones, item.strip())
+            for name, view in pairs.items():
+                if view not in views:
+                    raise UsageError(f"--view {item!r}: the view must be one of {', '.join(views)}")
+                if name not in backbones:
+                    raise UsageError(f"--view given for {name}, which is not in --backbones {','.join(backbones)}")
+                out[name] = view
+    return out
+
+
+def extract(paths: PathLike | Sequence[PathLike], *, store: PathLike | None, dataset: str | None = None,
+            engine: str = d.ENGINES[0], address: str | None = None, workers: int | None = None,
+            cpus_per_worker: int | None = None, progress: bool = False, **settings) -> ExtractResult:
+    """Stage 1: features of the videos under ``paths`` into ``store`` (created if missing). ``settings``: the
+    keywords of :func:`extract_settings` (backbones, crops, views, weights, device, batch_size,
+    frames_per_snippet, dtype, decoder, timeline, fps, decode_resize, decode_workers, force)."""
+    import time
+
+    from data.discover import find_videos
+    from extractors.weights import WeightsNotFound
+    from pipeline.extraction import STAGE
+
+    paths = [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if engine not in d.ENGINES:
+        raise UsageError(f"engine {engine!r}: choose from {', '.join(d.ENGINES)}")
+    ray_only = [f"--{k.replace('_', '-')}" for k, v in
+                (("address", address), ("workers", workers), ("cpus_per_worker", cpus_per_worker)) if v is not None]
+    if ray_only and engine != "ray":
+        raise UsageError(f"{', '.join(ray_only)} only apply with --engine ray")
+    config = extract_settings(**settings)
+    try:
+        # The local engine loads the weights before reading any video; Ray workers load them on their machines.
+        backbones = config.build_backbones() if engine == "local" else None
+        found = find_videos(paths, dataset=dataset)
+    except (WeightsNotFound, NotADirectoryError, ValueError) as exc:
+        raise InputError(str(exc)) from exc
+    if not found.videos and not found.missing:
+        raise InputError(f"no videos found in {', '.join(paths)}")
+    fs = _open(store, create=True, writes=True)  # a file, a damaged manifest, a read-only store: one named line
+    try:
+        for name in found.missing:
+            fs.record_failure(name, STAGE, f"listed in the {dataset} split but not found under {', '.join(paths)}",
+                              "add the video or point at the full dataset root")
+        start = time.perf_counter()
+        if engine == "ray":
+            from pipeline.ray_engine import RayOptions, extract_on_ray
+
+            outcome, where = extract_on_ray(fs, config, found.videos, RayOptions(
+                address=address, workers=workers, cpus_per_worker=cpus_per_worker), progress=progress)
+        else:
+            outcome = config.extractor(fs, backbones, progress=progress).run(found.videos)
+            where = f"on {backbones[0].device}"
+    finally:
+        fs.close()
+    return ExtractResult(store=str(store), backbones=config.backbones, videos=len(found.videos) + len(found.missing),
+                         extracted=outcome.extracted, cached=outcome.cached, frames=outcome.frames,
+                         seconds=time.perf_counter() - start, where=where, failures=_failures(outcome.failures),
+                         missing=list(found.missing))
+
+
+# -- train -----------------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One trained (or found) run: its key, folder and the metrics of ``metrics.json``."""
+
+    key: str
+    stage: str
+    seed: int
+    folder: Path
+    metrics: dict
+    cached: bool  # the run existed (a finished run is a cache hit)
+
+    @property
+    def val_video_auc(self) -> float | None:
+        return self.metrics.get("val_video_auc")
+
+    def as_dict(self) -> dict:
+        """``metrics.json`` plus ``cached`` and ``folder`` (``train --json``'s rows)."""
+        return {**self.metrics, "cached": self.cached, "folder": str(self.folder)}
+
+
+@dataclass
+class TrainResult(Sequence):
+    """The runs of every seed, in seed order (indexable, iterable), and warnings (e.g. videos without features
+    under ``allow_missing``)."""
+
+    runs: list[Run]
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, i):
+        return self.runs[i]
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
+          backbones: str | Sequence[str] | None = None, teacher: Any = None, teachers: Any = None,
+          config: PathLike | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None,
+          epochs: int | None = None, seed: int | None = None, seeds: int = d.DEFAULT_SEEDS,
+          val_fraction: float | None = None, crops: str | None = None, precision: str | None = None,
+          device: str = d.DEFAULT_DEVICE, fingerprints: Mapping[str, str] | Sequence[str] | None = None,
+          allow_missing: bool = False, checkpoint_every: int | None = None, force: bool = False,
+          progress: bool = False, on_run: Callable[[Run], None] | None = None) -> TrainResult:
+    """Stages 2-3: train ``seeds`` runs of ``stage`` (teacher, student, lanet, lightning) from ``seed`` on.
+
+    ``teacher``: the student's teacher run; ``teachers``: the lightning student's (a list or comma-separated
+    text; runs as key prefixes, folders or :class:`Run`). ``overrides``: ``{"model.k": 10}`` or ``["model.k=10"]``
+    (``--set``); ``fingerprints``: backbone -> stored extraction prefix. ``on_run`` is called with each run as it
+    finishes (the command line prints its line there)."""
+    import functools
+    from dataclasses import replace
+
+    from data.datasets import DATASETS, load_dataset
+    from extractors.device import auto_device
+    from extractors.files import BadFile
+    from pipeline import training
+    from pipeline.config import build_config, load_yaml, parse_assignments
+    from pipeline.precision import resolve_precision
+
+    if stage not in d.TRAIN_STAGES:
+        raise UsageError(f"stage {stage!r}: choose from {', '.join(d.TRAIN_STAGES)}")
+    if seeds < 1 or (checkpoint_every is not None and checkpoint_every < 1):
+        raise UsageError("--seeds and --checkpoint-every must be at least 1")
+    sets = [f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping) else list(overrides or [])
+    teacher_refs = [_ref(t) for t in ([teachers] if isinstance(teachers, str) else teachers or [])]
+    teacher_refs = [r for ref in teacher_refs for r in split_list(ref)]
+    fs = _open(store, writes=True)  # named: a file, absent, damaged, read-only
+    try:
+        loaded = training.load_teachers(fs, stage, _ref(teacher) if teacher is not None else None, teacher_refs)
+        dataset_ref = str(dataset) if dataset else (loaded[0].checkpoint["dataset"] if loaded else None)
+        if not dataset_ref:
+            raise UsageError("--dataset is required: ucf-crime, shanghaitech, xd-violence, or a labels CSV")
+        try:
+            spec = load_dataset(dataset_ref)
+        except (ValueError, OSError) as exc:
+            raise InputError(str(exc)) from None
+        if dataset_ref not in DATASETS and Path(dataset_ref).exists():
+            dataset_ref = str(Path(dataset_ref).resolve())  # a labels CSV / folder: found again from any folder
+        names = tuple(_names(backbones)) or None
+        flags = training.train_overrides(epochs=epochs, seed=seed, val_fraction=val_fraction, crops=crops,
+                                         precision=precision)
+        layers = ([load_yaml(config)] if config else []) + [parse_assignments(sets), flags]
+        cfg = build_config(stage, names, layers=layers)
+        dev = auto_device(device)
+        cfg = replace(cfg, train=replace(cfg.train, precision=resolve_precision(cfg.train.precision, dev)))
+        selection, warnings = training.select_features(
+            fs, cfg, spec, teachers=loaded, allow_missing=allow_missing,
+            fingerprints=_pairs(fingerprints, "--fingerprint", "BACKBONE=PREFIX"))
+        training_set = functools.cache(lambda: training.build_training_set(selection, cfg, dev))  # once, if needed
+        runs = []
+        for i in range(seeds):
+            seeded = replace(cfg, train=replace(cfg.train, seed=cfg.train.seed + i))
+            job = training.Run(fs, selection, seeded, device=dev, dataset_ref=dataset_ref,
+                               checkpoint_every=checkpoint_every, progress=progress)
+            metrics, cached = job.execute(force, training_set)
+            runs.append(Run(job.key, stage, seeded.train.seed, job.folder, metrics, cached))
+            if on_run:
+                on_run(runs[-1])
+    except BadFile as exc:  # a damaged checkpoint, state or weights file: named with the fix
+        raise InputError(str(exc)) from exc
+    finally:
+        fs.close()
+    return TrainResult(runs, list(warnings))
+
+
+# -- evaluate --------------------------------------------------------------------------------------------------
+@dataclass
+class Metrics:
+    """One run's test metrics (``metrics.json``: auc, ap, ...) and where its plots and CSVs are."""
+
+    run: str
+    stage: str
+    dataset: str
+    folder: Path
+    values: dict
+    cached: bool
+    identity: dict = field(repr=False, default_factory=dict)  # what its seeds share (grouping)
+
+    @property
+    def auc(self) -> float | None:
+        return self.values.get("auc")
+
+    @property
+    def ap(self) -> float | None:
+        return self.values.get("ap")
+
+    @property
+    def missing_videos(self) -> list:
+        return list(self.values.get("missing_videos") or [])
+
+
+@dataclass
+class EvaluateResult(Sequence):
+    """Each run's :class:`Metrics` (indexable, iterable) and the groups' mean ± std over seeds."""
+
+    metrics: list[Metrics]
+    groups: list[dict]
+
+    def __getitem__(self, i):
+        return self.metrics[i]
+
+    def __len__(self) -> int:
+        return len(self.metrics)
+
+    @property
+    def incomplete(self) -> bool:
+        """Some test videos had no features (``allow_missing``): the metrics cover the rest."""
+        return any(m.missing_videos for m in self.metrics)
+
+
+def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, out: PathLike | None = None,
+             fingerprints: Mapping[str, str] | Sequence[str] | None = None, device: str = d.DEFAULT_DEVICE,
+             precision: str = d.DEFAULT_SCORING_PRECISION, allow_missing: bool = False, video_plots: bool = True,
+             force: bool = False, progress: bool = False,
+             on_metrics: Callable[[Metrics], None] | None = None) -> EvaluateResult:
+    """Stage 4: score every test video of each run (key prefixes, folders, :class:`Run`s or a TrainResult) and
+    measure. ``out``: the output folder (one run only; default ``<store>/runs/evaluate/<key>``)."""
+    from data.datasets import load_dataset
+    from extractors.device import auto_device
+    from pipeline import evaluation
+    from pipeline.runs import load_run
+
+    refs = [_ref(r) for r in ([runs] if isinstance(runs, (str, Path, Run)) else runs)]
+    if out and len(refs) > 1:
+        raise UsageError("--out takes one run; several runs are written to <store>/runs/evaluate")
+    if precision not in d.SCORING_PRECISIONS:
+        raise UsageError(f"precision {precision!r}: choose from {', '.join(d.SCORING_PRECISIONS)}")
+    # named: a file, no store, a damaged manifest (a read-only store is fine for cached evaluations)
+    fs = _open(store, hint=" (pass the --store used for training)")
+    dev = auto_device(device)
+    results = []
+    try:
+        requested = _pairs(fingerprints, "--fingerprint", "BACKBONE=PREFIX (e.g. i3d=0a1b2c)")
+        loaded = [load_run(fs, ref) for ref in refs]
+        used = sorted({b for run in loaded for b in run.backbones})
+        unused = sorted(set(requested) - set(used))
+        if unused:
+            raise UsageError(f"--fingerprint names {', '.join(unused)}, which none of the runs uses (their backbones: "
+                             f"{', '.join(used)})")
+        for run in loaded:
+            dataset_ref = dataset or run.checkpoint["dataset"]
+            try:
+                spec = load_dataset(dataset_ref)
+            except (ValueError, OSError) as exc:
+                raise InputError(str(exc)) from None
+            values, folder, cached = evaluation.evaluate_run(
+                fs, run, spec, dataset_ref=dataset_ref, out=Path(out) if out else None, device=dev,
+                precision=precision, allow_missing=allow_missing, video_plots=video_plots, force=force,
+                progress=progress, fingerprints={b: p for b, p in requested.items() if b in run.backbones})
+            results.append(Metrics(run.key, values["stage"], spec.name, Path(folder), values, cached,
+                                   evaluation.group_identity(run, values)))
+            if on_metrics:
+                on_metrics(results[-1])
+    except ValueError as exc:  # test labels that break the protocol (named in the message)
+        raise InputError(str(exc)) from exc
+    finally:
+        fs.close()
+    return EvaluateResult(results, evaluation.group_summaries([(m.values, m.identity) for m in results]))
+
+
+# -- detect ----------------------------------------------------------------------------------------------------
+@dataclass
+class DetectResult(Sequence):
+    """The scored videos (:class:`pipeline.detect.Detection`: ``frame_scores``, ``frame_times``, ...; indexable,
+    iterable), the files written per video, the failed videos, and warnings."""
+
+    detections: list[Detection]
+    out: Path
+    model: str  # "student 0a1b2c3d4e5f" / the export's label
+    engine: str
+    files: list[Path] = field(default_factory=list)  # per detection: <out>/<stem> (+ .csv, .json, .png)
+    intervals: list[list[tuple[float, float]]] = field(default_factory=list)  # per detection: at/above threshold
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    frames: int = 0  # frames decoded now (store) or scored (onnx)
+    seconds: float = 0.0
+
+    def __getitem__(self, i):
+        return self.detections[i]
+
+    def __len__(self) -> int:
+        return len(self.detections)
+
+
+def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = None, run: Any = None,
+           onnx: PathLike | None = None, out: PathLike = d.DETECT_OUT, overlay: PathLike | None = None,
+           threshold: float = d.FALSE_ALARM_THRESHOLD, weights: Mapping[str, str] | Sequence[str] | None = None,
+           device: str = d.DEFAULT_DEVICE, timeline: str | None = None, batch_size: int = d.DETECT_BATCH_SIZE,
+           progress: bool = False) -> DetectResult:
+    """Score new videos with a run of ``store`` (default: its most recent student) or, with ``onnx``, with an
+    exported student alone; writes ``<out>/<name>.csv/.json/.png`` (and the ``overlay``) per video."""
+    from pipeline import detection
+
+    paths = [str(p) for p in ([videos] if isinstance(videos, (str, Path)) else videos)]
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if onnx is None and store is None:
+        raise UsageError("pass --store DIR (the store holding the run) or --onnx EXPORT_DIR (an exported student)")
+    weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+    score = detection.score_onnx if onnx is not None else detection.score_store
+    try:
+        res = score(paths, onnx if onnx is not None else store, run=_ref(run) if run is not None else None,
+                    weights=weights, device=device, timeline=timeline, batch_size=batch_size, progress=progress,
+                    overlay=Path(overlay) if overlay else None)
+    except ValueError as exc:  # WeightsNotFound is an OSError; BadFile and a bad option are ValueErrors
+        raise InputError(str(exc)) from exc
+    except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide
+        raise InputError(str(exc)) from exc
+    detections, model, failures, warnings, frames, seconds = res
+    files, intervals = detection.write_all(detections, model, Path(out), threshold,
+                                           Path(overlay) if overlay else None)
+    return DetectResult(detections, Path(out), model.label if model.engine == detection.ENGINE_ONNX else
+                        f"{model.stage} {model.run[:12]}", model.engine, files, intervals, _failures(failures),
+                        warnings, frames, seconds)

@@ -1,0 +1,64 @@
+"""Every default and choice list the command line shows, in a module that imports nothing but the standard
+library, so that ``dakd --help`` and ``dakd STAGE --help`` start in well under a second (``pipeline.parsers``).
+
+The stage modules import their defaults from here (one definition each). Two lists mirror a module that imports
+torch and so cannot be imported for ``--help``: :data:`BACKBONE_NAMES` (``extractors.registry.BACKBONES``) and
+:data:`VIEW_NAMES` (``extractors.transforms.VIEWS``); ``tests/test_cli.py`` checks that they agree.
+"""
+
+from __future__ import annotations
+
+STORE_ENV = "DAKD_STORE"  # the environment variable whose value is --store's default, in every subcommand
+
+# Exit codes, the same in every subcommand (README "Command line").
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1  # some inputs of a batch failed (named on stderr); the rest went through
+EXIT_USER_ERROR = 2  # a bad flag, config, store or file: one line "error: ..." on stderr, nothing done
+
+# -- extract --------------------------------------------------------------------------------------------------
+BACKBONE_NAMES = ("i3d", "s3d", "clip", "clip_b32", "effnet_lite0", "lowres")  # = extractors.registry.BACKBONES
+VIEW_NAMES = ("crop", "full", "squash")  # = extractors.transforms.VIEWS
+EXTRACT_BACKBONES = "i3d,s3d,clip"  # the paper's teacher backbones
+EXTRACT_BATCH_SIZE = 8  # snippets per forward pass (across videos)
+CROP_CHOICES = (1, 5, 10)  # centre; four corners + centre; those + their mirrors
+DEFAULT_CROPS = 1
+# Frames per snippet that image backbones (clip, effnet_lite0) embed and average; 1 is the centre frame.
+DEFAULT_FRAMES_PER_SNIPPET = 1
+# Videos decoded at once when every backbone is decode-bound (lowres: no network, decoding is all the work): one
+# per core up to this many. Otherwise one: on a CPU the models' own threads already use every core.
+MAX_DECODE_WORKERS = 4
+DTYPES = ("float32", "float16")
+ENGINES = ("local", "ray")
+DEFAULT_DEVICE = "auto"  # CUDA when present, else the CPU
+
+# -- train ----------------------------------------------------------------------------------------------------
+TRAIN_STAGES = ("teacher", "student", "lanet", "lightning")
+LOWRES = "lowres"  # the lightning student's input: low-resolution grey frames from extractors.lowres
+STAGE_BACKBONES = {"teacher": ("i3d", "s3d", "clip"), "student": ("clip",), "lanet": ("i3d",),
+                   "lightning": (LOWRES,)}
+CROP_MODES = ("mean", "samples")  # average the crops (default) or make each crop its own training sample
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEFAULT_SEEDS = 1
+DEFAULT_CHECKPOINT_EVERY = 10  # epochs between resumable state saves (the last epoch is always saved) ...
+CHECKPOINT_MIN_STEPS = 500  # ... and, by default, at least this many steps: a small set's epoch is one step
+
+# -- evaluate -------------------------------------------------------------------------------------------------
+SCORING_PRECISIONS = ("fp32", "bf16", "fp16")
+DEFAULT_SCORING_PRECISION = "fp32"  # the reference
+
+# -- detect ---------------------------------------------------------------------------------------------------
+DETECT_STAGE = "student"  # the model used when --model is not given: the store's most recent one
+DETECT_OUT = "detections"
+DETECT_BATCH_SIZE = 8  # snippets per backbone forward pass (eager, and the backbone graph with --onnx)
+FALSE_ALARM_THRESHOLD = 0.5  # a normal-video frame with score >= this counts as a false alarm (and detect marks it)
+
+# -- export ---------------------------------------------------------------------------------------------------
+# Longest video (in snippets) an export accepts: above UCF-Crime's longest test video (6750 snippets).
+DEFAULT_MAX_SNIPPETS = 8192
+
+# -- grid -----------------------------------------------------------------------------------------------------
+GRID_TABLES = ("methods", "table1", "table4", "table5")
+GRID_SEEDS = 5  # as the paper reports
+
+# -- demo -----------------------------------------------------------------------------------------------------
+DEMO_OUT = "dakd-demo"
