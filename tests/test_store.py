@@ -28,7 +28,7 @@ def test_video_key_is_content_only_and_memoised(tmp_path, monkeypatch):
     assert store.video_key(a) == store.video_key(b) == hash_video(a)
 
     calls = []
-    monkeypatch.setattr("pipeline.store.hash_video", lambda p: calls.append(p) or "rehashed")
+    monkeypatch.setattr("pipeline.store.manifest.hash_video", lambda p: calls.append(p) or "rehashed")
     assert store.video_key(a) == hash_video(a)  # unchanged size + mtime: no re-read
     assert calls == []
     a.write_bytes(b"other bytes!")

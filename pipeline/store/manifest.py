@@ -1,57 +1,13 @@
-"""The feature store: content-addressed ``.npy`` files plus a SQLite manifest.
-
-Layout (design.md)::
-
-    <store>/features/<backbone>/<key[:2]>/<key>.npy   float [T, crops, D] (lowres: uint8)
-    <store>/features/<backbone>/<key[:2]>/<key>.json  its sidecar: what the manifest records of it (for --repair)
-    <store>/manifest.sqlite                            tables: paths, names, videos, extractors, features,
-                                                       failures, runs, meta
-    <store>/runs/<stage>/<key>/run.json                a run's manifest row (for --repair), beside its files
-    <store>/locks/<key>.lock                           one OS file lock per feature being computed
-    <store>/tmp/                                       temp files of writes in progress
-
-Every write is atomic (temp file, fsync, rename) and a feature's row is inserted only after its file and sidecar
-are in place, so a killed process leaves no half file and the next run resumes. Two processes on one store
-coordinate through SQLite transactions (WAL, busy timeout) and per-feature OS file locks, which the kernel releases
-when a process dies, so a ``kill -9`` never leaves a stale lock behind. A new manifest is built in ``tmp/`` and
-linked into place complete, so a manifest is never seen half-made: a zero-byte manifest is damage, not a new store.
-
-Integrity. At write each feature's shape, dtype, byte size and blake2b content hash are recorded (manifest row and
-sidecar); non-finite values are refused (:class:`NonFiniteFeature`, a failure of that one video). Every read checks
-the file against its row cheaply: the ``.npy`` header (magic, shape, dtype) and the file size, without hashing the
-file. A missing, truncated or garbled file is a miss, named once per process (video, backbone, path) as a warning
-and, on a writable store, marked damaged in the manifest with a failure record, so the next extract recomputes it.
-Loading for training or scoring (:meth:`FeatureRecord.read`) also checks that the values are finite (the 0xFF bytes
-of a damaged float file read as NaN); the memory-mapped open checks float files once, chunk by chunk, at open, and
-integer files (``lowres``, uint8) not at all since they cannot hold a non-finite value. Only the hash sees damage
-that keeps the values finite: ``python -m pipeline.store DIR --verify`` hashes every file, reports each damaged one
-and marks it (exit 1 if any). Rows of schema 1 (before hashes) get their hash recorded by ``--verify``, after their
-header, size and values are checked.
-
-Store faults are named (:class:`StoreError`, a UserError): ``--store`` naming a file, a store that does not exist
-(only extract and import create one: :func:`open_store` ``create=True``), a damaged manifest (truncated, random
-bytes, zero bytes, missing beside stored features; the fix is ``python -m pipeline.store DIR --repair``, which
-moves it aside as ``manifest.sqlite.damaged-<time>`` and rebuilds it from the sidecars and run folders), a read-only
-store (opened with SQLite's ``immutable=1`` when no write-ahead log is left, else read from a private copy of the
-manifest and its log, so that nothing in the store is touched; everything that only reads works, a write names
-the store) and a full disk (:class:`pipeline.atomic.NoSpaceError`; the train stage records the run ``failed``, and a
-``running`` row whose run lock no process holds is listed as ``interrupted``). A store whose folder or manifest
-has no write permission bit is read-only even for root, who could write anyway: the permissions say that it is
-to be left alone.
-
-``python -m pipeline.store DIR`` lists what a store holds; ``--verify`` and ``--repair`` as above.
-"""
+"""The :class:`FeatureStore`: the SQLite manifest (schema, migration of older schemas, read-only opening) and the
+feature files it indexes (:class:`FeatureRecord`); :func:`open_store` is how every stage opens a store."""
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import logging
 import os
 import shutil
 import sqlite3
-import sys
 import tempfile
 import threading
 import time
@@ -71,27 +27,18 @@ except ImportError:  # not POSIX: a run's lock cannot be probed, its recorded st
 from data.decode import VideoInfo, frame_folder_files
 from data.discover import video_name
 from pipeline.atomic import NoSpaceError, atomic_write, atomic_write_json, host_name, is_out_of_space, temp_owner
-from pipeline.errors import UserError
 from pipeline.keys import canonical_json, hash_video
+from pipeline.store.errors import (DamagedFeature, ManifestDamaged, NonFiniteFeature, StoreError, StoreReadOnly,
+                                   _named_sql_errors, _sqlite_fault)
+from pipeline.store.feature_files import (HASH_NAME, SIDECAR_FORMAT, SIDECAR_SUFFIX, _HashingWriter,
+                                          atomic_write_sidecar, check_npy, count_nonfinite, file_hash)
+from pipeline.store.layout import (MANIFEST, RUN_LOCK, RUN_SIDECAR, SQLITE_BUSY_TIMEOUT_S, _stored_feature_files,
+                                   manifest_problem, writable)
 
-MANIFEST = "manifest.sqlite"  # the SQLite manifest in the store root; its presence makes a folder a store
-SQLITE_BUSY_TIMEOUT_S = 60.0
 SCHEMA_VERSION = 2  # 2: features carry nbytes, hash, damage (schema 1 stores are migrated on open, when writable)
-SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
-SQLITE_HEADER_BYTES = 100  # a database file is at least its header
-HASH_NAME = "blake2b"  # the content hash recorded per feature file (hashlib; fast, in the standard library)
-HASH_DIGEST_BYTES = 16  # 128 bits: collisions are not a concern for detecting damage
-HASH_CHUNK_BYTES = 1 << 20  # bytes read at a time when hashing a file
-FINITE_CHECK_BYTES = 16 << 20  # bytes of a memory-mapped feature checked for non-finite values at a time
-SIDECAR_SUFFIX = ".json"  # beside each feature file: what the manifest records of it
-SIDECAR_FORMAT = 1
-RUN_SIDECAR = "run.json"  # in each run folder: the run's manifest row
-DAMAGED_TAG = ".damaged-"  # a damaged manifest moved aside by --repair: manifest.sqlite.damaged-<time>
-REPAIR_STAMP = "%Y%m%d-%H%M%S"
 FEATURE_FAILURE_STAGE = "store"  # the failures' stage of damaged feature files
-RUN_LOCK = "run-{key}.lock"  # in locks/: held by the process training run ``key`` (pipeline.train)
 
-log = logging.getLogger("pipeline.store")
+log = logging.getLogger("pipeline.store")  # one logger for the whole store (tests and users filter on it)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,146 +69,6 @@ CREATE TABLE IF NOT EXISTS failures (
 _V2_FEATURE_COLUMNS = (("nbytes", "INTEGER"), ("hash", "TEXT"), ("damage", "TEXT"))
 _FEATURE_COLUMNS = ("key", "video_key", "backbone", "fingerprint", "file", "n_snippets", "crops", "dim", "dtype",
                     "created_at", "nbytes", "hash", "damage")
-
-
-# -- errors -----------------------------------------------------------------------------------------------------
-class StoreError(UserError):
-    """The store as a whole cannot be used as asked (not a folder, absent, damaged manifest, read-only, locked)."""
-
-
-class ManifestDamaged(StoreError):
-    """The manifest cannot be read as a database; the message names it and the fix (``--repair``)."""
-
-    def __init__(self, manifest: Path, why: str):
-        self.manifest = Path(manifest)
-        super().__init__(f"the store's manifest {manifest} is damaged ({why}); run python -m pipeline.store "
-                         f"{manifest.parent} --repair (it moves the damaged file aside and rebuilds the manifest from "
-                         "the store's files)")
-
-
-class StoreReadOnly(StoreError):
-    """A write was asked of a store that cannot be written."""
-
-    def __init__(self, root: Path, what: str):
-        super().__init__(f"the store {root} is read-only: {what}; make it writable, or work on a writable copy "
-                         f"(cp -r {root} COPY, then --store COPY)")
-
-
-class DamagedFeature(UserError):
-    """A stored feature failed its check at load; the message names the video, backbone, file and the fix."""
-
-
-class NonFiniteFeature(ValueError):
-    """``put_feature`` refused an array holding NaN or inf; ``reason`` and ``fix`` as a failure records them."""
-
-    def __init__(self, reason: str, fix: str):
-        self.reason, self.fix = reason, fix
-        super().__init__(f"{reason} ({fix})")
-
-
-def _sqlite_fault(exc: sqlite3.Error, manifest: Path) -> UserError:
-    """The named error for an SQLite error on ``manifest`` (the issue's cases: malformed or not a database, read-only
-    or unopenable, full disk, locked)."""
-    text = str(exc).lower()
-    if "disk is full" in text:
-        return NoSpaceError(manifest)
-    if "malformed" in text or "not a database" in text or "file is encrypted" in text:
-        return ManifestDamaged(manifest, str(exc))
-    if "readonly" in text or "read-only" in text:
-        return StoreReadOnly(manifest.parent, f"SQLite cannot write {manifest} ({exc})")
-    if "unable to open" in text:
-        return StoreError(f"cannot open the store's manifest {manifest} ({exc}): check that its folder exists and "
-                          "that you may read (and, to add to it, write) the folder and the file")
-    if "locked" in text or "busy" in text:
-        return StoreError(f"the store's manifest {manifest} stayed locked by another process for "
-                          f"{SQLITE_BUSY_TIMEOUT_S:g} s ({exc}); wait for the other stage to finish, then run again")
-    if "i/o error" in text:
-        return StoreError(f"disk I/O error on the store's manifest {manifest} ({exc}): check the disk; if the file "
-                          f"is damaged, run python -m pipeline.store {manifest.parent} --repair")
-    return StoreError(f"the store's manifest {manifest}: {type(exc).__name__}: {exc}")
-
-
-def _named_sql_errors(method):
-    """Wrap a FeatureStore method so that an SQLite error leaves it as one named error (:func:`_sqlite_fault`)."""
-
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise _sqlite_fault(exc, self.manifest) from None
-
-    wrapper.__name__, wrapper.__doc__, wrapper.__qualname__ = method.__name__, method.__doc__, method.__qualname__
-    wrapper.__wrapped__ = method
-    return wrapper
-
-
-# -- feature files: hash, header check, values --------------------------------------------------------------------
-class _HashingWriter:
-    """A file wrapper that hashes and counts what goes through ``write`` (numpy writes through it in chunks)."""
-
-    def __init__(self, f):
-        self.f = f
-        self.hash = hashlib.blake2b(digest_size=HASH_DIGEST_BYTES)
-        self.nbytes = 0
-
-    def write(self, data) -> int:
-        view = memoryview(data)
-        self.hash.update(view)
-        self.nbytes += view.nbytes
-        return self.f.write(view)
-
-
-def file_hash(path: Path) -> str:
-    """``blake2b:<hex>`` of the file's bytes, read in chunks."""
-    h = hashlib.blake2b(digest_size=HASH_DIGEST_BYTES)
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK_BYTES):
-            h.update(chunk)
-    return f"{HASH_NAME}:{h.hexdigest()}"
-
-
-def check_npy(path: Path, shape: tuple[int, ...], dtype: str, nbytes: int | None = None) -> str | None:
-    """Why the ``.npy`` at ``path`` is not the recorded array (None when it is): missing, another size than recorded,
-    a header that is not a plain ``.npy`` of ``shape`` and ``dtype``, or fewer or more bytes than the header needs.
-    Reads the header only (cheap)."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return "the file is missing"
-    except OSError as exc:
-        return f"cannot read it ({exc.strerror or exc})"
-    if nbytes is not None and size != nbytes:
-        return f"{size} bytes where {nbytes} were written (truncated or overwritten)"
-    try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            header_shape, fortran, header_dtype = read_header(f)
-            data_start = f.tell()
-    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError...
-        return f"not a readable .npy header ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
-    if header_dtype.hasobject:
-        return "its header declares Python objects, which a feature never holds"
-    if tuple(header_shape) != tuple(shape) or str(header_dtype) != str(dtype) or fortran:
-        return (f"its header says {str(header_dtype)} {tuple(header_shape)}"
-                f"{' (Fortran order)' if fortran else ''} where {dtype} {tuple(shape)} was written")
-    expected = data_start + int(np.prod(shape, dtype=np.int64)) * header_dtype.itemsize
-    if size != expected:
-        return f"{size} bytes where its header needs {expected} (truncated or garbled)"
-    return None
-
-
-def count_nonfinite(array: np.ndarray) -> int:
-    """NaN and inf values in ``array`` (any shape; 0 for integer arrays), checked a chunk of rows at a time so that
-    a memory-mapped file is read once with bounded memory."""
-    if array.dtype.kind not in "fc" or array.size == 0:
-        return 0
-    if array.ndim == 0:
-        return int(not np.isfinite(array))
-    rows = max(1, FINITE_CHECK_BYTES // max(1, array[0].nbytes))
-    return sum(int(chunk.size - np.count_nonzero(np.isfinite(chunk)))
-               for chunk in (array[i:i + rows] for i in range(0, len(array), rows)))
 
 
 @dataclass(frozen=True)
@@ -321,7 +128,7 @@ def recompute_fix(store: FeatureStore | None, record: FeatureRecord, *, then: bo
             f"what is damaged or missing){again}")
 
 
-# -- store location and manifest checks ---------------------------------------------------------------------------
+# -- locks, video signatures and the store's location ------------------------------------------------------------
 def _signature(path: Path) -> str:
     """Cheap stand-in for a file's content (size + mtime), so an unchanged file is not re-hashed."""
     if path.is_dir():
@@ -358,46 +165,6 @@ def _lock_held(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
-
-
-def is_store(path: str | Path) -> bool:
-    """Whether ``path`` holds a store (its manifest), so a CLI that reads one can say so instead of creating it."""
-    return (Path(path) / MANIFEST).is_file()
-
-
-def writable(path: Path) -> bool:
-    """Whether this process may write ``path`` and its permissions allow it: a path without any write permission
-    bit counts as read-only even for root (module docstring)."""
-    try:
-        return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
-    except OSError:
-        return False
-
-
-def _stored_feature_files(root: Path, limit: int | None = None) -> list[Path]:
-    files = []
-    for f in (root / "features").glob("*/*/*.npy"):
-        files.append(f)
-        if limit and len(files) >= limit:
-            break
-    return files
-
-
-def manifest_problem(manifest: Path) -> str | None:
-    """Why ``manifest`` cannot be an SQLite database, from its size and first bytes (None when they look right)."""
-    try:
-        size = manifest.stat().st_size
-        with open(manifest, "rb") as f:
-            head = f.read(len(SQLITE_MAGIC))
-    except OSError as exc:
-        return f"cannot read it: {exc.strerror or exc}"
-    if size == 0:
-        return "it is empty: zero bytes"
-    if head != SQLITE_MAGIC:
-        return f"not an SQLite database: it starts with {head[:8]!r}"
-    if size < SQLITE_HEADER_BYTES:
-        return f"truncated to {size} bytes"
-    return None
 
 
 def _check_location(root: Path, create: bool, *, rebuild: bool = False) -> None:
@@ -923,276 +690,3 @@ for _name, _method in list(vars(FeatureStore).items()):
     if callable(_method) and not _name.startswith("__"):
         setattr(FeatureStore, _name, _named_sql_errors(_method))
 del _name, _method
-
-
-def atomic_write_sidecar(dest: Path, obj: dict, *, tmp_dir: Path) -> Path:
-    """A sidecar's JSON, written atomically through the store's tmp/ folder."""
-    text = json.dumps(obj, indent=1, sort_keys=True) + "\n"
-    return atomic_write(dest, lambda f: f.write(text.encode("utf-8")), tmp_dir=tmp_dir)
-
-
-# -- --repair: rebuild the manifest from the store's files ---------------------------------------------------------
-def _table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-
-
-def _insert(conn: sqlite3.Connection, table: str, row: dict, *, replace: bool = False) -> None:
-    """Insert the columns of ``row`` that ``table`` has (a sidecar may carry more or fewer than this schema)."""
-    cols = [c for c in _table_columns(conn, table) if c in row]
-    conn.execute(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO {table} ({', '.join(cols)}) VALUES "
-                 f"({', '.join('?' * len(cols))})", [row[c] for c in cols])
-
-
-def _move_manifest_aside(manifest: Path) -> list[Path]:
-    """``manifest.sqlite`` and its -wal / -shm / -journal files -> ``<name>.damaged-<time>`` (a stale log must never
-    be applied to the rebuilt database)."""
-    stamp = time.strftime(REPAIR_STAMP)
-    moved = []
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        src = Path(f"{manifest}{suffix}")
-        if src.exists():
-            dest = Path(f"{src}{DAMAGED_TAG}{stamp}")
-            os.replace(src, dest)
-            moved.append(dest)
-    return moved
-
-
-def _rebuild_feature(conn: sqlite3.Connection, root: Path, sidecar: Path) -> str | None:
-    """Insert the rows one sidecar records if its feature file is sound (header, size and hash); else why not."""
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        feature = dict(meta["feature"])
-        record = FeatureRecord(feature["key"], feature["video_key"], feature["backbone"], feature["fingerprint"],
-                               root / feature["file"], *meta["shape"], feature["dtype"], feature["nbytes"],
-                               feature["hash"], feature["created_at"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"its sidecar {sidecar} cannot be read ({type(exc).__name__}: {exc})"
-    if record.file != sidecar.with_suffix(".npy"):
-        return f"its sidecar {sidecar} names another file ({record.file})"
-    problem = record.problem()
-    if problem is None and file_hash(record.file) != record.hash:
-        problem = "its content hash is not the one recorded when it was written"
-    if problem:
-        return f"{record.file}: {problem}"
-    with conn:
-        if meta.get("extractor"):
-            extractor = meta["extractor"]
-            conn.execute("INSERT OR IGNORE INTO extractors VALUES (?, ?, ?)",
-                         (record.fingerprint, extractor["backbone"], canonical_json(extractor["params"])))
-        if meta.get("video"):
-            _insert(conn, "videos", meta["video"])
-        for name, source, seen_at in meta.get("names", []):
-            conn.execute("INSERT OR IGNORE INTO names VALUES (?, ?, ?, ?)", (name, record.video_key, source, seen_at))
-        _insert(conn, "features", {**feature, "n_snippets": record.n_snippets, "crops": record.crops,
-                                   "dim": record.dim, "damage": None}, replace=True)
-    return None
-
-
-def _run_row(root: Path, folder: Path) -> dict | None:
-    """A run's manifest row from its folder: its ``run.json``, else (runs recorded before run.json) its
-    metrics.json, checkpoint.pt and config.json. A run without its finished files is ``interrupted``."""
-    stage, key = folder.parent.name, folder.name
-    finished = (folder / "metrics.json").is_file() and (stage == "evaluate" or (folder / "checkpoint.pt").is_file())
-    row: dict = {}
-    if (folder / RUN_SIDECAR).is_file():
-        try:
-            row = json.loads((folder / RUN_SIDECAR).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            row = {}
-    if not row:
-        metrics = _json_or_empty(folder / "metrics.json")
-        config = _json_or_empty(folder / "config.json")
-        if not metrics and not config:
-            return None
-        checkpoint: dict = {}
-        if (folder / "checkpoint.pt").is_file():
-            try:
-                import torch
-
-                checkpoint = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
-            except Exception:  # noqa: BLE001 - a damaged checkpoint: the row is rebuilt from what else there is
-                checkpoint = {}
-        backbones = metrics.get("backbones") or checkpoint.get("backbones") or config.get("backbones") or []
-        seed = metrics.get("seed", (config.get("train") or {}).get("seed", 0))
-        summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}
-        created = min((p.stat().st_mtime for p in folder.iterdir()), default=time.time())
-        row = {"key": key, "stage": stage, "dataset": metrics.get("dataset") or checkpoint.get("dataset") or "unknown",
-               "backbones": ",".join(backbones) if isinstance(backbones, list) else str(backbones),
-               "seed": int(seed or 0), "status": "done", "summary": canonical_json(summary), "created_at": created,
-               "finished_at": (folder / "metrics.json").stat().st_mtime if finished else None}
-    row.update(key=key, stage=stage, folder=str(folder.relative_to(root)))
-    if not finished:
-        row["status"] = "interrupted" if row.get("status") in ("running", "done", None) else row["status"]
-    elif row.get("status") == "running":
-        row["status"] = "done"
-    return row
-
-
-def _json_or_empty(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def repair_store(root: str | Path) -> dict:
-    """Rebuild a damaged (or missing) manifest from the store's files: move it aside, then re-index every feature
-    whose sidecar and file agree (header, size, hash) and every run folder. A sound manifest is left alone. Run it
-    while no other stage uses the store. Returns ``{"repaired", "why", "moved", "features", "runs",
-    "not_indexed": [reason...], "manifest"}``."""
-    root = Path(root)
-    manifest = root / MANIFEST
-    try:
-        _check_location(root, create=False)
-        store = FeatureStore(root, create=False)
-        try:
-            integrity = store._conn().execute("PRAGMA integrity_check(1)").fetchone()[0]
-        finally:
-            store.close()
-        if integrity == "ok":
-            return {"repaired": False, "why": "SQLite's integrity check finds it sound", "manifest": str(manifest)}
-        why = f"SQLite's integrity_check: {integrity}"
-    except ManifestDamaged as exc:
-        why = str(exc).split(" is damaged (", 1)[-1].rsplit("); run python", 1)[0]
-    if not writable(root):
-        raise StoreReadOnly(root, "--repair rewrites its manifest")
-    moved = _move_manifest_aside(manifest)
-    store = FeatureStore(root, create=True, _rebuild=True)
-    conn = store._conn()
-    report = {"repaired": True, "why": why, "moved": [str(p) for p in moved], "features": 0, "runs": 0,
-              "not_indexed": [], "manifest": str(manifest)}
-    try:
-        indexed = set()
-        for sidecar in sorted((root / "features").glob(f"*/*/*{SIDECAR_SUFFIX}")):
-            problem = _rebuild_feature(conn, root, sidecar)
-            if problem:
-                report["not_indexed"].append(problem)
-            else:
-                indexed.add(sidecar.with_suffix(".npy"))
-                report["features"] += 1
-        for npy in _stored_feature_files(root):
-            if npy not in indexed and not npy.with_suffix(SIDECAR_SUFFIX).exists():
-                report["not_indexed"].append(f"{npy}: no sidecar (written before sidecars existed)")
-        for folder in sorted((root / "runs").glob("*/*")):
-            if folder.is_dir() and (row := _run_row(root, folder)):
-                with conn:
-                    _insert(conn, "runs", row, replace=True)
-                report["runs"] += 1
-    except sqlite3.Error as exc:
-        raise _sqlite_fault(exc, manifest) from None
-    finally:
-        store.close()
-    return report
-
-
-# -- command line -------------------------------------------------------------------------------------------------
-_RUN_SUMMARY_KEYS = ("best_epoch", "val_video_auc", "auc", "ap")  # what `--runs` shows of each run's metrics
-
-
-def _print_repair(report: dict, root: str) -> None:
-    if not report["repaired"]:
-        print(f"repair: {report['manifest']} needs no repair ({report['why']}); nothing changed")
-        return
-    moved = ", ".join(report["moved"]) or "nothing (it was missing)"
-    print(f"repair: the manifest was damaged ({report['why']}); moved aside: {moved}. Rebuilt {report['manifest']} "
-          f"from the store's files: {report['features']} features, {report['runs']} runs (the failure log and the "
-          "memo of video paths start empty)")
-    for reason in report["not_indexed"]:
-        print(f"  NOT INDEXED {reason}", file=sys.stderr)
-    if report["not_indexed"]:
-        print(f"  {len(report['not_indexed'])} feature files could not be re-indexed: they count as missing; "
-              f"python -m pipeline.extract ... --store {root} recomputes them", file=sys.stderr)
-
-
-def _print_verify(report: dict, root: str) -> None:
-    for d in report["damaged"]:
-        print(f"  DAMAGED {d['backbone']:<13} {d['video']}  {d['file']}: {d['reason']}", file=sys.stderr)
-    hashed = f"; {report['hashed']} hashes recorded for files written before hashes were" if report["hashed"] else ""
-    orphans = (f"; {report['orphans']} feature files have no manifest row (a write interrupted before its row, or "
-               "an older extraction: python -m pipeline.store --repair re-indexes them)") if report["orphans"] else ""
-    print(f"verify: {report['checked']} feature files checked, {len(report['damaged'])} damaged{hashed}{orphans}")
-    if report["damaged"]:
-        print(f"  the damaged files count as missing from now on: {report['damaged'][0]['fix']}", file=sys.stderr)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.parsers import stage_parser
-
-    return stage_parser("store")
-
-
-def run(args: argparse.Namespace) -> int:
-    """The command: list, ``--verify`` or ``--repair`` the store given by ``--store`` (or positionally)."""
-    from pipeline.cli import configure_logging, error
-
-    configure_logging(args)
-    if args.store_positional and args.store and args.store_positional != args.store and not _from_env(args):
-        return error(f"two stores given: {args.store_positional} and --store {args.store}; pass one")
-    args.store = args.store_positional or args.store
-    if not args.store:
-        return error("pass the store: --store DIR (or set $DAKD_STORE)")
-    try:
-        if args.repair:
-            report = repair_store(args.store)
-            print(json.dumps(report, indent=2)) if args.json else _print_repair(report, args.store)
-            return 0
-        store = open_store(args.store, create=False)
-        try:
-            if args.verify:
-                report = store.verify(progress=not args.quiet and not args.json)
-                print(json.dumps(report, indent=2)) if args.json else _print_verify(report, args.store)
-                return 1 if report["damaged"] else 0
-            return _list(store, args)
-        finally:
-            store.close()
-    except UserError as exc:
-        return error(exc)
-
-
-def _from_env(args: argparse.Namespace) -> bool:
-    """``--store`` came from ``$DAKD_STORE``, not the command line: the positional store then wins."""
-    return args.store == os.environ.get("DAKD_STORE")
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
-
-
-def _list(store: FeatureStore, args: argparse.Namespace) -> int:
-    """The listing: features (each checked cheaply: damaged ones are flagged), runs or failures."""
-    rows = store.failures() if args.failures else store.runs() if args.runs else store.features(args.backbone)
-    damaged = 0
-    if not (args.failures or args.runs):
-        for r in rows:
-            if r["damage"] is None and store.get_feature(r["key"]) is None:
-                r["damage"] = store.feature_damage(r["key"]) or "damaged"
-            damaged += r["damage"] is not None
-    if args.json:
-        print(json.dumps({"summary": store.summary(), "rows": rows}, indent=2))
-        return 1 if damaged else 0
-    s = store.summary()
-    mode = " (read-only)" if s["readonly"] else ""
-    print(f"{s['store']}{mode}: {s['videos']} videos, features {s['features'] or '{}'}, {s['failures']} failures "
-          "logged")
-    for r in rows:
-        if args.runs:
-            summary = json.loads(r["summary"])
-            shown = " ".join(f"{k}={summary[k]:.4f}" if isinstance(summary[k], float) else f"{k}={summary[k]}"
-                             for k in _RUN_SUMMARY_KEYS if summary.get(k) is not None)
-            print(f"  {r['stage']:<9} {r['key'][:12]}  {r['status']:<8} seed {r['seed']:<3} {r['backbones']:<20} "
-                  f"{shown}  ({r['dataset']})")
-        elif args.failures:
-            print(f"  [{r['stage']}] {r['path']}: {r['reason']}" + (f" ({r['fix']})" if r["fix"] else ""))
-        else:
-            flag = f"  DAMAGED ({r['damage']})" if r["damage"] else ""
-            print(f"  {r['backbone']:<13} T={r['n_snippets']:<5} crops={r['crops']:<2} D={r['dim']:<5} "
-                  f"{r['first_path']}  {r['file']}{flag}")
-    if damaged:
-        print(f"warning: {damaged} feature files are damaged: they count as missing and are never used; "
-              f"python -m pipeline.extract ... --store {store.root} recomputes them", file=sys.stderr)
-    return 1 if damaged else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
