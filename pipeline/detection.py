@@ -25,13 +25,13 @@ from extractors.device import auto_device
 from pipeline.atomic import atomic_write, atomic_write_json
 from pipeline.defaults import DETECT_BATCH_SIZE, DETECT_OUT, DETECT_STAGE
 from pipeline.errors import InputError, UsageError, UserError
+from pipeline.evaluation.scoring import align_snippets, score_snippets
 from pipeline.export import BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, OnnxScorer, TooManySnippets, too_many_message
 from pipeline.extraction import Extractor, failure_reason
 from pipeline.keys import feature_key
 from pipeline.overlay import write_overlay
 from pipeline.plots import plot_detection, unique_stems
 from pipeline.runs import LoadedRun, load_run, training_backbone
-from pipeline.scoring import align_snippets, score_snippets
 from pipeline.store import FeatureStore, open_store
 
 DEFAULT_STAGE = DETECT_STAGE  # the model used when --model is not given: the store's most recent one

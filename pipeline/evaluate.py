@@ -35,7 +35,7 @@ from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 from pipeline.parsers import stage_parser
 
-from pipeline.evaluation import REPORTED, SHORT_KEY, _show
+from pipeline.evaluation.engine import REPORTED, SHORT_KEY, _show
 
 
 def _group_line(summary: dict) -> str:

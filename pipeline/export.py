@@ -10,7 +10,7 @@ The model is two graphs, so that a long video is scored in bounded memory, as th
 
 Preprocessing (frame choice, resize, crop, normalisation of the uint8 frames) stays outside the graphs: it is
 ``extractors.base.preprocess_snippets``. Several crops are scored one sequence per crop and averaged, as
-``pipeline.scoring.score_snippets`` does (:meth:`OnnxScorer.score_crops`).
+``pipeline.evaluation.scoring.score_snippets`` does (:meth:`OnnxScorer.score_crops`).
 
 Any length: the eager attention attends its query rows in blocks of ``models.attention.QUERY_BLOCK`` in a Python
 loop, which tracing would unroll for the example's length only. The head is therefore traced with the blocks off

@@ -21,7 +21,7 @@ from sklearn.metrics import auc as _trapezoid_area
 
 from data.decode import SNIPPET_FRAMES
 from pipeline.atomic import atomic_write
-from pipeline.metrics import (
+from pipeline.evaluation.metrics import (
     FALSE_ALARM_THRESHOLD,
     VideoScores,
     check_video,

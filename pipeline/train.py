@@ -23,7 +23,7 @@ from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 from pipeline.parsers import stage_parser
 
-from pipeline.training import _fmt
+from pipeline.training.engine import _fmt
 
 
 # -- command line (pipeline.parsers holds the arguments, pipeline.api.train the work) ----------------------------

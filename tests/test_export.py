@@ -21,7 +21,7 @@ from extractors.registry import build_backbone
 from models.attention import QUERY_BLOCK
 from models.vad_model import ModelConfig, VADModel
 from pipeline import export
-from pipeline.scoring import score_snippets
+from pipeline.evaluation.scoring import score_snippets
 
 TINY = ModelConfig(d_model=16, n_heads=2, projection_hidden=16, ffn_dim=32, classifier_hidden=16, k=4)
 LENGTHS = (1, 5, 40)  # checked by the export itself; the test adds 7, 33 and LONG

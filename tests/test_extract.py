@@ -151,6 +151,18 @@ def _features(store: Path) -> dict[str, np.ndarray]:
     return {r[0]: np.load(store / "features" / r[1] / r[0][:2] / f"{r[0]}.npy") for r in _rows(store)}
 
 
+
+def _recorded(store: Path) -> bool:
+    """Whether the store's manifest holds a feature row yet. Read-only, so polling never creates a manifest; a
+    feature's file and sidecar are written before its row, so a file alone does not mean it is recorded."""
+    if not (store / "manifest.sqlite").is_file():
+        return False
+    try:
+        with sqlite3.connect(f"file:{store / 'manifest.sqlite'}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT COUNT(*) FROM features").fetchone()[0] > 0
+    except sqlite3.Error:  # the manifest being created, or its table not yet there
+        return False
+
 @pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_uninterrupted_store(tmp_path):
     _videos(tmp_path / "in", 5, frames=64)
@@ -158,7 +170,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_store(tmp_path):
     proc = subprocess.Popen(_cli(str(tmp_path / "in"), "--store", str(killed)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((killed / "features").rglob("*.npy")):
+    while time.time() < deadline and not _recorded(killed):  # the first feature's row, not just its file
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

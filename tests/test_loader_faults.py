@@ -19,9 +19,9 @@ from feature_sets import TINY_MODEL
 from data.synthetic import generate_dataset
 from extractors.effnet_lite import PREPROCESSING as EFFNET_PREPROCESSING
 from pipeline import detect, evaluate, export, extract, train
-from pipeline.lightning_training import LightningObjective
-from pipeline.objectives import TeacherObjective
 from pipeline.store import FeatureStore
+from pipeline.training.lightning import LightningObjective
+from pipeline.training.objectives import TeacherObjective
 
 TRAIN = ["--quiet", "--set", "train.batch_anomalous=2", "--set", "train.batch_normal=2", "--set",
          "train.val_fraction=0", *TINY_MODEL]

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.patches import StepPatch
 from PIL import Image
 
-from pipeline.metrics import VideoScores
+from pipeline.evaluation.metrics import VideoScores
 from pipeline.plots import (CURVE_FIGSIZE, DPI, VIDEO_FIGSIZE, gt_intervals, plot_all_videos, plot_pr, plot_roc,
                             safe_filename, video_plot_names, video_scores_figure, write_scores_csv,
                             write_video_summary_csv)

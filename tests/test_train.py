@@ -230,7 +230,7 @@ def test_evaluating_seeds_reports_mean_and_std_over_them(harder_set, tmp_path, c
 def test_each_crop_can_be_its_own_training_sample(tmp_path):
     from data.datasets import load_dataset
     from pipeline.features import resolve_features
-    from pipeline.training_data import build_segment_data
+    from pipeline.training.data import build_segment_data
 
     store, labels = feature_store(tmp_path, dims={"i3d": 16, "clip": 8}, signal={"i3d": STRONG, "clip": STRONG},
                                   n_train=(4, 4), n_test=(1, 1), crops=3)

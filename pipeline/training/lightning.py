@@ -20,7 +20,7 @@ from pipeline.config import LOWRES, AdversarialConfig, RunConfig
 from pipeline.features import VideoFeatures
 from pipeline.precision import autocast
 from pipeline.runs import LoadedRun
-from pipeline.scoring import align_snippets, score_snippets
+from pipeline.evaluation.scoring import align_snippets, score_snippets
 
 VALIDATION_ROWS = 32  # videos per validation forward pass (32 x 32 snippets x 32768 pixels: 128 MiB as float)
 

@@ -4,8 +4,8 @@ distillation, LA-Net's top-k BCE with the dynamics losses.
 Every objective gives the same interface to the loop in ``pipeline.train``: ``modules()``, ``optimizer()``
 (Adagrad with the two learning rates of method.md §6), ``loss(anomalous_rows, normal_rows)`` and
 ``validate(rows)`` (scores and a dict of named validation losses, ``"loss"`` the total). Rows index
-``SegmentData`` (see ``training_data``); the lightning student's objective (``pipeline.lightning_training``)
-indexes videos instead.
+``SegmentData`` (see ``pipeline.training.data``); the lightning student's objective
+(``pipeline.training.lightning``) indexes videos instead.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from models.losses import distillation_loss, mil_ranking_loss, refine_pseudo_lab
 from models.vad_model import ContrastiveHead, ModelOutput, VADModel
 from pipeline.config import RunConfig
 from pipeline.precision import autocast
-from pipeline.training_data import SegmentData
+from pipeline.training.data import SegmentData
 
 SCORING_BATCH = 256  # rows per forward pass when scoring without gradients
 

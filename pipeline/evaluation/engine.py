@@ -20,13 +20,13 @@ from tqdm import tqdm
 from data.datasets import DatasetSpec
 from pipeline.atomic import atomic_write_json
 from pipeline.errors import UserError
+from pipeline.evaluation.metrics import VideoScores, frame_metrics
+from pipeline.evaluation.scoring import align_snippets, score_snippets
 from pipeline.features import (describe_candidates, describe_extraction, extraction_candidates, missing_message,
                                resolve_features)
 from pipeline.keys import canonical_json, hash_json
-from pipeline.metrics import VideoScores, frame_metrics
 from pipeline.plots import plot_all_videos, plot_pr, plot_roc, write_scores_csv, write_video_summary_csv
 from pipeline.runs import LoadedRun
-from pipeline.scoring import align_snippets, score_snippets
 from pipeline.store import FeatureStore, StoreReadOnly
 
 CODE_VERSION = "evaluate-1"

@@ -21,7 +21,7 @@ class SegmentData:
     segments[b]: float32 ``[S, n_segments, D_b]`` per backbone (S = videos, or videos x crops when each crop is
     its own sample); labels: int64 ``[S]``; video: int64 ``[S]``, the row's index into ``videos``; lengths: int64
     ``[S]``, the row's segments (a short video that is not stretched has fewer than ``n_segments``; the rest of
-    its row is zeros and never reaches a model: see ``pipeline.objectives.forward_by_length``).
+    its row is zeros and never reaches a model: see ``pipeline.training.objectives.forward_by_length``).
     """
 
     backbones: tuple[str, ...]

@@ -38,13 +38,13 @@ from pipeline.config import LOWRES, RunConfig
 from pipeline.defaults import CHECKPOINT_MIN_STEPS, DEFAULT_CHECKPOINT_EVERY
 from pipeline.errors import UsageError, UserError
 from pipeline.features import FeatureSet, missing_message, resolve_features
-from pipeline.lightning_training import LightningObjective, SnippetWindows, build_snippet_windows
-from pipeline.objectives import (LANetObjective, StudentObjective, TeacherObjective, TeacherTargets,
-                                 teacher_targets)
 from pipeline.runs import (CHECKPOINT_FORMAT, LoadedRun, build_network, load_run, retrain_fix, run_key,
                            save_torch)
 from pipeline.store import FeatureStore
-from pipeline.training_data import SegmentData, build_segment_data, epoch_batches, validation_split
+from pipeline.training.data import SegmentData, build_segment_data, epoch_batches, validation_split
+from pipeline.training.lightning import LightningObjective, SnippetWindows, build_snippet_windows
+from pipeline.training.objectives import (LANetObjective, StudentObjective, TeacherObjective, TeacherTargets,
+                                          teacher_targets)
 
 SEED_STRIDE = 1_000_003  # per-epoch seeds: seed * SEED_STRIDE + epoch, so a resumed run draws the same batches
 RESUME_KEYS = ("modules", "optimizer", "scaler", "history", "best", "best_state", "epoch")  # what state.pt holds
