@@ -330,12 +330,13 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, table: str) -> None:
+def update_readme(readme: Path, table: str, begin: str = README_BEGIN, end_marker: str = README_END) -> None:
+    """Replace the README's text between the ``begin`` and ``end_marker`` lines with ``table``."""
     text = readme.read_text()
-    start, end = text.find(README_BEGIN), text.find(README_END)
+    start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
-        raise SystemExit(f"{readme}: no {README_BEGIN} ... {README_END} block to replace")
-    readme.write_text(text[:start + len(README_BEGIN)] + "\n" + table + text[end:])
+        raise SystemExit(f"{readme}: no {begin} ... {end_marker} block to replace")
+    readme.write_text(text[:start + len(begin)] + "\n" + table + text[end:])
 
 
 def main(argv: list[str] | None = None) -> int:

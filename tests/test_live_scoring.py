@@ -1,0 +1,87 @@
+"""Causal windowed scoring (pipeline.live.scoring) and the hysteresis rule (pipeline.live.hysteresis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.lanet import LANet, LANetConfig
+from models.lightning import LightningStudent
+from models.vad_model import ModelConfig, VADModel
+from pipeline.evaluation.scoring import score_snippets
+from pipeline.live.hysteresis import Hysteresis, HysteresisConfig, hysteresis_events
+from pipeline.live.scoring import WindowState, default_window, score_last, windowed_scores
+
+
+def tiny_teacher(dims=(12, 8)) -> VADModel:
+    torch.manual_seed(0)
+    return VADModel(list(dims), ModelConfig(d_model=16, projection_hidden=16, n_heads=2, ffn_dim=32,
+                                            classifier_hidden=16)).eval()
+
+
+def features(t: int, dims=(12, 8), crops: int = 2, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(t, crops, d)).astype(np.float32) for d in dims]
+
+
+def test_window_scores_equal_one_snippet_at_a_time():
+    model, feats = tiny_teacher(), features(20)
+    offline = windowed_scores(model, feats, window=6)
+    state = WindowState(2, 6)
+    live = [score_last(model, [state.push([f[t] for f in feats])])[0] for t in range(20)]
+    np.testing.assert_allclose(live, offline, atol=1e-5)
+
+
+def test_scores_are_causal_and_bounded_by_the_window():
+    model, feats = tiny_teacher(), features(16)
+    base = windowed_scores(model, feats, window=5)
+    future = [f.copy() for f in feats]
+    for f in future:
+        f[10:] += 3.0  # change the future from snippet 10 on
+    changed = windowed_scores(model, future, window=5)
+    np.testing.assert_allclose(changed[:10], base[:10], atol=1e-6)  # the past never sees the future
+    assert np.abs(changed[10:] - base[10:]).max() > 1e-3
+    past = [f.copy() for f in feats]
+    for f in past:
+        f[:3] -= 3.0  # outside the window of snippets >= 3 + 5 - 1
+    np.testing.assert_allclose(windowed_scores(model, past, window=5)[7:], base[7:], atol=1e-6)
+
+
+def test_a_window_as_long_as_the_video_ends_on_the_offline_score():
+    model, feats = tiny_teacher(), features(9)
+    offline = score_snippets(model, feats, torch.device("cpu"), n_heads=2)
+    assert windowed_scores(model, feats, window=9)[-1] == pytest.approx(offline[-1], abs=1e-5)
+
+
+def test_lanet_and_lightning_score_causally():
+    torch.manual_seed(0)
+    lanet = LANet([12, 8], LANetConfig(d_model=16, n_heads=2, ffn_dim=32)).eval()
+    feats = features(10)
+    assert windowed_scores(lanet, feats, window=4).shape == (10,)
+    lightning = LightningStudent(2).eval()
+    frames = [np.random.default_rng(1).integers(0, 256, size=(6, 1, lightning.config.input_dim)).astype(np.float32)]
+    per_snippet = windowed_scores(lightning, frames, window=default_window("lightning"))
+    np.testing.assert_allclose(per_snippet, score_snippets(lightning, frames, torch.device("cpu"), n_heads=1),
+                               atol=1e-5)
+
+
+def test_default_window_follows_the_run():
+    assert default_window("lightning", 32) == 1
+    assert default_window("teacher", 32) == 32
+    assert default_window("student", 16) == 16
+    with pytest.raises(ValueError):
+        windowed_scores(tiny_teacher(), features(3), window=0)
+
+
+def test_hysteresis_opens_after_n_and_closes_after_m():
+    config = HysteresisConfig(0.5, open_after=2, close_after=3)
+    scores = np.array([0.9, 0.1, 0.8, 0.9, 0.2, 0.7, 0.1, 0.1, 0.1, 0.6, 0.0, 0.9, 0.9])
+    # one snippet above is noise; 2..5 is one event (0.7 bridges the dip); 11..12 stays open at the end
+    assert hysteresis_events(scores, config) == [(2, 5), (11, 12)]
+    rule = Hysteresis(config)
+    decisions = [rule.update(s) for s in scores]
+    assert decisions.index("open") == 3 and decisions.index("close") == 8
+    assert hysteresis_events(scores, HysteresisConfig(0.95)) == []
+    with pytest.raises(ValueError):
+        HysteresisConfig(0.5, open_after=0)
