@@ -1,3 +1,5 @@
-"""Scoring camera streams as they arrive: causal windowed scoring (:mod:`pipeline.live.scoring`) and the hysteresis
-rule that turns snippet scores into events (:mod:`pipeline.live.hysteresis`). Issue 14's ``dakd watch`` (sources
-that reconnect, event outputs, calibration) builds on these and is not here yet."""
+"""Scoring camera streams as they arrive: causal windowed scoring (:mod:`pipeline.live.scoring`), the hysteresis
+rule that turns snippet scores into events (:mod:`pipeline.live.hysteresis`), and the events' outputs: JSON lines
+(:mod:`~pipeline.live.events`), a webhook (:mod:`~pipeline.live.webhook`), mp4 clips with pre- and post-roll
+(:mod:`~pipeline.live.clips`) and rolling score CSVs (:mod:`~pipeline.live.score_log`). Issue 14's ``dakd watch``
+(stream sources that reconnect, the engine, calibration) builds on these and is not here yet."""
