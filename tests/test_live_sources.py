@@ -7,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from videos import encode, pattern_frames
 
 from data.decode import open_video
@@ -43,6 +44,13 @@ def test_a_source_that_never_connects_is_given_up_and_named(caplog):
     assert reader.stats.connects == 0 and reader.stats.failed_connects == 2
     assert "127.0.0.1:9" in reader.stats.last_error
     assert any("gate" in r.message and "cannot connect" in r.message for r in caplog.records)
+
+
+def test_following_a_growing_file_is_refused_until_it_is_implemented(tmp_path):
+    path = encode(tmp_path / "v.mp4", pattern_frames(16, 32, 32), codec="libx264", lossless=False)
+    with pytest.raises(ValueError, match="not implemented") as refused:
+        next(StreamReader(Camera("file", str(path), follow=True)).frames())
+    assert str(path) in str(refused.value)
 
 
 def test_stop_ends_a_read_promptly(tmp_path):

@@ -33,8 +33,8 @@ MAX_TIMESTAMP_GAP_S = 1.0  # a jump in timestamps larger than this inside a conn
 @dataclass(frozen=True)
 class Camera:
     """One source: a URL, a capture device (with ``format``, e.g. ``v4l2``) or a file; ``options`` are FFmpeg's
-    (e.g. ``{"rtsp_transport": "tcp"}``); ``realtime`` paces a file at its native rate, ``follow`` keeps reading a
-    file that is still being written (it is reopened after its end)."""
+    (e.g. ``{"rtsp_transport": "tcp"}``); ``realtime`` paces a file at its native rate. ``follow`` (a file still
+    being written) is not implemented yet: the reader refuses it rather than re-read the file from its start."""
 
     name: str
     source: str
@@ -109,7 +109,10 @@ class StreamReader:
                        timeout=(self.policy.open_timeout_s, self.policy.stall_timeout_s))
 
     def frames(self) -> Iterator[LiveFrame]:
-        """Until ``stop`` is set, a file ends (without ``follow``) or the camera is given up."""
+        """Until ``stop`` is set, a file ends or the camera is given up. Raises ValueError for ``follow``."""
+        if self.camera.follow:
+            raise ValueError(f"{self.camera.name}: following a growing file is not implemented yet: read "
+                             f"{self.camera.source} once it is complete")
         wait, failures, connection = self.policy.initial_s, 0, -1
         while not self.stop.is_set():
             try:
@@ -135,7 +138,7 @@ class StreamReader:
             ended = yield from self._read(container, connection)
             self.stats.connected = False
             container.close()
-            if ended and self.camera.is_file and not self.camera.follow:
+            if ended and self.camera.is_file:
                 return
             if not self.stop.is_set():
                 log.warning("%s: stream lost (%s); reconnecting in %.1f s", self.camera.name,
