@@ -428,6 +428,8 @@ class DetectResult(Sequence):
     warnings: list[str] = field(default_factory=list)
     frames: int = 0  # frames decoded now (store) or scored (onnx)
     seconds: float = 0.0
+    threshold: float = d.FALSE_ALARM_THRESHOLD  # the one used: threshold=, else the calibration's, else 0.5
+    threshold_source: str = ""  # "--threshold", "calibration (1 false alarm/h on 0.3 h)", "uncalibrated default 0.5"
 
     def __getitem__(self, i):
         return self.detections[i]
@@ -438,11 +440,13 @@ class DetectResult(Sequence):
 
 def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = None, run: Any = None,
            onnx: PathLike | None = None, out: PathLike = d.DETECT_OUT, overlay: PathLike | None = None,
-           threshold: float = d.FALSE_ALARM_THRESHOLD, weights: Mapping[str, str] | Sequence[str] | None = None,
+           threshold: float | None = None, weights: Mapping[str, str] | Sequence[str] | None = None,
            device: str = d.DEFAULT_DEVICE, timeline: str | None = None, batch_size: int = d.DETECT_BATCH_SIZE,
            progress: bool = False) -> DetectResult:
     """Score new videos with a run of ``store`` (default: its most recent student) or, with ``onnx``, with an
-    exported student alone; writes ``<out>/<name>.csv/.json/.png`` (and the ``overlay``) per video."""
+    exported student alone; writes ``<out>/<name>.csv/.json/.png`` (and the ``overlay``) per video. ``threshold``
+    None: the offline threshold of the run's (or export's) calibration (:func:`calibrate`), else
+    ``defaults.FALSE_ALARM_THRESHOLD``."""
     from pipeline import detection
 
     paths = [str(p) for p in ([videos] if isinstance(videos, (str, Path)) else videos)]
@@ -461,8 +465,63 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide
         raise InputError(str(exc)) from exc
     detections, model, failures, warnings, frames, seconds = res
+    threshold, threshold_source = detection.detect_threshold(model, threshold)
     files, intervals = detection.write_all(detections, model, Path(out), threshold,
                                            Path(overlay) if overlay else None)
     return DetectResult(detections, Path(out), model.label if model.engine == detection.ENGINE_ONNX else
                         f"{model.stage} {model.run[:12]}", model.engine, files, intervals, _failures(failures),
-                        warnings, frames, seconds)
+                        warnings, frames, seconds, threshold, threshold_source)
+
+
+# -- calibrate -------------------------------------------------------------------------------------------------
+@dataclass
+class CalibrateResult:
+    """What :func:`calibrate` wrote: the calibration (calibration.json's content), where, the failed videos."""
+
+    calibration: dict
+    path: Path  # <run folder>/calibration.json, or the out= file
+    export: Path | None = None  # the run's export.json whose "calibration" was updated too
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """``{"live": t, "offline": t}``."""
+        return dict(self.calibration["thresholds"])
+
+
+def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[PathLike] | None = None,
+              split: str | None = None, false_alarms_per_hour: float = d.CALIBRATE_FALSE_ALARMS_PER_HOUR,
+              open_after: int | None = None, close_after: int | None = None, window: int | None = None,
+              out: PathLike | None = None, weights: Mapping[str, str] | Sequence[str] | None = None,
+              device: str = d.DEFAULT_DEVICE, batch_size: int = d.CALIBRATE_BATCH_SIZE,
+              progress: bool = False) -> CalibrateResult:
+    """Choose ``run``'s thresholds (live and offline scores) for ``false_alarms_per_hour`` hysteresis events per
+    hour on normal footage: ``normal`` videos or folders (extracted as :func:`detect` does), or ``split="val"``,
+    the normal videos of the run's validation split. Writes ``<run folder>/calibration.json`` (or ``out``) and
+    updates the run's ``export/export.json``. ``open_after`` / ``close_after`` None: the hysteresis defaults."""
+    from pipeline import calibration
+    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER
+
+    if store is None:
+        raise UsageError(f"no store given: pass --store DIR (or set ${d.STORE_ENV})")
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if split is not None and split not in d.CALIBRATE_SPLITS:
+        raise UsageError(f"--split takes {', '.join(d.CALIBRATE_SPLITS)}, got {split!r}")
+    paths = None if normal is None else [str(p) for p in ([normal] if isinstance(normal, (str, Path)) else normal)]
+    weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+    try:
+        done = calibration.calibrate_run(
+            store, _ref(run), normal=paths, split=split, target=float(false_alarms_per_hour),
+            open_after=OPEN_AFTER if open_after is None else open_after,
+            close_after=CLOSE_AFTER if close_after is None else close_after, window=window,
+            out=Path(out) if out else None, weights=weights, device=device, batch_size=batch_size,
+            progress=progress)
+    except ValueError as exc:  # BadFile and a bad option are ValueErrors
+        raise InputError(str(exc)) from exc
+    except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide
+        raise InputError(str(exc)) from exc
+    return CalibrateResult(done.record, done.path, done.export, _failures(done.failures), done.warnings,
+                           done.seconds)

@@ -52,6 +52,12 @@ DETECT_OUT = "detections"
 DETECT_BATCH_SIZE = 8  # snippets per backbone forward pass (eager, and the backbone graph with --onnx)
 FALSE_ALARM_THRESHOLD = 0.5  # a normal-video frame with score >= this counts as a false alarm (and detect marks it)
 
+# -- calibrate ------------------------------------------------------------------------------------------------
+CALIBRATION_FILE = "calibration.json"  # in the run folder; also the "calibration" key of an export's export.json
+CALIBRATE_FALSE_ALARMS_PER_HOUR = 1.0  # the target: hysteresis events per hour of normal footage
+CALIBRATE_SPLITS = ("val",)  # --split: the normal videos of the run's own validation split
+CALIBRATE_BATCH_SIZE = DETECT_BATCH_SIZE  # snippets per backbone forward pass when --normal videos are extracted
+
 # -- export ---------------------------------------------------------------------------------------------------
 # Longest video (in snippets) an export accepts: above UCF-Crime's longest test video (6750 snippets).
 DEFAULT_MAX_SNIPPETS = 8192

@@ -1,7 +1,7 @@
 """Score new videos with a trained run: per-frame anomaly scores, a plot, and optionally an overlaid copy.
 
     python -m pipeline.detect VIDEO_OR_FOLDER... --store DIR [--model RUN] [--out detections]
-                              [--overlay OUT.mp4|FOLDER] [--weights NAME=PATH] [--threshold 0.5]
+                              [--overlay OUT.mp4|FOLDER] [--weights NAME=PATH] [--threshold T]
                               [--timeline constant|decoded]
     python -m pipeline.detect VIDEO_OR_FOLDER... --onnx EXPORT_DIR [--out detections] [--overlay ...]
 
@@ -22,8 +22,10 @@ past it and the video fails (``pipeline.export.TooManySnippets``). The scores eq
 ``pipeline.export.TOLERANCE``.
 
 Per video, in ``--out``: ``<name>.csv`` (frame, time_s, snippet, score), ``<name>.json`` (the same scores as
-arrays plus the run, the frame rate and the intervals at or above ``--threshold``) and ``<name>.png`` (score
-over time). Frames are those of the presentation timeline the run's training features were decoded on
+arrays plus the run, the frame rate and the intervals at or above the threshold) and ``<name>.png`` (score
+over time). The threshold is ``--threshold``, else the offline threshold of the run's calibration
+(``python -m pipeline.calibrate``; with ``--onnx``, the one export.json carries), else 0.5; the summary line says
+which. Frames are those of the presentation timeline the run's training features were decoded on
 (``data.decode``: by default the stream's constant-rate grid, so frame j is shown at ``time_s = j / fps`` by every
 player, gaps in a variable-frame-rate file's timestamps included; ``--timeline`` overrides it, with a warning
 that the features differ from the run's). Snippet t covers frames [16t, 16t + 16); the last < 16 frames, which
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     for detection, stem, peaks in zip(result.detections, result.files, result.intervals):
         say(args, f"detect: {detection.path}: max score {detection.frame_scores.max():.3f}, {len(peaks)} "
-                  f"interval(s) >= {args.threshold:g}; {stem}.csv/.json/.png")
+                  f"interval(s) >= {result.threshold:g}; {stem}.csv/.json/.png")
     n = len(result.detections) + len(result.failures)
     if result.engine == ENGINE_ONNX:
         say(args, f"detect: {n} videos with {result.model} ({ENGINE_ONNX}, {args.onnx}): {len(result.detections)} "
@@ -75,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         say(args, f"detect: {n} videos with {result.model}: {len(result.detections)} scored, "
                   f"{len(result.failures)} failed; {result.frames} new frames decoded in {result.seconds:.1f} s; "
                   f"results in {result.out}")
+    say(args, f"detect: threshold {result.threshold:g} ({result.threshold_source})")
     print_failures(result.failures)
     emit_json(args, {"model": result.model, "engine": result.engine, "out": str(result.out),
+                     "threshold": result.threshold, "threshold_source": result.threshold_source,
                      "videos": [{"path": str(d.path), "max_score": float(d.frame_scores.max()), "n_frames": d.n_frames,
                                  "fps": d.fps, "intervals": peaks, "files": str(stem)}
                                 for d, stem, peaks in zip(result.detections, result.files, result.intervals)],

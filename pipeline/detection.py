@@ -83,15 +83,26 @@ class ModelInfo:
     stage: str
     backbones: tuple[str, ...]
     engine: str  # ENGINE_TORCH or ENGINE_ONNX
+    folder: Path | None = None  # the run folder or the export folder: where its calibration is (load_calibration)
 
     @classmethod
     def of_run(cls, run: LoadedRun) -> ModelInfo:
-        return cls(run.key, run.checkpoint["stage"], tuple(run.backbones), ENGINE_TORCH)
+        return cls(run.key, run.checkpoint["stage"], tuple(run.backbones), ENGINE_TORCH, run.folder)
 
     @property
     def label(self) -> str:
         """``stage key[:8]``, for the plot title."""
         return f"{self.stage} {self.run[:8]}" if self.run else self.stage
+
+
+def detect_threshold(model: ModelInfo, explicit: float | None) -> tuple[float, str]:
+    """(threshold, where it came from) of a detect call: ``explicit`` (``--threshold``), else the offline threshold
+    of the run's or export's calibration (``pipeline.calibration``), else the uncalibrated default. Raises
+    UserError naming a damaged calibration file."""
+    from pipeline.calibration import load_calibration, threshold_for
+
+    calibration = load_calibration(model.folder) if explicit is None and model.folder is not None else None
+    return threshold_for(calibration, "offline", explicit)
 
 
 def above_threshold(d: Detection, threshold: float) -> list[tuple[float, float]]:
@@ -224,7 +235,7 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
         if timeline not in TIMELINES:
             raise ValueError(f"unknown timeline {timeline!r}")
         kind = info["backbone_kind"]
-        model = ModelInfo(info.get("run"), info.get("stage", "export"), (info["backbone"],), ENGINE_ONNX)
+        model = ModelInfo(info.get("run"), info.get("stage", "export"), (info["backbone"],), ENGINE_ONNX, folder)
         decoder, short_side = export_decode(info, preprocessing)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as exc:  # JSONDecodeError and
         # UnicodeDecodeError are ValueErrors; AttributeError: a JSON list or number where an object belongs
@@ -240,7 +251,7 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
                       square, timeline)
 
 
-def _embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
+def embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
     """uint8 snippets, each ``[16, H, W, 3]`` -> features ``[n, crops, D]`` (preprocessed, then the backbone graph)."""
     x = preprocess_snippets(torch.from_numpy(np.stack(snippets)), export.preprocessing, export.frame_indices,
                             export.crops)  # [n * crops, 3, F, h, w]
@@ -269,10 +280,10 @@ def video_features(path: Path, export: OnnxExport, chunk: int) -> tuple[np.ndarr
                 raise TooManySnippets(too_many_message(f"more than {export.max_snippets}", export.max_snippets))
             pending.append(snippet)
             if len(pending) == chunk:
-                rows.append(_embed_chunk(pending, export))
+                rows.append(embed_chunk(pending, export))
                 pending = []
         if pending:
-            rows.append(_embed_chunk(pending, export))
+            rows.append(embed_chunk(pending, export))
         info = video.info
     if not rows:
         raise VideoError(str(path), f"too short: {info.n_frames} frames, a snippet needs {SNIPPET_FRAMES}",

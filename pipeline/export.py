@@ -326,9 +326,17 @@ def export_student(run: LoadedRun, backbone: Backbone, out_dir: str | Path, *,
         raise ValueError(f"run {run.key[:12]} is a {run.checkpoint['stage']} run; export supports VADModel heads "
                          "(teacher / student)")
     scorer = SnippetScorer(backbone, run.model)
+    extra = {"run": run.key, "stage": run.checkpoint["stage"], "decode": decode}
+    calibration = run.folder / defaults.CALIBRATION_FILE  # pipeline.calibrate's thresholds travel with the export
+    if calibration.is_file():
+        try:
+            extra["calibration"] = json.loads(calibration.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ValueError(f"{calibration} cannot be read ({type(exc).__name__}: {exc}): calibrate the run again "
+                             f"with dakd calibrate {run.key[:12]} --store S --normal VIDEO_OR_FOLDER... (or "
+                             "delete it)") from None
     return export_scorer(scorer, backbone, out_dir, example_snippets=example_snippets, max_snippets=max_snippets,
-                         check_lengths=check_lengths, tolerance=tolerance, frame_size=frame_size,
-                         extra={"run": run.key, "stage": run.checkpoint["stage"], "decode": decode})
+                         check_lengths=check_lengths, tolerance=tolerance, frame_size=frame_size, extra=extra)
 
 
 def _export_onnx(module: nn.Module, example: Tensor, path: Path, input_name: str, output_name: str,

@@ -196,9 +196,10 @@ def detect_args(p: argparse.ArgumentParser) -> None:
                    help=f"folder for the CSV, JSON and PNG files (default: {d.DETECT_OUT})")
     p.add_argument("--overlay", help="write a copy of the video with a score bar: a .mp4 path (one video) or a "
                                      "folder (one <name>.mp4 per video)")
-    p.add_argument("--threshold", type=float, default=d.FALSE_ALARM_THRESHOLD,
-                   help=f"score marked as anomalous in the JSON intervals, the plot and the overlay "
-                        f"(default: {d.FALSE_ALARM_THRESHOLD})")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="score marked as anomalous in the JSON intervals, the plot and the overlay (default: the "
+                        "run's or the --onnx export's calibration by dakd calibrate, its offline threshold; "
+                        f"uncalibrated: {d.FALSE_ALARM_THRESHOLD})")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights file per backbone, as for extract")
     p.add_argument("--device", default=d.DEFAULT_DEVICE, help=DEVICE_HELP + "; with --onnx, cpu keeps "
@@ -210,6 +211,37 @@ def detect_args(p: argparse.ArgumentParser) -> None:
                    help=f"snippets per backbone forward pass (eager, or the backbone graph with --onnx) "
                         f"(default: {d.DETECT_BATCH_SIZE})")
     add_common(p, json_help="print every video's result (path, max score, intervals, files) as JSON on stdout")
+
+
+def calibrate_args(p: argparse.ArgumentParser) -> None:
+    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER  # numpy only, as data.decode
+
+    p.add_argument("run", help="run key prefix (6+ characters) or run folder")
+    add_store(p, "the store holding the run (features of --normal videos are cached there too)")
+    footage = p.add_mutually_exclusive_group(required=True)
+    footage.add_argument("--normal", nargs="+", metavar="VIDEO_OR_FOLDER",
+                         help="normal footage (no anomaly in it): video files or folders, extracted with the run's "
+                              "settings as detect does")
+    footage.add_argument("--split", choices=d.CALIBRATE_SPLITS,
+                         help="the normal videos of the run's own validation split, made again from its config and "
+                              "dataset (features from the store)")
+    p.add_argument("--false-alarms-per-hour", type=float, default=d.CALIBRATE_FALSE_ALARMS_PER_HOUR,
+                   help="the target: alarm events per hour of normal footage "
+                        f"(default: {d.CALIBRATE_FALSE_ALARMS_PER_HOUR:g})")
+    p.add_argument("--open-after", type=int, default=OPEN_AFTER,
+                   help=f"snippets above the threshold in a row that open an event (default: {OPEN_AFTER})")
+    p.add_argument("--close-after", type=int, default=CLOSE_AFTER,
+                   help=f"snippets below it in a row that close one (default: {CLOSE_AFTER})")
+    p.add_argument("--window", type=int, help="snippets the live scores attend over (default: the run's "
+                                              "train.n_segments; 1 for the lightning student)")
+    p.add_argument("--out", help="write the calibration to this JSON file instead of <run folder>/calibration.json "
+                                 "(needed with a read-only store)")
+    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
+                   help="weights file per backbone, as for detect (repeatable)")
+    p.add_argument("--device", default=d.DEFAULT_DEVICE, help=DEVICE_HELP)
+    p.add_argument("--batch-size", type=int, default=d.CALIBRATE_BATCH_SIZE,
+                   help=f"snippets per backbone forward pass (default: {d.CALIBRATE_BATCH_SIZE})")
+    add_common(p, json_help="print the calibration (calibration.json's content) as JSON on stdout")
 
 
 def export_args(p: argparse.ArgumentParser) -> None:
@@ -306,6 +338,8 @@ STAGES: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = 
               train_args),
     "evaluate": ("pipeline.evaluate", "stage 4: frame-level metrics of runs on the test split", evaluate_args),
     "detect": ("pipeline.detect", "score new videos with a trained run (or an ONNX export)", detect_args),
+    "calibrate": ("pipeline.calibrate", "the threshold of a target false-alarm rate on normal footage",
+                  calibrate_args),
     "export": ("pipeline.export", "a single-backbone run as ONNX graphs + TorchScript", export_args),
     "store": ("pipeline.store", "what a store holds; verify its files; repair its manifest", store_args),
     "import": ("pipeline.import_features", "community .npy feature lists into the store", import_args),
