@@ -1,11 +1,14 @@
 """Live sources (pipeline.live.sources) on real files: the frames equal offline PyAV decoding, a file plays at its
-native rate with --realtime, a source that never connects is given up and named, and stop ends a read at once."""
+native rate with --realtime, a file still being written is followed (every frame, ending once it stops growing; a
+plain MP4 being written is refused with the fix), a source that never connects is given up and named, and stop ends
+a read at once."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import av
 import numpy as np
 import pytest
 from videos import encode, pattern_frames
@@ -46,11 +49,98 @@ def test_a_source_that_never_connects_is_given_up_and_named(caplog):
     assert any("gate" in r.message and "cannot connect" in r.message for r in caplog.records)
 
 
-def test_following_a_growing_file_is_refused_until_it_is_implemented(tmp_path):
-    path = encode(tmp_path / "v.mp4", pattern_frames(16, 32, 32), codec="libx264", lossless=False)
-    with pytest.raises(ValueError, match="not implemented") as refused:
-        next(StreamReader(Camera("file", str(path), follow=True)).frames())
-    assert str(path) in str(refused.value)
+FOLLOW = ReconnectPolicy(initial_s=0.05, max_s=0.1, give_up_after=2, follow_idle_timeout_s=0.5)
+
+
+def _ts_bytes(tmp_path, n: int = 60) -> bytes:
+    """An MPEG-TS recording (libx264) of ``n`` frames, as the bytes a recorder would write."""
+    return encode(tmp_path / "full.ts", pattern_frames(n, 48, 64), codec="libx264", lossless=False).read_bytes()
+
+
+def _offline(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24", width=f.width, height=f.height, interpolation="BILINEAR")
+                         for f in container.decode(video=0)])
+
+
+def _write_in_chunks(path, data: bytes, chunks: int, interval_s: float, done: list) -> None:
+    step = -(-len(data) // chunks)
+    with open(path, "wb") as out:
+        for i in range(0, len(data), step):
+            if i:
+                time.sleep(interval_s)
+            out.write(data[i:i + step])
+            out.flush()
+    done.append(time.monotonic())  # the last write
+
+
+def test_following_a_growing_ts_file_gives_every_frame_and_ends_once_it_stops_growing(tmp_path):
+    data = _ts_bytes(tmp_path)
+    offline = _offline(tmp_path / "full.ts")
+    path = tmp_path / "rec.ts"
+    path.write_bytes(b"")  # the recorder has created the file, nothing written yet
+    done: list = []
+    writer = threading.Thread(target=_write_in_chunks, args=(path, data, 5, 0.35, done))  # 5 chunks over 1.4 s
+    reader = StreamReader(Camera("rec", str(path), follow=True), policy=FOLLOW)
+    writer.start()
+    frames = list(reader.frames())
+    ended = time.monotonic()
+    writer.join()
+    assert len(frames) == len(offline) == 60 and reader.stats.connects == 1
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline)
+    pts = [f.pts_s for f in frames]
+    assert pts == sorted(pts) and len(set(pts)) == 60
+    assert frames[0].arrival < done[0]  # read while it was being written, not once complete
+    assert ended - done[0] < 0.5 + 1.0  # the idle timeout and a margin after the last write
+
+
+def test_stop_ends_a_wait_at_the_end_of_a_growing_file_promptly(tmp_path):
+    data = _ts_bytes(tmp_path)
+    path = tmp_path / "rec.ts"
+    path.write_bytes(data[: len(data) // 2])  # half written; the recorder is pausing, not finished
+    stop = threading.Event()
+    policy = ReconnectPolicy(follow_idle_timeout_s=30.0)
+    reader = StreamReader(Camera("rec", str(path), follow=True), policy=policy, stop=stop)
+    stopped = []
+
+    def set_stop():
+        stopped.append(time.monotonic())
+        stop.set()
+
+    timer = threading.Timer(1.0, set_stop)
+    timer.start()
+    frames = list(reader.frames())
+    ended = time.monotonic()
+    timer.join()
+    assert 0 < len(frames) < 60
+    assert ended - stopped[0] < 1.0
+
+
+def test_following_a_plain_mp4_being_written_is_refused_with_the_fix(tmp_path):
+    data = encode(tmp_path / "full.mp4", pattern_frames(30, 32, 32), codec="libx264", lossless=False).read_bytes()
+    path = tmp_path / "rec.mp4"
+    path.write_bytes(data[: len(data) // 2])  # the moov (index) is written at the end: not there yet
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="frag_keyframe") as refused:
+        next(StreamReader(Camera("rec", str(path), follow=True), policy=FOLLOW).frames())
+    assert str(path) in str(refused.value) and ".ts" in str(refused.value)
+    assert time.monotonic() - started < 1.0
+
+
+def test_following_a_fragmented_mp4_gives_every_frame(tmp_path):
+    full = encode(tmp_path / "full.mp4", pattern_frames(30, 48, 64), codec="libx264", lossless=False,
+                  options={"movflags": "frag_keyframe+empty_moov"})
+    offline = _offline(full)
+    path = tmp_path / "rec.mp4"
+    done: list = []
+    writer = threading.Thread(target=_write_in_chunks, args=(path, full.read_bytes(), 3, 0.2, done))
+    writer.start()
+    while not path.exists():
+        time.sleep(0.01)
+    frames = list(StreamReader(Camera("rec", str(path), follow=True), policy=FOLLOW).frames())
+    writer.join()
+    assert len(frames) == 30
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), offline)
 
 
 def test_stop_ends_a_read_promptly(tmp_path):
