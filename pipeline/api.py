@@ -525,3 +525,56 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
         raise InputError(str(exc)) from exc
     return CalibrateResult(done.record, done.path, done.export, _failures(done.failures), done.warnings,
                            done.seconds)
+
+
+# -- watch -----------------------------------------------------------------------------------------------------
+def watch(sources: Sequence[str] = (), *, cameras: PathLike | None = None, store: PathLike | None = None,
+          run: Any = None, onnx: PathLike | None = None, realtime: bool = False, follow: bool = False,
+          format: str | None = None, options: Mapping[str, str] | None = None, threshold: float | None = None,
+          open_after: int | None = None, close_after: int | None = None, window: int | None = None,
+          out: PathLike = d.WATCH_OUT, webhook: str | None = None, clips: bool = False,
+          pre_roll_s: float = d.WATCH_PRE_ROLL_S, post_roll_s: float = d.WATCH_POST_ROLL_S,
+          keep_days: int = d.WATCH_KEEP_DAYS, give_up_after: int | None = None,
+          stall_timeout_s: float = d.WATCH_STALL_TIMEOUT_S, batch_size: int = d.WATCH_BATCH_SIZE,
+          queue_size: int = d.WATCH_QUEUE_SIZE, weights: Mapping[str, str] | Sequence[str] | None = None,
+          device: str = d.DEFAULT_DEVICE, stop=None):
+    """Score camera streams (``sources``: ``[NAME=]SOURCE``, and/or a ``cameras`` YAML list) with a run of
+    ``store`` (``run`` None: its most recent student) or an ``onnx`` export, until every source ended or ``stop``
+    (a ``threading.Event``) is set. ``threshold`` None: the live threshold of the model's calibration, else
+    ``defaults.FALSE_ALARM_THRESHOLD``. Returns :class:`pipeline.live.engine.WatchSummary`; raises UserError."""
+    from pipeline.calibration import load_calibration, threshold_for
+    from pipeline.live import engine, model as live_model
+    from pipeline.live.cameras import CameraListError, cameras_from
+    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER
+    from pipeline.live.sources import ReconnectPolicy
+
+    if (store is None) == (onnx is None):
+        raise UsageError(f"pass the model: --store DIR [--model RUN] (or set ${d.STORE_ENV}) or --onnx EXPORT_DIR")
+    for name, value, least in (("--batch-size", batch_size, 1), ("--queue-size", queue_size, 1),
+                               ("--keep-days", keep_days, 1), ("--window", window or 1, 1),
+                               ("--open-after", open_after or 1, 1), ("--close-after", close_after or 1, 1)):
+        if value < least:
+            raise UsageError(f"{name} must be at least {least}, got {value}")
+    if not stall_timeout_s > 0:
+        raise UsageError(f"--stall-timeout must be above 0 s, got {stall_timeout_s}")
+    try:
+        camera_list = cameras_from(list(sources), cameras, realtime=realtime, follow=follow, format=format,
+                                   options=dict(options or {}))
+    except CameraListError as exc:
+        raise UsageError(str(exc)) from None
+    if onnx is not None:
+        model = live_model.from_export(onnx, window=window)
+    else:
+        weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+        try:
+            model = live_model.from_run(store, None if run is None else _ref(run), weights=weights, device=device,
+                                        window=window)
+        except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide
+            raise InputError(str(exc)) from exc
+    value, source = threshold_for(load_calibration(model.folder) if threshold is None and model.folder else None,
+                                  "live", threshold)
+    config = engine.WatchConfig(
+        Path(out), value, source, OPEN_AFTER if open_after is None else open_after,
+        CLOSE_AFTER if close_after is None else close_after, webhook, clips, pre_roll_s, post_roll_s, batch_size,
+        queue_size, keep_days, ReconnectPolicy(stall_timeout_s=stall_timeout_s, give_up_after=give_up_after))
+    return engine.Watch(camera_list, model, config, stop).run()

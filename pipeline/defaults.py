@@ -58,6 +58,16 @@ CALIBRATE_FALSE_ALARMS_PER_HOUR = 1.0  # the target: hysteresis events per hour 
 CALIBRATE_SPLITS = ("val",)  # --split: the normal videos of the run's own validation split
 CALIBRATE_BATCH_SIZE = DETECT_BATCH_SIZE  # snippets per backbone forward pass when --normal videos are extracted
 
+# -- watch --------------------------------------------------------------------------------------------------
+# The engine's own defaults live in pipeline.live (engine, clips, score_log, sources); these are the CLI's.
+WATCH_OUT = "watch"  # folder of events.jsonl, scores/, clips/, summary.json
+WATCH_PRE_ROLL_S = 5.0  # = pipeline.live.clips.PRE_ROLL_S
+WATCH_POST_ROLL_S = 5.0  # = pipeline.live.clips.POST_ROLL_S
+WATCH_KEEP_DAYS = 30  # = pipeline.live.score_log.KEEP_DAYS
+WATCH_STALL_TIMEOUT_S = 10.0  # = pipeline.live.sources.STALL_TIMEOUT_S
+WATCH_BATCH_SIZE = 16  # = pipeline.live.engine.BATCH_SIZE
+WATCH_QUEUE_SIZE = 64  # = pipeline.live.engine.QUEUE_SIZE
+
 # -- export ---------------------------------------------------------------------------------------------------
 # Longest video (in snippets) an export accepts: above UCF-Crime's longest test video (6750 snippets).
 DEFAULT_MAX_SNIPPETS = 8192

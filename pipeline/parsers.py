@@ -244,6 +244,63 @@ def calibrate_args(p: argparse.ArgumentParser) -> None:
     add_common(p, json_help="print the calibration (calibration.json's content) as JSON on stdout")
 
 
+def watch_args(p: argparse.ArgumentParser) -> None:
+    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER  # numpy only, as data.decode
+
+    p.add_argument("sources", nargs="*", metavar="[NAME=]SOURCE",
+                   help="camera streams: rtsp:// rtmp:// http(s):// udp:// tcp:// URLs, a capture device (with "
+                        "--format, e.g. v4l2 /dev/video0) or a video file; NAME= names the camera (default: cam1, "
+                        "cam2, ...)")
+    p.add_argument("--cameras", metavar="FILE.yaml",
+                   help="a YAML list of cameras, each {name, source} and optionally realtime, follow, format, "
+                        "options (FFmpeg options, e.g. {rtsp_transport: tcp})")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--store", metavar="STORE", help="the store holding the run to score with")
+    model.add_argument("--onnx", metavar="EXPORT_DIR", help="an export folder (python -m pipeline.export): no store "
+                                                            "needed")
+    p.add_argument("--model", help="run key prefix or folder (default: the store's most recent student)")
+    p.add_argument("--realtime", action="store_true", help="play video files at their native rate (a rehearsal "
+                                                           "of a camera)")
+    p.add_argument("--follow", action="store_true", help="video files are still being written: read them as they "
+                                                         "grow")
+    p.add_argument("--format", help="FFmpeg input format for every source (e.g. v4l2, dshow, avfoundation)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="FFmpeg option for every source (repeatable; e.g. rtsp_transport=tcp)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="alert threshold (default: the run's or export's calibration by dakd calibrate, its live "
+                        f"threshold; uncalibrated: {d.FALSE_ALARM_THRESHOLD})")
+    p.add_argument("--open-after", type=int, default=OPEN_AFTER,
+                   help=f"snippets above the threshold in a row that open an event (default: {OPEN_AFTER})")
+    p.add_argument("--close-after", type=int, default=CLOSE_AFTER,
+                   help=f"snippets below it in a row that close one (default: {CLOSE_AFTER})")
+    p.add_argument("--window", type=int, help="snippets the model attends over (default: the run's "
+                                              "train.n_segments; 1 for the lightning student)")
+    p.add_argument("--out", default=d.WATCH_OUT, help="folder for events.jsonl, scores/, clips/ and summary.json "
+                                                      f"(default: {d.WATCH_OUT})")
+    p.add_argument("--webhook", metavar="URL", help="POST every event (opened and closed) as JSON to this URL")
+    p.add_argument("--clips", action="store_true", help="save each event as an mp4 clip with pre- and post-roll")
+    p.add_argument("--pre-roll", type=float, default=d.WATCH_PRE_ROLL_S,
+                   help=f"seconds of clip before an event (default: {d.WATCH_PRE_ROLL_S:g})")
+    p.add_argument("--post-roll", type=float, default=d.WATCH_POST_ROLL_S,
+                   help=f"seconds of clip after an event (default: {d.WATCH_POST_ROLL_S:g})")
+    p.add_argument("--keep-days", type=int, default=d.WATCH_KEEP_DAYS,
+                   help=f"days of per-camera score CSVs kept (default: {d.WATCH_KEEP_DAYS})")
+    p.add_argument("--give-up-after", type=int, default=None,
+                   help="failed connects in a row after which a camera is given up (default: never)")
+    p.add_argument("--stall-timeout", type=float, default=d.WATCH_STALL_TIMEOUT_S,
+                   help=f"seconds without data after which a stream is reconnected (default: "
+                        f"{d.WATCH_STALL_TIMEOUT_S:g})")
+    p.add_argument("--batch-size", type=int, default=d.WATCH_BATCH_SIZE,
+                   help=f"snippets of all cameras scored in one forward pass (default: {d.WATCH_BATCH_SIZE})")
+    p.add_argument("--queue-size", type=int, default=d.WATCH_QUEUE_SIZE,
+                   help=f"snippets waiting to be scored; beyond it the oldest is dropped (default: "
+                        f"{d.WATCH_QUEUE_SIZE})")
+    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
+                   help="weights file per backbone, as for detect (repeatable)")
+    p.add_argument("--device", default=d.DEFAULT_DEVICE, help=DEVICE_HELP)
+    add_common(p, json_help="print the exit summary (summary.json's content) as JSON on stdout")
+
+
 def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run key prefix (6+ characters) or run folder")
     add_store(p, "the store holding the run")
@@ -340,6 +397,7 @@ STAGES: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = 
     "detect": ("pipeline.detect", "score new videos with a trained run (or an ONNX export)", detect_args),
     "calibrate": ("pipeline.calibrate", "the threshold of a target false-alarm rate on normal footage",
                   calibrate_args),
+    "watch": ("pipeline.watch", "score live camera streams as they arrive and raise alerts", watch_args),
     "export": ("pipeline.export", "a single-backbone run as ONNX graphs + TorchScript", export_args),
     "store": ("pipeline.store", "what a store holds; verify its files; repair its manifest", store_args),
     "import": ("pipeline.import_features", "community .npy feature lists into the store", import_args),

@@ -1,7 +1,9 @@
 """Live sources read with PyAV (FFmpeg): network streams, capture devices, files played at their native rate and files
-still being written, reconnected with exponential backoff when they drop or stall. Tested so far: files (frames equal offline PyAV
-decoding, realtime pacing) and a source that never connects; the reconnect after a network drop and the stall
-timeout are written but not yet covered by a loopback test (issue 14).
+still being written (``follow``: read as ``tail -f`` does, through :class:`pipeline.live.growing.GrowingFile`),
+reconnected with exponential backoff when they drop or stall. Tested on files (frames equal offline PyAV decoding,
+realtime pacing), a followed MPEG-TS file being appended to, the refusal of a plain MP4 being written, a source
+that never connects, and loopback streams (``pipeline.live.replay``: TCP and UDP, a server killed and restarted
+mid-stream, a stalled one).
 
 A reader yields decoded RGB frames at the run's decode size with two clocks: the stream's own timestamp and the
 camera's clock (seconds since its first frame ever: each connection starts at the monotonic time its first frame
@@ -11,6 +13,7 @@ arrived, so a 5 s outage shows as 5 s of clock with no frames, whatever the came
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.decode import decode_size
+from pipeline.live.growing import IDLE_TIMEOUT_S, GrowingFile, check_streamable
 
 log = logging.getLogger("pipeline.live.sources")
 
@@ -28,13 +32,18 @@ BACKOFF_FACTOR = 2.0
 OPEN_TIMEOUT_S = 10.0  # av.open's wait for the first bytes of a connection
 STALL_TIMEOUT_S = 10.0  # no packet for this long: the stream is lost, reconnect
 MAX_TIMESTAMP_GAP_S = 1.0  # a jump in timestamps larger than this inside a connection is a gap
+FOLLOW_IDLE_TIMEOUT_S = IDLE_TIMEOUT_S  # a followed file that has not grown for this long is complete: it ends
 
 
 @dataclass(frozen=True)
 class Camera:
     """One source: a URL, a capture device (with ``format``, e.g. ``v4l2``) or a file; ``options`` are FFmpeg's
-    (e.g. ``{"rtsp_transport": "tcp"}``); ``realtime`` paces a file at its native rate. ``follow`` (a file still
-    being written) is not implemented yet: the reader refuses it rather than re-read the file from its start."""
+    (e.g. ``{"rtsp_transport": "tcp"}``); ``realtime`` paces a file at its native rate. ``follow`` reads a file
+    still being written as ``tail -f`` does (``pipeline.live.growing.GrowingFile``): at its end the reader waits for
+    it to grow, and ends, as a complete file does (no reconnect), once it has not grown for the policy's
+    ``follow_idle_timeout_s``. The recording must be streamable: MPEG-TS, Matroska/WebM or fragmented MP4
+    (``ffmpeg -movflags frag_keyframe+empty_moov``); a plain MP4 being written is refused with a ValueError (its
+    index is written at its end). ``format`` applies to a followed file too (e.g. ``mpegts``)."""
 
     name: str
     source: str
@@ -45,13 +54,15 @@ class Camera:
 
     @property
     def is_file(self) -> bool:
-        return "://" not in self.source and self.format is None
+        """A source that ends (no reconnect at its end): a file, followed or not (a followed one with ``format``)."""
+        return self.follow or ("://" not in self.source and self.format is None)
 
 
 @dataclass(frozen=True)
 class ReconnectPolicy:
     """Backoff between attempts (``initial_s`` times ``factor`` per failure, at most ``max_s``), av.open's timeouts,
-    and the failed connects in a row after which a camera is given up (None: never)."""
+    the failed connects in a row after which a camera is given up (None: never), and how long a followed file may
+    stop growing before it counts as complete (``follow_idle_timeout_s``; it replaces the stall timeout there)."""
 
     initial_s: float = BACKOFF_INITIAL_S
     max_s: float = BACKOFF_MAX_S
@@ -59,21 +70,28 @@ class ReconnectPolicy:
     open_timeout_s: float = OPEN_TIMEOUT_S
     stall_timeout_s: float = STALL_TIMEOUT_S
     give_up_after: int | None = None
+    follow_idle_timeout_s: float = FOLLOW_IDLE_TIMEOUT_S
 
 
 @dataclass
 class LiveFrame:
-    """One decoded frame: uint8 ``[H, W, 3]`` RGB at the decode size (``clip_image`` at the clip size, when asked),
-    the stream's timestamp, the camera's clock, its arrival (``time.monotonic()``), its connection (0, 1, ...) and
-    whether a reconnect or a timestamp jump precedes it."""
+    """One decoded frame: uint8 ``[H, W, 3]`` RGB at each decode size asked for (``images``, in the order of the
+    reader's ``sizes``; ``clip_image`` at the clip size, when asked), the stream's timestamp, the camera's clock,
+    its arrival (``time.monotonic()``), its connection (0, 1, ...) and whether a reconnect or a timestamp jump
+    precedes it."""
 
-    image: np.ndarray
+    images: tuple[np.ndarray, ...]
     clip_image: np.ndarray | None
     pts_s: float | None
     clock_s: float
     arrival: float
     connection: int
     gap_before: bool
+
+    @property
+    def image(self) -> np.ndarray:
+        """The frame at the first decode size."""
+        return self.images[0]
 
 
 @dataclass
@@ -91,12 +109,15 @@ class SourceStats:
 
 
 class StreamReader:
-    """Frames of one camera across connections (:meth:`frames`), resized as ``data.decode.decode_size`` does."""
+    """Frames of one camera across connections (:meth:`frames`), resized as ``data.decode.decode_size`` does: to
+    ``short_side`` (None: full size; ``square``: squashed to a square), or to each ``(short_side, square)`` of
+    ``sizes`` (a run whose backbones were decoded at several sizes, ``pipeline.extraction.decode_groups``)."""
 
     def __init__(self, camera: Camera, *, short_side: int | None = None, square: bool = False,
-                 clip_short_side: int | None = None, policy: ReconnectPolicy = ReconnectPolicy(),
-                 stop: threading.Event | None = None):
-        self.camera, self.short_side, self.square = camera, short_side, square
+                 sizes: list[tuple[int | None, bool]] | None = None, clip_short_side: int | None = None,
+                 policy: ReconnectPolicy = ReconnectPolicy(), stop: threading.Event | None = None):
+        self.camera = camera
+        self.sizes = list(sizes) if sizes else [(short_side, square)]
         self.clip_short_side, self.policy = clip_short_side, policy
         self.stop = stop or threading.Event()
         self.stats = SourceStats()
@@ -105,14 +126,24 @@ class StreamReader:
     def _open(self):
         import av
 
+        if self.camera.follow:
+            # no av.open timeout: its interrupt would cut a read waiting for the file to grow; the idle timeout
+            # ends the stream instead
+            growing = GrowingFile(self.camera.source, stop=self.stop,
+                                  idle_timeout_s=self.policy.follow_idle_timeout_s)
+            try:
+                return av.open(growing, format=self.camera.format, options=dict(self.camera.options))
+            except BaseException:
+                growing.close()
+                raise
         return av.open(self.camera.source, format=self.camera.format, options=dict(self.camera.options),
                        timeout=(self.policy.open_timeout_s, self.policy.stall_timeout_s))
 
     def frames(self) -> Iterator[LiveFrame]:
-        """Until ``stop`` is set, a file ends or the camera is given up. Raises ValueError for ``follow``."""
-        if self.camera.follow:
-            raise ValueError(f"{self.camera.name}: following a growing file is not implemented yet: read "
-                             f"{self.camera.source} once it is complete")
+        """Until ``stop`` is set, a file ends (a followed one: stops growing) or the camera is given up. Raises
+        ValueError for ``follow`` on a plain MP4 being written (not streamable, see ``pipeline.live.growing``)."""
+        if self.camera.follow and os.path.exists(self.camera.source):  # missing: not started yet, retried as a connect
+            check_streamable(self.camera.source, stop=self.stop, idle_timeout_s=self.policy.follow_idle_timeout_s)
         wait, failures, connection = self.policy.initial_s, 0, -1
         while not self.stop.is_set():
             try:
@@ -155,18 +186,31 @@ class StreamReader:
         size = clip = None
         first_pts = origin = last_pts = None
         started = time.monotonic()
+        lost = []
+
+        def packets():
+            try:
+                yield from container.demux(stream)
+            except av.FFmpegError as exc:  # dropped, or stalled (the read timeout's interrupt): the source is lost
+                lost.append(exc)
+                # an empty packet flushes the decoder: the frames its threads still hold arrived before the loss
+                # (it carries the time base, as the demuxer's own flush packet at an end does)
+                flush = av.Packet()
+                flush.time_base = stream.time_base
+                yield flush
+
         try:
-            for packet in container.demux(stream):
+            for packet in packets():
                 if self.stop.is_set():
                     return False
                 try:
-                    decoded = packet.decode()
+                    decoded = stream.decode(packet)
                 except av.FFmpegError:
                     self.stats.corrupt_packets += 1
                     continue
                 for frame in decoded:
                     if size is None:
-                        size = decode_size(frame.width, frame.height, self.short_side, self.square)
+                        size = [decode_size(frame.width, frame.height, side, sq) for side, sq in self.sizes]
                         if self.clip_short_side:
                             clip = decode_size(frame.width, frame.height, self.clip_short_side)
                     pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
@@ -186,13 +230,15 @@ class StreamReader:
                         delay = started + rel - time.monotonic()
                         if delay > 0 and self.stop.wait(delay):
                             return False
-                    image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1],
-                                             interpolation="BILINEAR")
+                    images = tuple(frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BILINEAR")
+                                   for w, h in size)
                     clip_image = (frame.to_ndarray(format="rgb24", width=clip[0], height=clip[1],
                                                    interpolation="BILINEAR") if clip else None)
                     self.stats.frames += 1
-                    yield LiveFrame(image, clip_image, pts, origin + rel, time.monotonic(), connection, gap)
+                    yield LiveFrame(images, clip_image, pts, origin + rel, time.monotonic(), connection, gap)
         except av.FFmpegError as exc:
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            lost.append(exc)
+        if lost:
+            self.stats.last_error = f"{type(lost[0]).__name__}: {lost[0]}"
             return False
         return True
