@@ -24,7 +24,7 @@ from videos import encode
 
 from data.decode import open_video
 from data.synthetic import generate_dataset
-from pipeline import api, defaults, extract, train, watch
+from pipeline import api, defaults, export, extract, train, watch
 from pipeline.live import engine
 from pipeline.live.cameras import CameraListError, cameras_from
 from pipeline.live.clips import POST_ROLL_S, PRE_ROLL_S
@@ -56,7 +56,9 @@ def trained(tmp_path_factory):
     teacher = runs("teacher")[0]["key"]
     assert train.main(["lightning", *common, "--teachers", teacher[:12], "--epochs", "2", "--quiet",
                        "--set", "lightning.channels=4,8", "--set", "adversarial.window=4"]) == 0
-    return store, dataset, {stage: runs(stage)[0]["key"] for stage in ("teacher", "lightning")}
+    assert train.main(["student", *common, "--teacher", teacher[:12], "--backbones", "effnet_lite0",
+                       "--epochs", "3", *TRAIN]) == 0
+    return store, dataset, {stage: runs(stage)[0]["key"] for stage in ("teacher", "lightning", "student")}
 
 
 def _anomalous(dataset, split="test"):
@@ -187,6 +189,50 @@ def test_events_match_the_synthetic_anomaly(trained, tmp_path):
     # on the served video's frames (clock 0 is frame `first`), the event covers frames [80, 160) to a snippet
     start, end = (first + round(events[1][k] * 25) for k in ("start_s", "end_s"))
     assert abs(start - 80) <= 16 and abs(end - 160) <= 16, (first, start, end)
+
+
+def test_an_export_scores_a_stream_as_its_run_does_without_a_store(trained, tmp_path, capsys):
+    store, dataset, keys = trained
+    video = _anomalous(dataset)[0]
+    folder = tmp_path / "export"
+    assert export.main([keys["student"][:12], "--store", str(store), "--out", str(folder), "--quiet"]) == 0
+    assert watch.main([f"gate={video.path}", "--onnx", str(folder), "--out", str(tmp_path / "onnx"), "--window",
+                       "8", "--quiet"]) == 0, capsys.readouterr().err
+    assert watch.main([f"gate={video.path}", "--store", str(store), "--model", keys["student"][:12], "--out",
+                       str(tmp_path / "torch"), "--window", "8", "--quiet"]) == 0
+    onnx, eager = _scores(tmp_path / "onnx", "gate"), _scores(tmp_path / "torch", "gate")
+    assert onnx["snippet"].tolist() == list(range(10))
+    np.testing.assert_allclose(onnx["score"], eager["score"], atol=export.TOLERANCE)
+    summary = json.loads((tmp_path / "onnx" / engine.SUMMARY_FILE).read_text())
+    assert summary["run"] == keys["student"] and summary["window"] == 8
+
+
+def test_a_stream_that_drops_is_reconnected_and_its_open_event_closed(trained, tmp_path):
+    """The loopback server dies mid-stream and comes back 1.5 s later: the watch reconnects, the open event is
+    closed as stream_lost, the window starts again, and scoring goes on; the other camera is not disturbed."""
+    store, dataset, keys = trained
+    anomalous = _anomalous(dataset, "train")[0].path  # the lightning run scores it at 1 throughout
+    out = tmp_path / "w"
+    stop = threading.Event()
+    with ReplayServer(anomalous, loop=True) as server:
+        def outage():
+            time.sleep(3.0)
+            server.stop()
+            time.sleep(1.5)
+            server.start()
+            time.sleep(3.0)
+            stop.set()
+
+        threading.Thread(target=outage, daemon=True).start()
+        summary = api.watch([f"gate={server.url}", f"door={anomalous}"], store=store, run=keys["teacher"][:12],
+                            out=out, window=4, threshold=0.5, realtime=True, stop=stop, stall_timeout_s=2.0)
+    gate, door = summary.cameras
+    assert gate.reconnects == 1 and gate.connects == 2 and door.reconnects == 0
+    assert gate.snippets_scored >= 5 and door.snippets_scored == 10
+    closed = [e for e in _events(out) if e["state"] == "closed" and e["camera"] == "gate"]
+    assert [e["closed_by"] for e in closed][:1] == ["stream_lost"]
+    after = [e for e in _events(out) if e["state"] == "open" and e["camera"] == "gate"][1:]
+    assert after and after[0]["start_s"] > closed[0]["end_s"] + 1.0  # a new event after the outage
 
 
 def test_a_camera_that_never_connects_is_named_and_the_others_go_on(trained, tmp_path, capsys):

@@ -226,7 +226,7 @@ class StreamReader:
                         gap = True
                         self.stats.gaps += 1
                     last_pts = pts if pts is not None else last_pts
-                    if self.camera.realtime:
+                    if self.camera.realtime and self.camera.is_file:  # a live source paces itself
                         delay = started + rel - time.monotonic()
                         if delay > 0 and self.stop.wait(delay):
                             return False
