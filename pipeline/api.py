@@ -465,7 +465,10 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide
         raise InputError(str(exc)) from exc
     detections, model, failures, warnings, frames, seconds = res
-    threshold, threshold_source = detection.detect_threshold(model, threshold)
+    from pipeline.calibration import load_calibration, threshold_for  # --threshold, else the calibration's
+
+    calibration = load_calibration(model.folder) if threshold is None and model.folder is not None else None
+    threshold, threshold_source = threshold_for(calibration, "offline", threshold)
     files, intervals = detection.write_all(detections, model, Path(out), threshold,
                                            Path(overlay) if overlay else None)
     return DetectResult(detections, Path(out), model.label if model.engine == detection.ENGINE_ONNX else
@@ -571,8 +574,15 @@ def watch(sources: Sequence[str] = (), *, cameras: PathLike | None = None, store
                                         window=window)
         except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide
             raise InputError(str(exc)) from exc
-    value, source = threshold_for(load_calibration(model.folder) if threshold is None and model.folder else None,
-                                  "live", threshold)
+    calibration = load_calibration(model.folder) if threshold is None and model.folder else None
+    value, source = threshold_for(calibration, "live", threshold)
+    if calibration is not None and calibration.get("window") not in (None, model.window):
+        import logging
+
+        logging.getLogger("pipeline.live").warning(
+            "the live threshold was calibrated with a window of %s snippets, this watch scores over %d: calibrate "
+            "again with --window %d (or watch with --window %s)", calibration["window"], model.window, model.window,
+            calibration["window"])
     config = engine.WatchConfig(
         Path(out), value, source, OPEN_AFTER if open_after is None else open_after,
         CLOSE_AFTER if close_after is None else close_after, webhook, clips, pre_roll_s, post_roll_s, batch_size,

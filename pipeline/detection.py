@@ -95,16 +95,6 @@ class ModelInfo:
         return f"{self.stage} {self.run[:8]}" if self.run else self.stage
 
 
-def detect_threshold(model: ModelInfo, explicit: float | None) -> tuple[float, str]:
-    """(threshold, where it came from) of a detect call: ``explicit`` (``--threshold``), else the offline threshold
-    of the run's or export's calibration (``pipeline.calibration``), else the uncalibrated default. Raises
-    UserError naming a damaged calibration file."""
-    from pipeline.calibration import load_calibration, threshold_for
-
-    calibration = load_calibration(model.folder) if explicit is None and model.folder is not None else None
-    return threshold_for(calibration, "offline", explicit)
-
-
 def above_threshold(d: Detection, threshold: float) -> list[tuple[float, float]]:
     """Time intervals ``[start_s, end_s)`` whose frame scores are at or above ``threshold`` (frames when the
     frame rate is unknown)."""

@@ -12,8 +12,8 @@ Events (``pipeline.live.hysteresis``) go to ``<out>/events.jsonl``, optionally t
 every snippet's score goes to ``<out>/scores/<camera>/scores-<day>.csv``. A dropped or stalled stream is
 reconnected with backoff; SIGINT / SIGTERM close open events, flush the files and exit 0. On exit a line per camera
 and ``<out>/summary.json`` (frames, snippets scored and dropped, reconnects, corrupt packets, events, latency from a
-frame's arrival to its snippet's score). Exit code 1 when a camera never connected (it is named), 2 for a usage
-error.
+frame's arrival to its snippet's score). Exit code 1 when a camera never connected or the model could not score
+its frames (it is named), 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                f"latency p50/p95/p99 {c.latency_p50_s:.2f}/{c.latency_p95_s:.2f}/{c.latency_p99_s:.2f} s")
         say(args, f"watch: {c.name}: {c.frames} frames, {c.snippets_scored} snippets scored, {c.snippets_dropped} "
                   f"dropped, {c.events} events, {c.reconnects} reconnects, {c.corrupt_packets} corrupt packets; {lat}"
-                  + (f"; NEVER CONNECTED to {c.source} ({c.last_error})" if c.never_connected else ""))
+                  + (f"; NEVER CONNECTED to {c.source} ({c.last_error})" if c.never_connected else "")
+                  + (f"; {c.snippets_failed} snippets FAILED ({c.last_error})" if c.snippets_failed else ""))
     say(args, f"watch: {len(summary.cameras)} camera(s) with {summary.model} for {summary.seconds:.1f} s, threshold "
               f"{summary.threshold:.4g} ({summary.threshold_source}); "
               + ("stopped" if summary.stopped else "every source ended") + f"; results in {args.out}")

@@ -24,7 +24,7 @@ from videos import encode
 
 from data.decode import open_video
 from data.synthetic import generate_dataset
-from pipeline import api, defaults, export, extract, train, watch
+from pipeline import api, calibrate, defaults, export, extract, train, watch
 from pipeline.live import engine
 from pipeline.live.cameras import CameraListError, cameras_from
 from pipeline.live.clips import POST_ROLL_S, PRE_ROLL_S
@@ -306,3 +306,26 @@ def test_the_cli_defaults_are_the_engines():
     assert (defaults.WATCH_PRE_ROLL_S, defaults.WATCH_POST_ROLL_S) == (PRE_ROLL_S, POST_ROLL_S)
     assert (defaults.WATCH_KEEP_DAYS, defaults.WATCH_STALL_TIMEOUT_S) == (KEEP_DAYS, STALL_TIMEOUT_S)
     assert (defaults.WATCH_BATCH_SIZE, defaults.WATCH_QUEUE_SIZE) == (engine.BATCH_SIZE, engine.QUEUE_SIZE)
+
+
+def test_watch_uses_the_calibrated_live_threshold_unless_one_is_given(trained, tmp_path, caplog):
+    store, dataset, keys = trained
+    normal = [str(e.path) for e in dataset.entries if e.label == 0]
+    assert calibrate.main([keys["student"][:12], "--store", str(store), "--normal", *normal, "--window", "8",
+                           "--quiet"]) == 0
+    folder = next((store / "runs" / "student").glob(f"{keys['student']}*"))
+    live = json.loads((folder / defaults.CALIBRATION_FILE).read_text())["thresholds"]["live"]
+    video = _anomalous(dataset)[0].path
+    assert watch.main([f"gate={video}", "--store", str(store), "--model", keys["student"][:12], "--out",
+                       str(tmp_path / "cal"), "--window", "8", "--quiet"]) == 0
+    summary = json.loads((tmp_path / "cal" / engine.SUMMARY_FILE).read_text())
+    assert summary["threshold"] == pytest.approx(live) and summary["threshold_source"].startswith("calibration")
+    assert _scores(tmp_path / "cal", "gate")["threshold"].to_numpy() == pytest.approx(live, abs=1e-6)
+    with caplog.at_level("WARNING"):
+        assert watch.main([f"gate={video}", "--store", str(store), "--model", keys["student"][:12], "--out",
+                           str(tmp_path / "w4"), "--window", "4", "--quiet"]) == 0
+    assert any("calibrated with a window of 8" in r.message for r in caplog.records)
+    assert watch.main([f"gate={video}", "--store", str(store), "--model", keys["student"][:12], "--out",
+                       str(tmp_path / "given"), "--threshold", "0.25", "--quiet"]) == 0
+    given = json.loads((tmp_path / "given" / engine.SUMMARY_FILE).read_text())
+    assert (given["threshold"], given["threshold_source"]) == (0.25, "--threshold")

@@ -157,6 +157,7 @@ class CameraSummary:
     frames: int = 0
     snippets_scored: int = 0
     snippets_dropped: int = 0
+    snippets_failed: int = 0  # could not be scored (the model refused this camera's frames)
     connects: int = 0
     reconnects: int = 0
     failed_connects: int = 0
@@ -188,7 +189,7 @@ class CameraWorker:
         self.utc_origin: float | None = None
         self.latencies: deque = deque(maxlen=LATENCY_SAMPLES)
         self.held: list[tuple] = []  # score rows waiting for the hysteresis to decide their event (< open_after)
-        self.snippets_scored = self.snippets_dropped = self.events = 0
+        self.snippets_scored = self.snippets_dropped = self.snippets_failed = self.events = 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._read, name=f"camera {camera.name}", daemon=True)
 
@@ -247,7 +248,7 @@ class CameraWorker:
         lat = np.asarray(self.latencies, dtype=np.float64)
         pct = (lambda q: float(np.percentile(lat, q))) if len(lat) else (lambda q: None)
         return CameraSummary(self.camera.name, self.camera.source, s.frames, self.snippets_scored,
-                             self.snippets_dropped, s.connects, s.reconnects, s.failed_connects, s.corrupt_packets,
+                             self.snippets_dropped, self.snippets_failed, s.connects, s.reconnects, s.failed_connects, s.corrupt_packets,
                              s.gaps, self.events, pct(50), pct(95), pct(99), s.last_error, s.connects == 0)
 
 
@@ -266,10 +267,12 @@ class WatchSummary:
     webhook: dict | None = None
     rss_mb: dict = field(default_factory=dict)  # start / end / max resident memory, MiB
     cpu_s: float = 0.0  # process CPU time over the watch
+    scoring_busy_s: float = 0.0  # wall time the scoring loop spent embedding and scoring (vs waiting for snippets)
 
     @property
     def failed_cameras(self) -> list[str]:
-        return [c.name for c in self.cameras if c.never_connected]
+        """Cameras that never connected or whose snippets the model could not score."""
+        return [c.name for c in self.cameras if c.never_connected or c.snippets_failed]
 
 
 def resident_mb() -> float:
@@ -300,6 +303,7 @@ class Watch:
         self.webhook = WebhookSender(config.webhook) if config.webhook else None
         self.rss = {"start": resident_mb()}
         self.rss["max"] = self.rss["start"]
+        self.busy_s = 0.0
 
     def run(self) -> WatchSummary:
         start, cpu_start = time.monotonic(), time.process_time()
@@ -313,7 +317,9 @@ class Watch:
             while True:
                 items = self.queue.take(self.config.batch_size, POLL_S)
                 if items:
+                    busy = time.monotonic()
                     self._process(items)
+                    self.busy_s += time.monotonic() - busy
                 elif all(w.done.is_set() for w in self.workers) and not len(self.queue):
                     break
                 if time.monotonic() >= next_status:
@@ -322,8 +328,9 @@ class Watch:
         finally:
             stopped = self.stop.is_set()
             self.stop.set()
+            deadline = time.monotonic() + JOIN_TIMEOUT_S
             for w in self.workers:
-                w.thread.join(JOIN_TIMEOUT_S)
+                w.thread.join(max(0.0, deadline - time.monotonic()))
             for items in iter(lambda: self.queue.take(self.config.batch_size, 0.0), []):
                 self._process(items)  # what arrived while stopping is still scored
             summary = self._close(stopped, time.monotonic() - start, time.process_time() - cpu_start)
@@ -339,6 +346,23 @@ class Watch:
         self.rss["max"] = max(self.rss["max"], resident_mb())
 
     def _score(self, snippets: list[Snippet]) -> None:
+        """One batch; when it fails (e.g. an export traced for another frame size than one camera's), each
+        camera's snippets are scored alone, so only the camera at fault loses its snippets (logged by name)."""
+        try:
+            self._score_batch(snippets)
+        except Exception:
+            for camera in sorted({s.camera for s in snippets}):
+                mine = [s for s in snippets if s.camera == camera]
+                try:
+                    self._score_batch(mine)
+                except Exception as exc:
+                    w = self.workers[camera]
+                    w.snippets_failed += len(mine)
+                    w.reader.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    log.error("%s: %d snippet(s) could not be scored (%s)", w.camera.name, len(mine),
+                              w.reader.stats.last_error)
+
+    def _score_batch(self, snippets: list[Snippet]) -> None:
         features = self.model.embed([np.stack([s.images[p] for s in snippets])
                                      for p in range(len(self.model.plans))])
         windows = [self.workers[s.camera].window.push([f[i] for f in features]) for i, s in enumerate(snippets)]
@@ -422,7 +446,7 @@ class Watch:
         self.rss["max"] = max(self.rss["max"], self.rss["end"])
         summary = WatchSummary(self.model.label, self.model.run, self.config.threshold, self.config.threshold_source,
                                self.model.window, seconds, stopped, [w.summary() for w in self.workers], hook,
-                               {k: round(v, 1) for k, v in self.rss.items()}, cpu_s)
+                               {k: round(v, 1) for k, v in self.rss.items()}, cpu_s, round(self.busy_s, 2))
         from pipeline.atomic import atomic_write_json
 
         atomic_write_json(self.config.out / SUMMARY_FILE, _jsonable(asdict(summary)))
