@@ -330,6 +330,22 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(out: Path, stem: str, result: dict | None, markdown, readme: str | None, begin: str,
+                  end: str) -> str:
+    """``<out>/<stem>.json`` (unless ``result`` is None: only the table is regenerated from it), ``<stem>.md`` and,
+    with ``readme``, the README's table between ``begin`` and ``end``. Returns the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    if result is None:
+        result = json.loads((out / f"{stem}.json").read_text())
+    else:
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (out / f"{stem}.md").write_text(table)
+    if readme:
+        update_readme(Path(readme), table, begin, end)
+    return table
+
+
 def update_readme(readme: Path, table: str, begin: str = README_BEGIN, end_marker: str = README_END) -> None:
     """Replace the README's text between the ``begin`` and ``end_marker`` lines with ``table``."""
     text = readme.read_text()

@@ -15,7 +15,6 @@ squashed). Writes ``streaming.json`` and ``streaming.md`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -115,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.from_results:
-        result = json.loads((out / "streaming.json").read_text())
-        (out / "streaming.md").write_text(markdown(result))
-        if args.readme:
-            accuracy.update_readme(Path(args.readme), markdown(result), README_BEGIN, README_END)
+        accuracy.write_results(out, "streaming", None, markdown, args.readme, README_BEGIN, README_END)
         return 0
     if not args.data:
         p.error("--data is required (or set $DAKD_UCSD_PED1)")
@@ -139,12 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"dataset": accuracy.DATASET, "seeds": seeds, "windows": windows, "rows": rows,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "seconds": round(time.perf_counter() - started, 1)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "streaming.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "streaming.md").write_text(markdown(result))
-    if args.readme:
-        accuracy.update_readme(Path(args.readme), markdown(result), README_BEGIN, README_END)
-    print(markdown(result))
+    print(accuracy.write_results(out, "streaming", result, markdown, args.readme, README_BEGIN, README_END))
     return 0
 
 
