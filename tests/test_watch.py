@@ -329,3 +329,33 @@ def test_watch_uses_the_calibrated_live_threshold_unless_one_is_given(trained, t
                        str(tmp_path / "given"), "--threshold", "0.25", "--quiet"]) == 0
     given = json.loads((tmp_path / "given" / engine.SUMMARY_FILE).read_text())
     assert (given["threshold"], given["threshold_source"]) == (0.25, "--threshold")
+
+
+def test_a_camera_whose_frames_the_model_refuses_fails_alone(trained, tmp_path, monkeypatch):
+    """Fault injection: the model refuses frames of one size (as an export traced for another frame size does);
+    that camera's snippets fail and it is named, the other camera's batches are scored in full."""
+    from videos import pattern_frames
+
+    from pipeline.live import model as live_model
+
+    store, dataset, keys = trained
+    good = _anomalous(dataset)[0].path
+    odd = encode(tmp_path / "odd.mp4", pattern_frames(64, 96, 160), codec="libx264", lossless=False)
+    embed = live_model.LiveModel.embed
+    size = None
+
+    def refusing(self, snippets):
+        if any(s.shape[2:4] != size for s in snippets):
+            raise ValueError(f"traced for {size}, got {[s.shape[2:4] for s in snippets]}")
+        return embed(self, snippets)
+
+    with open_video(good, backend="pyav", short_side=from_run(store, keys["teacher"][:12]).plans[0].short_side) as v:
+        size = next(iter(v.snippets())).shape[1:3]
+    monkeypatch.setattr(live_model.LiveModel, "embed", refusing)
+    out = tmp_path / "w"
+    summary = api.watch([f"good={good}", f"odd={odd}"], store=store, run=keys["teacher"][:12], out=out,
+                        threshold=0.5)
+    good_cam, odd_cam = summary.cameras
+    assert good_cam.snippets_scored == 10 and good_cam.snippets_failed == 0
+    assert odd_cam.snippets_scored == 0 and odd_cam.snippets_failed == 4 and "traced for" in odd_cam.last_error
+    assert summary.failed_cameras == ["odd"]
