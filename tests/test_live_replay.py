@@ -225,3 +225,19 @@ def test_a_video_that_does_not_loop_ends_after_its_last_frame(tmp_path):
     assert [n for n, _ in frames] == list(range(30))
     assert reader.stats.connects == 1 and reader.stats.failed_connects == 2
     assert server.clients[0].last_sent == 29 and server.clients[0].closed is not None
+
+
+def test_a_damaged_packet_is_skipped_and_counted_and_the_stream_goes_on(tmp_path, caplog):
+    """One 188-byte TS packet of frame 20 lost (as over a lossy link): the demuxer flags that frame's packet
+    corrupt; the reader skips it, counts it, names the camera, and every other frame comes in order."""
+    server = ReplayServer(encode(tmp_path / "v.mp4", pattern_frames(40, 48, 64), codec="libx264", lossless=False))
+    chunks = list(server.chunks)
+    chunks[20] = chunks[20][:2 * 188] + chunks[20][3 * 188:]
+    damaged = tmp_path / "damaged.ts"
+    damaged.write_bytes(b"".join(chunks))
+    reader = StreamReader(Camera("yard", str(damaged)))
+    with caplog.at_level("WARNING"):
+        frames = list(reader.frames())
+    assert reader.stats.corrupt_packets == 1 and len(frames) == 39
+    assert np.all(np.diff([f.pts_s for f in frames]) > 0)
+    assert any("yard" in r.message and "corrupt" in r.message for r in caplog.records)

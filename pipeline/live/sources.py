@@ -203,6 +203,12 @@ class StreamReader:
             for packet in packets():
                 if self.stop.is_set():
                     return False
+                if packet.is_corrupt:  # the demuxer saw damage (e.g. lost TS packets): skip it rather than show it
+                    self.stats.corrupt_packets += 1
+                    if self.stats.corrupt_packets == 1 or self.stats.corrupt_packets % 100 == 0:
+                        log.warning("%s: %d corrupt packet(s) skipped so far", self.camera.name,
+                                    self.stats.corrupt_packets)
+                    continue
                 try:
                     decoded = stream.decode(packet)
                 except av.FFmpegError:
