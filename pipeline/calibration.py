@@ -384,8 +384,8 @@ def calibrate_run(store_dir, run_ref: str, *, normal: list[str] | None, split: s
     """Score the normal footage with the run, choose both thresholds, write them. Raises UserError."""
     from extractors.device import auto_device
     from pipeline.live.scoring import default_window
-    from pipeline.runs import load_run
-    from pipeline.store import StoreReadOnly, open_store
+    from pipeline.runs import load_run, open_run_store
+    from pipeline.store import StoreReadOnly
     from pipeline.store.layout import writable
 
     try:
@@ -398,10 +398,7 @@ def calibrate_run(store_dir, run_ref: str, *, normal: list[str] | None, split: s
         raise UsageError(f"--window must be at least 1 snippet, got {window}")
     if not target > 0:
         raise UsageError(f"--false-alarms-per-hour must be above 0, got {target}")
-    try:
-        store = open_store(store_dir, create=False)
-    except UserError as exc:
-        raise InputError(f"{exc} (pass the --store the run was trained in)") from exc
+    store = open_run_store(store_dir)
     start = time.perf_counter()
     try:
         run = load_run(store, run_ref)

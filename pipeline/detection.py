@@ -31,8 +31,8 @@ from pipeline.extraction import Extractor, failure_reason
 from pipeline.keys import feature_key
 from pipeline.overlay import write_overlay
 from pipeline.plots import plot_detection, unique_stems
-from pipeline.runs import LoadedRun, load_run, training_backbone
-from pipeline.store import FeatureStore, open_store
+from pipeline.runs import LoadedRun, load_run, open_run_store, training_backbone
+from pipeline.store import FeatureStore
 
 DEFAULT_STAGE = DETECT_STAGE  # the model used when --model is not given: the store's most recent one
 DEFAULT_OUT = DETECT_OUT
@@ -332,10 +332,7 @@ def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[s
     """Score with a run of the store, in torch (features cached in the store). Returns (detections, model,
     failures, warnings, frames decoded, seconds). Raises UserError."""
     # named: a file, no store, a damaged manifest (a read-only store scores the videos it has features of)
-    try:
-        store = open_store(store_dir, create=False)
-    except UserError as exc:
-        raise InputError(f"{exc} (pass the --store the run was trained in)") from exc
+    store = open_run_store(store_dir)
     try:
         dev = auto_device(device)
         loaded = load_run(store, run or default_run(store))

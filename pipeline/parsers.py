@@ -213,9 +213,18 @@ def detect_args(p: argparse.ArgumentParser) -> None:
     add_common(p, json_help="print every video's result (path, max score, intervals, files) as JSON on stdout")
 
 
-def calibrate_args(p: argparse.ArgumentParser) -> None:
+def add_live_scoring(p: argparse.ArgumentParser, window_help: str) -> None:
+    """``--open-after``, ``--close-after`` (the hysteresis) and ``--window``: calibrate and watch share them."""
     from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER  # numpy only, as data.decode
 
+    p.add_argument("--open-after", type=int, default=OPEN_AFTER,
+                   help=f"snippets above the threshold in a row that open an event (default: {OPEN_AFTER})")
+    p.add_argument("--close-after", type=int, default=CLOSE_AFTER,
+                   help=f"snippets below it in a row that close one (default: {CLOSE_AFTER})")
+    p.add_argument("--window", type=int, help=window_help)
+
+
+def calibrate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run key prefix (6+ characters) or run folder")
     add_store(p, "the store holding the run (features of --normal videos are cached there too)")
     footage = p.add_mutually_exclusive_group(required=True)
@@ -228,12 +237,8 @@ def calibrate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--false-alarms-per-hour", type=float, default=d.CALIBRATE_FALSE_ALARMS_PER_HOUR,
                    help="the target: alarm events per hour of normal footage "
                         f"(default: {d.CALIBRATE_FALSE_ALARMS_PER_HOUR:g})")
-    p.add_argument("--open-after", type=int, default=OPEN_AFTER,
-                   help=f"snippets above the threshold in a row that open an event (default: {OPEN_AFTER})")
-    p.add_argument("--close-after", type=int, default=CLOSE_AFTER,
-                   help=f"snippets below it in a row that close one (default: {CLOSE_AFTER})")
-    p.add_argument("--window", type=int, help="snippets the live scores attend over (default: the run's "
-                                              "train.n_segments; 1 for the lightning student)")
+    add_live_scoring(p, "snippets the live scores attend over (default: the run's train.n_segments; 1 for the "
+                        "lightning student)")
     p.add_argument("--out", help="write the calibration to this JSON file instead of <run folder>/calibration.json "
                                  "(needed with a read-only store)")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
@@ -245,8 +250,6 @@ def calibrate_args(p: argparse.ArgumentParser) -> None:
 
 
 def watch_args(p: argparse.ArgumentParser) -> None:
-    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER  # numpy only, as data.decode
-
     p.add_argument("sources", nargs="*", metavar="[NAME=]SOURCE",
                    help="camera streams: rtsp:// rtmp:// http(s):// udp:// tcp:// URLs, a capture device (with "
                         "--format, e.g. v4l2 /dev/video0) or a video file; NAME= names the camera (default: cam1, "
@@ -269,12 +272,8 @@ def watch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="alert threshold (default: the run's or export's calibration by dakd calibrate, its live "
                         f"threshold; uncalibrated: {d.FALSE_ALARM_THRESHOLD})")
-    p.add_argument("--open-after", type=int, default=OPEN_AFTER,
-                   help=f"snippets above the threshold in a row that open an event (default: {OPEN_AFTER})")
-    p.add_argument("--close-after", type=int, default=CLOSE_AFTER,
-                   help=f"snippets below it in a row that close one (default: {CLOSE_AFTER})")
-    p.add_argument("--window", type=int, help="snippets the model attends over (default: the run's "
-                                              "train.n_segments; 1 for the lightning student)")
+    add_live_scoring(p, "snippets the model attends over (default: the run's train.n_segments; 1 for the lightning "
+                        "student)")
     p.add_argument("--out", default=d.WATCH_OUT, help="folder for events.jsonl, scores/, clips/ and summary.json "
                                                       f"(default: {d.WATCH_OUT})")
     p.add_argument("--webhook", metavar="URL", help="POST every event (opened and closed) as JSON to this URL")

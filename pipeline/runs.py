@@ -27,7 +27,7 @@ from models.lightning import LightningStudent
 from models.vad_model import VADModel
 from pipeline.atomic import atomic_write
 from pipeline.config import RunConfig, config_from_dict
-from pipeline.errors import UserError
+from pipeline.errors import InputError, UserError
 from pipeline.keys import hash_json
 from pipeline.store import FeatureStore
 
@@ -133,6 +133,16 @@ def find_run_folder(store: FeatureStore, ref: str, stage: str | None = None) -> 
     what = "several runs" if matches else "no finished run"
     raise RunNotFound(f"{ref!r} matches {what} in {store.root} (give a run folder or a unique key prefix of 6+ "
                       f"characters); finished runs: {', '.join(finished) or 'none'}")
+
+
+def open_run_store(path) -> FeatureStore:
+    """The existing store a run is loaded from (never created). Raises InputError naming the flag to fix."""
+    from pipeline.store import open_store
+
+    try:
+        return open_store(path, create=False)
+    except UserError as exc:
+        raise InputError(f"{exc} (pass the --store the run was trained in)") from exc
 
 
 def load_run(store: FeatureStore, ref: str, stage: str | None = None) -> LoadedRun:

@@ -87,15 +87,10 @@ def from_run(store_dir, ref: str | None, *, weights: dict[str, str] | None = Non
     weights. Raises UserError naming the store or run."""
     from extractors.device import auto_device
     from pipeline.detection import backbones_for, default_run
-    from pipeline.errors import InputError, UserError
     from pipeline.extraction import decode_groups
-    from pipeline.runs import load_run
-    from pipeline.store import open_store
+    from pipeline.runs import load_run, open_run_store
 
-    try:
-        store = open_store(store_dir, create=False)
-    except UserError as exc:
-        raise InputError(f"{exc} (pass the --store the run was trained in)") from exc
+    store = open_run_store(store_dir)
     try:
         dev = auto_device(device)
         run = load_run(store, ref or default_run(store))
