@@ -263,8 +263,13 @@ def _render_figures(poses: list[tuple]) -> _FigureSprites:
         opaque = 1.0 - layers[:, i]
         layers[:, i] *= transmit  # layer i's weight a_i prod_{j > i}(1 - a_j)
         transmit *= opaque
-    paint = np.matmul(colors.transpose(0, 2, 1), layers.reshape(n, N_FIGURE_LAYERS, ph * pw))
-    return _FigureSprites(x0, y0, transmit, paint.reshape(n, 3, ph, pw))
+    # sum_i c_i w_i, accumulated layer by layer in a fixed order. Not np.matmul: BLAS picks its kernel and its
+    # split across threads at run time, so the float32 sums (and after H.264 encoding, whole frames) differed
+    # between processes of the same seed.
+    paint = np.zeros((n, 3, ph, pw), np.float32)
+    for i in range(N_FIGURE_LAYERS):
+        paint += colors[:, i, :, None, None] * layers[:, i, None]
+    return _FigureSprites(x0, y0, transmit, paint)
 
 
 def _person_style(rng: np.random.Generator, base_height: float) -> tuple[float, dict]:

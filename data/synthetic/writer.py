@@ -17,7 +17,10 @@ H264_PIX_FMT = "yuv420p"
 # One encoder thread: x264's frame threads made the same frames encode to different bytes (and decoded pixels, up
 # to 45 grey levels apart) in about a third of the runs on a loaded machine, so a regenerated dataset missed the
 # feature cache and its numbers moved. A 320x240 video encodes fast enough single-threaded.
-SINGLE_THREAD = {"x264-params": "threads=1"}
+# No B-frames either: even single-threaded, x264's B-frame decisions (its lookahead) varied with the timing and
+# memory layout of the calling process, so the same rendered frames encoded to different bytes in 3 of 4 runs and
+# decoded up to 53 grey levels apart; without B-frames every run gave one file.
+SINGLE_THREAD = {"x264-params": "threads=1:bframes=0"}
 H264_OPTIONS = {"crf": "18", "preset": "veryfast", **SINGLE_THREAD}
 LOSSLESS_CODEC = "libx264rgb"  # RGB H.264: decodes to exactly the rendered RGB frames
 LOSSLESS_PIX_FMT = "rgb24"
