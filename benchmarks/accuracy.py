@@ -1,7 +1,7 @@
 """Accuracy on real surveillance footage: UCSD Ped1's weak split, every method, 5 seeds, and two references.
 
     python benchmarks/accuracy.py --data UCSD_PED1 [--store DIR] [--seeds 5] [--jobs 2] [--rows NAME,...]
-                                  [--out benchmarks/results] [--readme README.md]
+                                  [--out benchmarks/results] [--readme docs/results.md]
 
 ``--data`` is UCSD Ped1 in the official layout (``UCSDped1/Train/Train001/*.tif``) or converted to videos
 (``videos/train_01.mp4``, ``videos/test_01.mp4``); the clips are never copied anywhere but the store. The split is
@@ -35,14 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.references import linear_references, motion_reference  # noqa: E402
+
 DATASET = "ucsd-ped1"
 FPS = 10  # UCSD's native rate (frame folders carry none)
 SEEDS = 5
 JOBS = 2  # training processes at once, one torch thread each: small models use two cores better that way
-LR_C = 0.01  # inverse L2 strength of both logistic regressions (standardised features), chosen on i3d's
-LR_MAX_ITER = 5000
-MOTION_PERCENTILE = 99.9  # the motion reference: this percentile of a snippet's |frame differences|
-FRAME_LABEL_THRESHOLD = 0.5  # a training snippet is anomalous for the ceiling when most of its 16 frames are
 README_BEGIN, README_END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
 FEATURES = {"i3d": "full", "effnet_lite0": "full"}  # backbone -> view of the main extraction
 CENTRE = "crop"  # the published view, extracted too for the view ablation
@@ -142,67 +142,24 @@ def extract_all(data: Path, store: Path) -> dict[tuple[str, str], str]:
 
 # ------------------------------------------------------------------------------------------------- references
 def references(store: Path, fps: dict) -> list[dict]:
-    """The two logistic-regression rows per feature set (i3d, effnet_lite0, both concatenated), full view."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import average_precision_score, roc_auc_score
-    from sklearn.preprocessing import StandardScaler
-
+    """The two logistic-regression rows per feature set (i3d, effnet_lite0, both concatenated), full view, and
+    the motion reference (``benchmarks/references.py``). The ceiling's training frame labels are the official
+    ones: the weak split's training clips carry only video labels."""
     from data.datasets import load_dataset, official_intervals
     from data.ground_truth import frame_labels
-    from pipeline.features import resolve_features
     from pipeline.store import FeatureStore
 
     spec = load_dataset(DATASET)
     annotation = official_intervals(DATASET)
     s = FeatureStore(store)
-    rows = []
-    for names in (("i3d",), ("effnet_lite0",), BOTH):
-        chosen = {b: fps[(b, FEATURES[b])] for b in names}
-
-        def snippets(split):
-            found = resolve_features(s, spec.split(split), names, chosen).found
-            x = [np.concatenate([vf.load(b).mean(axis=1) for b in names], axis=1) for vf in found]
-            return found, x
-
-        train, x_train = snippets("train")
-        test, x_test = snippets("test")
-        scaler = StandardScaler().fit(np.concatenate(x_train))
-        video_y = np.concatenate([[vf.entry.label] * len(x) for vf, x in zip(train, x_train)])
-        frame_y = np.concatenate([
-            frame_labels(len(x), annotation.get(vf.entry.name, ())).reshape(-1, 16).mean(1) > FRAME_LABEL_THRESHOLD
-            for vf, x in zip(train, x_train)]).astype(int)
-        gt = np.concatenate([spec.frame_labels(vf.entry, len(x)) for vf, x in zip(test, x_test)])
-        for kind, y in (("video labels", video_y), ("frame labels", frame_y)):
-            clf = LogisticRegression(C=LR_C, max_iter=LR_MAX_ITER).fit(scaler.transform(np.concatenate(x_train)), y)
-            scores = np.concatenate([np.repeat(clf.predict_proba(scaler.transform(x))[:, 1], 16) for x in x_test])
-            auc, ap = float(roc_auc_score(gt, scores)), float(average_precision_score(gt, scores))
-            rows.append({"name": f"lr-{kind.split()[0]}-{'+'.join(names)}", "group": "reference",
-                         "what": f"logistic regression, {kind}, {' + '.join(names)}",
-                         "auc": {"mean": auc, "std": 0.0, "n": 1}, "ap": {"mean": ap, "std": 0.0, "n": 1}})
-    rows.append(motion_reference(s, spec, fps[("lowres", LOWRES_VIEW)]))
-    s.close()
+    try:
+        chosen = {b: fps[(b, FEATURES[b])] for b in BOTH}
+        rows = linear_references(s, spec, chosen, (("i3d",), ("effnet_lite0",), BOTH),
+                                 lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())))
+        rows.append(motion_reference(s, spec, fps[("lowres", LOWRES_VIEW)]))
+    finally:
+        s.close()
     return rows
-
-
-def motion_reference(store, spec, fingerprint: str) -> dict:
-    """No learning at all: a snippet's score is the MOTION_PERCENTILE-th percentile of the absolute differences
-    of its consecutive 64 x 64 grey frames (the lightning student's input). What fast-moving objects alone give."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    from extractors.lowres import lowres_frames
-    from pipeline.features import resolve_features
-
-    scores, gt = [], []
-    for vf in resolve_features(store, spec.split("test"), ("lowres",), {"lowres": fingerprint}).found:
-        frames = lowres_frames(vf.open("lowres")).astype(np.float32)  # [T, 8, 64, 64]
-        motion = np.abs(np.diff(frames, axis=1)).reshape(len(frames), -1)
-        scores.append(np.repeat(np.percentile(motion, MOTION_PERCENTILE, axis=1), 16))
-        gt.append(spec.frame_labels(vf.entry, len(frames)))
-    scores, gt = np.concatenate(scores), np.concatenate(gt)
-    auc, ap = float(roc_auc_score(gt, scores)), float(average_precision_score(gt, scores))
-    return {"name": "motion", "group": "reference",
-            "what": f"no learning: {MOTION_PERCENTILE}th percentile of |frame difference| of the 64x64 grey frames",
-            "auc": {"mean": auc, "std": 0.0, "n": 1}, "ap": {"mean": ap, "std": 0.0, "n": 1}}
 
 
 # ------------------------------------------------------------------------------------------------- training

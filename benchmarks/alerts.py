@@ -2,7 +2,7 @@
 target false-alarm rate, then the events raised on its test clips.
 
     python benchmarks/alerts.py --data UCSD_PED1 [--store ped1-store] [--seeds 3] [--targets 5,10,30]
-                                [--out benchmarks/results] [--readme README.md]
+                                [--out benchmarks/results] [--readme docs/results.md]
 
 For each model a live stream can run (``benchmarks/streaming.py``'s rows), each seed and each target rate
 (events per hour): the live threshold is :func:`pipeline.calibration.choose_threshold` over the causal windowed

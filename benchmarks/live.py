@@ -2,7 +2,7 @@
 streams of real footage (UCSD Ped1 test videos, served as MPEG-TS over TCP on 127.0.0.1 at 25 fps, looped).
 
     python benchmarks/live.py --data UCSD_PED1 [--store ped1-store] [--models lightning,student-effnet]
-                              [--duration 30] [--soak 0] [--out benchmarks/results] [--readme README.md]
+                              [--duration 30] [--soak 0] [--out benchmarks/results] [--readme docs/results.md]
 
 For each model, N = 1, 2, 4, ... streams (``LADDERS``) run for ``--duration`` seconds each; per N: each stream's
 latency from a frame's arrival to its snippet's score (p50 / p95 / p99; the worst stream is reported), the

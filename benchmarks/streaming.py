@@ -1,7 +1,7 @@
 """Streaming AUC next to offline AUC on real footage (UCSD Ped1's weak split), for each model a live stream can run.
 
     python benchmarks/streaming.py --data UCSD_PED1 [--store DIR] [--seeds 3] [--jobs 2] [--windows 32,8]
-                                   [--out benchmarks/results] [--readme README.md]
+                                   [--out benchmarks/results] [--readme docs/results.md]
 
 Offline, a model scores a test video with its attention over the whole video, the future included
 (``pipeline.evaluation``). Live, snippet t is scored from snippets ``t - W + 1 .. t`` only

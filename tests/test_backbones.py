@@ -113,14 +113,14 @@ def test_registry_rows_match_the_backbone_classes():
     assert FRAME_BACKBONES == ("clip", "clip_b32", "effnet_lite0")
 
 
-def test_readme_backbone_table_is_the_registry():
-    """The README's backbone table lists every registered backbone with its D, and nothing else."""
+def test_the_usage_guide_backbone_table_is_the_registry():
+    """The usage guide's backbone table lists every registered backbone with its D, and nothing else."""
     import re
     from pathlib import Path
 
     from extractors.registry import REGISTRY
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\s*\| ((?:`\w+`(?: / )?)+) \| [^|]+ \| (\d+) \|", readme, flags=re.M)
     documented = {name: int(dim) for names, dim in rows for name in re.findall(r"`(\w+)`", names)}
     assert documented == {name: spec.dim for name, spec in REGISTRY.items()}

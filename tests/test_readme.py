@@ -1,5 +1,6 @@
-"""The README's usage text runs: every documented `dakd` command line names a real subcommand and only flags its
-`--help` lists, the README's command chain runs as written on a tiny frame-label folder, and so does its Python
+"""The documented usage runs (README.md and the docs it sends readers to, docs/usage.md and docs/results.md): every
+documented `dakd` command line names a real subcommand and only flags its `--help` lists, the usage guide's command
+chain runs as written on a tiny frame-label folder, and so does its Python
 API session."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pipeline import cli, defaults, parsers
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCUMENTS = (README, ROOT / "docs" / "usage.md", ROOT / "docs" / "results.md")  # where commands are documented
 CHAIN_MARK = "# the chain tests/test_readme.py runs"
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 # The tiny frame-label folder: 3 anomalous + 3 normal 32-frame clips (2 snippets each); per class in name order
@@ -29,8 +31,12 @@ FAST_TRAIN = ["--epochs", "2", "--set", "train.batch_anomalous=2", "--set", "tra
               "model.ffn_dim=64", "--set", "model.classifier_hidden=32", "--set", "model.k=8"]
 
 
+def documentation() -> str:
+    return "\n".join(path.read_text(encoding="utf-8") for path in DOCUMENTS)
+
+
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
+    return re.findall(rf"^```{language}\n(.*?)^```", documentation(), re.S | re.M)
 
 
 def command_lines(block: str) -> list[str]:
@@ -50,7 +56,7 @@ def documented_commands() -> list[str]:
     """Every `dakd ...` line of the bash blocks (also after `&&`) and every inline `dakd ...` in the text."""
     lines = [line for block in blocks("bash") for line in command_lines(block)]
     found = [part.strip() for line in lines for part in line.split("&&") if part.strip().startswith("dakd ")]
-    text = re.sub(r"^```.*?^```", "", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+    text = re.sub(r"^```.*?^```", "", documentation(), flags=re.S | re.M)
     inline = [" ".join(c.split()) for c in re.findall(r"`(dakd [^`]+)`", text)]
     return found + [c for c in inline if c.split()[1] not in ("COMMAND", "STAGE")]
 
@@ -133,7 +139,7 @@ def test_the_readme_python_api_session_runs(tmp_path, monkeypatch, capsys):
     make_folder(tmp_path)
     (session,) = blocks("python")
     session = session.replace("epochs=5", "epochs=2")  # the only change: fewer epochs, same calls
-    exec(compile(session, str(README), "exec"), {})
+    exec(compile(session, str(DOCUMENTS[1]), "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("6 0 []")  # 6 extracted, none cached, no failure
     assert (tmp_path / "detections" / "cam1.json").is_file()

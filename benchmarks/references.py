@@ -1,0 +1,84 @@
+"""References that every accuracy table of the benchmarks carries beside the trained models, on the same features.
+
+- ``lr-video``: a logistic regression trained on every training snippet with its video's label (the weak labels):
+  what any weakly supervised method must beat.
+- ``lr-frame``: the same regression trained with the frame labels of the training videos (a snippet is anomalous
+  when most of its 16 frames are): a fully supervised ceiling for a linear read-out of the global features. A
+  ceiling near 0.5 says the features do not see the anomalies at all.
+- ``motion``: no learning: a snippet's score is a high percentile of the absolute differences of its consecutive
+  64 x 64 grey frames (the ``lowres`` backbone's frames). What fast-moving objects alone give.
+
+Scores are spread over the 16 frames of each snippet and measured as the evaluation does (pooled frame AUC, AP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+LR_C = 0.01  # inverse L2 strength of both logistic regressions (standardised features), chosen on UCSD's i3d
+LR_MAX_ITER = 5000
+MOTION_PERCENTILE = 99.9  # the motion reference: this percentile of a snippet's |frame differences|
+FRAME_LABEL_THRESHOLD = 0.5  # a training snippet is anomalous for the ceiling when most of its 16 frames are
+SNIPPET = 16
+
+
+def _row(name: str, what: str, gt: np.ndarray, scores: np.ndarray) -> dict:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    auc, ap = float(roc_auc_score(gt, scores)), float(average_precision_score(gt, scores))
+    return {"name": name, "group": "reference", "what": what,
+            "auc": {"mean": auc, "std": 0.0, "n": 1}, "ap": {"mean": ap, "std": 0.0, "n": 1}}
+
+
+def linear_references(store, spec, fingerprints: dict[str, str], feature_sets: Sequence[tuple[str, ...]],
+                      train_frame_labels: Callable) -> list[dict]:
+    """The ``lr-video`` and ``lr-frame`` rows for each feature set (backbone names, concatenated).
+
+    ``fingerprints``: backbone -> the extraction to read; ``train_frame_labels(found_video, n_snippets)``: uint8
+    ``[16 * n_snippets]`` frame labels of a training video (for the ceiling); test ground truth is
+    ``spec.frame_labels``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from pipeline.features import resolve_features
+
+    rows = []
+    for names in feature_sets:
+        chosen = {b: fingerprints[b] for b in names}
+
+        def snippets(split):
+            found = resolve_features(store, spec.split(split), names, chosen).found
+            return found, [np.concatenate([vf.load(b).mean(axis=1) for b in names], axis=1) for vf in found]
+
+        train, x_train = snippets("train")
+        test, x_test = snippets("test")
+        scaler = StandardScaler().fit(np.concatenate(x_train))
+        video_y = np.concatenate([[vf.entry.label] * len(x) for vf, x in zip(train, x_train)])
+        frame_y = np.concatenate([train_frame_labels(vf, len(x)).reshape(-1, SNIPPET).mean(1) > FRAME_LABEL_THRESHOLD
+                                  for vf, x in zip(train, x_train)]).astype(int)
+        gt = np.concatenate([spec.frame_labels(vf.entry, len(x)) for vf, x in zip(test, x_test)])
+        for kind, y in (("video labels", video_y), ("frame labels", frame_y)):
+            clf = LogisticRegression(C=LR_C, max_iter=LR_MAX_ITER).fit(scaler.transform(np.concatenate(x_train)), y)
+            scores = np.concatenate([np.repeat(clf.predict_proba(scaler.transform(x))[:, 1], SNIPPET)
+                                     for x in x_test])
+            rows.append(_row(f"lr-{kind.split()[0]}-{'+'.join(names)}",
+                             f"logistic regression, {kind}, {' + '.join(names)}", gt, scores))
+    return rows
+
+
+def motion_reference(store, spec, fingerprint: str) -> dict:
+    """No learning at all: a snippet's score is the MOTION_PERCENTILE-th percentile of the absolute differences
+    of its consecutive 64 x 64 grey frames (the lightning student's input). What fast-moving objects alone give."""
+    from extractors.lowres import lowres_frames
+    from pipeline.features import resolve_features
+
+    scores, gt = [], []
+    for vf in resolve_features(store, spec.split("test"), ("lowres",), {"lowres": fingerprint}).found:
+        frames = lowres_frames(vf.open("lowres")).astype(np.float32)  # [T, 8, 64, 64]
+        motion = np.abs(np.diff(frames, axis=1)).reshape(len(frames), -1)
+        scores.append(np.repeat(np.percentile(motion, MOTION_PERCENTILE, axis=1), SNIPPET))
+        gt.append(spec.frame_labels(vf.entry, len(frames)))
+    return _row("motion", f"no learning: {MOTION_PERCENTILE}th percentile of |frame difference| of the 64x64 grey "
+                "frames", np.concatenate(gt), np.concatenate(scores))
