@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from data.synthetic import generate_dataset
+from data.synthetic import GENERATOR_VERSION, generate_dataset
 from extractors.weights import WeightsNotFound
 from pipeline import api
 from pipeline.cli import configure_logging, emit_json, error, say
@@ -30,9 +31,74 @@ STUDENT_BACKBONE = "effnet_lite0"
 SYNTHETIC_NORMAL = 12
 SYNTHETIC_ANOMALOUS = 12
 SYNTHETIC_SEED = 0
+SYNTHETIC_FRAMES = 320  # per video, at 25 fps
+# The demo's world: 3 cameras (every camera films normal and anomalous footage, as a site's cameras do) close
+# enough that a person is a quarter of the frame high. With every video its own scene and people a tenth of the
+# frame high (the generator's defaults) the global features hardly saw falls or fleeing crowds
+# (benchmarks/demo.py's ablation, README "The demo's numbers").
+SYNTHETIC_SCENES = 3
+SYNTHETIC_FIGURE_HEIGHT = 0.25
+WORLD_FILE = "world.json"
+# What a user should see, measured by benchmarks/demo.py (3 seeds; README "The demo's numbers").
+EXPECTED = ("On this world both score about 0.9 frame AUC or more (benchmarks/demo.py, 3 seeds); real footage is "
+            "harder (README, \"Accuracy\").")  # beside labels.csv: the world the videos were written with
 # The paper's batches (30 + 30) would make one step per epoch on this small set; smaller batches give the
 # optimiser enough steps in 100 epochs. Every other value is the project's default (pipeline.config).
 DEMO_OVERRIDES = {"train.batch_anomalous": 4, "train.batch_normal": 4}
+
+
+def write_world(folder: Path, *, figure_height: float = SYNTHETIC_FIGURE_HEIGHT, scenes: int = SYNTHETIC_SCENES,
+                normal: int = SYNTHETIC_NORMAL, anomalous: int = SYNTHETIC_ANOMALOUS, frames: int = SYNTHETIC_FRAMES,
+                seed: int = SYNTHETIC_SEED, progress: bool = False) -> Path:
+    """The synthetic dataset under ``folder`` (written unless ``folder`` already holds this world, as its
+    ``world.json`` says; a folder of another world is written anew). ``scenes`` 0: every video its own scene.
+    Returns ``folder``."""
+    import json
+    import shutil
+
+    world = {"figure_height": figure_height, "scenes": scenes, "normal": normal, "anomalous": anomalous,
+             "frames": frames, "seed": seed, "generator": GENERATOR_VERSION}
+    record = folder / WORLD_FILE
+    if (folder / "labels.csv").is_file() and record.is_file() and json.loads(record.read_text()) == world:
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)  # another world's videos: none of them may stay behind under the new labels
+    generate_dataset(folder, n_normal=normal, n_anomalous=anomalous, seed=seed, n_frames=frames, n_scenes=scenes or None,
+                     figure_height=figure_height, progress=progress)
+    record.write_text(json.dumps(world, indent=1) + "\n")
+    return folder
+
+
+def report(metrics, store: Path, student: str, seconds: float) -> str:
+    """The demo's closing text: the two runs' metrics side by side with what they mean, AUC per anomaly class,
+    where the files are, and the commands to run next."""
+    teacher_m, student_m = metrics
+    v = teacher_m.values
+    prevalence = v["n_anomalous_frames"] / v["n_frames"]
+
+    def cell(x) -> str:
+        return "  n/a" if x is None else f"{x:.3f}"
+
+    rows = [("frame AUC", teacher_m.auc, student_m.auc, "0.5 is chance; 1.0 puts every anomalous frame above "
+             "every normal one"),
+            ("AP", teacher_m.ap, student_m.ap, f"chance is {prevalence:.2f}, the share of anomalous frames")]
+    classes = sorted(set(v.get("per_class_auc") or {}) | set(student_m.values.get("per_class_auc") or {}))
+    rows += [(f"AUC {c}", (v.get("per_class_auc") or {}).get(c), (student_m.values.get("per_class_auc") or {}).get(c),
+              "its anomalous videos against every normal one") for c in classes]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"demo: done in {seconds / 60:.1f} min. Test split: {v['n_videos']} videos ({v['n_anomalous_videos']} "
+             f"with anomalies), {v['n_frames']} frames, {100 * prevalence:.0f} % of them anomalous.", "",
+             f"  {'':{width}}  teacher  student", *[f"  {name:{width}}  {cell(t):>7}  {cell(s):>7}   {what}"
+                                                   for name, t, s, what in rows], "",
+             "The teacher aggregates I3D and EfficientNet-Lite0 features and learned from video labels alone (which "
+             "videos hold an anomaly, not when); the student needs EfficientNet-Lite0 alone and learned from the "
+             f"teacher. {EXPECTED}",
+             f"Plots (ROC, PR, one score plot per test video) and CSVs: {teacher_m.folder} and {student_m.folder}",
+             "", "Next:",
+             f"  score your own video:   dakd detect my_video.mp4 --store {store} --model {student[:12]}",
+             f"  watch a camera live:    dakd watch rtsp://CAMERA/stream --store {store} --model {student[:12]}",
+             f"  every run in the store: dakd store --store {store} --runs"]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,15 +112,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     store = Path(args.store) if args.store else out / "store"
     progress = not args.quiet
+    started = time.perf_counter()
     try:
         fetch_all(footage=False, quiet=args.quiet or args.json)  # the weights; the demo writes its own footage
     except (WeightsNotFound, RuntimeError, OSError) as exc:
         print(f"error: cannot fetch the weights: {exc}", file=sys.stderr)
         return EXIT_SOME_FAILED
-    synthetic = out / "synthetic"
-    if not (synthetic / "labels.csv").is_file():
-        generate_dataset(synthetic, n_normal=SYNTHETIC_NORMAL, n_anomalous=SYNTHETIC_ANOMALOUS, seed=SYNTHETIC_SEED,
-                         progress=progress)
+    synthetic = write_world(out / "synthetic", figure_height=SYNTHETIC_FIGURE_HEIGHT, scenes=SYNTHETIC_SCENES,
+                            normal=SYNTHETIC_NORMAL, anomalous=SYNTHETIC_ANOMALOUS, frames=SYNTHETIC_FRAMES,
+                            seed=SYNTHETIC_SEED, progress=progress)
     common = dict(store=store, device=args.device, progress=progress)
     try:
         extracted = api.extract([synthetic / "videos"], backbones=TEACHER_BACKBONES, **common)
@@ -69,16 +135,10 @@ def run(args: argparse.Namespace) -> int:
                             **common)[0]
         student = api.train("student", teacher=teacher, backbones=STUDENT_BACKBONE, overrides=DEMO_OVERRIDES,
                             **common)[0]
-        for run in (teacher, student):
-            say(args, f"demo {run.stage}: run {run.key[:12]}, val video AUC {run.val_video_auc}; {run.folder}")
         metrics = api.evaluate([teacher, student], store=store, device=args.device, progress=progress)
     except UserError as exc:  # a bad weights file, the store's faults, ... named
         return error(exc)
-    for m in metrics:
-        say(args, f"demo evaluate {m.stage} {m.run[:12]}: AUC {m.auc:.4f}, AP {m.ap:.4f}; plots and CSVs in "
-                  f"{m.folder}")
-    say(args, f"demo: done. Metrics, ROC/PR curves and one score plot per test video are in the folders printed "
-              f"above (all runs: dakd store --store {store} --runs)")
+    say(args, report(metrics, store, student.key, time.perf_counter() - started))
     emit_json(args, {"store": str(store), "teacher": teacher.as_dict(), "student": student.as_dict(),
                      "metrics": [{"run": m.run, "stage": m.stage, "folder": str(m.folder), **m.values}
                                  for m in metrics]})

@@ -61,10 +61,12 @@ from data.synthetic.dataset import (SyntheticDataset, SyntheticEntry, format_ann
 from data.synthetic.events import random_events
 from data.synthetic.figures import WALK_SPEED_RANGE_HPS
 from data.synthetic.scene import SyntheticScene
-from data.synthetic.spec import ANOMALY_KINDS, CLASS_NAMES, NORMAL_CLASS, AnomalyEvent, SyntheticSpec
+from data.synthetic.spec import (ANOMALY_KINDS, CLASS_NAMES, GENERATOR_VERSION, NORMAL_CLASS, AnomalyEvent,
+                                 SyntheticSpec)
 from data.synthetic.writer import H264_OPTIONS, LOSSLESS_OPTIONS, render_frames, write_video
 
 __all__ = [
+    "GENERATOR_VERSION",
     "ANOMALY_KINDS", "CLASS_NAMES", "NORMAL_CLASS", "AnomalyEvent", "SyntheticSpec", "SyntheticScene",
     "SyntheticEntry", "SyntheticDataset", "render_frames", "write_video", "random_events", "generate_dataset",
     "format_annotation_line", "video_seed", "main", "H264_OPTIONS", "LOSSLESS_OPTIONS", "WALK_SPEED_RANGE_HPS",

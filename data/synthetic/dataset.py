@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from data.synthetic.events import random_events
-from data.synthetic.spec import (ANOMALY_KINDS, CLASS_NAMES, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_N_FRAMES,
-                                 DEFAULT_N_WALKERS, DEFAULT_WIDTH, NORMAL_CLASS, STREAM_DATASET_EVENTS,
-                                 STREAM_DATASET_KINDS, STREAM_SPLIT, STREAM_VIDEO_SEED, AnomalyEvent, SyntheticSpec,
-                                 _rng)
+from data.synthetic.spec import (ANOMALY_KINDS, CLASS_NAMES, DEFAULT_FIGURE_HEIGHT, DEFAULT_FPS, DEFAULT_HEIGHT,
+                                 DEFAULT_N_FRAMES, DEFAULT_N_WALKERS, DEFAULT_WIDTH, NORMAL_CLASS,
+                                 STREAM_DATASET_EVENTS, STREAM_DATASET_KINDS, STREAM_SCENE_SEED, STREAM_SPLIT,
+                                 STREAM_VIDEO_SEED, AnomalyEvent, SyntheticSpec, _rng)
 from data.synthetic.writer import H264_PIX_FMT, write_video
 
 SECOND_EVENT_PROB = 0.25  # chance an anomalous dataset video holds two intervals of its class
@@ -62,6 +62,11 @@ def video_seed(seed: int, index: int, anomalous: bool) -> int:
                .generate_state(1, np.uint32)[0])
 
 
+def scene_seed(seed: int, camera: int) -> int:
+    """Background seed of camera ``camera`` of dataset ``seed``."""
+    return int(np.random.SeedSequence([int(seed), STREAM_SCENE_SEED, int(camera)]).generate_state(1, np.uint32)[0])
+
+
 def format_annotation_line(name: str, class_name: str, events: Sequence[AnomalyEvent]) -> str:
     """UCF-Crime annotation line (no newline): ``name  class  s1  e1  s2  e2  `` with EXCLUSIVE ends
     (``e = end``, method.md §7's ``gt[s:e] = 1``), ``-1  -1`` for unused intervals, two trailing spaces like the
@@ -104,7 +109,9 @@ def _assign_splits(entries: list[tuple[str, int, str]], seed: int) -> dict[str, 
 
 def generate_dataset(out_dir, *, n_normal: int, n_anomalous: int, seed: int = 0,
                      n_frames: int = DEFAULT_N_FRAMES, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT,
-                     fps: float = DEFAULT_FPS, lossless: bool = False, progress: bool = False) -> SyntheticDataset:
+                     fps: float = DEFAULT_FPS, n_scenes: int | None = None,
+                     figure_height: float = DEFAULT_FIGURE_HEIGHT, lossless: bool = False,
+                     progress: bool = False) -> SyntheticDataset:
     """Write a UCF-Crime-like synthetic dataset under ``out_dir``:
 
     - ``videos/Normal_Videos_XXX_synth.mp4`` and ``videos/<Kind>XXX_synth.mp4`` (Kind in :data:`CLASS_NAMES`,
@@ -116,19 +123,29 @@ def generate_dataset(out_dir, *, n_normal: int, n_anomalous: int, seed: int = 0,
       CSV format of ``data.datasets``, so ``load_dataset(out_dir)`` loads the generated dataset.
 
     Each video's seed is :func:`video_seed` ``(seed, index, anomalous)``. Event lengths are
-    :data:`DATASET_EVENT_LEN_FRACTION` of ``n_frames``. ``progress`` shows a tqdm bar.
+    :data:`DATASET_EVENT_LEN_FRACTION` of ``n_frames``. ``n_scenes``: the number of cameras; the videos take
+    them in turn (normal and anomalous ones each from the first), so every camera has normal and anomalous
+    footage; None: every video is a scene of its own. ``figure_height``: a pedestrian's height as a fraction of
+    the frame height (the camera's distance). ``progress`` shows a tqdm bar.
     """
     root = Path(out_dir)
     vid_dir = root / VIDEOS_DIR
     if n_normal < 0 or n_anomalous < 0:
         raise ValueError("n_normal and n_anomalous must be >= 0")
+    if n_scenes is not None and n_scenes < 1:
+        raise ValueError(f"n_scenes must be >= 1 or None, got {n_scenes}")
+
+    def camera(j: int) -> dict:
+        return {} if n_scenes is None else {"scene_seed": scene_seed(seed, j % n_scenes)}
+
     min_len = max(1, int(round(DATASET_EVENT_LEN_FRACTION[0] * n_frames)))
     max_len = max(min_len, int(round(DATASET_EVENT_LEN_FRACTION[1] * n_frames)))
 
     plan: list[tuple[str, int, str, SyntheticSpec]] = []
     for j in range(n_normal):
         s = video_seed(seed, j, False)
-        spec = SyntheticSpec(n_frames, width, height, fps, DEFAULT_N_WALKERS, (), s)
+        spec = SyntheticSpec(n_frames, width, height, fps, DEFAULT_N_WALKERS, (), s, **camera(j),
+                             figure_height=figure_height)
         plan.append((f"Normal_Videos_{j + 1:03d}{VIDEO_SUFFIX}.mp4", 0, NORMAL_CLASS, spec))
     kind_rng = _rng(seed, STREAM_DATASET_KINDS)
     counters = {k: 0 for k in ANOMALY_KINDS}
@@ -146,7 +163,8 @@ def generate_dataset(out_dir, *, n_normal: int, n_anomalous: int, seed: int = 0,
         except ValueError:
             events = random_events(ev_rng, n_frames, 1, (kind,), min_len, max_len)
         counters[kind] += 1
-        spec = SyntheticSpec(n_frames, width, height, fps, DEFAULT_N_WALKERS, events, s)
+        spec = SyntheticSpec(n_frames, width, height, fps, DEFAULT_N_WALKERS, events, s, **camera(j),
+                             figure_height=figure_height)
         plan.append((f"{CLASS_NAMES[kind]}{counters[kind]:03d}{VIDEO_SUFFIX}.mp4", 1, CLASS_NAMES[kind], spec))
 
     splits = _assign_splits([(name, label, cls) for name, label, cls, _ in plan], seed)

@@ -13,7 +13,6 @@ from data.synthetic.drawing import _color
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pedestrians. _FIG sizes are fractions of the figure height.
-FIGURE_HEIGHT_FRAC = 0.10  # standing height of an average pedestrian
 FIGURE_SCALE_RANGE = (0.88, 1.12)
 LEG_LEN_FIG = 0.47
 LEG_WIDTH_FIG = 0.12

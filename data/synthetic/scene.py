@@ -11,7 +11,7 @@ import numpy as np
 
 from data.synthetic.background import ROAD_BAND_FRAC, _render_background
 from data.synthetic.drawing import _blend, _capsule_alpha, _color, _ellipse_alpha, _patch_grid, _rect_alpha
-from data.synthetic.figures import (BOTTOM_ENTRY_PROB, FIGURE_HEIGHT_FRAC, FIGURE_SCALE_RANGE, FLEE_MIN_SIDEWAYS,
+from data.synthetic.figures import (BOTTOM_ENTRY_PROB, FIGURE_SCALE_RANGE, FLEE_MIN_SIDEWAYS,
                                     FLEE_UP_SQUASH, OFFSCREEN_MARGIN_FIG, RUN_SPEED_HPS, SPAWN_GAP_RANGE_S,
                                     WALK_SPEED_RANGE_HPS, WALK_X_RANGE_W, WALK_ZONE_FRAC, WARMUP_S, WAYPOINT_PROB,
                                     _figure_bbox, _figure_points, _person_style, _render_figures, _Track,
@@ -123,10 +123,10 @@ class SyntheticScene:
     def __init__(self, spec: SyntheticSpec):
         self.spec = spec
         h, w = spec.height, spec.width
-        self._bg = _render_background(_rng(spec.seed, STREAM_BACKGROUND), h, w)
+        self._bg = _render_background(_rng(spec.background_seed, STREAM_BACKGROUND), h, w)
         self.background = np.clip(self._bg + 0.5, 0, 255).astype(np.uint8)
         self.background.flags.writeable = False
-        self._fig_h = FIGURE_HEIGHT_FRAC * h
+        self._fig_h = spec.figure_height * h
         self._margin = OFFSCREEN_MARGIN_FIG * self._fig_h * FIGURE_SCALE_RANGE[1]
         self._walk_y = (WALK_ZONE_FRAC[0] * h, WALK_ZONE_FRAC[1] * h)
         self._road = (ROAD_BAND_FRAC[0] * h, ROAD_BAND_FRAC[1] * h)

@@ -13,11 +13,16 @@ NORMAL_CLASS = "Normal"
 
 # ----------------------------------------------------------------------------------------------------------------
 # Spec defaults and limits
+# Raised whenever the same arguments would write other bytes (a world recorded with another version is rewritten
+# by the demo). 2: no B-frames and figure colours summed without BLAS, so the same seed gives the same bytes.
+GENERATOR_VERSION = 2
 DEFAULT_N_FRAMES = 320
 DEFAULT_WIDTH = 320
 DEFAULT_HEIGHT = 240
 DEFAULT_FPS = 25.0
 DEFAULT_N_WALKERS = 6
+DEFAULT_FIGURE_HEIGHT = 0.10  # a pedestrian's standing height as a fraction of the frame height (a far camera)
+MAX_FIGURE_HEIGHT = 0.5
 MIN_FRAME_SIZE = 16  # pixels, smallest width / height accepted
 
 # Random stream tags: default_rng([seed, TAG, ...]) gives each component its own independent stream.
@@ -30,6 +35,7 @@ STREAM_VIDEO_SEED = 6
 STREAM_DATASET_EVENTS = 7
 STREAM_SPLIT = 8
 STREAM_DATASET_KINDS = 9
+STREAM_SCENE_SEED = 10
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,10 @@ class SyntheticSpec:
     n_walkers: int = DEFAULT_N_WALKERS
     events: tuple[AnomalyEvent, ...] = ()
     seed: int = 0
+    # The camera: the seed of the static background (facades, road, props). None: ``seed``, so every video is
+    # its own scene; several videos of one camera share a scene seed and differ only in what moves.
+    scene_seed: int | None = None
+    figure_height: float = DEFAULT_FIGURE_HEIGHT  # standing height of an average pedestrian, fraction of H
 
     def __post_init__(self):
         object.__setattr__(self, "events", tuple(self.events))
@@ -73,6 +83,8 @@ class SyntheticSpec:
                              f"got {self.width}x{self.height}")
         if not self.fps > 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
+        if not 0 < self.figure_height <= MAX_FIGURE_HEIGHT:
+            raise ValueError(f"figure_height must be in (0, {MAX_FIGURE_HEIGHT}], got {self.figure_height}")
         if self.n_walkers < 0:
             raise ValueError(f"n_walkers must be >= 0, got {self.n_walkers}")
         for ev in self.events:
@@ -80,6 +92,10 @@ class SyntheticSpec:
                 raise TypeError(f"events must be AnomalyEvent instances, got {ev!r}")
             if ev.end > self.n_frames:
                 raise ValueError(f"event {ev} ends after the video ({self.n_frames} frames)")
+
+    @property
+    def background_seed(self) -> int:
+        return self.seed if self.scene_seed is None else self.scene_seed
 
     @property
     def label(self) -> int:

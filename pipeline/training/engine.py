@@ -312,8 +312,7 @@ class Run:
                 if len(self.training.val_rows) and _better(entry, best):
                     best = entry
                     best_state = {n: copy.deepcopy(m.state_dict()) for n, m in modules.items()}
-                bar.set_postfix_str(f"loss {entry['train_loss']:.4f} val auc {_fmt(entry.get('val_video_auc'))}"
-                                    + (f" best ep {best['epoch']}" if best else ""))
+                bar.set_postfix_str(_progress_line(entry, parts_sum, best))
                 if (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
                     save_torch({"modules": {n: m.state_dict() for n, m in modules.items()},
                                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
@@ -431,6 +430,18 @@ class Run:
         self.store.record_run(self.key, cfg.stage, dataset=self.dataset_ref, backbones=",".join(cfg.backbones),
                               seed=cfg.train.seed, status="done", summary=metrics)
         return metrics
+
+
+def _progress_line(entry: dict, parts: dict, best: dict | None) -> str:
+    """The training bar's text after an epoch: the loss's terms when it has several (the student's total is
+    ``bce + alpha * tau**2 * nce``, thousands while every term is small, which read as divergence), else the loss;
+    the validation video AUC when there is a validation split."""
+    if len(parts) > 1:
+        loss = " ".join(f"{k} {entry[f'train_{k}']:.4f}" for k in parts if k != "total")
+    else:
+        loss = f"loss {entry['train_loss']:.4f}"
+    val = entry.get("val_video_auc")
+    return loss + (f" val auc {_fmt(val)}" if val is not None else "") + (f" best ep {best['epoch']}" if best else "")
 
 
 def _fmt(value) -> str:

@@ -1,0 +1,210 @@
+"""Does the demo show the method working? The demo's chain on its synthetic world, several seeds, with references.
+
+    python benchmarks/demo.py [--work DIR] [--seeds 3] [--figure-height H] [--scenes N] [--tag NAME]
+                              [--time-demo] [--out benchmarks/results] [--readme README.md] [--from-results]
+
+1. Writes the demo's synthetic dataset (``pipeline.demo``'s world unless ``--figure-height`` / ``--scenes`` name
+   another, for the ablation) under ``--work`` and extracts what the demo extracts, plus ``lowres`` for the motion
+   reference (cached in ``<work>/<world>/store``).
+2. The references of ``benchmarks/references.py`` on the same features: a logistic regression on the video labels
+   (what MIL must beat), one on the frame labels (a ceiling: does the global feature see the anomalies at all?) and
+   the no-learning motion score.
+3. The demo's teacher and student (the demo's backbones and overrides) over ``--seeds`` training seeds, evaluated
+   with the community's protocol: pooled frame AUC, AP and AUC per anomaly class.
+4. ``--time-demo``: the wall time of a fresh ``dakd demo`` (weights already fetched) in a new folder.
+
+Writes ``demo.json`` (one entry per world tag) and ``demo.md`` to ``--out``; ``--readme`` replaces the README's
+table between ``<!-- demo:begin -->`` and ``<!-- demo:end -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.references import linear_references, motion_reference  # noqa: E402
+
+SEEDS = 3
+README_BEGIN, README_END = "<!-- demo:begin -->", "<!-- demo:end -->"
+DEMO_TAG = "demo"  # the tag of the shipped demo world
+
+
+def world_folder(work: Path, world: dict) -> Path:
+    return work / (f"h{world['figure_height']:g}-s{world['scenes']}-n{world['normal']}+{world['anomalous']}"
+                   f"-f{world['frames']}")
+
+
+def extract(synthetic: Path, store: Path) -> dict[str, str]:
+    """The demo's backbones and lowres; returns backbone -> fingerprint of the extraction used."""
+    from pipeline import api
+    from pipeline.demo import TEACHER_BACKBONES
+    from pipeline.features import resolve_features
+    from pipeline.store import FeatureStore
+
+    from data.datasets import load_dataset
+
+    for backbones in (TEACHER_BACKBONES, "lowres"):
+        result = api.extract([synthetic / "videos"], backbones=backbones, store=store, progress=False)
+        if not result.ok:
+            raise SystemExit(f"extraction of {backbones} failed: {[f.line() for f in result.failures]}")
+    spec = load_dataset(synthetic)
+    names = tuple(TEACHER_BACKBONES.split(",")) + ("lowres",)
+    s = FeatureStore(store)
+    try:
+        return dict(resolve_features(s, list(spec.entries), names).fingerprints)
+    finally:
+        s.close()
+
+
+def references(synthetic: Path, store: Path, fingerprints: dict[str, str]) -> list[dict]:
+    from data.datasets import load_dataset
+    from pipeline.demo import TEACHER_BACKBONES
+    from pipeline.store import FeatureStore
+
+    spec = load_dataset(synthetic)
+    both = tuple(TEACHER_BACKBONES.split(","))
+    s = FeatureStore(store)
+    try:
+        rows = linear_references(s, spec, fingerprints, [(b,) for b in both] + [both],
+                                 lambda vf, n: spec.frame_labels(vf.entry, n))
+        rows.append(motion_reference(s, spec, fingerprints["lowres"]))
+    finally:
+        s.close()
+    return rows
+
+
+def train_and_evaluate(synthetic: Path, store: Path, seeds: int) -> list[dict]:
+    """The demo's teacher and student for each seed: their test metrics and training times."""
+    from pipeline import api
+    from pipeline.demo import DEMO_OVERRIDES, STUDENT_BACKBONE, TEACHER_BACKBONES
+
+    runs = []
+    for seed in range(seeds):
+        tick = time.perf_counter()
+        teacher = api.train("teacher", store=store, dataset=synthetic, backbones=TEACHER_BACKBONES,
+                            overrides=DEMO_OVERRIDES, seed=seed)[0]
+        student = api.train("student", store=store, teacher=teacher, backbones=STUDENT_BACKBONE,
+                            overrides=DEMO_OVERRIDES, seed=seed)[0]
+        metrics = api.evaluate([teacher, student], store=store, video_plots=False)
+        for run, m in zip((teacher, student), metrics):
+            runs.append({"stage": run.stage, "seed": seed, "run": run.key, "auc": m.auc, "ap": m.ap,
+                         "per_class_auc": m.values.get("per_class_auc", {}),
+                         "train_s": run.metrics.get("wall_time_s")})
+        print(f"demo bench: seed {seed}: teacher AUC {runs[-2]['auc']:.4f}, student AUC {runs[-1]['auc']:.4f} "
+              f"({time.perf_counter() - tick:.0f} s)", flush=True)
+    return runs
+
+
+def _stats(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    rows = []
+    for stage in ("teacher", "student"):
+        mine = [r for r in runs if r["stage"] == stage]
+        classes = sorted({c for r in mine for c in r["per_class_auc"]})
+        rows.append({"name": stage, "group": "demo", "what": f"the demo's {stage}",
+                     "auc": _stats([r["auc"] for r in mine]), "ap": _stats([r["ap"] for r in mine]),
+                     "per_class_auc": {c: _stats([r["per_class_auc"][c] for r in mine
+                                                  if r["per_class_auc"].get(c) is not None]) for c in classes}})
+    return rows
+
+
+def time_demo() -> float:
+    """Seconds of a fresh ``dakd demo`` (new folder, weights already in the cache)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tick = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pipeline.demo", "--out", str(Path(tmp) / "demo"), "--quiet"],
+                       check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - tick
+
+
+def markdown(results: dict) -> str:
+    def fmt(stat):
+        return "-" if not stat else (f"{stat['mean']:.3f}" if stat["n"] == 1 else
+                                     f"{stat['mean']:.3f} ± {stat['std']:.3f}")
+
+    lines = ["Frame-level AUC on the demo's synthetic test split, mean ± sample std over the seeds (references: one "
+             "deterministic fit). Worlds: pedestrian height as a fraction of the frame, cameras shared by the "
+             "videos (none: every video its own scene), videos normal + anomalous.", ""]
+    for tag, result in results.items():
+        w = result["world"]
+        scenes = w["scenes"] if w["scenes"] else "none"
+        timing = f"; a fresh `dakd demo` took {result['demo_s']:.0f} s" if result.get("demo_s") else ""
+        lines += [f"**{tag}** (height {w['figure_height']:g}, cameras {scenes}, videos {w['normal']} + "
+                  f"{w['anomalous']} of {w.get('frames', 320)} frames, {result['seeds']} seeds{timing})", "",
+                  "| row | what | AUC | AP | AUC per class |", "|---|---|---|---|---|"]
+        for r in result["rows"] + result["references"]:
+            per_class = ", ".join(f"{c} {fmt(s)}" for c, s in r.get("per_class_auc", {}).items())
+            lines.append(f"| {r['name']} | {r['what']} | {fmt(r['auc'])} | {fmt(r['ap'])} | {per_class} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline import demo
+
+    p = argparse.ArgumentParser(prog="python benchmarks/demo.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", default="demo-bench", help="where the worlds, stores and runs go (default: demo-bench)")
+    p.add_argument("--seeds", type=int, default=SEEDS, help=f"training seeds (default: {SEEDS})")
+    p.add_argument("--figure-height", type=float, default=demo.SYNTHETIC_FIGURE_HEIGHT)
+    p.add_argument("--scenes", type=int, default=demo.SYNTHETIC_SCENES, help="cameras (0: every video its own)")
+    p.add_argument("--normal", type=int, default=demo.SYNTHETIC_NORMAL)
+    p.add_argument("--anomalous", type=int, default=demo.SYNTHETIC_ANOMALOUS)
+    p.add_argument("--frames", type=int, default=demo.SYNTHETIC_FRAMES, help="frames per video")
+    p.add_argument("--tag", default=DEMO_TAG, help=f"name of this world in the results (default: {DEMO_TAG})")
+    p.add_argument("--time-demo", action="store_true", help="also time a fresh `dakd demo`")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--readme", help="README to update between the demo markers")
+    p.add_argument("--from-results", action="store_true", help="only regenerate the tables from demo.json")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    path = out / "demo.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    if not args.from_results:
+        world = {"figure_height": args.figure_height, "scenes": args.scenes, "normal": args.normal,
+                 "anomalous": args.anomalous, "frames": args.frames, "seed": demo.SYNTHETIC_SEED}
+        from pipeline.fetch import fetch_all
+
+        fetch_all(footage=False, quiet=True)  # the weights, as the demo fetches them
+        folder = world_folder(Path(args.work), world)
+        synthetic = demo.write_world(folder / "synthetic", **{k: world[k] for k in ("figure_height", "scenes",
+                                                                                     "normal", "anomalous", "frames")})
+        store = folder / "store"
+        tick = time.perf_counter()
+        fingerprints = extract(synthetic, store)
+        extract_s = time.perf_counter() - tick
+        refs = references(synthetic, store, fingerprints)
+        runs = train_and_evaluate(synthetic, store, args.seeds)
+        results[args.tag] = {"world": world, "seeds": args.seeds, "rows": summarise(runs), "references": refs,
+                             "runs": runs, "extract_s": round(extract_s, 1),
+                             "demo_s": round(time_demo(), 1) if args.time_demo else None,
+                             "machine": platform.machine(), "cpus": os.cpu_count(),
+                             "python": platform.python_version()}
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (out / "demo.md").write_text(table)
+    if args.readme:
+        from benchmarks.accuracy import update_readme
+
+        update_readme(Path(args.readme), table, README_BEGIN, README_END)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
