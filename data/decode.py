@@ -26,12 +26,12 @@ duration, or whose frames carry no timestamps, falls back to comparing frame cou
 
 **Broken timestamps.** A frame whose timestamp is missing, not finite (decord reports a packet without one as
 about -3.7e17 s, or NaN), more than one grid step before the previous frame's (a jitter under that is placed by the
-rule above), or more than ``MAX_TIMESTAMP_JUMP_S`` after it (phones,
-old DVRs, MPEG-4 AVIs with packed B-frames) cannot be placed: from that frame on the timeline falls back to the
-decoded order at the nominal rate (one grid frame each, as ``timeline="decoded"``), with a warning naming the file,
-and truncation is judged by frame counts. A constant timeline of more than ``TIMELINE_LIMIT_FACTOR`` times the
-length the container declares (frames, or duration at the nominal rate) is refused with :class:`VideoError` as
-soon as it passes that bound, so no file can make a decoder hand out repeated frames without end.
+rule above), or more than ``MAX_TIMESTAMP_JUMP_S`` after it (phones, old DVRs, MPEG-4 AVIs with packed B-frames)
+cannot be placed: from that frame on the timeline falls back to the decoded order at the nominal rate (one grid
+frame each, as ``timeline="decoded"``), with a warning naming the file, and truncation is judged by frame counts.
+A constant timeline of more than ``TIMELINE_LIMIT_FACTOR`` times the length the container declares (frames, or
+duration at the nominal rate) is refused with :class:`VideoError` as soon as it passes that bound, so no file can
+make a decoder hand out repeated frames without end.
 
 **Watchdog.** ``open_video(..., stall_timeout_s=)`` (default ``DECODE_STALL_TIMEOUT_S``, 60 s) decodes the snippets
 in a helper thread (:mod:`data.watchdog`): a snippet that takes longer raises :class:`VideoError` naming the file,
@@ -153,9 +153,9 @@ class Timeline:
     the previous one fills (0: dropped, a duplicate of its slot; more than 1: repeated over a gap); ``finish(end)``
     the count of the last frame, which lasts until ``end`` (None: one grid step) and is shown at least once. On the
     decoded timeline every count is 1. Times are seconds from the stream's start; a start that cannot be placed
-    (:func:`timestamp_problem`: None, not finite, going back, an absurd jump) switches the timeline to
-    the decoded order for the rest of the video (``fallback``, its reason in ``broken``, warned once naming
-    ``path``): each frame then starts one grid step after the previous one.
+    (:func:`timestamp_problem`: None, not finite, going back, an absurd jump) switches the timeline to the decoded
+    order for the rest of the video (:meth:`fall_back`: the reason in ``broken``, warned once naming ``path``): each
+    frame then starts one grid step after the previous one.
     """
 
     def __init__(self, kind: str, rate: Fraction | float, path: str = ""):
@@ -233,7 +233,6 @@ def timestamp_problem(previous, start, index: int, rate) -> str | None:
     if start - previous > MAX_TIMESTAMP_JUMP_S:
         return f"the timestamps jump by {float(start - previous):.4g} s at frame {index}"
     return None
-
 
 
 def warn_broken_timestamps(path: str, reason: str, rate) -> None:

@@ -56,12 +56,14 @@ def watched(items: Iterator[T], timeout_s: float, *, name: str = "watched") -> I
 
     helper = threading.Thread(target=work, name=name, daemon=True)
     helper.start()
+    stalled = False
     try:
         while True:
             requests.put(True)
             try:
                 more, value = results.get(timeout=timeout_s)
             except queue.Empty:
+                stalled = True
                 raise Stalled(timeout_s) from None
             if not more:
                 if value is not None:
@@ -70,3 +72,5 @@ def watched(items: Iterator[T], timeout_s: float, *, name: str = "watched") -> I
             yield value
     finally:
         requests.put(False)  # the helper ends (and closes the iterator) at its next request, if it ever gets there
+        if not stalled:  # it is idle, waiting for that request: let it close the iterator before the caller goes on
+            helper.join()
