@@ -11,8 +11,9 @@ arrived, so a 5 s outage shows as 5 s of clock with no frames, whatever the came
 
 **Stalls.** FFmpeg's read timeout (``stall_timeout_s``) interrupts a network read that waits too long; a file read
 on a hung disk, or a decoder that hangs, is not interrupted by it. So the frames of a connection are demuxed and
-decoded under the decoders' watchdog (:mod:`data.watchdog`) with the same timeout (plus the follow idle timeout for
-a followed file, which waits for growth on purpose): a stalled stream is lost and reconnected, as before; a stalled
+decoded under the decoders' watchdog (:mod:`data.watchdog`) at ``WATCHDOG_STALL_FACTOR`` times that timeout (plus
+the follow idle timeout for a followed file, which waits for growth on purpose): a stalled stream is lost and
+reconnected, as before; a stalled
 file (which a reconnect would replay from its start) ends its camera, named as failed (``SourceStats.stalled``).
 Under ``realtime`` pacing a jump in a file's timestamps of more than ``MAX_TIMESTAMP_GAP_S`` either way restarts
 the pacing rather than being waited out (a broken timestamp 11 hours ahead would otherwise hold the camera).
@@ -40,6 +41,10 @@ BACKOFF_MAX_S = 30.0  # the longest wait between attempts
 BACKOFF_FACTOR = 2.0
 OPEN_TIMEOUT_S = 10.0  # av.open's wait for the first bytes of a connection
 STALL_TIMEOUT_S = 10.0  # no packet for this long: the stream is lost, reconnect
+# The watchdog over a connection's reading and decoding (module docstring) fires at this many stall timeouts: a
+# backstop for what FFmpeg's read timeout cannot interrupt (a hung decoder or disk), late enough that FFmpeg's own
+# timeout, which flushes the decoder's last frames, always comes first on a stalled network stream.
+WATCHDOG_STALL_FACTOR = 2.0
 MAX_TIMESTAMP_GAP_S = 1.0  # a jump in timestamps larger than this inside a connection is a gap
 FOLLOW_IDLE_TIMEOUT_S = IDLE_TIMEOUT_S  # a followed file that has not grown for this long is complete: it ends
 
@@ -137,7 +142,7 @@ class StreamReader:
     def _stall_timeout_s(self) -> float:
         """How long a connection may give no frame (module docstring, stalls)."""
         extra = self.policy.follow_idle_timeout_s if self.camera.follow else 0.0
-        return self.policy.stall_timeout_s + extra
+        return WATCHDOG_STALL_FACTOR * self.policy.stall_timeout_s + extra
 
     def _open(self):
         import av
