@@ -23,6 +23,19 @@ is constant by definition. Repeated frames are written into the snippet buffer o
 for the video stream (``TRUNCATION_TOLERANCE_*``), in both timelines, so a valid variable-frame-rate file with fewer
 coded frames than its declared frame count (AVI's skipped frames) is not truncated. Only a file that declares no
 duration, or whose frames carry no timestamps, falls back to comparing frame counts.
+
+**Broken timestamps.** A frame whose timestamp is missing, not finite (decord reports a packet without one as
+about -3.7e17 s, or NaN), more than one grid step before the previous frame's (a jitter under that is placed by the
+rule above), or more than ``MAX_TIMESTAMP_JUMP_S`` after it (phones, old DVRs, MPEG-4 AVIs with packed B-frames)
+cannot be placed: from that frame on the timeline falls back to the decoded order at the nominal rate (one grid
+frame each, as ``timeline="decoded"``), with a warning naming the file, and truncation is judged by frame counts.
+A constant timeline of more than ``TIMELINE_LIMIT_FACTOR`` times the length the container declares (frames, or
+duration at the nominal rate) is refused with :class:`VideoError` as soon as it passes that bound, so no file can
+make a decoder hand out repeated frames without end.
+
+**Watchdog.** ``open_video(..., stall_timeout_s=)`` (default ``DECODE_STALL_TIMEOUT_S``, 60 s) decodes the snippets
+in a helper thread (:mod:`data.watchdog`): a snippet that takes longer raises :class:`VideoError` naming the file,
+so a decoder that hangs fails its video and the caller goes on (the hung thread is abandoned, its decoder left open).
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import VideoError
+from data.watchdog import DECODE_STALL_TIMEOUT_S, Stalled, watched
 
 # Frames per snippet (method.md §1): the unit every backbone sees and every snippet score covers. The one
 # definition: extractors, ground truth, metrics and the synthetic data all import it from here.
@@ -64,6 +78,19 @@ DEFAULT_TIMELINE = "constant"
 # swscale's bilinear filter (measured equal to within one grey level), which widens with the downscale factor,
 # so it is antialiased like torchvision's `antialias=True` bilinear resize.
 DECODE_RESIZE_FILTER = "swscale-bilinear"
+# Broken timestamps (module docstring): a forward jump between two consecutive frames' timestamps beyond this is
+# taken for a broken timestamp, not a gap in the recording (a valid file's gaps are the pauses of a recorder, and a
+# file rarely holds an hour of nothing).
+MAX_TIMESTAMP_JUMP_S = 3600.0
+# A timestamp further than this from the stream's start is garbage whatever came before it (decord reports a packet
+# without a timestamp as int64's minimum times the time base): about 30 years, past any recording.
+ABSURD_TIMESTAMP_S = 1e9
+# A constant timeline longer than this many times the container's declared length is refused: a valid
+# variable-frame-rate file ends within its declared duration (TRUNCATION_TOLERANCE_* aside), so 3x is far beyond any
+# valid file and still bounds the work a broken one can cause.
+TIMELINE_LIMIT_FACTOR = 3
+REMUX_FIX = ("re-mux it with fresh timestamps (ffmpeg -fflags +genpts -i IN -c copy OUT), or extract it with "
+             "--timeline decoded (every decoded frame once)")
 
 log = logging.getLogger(__name__)
 
@@ -125,26 +152,43 @@ class Timeline:
     ``first(start)`` for the first decoded frame; ``place(start)`` for each later one returns how many grid frames
     the previous one fills (0: dropped, a duplicate of its slot; more than 1: repeated over a gap); ``finish(end)``
     the count of the last frame, which lasts until ``end`` (None: one grid step) and is shown at least once. On the
-    decoded timeline every count is 1. Times are seconds from the stream's start; None (no timestamp) means one grid
-    step after the previous frame.
+    decoded timeline every count is 1. Times are seconds from the stream's start; a start that cannot be placed
+    (:func:`timestamp_problem`: None, not finite, going back, an absurd jump) switches the timeline to the decoded
+    order for the rest of the video (:meth:`fall_back`: the reason in ``broken``, warned once naming ``path``): each
+    frame then starts one grid step after the previous one.
     """
 
-    def __init__(self, kind: str, rate: Fraction | float):
+    def __init__(self, kind: str, rate: Fraction | float, path: str = ""):
         self.constant = kind == "constant" and rate > 0
         self.rate = rate if rate > 0 else Fraction(FRAME_FOLDER_FPS)
+        self.path = path
         self.emitted = 0  # grid frames handed out so far
         self.origin = None
         self.last_start = None
-        self.timed = True  # every frame had a timestamp
+        self.frames = 0  # frames placed so far
+        self.timed = True  # every frame had a usable timestamp
+        self.broken: str | None = None  # why the timestamps were given up (None: they were not)
         self.end: Fraction | float | None = None  # end of the last frame, seconds from the stream's start
 
-    def _start(self, start):
-        if start is None:
+    def fall_back(self, reason: str) -> None:
+        """Place every later frame one grid step after the previous one (the decoded order), warning once."""
+        if self.broken is None:
+            self.broken = reason
             self.timed = False
+            if self.constant:  # the decoded timeline never used them
+                warn_broken_timestamps(self.path, reason, self.rate)
+
+    def _start(self, start):
+        if self.broken is None:
+            problem = timestamp_problem(self.last_start, start, self.frames, self.rate)
+            if problem:
+                self.fall_back(problem)
+        if self.broken is not None:
             start = 0 if self.last_start is None else self.last_start + 1 / self.rate
         if self.origin is None:
             self.origin = start
         self.last_start = start
+        self.frames += 1
         return start
 
     def first(self, start) -> None:
@@ -161,12 +205,60 @@ class Timeline:
     def finish(self, end) -> int:
         """Count of the last frame (the one ``first`` or ``place`` saw last), which lasts until ``end``."""
         start = self.last_start
-        self.end = end if end is not None and end > start else start + 1 / self.rate
+        usable = (self.broken is None and end is not None and math.isfinite(end) and start < end
+                  <= start + MAX_TIMESTAMP_JUMP_S)
+        self.end = end if usable else start + 1 / self.rate
         if not self.constant:
             return 1
         count = max(1, _grid_slot(self.end, self.origin, self.rate) - self.emitted)
         self.emitted += count
         return count
+
+
+def timestamp_problem(previous, start, index: int, rate) -> str | None:
+    """Why frame ``index`` starting at ``start`` seconds (None: no timestamp) cannot be placed after a frame starting
+    at ``previous`` (None: it is the first) on a grid of ``rate`` frames a second, or None when it can (module
+    docstring, broken timestamps)."""
+    if start is None:
+        return f"frame {index} has no timestamp"
+    if not math.isfinite(start):
+        return f"frame {index} has the timestamp {float(start)}"
+    if abs(start) > ABSURD_TIMESTAMP_S:
+        return f"frame {index} has the timestamp {float(start):.4g} s"
+    if previous is None:
+        return None
+    if start < previous - 1 / rate:
+        return (f"frame {index}'s timestamp {float(start):.3f} s goes back from the previous frame's "
+                f"{float(previous):.3f} s")
+    if start - previous > MAX_TIMESTAMP_JUMP_S:
+        return f"the timestamps jump by {float(start - previous):.4g} s at frame {index}"
+    return None
+
+
+def warn_broken_timestamps(path: str, reason: str, rate) -> None:
+    log.warning("%s: broken timestamps (%s): from there on, frames are placed in their decoded order at the nominal "
+                "%.4g fps; %s", path, reason, float(rate), REMUX_FIX)
+
+
+def placeable_starts(starts: np.ndarray, rate: float) -> tuple[np.ndarray, str | None]:
+    """float64 ``[n]`` starts every frame can be placed by, and why the timestamps were given up (None: they were
+    not): :func:`timestamp_problem` applied in order (vectorised), the starts from the first frame that cannot be
+    placed on replaced by one grid step after the previous one, as :class:`Timeline` does while streaming."""
+    starts = np.asarray(starts, dtype=np.float64)
+    n = len(starts)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(starts) | (np.abs(starts) > ABSURD_TIMESTAMP_S)
+        if n > 1:
+            steps = np.diff(starts)
+            bad[1:] |= ~(steps >= -1 / rate) | (steps > MAX_TIMESTAMP_JUMP_S)  # NaN steps are bad too
+    if not bad.any():
+        return starts, None
+    first = int(np.argmax(bad))
+    reason = timestamp_problem(None if first == 0 else starts[first - 1], starts[first], first, rate)
+    fixed = starts.copy()
+    base = fixed[first - 1] if first else 0.0
+    fixed[first:] = base + np.arange(0 if first == 0 else 1, n - first + (0 if first == 0 else 1)) / rate
+    return fixed, reason
 
 
 def grid_counts(starts: np.ndarray, end: float, rate: float) -> np.ndarray:
@@ -205,6 +297,8 @@ class VideoDecoder(abc.ABC):
 
     info: VideoInfo
     needed: tuple[int, ...] | None = None
+    stall_timeout_s: float | None = None  # watchdog (module docstring); None: snippets are decoded in the caller
+    _stalled = False  # the watchdog gave up on the decoding thread, which still holds the decoder
 
     @abc.abstractmethod
     def _placed_frames(self, size: int) -> Iterator[tuple[np.ndarray | None, int]]:
@@ -219,7 +313,8 @@ class VideoDecoder(abc.ABC):
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        if not self._stalled:  # a hung decoding thread may still be inside the decoder: leave it open
+            self.close()
 
     @property
     def _needed_set(self) -> frozenset[int] | None:
@@ -230,14 +325,31 @@ class VideoDecoder(abc.ABC):
 
         After the generator is exhausted, ``self.info.n_frames`` holds the number of frames handed out (on the
         timeline) and ``self.info.decoded_frames`` the number decoded. Raises :class:`VideoError` when the stream is
-        truncated or the frame size changes mid-stream.
+        truncated, the frame size changes mid-stream, the timestamps are broken beyond use (module docstring) or,
+        with ``stall_timeout_s``, a snippet takes longer than that to decode.
         """
+        if not self.stall_timeout_s:
+            yield from self._snippets(size)
+            return
+        try:
+            yield from watched(self._snippets(size), self.stall_timeout_s, name=f"decode {Path(self.info.path).name}")
+        except Stalled as exc:
+            self._stalled = True
+            raise VideoError(self.info.path, f"decoding made no progress for {exc.timeout_s:g} s (the decoder hung "
+                             "on it, or the disk holding it stopped answering)",
+                             "re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT) or check its disk; --decode-timeout "
+                             "SECONDS allows a longer wait") from None
+
+    def _snippets(self, size: int) -> Iterator[np.ndarray]:
         self._decoded = 0
         self._timeline: Timeline | None = None
         buf = None
         filled = 0
         handed = 0
+        limit = self._frame_limit()
         for frame, count in self._placed_frames(size):
+            if limit is not None and handed + count > limit:
+                self._refuse_timeline(handed + count, limit)
             if frame is not None:
                 if buf is None:
                     buf = np.zeros((size, *frame.shape), dtype=np.uint8)
@@ -259,6 +371,24 @@ class VideoDecoder(abc.ABC):
                     filled = 0
         self.info = replace(self.info, n_frames=handed, decoded_frames=self._decoded)
         self._check_complete()
+
+    def _frame_limit(self) -> int | None:
+        """The most grid frames the constant timeline may hand out (``TIMELINE_LIMIT_FACTOR`` times the declared
+        length); None on the decoded timeline, for a folder of frames, or when the container declares nothing."""
+        if self.info.timeline != "constant" or self.info.backend == "frames":
+            return None
+        rate = self.info.nominal_fps or self.info.fps
+        declared = max(self.info.declared_frames, self.info.declared_duration * rate if rate else 0.0)
+        return math.ceil(TIMELINE_LIMIT_FACTOR * declared) if declared > 0 else None
+
+    def _refuse_timeline(self, frames: int, limit: int) -> None:
+        rate = self.info.nominal_fps or self.info.fps
+        declared = " and ".join(x for x in (
+            f"{self.info.declared_frames} frames" if self.info.declared_frames else "",
+            f"{self.info.declared_duration:.2f} s" if self.info.declared_duration else "") if x)
+        raise VideoError(self.info.path, f"broken timestamps: they spread its {self._decoded} decoded frames over more "
+                         f"than {frames} frames ({frames / rate:.4g} s at {rate:.4g} fps), over "
+                         f"{TIMELINE_LIMIT_FACTOR}x the {declared} the container declares", REMUX_FIX)
 
     def _check_complete(self) -> None:
         decoded = self._decoded
@@ -349,12 +479,15 @@ class DecordDecoder(VideoDecoder):
     def _counts(self, n: int) -> np.ndarray:
         """Grid frames per decoded frame (all 1 on the decoded timeline); sets ``self._timeline``'s end."""
         times = np.asarray(self._reader.get_frame_timestamp(list(range(n)))).reshape(n, 2)  # float32 [start, end]
-        self._starts = times[:, 0].astype(np.float64)  # 8 bytes a frame: 2.6 MB for an hour at 90 fps
         rate = float(_rate(self.info))
-        timeline = self._timeline = Timeline(self.info.timeline, rate)
+        # 8 bytes a frame: 2.6 MB for an hour at 90 fps
+        self._starts, broken = placeable_starts(times[:, 0], rate or FRAME_FOLDER_FPS)
+        timeline = self._timeline = Timeline(self.info.timeline, rate, self.info.path)
+        if broken:
+            timeline.fall_back(broken)
         timeline.first(float(self._starts[0]))
         timeline.last_start = float(self._starts[-1])  # the end of the video is all the truncation check needs
-        timeline.finish(float(times[-1, 1]))
+        timeline.finish(None if broken else float(times[-1, 1]))
         if not timeline.constant:
             return np.ones(n, dtype=np.int64)
         return grid_counts(self._starts, float(timeline.end), rate)
@@ -424,7 +557,7 @@ class PyAVDecoder(VideoDecoder):
         resize = ({"width": self.info.out_width, "height": self.info.out_height, "interpolation": "BILINEAR"}
                   if self.info.resized else {})
         needed = self._needed_set
-        timeline = self._timeline = Timeline(self.info.timeline, _rate(self.info))
+        timeline = self._timeline = Timeline(self.info.timeline, _rate(self.info), self.info.path)
         pending = None  # the previous decoded frame and its end, waiting for its count
         first = 0  # grid position of the pending frame's first copy
 
@@ -503,7 +636,8 @@ class FrameFolderDecoder(VideoDecoder):
 
 def open_video(path: str | Path, *, backend: str = "auto", fps: float | None = None,
                short_side: int | None = None, needed: tuple[int, ...] | None = None,
-               square: bool = False, timeline: str = DEFAULT_TIMELINE) -> VideoDecoder:
+               square: bool = False, timeline: str = DEFAULT_TIMELINE,
+               stall_timeout_s: float | None = DECODE_STALL_TIMEOUT_S) -> VideoDecoder:
     """Open a video file or a folder of frames for sequential snippet reading.
 
     backend: ``auto`` (decord, then PyAV when decord cannot open the file), ``decord`` or ``pyav``.
@@ -514,6 +648,8 @@ def open_video(path: str | Path, *, backend: str = "auto", fps: float | None = N
     square: resize the whole frame to ``short_side`` x ``short_side`` instead (aspect changed, one resize).
     timeline: ``constant`` (frames on the stream's constant-rate grid, as a player shows them) or ``decoded``
         (every decoded frame once); see the module docstring. A folder of frames is the same either way.
+    stall_timeout_s: a snippet that takes longer than this to decode fails the video (:class:`VideoError`); None
+        or 0: no watchdog (decoded in the caller's thread).
     """
     if timeline not in TIMELINES:
         raise ValueError(f"timeline must be one of {TIMELINES}, got {timeline!r}")
@@ -522,6 +658,7 @@ def open_video(path: str | Path, *, backend: str = "auto", fps: float | None = N
         fps_out = decoder.info.nominal_fps if timeline == "constant" and decoder.info.nominal_fps > 0 else None
         decoder.info = replace(decoder.info, timeline=timeline, fps=fps_out or decoder.info.fps)
     decoder.needed = tuple(sorted(set(needed))) if needed is not None else None
+    decoder.stall_timeout_s = stall_timeout_s
     return decoder
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data.decode import DEFAULT_TIMELINE, FRAME_FOLDER_FPS
+from data.watchdog import DECODE_STALL_TIMEOUT_S
 from pipeline import defaults as d
 from pipeline.errors import InputError, UsageError, UserError
 from pipeline.parsers import parse_pairs, split_list
@@ -112,7 +113,7 @@ def extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, cr
                      batch_size: int = d.EXTRACT_BATCH_SIZE, frames_per_snippet: int = d.DEFAULT_FRAMES_PER_SNIPPET,
                      dtype: str = d.DTYPES[0], decoder: str = "auto", timeline: str = DEFAULT_TIMELINE,
                      fps: float = FRAME_FOLDER_FPS, decode_resize: bool = True, decode_workers: int | None = None,
-                     force: bool = False):
+                     force: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S):
     """The checked :class:`pipeline.extraction.ExtractSettings`; raises UsageError before any file is read.
     ``views``: backbone -> view, or ``--view`` values (``VIEW`` for all, ``NAME=VIEW``)."""
     from extractors.registry import BACKBONES
@@ -137,10 +138,16 @@ def extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, cr
         view_map = parse_views(list(views or []), names, VIEWS)
     if batch_size < 1 or (decode_workers is not None and decode_workers < 1) or frames_per_snippet < 1:
         raise UsageError("--batch-size, --frames-per-snippet and --decode-workers must be at least 1")
+    _check_decode_timeout(decode_timeout_s)
     return ExtractSettings(backbones=tuple(names), weights=weights, crops=crops, clip_frames=frames_per_snippet,
                            views=view_map, device=device, batch_size=batch_size, dtype=dtype, decoder=decoder,
                            force=force, frames_fps=fps, decode_resize=decode_resize, decode_workers=decode_workers,
-                           timeline=timeline)
+                           timeline=timeline, decode_timeout_s=decode_timeout_s)
+
+
+def _check_decode_timeout(seconds: float) -> None:
+    if not seconds > 0:
+        raise UsageError(f"--decode-timeout must be above 0 s, got {seconds}")
 
 
 def parse_views(values: list[str], backbones: list[str], views: Sequence[str]) -> dict[str, str]:
@@ -166,7 +173,7 @@ def extract(paths: PathLike | Sequence[PathLike], *, store: PathLike | None, dat
             cpus_per_worker: int | None = None, progress: bool = False, **settings) -> ExtractResult:
     """Stage 1: features of the videos under ``paths`` into ``store`` (created if missing). ``settings``: the
     keywords of :func:`extract_settings` (backbones, crops, views, weights, device, batch_size,
-    frames_per_snippet, dtype, decoder, timeline, fps, decode_resize, decode_workers, force)."""
+    frames_per_snippet, dtype, decoder, timeline, fps, decode_resize, decode_workers, force, decode_timeout_s)."""
     import time
 
     from data.discover import find_videos
@@ -442,7 +449,7 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
            onnx: PathLike | None = None, out: PathLike = d.DETECT_OUT, overlay: PathLike | None = None,
            threshold: float | None = None, weights: Mapping[str, str] | Sequence[str] | None = None,
            device: str = d.DEFAULT_DEVICE, timeline: str | None = None, batch_size: int = d.DETECT_BATCH_SIZE,
-           progress: bool = False) -> DetectResult:
+           progress: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S) -> DetectResult:
     """Score new videos with a run of ``store`` (default: its most recent student) or, with ``onnx``, with an
     exported student alone; writes ``<out>/<name>.csv/.json/.png`` (and the ``overlay``) per video. ``threshold``
     None: the offline threshold of the run's (or export's) calibration (:func:`calibrate`), else
@@ -452,6 +459,7 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     paths = [str(p) for p in ([videos] if isinstance(videos, (str, Path)) else videos)]
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
+    _check_decode_timeout(decode_timeout_s)
     if onnx is None and store is None:
         raise UsageError("pass --store DIR (the store holding the run) or --onnx EXPORT_DIR (an exported student)")
     weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
@@ -459,7 +467,7 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     try:
         res = score(paths, onnx if onnx is not None else store, run=_ref(run) if run is not None else None,
                     weights=weights, device=device, timeline=timeline, batch_size=batch_size, progress=progress,
-                    overlay=Path(overlay) if overlay else None)
+                    overlay=Path(overlay) if overlay else None, decode_timeout_s=decode_timeout_s)
     except ValueError as exc:  # WeightsNotFound is an OSError; BadFile and a bad option are ValueErrors
         raise InputError(str(exc)) from exc
     except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide

@@ -5,9 +5,12 @@ after its writer (``<stem>.<pid>@<host>.<thread><suffix>.tmp``) so a later proce
 gone: the host matters when several machines share a folder (Ray workers writing one store on a network disk),
 where a pid means nothing on another machine.
 
-A full disk is one named error, :class:`NoSpaceError` ("no space left on DEVICE while writing PATH"), whatever layer
-noticed it (a plain ``write``, numpy, or torch's zip writer, which reports it as a ``RuntimeError``); the destination
-is untouched and the temp file removed, so nothing already written is lost.
+A full disk is one named error, :class:`NoSpaceError` ("no space left on DEVICE (N bytes free) while writing PATH";
+for the store's own files "no space left on the filesystem holding the store STORE (DEVICE, N bytes free)"), whatever
+layer noticed it (a plain ``write``, numpy, torch's zip writer, which reports it as a ``RuntimeError``, or SQLite,
+which reports a write-ahead log that cannot grow as a "disk I/O error"): any failed write while the filesystem has
+less than ``FULL_DISK_MARGIN_BYTES`` free counts (``os.statvfs``). The destination is untouched and the temp file
+removed, so nothing already written is lost.
 """
 
 from __future__ import annotations
@@ -30,14 +33,27 @@ MOUNTINFO = "/proc/self/mountinfo"  # Linux: which device and mount point hold a
 
 
 class NoSpaceError(UserError):
-    """The disk filled up during a write: names the device and the file; what was written before is kept."""
+    """The disk filled up during a write: names the device, its free bytes and the file (and the store, when the file
+    is one of a store's: ``store``, its folder); what was written before is kept."""
 
-    def __init__(self, path: str | Path, device: str | None = None):
+    def __init__(self, path: str | Path, device: str | None = None, *, store: str | Path | None = None):
         self.path = Path(path)
         self.device = device or device_of(self.path)
-        super().__init__(f"no space left on {self.device} while writing {self.path}; free some space there (or "
-                         "move the store to a larger disk) and run the command again: everything written before is "
-                         "kept")
+        self.store = Path(store) if store is not None else None
+        self.free = free_bytes(self.path)
+        free = f"{self.free} bytes free" if self.free is not None else "free space unknown"
+        if self.store is not None:
+            super().__init__(f"no space left on the filesystem holding the store {self.store} ({self.device}, {free}) "
+                             f"while writing {self.path}; free some space there, or use another --store (on a larger "
+                             "disk), and run the command again: everything written before is kept")
+        else:
+            super().__init__(f"no space left on {self.device} ({free}) while writing {self.path}; free some space "
+                             "there (or move the store to a larger disk) and run the command again: everything "
+                             "written before is kept")
+
+    def in_store(self, store: str | Path) -> NoSpaceError:
+        """The same error, named as a write of the store in folder ``store``."""
+        return self if self.store is not None else NoSpaceError(self.path, self.device, store=store)
 
 
 def device_of(path: str | Path) -> str:
@@ -68,6 +84,19 @@ def device_of(path: str | Path) -> str:
     return f"the disk holding {p}"
 
 
+def free_bytes(path: str | Path) -> int | None:
+    """Bytes an unprivileged process may still write on the filesystem holding ``path`` (its nearest existing folder),
+    from ``os.statvfs``; None when it cannot be asked."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
 def is_out_of_space(exc: BaseException, folder: str | Path | None = None) -> bool:
     """Whether ``exc`` (or an exception it chains) is a full disk: errno ENOSPC / EDQUOT, or any failure while the
     disk holding ``folder`` has less than ``FULL_DISK_MARGIN_BYTES`` free."""
@@ -82,11 +111,8 @@ def is_out_of_space(exc: BaseException, folder: str | Path | None = None) -> boo
         e = e.__cause__ or e.__context__
     if folder is None:
         return False
-    try:
-        st = os.statvfs(folder)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < FULL_DISK_MARGIN_BYTES
+    free = free_bytes(folder)
+    return free is not None and free < FULL_DISK_MARGIN_BYTES
 
 
 def host_name() -> str:

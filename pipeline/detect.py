@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = api.detect(args.paths, store=args.store, run=args.model, onnx=args.onnx, out=args.out,
                             overlay=args.overlay, threshold=args.threshold, weights=args.weights, device=args.device,
-                            timeline=args.timeline, batch_size=args.batch_size, progress=not args.quiet)
+                            timeline=args.timeline, batch_size=args.batch_size, progress=not args.quiet,
+                            decode_timeout_s=args.decode_timeout)
     except UserError as exc:
         return error(exc)
     for w in result.warnings:

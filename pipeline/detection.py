@@ -20,6 +20,7 @@ from tqdm import tqdm
 from data.decode import DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, SNIPPET_FRAMES, TIMELINES, VideoInfo, open_video
 from data.discover import find_videos
 from data.errors import VideoError
+from data.watchdog import DECODE_STALL_TIMEOUT_S
 from extractors.base import Preprocessing, preprocess_snippets
 from extractors.device import auto_device
 from pipeline.atomic import atomic_write, atomic_write_json
@@ -175,6 +176,7 @@ class OnnxExport:
     input_hw: tuple[int, int] | None = None  # (h, w) the backbone graph was traced for (full view: one frame size)
     square: bool = False  # decode the whole frame to short_side x short_side (squash view alone)
     timeline: str = DEFAULT_TIMELINE  # data.decode timeline of the run's training features
+    decode_timeout_s: float = DECODE_STALL_TIMEOUT_S  # a video decoding no snippet for this long fails (watchdog)
 
     @property
     def max_snippets(self) -> int:
@@ -264,7 +266,8 @@ def video_features(path: Path, export: OnnxExport, chunk: int) -> tuple[np.ndarr
     rows: list[np.ndarray] = []
     pending: list[np.ndarray] = []
     with open_video(path, backend=export.decoder, short_side=export.short_side,
-                    needed=export.frame_indices, square=export.square, timeline=export.timeline) as video:
+                    needed=export.frame_indices, square=export.square, timeline=export.timeline,
+                    stall_timeout_s=export.decode_timeout_s) as video:
         for t, snippet in enumerate(video.snippets(SNIPPET_FRAMES), start=1):
             if t > export.max_snippets:
                 raise TooManySnippets(too_many_message(f"more than {export.max_snippets}", export.max_snippets))
@@ -328,7 +331,8 @@ def write_all(detections: list[Detection], model: ModelInfo, out: Path, threshol
 
 
 def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[str, str], device: str,
-                timeline: str | None, batch_size: int, progress: bool, overlay: Path | None = None):
+                timeline: str | None, batch_size: int, progress: bool, overlay: Path | None = None,
+                decode_timeout_s: float = DECODE_STALL_TIMEOUT_S):
     """Score with a run of the store, in torch (features cached in the store). Returns (detections, model,
     failures, warnings, frames decoded, seconds). Raises UserError."""
     # named: a file, no store, a damaged manifest (a read-only store scores the videos it has features of)
@@ -341,7 +345,7 @@ def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[s
         videos = find_inputs(paths, overlay)
         start = time.perf_counter()
         extractor = Extractor(store, backbones, batch_size=batch_size, progress=progress, record_infos=True,
-                              **settings)
+                              decode_timeout_s=decode_timeout_s, **settings)
         warnings = [f"the {name} features of these videos come from other extractor settings than the run's "
                     "training features (weights, crops, decoding or timeline differ); scores may be shifted"
                     for name, fp in zip(loaded.backbones, extractor.fingerprints) if fp != loaded.fingerprints[name]]
@@ -371,13 +375,15 @@ def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[s
 
 
 def score_onnx(paths: list[str], folder, *, run: str | None, weights: dict[str, str], device: str,
-               timeline: str | None, batch_size: int, progress: bool, overlay: Path | None = None):
+               timeline: str | None, batch_size: int, progress: bool, overlay: Path | None = None,
+               decode_timeout_s: float = DECODE_STALL_TIMEOUT_S):
     """Score with an exported student in onnxruntime: only the export folder, no store. Returns as
     :func:`score_store` (frames: those scored)."""
     warnings = [f"{flag} is not used with --onnx (the export holds its run's model and weights)"
                 for flag, value in (("--model", run), ("--weights", weights)) if value]
     providers = ["CPUExecutionProvider"] if device == "cpu" else None  # None: CUDA when available
     export = load_export(folder, providers)
+    export.decode_timeout_s = decode_timeout_s
     if timeline and timeline != export.timeline:
         warnings.append(f"the export's run was trained on features decoded on the {export.timeline} timeline, "
                         f"these videos are decoded on the {timeline} one; scores may be shifted")

@@ -66,7 +66,8 @@ def settings_kwargs(args: argparse.Namespace) -> dict:
     return dict(backbones=args.backbones, crops=args.crops, views=args.view, weights=args.weights,
                 device=args.device, batch_size=args.batch_size, frames_per_snippet=args.frames_per_snippet,
                 dtype=args.dtype, decoder=args.decoder, timeline=args.timeline, fps=args.fps,
-                decode_resize=not args.no_decode_resize, decode_workers=args.decode_workers, force=args.force)
+                decode_resize=not args.no_decode_resize, decode_workers=args.decode_workers, force=args.force,
+                decode_timeout_s=args.decode_timeout)
 
 
 def settings_from_args(args: argparse.Namespace) -> ExtractSettings:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from data.decode import (DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, FRAME_FOLDER_FPS, SNIPPET_FRAMES, TIMELINES,
                          VideoInfo, open_video)
+from data.watchdog import DECODE_STALL_TIMEOUT_S
 from data.errors import VideoError
 from extractors.base import Backbone
 from extractors.device import auto_device
@@ -192,7 +193,8 @@ class Extractor:
                  dtype: str = "float32", decoder: str = "auto", force: bool = False,
                  frames_fps: float = FRAME_FOLDER_FPS, queue_snippets: int = DEFAULT_QUEUE_SNIPPETS,
                  decode_resize: bool = True, overlap: bool | None = None, decode_workers: int | None = None,
-                 progress: bool = True, timeline: str = DEFAULT_TIMELINE, record_infos: bool = False):
+                 progress: bool = True, timeline: str = DEFAULT_TIMELINE, record_infos: bool = False,
+                 decode_timeout_s: float = DECODE_STALL_TIMEOUT_S):
         self.store = store
         self.backbones = backbones
         self.batch_size = batch_size
@@ -203,6 +205,8 @@ class Extractor:
         self.queue_snippets = queue_snippets
         self.progress = progress
         self.record_infos = record_infos
+        # A video whose decoding makes no progress for this long fails by name and the others go on (data.watchdog).
+        self.decode_timeout_s = decode_timeout_s
         if timeline not in TIMELINES:
             raise ValueError(f"timeline must be one of {', '.join(TIMELINES)}, got {timeline!r}")
         self.timeline = timeline
@@ -248,7 +252,8 @@ class Extractor:
             if not any(b in job.todo for b in members):
                 continue
             with open_video(job.path, backend=self.decoder, fps=self.frames_fps, short_side=plan.short_side,
-                            needed=self.needed_frames[g], square=plan.square, timeline=self.timeline) as video:
+                            needed=self.needed_frames[g], square=plan.square, timeline=self.timeline,
+                            stall_timeout_s=self.decode_timeout_s) as video:
                 for snippet in video.snippets(SNIPPET_FRAMES):
                     tensor = torch.from_numpy(snippet)
                     job.queued += 1
@@ -497,6 +502,7 @@ class ExtractSettings:
     decode_resize: bool = True
     decode_workers: int | None = None
     timeline: str = DEFAULT_TIMELINE
+    decode_timeout_s: float = DECODE_STALL_TIMEOUT_S
 
     def build_backbones(self) -> list[Backbone]:
         """Raises WeightsNotFound or ValueError (bad weights file, unknown option) before any video is read."""
@@ -507,4 +513,5 @@ class ExtractSettings:
     def extractor(self, store: FeatureStore, backbones: list[Backbone], *, progress: bool) -> Extractor:
         return Extractor(store, backbones, batch_size=self.batch_size, dtype=self.dtype, decoder=self.decoder,
                          force=self.force, frames_fps=self.frames_fps, decode_resize=self.decode_resize,
-                         decode_workers=self.decode_workers, progress=progress, timeline=self.timeline)
+                         decode_workers=self.decode_workers, progress=progress, timeline=self.timeline,
+                         decode_timeout_s=self.decode_timeout_s)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 
 from data.decode import BACKENDS, DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, FRAME_FOLDER_FPS, TIMELINES
 from data.discover import DATASETS
+from data.watchdog import DECODE_STALL_TIMEOUT_S
 from pipeline import defaults as d
 from pipeline.errors import UsageError
 
@@ -113,6 +114,7 @@ def extract_args(p: argparse.ArgumentParser) -> None:
                         f"with {DECODE_RESIZE_FILTER} to the size each backbone needs)")
     p.add_argument("--decode-workers", type=int, help="videos decoded at once (default: one per core, up to "
                    f"{d.MAX_DECODE_WORKERS}, when every backbone is decode-bound, i.e. lowres alone; else 1)")
+    add_decode_timeout(p)
     p.add_argument("--dataset", choices=DATASETS, help="treat PATHS as the root of this dataset (official lists)")
     p.add_argument("--force", action="store_true", help="recompute features the store already holds")
     p.add_argument("--engine", default=d.ENGINES[0], choices=d.ENGINES,
@@ -210,7 +212,15 @@ def detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=d.DETECT_BATCH_SIZE,
                    help=f"snippets per backbone forward pass (eager, or the backbone graph with --onnx) "
                         f"(default: {d.DETECT_BATCH_SIZE})")
+    add_decode_timeout(p)
     add_common(p, json_help="print every video's result (path, max score, intervals, files) as JSON on stdout")
+
+
+def add_decode_timeout(p: argparse.ArgumentParser) -> None:
+    """``--decode-timeout``: extract and detect share it."""
+    p.add_argument("--decode-timeout", type=float, default=DECODE_STALL_TIMEOUT_S, metavar="SECONDS",
+                   help="a video whose decoding makes no progress (no snippet) for this long fails by name and the "
+                        f"others go on (default: {DECODE_STALL_TIMEOUT_S:g})")
 
 
 def add_live_scoring(p: argparse.ArgumentParser, window_help: str) -> None:

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         say(args, f"watch: {c.name}: {c.frames} frames, {c.snippets_scored} snippets scored, {c.snippets_dropped} "
                   f"dropped, {c.events} events, {c.reconnects} reconnects, {c.corrupt_packets} corrupt packets; {lat}"
                   + (f"; NEVER CONNECTED to {c.source} ({c.last_error})" if c.never_connected else "")
+                  + (f"; STALLED: {c.source} made no progress ({c.last_error})" if c.stalled else "")
                   + (f"; {c.snippets_failed} snippets FAILED ({c.last_error})" if c.snippets_failed else ""))
     say(args, f"watch: {len(summary.cameras)} camera(s) with {summary.model} for {summary.seconds:.1f} s, threshold "
               f"{summary.threshold:.4g} ({summary.threshold_source}); "

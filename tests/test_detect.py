@@ -18,6 +18,7 @@ from feature_sets import TINY_MODEL
 from torch import nn
 
 from data.synthetic import SyntheticSpec, generate_dataset, write_video
+from data.watchdog import DECODE_STALL_TIMEOUT_S
 from extractors.base import preprocess_snippets
 from extractors.effnet_lite import PREPROCESSING, EffNetLite0Backbone
 from pipeline import detect, detection, export, extract, train
@@ -269,7 +270,7 @@ def test_an_export_with_a_lower_limit_fails_longer_videos_by_name_and_scores_the
     assert pulled == {"vtest.avi": 9, "short.mp4": 3}  # vtest's 49 snippets: decoding stopped past the limit
     # as in training (vtest is 4:3 like the training videos: the same 298 x 224 whole-frame input)
     assert opened["vtest.avi"] == {"backend": "auto", "short_side": 224, "needed": (8,), "square": False,
-                                   "timeline": "constant"}
+                                   "timeline": "constant", "stall_timeout_s": DECODE_STALL_TIMEOUT_S}
     assert not (tmp_path / "out" / "vtest.json").exists()
     scored = json.loads((tmp_path / "out" / "short.json").read_text())
     assert scored["engine"] == "onnxruntime" and scored["n_frames"] == 48 and scored["n_snippets"] == 3

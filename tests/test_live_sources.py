@@ -11,10 +11,10 @@ import time
 import av
 import numpy as np
 import pytest
-from videos import encode, pattern_frames
+from videos import encode, mux_packets, pattern_frames
 
 from data.decode import open_video
-from pipeline.live.sources import Camera, ReconnectPolicy, StreamReader
+from pipeline.live.sources import WATCHDOG_STALL_FACTOR, Camera, ReconnectPolicy, StreamReader
 
 FAST = ReconnectPolicy(initial_s=0.05, max_s=0.1, open_timeout_s=2.0, stall_timeout_s=2.0, give_up_after=2)
 
@@ -153,3 +153,55 @@ def test_stop_ends_a_read_promptly(tmp_path):
         if len(got) == 5:
             stop.set()
     assert 5 <= len(got) < 250
+
+
+class _StallingContainer:
+    """A real PyAV container whose demuxer blocks after ``after`` packets (a hung disk or decoder) until released."""
+
+    def __init__(self, container, after: int, release: threading.Event):
+        self._container, self._after, self._release = container, after, release
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def demux(self, *streams):
+        for i, packet in enumerate(self._container.demux(*streams)):
+            if i == self._after:
+                self._release.wait(60)  # released at the end; without a watchdog the test fails, not hangs
+            yield packet
+
+
+def test_a_file_source_that_stalls_stops_its_camera_by_name_without_replaying_it(tmp_path, monkeypatch, caplog):
+    path = encode(tmp_path / "v.mp4", pattern_frames(60, 32, 32), codec="libx264", lossless=False,
+                  options={"movflags": "faststart"})
+    release = threading.Event()
+    real_open = StreamReader._open
+    monkeypatch.setattr(StreamReader, "_open", lambda self: _StallingContainer(real_open(self), 20, release))
+    reader = StreamReader(Camera("door", str(path)), policy=FAST)  # the stall timeout 2 s: the watchdog at 4 s
+    try:
+        with caplog.at_level("ERROR"):
+            frames = list(reader.frames())
+    finally:
+        release.set()
+    assert 0 < len(frames) <= 20 and reader.stats.stalled and reader.stats.connects == 1  # not replayed
+    assert f"no progress for {WATCHDOG_STALL_FACTOR * FAST.stall_timeout_s:g} s" in reader.stats.last_error
+    assert any("door" in r.message and str(path) in r.message and "made no progress" in r.message
+               for r in caplog.records)
+    from pipeline.live.engine import CameraSummary, WatchSummary
+
+    summary = WatchSummary("m", None, 0.5, "", 4, 1.0, False, [CameraSummary("door", str(path), stalled=True)])
+    assert summary.failed_cameras == ["door"]  # watch exits 1 and names it
+
+
+def test_realtime_pacing_does_not_wait_out_a_broken_timestamp_jump(tmp_path):
+    # 11 hours between frames 29 and 30: played on at the native rate, not waited out.
+    path = mux_packets(tmp_path / "jump.mkv", pattern_frames(60, 32, 32), lambda k: (k + 10**6 * (k >= 30),) * 2,
+                       format="matroska")
+    stop = threading.Event()
+    guard = threading.Timer(60, stop.set)  # without the fix the read would wait 11 h: the test fails, not hangs
+    guard.start()
+    try:
+        frames = list(StreamReader(Camera("file", str(path), realtime=True), stop=stop).frames())
+    finally:
+        guard.cancel()
+    assert len(frames) == 60 and not stop.is_set()

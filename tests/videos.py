@@ -47,3 +47,35 @@ def encode(path: Path, frames: np.ndarray, *, fps: int = 25, codec: str = "libx2
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def mux_packets(path: Path, frames: np.ndarray, stamps, *, fps: int = 25, b_frames: int = 0,
+                format: str | None = None) -> Path:
+    """Write RGB frames [n, H, W, 3] as MPEG-4 part 2 (the codec of phones' and old DVRs' AVIs), with packet
+    timestamps of our choosing: ``stamps(k)`` gives packet k's ``(pts, dts)`` in 1/fps units, or None to keep the
+    encoder's. ``b_frames`` > 0 in an AVI gives packed B-frames, whose packets carry no timestamps of their own."""
+    path = Path(path)
+    enc = av.CodecContext.create("mpeg4", "w")
+    enc.width, enc.height, enc.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    enc.time_base, enc.framerate = Fraction(1, fps), Fraction(fps)
+    enc.max_b_frames = b_frames
+    enc.open()
+    packets = []
+    for i, f in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        packets += enc.encode(frame)
+    packets += enc.encode(None)
+    with av.open(str(path), mode="w", format=format) as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = enc.width, enc.height, "yuv420p"
+        stream.codec_context.extradata = enc.extradata
+        stream.time_base = Fraction(1, fps)
+        for k, packet in enumerate(packets):
+            packet.stream = stream
+            chosen = stamps(k)
+            if chosen is not None:
+                packet.pts, packet.dts = chosen
+            packet.time_base = Fraction(1, fps)
+            container.mux(packet)
+    return path

@@ -169,6 +169,7 @@ class CameraSummary:
     latency_p99_s: float | None = None
     last_error: str | None = None
     never_connected: bool = False
+    stalled: bool = False  # a file source that made no progress for the stall timeout (its camera stopped)
 
 
 class CameraWorker:
@@ -249,7 +250,8 @@ class CameraWorker:
         pct = (lambda q: float(np.percentile(lat, q))) if len(lat) else (lambda q: None)
         return CameraSummary(self.camera.name, self.camera.source, s.frames, self.snippets_scored,
                              self.snippets_dropped, self.snippets_failed, s.connects, s.reconnects, s.failed_connects, s.corrupt_packets,
-                             s.gaps, self.events, pct(50), pct(95), pct(99), s.last_error, s.connects == 0)
+                             s.gaps, self.events, pct(50), pct(95), pct(99), s.last_error, s.connects == 0,
+                             s.stalled)
 
 
 @dataclass
@@ -271,8 +273,8 @@ class WatchSummary:
 
     @property
     def failed_cameras(self) -> list[str]:
-        """Cameras that never connected or whose snippets the model could not score."""
-        return [c.name for c in self.cameras if c.never_connected or c.snippets_failed]
+        """Cameras that never connected, whose file stalled or whose snippets the model could not score."""
+        return [c.name for c in self.cameras if c.never_connected or c.stalled or c.snippets_failed]
 
 
 def resident_mb() -> float:

@@ -8,6 +8,15 @@ mid-stream, a stalled one).
 A reader yields decoded RGB frames at the run's decode size with two clocks: the stream's own timestamp and the
 camera's clock (seconds since its first frame ever: each connection starts at the monotonic time its first frame
 arrived, so a 5 s outage shows as 5 s of clock with no frames, whatever the camera's timestamps do on a restart).
+
+**Stalls.** FFmpeg's read timeout (``stall_timeout_s``) interrupts a network read that waits too long; a file read
+on a hung disk, or a decoder that hangs, is not interrupted by it. So the frames of a connection are demuxed and
+decoded under the decoders' watchdog (:mod:`data.watchdog`) at ``WATCHDOG_STALL_FACTOR`` times that timeout (plus
+the follow idle timeout for a followed file, which waits for growth on purpose): a stalled stream is lost and
+reconnected, as before; a stalled
+file (which a reconnect would replay from its start) ends its camera, named as failed (``SourceStats.stalled``).
+Under ``realtime`` pacing a jump in a file's timestamps of more than ``MAX_TIMESTAMP_GAP_S`` either way restarts
+the pacing rather than being waited out (a broken timestamp 11 hours ahead would otherwise hold the camera).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.decode import decode_size
+from data.watchdog import Stalled, watched
 from pipeline.live.growing import IDLE_TIMEOUT_S, GrowingFile, check_streamable
 
 log = logging.getLogger("pipeline.live.sources")
@@ -31,6 +41,10 @@ BACKOFF_MAX_S = 30.0  # the longest wait between attempts
 BACKOFF_FACTOR = 2.0
 OPEN_TIMEOUT_S = 10.0  # av.open's wait for the first bytes of a connection
 STALL_TIMEOUT_S = 10.0  # no packet for this long: the stream is lost, reconnect
+# The watchdog over a connection's reading and decoding (module docstring) fires at this many stall timeouts: a
+# backstop for what FFmpeg's read timeout cannot interrupt (a hung decoder or disk), late enough that FFmpeg's own
+# timeout, which flushes the decoder's last frames, always comes first on a stalled network stream.
+WATCHDOG_STALL_FACTOR = 2.0
 MAX_TIMESTAMP_GAP_S = 1.0  # a jump in timestamps larger than this inside a connection is a gap
 FOLLOW_IDLE_TIMEOUT_S = IDLE_TIMEOUT_S  # a followed file that has not grown for this long is complete: it ends
 
@@ -106,6 +120,7 @@ class SourceStats:
     gaps: int = 0
     last_error: str | None = None
     connected: bool = False
+    stalled: bool = False  # a file source whose reading or decoding made no progress for the stall timeout
 
 
 class StreamReader:
@@ -122,6 +137,12 @@ class StreamReader:
         self.stop = stop or threading.Event()
         self.stats = SourceStats()
         self._first_arrival: float | None = None
+        self._hung = False  # the last connection's watchdog gave up on its reading thread
+
+    def _stall_timeout_s(self) -> float:
+        """How long a connection may give no frame (module docstring, stalls)."""
+        extra = self.policy.follow_idle_timeout_s if self.camera.follow else 0.0
+        return WATCHDOG_STALL_FACTOR * self.policy.stall_timeout_s + extra
 
     def _open(self):
         import av
@@ -168,7 +189,14 @@ class StreamReader:
             self.stats.connected = True
             ended = yield from self._read(container, connection)
             self.stats.connected = False
-            container.close()
+            if self._hung:  # the watchdog's thread may still be inside the container: leave it open, abandoned
+                self._hung = False
+            else:
+                container.close()
+            if self.stats.stalled:
+                log.error("%s: %s made no progress for %g s (%s); this camera stops", self.camera.name,
+                          self.camera.source, self._stall_timeout_s(), self.stats.last_error)
+                return
             if ended and self.camera.is_file:
                 return
             if not self.stop.is_set():
@@ -199,10 +227,11 @@ class StreamReader:
                 flush.time_base = stream.time_base
                 yield flush
 
-        try:
+        def decoded():
+            """The connection's frames, demuxed and decoded (in the watchdog's thread)."""
             for packet in packets():
                 if self.stop.is_set():
-                    return False
+                    return
                 if packet.is_corrupt:  # the demuxer saw damage (e.g. lost TS packets): skip it rather than show it
                     self.stats.corrupt_packets += 1
                     if self.stats.corrupt_packets == 1 or self.stats.corrupt_packets % 100 == 0:
@@ -210,38 +239,49 @@ class StreamReader:
                                     self.stats.corrupt_packets)
                     continue
                 try:
-                    decoded = stream.decode(packet)
+                    frames = stream.decode(packet)
                 except av.FFmpegError:
                     self.stats.corrupt_packets += 1
                     continue
-                for frame in decoded:
-                    if size is None:
-                        size = [decode_size(frame.width, frame.height, side, sq) for side, sq in self.sizes]
-                        if self.clip_short_side:
-                            clip = decode_size(frame.width, frame.height, self.clip_short_side)
-                    pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
-                    now = time.monotonic()
-                    if first_pts is None:
-                        first_pts = pts or 0.0
-                        if self._first_arrival is None:
-                            self._first_arrival = now
-                        origin = now - self._first_arrival
-                    rel = (pts - first_pts) if pts is not None else 0.0
-                    gap = connection > 0 and last_pts is None
-                    if pts is not None and last_pts is not None and pts - last_pts > MAX_TIMESTAMP_GAP_S:
-                        gap = True
-                        self.stats.gaps += 1
-                    last_pts = pts if pts is not None else last_pts
-                    if self.camera.realtime and self.camera.is_file:  # a live source paces itself
-                        delay = started + rel - time.monotonic()
-                        if delay > 0 and self.stop.wait(delay):
-                            return False
-                    images = tuple(frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BILINEAR")
-                                   for w, h in size)
-                    clip_image = (frame.to_ndarray(format="rgb24", width=clip[0], height=clip[1],
-                                                   interpolation="BILINEAR") if clip else None)
-                    self.stats.frames += 1
-                    yield LiveFrame(images, clip_image, pts, origin + rel, time.monotonic(), connection, gap)
+                yield from frames
+
+        try:
+            for frame in watched(decoded(), self._stall_timeout_s(), name=f"camera {self.camera.name}"):
+                if self.stop.is_set():
+                    return False
+                if size is None:
+                    size = [decode_size(frame.width, frame.height, side, sq) for side, sq in self.sizes]
+                    if self.clip_short_side:
+                        clip = decode_size(frame.width, frame.height, self.clip_short_side)
+                pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
+                now = time.monotonic()
+                if first_pts is None:
+                    first_pts = pts or 0.0
+                    if self._first_arrival is None:
+                        self._first_arrival = now
+                    origin = now - self._first_arrival
+                rel = (pts - first_pts) if pts is not None else 0.0
+                gap = connection > 0 and last_pts is None
+                if pts is not None and last_pts is not None and pts - last_pts > MAX_TIMESTAMP_GAP_S:
+                    gap = True
+                    self.stats.gaps += 1
+                last_pts = pts if pts is not None else last_pts
+                if self.camera.realtime and self.camera.is_file:  # a live source paces itself
+                    delay = started + rel - time.monotonic()
+                    if abs(delay) > MAX_TIMESTAMP_GAP_S:  # a jump in the timestamps: pace on from this frame
+                        started, delay = time.monotonic() - rel, 0.0
+                    if delay > 0 and self.stop.wait(delay):
+                        return False
+                images = tuple(frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="BILINEAR")
+                               for w, h in size)
+                clip_image = (frame.to_ndarray(format="rgb24", width=clip[0], height=clip[1],
+                                               interpolation="BILINEAR") if clip else None)
+                self.stats.frames += 1
+                yield LiveFrame(images, clip_image, pts, origin + rel, time.monotonic(), connection, gap)
+        except Stalled as exc:
+            self._hung = True
+            lost.append(exc)
+            self.stats.stalled = self.camera.is_file and not self.stop.is_set()
         except av.FFmpegError as exc:
             lost.append(exc)
         if lost:

@@ -1,12 +1,14 @@
 """The store's named errors, and the mapping of an SQLite error on the manifest to one of them (damaged,
-read-only, locked, full disk...), so that no stage ever shows a raw ``sqlite3`` traceback."""
+read-only, locked, full disk...), so that no stage ever shows a raw ``sqlite3`` traceback. A full disk is judged by
+the free space of the store's filesystem (``os.statvfs``) whatever SQLite reported: SQLite reports a write-ahead log
+or its index that cannot grow as a "disk I/O error", not SQLITE_FULL."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from pipeline.atomic import NoSpaceError
+from pipeline.atomic import NoSpaceError, is_out_of_space
 from pipeline.errors import UserError
 from pipeline.store.layout import SQLITE_BUSY_TIMEOUT_S
 
@@ -50,11 +52,13 @@ def _sqlite_fault(exc: sqlite3.Error, manifest: Path) -> UserError:
     or unopenable, full disk, locked)."""
     text = str(exc).lower()
     if "disk is full" in text:
-        return NoSpaceError(manifest)
+        return NoSpaceError(manifest, store=manifest.parent)
     if "malformed" in text or "not a database" in text or "file is encrypted" in text:
         return ManifestDamaged(manifest, str(exc))
     if "readonly" in text or "read-only" in text:
         return StoreReadOnly(manifest.parent, f"SQLite cannot write {manifest} ({exc})")
+    if is_out_of_space(exc, manifest.parent):  # a disk I/O error, unable to open (the -wal, -shm)... on a full disk
+        return NoSpaceError(manifest, store=manifest.parent)
     if "unable to open" in text:
         return StoreError(f"cannot open the store's manifest {manifest} ({exc}): check that its folder exists and "
                           "that you may read (and, to add to it, write) the folder and the file")
@@ -68,13 +72,16 @@ def _sqlite_fault(exc: sqlite3.Error, manifest: Path) -> UserError:
 
 
 def _named_sql_errors(method):
-    """Wrap a FeatureStore method so that an SQLite error leaves it as one named error (:func:`_sqlite_fault`)."""
+    """Wrap a FeatureStore method so that an SQLite error leaves it as one named error (:func:`_sqlite_fault`), and a
+    full disk under any of its files names the store."""
 
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
             raise _sqlite_fault(exc, self.manifest) from None
+        except NoSpaceError as exc:
+            raise exc.in_store(self.manifest.parent) from exc.__cause__
 
     wrapper.__name__, wrapper.__doc__, wrapper.__qualname__ = method.__name__, method.__doc__, method.__qualname__
     wrapper.__wrapped__ = method

@@ -210,7 +210,8 @@ def _init_connection(store: FeatureStore) -> None:
     try:
         result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise ManifestDamaged(store.manifest, str(exc)) from None
+        fault = _sqlite_fault(exc, store.manifest)  # a full disk is not a damaged manifest
+        raise (fault if isinstance(fault, NoSpaceError) else ManifestDamaged(store.manifest, str(exc))) from None
     if result != "ok":
         raise ManifestDamaged(store.manifest, f"SQLite's quick_check: {result}")
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -306,7 +307,7 @@ class FeatureStore:
             raise _sqlite_fault(exc, self.manifest) from None
         except OSError as exc:
             if is_out_of_space(exc, self.root):
-                raise NoSpaceError(self.manifest) from exc
+                raise NoSpaceError(self.manifest, store=self.root) from exc
             raise StoreError(f"cannot create the store at {self.root} ({exc.strerror or exc}); choose a folder you "
                              "may write") from None
 
