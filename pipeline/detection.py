@@ -391,7 +391,7 @@ def score_onnx(paths: list[str], folder, *, run: str | None, weights: dict[str, 
     videos = find_inputs(paths, overlay)
     start = time.perf_counter()
     detections, failures = [], []
-    for path in tqdm(videos, unit="video", disable=not progress, dynamic_ncols=True):
+    for path in tqdm(videos, unit="video", disable=not progress, dynamic_ncols=True, desc="detect (onnx)"):
         try:
             detections.append(onnx_detect(path, export, batch_size))
         except Exception as exc:  # VideoError, TooManySnippets, a decoder's own types: one bad video fails alone

@@ -365,8 +365,13 @@ class Extractor:
         stop = threading.Event()
         batch: list[tuple[Job, int, torch.Tensor]] = []  # (video, decode group, snippet)
         ended: dict[int, Job] = {}
-        bar = tqdm(total=len(jobs), unit="video", disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(total=len(jobs), unit="video", disable=not self.progress, dynamic_ncols=True,
+                   desc=f"extract {','.join(b.name for b in self.backbones)}")
         start = time.perf_counter()
+        embedded = [0.0]  # video frames through every backbone so far: the rate shows from the first batch on
+
+        def show_rate() -> None:
+            bar.set_postfix_str(f"{embedded[0] / max(time.perf_counter() - start, 1e-9):.0f} frames/s")
 
         def fail(job: Job, exc: BaseException) -> None:
             if isinstance(exc, (NoSpaceError, ManifestDamaged)):
@@ -395,12 +400,14 @@ class Extractor:
                 if self.record_infos:
                     outcome.infos[str(job.path)] = job.info
                 bar.update(1)
-            bar.set_postfix_str(f"{outcome.frames / max(time.perf_counter() - start, 1e-9):.0f} frames/s")
+            show_rate()
 
         def flush() -> None:
             if batch:
                 try:
                     self._forward(batch)
+                    # a snippet of 16 frames per decode group (a video decoded at two sizes counts once)
+                    embedded[0] += len(batch) * SNIPPET_FRAMES / len(self.groups)
                 except Exception as exc:  # e.g. out of memory: the videos in this batch fail, the rest go on
                     for job in {id(item[0]): item[0] for item in batch}.values():
                         fail(job, exc)

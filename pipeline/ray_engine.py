@@ -233,7 +233,7 @@ def _dispatch(ray, store: FeatureStore, workers: list, fingerprints: list[str], 
     wait = False  # True once only videos another process was computing are left: then wait for its locks
     in_flight: dict = {}  # ObjectRef -> _Task
     dead: set[int] = set()
-    bar = tqdm(total=len(videos), unit="video", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(videos), unit="video", disable=not progress, dynamic_ncols=True, desc="extract on ray")
     start = time.perf_counter()
 
     def fail(path: str, reason: str, fix: str) -> None:
