@@ -67,8 +67,13 @@ BACKBONE_ONNX = "backbone.onnx"
 HEAD_ONNX = "head.onnx"
 EXPORT_JSON = "export.json"
 OPSET = 17  # the legacy (TorchScript-based) exporter; the torch.export-based one fixed T to the example's length
-# Largest allowed |exported - eager| on scores in (0, 1). Measured differences are ~1e-7 (float32 round-off of a
-# different kernel order); 1e-4 leaves room for other CPUs / onnxruntime builds, and is far below any threshold.
+# Largest allowed |exported - eager| on scores in (0, 1), in the export's check and the README's claim. Measured on a
+# CPU (torch 2.14, onnxruntime 1.32): TorchScript 0 to 6e-8; ONNX 6e-8 on the tests' models and random full-size
+# heads, up to 1.0e-6 on a teacher trained 200 epochs (head over 515 snippets) and 4e-7 on its vtest.avi scores.
+# The cause is float32 round-off of onnxruntime's convolution kernels (backbone features differ by ~6e-6),
+# amplified by the head's input standardisation where a training feature dimension was nearly constant (std floored
+# at models.normalization.STD_FLOOR): such a run can exceed this on footage unlike its training videos although
+# the check on its fixed inputs passed. Calibrated thresholds keep a margin from every score (pipeline.calibration).
 TOLERANCE = 1e-4
 # Longest video (snippets) an export accepts by default: above UCF-Crime's longest (6750). The head's attention
 # then holds heads x T^2 floats per map, 2.1 GB for 8 heads at T = 8192; --max-snippets moves the bound.
