@@ -157,6 +157,13 @@ def test_detect_uses_the_calibrated_threshold_unless_one_is_given(small, tmp_pat
                         "--out", str(tmp_path / "given"), "--threshold", "0.7"]) == 0
     assert json.loads((tmp_path / "given" / "cam_a.json").read_text())["threshold"] == 0.7
     assert "threshold 0.7 (--threshold)" in capsys.readouterr().out
+    # events of another rule than the calibration's: the calibrated rate does not hold, and detect says so
+    assert detect.main([str(video), "--store", str(s.store), "--model", s.teacher[:12], "--quiet",
+                        "--out", str(tmp_path / "other"), "--open-after", "4"]) == 0
+    out, err = capsys.readouterr()
+    assert "calibrated with events opening after 2 and closing after 3 snippets" in err
+    assert "--open-after 2 --close-after 3" in err and "events (hysteresis: open after 4 snippets >=" in out
+    assert json.loads((tmp_path / "other" / "cam_a.json").read_text())["alert_rule"]["open_after"] == 4
 
 
 def test_split_val_uses_the_runs_validation_normals_and_an_empty_split_names_normal(small, tmp_path, capsys):
