@@ -198,15 +198,22 @@ def test_export_carries_the_calibration_and_detect_onnx_uses_it(small, tmp_path,
 @pytest.mark.slow
 def test_detect_finds_the_false_alarms_calibrate_counted_on_the_same_footage(small, vtest_path, tmp_path, capsys):
     """The tester's case: calibrate on vtest.avi, then detect on vtest.avi at the calibrated threshold, eager and
-    with the ONNX export; each reports as many events as calibration counted false alarms. A target of 500 alarms/h
-    allows 4 events on its 31 s, so the counts are not all zero."""
+    with the ONNX export; each reports as many events as calibration counted false alarms. The target is lowered
+    from 500 alarms/h (4 events on its 31 s) until the threshold falls between two scores with an event at it,
+    not below every score (one event, the whole video) or above them all (none)."""
     s, _, folder, _ = small
-    assert calibrate.main([s.teacher[:12], "--store", str(s.store), "--normal", str(vtest_path), "--quiet",
-                           "--false-alarms-per-hour", "500"]) == 0
-    c = json.loads((folder / "calibration.json").read_text())
-    threshold, counted = c["thresholds"]["offline"], c["false_alarms"]["offline"]
-    assert c["n_snippets"] == 49 and 1 <= counted <= 500 * c["hours"]
-    capsys.readouterr()
+    for target in (500, 300, 200, 150, 100, 70, 50):
+        assert calibrate.main([s.teacher[:12], "--store", str(s.store), "--normal", str(vtest_path), "--quiet",
+                               "--false-alarms-per-hour", str(target)]) == 0
+        err = capsys.readouterr().err
+        c = json.loads((folder / "calibration.json").read_text())
+        threshold, counted = c["thresholds"]["offline"], c["false_alarms"]["offline"]
+        if counted >= 1 and c["margins"]["offline"] < calibration.OUTSIDE_MARGIN:  # between two scores
+            break
+    else:
+        pytest.fail("no target put the offline threshold between two scores with an event")
+    assert c["n_snippets"] == 49 and counted <= target * c["hours"]
+    assert (c["margins"]["offline"] < export.TOLERANCE) == ("offline threshold lies" in err)  # warned when close
     assert detect.main([str(vtest_path), "--store", str(s.store), "--model", s.teacher[:12], "--quiet",
                         "--out", str(tmp_path / "eager"), "--overlay", str(tmp_path / "overlays")]) == 0
     out = capsys.readouterr().out
@@ -229,6 +236,8 @@ def test_detect_finds_the_false_alarms_calibrate_counted_on_the_same_footage(sma
                         "--out", str(tmp_path / "onnx")]) == 0
     onnx = json.loads((tmp_path / "onnx" / "vtest.json").read_text())
     assert onnx["engine"] == "onnxruntime" and onnx["threshold"] == threshold
-    assert np.abs(np.array(onnx["snippet_scores"]) - scores).max() < c["margins"]["offline"]
+    diff = np.abs(np.array(onnx["snippet_scores"]) - scores).max()
+    print(f"vtest.avi: {counted} events at {threshold!r}, margin {c['margins']['offline']:.3g}, onnx diff {diff:.3g}")
+    assert diff < c["margins"]["offline"]
     assert [(e["first_snippet"], e["last_snippet"]) for e in onnx["events"]] == \
         [(e["first_snippet"], e["last_snippet"]) for e in eager["events"]]
