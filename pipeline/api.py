@@ -423,20 +423,24 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
 @dataclass
 class DetectResult(Sequence):
     """The scored videos (:class:`pipeline.detect.Detection`: ``frame_scores``, ``frame_times``, ...; indexable,
-    iterable), the files written per video, the failed videos, and warnings."""
+    iterable), the files written per video, their alert events, the failed videos, and warnings."""
 
     detections: list[Detection]
     out: Path
     model: str  # "student 0a1b2c3d4e5f" / the export's label
     engine: str
     files: list[Path] = field(default_factory=list)  # per detection: <out>/<stem> (+ .csv, .json, .png)
-    intervals: list[list[tuple[float, float]]] = field(default_factory=list)  # per detection: at/above threshold
+    # per detection: the hysteresis rule's events, {"start_s", "end_s", "first_snippet", "last_snippet",
+    # "peak_score"} (pipeline.detection.alert_events), as dakd watch would raise them and dakd calibrate counts them
+    events: list[list[dict]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     frames: int = 0  # frames decoded now (store) or scored (onnx)
     seconds: float = 0.0
     threshold: float = d.FALSE_ALARM_THRESHOLD  # the one used: threshold=, else the calibration's, else 0.5
     threshold_source: str = ""  # "--threshold", "calibration (1 false alarm/h on 0.3 h)", "uncalibrated default 0.5"
+    rule: Any = None  # the pipeline.live.hysteresis.HysteresisConfig of the events (its threshold is ``threshold``)
+    written: list[list[Path]] = field(default_factory=list)  # per detection: every file written, overlay last
 
     def __getitem__(self, i):
         return self.detections[i]
@@ -449,17 +453,25 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
            onnx: PathLike | None = None, out: PathLike = d.DETECT_OUT, overlay: PathLike | None = None,
            threshold: float | None = None, weights: Mapping[str, str] | Sequence[str] | None = None,
            device: str = d.DEFAULT_DEVICE, timeline: str | None = None, batch_size: int = d.DETECT_BATCH_SIZE,
-           progress: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S) -> DetectResult:
+           progress: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S, open_after: int | None = None,
+           close_after: int | None = None) -> DetectResult:
     """Score new videos with a run of ``store`` (default: its most recent student) or, with ``onnx``, with an
     exported student alone; writes ``<out>/<name>.csv/.json/.png`` (and the ``overlay``) per video. ``threshold``
     None: the offline threshold of the run's (or export's) calibration (:func:`calibrate`), else
-    ``defaults.FALSE_ALARM_THRESHOLD``."""
+    ``defaults.FALSE_ALARM_THRESHOLD``. Each video's events are those of the hysteresis rule ``dakd watch`` alerts
+    with and :func:`calibrate` counts (``open_after`` / ``close_after`` None: its defaults)."""
     from pipeline import detection
+    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig
 
     paths = [str(p) for p in ([videos] if isinstance(videos, (str, Path)) else videos)]
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     _check_decode_timeout(decode_timeout_s)
+    open_after = OPEN_AFTER if open_after is None else open_after
+    close_after = CLOSE_AFTER if close_after is None else close_after
+    for name, value in (("--open-after", open_after), ("--close-after", close_after)):
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1, got {value}")
     if onnx is None and store is None:
         raise UsageError("pass --store DIR (the store holding the run) or --onnx EXPORT_DIR (an exported student)")
     weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
@@ -477,11 +489,19 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
 
     calibration = load_calibration(model.folder) if threshold is None and model.folder is not None else None
     threshold, threshold_source = threshold_for(calibration, "offline", threshold)
-    files, intervals = detection.write_all(detections, model, Path(out), threshold,
-                                           Path(overlay) if overlay else None)
+    if calibration is not None and (calibration.get("open_after"), calibration.get("close_after")) not in (
+            (None, None), (open_after, close_after)):
+        warnings.append(f"the offline threshold was calibrated with events opening after "
+                        f"{calibration['open_after']} and closing after {calibration['close_after']} snippets, these "
+                        f"events open after {open_after} and close after {close_after}: pass --open-after "
+                        f"{calibration['open_after']} --close-after {calibration['close_after']} for the calibrated "
+                        "false-alarm rate")
+    rule = HysteresisConfig(threshold, open_after, close_after)
+    written = detection.write_all(detections, model, Path(out), rule, Path(overlay) if overlay else None)
     return DetectResult(detections, Path(out), model.label if model.engine == detection.ENGINE_ONNX else
-                        f"{model.stage} {model.run[:12]}", model.engine, files, intervals, _failures(failures),
-                        warnings, frames, seconds, threshold, threshold_source)
+                        f"{model.stage} {model.run[:12]}", model.engine, [w.stem for w in written],
+                        [w.events for w in written], _failures(failures), warnings, frames, seconds, threshold,
+                        threshold_source, rule, [w.files for w in written])
 
 
 # -- calibrate -------------------------------------------------------------------------------------------------

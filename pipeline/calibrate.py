@@ -9,7 +9,8 @@ cached in the store; ``--split val``: the normal videos of the run's own validat
 config and dataset) is scored twice: ``live``, causally over a window of the last W snippets as ``dakd watch``
 scores a stream, and ``offline``, over the whole video as ``dakd detect`` does. For each, the threshold is the
 lowest at which the hysteresis rule (``pipeline.live.hysteresis``) raises at most the target number of events per
-hour of that footage, at it and at every threshold above it (``pipeline.calibration`` says why). The result goes to
+hour of that footage, at it and at every threshold above it (``pipeline.calibration`` says why), midway between
+two snippet scores, never on one; ``dakd detect`` on the same footage at that threshold reports as many events. The result goes to
 ``<run folder>/calibration.json`` (and into the run's ``export/export.json`` when it has one); ``dakd detect`` and
 ``dakd watch`` use it unless ``--threshold`` is given. Footage shorter than 1 / target hours can only be calibrated
 to zero events; a warning says so and the JSON's ``zero_events_only`` is true. A video that fails is named with the
@@ -50,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
               f"{c['hours']:.3g} h, {c['n_snippets']} snippets), target {c['target_false_alarms_per_hour']:g} false "
               f"alarm(s)/h, events open after {c['open_after']} and close after {c['close_after']} snippets")
     for kind, threshold in c["thresholds"].items():
-        say(args, f"calibrate: {kind} threshold {threshold:.4g}: {c['false_alarms'][kind]} false alarm(s) on the "
-                  "footage" + (f" (window {c['window']})" if kind == "live" else ""))
+        say(args, f"calibrate: {kind} threshold {threshold:.6g}: {c['false_alarms'][kind]} false alarm(s) on the "
+                  f"footage, {c['margins'][kind]:.2g} from the nearest snippet score"
+                  + (f" (window {c['window']})" if kind == "live" else ""))
     say(args, f"calibrate: written to {result.path}" + (f" and {result.export}" if result.export else "")
         + (f"; {len(result.failures)} video(s) failed" if result.failures else ""))
     print_failures(result.failures)

@@ -9,12 +9,21 @@ is events per hour of that footage. Two score kinds are calibrated, since they d
 windowed scores ``dakd watch`` raises alerts on (:func:`pipeline.live.scoring.windowed_scores`), and ``offline``,
 the whole-video scores ``dakd detect`` marks (:func:`pipeline.evaluation.scoring.score_snippets`).
 
+The events are counted by :func:`pipeline.live.hysteresis.hysteresis_events`, the rule ``dakd detect`` reports
+and ``dakd watch`` runs, so the false alarms calibration counts are those detect finds on the same footage at the
+calibrated threshold.
+
 The threshold is the smallest candidate t such that at t and at every candidate above it the rate is at most the
 target. The envelope is needed because the event count is not monotone in t: raising the threshold can split one
-long event into two. Candidates are the distinct snippet scores (each as "score >= t") plus one just above the
-maximum, where no snippet is above and so no event can happen. On footage shorter than 1 / target hours a single
-event already exceeds the target, so it can only be met with zero events: the result says so
-(``zero_events_only``) rather than pretend to a rate it cannot measure.
+long event into two. A candidate never equals a snippet score: candidates lie midway between consecutive distinct
+scores (counting there is counting "score >= the upper one"), plus one ``OUTSIDE_MARGIN`` below the lowest score
+and one ``OUTSIDE_MARGIN`` above the highest, where no snippet is above and so no event can happen. So the chosen
+threshold is as far as it can be from the scores on either side of it, and the rounding noise of another engine
+(an ONNX export's scores differ by up to ``pipeline.export.TOLERANCE``) flips no snippet unless two scores lie
+closer than twice that; the distance is recorded (``margins``) and a warning names a threshold closer to a score
+than the tolerance. On footage shorter than 1 / target hours a single event already exceeds the target, so it can
+only be met with zero events: the result says so (``zero_events_only``) rather than pretend to a rate it cannot
+measure.
 """
 
 from __future__ import annotations
@@ -32,8 +41,8 @@ import numpy as np
 from data.decode import SNIPPET_FRAMES
 from pipeline.defaults import CALIBRATION_FILE, FALSE_ALARM_THRESHOLD
 from pipeline.errors import InputError, UsageError, UserError
-from pipeline.export import EXPORT_JSON
-from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig
+from pipeline.export import EXPORT_JSON, TOLERANCE
+from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig, count_events
 
 KINDS = ("live", "offline")  # live: dakd watch's causal windowed scores; offline: dakd detect's whole-video ones
 SOURCE_NORMAL = "normal"  # footage given with --normal
@@ -42,6 +51,9 @@ SECONDS_PER_HOUR = 3600.0
 EXPORT_FOLDER = "export"  # pipeline.export's default --out below the run folder, whose export.json is updated too
 CALIBRATE_FIX = "dakd calibrate RUN --store S --normal VIDEO_OR_FOLDER... (or --split val)"
 REQUIRED_KEYS = ("thresholds", "target_false_alarms_per_hour", "hours")  # what load_calibration checks
+# How far outside the footage's scores the lowest and highest candidate thresholds lie: 10 x the largest eager vs
+# exported score difference an export accepts, so that no engine puts the top snippet above the top candidate.
+OUTSIDE_MARGIN = 10 * TOLERANCE
 
 
 @dataclass
@@ -51,6 +63,7 @@ class Choice:
     threshold: float
     events: int
     rate: float  # events per hour
+    margin: float = math.inf  # distance from the threshold to the nearest snippet score of the footage
 
 
 @dataclass
@@ -63,38 +76,24 @@ class NormalScores:
     hours: float
 
 
-# -- counting events -------------------------------------------------------------------------------------------
-def count_events(scores: np.ndarray, threshold: float, open_after: int = OPEN_AFTER,
-                 close_after: int = CLOSE_AFTER) -> int:
-    """Number of events :func:`pipeline.live.hysteresis.hysteresis_events` finds in ``scores`` ``[T]``, in numpy.
-
-    Why it equals the rule: once an event is open, any snippet above resets the closing count, so it closes only
-    at the first run of ``close_after`` or more snippets below. Cutting the sequence at those long runs, each piece
-    holds one event exactly when it holds a run of ``open_after`` snippets above (tests check the equality).
-    """
-    above = np.asarray(scores, dtype=np.float64) >= threshold
-    if not above.any():
-        return 0
-    padded = np.concatenate([[False], above, [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    starts, ends = edges[::2], edges[1::2]  # above runs [start, end)
-    long_enough = (ends - starts) >= open_after
-    if not long_enough.any():
-        return 0
-    gaps = starts[1:] - ends[:-1]  # below runs between consecutive above runs
-    piece = np.concatenate([[0], np.cumsum(gaps >= close_after)])  # which piece each above run falls in
-    return int(len(np.unique(piece[long_enough])))
-
-
+# -- choosing the threshold ------------------------------------------------------------------------------------
 def total_events(videos: Sequence[np.ndarray], threshold: float, open_after: int, close_after: int) -> int:
-    """Events over every video (the rule restarts with each video)."""
-    return sum(count_events(s, threshold, open_after, close_after) for s in videos)
+    """Events of the hysteresis rule over every video (the rule restarts with each video)."""
+    return count_events(videos, HysteresisConfig(float(threshold), open_after, close_after))
 
 
 def candidates(videos: Sequence[np.ndarray]) -> np.ndarray:
-    """float64, ascending: the distinct scores, then one just above the maximum (no snippet above: no event)."""
-    values = np.unique(np.concatenate([np.asarray(v, dtype=np.float64) for v in videos]))
-    return np.append(values, np.nextafter(values[-1], np.inf))
+    """float64, ascending, none equal to a score: ``OUTSIDE_MARGIN`` below the lowest distinct score, the midpoints
+    between consecutive distinct scores, ``OUTSIDE_MARGIN`` above the highest (no snippet above: no event)."""
+    values = np.unique(np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for v in videos]))
+    return np.concatenate([[values[0] - OUTSIDE_MARGIN], (values[:-1] + values[1:]) / 2,
+                           [values[-1] + OUTSIDE_MARGIN]])
+
+
+def margin(videos: Sequence[np.ndarray], threshold: float) -> float:
+    """Distance from ``threshold`` to the nearest snippet score of ``videos``."""
+    values = np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1) for v in videos])
+    return float(np.abs(values - threshold).min())
 
 
 def choose_threshold(videos: Sequence[np.ndarray], hours: float, target: float, *, open_after: int = OPEN_AFTER,
@@ -111,13 +110,13 @@ def choose_threshold(videos: Sequence[np.ndarray], hours: float, target: float, 
         raise UsageError(f"--false-alarms-per-hour must be above 0, got {target}")
     allowed = target * hours
     values = candidates(videos)
-    best = Choice(float(values[-1]), 0, 0.0)
+    best = float(values[-1]), 0
     for t in values[::-1][1:]:
         n = total_events(videos, float(t), open_after, close_after)
         if n > allowed:
             break
-        best = Choice(float(t), n, n / hours)
-    return best
+        best = float(t), n
+    return Choice(best[0], best[1], best[1] / hours, margin(videos, best[0]))
 
 
 def zero_events_only(hours: float, target: float) -> bool:
@@ -338,6 +337,7 @@ def calibration_record(run, footage: Footage, choices: dict[str, Choice], *, tar
         "open_after": open_after, "close_after": close_after, "window": window,
         "thresholds": {kind: c.threshold for kind, c in choices.items()},
         "false_alarms": {kind: c.events for kind, c in choices.items()},
+        "margins": {kind: c.margin for kind, c in choices.items()},
         "zero_events_only": zero_events_only(hours, target), "source": source,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -427,5 +427,11 @@ def calibrate_run(store_dir, run_ref: str, *, normal: list[str] | None, split: s
             f"{record['hours']:.2g} h of normal footage is shorter than 1 / {target:g} = {1 / target:.2g} h: the "
             f"target of {target:g} false alarm(s)/h can only be met with zero events on it; calibrate on more "
             "normal footage to measure the rate")
+    for kind, choice in choices.items():
+        if choice.margin < TOLERANCE:
+            footage.warnings.append(
+                f"the {kind} threshold lies {choice.margin:.2g} from a snippet score of the footage, closer than the "
+                f"export's tolerance ({TOLERANCE:g}): an ONNX export's scores may count that snippet on the other "
+                "side; calibrate on more normal footage")
     path, export = write_calibration(record, run.folder, out)
     return Calibrated(record, path, export, footage.failures, footage.warnings, time.perf_counter() - start)

@@ -2,7 +2,7 @@
 
     python -m pipeline.detect VIDEO_OR_FOLDER... --store DIR [--model RUN] [--out detections]
                               [--overlay OUT.mp4|FOLDER] [--weights NAME=PATH] [--threshold T]
-                              [--timeline constant|decoded]
+                              [--timeline constant|decoded] [--open-after 2] [--close-after 3]
     python -m pipeline.detect VIDEO_OR_FOLDER... --onnx EXPORT_DIR [--out detections] [--overlay ...]
 
 The run (default: the store's most recent student) names its backbones; each video goes through the extract
@@ -22,10 +22,14 @@ past it and the video fails (``pipeline.export.TooManySnippets``). The scores eq
 ``pipeline.export.TOLERANCE``.
 
 Per video, in ``--out``: ``<name>.csv`` (frame, time_s, snippet, score), ``<name>.json`` (the same scores as
-arrays plus the run, the frame rate and the intervals at or above the threshold) and ``<name>.png`` (score
-over time). The threshold is ``--threshold``, else the offline threshold of the run's calibration
+arrays plus the run, the frame rate, the ``alert_rule`` and its ``events``) and ``<name>.png`` (score over time);
+the summary line names them and the overlay. Events are those of the hysteresis rule ``dakd watch`` alerts with
+and ``dakd calibrate`` counts (``pipeline.live.hysteresis``: an event opens after ``--open-after`` snippets at or
+above the threshold and closes after ``--close-after`` below it), each with its start and end in seconds, its
+first and last snippet and its peak score; so detect on the calibration footage finds the false alarms calibrate
+counted. The threshold is ``--threshold``, else the offline threshold of the run's calibration
 (``python -m pipeline.calibrate``; with ``--onnx``, the one export.json carries), else 0.5; the summary line says
-which. Frames are those of the presentation timeline the run's training features were decoded on
+which and states the rule. Frames are those of the presentation timeline the run's training features were decoded on
 (``data.decode``: by default the stream's constant-rate grid, so frame j is shown at ``time_s = j / fps`` by every
 player, gaps in a variable-frame-rate file's timestamps included; ``--timeline`` overrides it, with a warning
 that the features differ from the run's). Snippet t covers frames [16t, 16t + 16); the last < 16 frames, which
@@ -40,6 +44,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from pipeline import api
 from pipeline.cli import configure_logging, emit_json, error, print_failures, say
@@ -48,6 +53,12 @@ from pipeline.errors import UserError
 from pipeline.parsers import stage_parser
 
 from pipeline.detection import ENGINE_ONNX
+
+
+def written_files(files: list[Path]) -> str:
+    """``out/v.csv, .json, .png and overlay ov/v.mp4``: one video's files (csv, json, png, then the overlay)."""
+    text = f"{files[0]}, " + ", ".join(f.suffix for f in files[1:3])
+    return text + (f" and overlay {files[3]}" if len(files) > 3 else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,14 +72,16 @@ def run(args: argparse.Namespace) -> int:
         result = api.detect(args.paths, store=args.store, run=args.model, onnx=args.onnx, out=args.out,
                             overlay=args.overlay, threshold=args.threshold, weights=args.weights, device=args.device,
                             timeline=args.timeline, batch_size=args.batch_size, progress=not args.quiet,
-                            decode_timeout_s=args.decode_timeout)
+                            decode_timeout_s=args.decode_timeout, open_after=args.open_after,
+                            close_after=args.close_after)
     except UserError as exc:
         return error(exc)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    for detection, stem, peaks in zip(result.detections, result.files, result.intervals):
-        say(args, f"detect: {detection.path}: max score {detection.frame_scores.max():.3f}, {len(peaks)} "
-                  f"interval(s) >= {result.threshold:g}; {stem}.csv/.json/.png")
+    rule = f"events ({result.rule.describe()})"
+    for detection, files, events in zip(result.detections, result.written, result.events):
+        say(args, f"detect: {detection.path}: max score {detection.frame_scores.max():.3f}, {len(events)} {rule}; "
+                  f"wrote {written_files(files)}")
     n = len(result.detections) + len(result.failures)
     if result.engine == ENGINE_ONNX:
         say(args, f"detect: {n} videos with {result.model} ({ENGINE_ONNX}, {args.onnx}): {len(result.detections)} "
@@ -78,13 +91,15 @@ def run(args: argparse.Namespace) -> int:
         say(args, f"detect: {n} videos with {result.model}: {len(result.detections)} scored, "
                   f"{len(result.failures)} failed; {result.frames} new frames decoded in {result.seconds:.1f} s; "
                   f"results in {result.out}")
-    say(args, f"detect: threshold {result.threshold:g} ({result.threshold_source})")
+    say(args, f"detect: threshold {result.threshold:.6g} ({result.threshold_source}); {rule}")
     print_failures(result.failures)
     emit_json(args, {"model": result.model, "engine": result.engine, "out": str(result.out),
                      "threshold": result.threshold, "threshold_source": result.threshold_source,
+                     "alert_rule": result.rule.to_json(), "events_are": rule,
                      "videos": [{"path": str(d.path), "max_score": float(d.frame_scores.max()), "n_frames": d.n_frames,
-                                 "fps": d.fps, "intervals": peaks, "files": str(stem)}
-                                for d, stem, peaks in zip(result.detections, result.files, result.intervals)],
+                                 "fps": d.fps, "events": events, "files": [str(f) for f in files],
+                                 "overlay": str(files[3]) if len(files) > 3 else None}
+                                for d, files, events in zip(result.detections, result.written, result.events)],
                      "failures": [dataclasses.asdict(f) for f in result.failures]})
     return EXIT_SOME_FAILED if result.failures else 0
 

@@ -30,6 +30,7 @@ from pipeline.evaluation.scoring import align_snippets, score_snippets
 from pipeline.export import BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, OnnxScorer, TooManySnippets, too_many_message
 from pipeline.extraction import Extractor, failure_reason
 from pipeline.keys import feature_key
+from pipeline.live.hysteresis import HysteresisConfig, hysteresis_events
 from pipeline.overlay import write_overlay
 from pipeline.plots import plot_detection, unique_stems
 from pipeline.runs import LoadedRun, load_run, open_run_store, training_backbone
@@ -96,13 +97,21 @@ class ModelInfo:
         return f"{self.stage} {self.run[:8]}" if self.run else self.stage
 
 
-def above_threshold(d: Detection, threshold: float) -> list[tuple[float, float]]:
-    """Time intervals ``[start_s, end_s)`` whose frame scores are at or above ``threshold`` (frames when the
-    frame rate is unknown)."""
-    high = np.concatenate([[False], d.frame_scores >= threshold, [False]])
-    edges = np.flatnonzero(np.diff(high.astype(np.int8)))
+def alert_events(d: Detection, rule: HysteresisConfig) -> list[dict]:
+    """The events of ``rule`` (:func:`pipeline.live.hysteresis.hysteresis_events`, the rule ``dakd watch`` alerts
+    with and ``dakd calibrate`` counts) over the video's snippet scores, each ``{"start_s", "end_s",
+    "first_snippet", "last_snippet", "peak_score"}``: ``[start_s, end_s)`` covers the frames of its first to its
+    last snippet above the threshold (the last snippet's frames include the trailing frames that form no snippet,
+    as in :attr:`Detection.frame_scores`), in frames when the frame rate is unknown."""
     scale = 1.0 / d.fps if d.fps > 0 else 1.0
-    return [(float(a * scale), float(b * scale)) for a, b in zip(edges[::2], edges[1::2])]
+    n = len(d.snippet_scores)
+    events = []
+    for first, last in hysteresis_events(d.snippet_scores, rule):
+        end_frame = d.n_frames if last == n - 1 else (last + 1) * SNIPPET_FRAMES
+        events.append({"start_s": float(first * SNIPPET_FRAMES * scale), "end_s": float(end_frame * scale),
+                       "first_snippet": first, "last_snippet": last,
+                       "peak_score": float(d.snippet_scores[first:last + 1].max())})
+    return events
 
 
 def video_timeline(store: FeatureStore, video_key: str, decoded: VideoInfo | None) -> tuple[int, float]:
@@ -140,8 +149,11 @@ def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], 
     return built, settings
 
 
-def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, threshold: float) -> None:
-    """``<stem>.csv``, ``<stem>.json`` and ``<stem>.png`` of one video in ``out``."""
+def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, rule: HysteresisConfig,
+                  events: list[dict]) -> list[Path]:
+    """``<stem>.csv``, ``<stem>.json`` and ``<stem>.png`` of one video in ``out`` (``events``: its
+    :func:`alert_events` under ``rule``). Returns the three paths."""
+    threshold = rule.threshold
     frames = pd.DataFrame({"frame": np.arange(d.n_frames), "time_s": d.frame_times,
                            "snippet": np.minimum(np.arange(d.n_frames) // SNIPPET_FRAMES, len(d.snippet_scores) - 1),
                            "score": d.frame_scores})
@@ -152,13 +164,14 @@ def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, threshol
         "engine": model.engine, "timeline": d.timeline,
         "fps": d.fps, "n_frames": d.n_frames, "n_snippets": len(d.snippet_scores), "snippet_frames": SNIPPET_FRAMES,
         "threshold": threshold, "max_score": float(d.frame_scores[best]), "max_frame": best,
-        "intervals_above_threshold_s": above_threshold(d, threshold),
+        "alert_rule": rule.to_json(), "events": events,
         # null when the container declares no frame rate (JSON has no NaN)
         "snippet_scores": d.snippet_scores.tolist(), "frame_time_s": d.frame_times.tolist() if d.fps > 0 else None,
         "frame_score": d.frame_scores.tolist(),
     })
     plot_detection(d.snippet_scores, d.n_frames, d.fps, out / f"{stem}.png", threshold=threshold,
                    title=f"{d.path.name}: {model.label}")
+    return [out / f"{stem}{suffix}" for suffix in (".csv", ".json", ".png")]
 
 
 @dataclass
@@ -310,24 +323,37 @@ def find_inputs(paths: list[str], overlay: Path | None) -> list[Path]:
     return found.videos
 
 
-def write_all(detections: list[Detection], model: ModelInfo, out: Path, threshold: float,
-              overlay: Path | None) -> tuple[list[Path], list[list[tuple[float, float]]]]:
-    """Every scored video's files (and overlay) under ``out``. Returns (per video ``<out>/<stem>``, its
-    intervals at or above ``threshold``)."""
+@dataclass
+class Written:
+    """What :func:`write_all` wrote for one video: ``<out>/<stem>`` and its files (csv, json, png, then the
+    overlay when asked), and its events."""
+
+    stem: Path
+    files: list[Path]
+    overlay: Path | None
+    events: list[dict]
+
+
+def write_all(detections: list[Detection], model: ModelInfo, out: Path, rule: HysteresisConfig,
+              overlay: Path | None) -> list[Written]:
+    """Every scored video's files (and overlay) under ``out``, its events under ``rule``. One :class:`Written` per
+    detection."""
     out.mkdir(parents=True, exist_ok=True)
     names = [d.path.stem for d in detections]
     names = names if len(set(names)) == len(names) else [str(d.path) for d in detections]
-    files, intervals = [], []
+    written = []
     for detection, stem in zip(detections, unique_stems(names)):
-        write_outputs(detection, stem, out, model, threshold)
+        events = alert_events(detection, rule)
+        files = write_outputs(detection, stem, out, model, rule, events)
+        dest = None
         if overlay:
             dest = overlay if overlay.suffix.lower() == ".mp4" else overlay / f"{stem}.mp4"
             dest.parent.mkdir(parents=True, exist_ok=True)
-            write_overlay(detection.path, dest, detection.frame_scores, fps=detection.fps, threshold=threshold,
-                          timeline=detection.timeline)
-        files.append(out / stem)
-        intervals.append(above_threshold(detection, threshold))
-    return files, intervals
+            write_overlay(detection.path, dest, detection.frame_scores, fps=detection.fps,
+                          threshold=rule.threshold, timeline=detection.timeline)
+            files.append(dest)
+        written.append(Written(out / stem, files, dest, events))
+    return written
 
 
 def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[str, str], device: str,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import atomic_write
+from pipeline.live.hysteresis import at_or_above
 
 BAR_HEIGHT_FRACTION = 0.06  # of the frame height
 BAR_MIN_HEIGHT = 6  # pixels
@@ -29,7 +30,7 @@ def draw_score_bar(frame: np.ndarray, score: float, threshold: float) -> np.ndar
     bar = max(BAR_MIN_HEIGHT, int(round(h * BAR_HEIGHT_FRACTION)))
     filled = int(round(min(max(score, 0.0), 1.0) * w))
     frame[h - bar:, :] = BAR_BACKGROUND
-    frame[h - bar:, :filled] = BAR_ANOMALOUS if score >= threshold else BAR_NORMAL
+    frame[h - bar:, :filled] = BAR_ANOMALOUS if at_or_above(score, threshold) else BAR_NORMAL
     tick = min(int(round(threshold * w)), w - 1)
     frame[h - bar:, tick] = THRESHOLD_MARK
     return frame

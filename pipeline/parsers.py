@@ -199,9 +199,10 @@ def detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlay", help="write a copy of the video with a score bar: a .mp4 path (one video) or a "
                                      "folder (one <name>.mp4 per video)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="score marked as anomalous in the JSON intervals, the plot and the overlay (default: the "
-                        "run's or the --onnx export's calibration by dakd calibrate, its offline threshold; "
-                        f"uncalibrated: {d.FALSE_ALARM_THRESHOLD})")
+                   help="alert threshold of the events (a score at or above it counts), the plot and the overlay "
+                        "(default: the run's or the --onnx export's calibration by dakd calibrate, its offline "
+                        f"threshold; uncalibrated: {d.FALSE_ALARM_THRESHOLD})")
+    add_hysteresis(p)
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights file per backbone, as for extract")
     p.add_argument("--device", default=d.DEFAULT_DEVICE, help=DEVICE_HELP + "; with --onnx, cpu keeps "
@@ -223,14 +224,20 @@ def add_decode_timeout(p: argparse.ArgumentParser) -> None:
                         f"others go on (default: {DECODE_STALL_TIMEOUT_S:g})")
 
 
-def add_live_scoring(p: argparse.ArgumentParser, window_help: str) -> None:
-    """``--open-after``, ``--close-after`` (the hysteresis) and ``--window``: calibrate and watch share them."""
+def add_hysteresis(p: argparse.ArgumentParser) -> None:
+    """``--open-after``, ``--close-after``: the alert rule (``pipeline.live.hysteresis``) that detect, calibrate
+    and watch share."""
     from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER  # numpy only, as data.decode
 
     p.add_argument("--open-after", type=int, default=OPEN_AFTER,
-                   help=f"snippets above the threshold in a row that open an event (default: {OPEN_AFTER})")
+                   help=f"snippets at or above the threshold in a row that open an event (default: {OPEN_AFTER})")
     p.add_argument("--close-after", type=int, default=CLOSE_AFTER,
                    help=f"snippets below it in a row that close one (default: {CLOSE_AFTER})")
+
+
+def add_live_scoring(p: argparse.ArgumentParser, window_help: str) -> None:
+    """The hysteresis (:func:`add_hysteresis`) and ``--window``: calibrate and watch share them."""
+    add_hysteresis(p)
     p.add_argument("--window", type=int, help=window_help)
 
 

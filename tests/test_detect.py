@@ -22,6 +22,7 @@ from data.watchdog import DECODE_STALL_TIMEOUT_S
 from extractors.base import preprocess_snippets
 from extractors.effnet_lite import PREPROCESSING, EffNetLite0Backbone
 from pipeline import detect, detection, export, extract, train
+from pipeline.live.hysteresis import HysteresisConfig
 from pipeline.overlay import BAR_ANOMALOUS, BAR_BACKGROUND, BAR_NORMAL, draw_score_bar
 from pipeline.store import FeatureStore
 
@@ -312,12 +313,19 @@ def test_preprocess_snippets_is_the_backbones_preprocessing_without_the_backbone
         assert got.shape == (2 * 5, 3, 2, 16, 16) and torch.equal(got, backbone.preprocess(snippets))
 
 
-def test_frame_scores_cover_the_tail_and_intervals_are_in_seconds():
+def test_frame_scores_cover_the_tail_and_events_are_in_seconds():
     from pathlib import Path
 
     d = detection.Detection(Path("v.mp4"), np.array([0.1, 0.9, 0.2], dtype=np.float32), n_frames=53, fps=25.0)
     assert len(d.frame_scores) == 53 and (d.frame_scores[48:] == np.float32(0.2)).all()
     assert (d.frame_scores[16:32] == np.float32(0.9)).all() and d.frame_times[25] == 1.0
-    assert detection.above_threshold(d, 0.5) == [(0.64, 1.28)]  # frames [16, 32) at 25 frames/s
+    one = HysteresisConfig(0.5, open_after=1, close_after=1)
+    assert [(e["start_s"], e["end_s"]) for e in detection.alert_events(d, one)] == [(0.64, 1.28)]  # frames [16, 32)
+    assert detection.alert_events(d, HysteresisConfig(0.5)) == []  # one snippet above does not open an event
     unknown_rate = detection.Detection(Path("v"), d.snippet_scores, n_frames=53, fps=0.0)
-    assert detection.above_threshold(unknown_rate, 0.5) == [(16.0, 32.0)]  # in frames
+    assert [(e["start_s"], e["end_s"]) for e in detection.alert_events(unknown_rate, one)] == [(16.0, 32.0)]  # frames
+    # an event reaching the last snippet ends with the video (the trailing frames take that snippet's score)
+    tail = detection.Detection(Path("v"), np.array([0.1, 0.9, 0.95], np.float32), n_frames=53, fps=25.0)
+    assert detection.alert_events(tail, HysteresisConfig(0.5)) == [
+        {"start_s": 0.64, "end_s": 2.12, "first_snippet": 1, "last_snippet": 2,
+         "peak_score": float(np.float32(0.95))}]

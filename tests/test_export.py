@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def test_exports_equal_eager_at_every_length(exported):
     assert on_disk["tolerance"]["max_abs_diff_scores"] == export.TOLERANCE == 1e-4
     assert sorted(r["T"] for r in on_disk["check"].values()) == sorted([*LENGTHS, 8, export.HEAD_CHECK_LENGTH])
     # Independently of the export's own check: fresh inputs, loaded files, lengths past the eager model's blocks.
-    scripted = torch.jit.load(str(out / export.TORCHSCRIPT_FILE))
+    scripted = export.load_torchscript(out / export.TORCHSCRIPT_FILE)
     onnx_scorer = export.OnnxScorer(out)
     gen = torch.Generator().manual_seed(7)
     for t in (1, 7, 33, LONG):
@@ -100,7 +101,7 @@ def test_too_long_videos_raise_a_clear_error(exported):
     with pytest.raises(export.TooManySnippets, match=f"{MAX + 1} snippets.*at most {MAX}"):
         export.OnnxScorer(out)(x)
     with pytest.raises(Exception, match=f"1 to {MAX} snippets at once, got {MAX + 1}"):
-        torch.jit.load(str(out / export.TORCHSCRIPT_FILE))(torch.from_numpy(x))
+        export.load_torchscript(out / export.TORCHSCRIPT_FILE)(torch.from_numpy(x))
     with pytest.raises(ValueError, match="expected preprocessed snippets"):
         export.OnnxScorer(out)(x[:4, :, :1])
     with pytest.raises(ValueError, match="max_snippets and batch must be at least 1"):
@@ -161,3 +162,31 @@ def test_a_whole_frame_backbone_is_traced_for_its_videos_frame_size(real_backbon
     assert export.parse_frame_size("238x158") == (238, 158)
     with pytest.raises(Exception, match="WIDTHxHEIGHT"):
         export.parse_frame_size("238")
+
+
+def test_export_and_loading_it_raise_no_future_or_deprecation_warning(small_backbone, tmp_path):
+    """The project's own calls (trace, script, save, the ONNX export, load, onnxruntime) under -W error for
+    FutureWarning and DeprecationWarning; torch.jit.load itself does warn, so the test can fail."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        info = export.export_scorer(export.SnippetScorer(small_backbone, _head()), small_backbone, tmp_path,
+                                    example_snippets=4, check_lengths=(1, 3), max_snippets=MAX)
+        module = export.load_torchscript(tmp_path / export.TORCHSCRIPT_FILE)
+        x = torch.randn(3, 3, 2, 16, 16)
+        with torch.no_grad():
+            scores = module(x).numpy()
+        np.testing.assert_allclose(export.OnnxScorer(tmp_path)(x.numpy()), scores, rtol=0, atol=export.TOLERANCE)
+    assert max(info["max_abs_diff"].values()) <= export.TOLERANCE
+    with pytest.warns(FutureWarning, match=export.JIT_LOAD_WARNING):
+        torch.jit.load(str(tmp_path / export.TORCHSCRIPT_FILE))
+
+
+def test_the_summary_line_names_the_files_and_the_checked_difference(exported):
+    out, _, info = exported
+    line = export.summary_line("0123456789abcdef", "effnet_lite0", out, info)
+    assert "\n" not in line and "{" not in line  # one human line, no JSON
+    assert line.startswith(f"export: run 0123456789ab (effnet_lite0) -> {out}: {export.TORCHSCRIPT_FILE}, "
+                           f"{export.BACKBONE_ONNX}, {export.HEAD_ONNX}, {export.EXPORT_JSON}; T in [1, {MAX}]")
+    assert f"checked on {len(info['check'])} inputs" in line
+    assert f"onnx {info['max_abs_diff']['onnx']:.2g} (tolerance {export.TOLERANCE:g})" in line

@@ -10,7 +10,7 @@ from models.lanet import LANet, LANetConfig
 from models.lightning import LightningStudent
 from models.vad_model import ModelConfig, VADModel
 from pipeline.evaluation.scoring import score_snippets
-from pipeline.live.hysteresis import Hysteresis, HysteresisConfig, hysteresis_events
+from pipeline.live.hysteresis import Hysteresis, HysteresisConfig, at_or_above, hysteresis_events
 from pipeline.live.scoring import WindowState, default_window, score_last, windowed_scores
 
 
@@ -85,3 +85,35 @@ def test_hysteresis_opens_after_n_and_closes_after_m():
     assert hysteresis_events(scores, HysteresisConfig(0.95)) == []
     with pytest.raises(ValueError):
         HysteresisConfig(0.5, open_after=0)
+
+
+def _streamed(scores, config: HysteresisConfig) -> list[tuple[int, int]]:
+    """The events :class:`Hysteresis` gives one snippet at a time, as ``dakd watch`` runs it."""
+    rule, events = Hysteresis(config), []
+    for s in scores:
+        if rule.update(s) == "close":
+            events.append((rule.start, rule.last_above))
+    return events + ([(rule.start, rule.last_above)] if rule.active else [])
+
+
+def test_the_vectorised_events_are_the_streamed_rule_event_for_event():
+    """hysteresis_events (detect's events, calibrate's count) and Hysteresis (watch's alerts) are one rule."""
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        scores = rng.random(int(rng.integers(1, 60))).astype(np.float32)
+        config = HysteresisConfig(float(rng.random()), int(rng.integers(1, 4)), int(rng.integers(1, 5)))
+        assert hysteresis_events(scores, config) == _streamed(scores, config), (trial, scores.tolist(), config)
+
+
+def test_a_score_equal_to_the_threshold_is_above_and_ties_are_decided_in_float64():
+    score = np.float32(0.7)
+    assert at_or_above(score, float(score)) and at_or_above(np.array([score]), float(score)).all()
+    # a threshold between two adjacent float32 scores (cast to float32 it would round onto one of them)
+    assert np.float32((float(score) + float(np.nextafter(score, np.float32(1)))) / 2) in (score, np.nextafter(score, np.float32(1)))
+    upper = np.nextafter(score, np.float32(1))
+    between = (float(score) + float(upper)) / 2
+    assert not at_or_above(score, between) and at_or_above(upper, between)
+    assert hysteresis_events(np.array([score, score], np.float32), HysteresisConfig(between, 1, 1)) == []
+    assert _streamed([score, score], HysteresisConfig(between, 1, 1)) == []
+    assert hysteresis_events(np.array([upper, upper], np.float32), HysteresisConfig(between, 2, 1)) == [(0, 1)]
+    assert HysteresisConfig(0.25, 2, 3).describe() == "hysteresis: open after 2 snippets >= 0.25, close after 3 below"

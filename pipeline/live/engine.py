@@ -36,7 +36,7 @@ import numpy as np
 from data.decode import SNIPPET_FRAMES
 from pipeline.live.clips import POST_ROLL_S, PRE_ROLL_S, ClipRecorder
 from pipeline.live.events import STATE_CLOSED, STATE_OPEN, EventLog, EventTracker
-from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig
+from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig, at_or_above
 from pipeline.live.model import LiveModel
 from pipeline.live.score_log import KEEP_DAYS, ScoreLog
 from pipeline.live.scoring import WindowState
@@ -381,7 +381,7 @@ class Watch:
             self._emit(w, opened, STATE_OPEN)
         event = w.tracker.open_event or closed  # the event this snippet is part of (or closes), if any
         w.held.append((s.index, s.start_s, s.end_s, w.utc_origin + s.start_s, score))
-        if event is not None or score < self.config.threshold:
+        if event is not None or not at_or_above(score, self.config.threshold):
             # an above snippet may be the first of those that open an event: its row waits for the rule to decide
             self._flush_rows(w, event.event_id if event is not None else None)
         if closed is not None:

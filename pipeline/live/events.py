@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.live.hysteresis import Hysteresis, HysteresisConfig
+from pipeline.live.hysteresis import Hysteresis, HysteresisConfig, at_or_above
 
 log = logging.getLogger("pipeline.live.events")
 
@@ -77,7 +77,7 @@ class EventTracker:
     def update(self, score: float, start_s: float, end_s: float) -> tuple[Event | None, Event | None]:
         """One snippet (its score and clock interval) -> (event opened by it, event closed by it)."""
         score = float(score)
-        above = score >= self.config.threshold
+        above = at_or_above(score, self.config.threshold)
         decision = self._rule.update(score)
         opened = closed = None
         if self._event is None:

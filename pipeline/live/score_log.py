@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from pipeline.live.events import utc_iso
+from pipeline.live.hysteresis import at_or_above
 
 log = logging.getLogger("pipeline.live.score_log")
 
@@ -47,7 +48,7 @@ class ScoreLog:
                 self._roll(day)
             self._writer.writerow([int(snippet), f"{start_s:.{SCORE_DIGITS}f}", f"{end_s:.{SCORE_DIGITS}f}",
                                    utc_iso(start_utc), f"{score:.{SCORE_DIGITS}f}", f"{threshold:.{SCORE_DIGITS}f}",
-                                   int(score >= threshold), event_id or ""])
+                                   int(at_or_above(score, threshold)), event_id or ""])
             self._file.flush()
 
     def close(self) -> None:
