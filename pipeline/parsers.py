@@ -110,6 +110,9 @@ def _unrecognized(tokens: list[str], parser: argparse.ArgumentParser) -> str:
     hints = []
     for token in tokens:
         name = token.split("=", 1)[0]
+        if name in parser._option_string_actions:  # a flag of the subcommand, given before it (dakd --json extract)
+            hints.append(f"{name} goes after the command")
+            continue
         close = parser.suggest(name) if isinstance(parser, Parser) and name.startswith("-") else None
         if close and close != name:
             hints.append(f"did you mean {close}?" if len(tokens) == 1 else f"{name}: did you mean {close}?")
