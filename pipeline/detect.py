@@ -47,8 +47,6 @@ from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 from pipeline.parsers import stage_parser
 
-from pipeline.detection import ENGINE_ONNX
-
 
 def build_parser() -> argparse.ArgumentParser:
     return stage_parser("detect")
@@ -63,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
                             timeline=args.timeline, batch_size=args.batch_size, progress=not args.quiet)
     except UserError as exc:
         return error(exc)
+    from pipeline.detection import ENGINE_ONNX  # torch: loaded by now, imported here so that errors come first
+
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     for detection, stem, peaks in zip(result.detections, result.files, result.intervals):
