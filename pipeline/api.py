@@ -497,7 +497,7 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     if onnx is None and store is None:
         raise UsageError("pass --store DIR (the store holding the run) or --onnx EXPORT_DIR (an exported student)")
     weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
-    _check_detect_inputs(paths, store if onnx is None else None, run)
+    _check_run_inputs(paths, store if onnx is None else None, run, command="detect")
     from pipeline import detection
 
     score = detection.score_onnx if onnx is not None else detection.score_store
@@ -521,13 +521,15 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
                         warnings, frames, seconds, threshold, threshold_source)
 
 
-def _check_detect_inputs(paths: list[str], store: PathLike | None, run: Any) -> None:
-    """What detect checks before torch and the weights load: the videos, and (``store`` given) the store and the
-    run it names (or its latest student). Raises UserError naming the path and the fix."""
+def _check_run_inputs(paths: list[str] | None, store: PathLike | None, run: Any, *, command: str) -> None:
+    """What detect and calibrate check before torch and the weights load: the videos (``paths`` given), and
+    (``store`` given) the store and the run it names (None: its latest student). Raises UserError naming the path
+    and the fix."""
     from pipeline.inputs import find_inputs
     from pipeline.run_refs import find_run_folder, latest_run, open_run_store
 
-    find_inputs(paths, command="detect")
+    if paths is not None:
+        find_inputs(paths, command=command)
     if store is None:
         return
     fs = open_run_store(store)
@@ -568,7 +570,6 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
     hour on normal footage: ``normal`` videos or folders (extracted as :func:`detect` does), or ``split="val"``,
     the normal videos of the run's validation split. Writes ``<run folder>/calibration.json`` (or ``out``) and
     updates the run's ``export/export.json``. ``open_after`` / ``close_after`` None: the hysteresis defaults."""
-    from pipeline import calibration
     from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER
 
     if store is None:
@@ -579,6 +580,9 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
         raise UsageError(f"--split takes {', '.join(d.CALIBRATE_SPLITS)}, got {split!r}")
     paths = None if normal is None else [str(p) for p in ([normal] if isinstance(normal, (str, Path)) else normal)]
     weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+    _check_run_inputs(paths, store, run, command="calibrate")  # before torch: the videos, the store, the run
+    from pipeline import calibration
+
     try:
         done = calibration.calibrate_run(
             store, _ref(run), normal=paths, split=split, target=float(false_alarms_per_hour),

@@ -289,6 +289,10 @@ def test_store_and_run_errors_come_before_torch(tmp_path):
         "detect: no student": (["detect", str(videos), "--store", str(store)], "holds no finished student run"),
         "detect: no store": (["detect", str(videos), "--store", missing], f"no store at {missing}"),
         "extract: store is a file": (["extract", str(videos), "--store", str(a_file)], f"--store {a_file} is a file"),
+        "calibrate: unknown run": (["calibrate", "abcdef12", "--store", str(store), "--normal", str(videos)],
+                                   "'abcdef12' matches no finished run"),
+        "calibrate: no videos": (["calibrate", "abcdef12", "--store", str(store), "--normal", str(tmp_path / "e")],
+                                 "no such file or folder"),
         "store: no store": (["store", "--store", missing], f"no store at {missing}"),
         "demo: out is a file": (["demo", "--out", str(a_file)], f"--out {a_file} is a file"),
     }
