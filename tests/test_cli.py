@@ -294,6 +294,7 @@ def test_store_and_run_errors_come_before_torch(tmp_path):
         "calibrate: no videos": (["calibrate", "abcdef12", "--store", str(store), "--normal", str(tmp_path / "e")],
                                  "no such file or folder"),
         "store: no store": (["store", "--store", missing], f"no store at {missing}"),
+        "grid: no store": (["grid", "--store", missing, "--dataset", "ucf-crime"], f"no store at {missing}"),
         "demo: out is a file": (["demo", "--out", str(a_file)], f"--out {a_file} is a file"),
     }
     results = _in_fresh_process([argv for argv, _ in cases.values()], tmp_path)
