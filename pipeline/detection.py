@@ -42,9 +42,9 @@ DEFAULT_BATCH_SIZE = DETECT_BATCH_SIZE  # snippets per backbone forward pass (ea
 STAGE = "detect"
 ENGINE_TORCH = "torch"
 ENGINE_ONNX = "onnxruntime"
-EXPORT_FIX = "python -m pipeline.export RUN --store S"
+EXPORT_FIX = "dakd export RUN --store S"
 ONNX_INSTALL_FIX = "pip install -e '.[export]'"
-STORED_FEATURE_FIX = "check the store with python -m pipeline.store {store} --verify, then run detect again"
+STORED_FEATURE_FIX = "check the store with dakd store {store} --verify, then run detect again"
 # How an export made before export.json recorded "decode" was decoded: the extract stage's defaults for one
 # backbone (decoder auto, resized while decoding to the backbone's resize size, pipeline.extract.decode_size_for).
 FALLBACK_DECODER = "auto"
@@ -127,7 +127,7 @@ def default_run(store: FeatureStore) -> str:
     done = [r for r in store.runs(DEFAULT_STAGE) if r["status"] == "done"]
     if not done:
         raise UserError(f"{store.root} holds no finished {DEFAULT_STAGE} run: pass --model RUN (a run key prefix or "
-                        f"folder; python -m pipeline.store {store.root} --runs lists them) or train one")
+                        f"folder; dakd store {store.root} --runs lists them) or train one")
     return done[-1]["key"]
 
 
@@ -264,7 +264,7 @@ def embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
         h, w = export.input_hw
         raise VideoError("", f"its frames become {x.shape[-1]}x{x.shape[-2]} inputs but the export was traced for "
                              f"{w}x{h} (the whole frame, view full)", "export the run again for this camera's "
-                             "frame size: python -m pipeline.export RUN --store S --frame-size WIDTHxHEIGHT")
+                             "frame size: dakd export RUN --store S --frame-size WIDTHxHEIGHT")
     return export.scorer.embed(x).reshape(len(snippets), export.crops, -1)
 
 
@@ -308,7 +308,7 @@ def describe_failure(exc: BaseException, export: OnnxExport) -> tuple[str, str]:
     """(reason, fix) of a video the exported model could not score."""
     if isinstance(exc, TooManySnippets):
         run = f" --model {export.model.run[:12]}" if export.model.run else " --model RUN"
-        return str(exc), f"run pipeline.detect without --onnx, with --store S{run}, which scores any length"
+        return str(exc), f"run dakd detect without --onnx, with --store S{run}, which scores any length"
     return failure_reason(exc)
 
 

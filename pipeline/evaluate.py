@@ -35,10 +35,13 @@ from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 from pipeline.parsers import stage_parser
 
-from pipeline.evaluation.engine import REPORTED, SHORT_KEY, _show
+# pipeline.evaluation.engine imports torch: the helpers below import it when they run (after api.evaluate has
+# loaded the runs), so a missing store or an unknown run is named before torch loads.
 
 
 def _group_line(summary: dict) -> str:
+    from pipeline.evaluation.engine import REPORTED, _show
+
     apart = ", ".join(f"{k}={_show(v)}" for k, v in summary["differing"].items())
     stats = ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary.items()
                       if k in REPORTED and isinstance(v, dict))
@@ -47,6 +50,8 @@ def _group_line(summary: dict) -> str:
 
 
 def _line(m: dict) -> str:
+    from pipeline.evaluation.engine import REPORTED
+
     parts = [f"{k} {m[k]:.4f}" for k in REPORTED if m.get(k) is not None]
     return ", ".join(parts)
 
@@ -60,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args)
 
     def report(m: api.Metrics) -> None:
+        from pipeline.evaluation.engine import SHORT_KEY
+
         other = "".join(f"; {b} scored with extraction {o['evaluated_on'][:SHORT_KEY]}, not the run's "
                         f"{str(o['trained_on'])[:SHORT_KEY]}"
                         for b, o in m.values.get("other_extractions", {}).items())

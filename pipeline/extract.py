@@ -29,17 +29,32 @@ import dataclasses
 import logging
 import sys
 
+import importlib
+from typing import TYPE_CHECKING
+
 from extractors.registry import BACKBONES, build_backbone  # noqa: F401 - build_backbone: tests reach it here
-from extractors.transforms import VIEWS
 from pipeline import api
 from pipeline.cli import configure_logging, emit_json, error, print_failures, say  # noqa: F401 (re-exported)
-from pipeline.defaults import ENGINES, EXIT_SOME_FAILED, EXTRACT_BACKBONES  # noqa: F401 (re-exported)
+from pipeline.defaults import ENGINES, EXIT_SOME_FAILED, EXTRACT_BACKBONES, VIEW_NAMES  # noqa: F401 (re-exported)
 from pipeline.errors import UserError
-# The engine lives in pipeline.extraction (shared with the Ray engine); the names below are re-exported for the
-# tests and benchmarks that reach them through this module.
-from pipeline.extraction import (DEFAULT_BATCH_SIZE, DTYPES, MAX_DECODE_WORKERS, STAGE, Extractor,  # noqa: F401
-                                 ExtractSettings, Outcome, backbone_fingerprint, decode_groups, extractor_fingerprint)
 from pipeline.parsers import parse_pairs, stage_parser
+
+if TYPE_CHECKING:
+    from pipeline.extraction import ExtractSettings
+
+# The engine lives in pipeline.extraction (shared with the Ray engine), which imports torch; the names below are
+# re-exported for the tests and benchmarks that reach them through this module, imported on first use
+# (module __getattr__) so that the command names a bad input before torch loads.
+_LAZY = {name: "pipeline.extraction" for name in (
+    "DEFAULT_BATCH_SIZE", "DTYPES", "MAX_DECODE_WORKERS", "STAGE", "Extractor", "ExtractSettings", "Outcome",
+    "backbone_fingerprint", "decode_groups", "extractor_fingerprint")}
+_LAZY["VIEWS"] = "extractors.transforms"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEFAULT_BACKBONES = EXTRACT_BACKBONES
 
@@ -54,7 +69,7 @@ def parse_weights(values: list[str]) -> dict[str, str]:
 
 def parse_views(values: list[str], backbones: list[str]) -> dict[str, str]:
     """``--view`` values (``VIEW`` for every backbone, or ``NAME=VIEW``) -> backbone -> view. Raises UserError."""
-    return api.parse_views(values, backbones, VIEWS)
+    return api.parse_views(values, backbones, VIEW_NAMES)
 
 
 def build_parser() -> argparse.ArgumentParser:

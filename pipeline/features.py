@@ -177,6 +177,6 @@ def missing_message(feature_set: FeatureSet, dataset: str, store: FeatureStore, 
     how = f"ROOT --dataset {dataset}" if dataset in DATASETS else "VIDEOS"
     backbones = ",".join(sorted({b for _, bs in feature_set.missing for b in bs}))
     return (f"{len(feature_set.missing)} {dataset} videos have no features in {store.root}: {shown}{more}. "
-            f"Extract them (python -m pipeline.extract {how} --backbones {backbones} --store {store.root}) or import "
-            f"the community's features (python -m pipeline.import_features LIST --backbone NAME --store "
+            f"Extract them (dakd extract {how} --backbones {backbones} --store {store.root}) or import "
+            f"the community's features (dakd import LIST --backbone NAME --store "
             f"{store.root}); --allow-missing trains or evaluates on the videos that are there")

@@ -22,7 +22,6 @@ import numpy as np
 from data.datasets import load_dataset
 from pipeline import api
 from pipeline.atomic import atomic_write_json, atomic_write_text
-from pipeline.config import parse_assignments
 from pipeline.defaults import GRID_TABLES
 from pipeline.cli import configure_logging, emit_json, error, say
 from pipeline.errors import UserError
@@ -201,7 +200,6 @@ def run(args) -> int:
     try:
         if args.seeds < 1:
             raise UserError("--seeds must be at least 1")
-        parse_assignments(args.set)  # a malformed --set fails here, not in every variant
         tables = [t.strip() for t in args.tables.split(",") if t.strip()]
         names = [n.strip() for n in args.variants.split(",") if n.strip()]
         todo = plan(tables, names)
@@ -216,6 +214,12 @@ def run(args) -> int:
         return error(exc)
     try:  # named up front: a file, no store, a damaged manifest, a read-only store
         open_store(args.store, create=False, writes=True).close()
+    except UserError as exc:
+        return error(exc)
+    from pipeline.config import parse_assignments  # torch: after the store and the dataset are checked
+
+    try:
+        parse_assignments(args.set)  # a malformed --set fails here, not in every variant
     except UserError as exc:
         return error(exc)
     cells = {v.name: Cell(v) for v in todo}

@@ -23,7 +23,10 @@ same arguments under subcommands (:func:`dakd_parser`, :mod:`pipeline.cli`). The
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
+import sys
 from collections.abc import Callable, Iterable
 
 from data.decode import BACKENDS, DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, FRAME_FOLDER_FPS, TIMELINES
@@ -35,6 +38,86 @@ from pipeline.errors import UsageError
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:1, ... (default: auto)"
 DATASET_HELP = ("ucf-crime | shanghaitech | xd-violence | ucsd-ped1 | ucsd-ped2 | avenue | a labels CSV | a folder "
                 "with labels.csv | a frame-label folder (videos/ + labels/)")
+
+
+# -- the parser class: no abbreviations, "did you mean" -------------------------------------------------------
+SUGGEST_CUTOFF = 0.7  # difflib similarity an option or command must reach to be suggested (--bogus is no --verbose)
+_NUMBER = re.compile(r"^-\d+(\.\d*)?$|^-\.\d+$")  # "-1", "-0.5": values, not flags
+
+
+class Parser(argparse.ArgumentParser):
+    """Every parser of the command line: abbreviations refused (``allow_abbrev=False``: ``--stor`` is not taken
+    for ``--store``), and an unknown flag answered with the usage of the (sub)command that was given it and a
+    "did you mean --X?" from that command's own options (exit code 2, as argparse)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._argv: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)  # what error() looks through for unknown flags
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse would name them under the top-level usage: name them under the subcommand's
+            self._chosen_subparser(namespace).error(_unrecognized(extras, self._chosen_subparser(namespace)))
+        return namespace
+
+    def error(self, message: str):
+        if self._subparsers_action() is None:  # a leaf: flags it does not know are the likely cause of any error
+            unknown = self.unknown_flags(self._argv)
+            if unknown:
+                message = _unrecognized(unknown, self)
+        elif (m := re.search(r"invalid choice: '([^']*)'", message)) and (close := difflib.get_close_matches(
+                m.group(1), list(self._subparsers_action().choices), n=1, cutoff=SUGGEST_CUTOFF)):
+            message = f"{message}; did you mean {close[0]}?"
+        super().error(message)
+
+    def option_strings(self) -> list[str]:
+        """This parser's long and short option strings (``--store``, ``-h``, ...)."""
+        return list(self._option_string_actions)
+
+    def unknown_flags(self, argv: Iterable[str]) -> list[str]:
+        """The flag-like tokens of ``argv`` (before a ``--``) that are none of this parser's options."""
+        unknown = []
+        for token in argv:
+            if token == "--":
+                break
+            if token.startswith("-") and len(token) > 1 and not _NUMBER.match(token):
+                name = token.split("=", 1)[0]
+                if name not in self._option_string_actions:
+                    unknown.append(name)
+        return unknown
+
+    def suggest(self, flag: str) -> str | None:
+        """The closest of this parser's long options to ``flag``, or None."""
+        longs = [o for o in self._option_string_actions if o.startswith("--")]
+        close = difflib.get_close_matches(flag, longs, n=1, cutoff=SUGGEST_CUTOFF)
+        return close[0] if close else None
+
+    def _subparsers_action(self) -> argparse._SubParsersAction | None:
+        return next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+    def _chosen_subparser(self, namespace: argparse.Namespace) -> argparse.ArgumentParser:
+        action = self._subparsers_action()
+        chosen = getattr(namespace, action.dest, None) if action is not None else None
+        return action.choices[chosen] if chosen in (action.choices if action is not None else {}) else self
+
+
+def _unrecognized(tokens: list[str], parser: argparse.ArgumentParser) -> str:
+    """``unrecognized arguments: --stor (did you mean --store?)``."""
+    hints = []
+    for token in tokens:
+        name = token.split("=", 1)[0]
+        if name in parser._option_string_actions:  # a flag of the subcommand, given before it (dakd --json extract)
+            hints.append(f"{name} goes after the command")
+            continue
+        close = parser.suggest(name) if isinstance(parser, Parser) and name.startswith("-") else None
+        if close and close != name:
+            hints.append(f"did you mean {close}?" if len(tokens) == 1 else f"{name}: did you mean {close}?")
+    return f"unrecognized arguments: {' '.join(tokens)}" + (f" ({'; '.join(hints)})" if hints else "")
 
 
 # -- NAME=VALUE -------------------------------------------------------------------------------------------------
@@ -276,7 +359,7 @@ def watch_args(p: argparse.ArgumentParser) -> None:
                         "options (FFmpeg options, e.g. {rtsp_transport: tcp})")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--store", metavar="STORE", help="the store holding the run to score with")
-    model.add_argument("--onnx", metavar="EXPORT_DIR", help="an export folder (python -m pipeline.export): no store "
+    model.add_argument("--onnx", metavar="EXPORT_DIR", help="an export folder (dakd export): no store "
                                                             "needed")
     p.add_argument("--model", help="run key prefix or folder (default: the store's most recent student)")
     p.add_argument("--realtime", action="store_true", help="play video files at their native rate (a rehearsal "
@@ -431,14 +514,14 @@ def _description(module: str, summary: str) -> str:
 def stage_parser(stage: str) -> argparse.ArgumentParser:
     """The parser of ``python -m pipeline.<module>`` for ``stage`` (a key of :data:`STAGES`)."""
     module, summary, add = STAGES[stage]
-    p = argparse.ArgumentParser(prog=f"python -m {module}", description=_description(module, summary))
+    p = Parser(prog=f"python -m {module}", description=_description(module, summary))
     add(p)
     return p
 
 
 def dakd_parser() -> argparse.ArgumentParser:
     """``dakd STAGE ...``: one subcommand per stage, with the arguments of ``python -m pipeline.<stage>``."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="dakd", description="Weakly-supervised video anomaly detection: extract -> train -> evaluate -> detect. "
         f"Every subcommand takes --quiet, --verbose and --json; --store defaults to ${d.STORE_ENV}. Exit codes: 0 "
         "ok, 1 some inputs failed, 2 user error.")

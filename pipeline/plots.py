@@ -25,6 +25,7 @@ from pipeline.evaluation.metrics import (
     FALSE_ALARM_THRESHOLD,
     VideoScores,
     check_video,
+    pooled_frames,
     pr_points,
     roc_points,
     video_auc,
@@ -33,10 +34,19 @@ from pipeline.evaluation.metrics import (
 CURVE_FIGSIZE = (5.0, 5.0)  # inches, ROC and PR plots
 VIDEO_FIGSIZE = (10.0, 3.0)  # inches, per-video score plots
 DPI = 100  # PNG size in pixels = figsize * DPI
-Y_LIMITS = (0.0, 1.0)  # score axis of the per-video plots
+# Score axis of the per-video plots: [0, 1] with a small margin both sides, so a score of 0 (or 1) is drawn
+# above (below) the axis line instead of on it, where it would disappear.
+SCORE_MARGIN = 0.02
+Y_LIMITS = (0.0 - SCORE_MARGIN, 1.0 + SCORE_MARGIN)
+SCORE_LINEWIDTH = 2.0  # points: wide enough to read against the axis and the shaded ground truth
 GT_COLOR = "tab:red"
 GT_ALPHA = 0.2
 SCORE_COLOR = "tab:blue"
+CHANCE_COLOR = "gray"
+CHANCE_LABEL = "chance (prevalence {:.1f}%)"  # the PR plot's baseline: precision of a score that knows nothing
+# Legends sit outside the axes so that they can never hide a curve: right of a score plot, below a curve plot.
+SCORE_LEGEND = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize="small")
+CURVE_LEGEND = dict(loc="outside lower center", fontsize="small")  # a figure legend (constrained layout)
 SAFE_NAME_MAX = 150  # characters of a file stem derived from a video name
 SAFE_NAME_HASH = 8  # hex digits of the name hash appended when two names make the same stem
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")  # everything else (dots, '#', spaces, slashes...) becomes '_'
@@ -76,21 +86,40 @@ def _fmt(value: float | None) -> str:
 # -- curves --------------------------------------------------------------------------------------------------
 def plot_roc(videos: Sequence[VideoScores], path: str | os.PathLike, *, title: str) -> Path:
     """Pooled frame-level ROC curve, its AUC in the legend, and the chance diagonal; returns the PNG path."""
+    return _save_figure(roc_figure(videos, title=title), path)
+
+
+def roc_figure(videos: Sequence[VideoScores], *, title: str) -> Figure:
+    """The figure that :func:`plot_roc` saves (exposed for tests)."""
     videos = list(videos)
     fpr, tpr = roc_points(videos)
     auc = float(_trapezoid_area(fpr, tpr)) if fpr.size else None  # equals frame_metrics()["auc"]
     fig = Figure(figsize=CURVE_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
     ax.plot(fpr, tpr, color=SCORE_COLOR, label=f"AUC = {_fmt(auc)}")
-    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="chance")
+    ax.plot([0, 1], [0, 1], color=CHANCE_COLOR, linestyle="--", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.set_aspect("equal")
-    ax.legend(loc="lower right")
-    return _save_figure(fig, path)
+    fig.legend(**CURVE_LEGEND)
+    return fig
+
+
+def prevalence(videos: Sequence[VideoScores]) -> float | None:
+    """The share of anomalous frames over the pooled videos: the precision of a detector that knows nothing, so
+    the PR plot's chance level (an AP of 0.11 is chance when 11 % of the frames are anomalous). None without
+    frames."""
+    gt, _ = pooled_frames(list(videos))
+    return float(gt.mean()) if gt.size else None
 
 
 def plot_pr(videos: Sequence[VideoScores], path: str | os.PathLike, *, title: str) -> Path:
-    """Pooled frame-level precision-recall curve with AP (trapezoidal PR area) in the legend; returns the path."""
+    """Pooled frame-level precision-recall curve with AP (trapezoidal PR area) in the legend, and the chance level
+    dashed (the prevalence of anomalous frames, :func:`prevalence`); returns the path."""
+    return _save_figure(pr_figure(videos, title=title), path)
+
+
+def pr_figure(videos: Sequence[VideoScores], *, title: str) -> Figure:
+    """The figure that :func:`plot_pr` saves (exposed for tests)."""
     videos = list(videos)
     recall, precision = pr_points(videos)
     # Both equal frame_metrics()["ap"] and ["ap_average_precision"]; computed from the points, one pass.
@@ -100,10 +129,13 @@ def plot_pr(videos: Sequence[VideoScores], path: str | os.PathLike, *, title: st
     ax = fig.add_subplot()
     ax.plot(recall, precision, color=SCORE_COLOR,
             label=f"AP = {_fmt(ap)} (step-wise {_fmt(ap_step)})")
+    base = prevalence(videos)
+    if base is not None:
+        ax.axhline(base, color=CHANCE_COLOR, linestyle="--", linewidth=1, label=CHANCE_LABEL.format(100 * base))
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="recall", ylabel="precision", title=title)
     ax.set_aspect("equal")
-    ax.legend(loc="lower left")
-    return _save_figure(fig, path)
+    fig.legend(**CURVE_LEGEND)
+    return fig
 
 
 # -- one video -----------------------------------------------------------------------------------------------
@@ -123,13 +155,14 @@ def video_scores_figure(video: VideoScores, *, fps: float | None = None, title: 
     for i, (start, end) in enumerate(gt_intervals(video.gt)):
         ax.axvspan(start * scale, end * scale, color=GT_COLOR, alpha=GT_ALPHA, linewidth=0,
                    label="ground truth" if i == 0 else None)
-    ax.stairs(np.asarray(video.snippet_scores, dtype=np.float64), edges, color=SCORE_COLOR, label="score")
-    ax.axhline(FALSE_ALARM_THRESHOLD, color="gray", linestyle="--", linewidth=1,
+    ax.stairs(np.asarray(video.snippet_scores, dtype=np.float64), edges, color=SCORE_COLOR, label="score",
+              linewidth=SCORE_LINEWIDTH)
+    ax.axhline(FALSE_ALARM_THRESHOLD, color=CHANCE_COLOR, linestyle="--", linewidth=1,
                label=f"threshold {FALSE_ALARM_THRESHOLD:g}")
     ax.set(xlim=(edges[0], edges[-1]), ylim=Y_LIMITS, ylabel="anomaly score",
            xlabel="frame" if fps is None else "time (s)",
            title=title if title is not None else f"{video.name} ({video.class_name})")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(**SCORE_LEGEND)
     return fig
 
 
@@ -164,17 +197,24 @@ def plot_detection(snippet_scores: np.ndarray, n_frames: int, fps: float, path: 
                    threshold: float, title: str) -> Path:
     """A new video's scores over time (``pipeline.detect``): snippet ``t`` covers frames ``[16t, 16t + 16)``, the
     last snippet's score extends over the trailing frames; x in seconds (frames when ``fps`` is unknown)."""
+    return _save_figure(detection_figure(snippet_scores, n_frames, fps, threshold=threshold, title=title), path)
+
+
+def detection_figure(snippet_scores: np.ndarray, n_frames: int, fps: float, *, threshold: float,
+                     title: str) -> Figure:
+    """The figure that :func:`plot_detection` saves (exposed for tests)."""
     scale = 1.0 / fps if fps > 0 else 1.0
     edges = np.arange(len(snippet_scores) + 1) * SNIPPET_FRAMES
     edges[-1] = max(edges[-1], n_frames)
     fig = Figure(figsize=VIDEO_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
-    ax.stairs(np.asarray(snippet_scores, dtype=np.float64), edges * scale, color=SCORE_COLOR, label="score")
-    ax.axhline(threshold, color="gray", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.stairs(np.asarray(snippet_scores, dtype=np.float64), edges * scale, color=SCORE_COLOR, label="score",
+              linewidth=SCORE_LINEWIDTH)
+    ax.axhline(threshold, color=CHANCE_COLOR, linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     ax.set(xlim=(0, edges[-1] * scale), ylim=Y_LIMITS, ylabel="anomaly score",
            xlabel="time (s)" if fps > 0 else "frame", title=title)
-    ax.legend(loc="upper right", fontsize="small")
-    return _save_figure(fig, path)
+    ax.legend(**SCORE_LEGEND)
+    return fig
 
 
 def plot_all_videos(videos: Sequence[VideoScores], folder: str | os.PathLike, *,

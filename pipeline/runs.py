@@ -27,8 +27,9 @@ from models.lightning import LightningStudent
 from models.vad_model import VADModel
 from pipeline.atomic import atomic_write
 from pipeline.config import RunConfig, config_from_dict
-from pipeline.errors import InputError, UserError
+from pipeline.errors import UserError
 from pipeline.keys import hash_json
+from pipeline.run_refs import RunNotFound, find_run_folder, open_run_store  # noqa: F401 (re-exported)
 from pipeline.store import FeatureStore
 
 CODE_VERSION = "train-2"  # bump when a change to the training code changes what a run produces
@@ -36,10 +37,6 @@ CHECKPOINT_FORMAT = 1
 # What every checkpoint of CHECKPOINT_FORMAT holds (the rest, e.g. "teachers", "heads", may be absent).
 CHECKPOINT_KEYS = ("format", "key", "stage", "config", "backbones", "input_dims", "fingerprints", "model")
 CHECKPOINT_WHAT = "the run's checkpoint"
-
-
-class RunNotFound(UserError):
-    """The run reference matches no finished run (or several); the message says what exists."""
 
 
 def run_key(config: RunConfig, *, train_entries: list[tuple[str, int]], feature_keys: list[str],
@@ -100,7 +97,7 @@ class LoadedRun:
 def retrain_fix(folder: Path) -> str:
     """What to do about a run whose checkpoint cannot be used: train it again (``--force``, since the file's
     presence marks the run finished)."""
-    return (f"re-run python -m pipeline.train {folder.parent.name} with this run's arguments and --force to train "
+    return (f"re-run dakd train {folder.parent.name} with this run's arguments and --force to train "
             f"it again (or delete {folder})")
 
 
@@ -117,34 +114,6 @@ def build_model(checkpoint: dict, path: Path | str = "checkpoint.pt", fix: str =
     return model.eval()
 
 
-def find_run_folder(store: FeatureStore, ref: str, stage: str | None = None) -> Path:
-    """A run folder from a path (run folder or its checkpoint.pt) or a unique key prefix (at least 6 chars)."""
-    path = Path(ref)
-    if path.is_file() and path.name == "checkpoint.pt":
-        return path.parent
-    if (path / "checkpoint.pt").is_file():
-        return path
-    stages = [stage] if stage else [p.name for p in sorted((store.root / "runs").glob("*")) if p.is_dir()]
-    matches = [folder for s in stages for folder in sorted((store.root / "runs" / s).glob(f"{ref}*"))
-               if (folder / "checkpoint.pt").is_file()] if len(ref) >= 6 else []
-    if len(matches) == 1:
-        return matches[0]
-    finished = [f"{r['stage']} {r['key'][:12]}" for r in store.runs(stage) if r["status"] == "done"]
-    what = "several runs" if matches else "no finished run"
-    raise RunNotFound(f"{ref!r} matches {what} in {store.root} (give a run folder or a unique key prefix of 6+ "
-                      f"characters); finished runs: {', '.join(finished) or 'none'}")
-
-
-def open_run_store(path) -> FeatureStore:
-    """The existing store a run is loaded from (never created). Raises InputError naming the flag to fix."""
-    from pipeline.store import open_store
-
-    try:
-        return open_store(path, create=False)
-    except UserError as exc:
-        raise InputError(f"{exc} (pass the --store the run was trained in)") from exc
-
-
 def load_run(store: FeatureStore, ref: str, stage: str | None = None) -> LoadedRun:
     """The run ``ref`` names, its checkpoint read and its network built. Raises RunNotFound, or
     :class:`extractors.files.BadFile` naming the checkpoint when it is damaged, refused or foreign."""
@@ -153,7 +122,7 @@ def load_run(store: FeatureStore, ref: str, stage: str | None = None) -> LoadedR
     checkpoint = load_torch_file(path, CHECKPOINT_WHAT, fix)
     if isinstance(checkpoint, dict) and checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise RunNotFound(f"{path}: checkpoint format {checkpoint.get('format')} is not "
-                          f"{CHECKPOINT_FORMAT}; retrain with this version (python -m pipeline.train ... --force)")
+                          f"{CHECKPOINT_FORMAT}; retrain with this version (dakd train ... --force)")
     require_keys(checkpoint, CHECKPOINT_KEYS, path, CHECKPOINT_WHAT, fix)
     model = build_model(checkpoint, path, fix)
     return LoadedRun(key=checkpoint["key"], folder=folder, checkpoint=checkpoint,

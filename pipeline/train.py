@@ -23,8 +23,6 @@ from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 from pipeline.parsers import stage_parser
 
-from pipeline.training.engine import _fmt
-
 
 # -- command line (pipeline.parsers holds the arguments, pipeline.api.train the work) ----------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +40,8 @@ def train_kwargs(args: argparse.Namespace) -> dict:
 
 def run_line(run) -> str:
     """The line printed for each trained (or found) run."""
+    from pipeline.training.engine import _fmt  # torch: imported once a run exists, not before the inputs are checked
+
     m = run.metrics
     state = "cached (the run exists; --force retrains)" if run.cached else f"{m['wall_time_s']:.1f} s"
     return (f"train {run.stage}: seed {run.seed} run {run.key[:12]}: best epoch {m['best_epoch']}/{m['epochs']}, "
@@ -59,7 +59,7 @@ def summarize(results: list[dict]) -> str:
     aucs = [r["val_video_auc"] for r in results if r["val_video_auc"] is not None]
     if len(results) < 2:
         return ""
-    evaluate = "test metrics: python -m pipeline.evaluate " + " ".join(r["run"][:12] for r in results)
+    evaluate = "test metrics: dakd evaluate " + " ".join(r["run"][:12] for r in results)
     if not aucs:
         return f"{len(results)} seeds trained (no validation split, so no validation AUC); {evaluate}"
     std = np.std(aucs, ddof=1) if len(aucs) > 1 else 0.0

@@ -3,9 +3,12 @@ one NAME=VALUE parser, exit codes 0 / 1 / 2, --json on stdout, and the Python AP
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from videos import encode, pattern_frames
@@ -135,3 +138,168 @@ def test_the_api_raises_typed_errors_and_never_exits(tmp_path):
     with pytest.raises(UserError):
         api.detect([tmp_path], store=None)
     assert issubclass(UsageError, UserError) and issubclass(InputError, UserError)
+
+
+# -- unknown flags, abbreviations ------------------------------------------------------------------------------
+def _usage_error(argv: list[str], capsys, main=None) -> str:
+    with pytest.raises(SystemExit) as exc:
+        (main or cli.main)(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_an_unknown_flag_shows_the_subcommands_usage_and_the_closest_flag(tmp_path, capsys):
+    err = _usage_error(["evaluate", "abcdef", "--store", str(tmp_path), "--forse"], capsys)
+    assert err.startswith("usage: dakd evaluate ")  # the subcommand's usage, not dakd's
+    assert "dakd evaluate: error: unrecognized arguments: --forse (did you mean --force?)" in err
+    err = _usage_error(["extract", str(tmp_path), "--store", str(tmp_path), "--backbone", "lowres"], capsys)
+    assert err.startswith("usage: dakd extract ") and "(did you mean --backbones?)" in err
+    err = _usage_error(["extract", str(tmp_path), "--store", str(tmp_path), "--bogus"], capsys)
+    assert "unrecognized arguments: --bogus\n" in err and "did you mean" not in err  # nothing close: no guess
+    err = _usage_error([str(tmp_path), "--store", str(tmp_path), "--dtyp", "float16"], capsys, extract.main)
+    assert err.startswith("usage: python -m pipeline.extract ") and "did you mean --dtype?" in err
+    err = _usage_error(["--json", "store", "--store", str(tmp_path)], capsys)  # a subcommand's flag before it
+    assert err.startswith("usage: dakd store ") and "(--json goes after the command)" in err
+
+
+def test_abbreviations_are_refused_with_did_you_mean(tmp_path, capsys, monkeypatch):
+    """--stor is not taken for --store, even when $DAKD_STORE would have filled the required --store."""
+    for env in (None, str(tmp_path / "env")):
+        if env:
+            monkeypatch.setenv(defaults.STORE_ENV, env)
+        else:
+            monkeypatch.delenv(defaults.STORE_ENV, raising=False)
+        err = _usage_error(["extract", str(tmp_path), "--stor", str(tmp_path / "s")], capsys)
+        assert err.startswith("usage: dakd extract ")
+        assert "error: unrecognized arguments: --stor (did you mean --store?)" in err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "env").exists()
+    for parser in [parsers.dakd_parser(), *(parsers.stage_parser(s) for s in parsers.STAGES)]:
+        assert parser.allow_abbrev is False
+
+
+def test_an_unknown_command_gets_a_did_you_mean(capsys):
+    err = _usage_error(["extrat", "x"], capsys)
+    assert "invalid choice: 'extrat'" in err and err.rstrip().endswith("did you mean extract?")
+
+
+def test_every_argument_parser_of_the_project_refuses_abbreviations():
+    """Each ``argparse.ArgumentParser(...)`` outside pipeline.parsers (whose Parser class sets it) passes
+    allow_abbrev=False: an abbreviation silently taken for another flag is a wrong run nobody notices."""
+    root = Path(__file__).resolve().parent.parent
+    missing = []
+    for path in sorted(root.glob("*/**/*.py")):
+        if path.parts[len(root.parts)] in ("tests", ".git") or path.name == "parsers.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "ArgumentParser"
+                    and not any(k.arg == "allow_abbrev" and getattr(k.value, "value", True) is False
+                                for k in node.keywords)):
+                missing.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not missing, missing
+
+
+# -- fixes name dakd -------------------------------------------------------------------------------------------
+def _message_strings(path: Path) -> list[tuple[int, str]]:
+    """The string literals of ``path`` (f-string parts included) that are not docstrings."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_every_fix_names_the_dakd_command():
+    """Messages (errors, fixes, help) tell a user to run ``dakd STAGE``, the command they typed, never the module
+    form ``python -m pipeline.STAGE`` (docstrings may still name it: it is an alias)."""
+    root = Path(__file__).resolve().parent.parent
+    module_form = re.compile(r"python -m pipeline\.|\brun pipeline\.\w+")
+    found = [f"{path.relative_to(root)}:{line}: {text[:80]!r}"
+             for package in ("pipeline", "extractors", "data", "models")
+             for path in sorted((root / package).rglob("*.py"))
+             for line, text in _message_strings(path) if module_form.search(text)]
+    assert not found, found
+
+
+def test_the_message_scan_sees_f_strings_and_skips_docstrings(tmp_path):
+    sample = tmp_path / "m.py"
+    sample.write_text('"""python -m pipeline.x in a docstring"""\n'
+                      'def f(root):\n    raise ValueError(f"no store at {root}: run python -m pipeline.extract")\n')
+    assert [text for _, text in _message_strings(sample) if "python -m pipeline." in text] == [
+        ": run python -m pipeline.extract"]
+
+
+# -- inputs first, before weights and torch --------------------------------------------------------------------
+def _in_fresh_process(commands: list[list[str]], tmp_path, **env) -> list[tuple[int, bool, str]]:
+    """Run ``dakd`` commands one after the other in one new interpreter; per command (exit code, whether torch
+    was imported by then, stderr). A fresh process: this one has imported torch long ago."""
+    code = ("import contextlib, io, json, sys\nfrom pipeline import cli\nout = []\n"
+            f"for argv in {commands!r}:\n"
+            "    err = io.StringIO()\n"
+            "    with contextlib.redirect_stderr(err):\n"
+            "        try:\n            rc = cli.main(argv)\n"
+            "        except SystemExit as exc:\n            rc = exc.code\n"
+            "    out.append((rc, 'torch' in sys.modules, err.getvalue()))\n"
+            "print(json.dumps(out))\n")
+    environ = {**__import__("os").environ, "DAKD_CACHE_DIR": str(tmp_path / "empty-cache"), **env}
+    environ.pop(defaults.STORE_ENV, None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=environ)
+    assert done.returncode == 0, done.stderr
+    return [tuple(r) for r in json.loads(done.stdout)]
+
+
+def test_no_videos_is_named_before_any_weights_are_looked_for(tmp_path):
+    """The default backbones need weights that are not in the (empty) cache: an empty folder or a missing path is
+    still what the user hears about, with the path and the fix, exit 2, nothing downloaded, no store made, and
+    torch never imported."""
+    (tmp_path / "empty").mkdir()
+    results = _in_fresh_process([["extract", str(tmp_path / "empty"), "--store", str(tmp_path / "new")],
+                                 ["extract", str(tmp_path / "absent"), "--store", str(tmp_path / "new")]], tmp_path)
+    (rc, torch_loaded, err), (rc2, torch_loaded2, err2) = results
+    assert (rc, torch_loaded, rc2, torch_loaded2) == (2, False, 2, False)
+    assert err.startswith(f"error: no videos found in {tmp_path / 'empty'}: ") and "pass the folder" in err
+    assert err2.startswith(f"error: {tmp_path / 'absent'}: no such file or folder; check the path")
+    for text in (err, err2):
+        assert "weights" not in text and "Downloading" not in text and len(text.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists() and not (tmp_path / "empty-cache").exists()
+
+
+def test_store_and_run_errors_come_before_torch(tmp_path):
+    """A missing store, an unknown run key, a --store that is a file: named at once, without importing torch."""
+    from pipeline.store import FeatureStore
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    encode(videos / "a.mkv", pattern_frames(32, 48, 64, seed=5))
+    store = tmp_path / "store"
+    FeatureStore(store, create=True).close()  # a store without runs
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a store")
+    missing = str(tmp_path / "missing")
+    cases = {
+        "train: no store": (["train", "teacher", "--store", missing, "--dataset", "ucf-crime"], f"no store at {missing}"),
+        "train: unknown teacher": (["train", "student", "--store", str(store), "--teacher", "abcdef12"],
+                                   "'abcdef12' matches no finished run"),
+        "evaluate: no store": (["evaluate", "abcdef12", "--store", missing], f"no store at {missing}"),
+        "evaluate: unknown run": (["evaluate", "abcdef12", "--store", str(store)], "'abcdef12' matches no finished"),
+        "detect: unknown run": (["detect", str(videos), "--store", str(store), "--model", "abcdef12"],
+                                "'abcdef12' matches no finished run"),
+        "detect: no student": (["detect", str(videos), "--store", str(store)], "holds no finished student run"),
+        "detect: no store": (["detect", str(videos), "--store", missing], f"no store at {missing}"),
+        "extract: store is a file": (["extract", str(videos), "--store", str(a_file)], f"--store {a_file} is a file"),
+        "calibrate: unknown run": (["calibrate", "abcdef12", "--store", str(store), "--normal", str(videos)],
+                                   "'abcdef12' matches no finished run"),
+        "calibrate: no videos": (["calibrate", "abcdef12", "--store", str(store), "--normal", str(tmp_path / "e")],
+                                 "no such file or folder"),
+        "store: no store": (["store", "--store", missing], f"no store at {missing}"),
+        "grid: no store": (["grid", "--store", missing, "--dataset", "ucf-crime"], f"no store at {missing}"),
+        "demo: out is a file": (["demo", "--out", str(a_file)], f"--out {a_file} is a file"),
+    }
+    results = _in_fresh_process([argv for argv, _ in cases.values()], tmp_path)
+    for (name, (_, needle)), (rc, torch_loaded, err) in zip(cases.items(), results):
+        assert rc == 2, (name, err)
+        assert err.startswith("error: ") and needle in err, (name, err)
+        assert not torch_loaded, f"{name}: torch was imported before the error"
+    assert "dakd store" in results[1][2] and "dakd extract" in results[0][2]  # each names the fix as a dakd command

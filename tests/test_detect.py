@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from feature_sets import TINY_MODEL
+from videos import encode, pattern_frames
 from torch import nn
 
 from data.synthetic import SyntheticSpec, generate_dataset, write_video
@@ -267,7 +268,7 @@ def test_an_export_with_a_lower_limit_fails_longer_videos_by_name_and_scores_the
     assert f"FAILED {broken}: not a readable video" in err
     assert (f"FAILED {vtest_path}: the video has more than 8 snippets but the exported model scores at most 8 at "
             "once") in err
-    assert f"(run pipeline.detect without --onnx, with --store S --model {keys['student'][:12]}" in err
+    assert f"(run dakd detect without --onnx, with --store S --model {keys['student'][:12]}" in err
     assert pulled == {"vtest.avi": 9, "short.mp4": 3}  # vtest's 49 snippets: decoding stopped past the limit
     # as in training (vtest is 4:3 like the training videos: the same 298 x 224 whole-frame input)
     assert opened["vtest.avi"] == {"backend": "auto", "short_side": 224, "needed": (8,), "square": False,
@@ -286,7 +287,8 @@ def test_an_export_with_a_lower_limit_fails_longer_videos_by_name_and_scores_the
 
 
 def test_onnx_needs_a_checked_export_and_onnxruntime_and_otherwise_a_store(tmp_path, monkeypatch, capsys):
-    video = str(tmp_path / "v.mp4")  # never opened: the checks come first
+    video = str(tmp_path / "v.mkv")  # never decoded: the export's checks come first (it exists: the inputs' do)
+    encode(tmp_path / "v.mkv", pattern_frames(32, 48, 64, seed=6))
     unchecked = tmp_path / "unchecked"
     unchecked.mkdir()
     for name in (export.BACKBONE_ONNX, export.HEAD_ONNX):  # an export whose check failed has no export.json
@@ -294,7 +296,7 @@ def test_onnx_needs_a_checked_export_and_onnxruntime_and_otherwise_a_store(tmp_p
     assert detect.main([video, "--onnx", str(unchecked)]) == 2
     err = capsys.readouterr().err
     assert f"{unchecked} holds no checked export (no {export.EXPORT_JSON}" in err
-    assert "python -m pipeline.export RUN --store S" in err
+    assert "dakd export RUN --store S" in err
     (unchecked / export.EXPORT_JSON).write_text("{}")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
     assert detect.main([video, "--onnx", str(unchecked)]) == 2

@@ -400,7 +400,7 @@ def test_missing_weights_explain_the_flag(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     with pytest.raises(WeightsNotFound, match="--weights i3d=") as err:
         i3d.build(None)
-    assert str(tmp_path) in str(err.value) and "pipeline.fetch" in str(err.value)
+    assert str(tmp_path) in str(err.value) and "dakd fetch" in str(err.value)
 
 
 # ----------------------------------------------------------------------------------------- TF SAME padding

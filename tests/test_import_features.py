@@ -293,7 +293,7 @@ def test_test_videos_under_another_source_are_named_with_the_fixes(release, tmp_
     assert (f'trained on i3d extraction {trained_on[:12]} {{"crops": 2, "dim": 16, "imported": true, "source": '
             f'"rtfm train"}}, which holds 0 of the 6 {labels.parent.name} test videos') in err
     assert (f'{test_fp[:12]} {{"crops": 2, "dim": 16, "imported": true, "source": "rtfm-test"}} (6 videos)') in err
-    assert "python -m pipeline.import_features TEST_LIST --backbone i3d --source 'rtfm train'" in err
+    assert "dakd import TEST_LIST --backbone i3d --source 'rtfm train'" in err
     assert f"add --fingerprint i3d={test_fp[:12]} to the evaluate command" in err
 
     # mistakes with the flag: a prefix of no extraction, a backbone the run does not use

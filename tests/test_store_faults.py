@@ -70,7 +70,7 @@ def test_a_missing_store_is_named_and_not_created_by_stages_that_read(built, tmp
     empty.mkdir()
     assert every_stage(built, missing, out=tmp_path)[stage]() == 2
     err = _no_traceback(capsys.readouterr().err)
-    assert f"no store at {missing}; create one with python -m pipeline.extract" in err
+    assert f"no store at {missing}; create one with dakd extract" in err
     assert not missing.exists()
     assert every_stage(built, empty, out=tmp_path)[stage]() == 2
     assert f"{empty} is not a feature store (no manifest.sqlite in it)" in capsys.readouterr().err

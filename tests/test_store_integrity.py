@@ -321,7 +321,7 @@ def test_a_damaged_manifest_is_named_by_every_stage_and_repair_rebuilds_it(built
         assert stage() == 2, name
         err = capsys.readouterr().err
         assert f"the store's manifest {manifest} is damaged ({why}" in err, (name, err)
-        assert f"run python -m pipeline.store {s.store} --repair" in err and "Traceback" not in err, name
+        assert f"run dakd store {s.store} --repair" in err and "Traceback" not in err, name
     assert (manifest.read_bytes() if manifest.exists() else None) == damaged_bytes, "no stage may overwrite it"
 
     assert store_cli.main([str(s.store), "--repair"]) == 0

@@ -161,7 +161,7 @@ def test_missing_features_stop_training_with_the_fix(tmp_path, harder_set, capsy
     assert train.main(["teacher", "--store", str(store), "--dataset", str(extra), "--backbones", "clip",
                        "--quiet", "--epochs", "1", *FAST]) == 2
     err = capsys.readouterr().err
-    assert "not_extracted_video" in err and "pipeline.extract" in err and "--allow-missing" in err
+    assert "not_extracted_video" in err and "dakd extract" in err and "--allow-missing" in err
     assert train.main(["teacher", "--store", str(store), "--dataset", str(extra), "--backbones", "clip",
                        "--quiet", "--epochs", "1", "--allow-missing", *FAST]) == 1
 

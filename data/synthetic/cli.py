@@ -21,7 +21,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m data.synthetic OUT_DIR --normal N --anomalous M ...``; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m data.synthetic",
+        prog="python -m data.synthetic", allow_abbrev=False,
         description="Write a synthetic UCF-Crime-like dataset (videos, Temporal_Anomaly_Annotation.txt, "
                     "split.csv, labels.csv) with known anomalies: " + ", ".join(ANOMALY_KINDS) + ".")
     parser.add_argument("out_dir", help="output folder (created if missing)")

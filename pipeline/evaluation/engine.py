@@ -73,12 +73,12 @@ def _other_extraction_message(store: FeatureStore, run: LoadedRun, backbone: str
     best = next(fp for fp, _ in coverage.most_common() if fp != own)
     params = store.extractor_params(own)
     if params.get("imported"):
-        rebuild = (f"import the test list with the training list's source (python -m pipeline.import_features "
+        rebuild = (f"import the test list with the training list's source (dakd import "
                    f"TEST_LIST --backbone {backbone} --source {shlex.quote(str(params.get('source')))} --root DIR "
                    f"--store {store.root})")
     else:
         crops = f" --crops {params['crops']}" if "crops" in params else ""
-        rebuild = (f"extract the test videos with the training features' settings (python -m pipeline.extract "
+        rebuild = (f"extract the test videos with the training features' settings (dakd extract "
                    f"VIDEOS --backbones {backbone}{crops} --store {store.root})")
     return (f"the {run.checkpoint['stage']} run {run.key[:SHORT_KEY]} was trained on {backbone} extraction "
             f"{describe_extraction(store, own, among)}, which holds {coverage.get(own, 0)} of the {len(per_video)} "

@@ -27,7 +27,7 @@ def _print_repair(report: dict, root: str) -> None:
         print(f"  NOT INDEXED {reason}", file=sys.stderr)
     if report["not_indexed"]:
         print(f"  {len(report['not_indexed'])} feature files could not be re-indexed: they count as missing; "
-              f"python -m pipeline.extract ... --store {root} recomputes them", file=sys.stderr)
+              f"dakd extract ... --store {root} recomputes them", file=sys.stderr)
 
 
 def _print_verify(report: dict, root: str) -> None:
@@ -35,7 +35,7 @@ def _print_verify(report: dict, root: str) -> None:
         print(f"  DAMAGED {d['backbone']:<13} {d['video']}  {d['file']}: {d['reason']}", file=sys.stderr)
     hashed = f"; {report['hashed']} hashes recorded for files written before hashes were" if report["hashed"] else ""
     orphans = (f"; {report['orphans']} feature files have no manifest row (a write interrupted before its row, or "
-               "an older extraction: python -m pipeline.store --repair re-indexes them)") if report["orphans"] else ""
+               "an older extraction: dakd store --repair re-indexes them)") if report["orphans"] else ""
     print(f"verify: {report['checked']} feature files checked, {len(report['damaged'])} damaged{hashed}{orphans}")
     if report["damaged"]:
         print(f"  the damaged files count as missing from now on: {report['damaged'][0]['fix']}", file=sys.stderr)
@@ -115,5 +115,5 @@ def _list(store: FeatureStore, args: argparse.Namespace) -> int:
                   f"{r['first_path']}  {r['file']}{flag}")
     if damaged:
         print(f"warning: {damaged} feature files are damaged: they count as missing and are never used; "
-              f"python -m pipeline.extract ... --store {store.root} recomputes them", file=sys.stderr)
+              f"dakd extract ... --store {store.root} recomputes them", file=sys.stderr)
     return 1 if damaged else 0

@@ -22,7 +22,7 @@ class ManifestDamaged(StoreError):
 
     def __init__(self, manifest: Path, why: str):
         self.manifest = Path(manifest)
-        super().__init__(f"the store's manifest {manifest} is damaged ({why}); run python -m pipeline.store "
+        super().__init__(f"the store's manifest {manifest} is damaged ({why}); run dakd store "
                          f"{manifest.parent} --repair (it moves the damaged file aside and rebuilds the manifest from "
                          "the store's files)")
 
@@ -67,7 +67,7 @@ def _sqlite_fault(exc: sqlite3.Error, manifest: Path) -> UserError:
                           f"{SQLITE_BUSY_TIMEOUT_S:g} s ({exc}); wait for the other stage to finish, then run again")
     if "i/o error" in text:
         return StoreError(f"disk I/O error on the store's manifest {manifest} ({exc}): check the disk; if the file "
-                          f"is damaged, run python -m pipeline.store {manifest.parent} --repair")
+                          f"is damaged, run dakd store {manifest.parent} --repair")
     return StoreError(f"the store's manifest {manifest}: {type(exc).__name__}: {exc}")
 
 

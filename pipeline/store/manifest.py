@@ -123,8 +123,8 @@ def recompute_fix(store: FeatureStore | None, record: FeatureRecord, *, then: bo
     where = f" --store {store.root}" if store is not None else ""
     again = ", then run this command again" if then else ""
     if store is not None and store.extractor_params(record.fingerprint).get("imported"):
-        return f"import it again (python -m pipeline.import_features LIST --backbone {record.backbone}{where}){again}"
-    return (f"extract it again (python -m pipeline.extract VIDEOS --backbones {record.backbone}{where} recomputes "
+        return f"import it again (dakd import LIST --backbone {record.backbone}{where}){again}"
+    return (f"extract it again (dakd extract VIDEOS --backbones {record.backbone}{where} recomputes "
             f"what is damaged or missing){again}")
 
 
@@ -173,7 +173,7 @@ def _check_location(root: Path, create: bool, *, rebuild: bool = False) -> None:
     if root.is_file() or (root.exists() and not root.is_dir()):
         hint = f" (that is a store's manifest: pass its folder {root.parent})" if root.name == MANIFEST else ""
         raise StoreError(f"--store {root} is a file, not a store folder{hint}; pass the folder given to "
-                         "python -m pipeline.extract --store")
+                         "dakd extract --store")
     if not root.exists():
         for parent in root.parents:
             if parent.exists():
@@ -181,7 +181,7 @@ def _check_location(root: Path, create: bool, *, rebuild: bool = False) -> None:
                     raise StoreError(f"--store {root}: {parent} is a file, not a folder; choose another store path")
                 break
         if not create:
-            raise StoreError(f"no store at {root}; create one with python -m pipeline.extract VIDEOS --store {root}")
+            raise StoreError(f"no store at {root}; create one with dakd extract VIDEOS --store {root}")
         return
     if not (root / MANIFEST).exists():
         stored = _stored_feature_files(root, limit=1)
@@ -189,7 +189,7 @@ def _check_location(root: Path, create: bool, *, rebuild: bool = False) -> None:
             raise ManifestDamaged(root / MANIFEST, f"it is missing, while {root / 'features'} holds feature files")
         if not create:
             raise StoreError(f"{root} is not a feature store (no {MANIFEST} in it); create one with "
-                             f"python -m pipeline.extract VIDEOS --store {root}")
+                             f"dakd extract VIDEOS --store {root}")
 
 
 def open_store(path: str | Path, *, create: bool, writes: bool = False) -> FeatureStore:

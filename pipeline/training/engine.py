@@ -378,7 +378,7 @@ class Run:
         at = f"epoch {epoch}" + (f" step {step}" if step is not None else "")
         return (f"{what} at {at} of {cfg.stage} run {self.key[:12]} (seed {cfg.train.seed}); the run is marked failed "
                 f"and nothing was saved as its result: lower {lower}, e.g. {example}, or check the features with "
-                f"python -m pipeline.store {self.store.root} --verify")
+                f"dakd store {self.store.root} --verify")
 
     def _record_failed(self, reason: str) -> None:
         """The run's manifest row becomes ``failed`` (never picked as a teacher, by evaluate or detect: they need
@@ -459,7 +459,7 @@ def train_overrides(*, epochs: int | None = None, seed: int | None = None, val_f
 
 def load_teachers(store: FeatureStore, stage: str, teacher: str | None, teachers: list[str]) -> list[LoadedRun]:
     """The student's ``--teacher`` or the lightning student's ``--teachers``; none for the other stages."""
-    listing = f"list them with python -m pipeline.store {store.root} --runs"
+    listing = f"list them with dakd store {store.root} --runs"
     if teacher and stage != "student":
         raise UsageError("--teacher is for the student stage (the lightning student takes --teachers)")
     if teachers and stage != "lightning":
