@@ -9,7 +9,8 @@ import time
 from collections.abc import Sequence
 
 from data.synthetic.dataset import generate_dataset
-from data.synthetic.spec import ANOMALY_KINDS, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_N_FRAMES, DEFAULT_WIDTH
+from data.synthetic.spec import (ANOMALY_KINDS, DEFAULT_FIGURE_HEIGHT, DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_N_FRAMES,
+                                 DEFAULT_WIDTH)
 
 def _parse_size(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
@@ -33,6 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=_parse_size, default=(DEFAULT_WIDTH, DEFAULT_HEIGHT),
                         help=f"frame size WxH (default: {DEFAULT_WIDTH}x{DEFAULT_HEIGHT})")
     parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frame rate (default: {DEFAULT_FPS:g})")
+    parser.add_argument("--scenes", type=int, default=None, metavar="N",
+                        help="cameras the videos share, each filming normal and anomalous footage (default: every "
+                             "video its own scene)")
+    parser.add_argument("--figure-height", type=float, default=DEFAULT_FIGURE_HEIGHT, metavar="FRACTION",
+                        help="a pedestrian's height as a fraction of the frame: the camera's distance (default: "
+                             f"{DEFAULT_FIGURE_HEIGHT:g})")
     parser.add_argument("--lossless", action="store_true", help="lossless RGB H.264 instead of yuv420p H.264")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -41,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ds = generate_dataset(args.out_dir, n_normal=args.normal, n_anomalous=args.anomalous, seed=args.seed,
                               n_frames=args.frames, width=width, height=height, fps=args.fps,
-                              lossless=args.lossless, progress=not args.quiet)
+                              n_scenes=args.scenes, figure_height=args.figure_height, lossless=args.lossless,
+                              progress=not args.quiet)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
