@@ -157,7 +157,8 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from pipeline import demo
 
-    p = argparse.ArgumentParser(prog="python benchmarks/demo.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/demo.py", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
     p.add_argument("--work", default="demo-bench", help="where the worlds, stores and runs go (default: demo-bench)")
     p.add_argument("--seeds", type=int, default=SEEDS, help=f"training seeds (default: {SEEDS})")
     p.add_argument("--figure-height", type=float, default=demo.SYNTHETIC_FIGURE_HEIGHT)
