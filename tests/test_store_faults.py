@@ -117,7 +117,8 @@ def _fake_export(run, backbone, out, **kwargs):
     test_export.py); everything export reads from the store (run, extractor params, videos) runs for real."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "export.json").write_text(json.dumps({"run": run.key, "backbone": backbone.name}))
-    return {"T_range": [1, kwargs["max_snippets"]], "max_abs_diff": {"torchscript": 0.0, "onnx": 0.0}, "check": {}}
+    return {"T_range": [1, kwargs["max_snippets"]], "max_abs_diff": {"torchscript": 0.0, "onnx": 0.0}, "check": {},
+            "tolerance": {"max_abs_diff_scores": export.TOLERANCE}}
 
 
 def test_a_read_only_store_serves_every_stage_that_only_reads(built, tmp_path, capsys, monkeypatch):
