@@ -132,13 +132,16 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def time_demo() -> float:
-    """Seconds of a fresh ``dakd demo`` (new folder, weights already in the cache)."""
+def time_demo() -> dict:
+    """A fresh ``dakd demo`` (new folder, weights already in the cache): its wall time and the AUCs it printed,
+    which must equal seed 0's of the same world (same seed, same bytes, another process)."""
     with tempfile.TemporaryDirectory() as tmp:
         tick = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pipeline.demo", "--out", str(Path(tmp) / "demo"), "--quiet"],
-                       check=True, stdout=subprocess.DEVNULL)
-        return time.perf_counter() - tick
+        done = subprocess.run([sys.executable, "-m", "pipeline.demo", "--out", str(Path(tmp) / "demo"), "--quiet",
+                               "--json"], check=True, capture_output=True, text=True)
+        seconds = time.perf_counter() - tick
+    printed = json.loads(done.stdout)
+    return {"seconds": round(seconds, 1), **{m["stage"]: m["auc"] for m in printed["metrics"]}}
 
 
 def markdown(results: dict) -> str:
@@ -152,7 +155,9 @@ def markdown(results: dict) -> str:
     for tag, result in results.items():
         w = result["world"]
         scenes = w["scenes"] if w["scenes"] else "none"
-        timing = f"; a fresh `dakd demo` took {result['demo_s']:.0f} s" if result.get("demo_s") else ""
+        fresh = result.get("demo_run")
+        timing = (f"; a fresh `dakd demo` took {fresh['seconds']:.0f} s and printed teacher {fresh['teacher']:.4f}, "
+                  f"student {fresh['student']:.4f}" if fresh else "")
         lines += [f"**{tag}** (height {w['figure_height']:g}, cameras {scenes}, videos {w['normal']} + "
                   f"{w['anomalous']} of {w.get('frames', 320)} frames, {result['seeds']} seeds{timing})", "",
                   "| row | what | AUC | AP | AUC per class |", "|---|---|---|---|---|"]
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = train_and_evaluate(synthetic, store, args.seeds)
         results[args.tag] = {"world": world, "seeds": args.seeds, "rows": summarise(runs), "references": refs,
                              "runs": runs, "extract_s": round(extract_s, 1),
-                             "demo_s": round(time_demo(), 1) if args.time_demo else None,
+                             "demo_run": time_demo() if args.time_demo else None,
                              "machine": platform.machine(), "cpus": os.cpu_count(),
                              "python": platform.python_version()}
         out.mkdir(parents=True, exist_ok=True)
