@@ -97,15 +97,15 @@ def train_and_evaluate(synthetic: Path, store: Path, seeds: int) -> list[dict]:
         tick = time.perf_counter()
         teacher = api.train("teacher", store=store, dataset=synthetic, backbones=TEACHER_BACKBONES,
                             overrides=DEMO_OVERRIDES, seed=seed)[0]
-        student = api.train("student", store=store, teacher=teacher, backbones=STUDENT_BACKBONE,
+        student = api.train("student", store=store, dataset=synthetic, teacher=teacher, backbones=STUDENT_BACKBONE,
                             overrides=DEMO_OVERRIDES, seed=seed)[0]
         # beside the demo's two: a teacher over both backbones, and a student on effnet_lite0
         both = api.train("teacher", store=store, dataset=synthetic, backbones=",".join(FEATURE_BACKBONES),
                          overrides=DEMO_OVERRIDES, seed=seed)[0]
-        effnet = api.train("student", store=store, teacher=teacher, backbones="effnet_lite0",
+        effnet = api.train("student", store=store, dataset=synthetic, teacher=teacher, backbones="effnet_lite0",
                            overrides=DEMO_OVERRIDES, seed=seed)[0]
         trained = {"teacher": teacher, "student": student, "teacher-i3d+effnet": both, "student-effnet": effnet}
-        metrics = api.evaluate(list(trained.values()), store=store, video_plots=False)
+        metrics = api.evaluate(list(trained.values()), store=store, dataset=str(synthetic), video_plots=False)
         for (row, run), m in zip(trained.items(), metrics):
             runs.append({"stage": row, "seed": seed, "run": run.key, "auc": m.auc, "ap": m.ap,
                          "per_class_auc": m.values.get("per_class_auc", {}),
