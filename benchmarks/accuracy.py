@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                                        for r in per_seed.values() if "train" in r), 1)
     from data.datasets import load_dataset
 
-    result = {"dataset": DATASET, "seeds": args.seeds, "ablation_seeds": min(args.ablation_seeds, args.seeds), "n_test_videos": len(load_dataset(DATASET).split("test")),
+    result = {"dataset": DATASET, "seeds": args.seeds, "ablation_seeds": min(args.ablation_seeds, args.seeds),
+              "n_test_videos": len(load_dataset(DATASET).split("test")),
               "references": refs, "rows": summarise(rows, done), "timing": timing, "jobs": args.jobs,
               "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()}
     out = Path(args.out)

@@ -8,7 +8,8 @@ For each model a live stream can run (``benchmarks/streaming.py``'s rows), each 
 (events per hour): the live threshold is :func:`pipeline.calibration.choose_threshold` over the causal windowed
 scores of the 20 normal clips of the weak training split (400 s at Ped1's 10 fps), the rule of ``dakd calibrate``.
 The models were trained on these clips (MIL pushes their scores down), so the threshold is optimistic: the false
-alarms on the test split's normal frames are the rate to expect on new footage of the same camera. On the test clips, with that threshold and the watch's hysteresis (open after 2, close after 3):
+alarms on the test split's normal frames are the rate to expect on new footage of the same camera. On the test
+clips, with that threshold and the watch's hysteresis (open after 2, close after 3):
 
 - ``detected``: the share of annotated anomalous intervals (runs of snippets holding an anomalous frame) that an
   event overlaps;
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                     for k in ("threshold", "detected", "false_per_hour", "test_normal_per_hour")}}
                 for i, (on, t) in enumerate(cases)], "per_seed": per_seed})
             print(f"alerts: {name}: " + ", ".join(
-                f"{t['calibrate_on']} {t['target_per_hour']:g}/h: {t['detected']['mean']:.0%} detected, {t['false_per_hour']['mean']:.1f} "
+                f"{t['calibrate_on']} {t['target_per_hour']:g}/h: {t['detected']['mean']:.0%} detected, "
+                f"{t['false_per_hour']['mean']:.1f} "
                 "false/h" for t in rows[-1]["targets"]), flush=True)
         result = {"dataset": accuracy.DATASET, "seeds": seeds, "rows": rows,
                   "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},

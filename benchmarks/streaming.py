@@ -7,7 +7,8 @@ Offline, a model scores a test video with its attention over the whole video, th
 (``pipeline.evaluation``). Live, snippet t is scored from snippets ``t - W + 1 .. t`` only
 (``pipeline.live.scoring.windowed_scores``, what a live stream computes one snippet at a time). Both are measured
 here on the same runs and the same stored features: pooled frame AUC over the test split, each snippet's score on
-its 16 frames (the frames of the snippets, as ``benchmarks/accuracy.py``'s references count them). The runs are trained (or found, content-keyed)
+its 16 frames (the frames of the snippets, as ``benchmarks/accuracy.py``'s references count them). The runs are
+trained (or found, content-keyed)
 through ``benchmarks/accuracy.py``'s rows, on the same extractions (i3d and effnet_lite0 in the full view, lowres
 squashed). Writes ``streaming.json`` and ``streaming.md`` to ``--out``.
 """
@@ -30,7 +31,7 @@ from benchmarks import accuracy  # noqa: E402
 ROWS = ("teacher", "student-effnet", "student-i3d", "lanet", "lightning")  # accuracy.py's rows a stream can run
 SEEDS = 3
 WINDOWS = (32, 8)
-README_BEGIN, README_END = "<!-- streaming:begin -->", "<!-- streaming:end -->"  # the default window (train.n_segments) and a short one; the lightning student's is always 1
+README_BEGIN, README_END = "<!-- streaming:begin -->", "<!-- streaming:end -->"
 
 
 def extractions(data: Path, store: Path) -> dict:

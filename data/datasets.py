@@ -73,7 +73,8 @@ from data.layout import DATASETS, list_videos, split_file, video_name
 from data.errors import VideoError
 
 __all__ = ["VideoEntry", "DatasetSpec", "DATASETS", "DatasetError", "load_dataset", "load_labels_csv",
-           "load_frame_label_folder", "matlab_ranges", "official_intervals", "NORMAL_CLASS", "ANOMALY_CLASS", "SPLITS", "LABELS_CSV",
+           "load_frame_label_folder", "matlab_ranges", "official_intervals", "NORMAL_CLASS", "ANOMALY_CLASS", "SPLITS",
+           "LABELS_CSV",
            "XD_CLASSES"]
 
 NORMAL_CLASS = "Normal"

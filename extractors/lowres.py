@@ -84,7 +84,8 @@ class LowResFrames(Backbone):
 
         Steps: the ``frame_indices`` frames; resize to short side S (antialiased bilinear) only when they are not
         already that size (the extract stage usually resized them while decoding: resizing again would blur);
-        centre crop S x S (the ``squash`` view instead resizes the whole frame to S x S); grey = BT.601 weighted sum of R, G, B, rounded (half to even) and clamped to 0..255.
+        centre crop S x S (the ``squash`` view instead resizes the whole frame to S x S); grey = BT.601 weighted sum
+        of R, G, B, rounded (half to even) and clamped to 0..255.
         """
         if snippets.ndim != 5 or snippets.shape[-1] != 3:
             raise ValueError(f"expected uint8 snippets [N, 16, H, W, 3], got {tuple(snippets.shape)}")

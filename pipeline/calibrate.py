@@ -10,11 +10,11 @@ config and dataset) is scored twice: ``live``, causally over a window of the las
 scores a stream, and ``offline``, over the whole video as ``dakd detect`` does. For each, the threshold is the
 lowest at which the hysteresis rule (``pipeline.live.hysteresis``) raises at most the target number of events per
 hour of that footage, at it and at every threshold above it (``pipeline.calibration`` says why), midway between
-two snippet scores, never on one; ``dakd detect`` on the same footage at that threshold reports as many events. The result goes to
-``<run folder>/calibration.json`` (and into the run's ``export/export.json`` when it has one); ``dakd detect`` and
-``dakd watch`` use it unless ``--threshold`` is given. Footage shorter than 1 / target hours can only be calibrated
-to zero events; a warning says so and the JSON's ``zero_events_only`` is true. A video that fails is named with the
-reason and the fix, the others are calibrated, and the exit code is 1.
+two snippet scores, never on one; ``dakd detect`` on the same footage at that threshold reports as many events.
+The result goes to ``<run folder>/calibration.json`` (and into the run's ``export/export.json`` when it has one);
+``dakd detect`` and ``dakd watch`` use it unless ``--threshold`` is given. Footage shorter than 1 / target hours can
+only be calibrated to zero events; a warning says so and the JSON's ``zero_events_only`` is true. A video that fails
+is named with the reason and the fix, the others are calibrated, and the exit code is 1.
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ def write_world(folder: Path, *, figure_height: float = SYNTHETIC_FIGURE_HEIGHT,
         return folder
     if folder.exists():
         shutil.rmtree(folder)  # another world's videos: none of them may stay behind under the new labels
-    generate_dataset(folder, n_normal=normal, n_anomalous=anomalous, seed=seed, n_frames=frames, n_scenes=scenes or None,
-                     figure_height=figure_height, progress=progress)
+    generate_dataset(folder, n_normal=normal, n_anomalous=anomalous, seed=seed, n_frames=frames,
+                     n_scenes=scenes or None, figure_height=figure_height, progress=progress)
     record.write_text(json.dumps(world, indent=1) + "\n")
     return folder
 

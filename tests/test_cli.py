@@ -279,7 +279,8 @@ def test_store_and_run_errors_come_before_torch(tmp_path):
     a_file.write_text("not a store")
     missing = str(tmp_path / "missing")
     cases = {
-        "train: no store": (["train", "teacher", "--store", missing, "--dataset", "ucf-crime"], f"no store at {missing}"),
+        "train: no store": (["train", "teacher", "--store", missing, "--dataset", "ucf-crime"],
+                            f"no store at {missing}"),
         "train: unknown teacher": (["train", "student", "--store", str(store), "--teacher", "abcdef12"],
                                    "'abcdef12' matches no finished run"),
         "evaluate: no store": (["evaluate", "abcdef12", "--store", missing], f"no store at {missing}"),

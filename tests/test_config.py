@@ -124,7 +124,8 @@ def test_every_numeric_field_has_a_range_and_the_defaults_lie_in_it():
     ("lightning.channels=4,0", r"lightning\.channels=4,0: out of range, each value must be an integer in \[1, inf\)"),
     ("lightning.pool_fraction=0", r"lightning\.pool_fraction=0: out of range, must be a finite number in \(0, 1\]"),
     ("adversarial.beta2=1", r"adversarial\.beta2=1: out of range"),
-    ("lanet.locality_w_init=nan", r"lanet\.locality_w_init=nan: out of range, must be a finite number in \(-inf, inf\)"),
+    ("lanet.locality_w_init=nan",
+     r"lanet\.locality_w_init=nan: out of range, must be a finite number in \(-inf, inf\)"),
 ])
 def test_values_out_of_range_are_named_with_the_key_the_value_and_the_range(assignment, message):
     with pytest.raises(ConfigError, match=message):

@@ -109,7 +109,8 @@ def test_a_score_equal_to_the_threshold_is_above_and_ties_are_decided_in_float64
     score = np.float32(0.7)
     assert at_or_above(score, float(score)) and at_or_above(np.array([score]), float(score)).all()
     # a threshold between two adjacent float32 scores (cast to float32 it would round onto one of them)
-    assert np.float32((float(score) + float(np.nextafter(score, np.float32(1)))) / 2) in (score, np.nextafter(score, np.float32(1)))
+    above = np.nextafter(score, np.float32(1))
+    assert np.float32((float(score) + float(above)) / 2) in (score, above)
     upper = np.nextafter(score, np.float32(1))
     between = (float(score) + float(upper)) / 2
     assert not at_or_above(score, between) and at_or_above(upper, between)

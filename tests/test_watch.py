@@ -160,8 +160,8 @@ def test_events_follow_the_hysteresis_rule_and_reach_the_webhook(trained, tmp_pa
 
 def _spliced(dataset, path: Path) -> Path:
     """A normal training video, an anomalous one, another normal one (their first 80 frames each): a stream whose
-    anomaly is frames [80, 160). The run scores its training videos' normal ones near 0 and anomalous ones near 1 (MIL on
-    12 videos does not localise inside a video, so the anomaly is a whole clip spliced in)."""
+    anomaly is frames [80, 160). The run scores its training videos' normal ones near 0 and anomalous ones near 1
+    (MIL on 12 videos does not localise inside a video, so the anomaly is a whole clip spliced in)."""
     normals = [e for e in dataset.entries if e.label == 0 and e.split == "train"]
     parts = [normals[0].path, _anomalous(dataset, "train")[0].path, normals[1].path]
     frames = []

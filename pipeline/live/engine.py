@@ -249,9 +249,9 @@ class CameraWorker:
         lat = np.asarray(self.latencies, dtype=np.float64)
         pct = (lambda q: float(np.percentile(lat, q))) if len(lat) else (lambda q: None)
         return CameraSummary(self.camera.name, self.camera.source, s.frames, self.snippets_scored,
-                             self.snippets_dropped, self.snippets_failed, s.connects, s.reconnects, s.failed_connects, s.corrupt_packets,
-                             s.gaps, self.events, pct(50), pct(95), pct(99), s.last_error, s.connects == 0,
-                             s.stalled)
+                             self.snippets_dropped, self.snippets_failed, s.connects, s.reconnects, s.failed_connects,
+                             s.corrupt_packets, s.gaps, self.events, pct(50), pct(95), pct(99), s.last_error,
+                             s.connects == 0, s.stalled)
 
 
 @dataclass
