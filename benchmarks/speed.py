@@ -31,7 +31,7 @@ from data.synthetic import generate_dataset
 from extractors.device import auto_device
 from extractors.registry import build_backbone
 from extractors.weights import WeightsNotFound
-from models.lightning import LightningStudent
+from models.lightning_student import LightningStudent
 from models.vad_model import VADModel
 from pipeline.evaluation.scoring import score_snippets
 from pipeline.extraction import DEFAULT_BATCH_SIZE, Extractor

@@ -14,7 +14,7 @@ YAML layout (every key optional)::
     distill: {alpha: 7.5, tau: 10.0, delta: 0.9}       # DistillConfig (student)
     lanet: {d_model: 512, classifier_kernel: 9, ...}   # models.lanet.LANetConfig (lanet)
     ddl: {rank_weight: 0.1, align_weight: 0.1, ...}    # DDLConfig (lanet)
-    lightning: {frames: 8, size: 64, ...}              # models.lightning.LightningConfig (lightning)
+    lightning: {frames: 8, size: 64, ...}              # models.lightning_student.LightningConfig (lightning)
     adversarial: {adversarial_weight: 0.1, ...}        # AdversarialConfig (lightning)
 
 The defaults are the papers' except for the choices measured on real footage (UCSD Ped1, README): input
@@ -37,9 +37,10 @@ from pathlib import Path
 
 import yaml
 
-from models import dynamics, lightning, losses
+from models import dynamics, losses
+from models import lightning_student as lightning
 from models.lanet import LANetConfig
-from models.lightning import LightningConfig
+from models.lightning_student import LightningConfig
 from models.vad_model import CONTRASTIVE_HIDDEN, CONTRASTIVE_OUT, ModelConfig
 # Defined with the command line's defaults (pipeline.defaults imports nothing heavy, for a fast --help).
 from pipeline.defaults import CROP_MODES, LOWRES, PRECISIONS, STAGE_BACKBONES, TRAIN_STAGES  # noqa: F401
@@ -128,8 +129,8 @@ class AdversarialConfig:
     lr: float = 1e-3
     beta1: float = 0.5
     beta2: float = 0.999
-    # Training augmentation of the student's windows (pipeline.training.lightning.augment): horizontal flips, and
-    # translations by up to `shift` pixels of the 64 x 64 frames (0: none).
+    # Training augmentation of the student's windows (pipeline.training.lightning_student.augment): horizontal flips,
+    # and translations by up to `shift` pixels of the 64 x 64 frames (0: none).
     flip: bool = True
     shift: int = 8
 

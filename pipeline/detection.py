@@ -33,6 +33,7 @@ from pipeline.keys import feature_key
 from pipeline.live.hysteresis import HysteresisConfig, hysteresis_events
 from pipeline.overlay import write_overlay
 from pipeline.plots import plot_detection, unique_stems
+from pipeline.run_refs import latest_run
 from pipeline.runs import LoadedRun, load_run, open_run_store, training_backbone
 from pipeline.store import FeatureStore
 
@@ -124,11 +125,9 @@ def video_timeline(store: FeatureStore, video_key: str, decoded: VideoInfo | Non
 
 
 def default_run(store: FeatureStore) -> str:
-    done = [r for r in store.runs(DEFAULT_STAGE) if r["status"] == "done"]
-    if not done:
-        raise UserError(f"{store.root} holds no finished {DEFAULT_STAGE} run: pass --model RUN (a run key prefix or "
-                        f"folder; dakd store {store.root} --runs lists them) or train one")
-    return done[-1]["key"]
+    """The run detect and watch use without ``--model``: the store's most recent finished :data:`DEFAULT_STAGE` run
+    (found in the manifest, as every run is)."""
+    return latest_run(store, DEFAULT_STAGE)
 
 
 def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], device) -> tuple[list, dict]:

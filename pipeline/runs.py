@@ -23,7 +23,7 @@ from extractors.files import BadFile, load_module_state, load_torch_file, requir
 from extractors.registry import FRAME_BACKBONES, build_backbone
 from extractors.transforms import DEFAULT_VIEW
 from models.lanet import LANet
-from models.lightning import LightningStudent
+from models.lightning_student import LightningStudent
 from models.vad_model import VADModel
 from pipeline.atomic import atomic_write
 from pipeline.config import RunConfig, config_from_dict

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-import models.lightning as lightning
-from models.lightning import (
+import models.lightning_student as lightning
+from models.lightning_student import (
     ADVERSARIAL_WEIGHT,
     LightningConfig,
     LightningOutput,

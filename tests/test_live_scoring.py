@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.lanet import LANet, LANetConfig
-from models.lightning import LightningStudent
+from models.lightning_student import LightningStudent
 from models.vad_model import ModelConfig, VADModel
 from pipeline.evaluation.scoring import score_snippets
 from pipeline.live.hysteresis import Hysteresis, HysteresisConfig, at_or_above, hysteresis_events

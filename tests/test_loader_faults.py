@@ -21,7 +21,7 @@ from data.synthetic import generate_dataset
 from extractors.effnet_lite import PREPROCESSING as EFFNET_PREPROCESSING
 from pipeline import detect, evaluate, export, extract, train
 from pipeline.store import FeatureStore
-from pipeline.training.lightning import LightningObjective
+from pipeline.training.lightning_student import LightningObjective
 from pipeline.training.objectives import TeacherObjective
 
 TRAIN = ["--quiet", "--set", "train.batch_anomalous=2", "--set", "train.batch_normal=2", "--set",

@@ -6,7 +6,7 @@ The package, one concern per module (imports go one way, top to bottom; this fil
 - :mod:`~pipeline.training.data`: the pooled 32-segment training set in memory (:class:`SegmentData`), the
   stratified validation split and the epoch batches.
 - :mod:`~pipeline.training.objectives`: the losses of the teacher, student and LA-Net runs, one objective per stage.
-- :mod:`~pipeline.training.lightning`: the lightning student's snippet windows and objective.
+- :mod:`~pipeline.training.lightning_student`: the lightning student's snippet windows and objective.
 - :mod:`~pipeline.training.engine`: a training run (:class:`Run`): feature selection, checkpoint choice on the
   validation split, resume and the run's manifest row.
 """

@@ -42,7 +42,7 @@ from pipeline.runs import (CHECKPOINT_FORMAT, LoadedRun, build_network, load_run
                            save_torch)
 from pipeline.store import FeatureStore
 from pipeline.training.data import SegmentData, build_segment_data, epoch_batches, validation_split
-from pipeline.training.lightning import LightningObjective, SnippetWindows, build_snippet_windows
+from pipeline.training.lightning_student import LightningObjective, SnippetWindows, build_snippet_windows
 from pipeline.training.objectives import (LANetObjective, StudentObjective, TeacherObjective, TeacherTargets,
                                           teacher_targets)
 

@@ -5,7 +5,7 @@ Every objective gives the same interface to the loop in ``pipeline.train``: ``mo
 (Adagrad with the two learning rates of method.md §6), ``loss(anomalous_rows, normal_rows)`` and
 ``validate(rows)`` (scores and a dict of named validation losses, ``"loss"`` the total). Rows index
 ``SegmentData`` (see ``pipeline.training.data``); the lightning student's objective
-(``pipeline.training.lightning``) indexes videos instead.
+(``pipeline.training.lightning_student``) indexes videos instead.
 """
 
 from __future__ import annotations

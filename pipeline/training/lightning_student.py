@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.lightning import LightningConfig, adversarial_distillation_loss, make_discriminators, regression_loss
+from models.lightning_student import (LightningConfig, adversarial_distillation_loss, make_discriminators,
+                                      regression_loss)
 from pipeline.config import LOWRES, AdversarialConfig, RunConfig
 from pipeline.features import VideoFeatures
 from pipeline.precision import autocast
@@ -128,7 +129,7 @@ def build_snippet_windows(videos: list[VideoFeatures], teachers: list[LoadedRun]
 
 class LightningObjective:
     """The student and one discriminator per teacher, trained together: the loss is built so that one backward
-    pass and one optimiser step update both players in their own direction (``models.lightning``)."""
+    pass and one optimiser step update both players in their own direction (``models.lightning_student``)."""
 
     def __init__(self, model: nn.Module, data: SnippetWindows, config: RunConfig, device: torch.device,
                  precision: str):
