@@ -137,3 +137,16 @@ def test_every_package_folder_is_installed():
     folders = {".".join(init.parent.relative_to(ROOT).parts) for package in PACKAGES
                for init in (ROOT / package).rglob("__init__.py")}
     assert folders == listed
+
+
+def test_the_code_passes_the_linter():
+    """``ruff check .`` with the rules of pyproject.toml (pyflakes, pycodestyle at 120 columns): the rules the code
+    follows, kept so by the test suite, which CI runs."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is missing: pip install -e '.[test]' installs it"
+    done = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

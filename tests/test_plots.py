@@ -119,7 +119,7 @@ def test_undefined_curves_still_plot_and_pyplot_is_untouched(tmp_path):
 
 
 
-def _legend_outside_axes(fig) -> None:
+def assert_legend_outside_axes(fig) -> None:
     """The figure is drawn; its one legend (axes or figure legend) overlaps no axes it could hide a curve in."""
     FigureCanvasAgg(fig)
     fig.set_dpi(DPI)
@@ -149,7 +149,7 @@ def test_legends_never_cover_the_axes():
     videos = _videos()
     for fig in (roc_figure(videos, title="t"), pr_figure(videos, title="t"), video_scores_figure(videos[0]),
                 detection_figure(np.array([0.0, 0.9, 0.01]), 50, 25.0, threshold=0.5, title="t")):
-        _legend_outside_axes(fig)
+        assert_legend_outside_axes(fig)
 
 
 def test_a_score_of_zero_is_drawn_above_the_axis_line():
