@@ -107,21 +107,12 @@ class ExtractResult:
         return self.failed == 0
 
 
-def extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, crops: int = d.DEFAULT_CROPS,
-                     views: Mapping[str, str] | Sequence[str] | None = None,
-                     weights: Mapping[str, str] | Sequence[str] | None = None, device: str = d.DEFAULT_DEVICE,
-                     batch_size: int = d.EXTRACT_BATCH_SIZE, frames_per_snippet: int = d.DEFAULT_FRAMES_PER_SNIPPET,
-                     dtype: str = d.DTYPES[0], decoder: str = "auto", timeline: str = DEFAULT_TIMELINE,
-                     fps: float = FRAME_FOLDER_FPS, decode_resize: bool = True, decode_workers: int | None = None,
-                     force: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S):
+def extract_settings(**settings):
     """The checked :class:`pipeline.extraction.ExtractSettings`; raises UsageError before any file is read.
-    ``views``: backbone -> view, or ``--view`` values (``VIEW`` for all, ``NAME=VIEW``)."""
+    ``settings``: the keywords of :func:`_checked_settings` (the checks themselves, which need no torch)."""
     from pipeline.extraction import ExtractSettings  # torch
 
-    return ExtractSettings(**_checked_settings(
-        backbones=backbones, crops=crops, views=views, weights=weights, device=device, batch_size=batch_size,
-        frames_per_snippet=frames_per_snippet, dtype=dtype, decoder=decoder, timeline=timeline, fps=fps,
-        decode_resize=decode_resize, decode_workers=decode_workers, force=force, decode_timeout_s=decode_timeout_s))
+    return ExtractSettings(**_checked_settings(**settings))
 
 
 def _checked_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, crops: int = d.DEFAULT_CROPS,
@@ -131,7 +122,8 @@ def _checked_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, c
                       dtype: str = d.DTYPES[0], decoder: str = "auto", timeline: str = DEFAULT_TIMELINE,
                       fps: float = FRAME_FOLDER_FPS, decode_resize: bool = True, decode_workers: int | None = None,
                       force: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S) -> dict:
-    """:func:`extract_settings`'s checks, without torch: the keywords of ``ExtractSettings``. Raises UsageError."""
+    """:func:`extract_settings`'s checks, without torch: the keywords of ``ExtractSettings``. Raises UsageError.
+    ``views``: backbone -> view, or ``--view`` values (``VIEW`` for all, ``NAME=VIEW``)."""
     from extractors.registry import BACKBONES  # no torch until a backbone is built
 
     names = _names(backbones)
