@@ -43,15 +43,9 @@ def find_inputs(paths: Sequence[str | Path], *, dataset: str | None = None, comm
 
 
 def check_new_store(store: str | Path) -> None:
-    """A ``--store`` that a command will create if missing: it must not be a file, nor lie below one. Checked
-    before any weights load; the store itself is created (or, when it exists, opened and checked) after."""
-    root = Path(store)
-    if root.exists():
-        if not root.is_dir():
-            raise InputError(f"--store {root} is a file, not a store folder; pass a folder (created if missing)")
-        return
-    for parent in root.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"--store {root}: {parent} is a file, not a folder; choose another store path")
-            return
+    """A ``--store`` that a command will create if missing: it must not be a file, nor lie below one, and an existing
+    folder must be a store (:func:`pipeline.store.check_location`, which opening the store runs again). Checked before
+    any weights load."""
+    from pipeline.store import check_location  # no torch
+
+    check_location(Path(store), create=True)

@@ -58,14 +58,14 @@ from pipeline.store.feature_files import (FINITE_CHECK_BYTES, HASH_NAME, SIDECAR
                                           atomic_write_sidecar, check_npy, count_nonfinite, file_hash)
 from pipeline.store.layout import (MANIFEST, RUN_LOCK, RUN_SIDECAR, SQLITE_BUSY_TIMEOUT_S, is_store, manifest_problem,
                                    writable)
-from pipeline.store.manifest import (FEATURE_FAILURE_STAGE, SCHEMA_VERSION, FeatureRecord, FeatureStore, open_store,
-                                     recompute_fix)
+from pipeline.store.manifest import (FEATURE_FAILURE_STAGE, SCHEMA_VERSION, FeatureRecord, FeatureStore,
+                                     check_location, open_store, recompute_fix)
 from pipeline.store.repair import DAMAGED_TAG, repair_store
 
 __all__ = [
     "DAMAGED_TAG", "FEATURE_FAILURE_STAGE", "FINITE_CHECK_BYTES", "HASH_NAME", "MANIFEST", "RUN_LOCK", "RUN_SIDECAR",
     "SCHEMA_VERSION", "SIDECAR_FORMAT", "SIDECAR_SUFFIX", "SQLITE_BUSY_TIMEOUT_S", "DamagedFeature", "FeatureRecord",
     "FeatureStore", "ManifestDamaged", "NonFiniteFeature", "StoreError", "StoreReadOnly", "atomic_write_sidecar",
-    "build_parser", "check_npy", "count_nonfinite", "file_hash", "is_store", "main", "manifest_problem",
-    "open_store", "recompute_fix", "repair_store", "run", "writable",
+    "build_parser", "check_location", "check_npy", "count_nonfinite", "file_hash", "is_store", "main",
+    "manifest_problem", "open_store", "recompute_fix", "repair_store", "run", "writable",
 ]

@@ -167,7 +167,7 @@ def _lock_held(path: Path) -> bool:
         os.close(fd)
 
 
-def _check_location(root: Path, create: bool, *, rebuild: bool = False) -> None:
+def check_location(root: Path, create: bool, *, rebuild: bool = False) -> None:
     """Name a ``--store`` that is a file, or (``create`` False) one that does not exist or holds no manifest; a
     missing manifest beside feature files is damage (unless ``rebuild``: --repair making the new one)."""
     if root.is_file() or (root.exists() and not root.is_dir()):
@@ -257,7 +257,7 @@ class FeatureStore:
         self._local = threading.local()
         self._reported: set[str] = set()  # damaged features already named by this process
         self._private_copy: Path | None = None  # a read-only manifest copied aside (see _connect_readonly)
-        _check_location(self.root, create, rebuild=_rebuild)
+        check_location(self.root, create, rebuild=_rebuild)
         exists = self.manifest.exists()
         if exists and (problem := manifest_problem(self.manifest)):
             raise ManifestDamaged(self.manifest, problem)

@@ -14,7 +14,7 @@ from pipeline.keys import canonical_json
 from pipeline.store.errors import ManifestDamaged, StoreReadOnly, _sqlite_fault
 from pipeline.store.feature_files import SIDECAR_SUFFIX, file_hash
 from pipeline.store.layout import MANIFEST, RUN_SIDECAR, _stored_feature_files, writable
-from pipeline.store.manifest import FeatureRecord, FeatureStore, _check_location
+from pipeline.store.manifest import FeatureRecord, FeatureStore, check_location
 
 DAMAGED_TAG = ".damaged-"  # a damaged manifest moved aside by --repair: manifest.sqlite.damaged-<time>
 REPAIR_STAMP = "%Y%m%d-%H%M%S"
@@ -132,7 +132,7 @@ def repair_store(root: str | Path) -> dict:
     root = Path(root)
     manifest = root / MANIFEST
     try:
-        _check_location(root, create=False)
+        check_location(root, create=False)
         store = FeatureStore(root, create=False)
         try:
             integrity = store._conn().execute("PRAGMA integrity_check(1)").fetchone()[0]
