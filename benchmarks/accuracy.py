@@ -126,7 +126,8 @@ def extract_all(data: Path, store: Path) -> dict[tuple[str, str], str]:
     """Extract every ``EXTRACTIONS`` group (cached in the store). Returns (backbone, view) -> fingerprint, made
     the way ``pipeline.extract`` makes it, so that a store holding other extractions too is no ambiguity."""
     from extractors.registry import build_backbone
-    from pipeline import extract
+    from pipeline.cli import extract
+    from pipeline.extract import extractor
 
     common = [str(data), "--dataset", DATASET, "--fps", str(FPS), "--store", str(store), "--quiet"]
     fingerprints = {}
@@ -136,7 +137,7 @@ def extract_all(data: Path, store: Path) -> dict[tuple[str, str], str]:
             raise SystemExit(f"extraction of {','.join(backbones)} ({view}) failed: see the messages above")
         built = [build_backbone(b, view=view) for b in backbones]  # the weights extract used: same sha256
         for b, backbone in zip(backbones, built):
-            fingerprints[(b, view)] = extract.backbone_fingerprint(backbone)[0]  # as the extract stage makes it
+            fingerprints[(b, view)] = extractor.backbone_fingerprint(backbone)[0]  # as the extract stage makes it
     return fingerprints
 
 
@@ -185,7 +186,8 @@ def run_one(row: Row, seed: int, store: str, fps: dict, teacher_runs: list[str])
 
     torch.set_num_threads(1)
     from data.datasets import load_dataset
-    from pipeline import evaluation, train
+    from pipeline.cli import train
+    from pipeline.evaluate import evaluator as evaluation
     from pipeline.errors import UserError
     from pipeline.runs import load_run
     from pipeline.store import FeatureStore

@@ -5,7 +5,7 @@ target false-alarm rate, then the events raised on its test clips.
                                 [--out benchmarks/results] [--readme docs/results.md]
 
 For each model a live stream can run (``benchmarks/streaming.py``'s rows), each seed and each target rate
-(events per hour): the live threshold is :func:`pipeline.calibration.choose_threshold` over the causal windowed
+(events per hour): the live threshold is :func:`pipeline.calibrate.calibrator.choose_threshold` over the causal windowed
 scores of the 20 normal clips of the weak training split (400 s at Ped1's 10 fps), the rule of ``dakd calibrate``.
 The models were trained on these clips (MIL pushes their scores down), so the threshold is optimistic: the false
 alarms on the test split's normal frames are the rate to expect on new footage of the same camera. On the test
@@ -47,9 +47,9 @@ README_BEGIN, README_END = "<!-- alerts:begin -->", "<!-- alerts:end -->"
 def live_scores(store: Path, run_key: str, stage: str) -> dict[str, list]:
     """split -> [(entry, causal windowed snippet scores [T])] over the run's default window."""
     from data.datasets import load_dataset
-    from pipeline.evaluation.scoring import align_snippets
+    from pipeline.evaluate.scoring import align_snippets
     from pipeline.features import resolve_features
-    from pipeline.live.scoring import default_window, windowed_scores
+    from pipeline.watch.scoring import default_window, windowed_scores
     from pipeline.runs import load_run
     from pipeline.store import FeatureStore
 
@@ -89,8 +89,8 @@ def evaluate(scores: dict, target: float, calibrate_on: str) -> dict:
     """``calibrate_on``: ``"train"`` (the training split's normal clips, seen in training) or ``"held-out"`` (every
     other normal test clip, never seen; the events are then counted on the remaining test clips)."""
     from data.decode import SNIPPET_FRAMES
-    from pipeline.calibration import SECONDS_PER_HOUR, choose_threshold
-    from pipeline.live.hysteresis import HysteresisConfig, hysteresis_events
+    from pipeline.calibrate.calibrator import SECONDS_PER_HOUR, choose_threshold
+    from pipeline.watch.hysteresis import HysteresisConfig, hysteresis_events
 
     hours = lambda n: n * SNIPPET_FRAMES / accuracy.FPS / SECONDS_PER_HOUR  # noqa: E731
     test = scores["test"]

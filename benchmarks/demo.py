@@ -169,7 +169,7 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline import demo
+    from pipeline.cli import demo
 
     p = argparse.ArgumentParser(prog="python benchmarks/demo.py", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                  "anomalous": args.anomalous, "frames": args.frames, "seed": demo.SYNTHETIC_SEED}
         from pipeline.fetch import fetch_all
 
-        fetch_all(footage=False, quiet=True)  # the weights, as the demo fetches them
+        fetch_all(footage=False)  # the weights, as the demo fetches them
         folder = world_folder(Path(args.work), world)
         synthetic = demo.write_world(folder / "synthetic", **{k: world[k] for k in ("figure_height", "scenes",
                                                                                      "normal", "anomalous", "frames")})

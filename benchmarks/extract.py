@@ -24,7 +24,7 @@ from data.decode import open_video
 from data.synthetic import generate_dataset
 from extractors.device import auto_device
 from extractors.registry import build_backbone
-from pipeline.extraction import DEFAULT_BATCH_SIZE, Extractor, decode_plan
+from pipeline.extract.extractor import DEFAULT_BATCH_SIZE, Extractor, decode_plan
 from pipeline.store import FeatureStore
 
 DEFAULT_BACKBONES = "i3d,effnet_lite0"

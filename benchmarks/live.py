@@ -63,9 +63,9 @@ def run_streams(model, videos: list[Path], duration_s: float, out: Path) -> dict
     """N = len(videos) loopback streams watched for ``duration_s``; the measures of one rung."""
     import numpy as np
 
-    from pipeline.live.engine import Watch, WatchConfig, resident_mb
-    from pipeline.live.replay import ReplayServer
-    from pipeline.live.sources import Camera, ReconnectPolicy
+    from pipeline.watch.watcher import Watch, WatchConfig, resident_mb
+    from pipeline.testing.replay import ReplayServer
+    from pipeline.watch.sources import Camera, ReconnectPolicy
 
     servers = [ReplayServer(v, fps=STREAM_FPS, loop=True) for v in videos]
     stop = threading.Event()
@@ -121,7 +121,7 @@ def ladder(name: str, model, data: Path, duration_s: float, work: Path) -> dict:
 
 def soak(model, data: Path, seconds: float, work: Path) -> dict:
     """One stream for ``seconds``, resident memory sampled every SOAK_SAMPLE_S."""
-    from pipeline.live.engine import resident_mb
+    from pipeline.watch.watcher import resident_mb
 
     samples: list[tuple[float, float]] = []
     start = time.monotonic()
@@ -182,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--data is required (or set $DAKD_UCSD_PED1)")
         import logging
 
-        from pipeline.live.model import from_run
+        from pipeline.watch.model import from_run
 
         logging.basicConfig(level=logging.WARNING)
-        logging.getLogger("pipeline.live").setLevel(logging.ERROR)  # events on every stream: not the point here
+        logging.getLogger("pipeline.watch").setLevel(logging.ERROR)  # events on every stream: not the point here
         started = time.perf_counter()
         names = args.models.split(",")
         data, store = Path(args.data), Path(args.store)

@@ -33,8 +33,8 @@ from extractors.registry import build_backbone
 from extractors.weights import WeightsNotFound
 from models.lightning_student import LightningStudent
 from models.vad_model import VADModel
-from pipeline.evaluation.scoring import score_snippets
-from pipeline.extraction import DEFAULT_BATCH_SIZE, Extractor
+from pipeline.evaluate.scoring import score_snippets
+from pipeline.extract.extractor import DEFAULT_BATCH_SIZE, Extractor
 from pipeline.store import FeatureStore
 
 SYNTHETIC_VIDEOS = 2  # one normal, one anomalous, 320 frames each

@@ -5,7 +5,7 @@ no torch (a missing store, an unknown run, an empty folder), median of 5 runs ea
 
 Each run is a fresh process (the installed ``dakd`` console script, or ``python -m pipeline.cli`` when it is not
 installed), timed from start to exit, so the figure is what a user waits for. The parsers import no torch,
-torchvision or sklearn (``pipeline.parsers``), and the commands check the store, the run and the inputs before
+torchvision or sklearn (``pipeline.cli.parser``), and the commands check the store, the run and the inputs before
 they import torch (``pipeline.run_refs``, ``pipeline.inputs``); the target is under 1 s on the 2-core CPU machine.
 """
 
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.parsers import STAGES
+from pipeline.cli.commands import COMMANDS as STAGES
 
 DEFAULT_RUNS = 5
 DEFAULT_OUT = Path(__file__).parent / "results" / "startup.json"
@@ -36,7 +36,7 @@ def dakd_command() -> list[str]:
     if script.is_file():
         return [str(script)]
     found = shutil.which("dakd")
-    return [found] if found else [sys.executable, "-m", "pipeline.cli"]
+    return [found] if found else [sys.executable, "-m", "pipeline.cli.main"]
 
 
 def wall_time(cmd: list[str], *, error: bool = False) -> float:

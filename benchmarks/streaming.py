@@ -4,8 +4,8 @@
                                    [--out benchmarks/results] [--readme docs/results.md]
 
 Offline, a model scores a test video with its attention over the whole video, the future included
-(``pipeline.evaluation``). Live, snippet t is scored from snippets ``t - W + 1 .. t`` only
-(``pipeline.live.scoring.windowed_scores``, what a live stream computes one snippet at a time). Both are measured
+(``pipeline.evaluate``). Live, snippet t is scored from snippets ``t - W + 1 .. t`` only
+(``pipeline.watch.scoring.windowed_scores``, what a live stream computes one snippet at a time). Both are measured
 here on the same runs and the same stored features: pooled frame AUC over the test split, each snippet's score on
 its 16 frames (the frames of the snippets, as ``benchmarks/accuracy.py``'s references count them). The runs are
 trained (or found, content-keyed)
@@ -38,7 +38,8 @@ def extractions(data: Path, store: Path) -> dict:
     """The full-view and lowres extractions the rows train on (cached), as accuracy.extract_all makes them, minus
     the centre-crop ablation's."""
     from extractors.registry import build_backbone
-    from pipeline import extract
+    from pipeline.cli import extract
+    from pipeline.extract import extractor
 
     common = [str(data), "--dataset", accuracy.DATASET, "--fps", str(accuracy.FPS), "--store", str(store), "--quiet"]
     fingerprints = {}
@@ -46,7 +47,7 @@ def extractions(data: Path, store: Path) -> dict:
         if extract.main(common + ["--backbones", ",".join(backbones), "--view", view]) != 0:
             raise SystemExit(f"extraction of {','.join(backbones)} ({view}) failed: see the messages above")
         for b in backbones:
-            fingerprints[(b, view)] = extract.backbone_fingerprint(build_backbone(b, view=view))[0]
+            fingerprints[(b, view)] = extractor.backbone_fingerprint(build_backbone(b, view=view))[0]
     return fingerprints
 
 
@@ -57,9 +58,9 @@ def frame_auc(store: Path, run_key: str, stage: str, windows: list[int]) -> dict
 
     from data.datasets import load_dataset
     from data.decode import SNIPPET_FRAMES
-    from pipeline.evaluation.scoring import align_snippets, score_snippets
+    from pipeline.evaluate.scoring import align_snippets, score_snippets
     from pipeline.features import resolve_features
-    from pipeline.live.scoring import LIGHTNING_WINDOW, windowed_scores
+    from pipeline.watch.scoring import LIGHTNING_WINDOW, windowed_scores
     from pipeline.runs import load_run
     from pipeline.store import FeatureStore
 

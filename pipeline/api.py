@@ -13,6 +13,9 @@ that cannot be used; the stores' own ``StoreReadOnly``, ``ManifestDamaged``, ...
 message the command line prints. Inputs of a batch that fail (a bad video) do not raise: they are listed in the
 result's ``failures``, and the rest of the batch goes on. Progress bars are off unless ``progress=True``. The
 ``dakd`` / ``python -m pipeline.<stage>`` commands are thin layers over these functions (parse -> call -> print).
+
+Long: the project's whole public surface, one function and one result type per command, read top to bottom; the
+work itself is in each command's package.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from data.decode import DEFAULT_TIMELINE, FRAME_FOLDER_FPS
 from data.watchdog import DECODE_STALL_TIMEOUT_S
 from pipeline import defaults as d
 from pipeline.errors import InputError, UsageError, UserError
-from pipeline.parsers import parse_pairs, split_list
+from pipeline.pairs import parse_pairs, split_list
 
 if TYPE_CHECKING:  # the heavy modules load when a function runs, not on import
-    from pipeline.detection import Detection
+    from pipeline.detect.detector import Detection
 
 PathLike = str | Path
 
@@ -108,9 +111,9 @@ class ExtractResult:
 
 
 def extract_settings(**settings):
-    """The checked :class:`pipeline.extraction.ExtractSettings`; raises UsageError before any file is read.
+    """The checked :class:`pipeline.extract.extractor.ExtractSettings`; raises UsageError before any file is read.
     ``settings``: the keywords of :func:`_checked_settings` (the checks themselves, which need no torch)."""
-    from pipeline.extraction import ExtractSettings  # torch
+    from pipeline.extract.extractor import ExtractSettings  # torch
 
     return ExtractSettings(**_checked_settings(**settings))
 
@@ -203,7 +206,7 @@ def extract(paths: PathLike | Sequence[PathLike], *, store: PathLike | None, dat
     # weights error leaves nothing behind.
     fs = _open(store, create=True, writes=True) if Path(store).exists() else None
     try:
-        from pipeline.extraction import STAGE, ExtractSettings  # torch
+        from pipeline.extract.extractor import STAGE, ExtractSettings  # torch
 
         config = ExtractSettings(**checked)
         # The local engine loads the weights before reading any video; Ray workers load them on their machines.
@@ -222,7 +225,7 @@ def extract(paths: PathLike | Sequence[PathLike], *, store: PathLike | None, dat
                               "add the video or point at the full dataset root")
         start = time.perf_counter()
         if engine == "ray":
-            from pipeline.ray_engine import RayOptions, extract_on_ray
+            from pipeline.extract.ray_engine import RayOptions, extract_on_ray
 
             outcome, where = extract_on_ray(fs, config, found.videos, RayOptions(
                 address=address, workers=workers, cpus_per_worker=cpus_per_worker), progress=progress)
@@ -302,7 +305,7 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
     teacher_refs = [r for ref in teacher_refs for r in split_list(ref)]
     fs = _open(store, writes=True)  # named: a file, absent, damaged, read-only
     try:
-        # The store, the teacher runs and the dataset are checked before torch loads (pipeline.training imports
+        # The store, the teacher runs and the dataset are checked before torch loads (pipeline.train imports
         # it), so a mistake in them is named at once.
         for ref in ([_ref(teacher)] if teacher is not None and stage == "student" else []) + (
                 teacher_refs if stage == "lightning" else []):
@@ -314,7 +317,7 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
                 raise InputError(str(exc)) from None
         from extractors.device import auto_device
         from extractors.files import BadFile
-        from pipeline import training
+        from pipeline.train import trainer as training
         from pipeline.config import build_config, load_yaml, parse_assignments
         from pipeline.precision import resolve_precision
     except BaseException:
@@ -425,7 +428,7 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
         requested = _pairs(fingerprints, "--fingerprint", "BACKBONE=PREFIX (e.g. i3d=0a1b2c)")
         folders = [find_run_folder(fs, ref) for ref in refs]  # an unknown run is named before torch loads
         from extractors.device import auto_device
-        from pipeline import evaluation
+        from pipeline.evaluate import evaluator as evaluation
         from pipeline.runs import load_run
 
         dev = auto_device(device)
@@ -468,7 +471,8 @@ class DetectResult(Sequence):
     engine: str
     files: list[Path] = field(default_factory=list)  # per detection: <out>/<stem> (+ .csv, .json, .png)
     # per detection: the hysteresis rule's events, {"start_s", "end_s", "first_snippet", "last_snippet",
-    # "peak_score"} (pipeline.detection.alert_events), as dakd watch would raise them and dakd calibrate counts them
+    # "peak_score"} (pipeline.detect.detector.alert_events), as dakd watch would raise them and dakd calibrate
+    # counts them
     events: list[list[dict]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -476,7 +480,7 @@ class DetectResult(Sequence):
     seconds: float = 0.0
     threshold: float = d.FALSE_ALARM_THRESHOLD  # the one used: threshold=, else the calibration's, else 0.5
     threshold_source: str = ""  # "--threshold", "calibration (1 false alarm/h on 0.3 h)", "uncalibrated default 0.5"
-    rule: Any = None  # the pipeline.live.hysteresis.HysteresisConfig of the events (its threshold is ``threshold``)
+    rule: Any = None  # the pipeline.watch.hysteresis.HysteresisConfig of the events (its threshold is ``threshold``)
     written: list[list[Path]] = field(default_factory=list)  # per detection: every file written, overlay last
 
     def __getitem__(self, i):
@@ -497,7 +501,7 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     None: the offline threshold of the run's (or export's) calibration (:func:`calibrate`), else
     ``defaults.FALSE_ALARM_THRESHOLD``. Each video's events are those of the hysteresis rule ``dakd watch`` alerts
     with and :func:`calibrate` counts (``open_after`` / ``close_after`` None: its defaults)."""
-    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig  # numpy only
+    from pipeline.watch.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig  # numpy only
 
     paths = [str(p) for p in ([videos] if isinstance(videos, (str, Path)) else videos)]
     if batch_size < 1:
@@ -512,7 +516,7 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
         raise UsageError("pass --store DIR (the store holding the run) or --onnx EXPORT_DIR (an exported student)")
     weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
     _check_run_inputs(paths, store if onnx is None else None, run, command="detect")
-    from pipeline import detection
+    from pipeline.detect import detector as detection
 
     score = detection.score_onnx if onnx is not None else detection.score_store
     try:
@@ -524,7 +528,7 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide
         raise InputError(str(exc)) from exc
     detections, model, failures, warnings, frames, seconds = res
-    from pipeline.calibration import load_calibration, threshold_for  # --threshold, else the calibration's
+    from pipeline.calibrate.calibrator import load_calibration, threshold_for  # --threshold, else the calibration's
 
     calibration = load_calibration(model.folder) if threshold is None and model.folder is not None else None
     threshold, threshold_source = threshold_for(calibration, "offline", threshold)
@@ -592,7 +596,7 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
     hour on normal footage: ``normal`` videos or folders (extracted as :func:`detect` does), or ``split="val"``,
     the normal videos of the run's validation split. Writes ``<run folder>/calibration.json`` (or ``out``) and
     updates the run's ``export/export.json``. ``open_after`` / ``close_after`` None: the hysteresis defaults."""
-    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER
+    from pipeline.watch.hysteresis import CLOSE_AFTER, OPEN_AFTER
 
     if store is None:
         raise UsageError(f"no store given: pass --store DIR (or set ${d.STORE_ENV})")
@@ -603,7 +607,7 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
     paths = None if normal is None else [str(p) for p in ([normal] if isinstance(normal, (str, Path)) else normal)]
     weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
     _check_run_inputs(paths, store, run, command="calibrate")  # before torch: the videos, the store, the run
-    from pipeline import calibration
+    from pipeline.calibrate import calibrator as calibration
 
     try:
         done = calibration.calibrate_run(
@@ -634,12 +638,12 @@ def watch(sources: Sequence[str] = (), *, cameras: PathLike | None = None, store
     """Score camera streams (``sources``: ``[NAME=]SOURCE``, and/or a ``cameras`` YAML list) with a run of
     ``store`` (``run`` None: its most recent student) or an ``onnx`` export, until every source ended or ``stop``
     (a ``threading.Event``) is set. ``threshold`` None: the live threshold of the model's calibration, else
-    ``defaults.FALSE_ALARM_THRESHOLD``. Returns :class:`pipeline.live.engine.WatchSummary`; raises UserError."""
-    from pipeline.calibration import load_calibration, threshold_for
-    from pipeline.live import engine, model as live_model
-    from pipeline.live.cameras import CameraListError, cameras_from
-    from pipeline.live.hysteresis import CLOSE_AFTER, OPEN_AFTER
-    from pipeline.live.sources import ReconnectPolicy
+    ``defaults.FALSE_ALARM_THRESHOLD``. Returns :class:`pipeline.watch.watcher.WatchSummary`; raises UserError."""
+    from pipeline.calibrate.calibrator import load_calibration, threshold_for
+    from pipeline.watch import model as live_model, watcher
+    from pipeline.watch.cameras import CameraListError, cameras_from
+    from pipeline.watch.hysteresis import CLOSE_AFTER, OPEN_AFTER
+    from pipeline.watch.sources import ReconnectPolicy
 
     if (store is None) == (onnx is None):
         raise UsageError(f"pass the model: --store DIR [--model RUN] (or set ${d.STORE_ENV}) or --onnx EXPORT_DIR")
@@ -669,12 +673,12 @@ def watch(sources: Sequence[str] = (), *, cameras: PathLike | None = None, store
     if calibration is not None and calibration.get("window") not in (None, model.window):
         import logging
 
-        logging.getLogger("pipeline.live").warning(
+        logging.getLogger("pipeline.watch").warning(
             "the live threshold was calibrated with a window of %s snippets, this watch scores over %d: calibrate "
             "again with --window %d (or watch with --window %s)", calibration["window"], model.window, model.window,
             calibration["window"])
-    config = engine.WatchConfig(
+    config = watcher.WatchConfig(
         Path(out), value, source, OPEN_AFTER if open_after is None else open_after,
         CLOSE_AFTER if close_after is None else close_after, webhook, clips, pre_roll_s, post_roll_s, batch_size,
         queue_size, keep_days, ReconnectPolicy(stall_timeout_s=stall_timeout_s, give_up_after=give_up_after))
-    return engine.Watch(camera_list, model, config, stop).run()
+    return watcher.Watch(camera_list, model, config, stop).run()

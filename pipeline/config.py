@@ -129,7 +129,7 @@ class AdversarialConfig:
     lr: float = 1e-3
     beta1: float = 0.5
     beta2: float = 0.999
-    # Training augmentation of the student's windows (pipeline.training.lightning_student.augment): horizontal flips,
+    # Training augmentation of the student's windows (pipeline.train.lightning_student.augment): horizontal flips,
     # and translations by up to `shift` pixels of the 64 x 64 frames (0: none).
     flip: bool = True
     shift: int = 8

@@ -1,5 +1,5 @@
 """Every default and choice list the command line shows, in a module that imports nothing but the standard
-library, so that ``dakd --help`` and ``dakd STAGE --help`` start in well under a second (``pipeline.parsers``).
+library, so that ``dakd --help`` and ``dakd STAGE --help`` start in well under a second (``pipeline.cli.parser``).
 
 The stage modules import their defaults from here (one definition each). Two lists mirror a module that imports
 torch and so cannot be imported for ``--help``: :data:`BACKBONE_NAMES` (``extractors.registry.BACKBONES``) and
@@ -59,14 +59,14 @@ CALIBRATE_SPLITS = ("val",)  # --split: the normal videos of the run's own valid
 CALIBRATE_BATCH_SIZE = DETECT_BATCH_SIZE  # snippets per backbone forward pass when --normal videos are extracted
 
 # -- watch --------------------------------------------------------------------------------------------------
-# The engine's own defaults live in pipeline.live (engine, clips, score_log, sources); these are the CLI's.
+# The engine's own defaults live in pipeline.watch (engine, clips, score_log, sources); these are the CLI's.
 WATCH_OUT = "watch"  # folder of events.jsonl, scores/, clips/, summary.json
-WATCH_PRE_ROLL_S = 5.0  # = pipeline.live.clips.PRE_ROLL_S
-WATCH_POST_ROLL_S = 5.0  # = pipeline.live.clips.POST_ROLL_S
-WATCH_KEEP_DAYS = 30  # = pipeline.live.score_log.KEEP_DAYS
-WATCH_STALL_TIMEOUT_S = 10.0  # = pipeline.live.sources.STALL_TIMEOUT_S
-WATCH_BATCH_SIZE = 16  # = pipeline.live.engine.BATCH_SIZE
-WATCH_QUEUE_SIZE = 64  # = pipeline.live.engine.QUEUE_SIZE
+WATCH_PRE_ROLL_S = 5.0  # = pipeline.watch.clips.PRE_ROLL_S
+WATCH_POST_ROLL_S = 5.0  # = pipeline.watch.clips.POST_ROLL_S
+WATCH_KEEP_DAYS = 30  # = pipeline.watch.score_log.KEEP_DAYS
+WATCH_STALL_TIMEOUT_S = 10.0  # = pipeline.watch.sources.STALL_TIMEOUT_S
+WATCH_BATCH_SIZE = 16  # = pipeline.watch.watcher.BATCH_SIZE
+WATCH_QUEUE_SIZE = 64  # = pipeline.watch.watcher.QUEUE_SIZE
 
 # -- export ---------------------------------------------------------------------------------------------------
 # Longest video (in snippets) an export accepts: above UCF-Crime's longest test video (6750 snippets).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data.synthetic_features import make_feature_dataset, write_feature_dataset
-from pipeline import import_features
+from pipeline.cli import import_features
 
 # A tiny configuration of the real architecture: the same modules and equations, narrower.
 TINY_MODEL = ["--set", "model.d_model=32", "--set", "model.n_heads=4", "--set", "model.projection_hidden=32",

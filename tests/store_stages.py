@@ -14,8 +14,9 @@ import numpy as np
 from feature_sets import TINY_MODEL
 from videos import encode, pattern_frames
 
-from pipeline import detect, evaluate, export, extract, grid, import_features, train
+from pipeline.cli import detect, evaluate, export, extract, grid, import_features, train
 from pipeline import store as store_cli
+from pipeline.cli import store as store_command
 
 BACKBONE = "effnet_lite0"
 EXTRACT = ["--backbones", BACKBONE, "--quiet"]
@@ -71,7 +72,7 @@ def every_stage(s: SmallStore, store: Path | None = None, *, out: Path | None = 
     store = str(store or s.store)
     out = Path(out or Path(store).parent)
     return {
-        "store": lambda: store_cli.main([store]),
+        "store": lambda: store_command.main([store]),
         "extract": lambda: extract.main([str(s.videos), "--store", store, *EXTRACT]),
         "import_features": lambda: import_features.main([str(s.imported), "--backbone", "i3d", "--store", store,
                                                          "--quiet"]),

@@ -79,7 +79,7 @@ def test_clip_offline_error_names_the_flag(tmp_path, monkeypatch):
 
 
 def test_fingerprint_changes_with_every_setting():
-    from pipeline.extract import extractor_fingerprint
+    from pipeline.extract.extractor import extractor_fingerprint
 
     a = build_backbone("clip_b32", weights="random")
     b = build_backbone("clip_b32", weights="random", crops=5)

@@ -20,7 +20,7 @@ from data import decode
 from data.decode import (ABSURD_TIMESTAMP_S, MAX_TIMESTAMP_JUMP_S, REMUX_FIX, TIMELINE_LIMIT_FACTOR, Timeline,
                          grid_counts, open_video, placeable_starts)
 from data.errors import VideoError
-from pipeline import detect, extract
+from pipeline.cli import detect, extract
 from pipeline.store import FeatureStore
 
 BACKENDS = ["decord", "pyav"]

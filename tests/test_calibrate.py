@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from store_stages import BACKBONE, TRAIN_FAST, small_store, write_videos
 
-from pipeline import calibrate, calibration, detect, export, train
+from pipeline.cli import calibrate, detect, export, train
+from pipeline.detect import onnx_scorer
+from pipeline.calibrate import calibrator as calibration
 from pipeline.errors import UserError
 from pipeline.store import FeatureStore
 
@@ -63,7 +65,7 @@ def test_no_candidate_sits_on_a_score_and_each_counts_as_the_score_above_it():
     for t, score in zip(cands[:-1], values):  # counting at t is counting "score >= the next score up"
         assert calibration.total_events(videos, t, 2, 3) == calibration.total_events(videos, score, 2, 3)
     assert calibration.total_events(videos, cands[-1], 1, 1) == 0
-    assert calibration.OUTSIDE_MARGIN > export.TOLERANCE  # no engine within the tolerance reaches the top one
+    assert calibration.OUTSIDE_MARGIN > onnx_scorer.TOLERANCE  # no engine within the tolerance reaches the top one
 
 
 def test_the_envelope_keeps_every_higher_threshold_within_the_target():
@@ -213,7 +215,7 @@ def test_detect_finds_the_false_alarms_calibrate_counted_on_the_same_footage(sma
     else:
         pytest.fail("no target put the offline threshold between two scores with an event")
     assert c["n_snippets"] == 49 and counted <= target * c["hours"]
-    assert (c["margins"]["offline"] < export.TOLERANCE) == ("offline threshold lies" in err)  # warned when close
+    assert (c["margins"]["offline"] < onnx_scorer.TOLERANCE) == ("offline threshold lies" in err)  # warned when close
     assert detect.main([str(vtest_path), "--store", str(s.store), "--model", s.teacher[:12], "--quiet",
                         "--out", str(tmp_path / "eager"), "--overlay", str(tmp_path / "overlays")]) == 0
     out = capsys.readouterr().out

@@ -13,14 +13,19 @@ from pathlib import Path
 import pytest
 from videos import encode, pattern_frames
 
-from pipeline import api, cli, defaults, extract, parsers
+from pipeline import api, defaults
+from pipeline.cli import extract
+from pipeline.cli import main as cli
+from pipeline.cli import commands as parsers
+from pipeline import pairs
 from pipeline.errors import InputError, UsageError, UserError
 
 HEAVY = ("torch", "torchvision", "sklearn", "pandas", "matplotlib", "av", "decord")
 
 
 def test_importing_the_cli_and_building_every_parser_loads_no_heavy_module():
-    code = ("import sys, pipeline.cli, pipeline.parsers as p; p.dakd_parser(); [p.stage_parser(s) for s in p.STAGES]; "
+    code = ("import sys, pipeline.cli.main, pipeline.cli.commands as c; c.dakd_parser(); "
+            "[c.stage_parser(s) for s in c.COMMANDS]; "
             f"print([m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -42,7 +47,7 @@ def _help(*args: str, capsys) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("stage", list(parsers.STAGES))
+@pytest.mark.parametrize("stage", list(parsers.COMMANDS))
 def test_every_subcommand_takes_the_common_flags(stage, capsys):
     text = _help(stage, capsys=capsys)
     assert text.startswith(f"usage: dakd {stage}")
@@ -75,12 +80,12 @@ def test_old_spellings_stay_aliases():
 
 
 def test_one_name_value_parser():
-    assert parsers.parse_pairs(["i3d=a.pt,s3d = b.pt"], "--weights", split_commas=True) == {"i3d": "a.pt",
+    assert pairs.parse_pairs(["i3d=a.pt,s3d = b.pt"], "--weights", split_commas=True) == {"i3d": "a.pt",
                                                                                          "s3d": "b.pt"}
-    assert parsers.parse_pairs(["model.k=10", "model.k=12"], "--set") == {"model.k": "12"}
+    assert pairs.parse_pairs(["model.k=10", "model.k=12"], "--set") == {"model.k": "12"}
     for bad in ("foo", "=x", "x="):
         with pytest.raises(UsageError, match=f"--weights takes NAME=PATH, got {bad!r}"):
-            parsers.parse_pairs([bad], "--weights", "NAME=PATH")
+            pairs.parse_pairs([bad], "--weights", "NAME=PATH")
 
 
 def test_a_bad_weights_flag_is_a_user_error_exit_2(tmp_path, capsys):
@@ -173,7 +178,7 @@ def test_abbreviations_are_refused_with_did_you_mean(tmp_path, capsys, monkeypat
         assert err.startswith("usage: dakd extract ")
         assert "error: unrecognized arguments: --stor (did you mean --store?)" in err
     assert not (tmp_path / "s").exists() and not (tmp_path / "env").exists()
-    for parser in [parsers.dakd_parser(), *(parsers.stage_parser(s) for s in parsers.STAGES)]:
+    for parser in [parsers.dakd_parser(), *(parsers.stage_parser(s) for s in parsers.COMMANDS)]:
         assert parser.allow_abbrev is False
 
 
@@ -183,12 +188,12 @@ def test_an_unknown_command_gets_a_did_you_mean(capsys):
 
 
 def test_every_argument_parser_of_the_project_refuses_abbreviations():
-    """Each ``argparse.ArgumentParser(...)`` outside pipeline.parsers (whose Parser class sets it) passes
+    """Each ``argparse.ArgumentParser(...)`` outside pipeline.cli.parser (whose Parser class sets it) passes
     allow_abbrev=False: an abbreviation silently taken for another flag is a wrong run nobody notices."""
     root = Path(__file__).resolve().parent.parent
     missing = []
     for path in sorted(root.glob("*/**/*.py")):
-        if path.parts[len(root.parts)] in ("tests", ".git") or path.name == "parsers.py":
+        if path.parts[len(root.parts)] in ("tests", ".git") or path.as_posix().endswith("pipeline/cli/parser.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from data.datasets import load_dataset
-from pipeline import demo
+from pipeline.cli import demo
+from pipeline.demo import world
 from pipeline.api import Metrics
 
 
@@ -16,7 +17,7 @@ def test_the_world_is_written_once_and_rewritten_when_it_changes(tmp_path):
     folder = tmp_path / "synthetic"
     small = dict(normal=2, anomalous=2, scenes=2)
     demo.write_world(folder, **small)
-    record = json.loads((folder / demo.WORLD_FILE).read_text())
+    record = json.loads((folder / world.WORLD_FILE).read_text())
     assert record["figure_height"] == demo.SYNTHETIC_FIGURE_HEIGHT and record["scenes"] == 2
     spec = load_dataset(folder)
     assert len(spec.entries) == 4 and {e.label for e in spec.entries} == {0, 1}
@@ -25,7 +26,7 @@ def test_the_world_is_written_once_and_rewritten_when_it_changes(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in (folder / "videos").iterdir()} == stamp
     demo.write_world(folder, **{**small, "normal": 1})  # another world: written anew, no video left behind
     assert len(list((folder / "videos").iterdir())) == 3
-    assert json.loads((folder / demo.WORLD_FILE).read_text())["normal"] == 1
+    assert json.loads((folder / world.WORLD_FILE).read_text())["normal"] == 1
 
 
 def test_cameras_share_their_background_and_people_are_as_tall_as_asked():
@@ -67,7 +68,7 @@ def test_the_report_says_what_the_numbers_mean_and_what_to_run_next(tmp_path):
 def test_the_demo_runs_its_chain_with_the_real_weights_and_ends_with_the_report(tmp_path, monkeypatch, capsys):
     """``dakd demo`` end to end on a small world (4 videos of 48 frames, 2 epochs): real I3D and EfficientNet-Lite0
     weights, the teacher, the student, the evaluation, and the closing report naming the next commands."""
-    from pipeline import cli
+    from pipeline.cli import main as cli
 
     monkeypatch.setattr(demo, "SYNTHETIC_NORMAL", 2)
     monkeypatch.setattr(demo, "SYNTHETIC_ANOMALOUS", 2)
@@ -77,7 +78,7 @@ def test_the_demo_runs_its_chain_with_the_real_weights_and_ends_with_the_report(
     out = capsys.readouterr().out
     assert "demo extract: 4 videos, 4 extracted" in out
     assert "teacher  student" in out and "frame AUC" in out and "dakd detect my_video.mp4" in out
-    assert json.loads((tmp_path / "demo" / "synthetic" / demo.WORLD_FILE).read_text())["frames"] == 48
+    assert json.loads((tmp_path / "demo" / "synthetic" / world.WORLD_FILE).read_text())["frames"] == 48
     # run again: every stage is a cache hit
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     assert "0 extracted, 4 cached" in capsys.readouterr().out

@@ -22,9 +22,12 @@ from data.synthetic import SyntheticSpec, generate_dataset, write_video
 from data.watchdog import DECODE_STALL_TIMEOUT_S
 from extractors.base import preprocess_snippets
 from extractors.effnet_lite import PREPROCESSING, EffNetLite0Backbone
-from pipeline import detect, detection, export, extract, train
-from pipeline.live.hysteresis import HysteresisConfig
-from pipeline.overlay import BAR_ANOMALOUS, BAR_BACKGROUND, BAR_NORMAL, draw_score_bar
+from pipeline.cli import detect, export, extract, train
+from pipeline.export import exporter
+from pipeline.detect import onnx_scorer
+from pipeline.detect import detector as detection
+from pipeline.watch.hysteresis import HysteresisConfig
+from pipeline.detect.overlay import BAR_ANOMALOUS, BAR_BACKGROUND, BAR_NORMAL, draw_score_bar
 from pipeline.store import FeatureStore
 
 TRAIN = ["--quiet", "--set", "train.batch_anomalous=4", "--set", "train.batch_normal=4",
@@ -188,16 +191,17 @@ def test_unknown_store_and_model_are_usage_errors(trained, tmp_path, capsys):
 def test_the_trained_student_exports_to_torchscript_and_onnx_with_equal_scores(trained, exported_student, tmp_path):
     store, _, keys = trained
     out = exported_student
-    report = json.loads((out / export.EXPORT_JSON).read_text())
-    assert report["run"] == keys["student"] and (out / export.BACKBONE_ONNX).is_file()
-    assert (out / export.HEAD_ONNX).is_file()
-    assert (out / export.TORCHSCRIPT_FILE).is_file()
-    assert report["tolerance"]["max_abs_diff_scores"] == export.TOLERANCE
-    assert max(report["max_abs_diff"].values()) <= export.TOLERANCE and set(report["max_abs_diff"]) == {
+    report = json.loads((out / onnx_scorer.EXPORT_JSON).read_text())
+    assert report["run"] == keys["student"] and (out / onnx_scorer.BACKBONE_ONNX).is_file()
+    assert (out / onnx_scorer.HEAD_ONNX).is_file()
+    assert (out / onnx_scorer.TORCHSCRIPT_FILE).is_file()
+    assert report["tolerance"]["max_abs_diff_scores"] == onnx_scorer.TOLERANCE
+    assert max(report["max_abs_diff"].values()) <= onnx_scorer.TOLERANCE and set(report["max_abs_diff"]) == {
         "onnx", "torchscript"}
     # effnet_lite0's whole-frame view of the 320 x 240 training videos: traced for 298 x 224 inputs
     assert report["input"]["shape"] == ["n", 3, 1, 224, 298] and report["preprocessing"]["view"] == "full"
-    assert report["T_range"] == [1, export.DEFAULT_MAX_SNIPPETS] and export.DEFAULT_MAX_SNIPPETS > 6750  # UCF's longest
+    longest_ucf_video = 6750
+    assert report["T_range"] == [1, exporter.DEFAULT_MAX_SNIPPETS] and exporter.DEFAULT_MAX_SNIPPETS > longest_ucf_video
     # how the run's training features were decoded, for detect --onnx
     assert report["decode"] == {"backend": "auto", "short_side": 224, "filter": "swscale-bilinear"}
     assert export.main([keys["lightning"][:12], "--store", str(store), "--out", str(tmp_path / "l")]) == 2
@@ -228,8 +232,8 @@ def test_detect_onnx_gives_the_eager_scores_from_the_export_folder_alone(trained
         assert onnx["n_frames"] == n_frames and onnx["run"] == keys["student"]
         diff = np.abs(np.array(onnx["frame_score"]) - np.array(eager["frame_score"])).max()
         print(f"{path.name}: max |onnx - eager| frame score {diff:.3g}")
-        assert diff <= export.TOLERANCE
-        assert np.ptp(eager["snippet_scores"]) > export.TOLERANCE  # the scores vary: equality is not trivial
+        assert diff <= onnx_scorer.TOLERANCE
+        assert np.ptp(eager["snippet_scores"]) > onnx_scorer.TOLERANCE  # the scores vary: equality is not trivial
         frames = pd.read_csv(tmp_path / "onnx" / f"{path.stem}.csv")
         assert list(frames.columns) == ["frame", "time_s", "snippet", "score"] and len(frames) == n_frames
         assert (tmp_path / "onnx" / f"{path.stem}.png").stat().st_size > 0
@@ -241,7 +245,7 @@ def test_an_export_with_a_lower_limit_fails_longer_videos_by_name_and_scores_the
     folder = tmp_path / "export8"
     assert export.main([keys["student"][:12], "--store", str(store), "--out", str(folder),
                         "--max-snippets", "8"]) == 0, capsys.readouterr().err
-    info = json.loads((folder / export.EXPORT_JSON).read_text())
+    info = json.loads((folder / onnx_scorer.EXPORT_JSON).read_text())
     assert info["T_range"] == [1, 8]
     short = write_video(SyntheticSpec(n_frames=48, seed=11), tmp_path / "short.mp4")  # 3 snippets
     broken = tmp_path / "random.mp4"
@@ -293,13 +297,13 @@ def test_onnx_needs_a_checked_export_and_onnxruntime_and_otherwise_a_store(tmp_p
     encode(tmp_path / "v.mkv", pattern_frames(32, 48, 64, seed=6))
     unchecked = tmp_path / "unchecked"
     unchecked.mkdir()
-    for name in (export.BACKBONE_ONNX, export.HEAD_ONNX):  # an export whose check failed has no export.json
+    for name in (onnx_scorer.BACKBONE_ONNX, onnx_scorer.HEAD_ONNX):  # an export whose check failed has no export.json
         (unchecked / name).write_bytes(b"")
     assert detect.main([video, "--onnx", str(unchecked)]) == 2
     err = capsys.readouterr().err
-    assert f"{unchecked} holds no checked export (no {export.EXPORT_JSON}" in err
+    assert f"{unchecked} holds no checked export (no {onnx_scorer.EXPORT_JSON}" in err
     assert "dakd export RUN --store S" in err
-    (unchecked / export.EXPORT_JSON).write_text("{}")
+    (unchecked / onnx_scorer.EXPORT_JSON).write_text("{}")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
     assert detect.main([video, "--onnx", str(unchecked)]) == 2
     assert "onnxruntime, which is not installed: pip install -e '.[export]'" in capsys.readouterr().err

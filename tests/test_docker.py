@@ -222,7 +222,7 @@ def test_store_comes_from_the_environment_and_arguments_survive():
 
 def test_every_entrypoint_stage_is_a_dakd_subcommand():
     """The stages the image documents (and the compose file runs) are dakd's subcommands, old names included."""
-    from pipeline.parsers import ALIASES, STAGES as SUBCOMMANDS
+    from pipeline.cli.commands import ALIASES, COMMANDS as SUBCOMMANDS
 
     assert set(STAGES) <= set(SUBCOMMANDS) | set(ALIASES)
     assert "export" in SUBCOMMANDS

@@ -11,7 +11,7 @@ import pytest
 from feature_sets import feature_store
 from test_train import FAST, STRONG
 
-from pipeline import evaluate, train
+from pipeline.cli import evaluate, train
 from pipeline.store import FeatureStore
 
 SEEDS = 2

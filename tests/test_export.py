@@ -21,8 +21,10 @@ from extractors.effnet_lite import EffNetLite0Backbone
 from extractors.registry import build_backbone
 from models.attention import QUERY_BLOCK
 from models.vad_model import ModelConfig, VADModel
-from pipeline import export
-from pipeline.evaluation.scoring import score_snippets
+from pipeline.cli import export
+from pipeline.export import exporter
+from pipeline.detect import onnx_scorer
+from pipeline.evaluate.scoring import score_snippets
 
 TINY = ModelConfig(d_model=16, n_heads=2, projection_hidden=16, ffn_dim=32, classifier_hidden=16, k=4)
 LENGTHS = (1, 5, 40)  # checked by the export itself; the test adds 7, 33 and LONG
@@ -51,8 +53,8 @@ def small_backbone(real_backbone):
 @pytest.fixture(scope="module")
 def exported(small_backbone, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    scorer = export.SnippetScorer(small_backbone, _head())
-    info = export.export_scorer(scorer, small_backbone, out, example_snippets=8, check_lengths=LENGTHS,
+    scorer = exporter.SnippetScorer(small_backbone, _head())
+    info = exporter.export_scorer(scorer, small_backbone, out, example_snippets=8, check_lengths=LENGTHS,
                                 max_snippets=MAX)
     return out, scorer, info
 
@@ -63,24 +65,24 @@ def _snippets(n: int, seed: int = 0) -> torch.Tensor:
 
 def test_exports_equal_eager_at_every_length(exported):
     out, scorer, info = exported
-    for name in (export.TORCHSCRIPT_FILE, export.BACKBONE_ONNX, export.HEAD_ONNX):
+    for name in (onnx_scorer.TORCHSCRIPT_FILE, onnx_scorer.BACKBONE_ONNX, onnx_scorer.HEAD_ONNX):
         assert (out / name).is_file()
-    on_disk = json.loads((out / export.EXPORT_JSON).read_text())
+    on_disk = json.loads((out / onnx_scorer.EXPORT_JSON).read_text())
     assert on_disk["T_range"] == [1, MAX] and on_disk["input"]["shape"] == ["n", 3, 2, 16, 16]
     assert on_disk["features"]["shape"] == ["T", 1280]
-    assert on_disk["tolerance"]["max_abs_diff_scores"] == export.TOLERANCE == 1e-4
-    assert sorted(r["T"] for r in on_disk["check"].values()) == sorted([*LENGTHS, 8, export.HEAD_CHECK_LENGTH])
+    assert on_disk["tolerance"]["max_abs_diff_scores"] == onnx_scorer.TOLERANCE == 1e-4
+    assert sorted(r["T"] for r in on_disk["check"].values()) == sorted([*LENGTHS, 8, exporter.HEAD_CHECK_LENGTH])
     # Independently of the export's own check: fresh inputs, loaded files, lengths past the eager model's blocks.
-    scripted = export.load_torchscript(out / export.TORCHSCRIPT_FILE)
-    onnx_scorer = export.OnnxScorer(out)
+    scripted = exporter.load_torchscript(out / onnx_scorer.TORCHSCRIPT_FILE)
+    onnx_model = onnx_scorer.OnnxScorer(out)
     gen = torch.Generator().manual_seed(7)
     for t in (1, 7, 33, LONG):
         x = torch.randn(t, 3, 2, 16, 16, generator=gen)
         with torch.no_grad():
             eager = scorer(x).numpy()
             assert eager.shape == (t,)
-            np.testing.assert_allclose(scripted(x).numpy(), eager, rtol=0, atol=export.TOLERANCE)
-        np.testing.assert_allclose(onnx_scorer(x.numpy()), eager, rtol=0, atol=export.TOLERANCE)
+            np.testing.assert_allclose(scripted(x).numpy(), eager, rtol=0, atol=onnx_scorer.TOLERANCE)
+        np.testing.assert_allclose(onnx_model(x.numpy()), eager, rtol=0, atol=onnx_scorer.TOLERANCE)
     # The scores vary along the video, so equality is not trivially met by constants.
     assert np.ptp(eager) > 1e-4
 
@@ -88,24 +90,24 @@ def test_exports_equal_eager_at_every_length(exported):
 def test_a_head_traced_with_the_attention_blocks_on_fails_the_check(small_backbone, tmp_path, monkeypatch):
     """Tracing unrolls the eager model's block loop for the example's length: such a head is wrong past one block,
     and the export's check on features longer than two blocks must refuse it."""
-    monkeypatch.setattr(export, "attention_unblocked", lambda module: contextlib.nullcontext())
-    with pytest.raises(ValueError, match=f"onnx export fails on head_features_T{export.HEAD_CHECK_LENGTH}"):
-        export.export_scorer(export.SnippetScorer(small_backbone, _head()), small_backbone, tmp_path,
+    monkeypatch.setattr(exporter, "attention_unblocked", lambda module: contextlib.nullcontext())
+    with pytest.raises(ValueError, match=f"onnx export fails on head_features_T{exporter.HEAD_CHECK_LENGTH}"):
+        exporter.export_scorer(exporter.SnippetScorer(small_backbone, _head()), small_backbone, tmp_path,
                              example_snippets=8, check_lengths=(1,), max_snippets=MAX)
-    assert not (tmp_path / export.EXPORT_JSON).exists()
+    assert not (tmp_path / onnx_scorer.EXPORT_JSON).exists()
 
 
 def test_too_long_videos_raise_a_clear_error(exported):
     out, _, _ = exported
     x = np.zeros((MAX + 1, 3, 2, 16, 16), np.float32)
-    with pytest.raises(export.TooManySnippets, match=f"{MAX + 1} snippets.*at most {MAX}"):
-        export.OnnxScorer(out)(x)
+    with pytest.raises(onnx_scorer.TooManySnippets, match=f"{MAX + 1} snippets.*at most {MAX}"):
+        onnx_scorer.OnnxScorer(out)(x)
     with pytest.raises(Exception, match=f"1 to {MAX} snippets at once, got {MAX + 1}"):
-        export.load_torchscript(out / export.TORCHSCRIPT_FILE)(torch.from_numpy(x))
+        exporter.load_torchscript(out / onnx_scorer.TORCHSCRIPT_FILE)(torch.from_numpy(x))
     with pytest.raises(ValueError, match="expected preprocessed snippets"):
-        export.OnnxScorer(out)(x[:4, :, :1])
+        onnx_scorer.OnnxScorer(out)(x[:4, :, :1])
     with pytest.raises(ValueError, match="max_snippets and batch must be at least 1"):
-        export.export_scorer(None, None, out, max_snippets=0)  # checked before anything is built
+        exporter.export_scorer(None, None, out, max_snippets=0)  # checked before anything is built
 
 
 def test_onnx_with_crops_equals_the_projects_scoring_path(exported, small_backbone):
@@ -114,8 +116,8 @@ def test_onnx_with_crops_equals_the_projects_scoring_path(exported, small_backbo
     pre = small_backbone.preprocess(snippets)  # [6 * 5, 3, 2, 16, 16]
     feats = small_backbone.forward_preprocessed(pre, n_snippets=6).numpy()  # [6, 5, 1280]
     expected = score_snippets(scorer.head, [feats], torch.device("cpu"), n_heads=TINY.n_heads)
-    got = export.OnnxScorer(out).score_preprocessed(pre, crops=5)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=export.TOLERANCE)
+    got = onnx_scorer.OnnxScorer(out).score_preprocessed(pre, crops=5)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=onnx_scorer.TOLERANCE)
 
 
 def test_snippet_scorer_equals_the_projects_path_on_real_preprocessing(real_backbone):
@@ -125,15 +127,15 @@ def test_snippet_scorer_equals_the_projects_path_on_real_preprocessing(real_back
     feats = real_backbone.forward_preprocessed(pre, n_snippets=5).numpy()
     expected = score_snippets(head, [feats], torch.device("cpu"), n_heads=TINY.n_heads)
     with torch.no_grad():
-        got = export.SnippetScorer(real_backbone, head).eval()(pre).numpy()
+        got = exporter.SnippetScorer(real_backbone, head).eval()(pre).numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
 def test_a_different_export_fails_the_check_naming_the_difference(exported, small_backbone):
     out, scorer, _ = exported
-    other = export.SnippetScorer(small_backbone, _head(seed=5)).eval()  # other head weights
+    other = exporter.SnippetScorer(small_backbone, _head(seed=5)).eval()  # other head weights
     with pytest.raises(ValueError, match=r"torchscript export's scores differ from the eager model's by [0-9.e-]+"):
-        export.check_equal(scorer, other, out, [("x", torch.randn(4, 3, 2, 16, 16))])
+        exporter.check_equal(scorer, other, out, [("x", torch.randn(4, 3, 2, 16, 16))])
 
 
 def test_cli_rejects_a_folder_that_is_not_a_store(tmp_path, capsys):
@@ -147,18 +149,18 @@ def test_a_whole_frame_backbone_is_traced_for_its_videos_frame_size(real_backbon
     prep = dataclasses.replace(real_backbone.preprocessing, resize_size=20, crop_size=16, view="full")
     backbone = EffNetLite0Backbone(real_backbone.model, prep, crops=1, frame_indices=(8,),
                                    weights_id=real_backbone.weights_id)
-    scorer = export.SnippetScorer(backbone, _head())
+    scorer = exporter.SnippetScorer(backbone, _head())
     with pytest.raises(ValueError, match="--frame-size"):
-        export.export_scorer(scorer, backbone, tmp_path / "none", example_snippets=4, check_lengths=(1, 5),
+        exporter.export_scorer(scorer, backbone, tmp_path / "none", example_snippets=4, check_lengths=(1, 5),
                              max_snippets=MAX)
-    info = export.export_scorer(scorer, backbone, tmp_path / "full", example_snippets=4, check_lengths=(1, 5),
+    info = exporter.export_scorer(scorer, backbone, tmp_path / "full", example_snippets=4, check_lengths=(1, 5),
                                 max_snippets=MAX, frame_size=(48, 32))
     assert info["input"]["shape"] == ["n", 3, 1, 16, 24]
-    assert max(info["max_abs_diff"].values()) <= export.TOLERANCE
+    assert max(info["max_abs_diff"].values()) <= onnx_scorer.TOLERANCE
     frames = torch.randint(0, 256, (3, 16, 32, 48, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     x = backbone.preprocess(frames)
-    torch.testing.assert_close(torch.from_numpy(export.OnnxScorer(tmp_path / "full")(x.numpy())), scorer(x),
-                               atol=export.TOLERANCE, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(onnx_scorer.OnnxScorer(tmp_path / "full")(x.numpy())), scorer(x),
+                               atol=onnx_scorer.TOLERANCE, rtol=0)
     assert export.parse_frame_size("238x158") == (238, 158)
     with pytest.raises(Exception, match="WIDTHxHEIGHT"):
         export.parse_frame_size("238")
@@ -170,23 +172,25 @@ def test_export_and_loading_it_raise_no_future_or_deprecation_warning(small_back
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         warnings.simplefilter("error", DeprecationWarning)
-        info = export.export_scorer(export.SnippetScorer(small_backbone, _head()), small_backbone, tmp_path,
+        info = exporter.export_scorer(exporter.SnippetScorer(small_backbone, _head()), small_backbone, tmp_path,
                                     example_snippets=4, check_lengths=(1, 3), max_snippets=MAX)
-        module = export.load_torchscript(tmp_path / export.TORCHSCRIPT_FILE)
+        module = exporter.load_torchscript(tmp_path / onnx_scorer.TORCHSCRIPT_FILE)
         x = torch.randn(3, 3, 2, 16, 16)
         with torch.no_grad():
             scores = module(x).numpy()
-        np.testing.assert_allclose(export.OnnxScorer(tmp_path)(x.numpy()), scores, rtol=0, atol=export.TOLERANCE)
-    assert max(info["max_abs_diff"].values()) <= export.TOLERANCE
-    with pytest.warns(FutureWarning, match=export.JIT_LOAD_WARNING):
-        torch.jit.load(str(tmp_path / export.TORCHSCRIPT_FILE))
+        np.testing.assert_allclose(onnx_scorer.OnnxScorer(tmp_path)(x.numpy()), scores, rtol=0,
+                                   atol=onnx_scorer.TOLERANCE)
+    assert max(info["max_abs_diff"].values()) <= onnx_scorer.TOLERANCE
+    with pytest.warns(FutureWarning, match=exporter.JIT_LOAD_WARNING):
+        torch.jit.load(str(tmp_path / onnx_scorer.TORCHSCRIPT_FILE))
 
 
 def test_the_summary_line_names_the_files_and_the_checked_difference(exported):
     out, _, info = exported
     line = export.summary_line("0123456789abcdef", "effnet_lite0", out, info)
     assert "\n" not in line and "{" not in line  # one human line, no JSON
-    assert line.startswith(f"export: run 0123456789ab (effnet_lite0) -> {out}: {export.TORCHSCRIPT_FILE}, "
-                           f"{export.BACKBONE_ONNX}, {export.HEAD_ONNX}, {export.EXPORT_JSON}; T in [1, {MAX}]")
+    assert line.startswith(f"export: run 0123456789ab (effnet_lite0) -> {out}: {onnx_scorer.TORCHSCRIPT_FILE}, "
+                           f"{onnx_scorer.BACKBONE_ONNX}, {onnx_scorer.HEAD_ONNX}, {onnx_scorer.EXPORT_JSON}; "
+                           f"T in [1, {MAX}]")
     assert f"checked on {len(info['check'])} inputs" in line
-    assert f"onnx {info['max_abs_diff']['onnx']:.2g} (tolerance {export.TOLERANCE:g})" in line
+    assert f"onnx {info['max_abs_diff']['onnx']:.2g} (tolerance {onnx_scorer.TOLERANCE:g})" in line

@@ -16,7 +16,8 @@ import pytest
 from videos import encode, pattern_frames
 
 from extractors.base import Backbone
-from pipeline import extract
+from pipeline.cli import extract
+from pipeline.extract import extractor
 from pipeline.store import FeatureStore
 
 BACKBONE = ["--backbones", "effnet_lite0", "--quiet"]
@@ -127,7 +128,7 @@ def test_bad_inputs_fail_by_name_and_the_rest_completes(tmp_path, capsys):
 def test_file_deleted_during_the_run_fails_alone(tmp_path, monkeypatch):
     videos = _videos(tmp_path / "in", 3)
     store = FeatureStore(tmp_path / "store")
-    backbone = extract.build_backbone("effnet_lite0")
+    backbone = extractor.build_backbone("effnet_lite0")
     original = type(backbone).extract
 
     def delete_last_then_extract(self, snippets):
@@ -136,7 +137,7 @@ def test_file_deleted_during_the_run_fails_alone(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(backbone), "extract", delete_last_then_extract)
     # Queue of one snippet: the producer cannot run ahead and open the last video before it is deleted.
-    outcome = extract.Extractor(store, [backbone], batch_size=1, queue_snippets=1, progress=False).run(videos)
+    outcome = extractor.Extractor(store, [backbone], batch_size=1, queue_snippets=1, progress=False).run(videos)
     assert outcome.extracted == 2
     assert [Path(p).name for p, _, _ in outcome.failures] == ["v2.mkv"]
     assert "does not exist" in outcome.failures[0][1]
@@ -231,11 +232,11 @@ def test_dataset_root_reports_missing_videos(tmp_path, capsys):
 def test_decode_thread_gives_the_same_features_as_inline_decoding(tmp_path):
     # The thread (used beside a GPU) and inline decoding (CPU default) must produce identical stores.
     videos = _videos(tmp_path / "in", 3, frames=40)
-    backbone = extract.build_backbone("effnet_lite0")
+    backbone = extractor.build_backbone("effnet_lite0")
     results = []
     for overlap in (True, False):
         store = FeatureStore(tmp_path / f"store-{overlap}")
-        outcome = extract.Extractor(store, [backbone], batch_size=3, queue_snippets=2, overlap=overlap,
+        outcome = extractor.Extractor(store, [backbone], batch_size=3, queue_snippets=2, overlap=overlap,
                                     progress=False).run(videos)
         assert (outcome.extracted, outcome.failed) == (3, 0)
         results.append({f["key"]: np.load(store.root / f["file"]) for f in store.features()})
@@ -251,12 +252,12 @@ def test_parallel_decoding_gives_the_same_store_and_failures_as_one_decoder(tmp_
     bad = tmp_path / "in" / "broken.mp4"
     bad.write_bytes(b"not a video" * 100)
     videos.insert(2, bad)
-    backbone = extract.build_backbone("lowres")
-    assert extract.Extractor(FeatureStore(tmp_path / "default"), [backbone], progress=False).decode_workers >= 1
+    backbone = extractor.build_backbone("lowres")
+    assert extractor.Extractor(FeatureStore(tmp_path / "default"), [backbone], progress=False).decode_workers >= 1
     results = []
     for workers in (1, 3):
         store = FeatureStore(tmp_path / f"store-{workers}")
-        outcome = extract.Extractor(store, [backbone], batch_size=5, queue_snippets=2, decode_workers=workers,
+        outcome = extractor.Extractor(store, [backbone], batch_size=5, queue_snippets=2, decode_workers=workers,
                                     progress=False).run(videos)
         assert (outcome.extracted, outcome.failed) == (4, 1)
         assert outcome.failures[0][0] == str(bad)

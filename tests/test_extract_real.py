@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import extract
+from pipeline.cli import extract
 from pipeline.store import FeatureStore
 
 

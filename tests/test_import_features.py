@@ -13,7 +13,8 @@ from test_train import FAST, STRONG
 from data.community_features import (CommunityFeature, FeatureFileError, feature_name, load_community_feature,
                                      read_feature_list)
 from data.synthetic_features import make_feature_dataset, write_feature_dataset
-from pipeline import evaluate, import_features, train
+from pipeline.cli import evaluate, import_features, train
+from pipeline.import_features import importer
 from pipeline.keys import hash_json
 from pipeline.store import FeatureStore
 
@@ -258,7 +259,7 @@ def _train_teacher(store, labels) -> str:
     ("features/ucf/test.list", "ucf"),  # named by the split alone: its folder
 ])
 def test_default_source_drops_the_split_from_the_list_name(list_name, source):
-    assert import_features.list_source(list_name) == source
+    assert importer.list_source(list_name) == source
 
 
 def test_train_and_test_lists_imported_in_two_calls_share_one_extraction(release, tmp_path, capsys):
@@ -266,7 +267,7 @@ def test_train_and_test_lists_imported_in_two_calls_share_one_extraction(release
     store = tmp_path / "store"
     assert _import(store, train_list, root) == 0 and _import(store, test_list, root) == 0
     assert "source 'ucf-i3d'" in capsys.readouterr().out
-    fingerprint = hash_json(import_features.import_params("i3d", "ucf-i3d"))
+    fingerprint = hash_json(importer.import_params("i3d", "ucf-i3d"))
     assert _fingerprints(FeatureStore(store), test_names) == {fingerprint}
     run = _train_teacher(store, labels)
     out = tmp_path / "eval"
@@ -281,8 +282,8 @@ def test_test_videos_under_another_source_are_named_with_the_fixes(release, tmp_
     store = tmp_path / "store"
     assert _import(store, train_list, root, "--source", "rtfm train") == 0
     assert _import(store, test_list, root, "--source", "rtfm-test") == 0
-    trained_on = hash_json(import_features.import_params("i3d", "rtfm train"))
-    test_fp = hash_json(import_features.import_params("i3d", "rtfm-test"))
+    trained_on = hash_json(importer.import_params("i3d", "rtfm train"))
+    test_fp = hash_json(importer.import_params("i3d", "rtfm-test"))
     run = _train_teacher(store, labels)
     capsys.readouterr()
     args = [run[:12], "--store", str(store), "--no-video-plots", "--quiet"]
@@ -355,7 +356,7 @@ def test_an_import_made_with_the_file_name_rule_is_joined(release, tmp_path, cap
     assert _import(store, train_list, root, "--source", train_list.name) == 0  # what the old default gave
     assert _import(store, test_list, root) == 0
     assert f"source '{train_list.name}'" in capsys.readouterr().out
-    earlier = hash_json(import_features.import_params("i3d", train_list.name))
+    earlier = hash_json(importer.import_params("i3d", train_list.name))
     assert _fingerprints(FeatureStore(store), test_names) == {earlier}
     assert _import(store, train_list, root) == 0  # re-importing the train list is still a no-op
     assert "0 imported, 12 already there" in capsys.readouterr().out

@@ -2,7 +2,9 @@
 modules of ``data/``, ``extractors/``, ``models/`` and ``pipeline/`` (lazy and ``TYPE_CHECKING`` imports count
 too), dependencies pointing one way as docs/design.md's package table says (``data/`` imports none of the other
 three, nor torch; ``extractors/`` imports ``data/`` only; ``models/`` never imports ``pipeline/``), and one
-definition of ``SNIPPET_FRAMES``."""
+definition of ``SNIPPET_FRAMES``; inside ``pipeline/``, its floors (docs/design.md "Rooms"): nothing imports
+the command line, only the command line parses arguments, no import runs up a floor, and a module over
+``LONG_MODULE_LINES`` lines says why at its top."""
 
 from __future__ import annotations
 
@@ -14,6 +16,21 @@ PACKAGES = ("data", "extractors", "models", "pipeline")
 # package -> the top-level packages it must never import (docs/design.md, "Packages and the direction of imports")
 FORBIDDEN = {"data": {"extractors", "models", "pipeline", "torch"}, "extractors": {"models", "pipeline"},
              "models": {"pipeline"}}
+
+
+# pipeline/'s floors, bottom to top (docs/design.md "Rooms"): a module imports its own floor and the floors below.
+PIPELINE_FLOORS = (
+    ("foundations", ("pipeline.defaults", "pipeline.errors", "pipeline.keys", "pipeline.atomic", "pipeline.precision",
+                     "pipeline.pairs", "pipeline.config", "pipeline.methods", "pipeline.store", "pipeline.features",
+                     "pipeline.runs", "pipeline.run_refs", "pipeline.inputs")),
+    ("stages", ("pipeline.extract", "pipeline.train", "pipeline.evaluate", "pipeline.detect", "pipeline.calibrate",
+                "pipeline.watch", "pipeline.export", "pipeline.import_features", "pipeline.fetch", "pipeline.demo")),
+    ("api", ("pipeline.api",)),
+    ("stages over the api", ("pipeline.grid",)),
+    ("command line and test support", ("pipeline.cli", "pipeline.testing")),
+)
+LONG_MODULE_LINES = 600  # above it, a module's docstring holds a paragraph starting "Long:" that says why
+SHIMS = "__main__.py"  # ``python -m X``: hands the command line over; no module imports one
 
 
 def _modules() -> dict[str, Path]:
@@ -110,7 +127,7 @@ def _top_level_imports(path: Path) -> set[str]:
 
 
 def test_dependencies_point_one_way():
-    wrong = sorted(f"{module} imports {top}" for module, path in _modules().items()
+    wrong = sorted(f"{module} imports {top}" for module, path in _modules().items() if path.name != SHIMS
                    for top in _top_level_imports(path) if top in FORBIDDEN.get(module.split(".")[0], set()))
     assert wrong == []
 
@@ -150,3 +167,70 @@ def test_the_code_passes_the_linter():
     assert ruff, "ruff is missing: pip install -e '.[test]' installs it"
     done = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _floor(module: str) -> int | None:
+    for level, (_, rooms) in enumerate(PIPELINE_FLOORS):
+        if any(module == room or module.startswith(room + ".") for room in rooms):
+            return level
+    return None
+
+
+def test_every_pipeline_module_stands_on_a_floor():
+    """A new room of pipeline/ is placed on a floor (PIPELINE_FLOORS, and docs/design.md) before it lands."""
+    unplaced = sorted(m for m in _modules() if m.startswith("pipeline.") and _floor(m) is None)
+    assert unplaced == []
+
+
+def _upward(graph: dict[str, set[str]], shims: set[str]) -> list[str]:
+    """Every import of ``graph`` that runs from a floor of pipeline/ to a higher one (shims left out)."""
+    return sorted(f"{module} ({PIPELINE_FLOORS[_floor(module)][0]}) imports {target} "
+                  f"({PIPELINE_FLOORS[_floor(target)][0]})"
+                  for module, targets in graph.items() if module not in shims for target in targets
+                  if _floor(module) is not None and _floor(target) is not None and _floor(target) > _floor(module))
+
+
+def _shims() -> set[str]:
+    return {module for module, path in _modules().items() if path.name == SHIMS}
+
+
+def test_no_import_runs_up_a_floor():
+    assert _upward(_graph(), _shims()) == []
+
+
+def test_the_floor_rule_finds_an_upward_import():
+    graph = {"pipeline.store.manifest": {"pipeline.api"}, "pipeline.detect.detector": {"pipeline.store.manifest"},
+             "pipeline.cli.detect": {"pipeline.api"}}
+    assert _upward(graph, set()) == ["pipeline.store.manifest (foundations) imports pipeline.api (api)"]
+
+
+def test_nothing_imports_the_command_line():
+    """pipeline.cli is the top room: only its own modules and the ``python -m`` shims import it."""
+    modules = _modules()
+    wrong = sorted(f"{module} imports {target}" for module, targets in _graph().items() for target in targets
+                   if target.startswith("pipeline.cli") and not module.startswith("pipeline.cli")
+                   and modules[module].name != SHIMS)
+    assert wrong == []
+
+
+def test_only_the_command_line_parses_arguments():
+    """argparse, sys.exit and printing to the terminal belong to pipeline/cli: the rest of the project raises
+    and returns, so that the Python API and every command share it."""
+    offenders = []
+    for module, path in _modules().items():
+        if module.startswith("pipeline.cli") or path.name == SHIMS:
+            continue
+        if "argparse" in _top_level_imports(path):
+            offenders.append(f"{module} imports argparse")
+    assert offenders == []
+
+
+def test_a_long_module_says_why_at_its_top():
+    unexplained = []
+    for module, path in _modules().items():
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > LONG_MODULE_LINES:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if not any(line.startswith("Long:") for line in doc.splitlines()):
+                unexplained.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    assert unexplained == []

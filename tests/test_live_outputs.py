@@ -14,11 +14,11 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.live.clips import ClipRecorder
-from pipeline.live.events import EventLog, EventTracker
-from pipeline.live.hysteresis import HysteresisConfig
-from pipeline.live.score_log import HEADER, ScoreLog
-from pipeline.live.webhook import WebhookSender
+from pipeline.watch.clips import ClipRecorder
+from pipeline.watch.events import EventLog, EventTracker
+from pipeline.watch.hysteresis import HysteresisConfig
+from pipeline.watch.score_log import HEADER, ScoreLog
+from pipeline.watch.webhook import WebhookSender
 from tests.videos import pattern_frames
 
 SNIPPET_S = 16 / 25  # a 16-frame snippet at 25 fps

@@ -1,4 +1,4 @@
-"""The loopback camera (pipeline.live.replay) and StreamReader's reconnect path against it: frames over TCP equal
+"""The loopback camera (pipeline.testing.replay) and StreamReader's reconnect path against it: frames over TCP equal
 offline decoding of the served bytes, a camera that dies and comes back is reconnected with the outage's frames
 lost and its time on the clock, a stalled camera is noticed after the stall timeout, UDP delivers, a looped video
 keeps its timestamps growing. Every wait is bounded: a watchdog stops the reader, so a bug fails, never hangs."""
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from videos import encode, pattern_frames
 
-from pipeline.live.replay import TS_PACKET, UDP_DATAGRAM, ReplayServer, _pes_pts, _shift
-from pipeline.live.sources import Camera, ReconnectPolicy, StreamReader
+from pipeline.testing.replay import TS_PACKET, UDP_DATAGRAM, ReplayServer, _pes_pts, _shift
+from pipeline.watch.sources import Camera, ReconnectPolicy, StreamReader
 
 FPS = 25
 GOP = 12
@@ -125,7 +125,7 @@ def test_a_camera_that_dies_and_comes_back_is_reconnected_with_the_outage_lost(v
             outage["thread"] = in_background(die_and_come_back)
 
     try:
-        with caplog.at_level("WARNING", logger="pipeline.live.sources"):
+        with caplog.at_level("WARNING", logger="pipeline.watch.sources"):
             frames = read(reader, server, lambda got: sum(f.connection == 1 for _, f in got) >= 20, on_frame)
         outage["thread"].join(5)
     finally:
@@ -170,7 +170,7 @@ def test_a_stalled_camera_is_noticed_after_the_stall_timeout_and_reconnected(vid
             stall["thread"] = in_background(stall_then_resume)
 
     try:
-        with caplog.at_level("WARNING", logger="pipeline.live.sources"):
+        with caplog.at_level("WARNING", logger="pipeline.watch.sources"):
             frames = read(reader, server, lambda got: sum(f.connection == 1 for _, f in got) >= 10, on_frame)
         stall["thread"].join(5)
     finally:

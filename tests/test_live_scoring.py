@@ -1,4 +1,4 @@
-"""Causal windowed scoring (pipeline.live.scoring) and the hysteresis rule (pipeline.live.hysteresis)."""
+"""Causal windowed scoring (pipeline.watch.scoring) and the hysteresis rule (pipeline.watch.hysteresis)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 from models.lanet import LANet, LANetConfig
 from models.lightning_student import LightningStudent
 from models.vad_model import ModelConfig, VADModel
-from pipeline.evaluation.scoring import score_snippets
-from pipeline.live.hysteresis import Hysteresis, HysteresisConfig, at_or_above, hysteresis_events
-from pipeline.live.scoring import WindowState, default_window, score_last, windowed_scores
+from pipeline.evaluate.scoring import score_snippets
+from pipeline.watch.hysteresis import Hysteresis, HysteresisConfig, at_or_above, hysteresis_events
+from pipeline.watch.scoring import WindowState, default_window, score_last, windowed_scores
 
 
 def tiny_teacher(dims=(12, 8)) -> VADModel:

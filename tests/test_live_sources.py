@@ -1,4 +1,4 @@
-"""Live sources (pipeline.live.sources) on real files: the frames equal offline PyAV decoding, a file plays at its
+"""Live sources (pipeline.watch.sources) on real files: the frames equal offline PyAV decoding, a file plays at its
 native rate with --realtime, a file still being written is followed (every frame, ending once it stops growing; a
 plain MP4 being written is refused with the fix), a source that never connects is given up and named, and stop ends
 a read at once."""
@@ -14,7 +14,7 @@ import pytest
 from videos import encode, mux_packets, pattern_frames
 
 from data.decode import open_video
-from pipeline.live.sources import WATCHDOG_STALL_FACTOR, Camera, ReconnectPolicy, StreamReader
+from pipeline.watch.sources import WATCHDOG_STALL_FACTOR, Camera, ReconnectPolicy, StreamReader
 
 FAST = ReconnectPolicy(initial_s=0.05, max_s=0.1, open_timeout_s=2.0, stall_timeout_s=2.0, give_up_after=2)
 
@@ -187,7 +187,7 @@ def test_a_file_source_that_stalls_stops_its_camera_by_name_without_replaying_it
     assert f"no progress for {WATCHDOG_STALL_FACTOR * FAST.stall_timeout_s:g} s" in reader.stats.last_error
     assert any("door" in r.message and str(path) in r.message and "made no progress" in r.message
                for r in caplog.records)
-    from pipeline.live.engine import CameraSummary, WatchSummary
+    from pipeline.watch.watcher import CameraSummary, WatchSummary
 
     summary = WatchSummary("m", None, 0.5, "", 4, 1.0, False, [CameraSummary("door", str(path), stalled=True)])
     assert summary.failed_cameras == ["door"]  # watch exits 1 and names it

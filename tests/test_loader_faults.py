@@ -19,10 +19,11 @@ from videos import encode, pattern_frames
 
 from data.synthetic import generate_dataset
 from extractors.effnet_lite import PREPROCESSING as EFFNET_PREPROCESSING
-from pipeline import detect, evaluate, export, extract, train
+from pipeline.cli import detect, evaluate, extract, train
+from pipeline.detect import onnx_scorer
 from pipeline.store import FeatureStore
-from pipeline.training.lightning_student import LightningObjective
-from pipeline.training.objectives import TeacherObjective
+from pipeline.train.lightning_student import LightningObjective
+from pipeline.train.objectives import TeacherObjective
 
 TRAIN = ["--quiet", "--set", "train.batch_anomalous=2", "--set", "train.batch_normal=2", "--set",
          "train.val_fraction=0", *TINY_MODEL]
@@ -203,8 +204,8 @@ def _minimal_export(folder: Path) -> None:
     info = {"preprocessing": {**EFFNET_PREPROCESSING.__dict__, "mean": list(EFFNET_PREPROCESSING.mean),
                               "std": list(EFFNET_PREPROCESSING.std)},
             "frame_indices": [8], "crops": 1, "backbone_kind": "image", "backbone": "effnet_lite0"}
-    (folder / export.EXPORT_JSON).write_text(json.dumps(info))
-    for name in (export.BACKBONE_ONNX, export.HEAD_ONNX):
+    (folder / onnx_scorer.EXPORT_JSON).write_text(json.dumps(info))
+    for name in (onnx_scorer.BACKBONE_ONNX, onnx_scorer.HEAD_ONNX):
         (folder / name).write_bytes(np.random.default_rng(1).bytes(2048))
 
 
@@ -216,9 +217,9 @@ def test_a_damaged_export_folder_is_named_by_detect_onnx(tmp_path, capsys):
     assert detect.main([video, "--onnx", str(folder), "--device", "cpu"]) == 2
     _one_error_line(capsys, f"onnxruntime cannot load the graphs in {folder}", "dakd export")
     for damaged in (np.random.default_rng(2).bytes(512), b"[1, 2, 3]", b'{"preprocessing": 7}'):
-        (folder / export.EXPORT_JSON).write_bytes(damaged)
+        (folder / onnx_scorer.EXPORT_JSON).write_bytes(damaged)
         assert detect.main([video, "--onnx", str(folder)]) == 2
-        _one_error_line(capsys, f"error: {folder / export.EXPORT_JSON} is not an export this version can read",
+        _one_error_line(capsys, f"error: {folder / onnx_scorer.EXPORT_JSON} is not an export this version can read",
                         "dakd export RUN --store S")
 
 

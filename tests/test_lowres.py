@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from data.synthetic import AnomalyEvent, SyntheticSpec, write_video
 from extractors.lowres import LowResFrames, build, lowres_frames
 from extractors.registry import FRAME_BACKBONES, build_backbone
-from pipeline import extract
+from pipeline.cli import extract
 from pipeline.store import FeatureStore
 
 S = 64  # the spec's numbers, restated on purpose: a change to the module's constants must fail here

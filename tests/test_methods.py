@@ -14,10 +14,10 @@ import pytest
 from feature_sets import TINY_MODEL, feature_store
 
 from data.synthetic import generate_dataset
-from pipeline import evaluate, extract, grid, train
+from pipeline.cli import evaluate, extract, grid, train
 from pipeline.runs import load_run
 from pipeline.store import FeatureStore
-from pipeline.training.lightning_student import spread_positions, window_positions
+from pipeline.train.lightning_student import spread_positions, window_positions
 
 FAST = ["--set", "train.batch_anomalous=8", "--set", "train.batch_normal=8", "--set", "train.lr_other=1e-2",
         "--set", "train.lr_temporal=1e-3"]

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.evaluation.metrics import VideoScores, frame_metrics, pr_points, roc_points
+from pipeline.evaluate.metrics import VideoScores, frame_metrics, pr_points, roc_points
 
 
 def _video(name, label, scores, gt_snippets, class_name=None):

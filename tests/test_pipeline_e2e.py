@@ -12,7 +12,7 @@ import pytest
 from feature_sets import TINY_MODEL
 
 from data.synthetic import generate_dataset
-from pipeline import evaluate, extract, train
+from pipeline.cli import evaluate, extract, train
 from pipeline.store import FeatureStore
 
 TRAIN = ["--epochs", "3", "--set", "train.batch_anomalous=2", "--set", "train.batch_normal=2", *TINY_MODEL]

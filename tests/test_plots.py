@@ -9,10 +9,10 @@ import pytest
 from matplotlib.patches import StepPatch
 from PIL import Image
 
-from pipeline.evaluation.metrics import VideoScores
+from pipeline.evaluate.metrics import VideoScores
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from pipeline.plots import (CURVE_FIGSIZE, DPI, SCORE_LINEWIDTH, VIDEO_FIGSIZE, detection_figure, gt_intervals,
+from pipeline.evaluate.plots import (CURVE_FIGSIZE, DPI, SCORE_LINEWIDTH, VIDEO_FIGSIZE, detection_figure, gt_intervals,
                             plot_all_videos, plot_pr, plot_roc, pr_figure, prevalence, roc_figure, safe_filename,
                             video_plot_names, video_scores_figure, write_scores_csv, write_video_summary_csv)
 

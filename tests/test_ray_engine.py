@@ -15,12 +15,12 @@ import ray
 import torch
 from videos import encode, pattern_frames
 
-from pipeline import extract
+from pipeline.cli import extract
 from pipeline.errors import UserError
 from data.decode import VideoInfo
-from pipeline.extraction import Outcome
+from pipeline.extract.extractor import Outcome
 from pipeline.keys import feature_key
-from pipeline.ray_engine import RayOptions, WorkerPlan, _dispatch, plan_workers
+from pipeline.extract.ray_engine import RayOptions, WorkerPlan, _dispatch, plan_workers
 from pipeline.store import FeatureStore
 
 BACKBONE = ["--backbones", "effnet_lite0", "--quiet"]

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from videos import encode, pattern_frames
 
-from pipeline import cli, defaults, parsers
+from pipeline import defaults
+from pipeline.cli import main as cli
+from pipeline.cli import commands as parsers
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -79,7 +81,7 @@ def test_every_documented_command_line_parses_its_subcommand_and_flags(capsys):
                 cli.main(line.split()[1:])
             assert exc.value.code == 0 and "usage: dakd" in capsys.readouterr().out, line
             continue
-        assert sub in parsers.STAGES or sub in parsers.ALIASES, line
+        assert sub in parsers.COMMANDS or sub in parsers.ALIASES, line
         if sub not in helps:
             with pytest.raises(SystemExit) as exc:
                 cli.main([sub, "--help"])

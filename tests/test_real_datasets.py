@@ -18,7 +18,7 @@ from data.datasets import (ANOMALY_CLASS, NORMAL_CLASS, DatasetError, load_datas
                            matlab_ranges)
 from data.discover import dataset_entries, find_videos, name_matches, split_file
 from data.ground_truth import frame_labels
-from pipeline import extract
+from pipeline.cli import extract
 from pipeline.features import resolve_features
 from pipeline.store import FeatureStore
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from shared_data import shared_data
 
-from pipeline import evaluate, extract, train
+from pipeline.cli import evaluate, extract, train
 from pipeline.store import FeatureStore
 
 # The subset: 6 normal + 6 anomalous training clips, 4 + 4 test clips (names of the converted Ped1 layout), split as

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from models.vad_model import ModelConfig, VADModel
-from pipeline.evaluation import scoring
+from pipeline.evaluate import scoring
 
 TINY = ModelConfig(d_model=16, n_heads=2, projection_hidden=16, ffn_dim=32, classifier_hidden=16, k=4)
 

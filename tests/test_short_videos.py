@@ -15,7 +15,7 @@ from models.dynamics import lanet_loss
 from models.lanet import LANet, LANetConfig
 from models.losses import distillation_loss, mil_ranking_loss, refine_pseudo_labels
 from models.vad_model import ModelConfig, VADModel
-from pipeline.training.objectives import forward_by_length, padding_mask
+from pipeline.train.objectives import forward_by_length, padding_mask
 
 TINY = ModelConfig(d_model=16, projection_hidden=12, n_heads=2, k=3, ffn_dim=20, classifier_hidden=10,
                    classifier_bottleneck=6)

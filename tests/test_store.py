@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from pipeline import store as store_cli
+from pipeline.cli import store as store_command
 from pipeline.keys import canonical_json, feature_key, hash_json, hash_video
 from pipeline.atomic import atomic_write, host_name, temp_owner
 from pipeline.store import FeatureStore
@@ -103,12 +103,12 @@ def test_listing_cli(tmp_path, capsys):
     store = FeatureStore(tmp_path / "store")
     store.put_feature("ef" * 32, "vid", "clip", "fp", np.zeros((5, 1, 512), np.float32))
     store.record_failure("/videos/bad.mp4", "extract", "the file is empty (0 bytes)", "re-copy it")
-    assert store_cli.main([str(tmp_path / "store")]) == 0
+    assert store_command.main([str(tmp_path / "store")]) == 0
     out = capsys.readouterr().out
     assert "features {'clip': 1}" in out and "T=5" in out
-    assert store_cli.main([str(tmp_path / "store"), "--failures"]) == 0
+    assert store_command.main([str(tmp_path / "store"), "--failures"]) == 0
     assert "bad.mp4: the file is empty" in capsys.readouterr().out
-    assert store_cli.main([str(tmp_path / "nowhere")]) == 2
+    assert store_command.main([str(tmp_path / "nowhere")]) == 2
 
 
 def test_runs_are_recorded_updated_and_listed(tmp_path, capsys):

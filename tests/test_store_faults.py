@@ -22,8 +22,12 @@ import pytest
 from shared_data import CI_ENV
 from store_stages import TRAIN_FAST, copy_store, every_stage, small_store, write_videos
 
-from pipeline import atomic, detect, export, extract, train
+from pipeline import atomic
+from pipeline.cli import detect, export, extract, train
+from pipeline.detect import onnx_scorer
+from pipeline.export import exporter
 from pipeline import store as store_cli
+from pipeline.cli import store as store_command
 from pipeline.atomic import NoSpaceError
 from pipeline.store import FeatureStore, StoreReadOnly, open_store
 
@@ -60,7 +64,7 @@ def test_a_store_that_is_a_file_is_named_by_every_stage(built, tmp_path, capsys,
 
 
 def test_a_store_given_as_its_manifest_file_says_to_pass_the_folder(built, capsys):
-    assert store_cli.main([str(built.store / "manifest.sqlite")]) == 2
+    assert store_command.main([str(built.store / "manifest.sqlite")]) == 2
     assert f"that is a store's manifest: pass its folder {built.store}" in capsys.readouterr().err
 
 
@@ -81,7 +85,7 @@ def test_a_missing_store_is_named_and_not_created_by_stages_that_read(built, tmp
 def test_extract_and_import_create_a_missing_store(built, tmp_path, stage):
     new = tmp_path / "deep" / "new-store"
     assert every_stage(built, new, out=tmp_path)[stage]() == 0
-    assert store_cli.is_store(new) and store_cli.main([str(new), "--verify", "--quiet"]) == 0
+    assert store_cli.is_store(new) and store_command.main([str(new), "--verify", "--quiet"]) == 0
 
 
 # -- read-only stores ----------------------------------------------------------------------------------------------
@@ -118,21 +122,21 @@ def _fake_export(run, backbone, out, **kwargs):
     out.mkdir(parents=True, exist_ok=True)
     (out / "export.json").write_text(json.dumps({"run": run.key, "backbone": backbone.name}))
     return {"T_range": [1, kwargs["max_snippets"]], "max_abs_diff": {"torchscript": 0.0, "onnx": 0.0}, "check": {},
-            "tolerance": {"max_abs_diff_scores": export.TOLERANCE}}
+            "tolerance": {"max_abs_diff_scores": onnx_scorer.TOLERANCE}}
 
 
 def test_a_read_only_store_serves_every_stage_that_only_reads(built, tmp_path, capsys, monkeypatch):
     s = copy_store(built, tmp_path)
     fresh = write_videos(tmp_path / "new", ["fresh"], seed=50)[0]  # a video the store has no features of
-    monkeypatch.setattr(export, "export_student", _fake_export)
+    monkeypatch.setattr(exporter, "export_student", _fake_export)
     stages = every_stage(s, out=tmp_path / "out")
     before = _files(s.store)
     with read_only(s.store) as how:
-        assert store_cli.main([str(s.store)]) == 0
+        assert store_command.main([str(s.store)]) == 0
         assert "(read-only): 6 videos" in capsys.readouterr().out
-        assert store_cli.main([str(s.store), "--runs"]) == 0
+        assert store_command.main([str(s.store), "--runs"]) == 0
         assert s.teacher[:12] in capsys.readouterr().out
-        assert store_cli.main([str(s.store), "--verify", "--quiet"]) == 0
+        assert store_command.main([str(s.store), "--verify", "--quiet"]) == 0
         assert "7 feature files checked, 0 damaged" in capsys.readouterr().out
         assert stages["evaluate"]() == 0
         assert "(cached)" in capsys.readouterr().out
@@ -207,7 +211,7 @@ def test_a_full_disk_during_extract_is_named_and_keeps_what_was_written(tmp_path
     assert "everything written before is kept" in err
     rows = FeatureStore(store).features()
     assert len(rows) == 2 and all(r["damage"] is None for r in rows)
-    assert store_cli.main([str(store), "--verify", "--quiet"]) == 0
+    assert store_command.main([str(store), "--verify", "--quiet"]) == 0
     monkeypatch.undo()
     assert extract.main([str(tmp_path / "in"), "--store", str(store), "--backbones", "lowres", "--quiet"]) == 0
     assert "2 extracted, 2 cached, 0 failed" in capsys.readouterr().out
@@ -281,7 +285,7 @@ def test_a_real_full_disk_is_named_and_nothing_is_lost(small_disk, tmp_path, cap
                      rf"{re.escape(str(store))}", err)
     kept = FeatureStore(store).features()
     assert 0 < len(kept) < 16
-    assert store_cli.main([str(store), "--verify", "--quiet"]) == 0  # what was written is sound
+    assert store_command.main([str(store), "--verify", "--quiet"]) == 0  # what was written is sound
     subprocess.run(["mount", "-o", f"remount,size={TMPFS_GROWN}", str(small_disk)], check=True)
     assert extract.main([*args, "--store", str(store)]) == 0
     assert f"{16 - len(kept)} extracted, {len(kept)} cached, 0 failed" in capsys.readouterr().out
@@ -317,7 +321,7 @@ def test_a_full_disk_under_the_manifest_is_named_not_a_disk_io_error(small_disk,
     filler.unlink()
     assert extract.main([str(tmp_path / "in"), *args]) == 0  # nothing was lost: v0 is cached, the others added
     assert "2 extracted, 1 cached, 0 failed" in capsys.readouterr().out
-    assert store_cli.main([str(store), "--verify", "--quiet"]) == 0
+    assert store_command.main([str(store), "--verify", "--quiet"]) == 0
 
 
 def test_a_full_disk_is_named_by_the_store_api_whatever_sqlite_says(small_disk):

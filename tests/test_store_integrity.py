@@ -17,8 +17,8 @@ import torch
 from store_stages import EXTRACT, copy_store, every_stage, small_store, write_videos
 
 from extractors.base import Backbone
-from pipeline import extract, import_features, train
-from pipeline import store as store_cli
+from pipeline.cli import extract, import_features, train
+from pipeline.cli import store as store_command
 from pipeline.features import VideoFeatures
 from pipeline.store import DamagedFeature, FeatureStore, NonFiniteFeature
 
@@ -92,14 +92,14 @@ def test_a_damaged_feature_file_is_a_named_miss_that_extract_recomputes(tmp_path
     assert path.read_bytes() == original  # recomputed, byte for byte
     failures = FeatureStore(store).failures()
     assert [f["path"] for f in failures] == [str(path)] and reason in failures[0]["reason"]
-    assert store_cli.main([str(store), "--verify", "--quiet"]) == 0
+    assert store_command.main([str(store), "--verify", "--quiet"]) == 0
 
 
 def test_listing_names_a_damaged_file(tmp_path, capsys):
     _, store = _lowres_store(tmp_path)
     _, path = _one_file(store)
     _truncate(path)
-    assert store_cli.main([str(store)]) == 1
+    assert store_command.main([str(store)]) == 1
     captured = capsys.readouterr()
     assert f"{path.relative_to(store)}  DAMAGED (" in captured.out
     assert "1 feature files are damaged" in captured.err
@@ -218,14 +218,14 @@ def test_verify_finds_damage_the_cheap_check_cannot_see_and_extract_recomputes_i
         f.seek(1000)
         f.write(bytes(255 - b for b in original[1000:1100]))
     assert FeatureStore(store).get_feature(row["key"]) is not None  # only the hash tells
-    assert store_cli.main([str(store), "--verify", "--quiet"]) == 1
+    assert store_command.main([str(store), "--verify", "--quiet"]) == 1
     captured = capsys.readouterr()
     assert f"DAMAGED lowres        {row['first_path']}  {path}: its content hash" in captured.err
     assert "3 feature files checked, 1 damaged" in captured.out and "extract it again" in captured.err
     assert extract.main([str(videos), "--store", str(store), *LOWRES]) == 0
     assert "1 extracted, 2 cached" in capsys.readouterr().out
     assert path.read_bytes() == original
-    assert store_cli.main([str(store), "--verify", "--quiet"]) == 0
+    assert store_command.main([str(store), "--verify", "--quiet"]) == 0
 
 
 def test_verify_of_a_file_restored_by_hand_clears_its_mark(tmp_path):
@@ -233,9 +233,9 @@ def test_verify_of_a_file_restored_by_hand_clears_its_mark(tmp_path):
     row, path = _one_file(store)
     original = path.read_bytes()
     _truncate(path)
-    assert store_cli.main([str(store), "--verify", "--quiet"]) == 1
+    assert store_command.main([str(store), "--verify", "--quiet"]) == 1
     path.write_bytes(original)
-    assert store_cli.main([str(store), "--verify", "--quiet"]) == 0
+    assert store_command.main([str(store), "--verify", "--quiet"]) == 0
     assert FeatureStore(store).get_feature(row["key"]) is not None
 
 
@@ -267,7 +267,7 @@ def test_a_schema_1_store_is_migrated_checked_and_hashed_by_verify(tmp_path, cap
     assert store.get_feature("ab" * 32).hash is None  # not hashed until --verify
     _truncate_to = root / "features" / "i3d" / "ab" / f"{'ab' * 32}.npy"
     assert store.get_feature("ab" * 32).problem() is None
-    assert store_cli.main([str(root), "--verify", "--quiet"]) == 1  # the NaN file: named
+    assert store_command.main([str(root), "--verify", "--quiet"]) == 1  # the NaN file: named
     captured = capsys.readouterr()
     assert "2 feature files checked, 1 damaged; 1 hashes recorded" in captured.out
     assert "1 of its values are NaN or inf" in captured.err
@@ -324,14 +324,14 @@ def test_a_damaged_manifest_is_named_by_every_stage_and_repair_rebuilds_it(built
         assert f"run dakd store {s.store} --repair" in err and "Traceback" not in err, name
     assert (manifest.read_bytes() if manifest.exists() else None) == damaged_bytes, "no stage may overwrite it"
 
-    assert store_cli.main([str(s.store), "--repair"]) == 0
+    assert store_command.main([str(s.store), "--repair"]) == 0
     out = capsys.readouterr().out
     assert f"Rebuilt {manifest} from the store's files: 7 features, 2 runs" in out
     if kind != "deleted":
         (aside,) = s.store.glob("manifest.sqlite.damaged-*")
         assert aside.read_bytes() == damaged_bytes  # moved aside, not lost
     assert _snapshot(s.store) == before
-    assert store_cli.main([str(s.store), "--verify", "--quiet"]) == 0
+    assert store_command.main([str(s.store), "--verify", "--quiet"]) == 0
     assert every_stage(s, out=tmp_path)["extract"]() == 0
     assert "0 extracted, 6 cached" in capsys.readouterr().out
     assert every_stage(s, out=tmp_path)["evaluate"]() == 0
@@ -344,7 +344,7 @@ def test_repair_rebuilds_runs_recorded_before_run_json_from_their_files(built, t
     for sidecar in s.store.glob("runs/*/*/run.json"):
         sidecar.unlink()
     (s.store / "manifest.sqlite").write_bytes(b"")
-    assert store_cli.main([str(s.store), "--repair"]) == 0
+    assert store_command.main([str(s.store), "--repair"]) == 0
     after = _snapshot(s.store)["runs"]
     assert [r[:7] for r in after] == [r[:7] for r in before]  # key, stage, dataset, backbones, seed, status, folder
     teacher = next(r for r in after if r[1] == "teacher")
@@ -355,7 +355,7 @@ def test_repair_rebuilds_runs_recorded_before_run_json_from_their_files(built, t
 def test_repair_leaves_a_sound_manifest_alone(built, tmp_path, capsys):
     s = copy_store(built, tmp_path)
     before = (s.store / "manifest.sqlite").read_bytes()
-    assert store_cli.main([str(s.store), "--repair"]) == 0
+    assert store_command.main([str(s.store), "--repair"]) == 0
     assert "needs no repair" in capsys.readouterr().out
     assert (s.store / "manifest.sqlite").read_bytes() == before
     assert not list(s.store.glob("manifest.sqlite.damaged-*"))
@@ -366,7 +366,7 @@ def test_a_feature_whose_file_does_not_match_its_sidecar_is_not_reindexed(built,
     row, path = _one_file(s.store, "effnet_lite0")
     _ff_bytes_inside(path)
     (s.store / "manifest.sqlite").write_bytes(b"")
-    assert store_cli.main([str(s.store), "--repair"]) == 0
+    assert store_command.main([str(s.store), "--repair"]) == 0
     captured = capsys.readouterr()
     assert "6 features" in captured.out and f"NOT INDEXED {path}: its content hash" in captured.err
     assert FeatureStore(s.store).get_feature(row["key"]) is None
@@ -388,4 +388,4 @@ def test_detect_recomputes_a_truncated_feature_and_fails_a_nan_one_alone(built, 
     assert "v0.mkv" not in captured.err  # truncated: a miss, recomputed on the way
     assert detect() == 0  # v1 was marked damaged: recomputed now
     assert "6 scored, 0 failed" in capsys.readouterr().out
-    assert store_cli.main([str(s.store), "--verify", "--quiet"]) == 0
+    assert store_command.main([str(s.store), "--verify", "--quiet"]) == 0

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from videos import encode, pattern_frames
 
-from pipeline import extract
-from pipeline import store as store_cli
+from pipeline.cli import extract
+from pipeline.cli import store as store_command
 
 N_VIDEOS = 60
 FRAMES = (16, 32)  # one or two snippets per video, alternating
@@ -102,7 +102,7 @@ def test_ten_random_kill_9s_then_the_store_equals_an_uninterrupted_run(tmp_path)
     for row in rows:
         assert (killed / row[4]).read_bytes() == (clean / row[4]).read_bytes(), row[4]
     assert _videos_rows(killed) == _videos_rows(clean)
-    assert store_cli.main([str(killed), "--verify", "--quiet"]) == 0
+    assert store_command.main([str(killed), "--verify", "--quiet"]) == 0
     with sqlite3.connect(killed / "manifest.sqlite") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert not [p for p in (killed / "tmp").iterdir()], "no temp file of a killed writer may remain"

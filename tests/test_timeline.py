@@ -19,7 +19,8 @@ from videos import encode, pattern_frames
 from data.decode import SNIPPET_FRAMES, Timeline, grid_counts, open_video
 from data.errors import VideoError
 from extractors.registry import build_backbone
-from pipeline import detect, extract, train
+from pipeline.cli import detect, extract, train
+from pipeline.extract import extractor
 from pipeline.features import FeatureLookupError, describe_extraction, resolve_features
 from pipeline.store import FeatureStore
 
@@ -184,7 +185,7 @@ def test_constant_rate_files_give_the_same_features_and_fingerprint_as_before(vi
     # The default is left out of the fingerprint: the one of stores made before timelines existed.
     default_params = FeatureStore(store).extractor_params(default_fp)
     assert "timeline" not in default_params["decode"]
-    old = extract.extractor_fingerprint(build_backbone("lowres"), dtype="uint8", decoder="auto",
+    old = extractor.extractor_fingerprint(build_backbone("lowres"), dtype="uint8", decoder="auto",
                                         decode_short_side=64, decode_square=True)
     assert old[0] == default_fp
 
@@ -224,12 +225,12 @@ def test_lowres_alone_and_beside_another_backbone_is_one_extraction(videos, tmp_
 
 def test_decode_groups_follow_each_backbones_own_size(tmp_path):
     built = [build_backbone(n, weights="random") for n in ("effnet_lite0", "s3d", "i3d")] + [build_backbone("lowres")]
-    groups = extract.decode_groups(built)
+    groups = extractor.decode_groups(built)
     assert [(plan.short_side, plan.square, members) for plan, members in groups] == [
         (224, False, [0, 2]), (256, False, [1]), (64, True, [3])]
     store = FeatureStore(tmp_path / "store")
-    together = extract.Extractor(store, built, progress=False).fingerprints
-    alone = [extract.Extractor(store, [b], progress=False).fingerprints[0] for b in built]
+    together = extractor.Extractor(store, built, progress=False).fingerprints
+    alone = [extractor.Extractor(store, [b], progress=False).fingerprints[0] for b in built]
     assert together == alone  # the fingerprint a backbone gets beside others is the one it gets alone
 
 

@@ -10,7 +10,9 @@ import pytest
 import torch
 from feature_sets import TINY_MODEL, feature_store
 
-from pipeline import evaluate, train, training
+from pipeline.cli import evaluate, train
+from pipeline.import_features import importer
+from pipeline.train import trainer as training
 from pipeline.store import FeatureStore
 
 # Few iterations: small batches and larger steps than the paper's, so that the tiny model converges in CI.
@@ -190,7 +192,7 @@ def test_evaluate_writes_metrics_curves_and_one_plot_per_video(harder_set, tmp_p
 
 
 def test_two_extractions_of_one_backbone_must_be_chosen_between(tmp_path, capsys):
-    from pipeline import import_features
+    from pipeline.cli import import_features
     from pipeline.keys import hash_json
 
     store, labels = feature_store(tmp_path, dims={"clip": 16}, signal={"clip": STRONG}, n_train=(4, 4),
@@ -202,7 +204,7 @@ def test_two_extractions_of_one_backbone_must_be_chosen_between(tmp_path, capsys
             "--quiet", *FAST]
     assert train.main(args) == 2
     assert "--fingerprint clip=PREFIX" in capsys.readouterr().err
-    chosen = hash_json(import_features.import_params("clip", "other"))
+    chosen = hash_json(importer.import_params("clip", "other"))
     assert train.main(args + ["--fingerprint", f"clip={chosen[:10]}"]) == 0
     run = torch.load(next((Path(store) / "runs" / "teacher").glob("*/checkpoint.pt")), weights_only=True)
     assert run["fingerprints"] == {"clip": chosen}
@@ -230,7 +232,7 @@ def test_evaluating_seeds_reports_mean_and_std_over_them(harder_set, tmp_path, c
 def test_each_crop_can_be_its_own_training_sample(tmp_path):
     from data.datasets import load_dataset
     from pipeline.features import resolve_features
-    from pipeline.training.data import build_segment_data
+    from pipeline.train.data import build_segment_data
 
     store, labels = feature_store(tmp_path, dims={"i3d": 16, "clip": 8}, signal={"i3d": STRONG, "clip": STRONG},
                                   n_train=(4, 4), n_test=(1, 1), crops=3)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.training.data import epoch_batches, validation_split
+from pipeline.train.data import epoch_batches, validation_split
 
 
 def test_validation_split_is_stratified_and_reproducible():
@@ -43,7 +43,7 @@ def test_epoch_needs_both_labels():
 def test_placement_of_the_training_set():
     import torch
 
-    from pipeline.training.data import placement
+    from pipeline.train.data import placement
 
     assert placement(10**12, torch.device("cpu")) == "host"
     assert placement(2**20, torch.device("cuda"), limit_bytes=2**30) == "device"  # one on-device gather a batch

@@ -15,7 +15,7 @@ import pytest
 from feature_sets import TINY_MODEL
 
 from data.discover import split_file
-from pipeline import evaluate, import_features, train
+from pipeline.cli import evaluate, import_features, train
 from pipeline.store import FeatureStore
 
 DIM = 4

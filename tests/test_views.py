@@ -14,7 +14,7 @@ from extractors import transforms
 from extractors.base import preprocess_snippets
 from extractors.effnet_lite import PREPROCESSING as EFFNET_PREPROCESSING
 from extractors.registry import build_backbone
-from pipeline import extract
+from pipeline.cli import extract
 from pipeline.store import FeatureStore
 
 # A UCSD-shaped frame: 238 x 158 (3:2). Short side 224 keeps the whole frame at 337 x 224.
@@ -75,7 +75,7 @@ def test_whole_frame_views_take_one_view_and_name_the_fix():
 
 
 def test_the_view_enters_the_fingerprint_and_the_default_view_leaves_it_as_before():
-    from pipeline.extract import extractor_fingerprint
+    from pipeline.extract.extractor import extractor_fingerprint
 
     crop = build_backbone("effnet_lite0", weights="random", view="crop")
     assert "view" not in crop.fingerprint_params()["preprocessing"]  # stores made before views stay valid

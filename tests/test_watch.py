@@ -1,4 +1,4 @@
-"""``dakd watch`` (pipeline.watch, pipeline.live.engine) end to end on real video files and loopback streams, with
+"""``dakd watch`` (pipeline.watch, pipeline.watch.watcher) end to end on real video files and loopback streams, with
 runs trained on synthetic surveillance videos (EfficientNet-Lite0 with its real weights; the low-resolution frames
 for the lightning student): snippets are scored in order with the values of offline windowed scoring of the same
 frames, several cameras share one process, events follow the hysteresis rule and reach a local webhook, a camera
@@ -24,16 +24,18 @@ from videos import encode
 
 from data.decode import open_video
 from data.synthetic import generate_dataset
-from pipeline import api, calibrate, defaults, export, extract, train, watch
-from pipeline.live import engine
-from pipeline.live.cameras import CameraListError, cameras_from
-from pipeline.live.clips import POST_ROLL_S, PRE_ROLL_S
-from pipeline.live.hysteresis import HysteresisConfig, hysteresis_events
-from pipeline.live.model import from_run
-from pipeline.live.replay import ReplayServer
-from pipeline.live.score_log import KEEP_DAYS
-from pipeline.live.scoring import windowed_scores
-from pipeline.live.sources import STALL_TIMEOUT_S
+from pipeline import api, defaults
+from pipeline.cli import calibrate, export, extract, train, watch
+from pipeline.detect import onnx_scorer
+from pipeline.watch import watcher as engine
+from pipeline.watch.cameras import CameraListError, cameras_from
+from pipeline.watch.clips import POST_ROLL_S, PRE_ROLL_S
+from pipeline.watch.hysteresis import HysteresisConfig, hysteresis_events
+from pipeline.watch.model import from_run
+from pipeline.testing.replay import ReplayServer
+from pipeline.watch.score_log import KEEP_DAYS
+from pipeline.watch.scoring import windowed_scores
+from pipeline.watch.sources import STALL_TIMEOUT_S
 from pipeline.store import FeatureStore
 
 TRAIN = ["--quiet", "--set", "train.batch_anomalous=4", "--set", "train.batch_normal=4",
@@ -67,7 +69,7 @@ def _anomalous(dataset, split="test"):
 
 def _offline_live_scores(model, path) -> np.ndarray:
     """The frames of ``path`` decoded offline with PyAV at the model's decode size, embedded, and scored causally
-    over the model's window (pipeline.live.scoring.windowed_scores)."""
+    over the model's window (pipeline.watch.scoring.windowed_scores)."""
     plan = model.plans[0]
     with open_video(path, backend="pyav", short_side=plan.short_side, square=plan.square) as video:
         snippets = np.stack(list(video.snippets()))
@@ -203,7 +205,7 @@ def test_an_export_scores_a_stream_as_its_run_does_without_a_store(trained, tmp_
                        str(tmp_path / "torch"), "--window", "8", "--quiet"]) == 0
     onnx, eager = _scores(tmp_path / "onnx", "gate"), _scores(tmp_path / "torch", "gate")
     assert onnx["snippet"].tolist() == list(range(10))
-    np.testing.assert_allclose(onnx["score"], eager["score"], atol=export.TOLERANCE)
+    np.testing.assert_allclose(onnx["score"], eager["score"], atol=onnx_scorer.TOLERANCE)
     summary = json.loads((tmp_path / "onnx" / engine.SUMMARY_FILE).read_text())
     assert summary["run"] == keys["student"] and summary["window"] == 8
 
@@ -337,7 +339,7 @@ def test_a_camera_whose_frames_the_model_refuses_fails_alone(trained, tmp_path, 
     that camera's snippets fail and it is named, the other camera's batches are scored in full."""
     from videos import pattern_frames
 
-    from pipeline.live import model as live_model
+    from pipeline.watch import model as live_model
 
     store, dataset, keys = trained
     good = _anomalous(dataset)[0].path

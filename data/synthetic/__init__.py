@@ -33,10 +33,10 @@ unused intervals are ``-1  -1``. ``data.datasets.read_ucf_annotation`` reads it 
 The same labels are also written as ``labels.csv`` (``name,label,class,split,intervals``, intervals like
 ``120-200;340-400``, end exclusive), the CSV format that ``data.datasets.load_dataset(root)`` reads.
 
-CLI::
+Command line (:mod:`pipeline.cli.synthetic`; ``python -m data.synthetic`` is the same)::
 
-    python -m data.synthetic OUT_DIR --normal N --anomalous M [--seed S] [--frames F] [--size WxH] [--fps R]
-                             [--lossless] [--quiet]
+    dakd synthetic OUT_DIR --normal N --anomalous M [--seed S] [--frames F] [--size WxH] [--fps R]
+                   [--scenes N] [--figure-height F] [--lossless] [--quiet]
 
 The package, one concern a module, each importing only the ones above it:
 
@@ -48,14 +48,12 @@ The package, one concern a module, each importing only the ones above it:
 ``writer``      :func:`render_frames`, :func:`write_video` (PyAV, H.264 or lossless RGB H.264)
 ``events``      :func:`random_events`: anomaly intervals drawn inside a video
 ``dataset``     :func:`generate_dataset`: videos, the UCF-Crime annotation, ``split.csv``, ``labels.csv``
-``cli``         :func:`main`, the command line above (``__main__`` runs it)
 
 This module re-exports the public names, so ``from data.synthetic import generate_dataset`` works as before.
 """
 
 from __future__ import annotations
 
-from data.synthetic.cli import main
 from data.synthetic.dataset import (SyntheticDataset, SyntheticEntry, format_annotation_line, generate_dataset,
                                     video_seed)
 from data.synthetic.events import random_events
@@ -69,5 +67,5 @@ __all__ = [
     "GENERATOR_VERSION",
     "ANOMALY_KINDS", "CLASS_NAMES", "NORMAL_CLASS", "AnomalyEvent", "SyntheticSpec", "SyntheticScene",
     "SyntheticEntry", "SyntheticDataset", "render_frames", "write_video", "random_events", "generate_dataset",
-    "format_annotation_line", "video_seed", "main", "H264_OPTIONS", "LOSSLESS_OPTIONS", "WALK_SPEED_RANGE_HPS",
+    "format_annotation_line", "video_seed", "H264_OPTIONS", "LOSSLESS_OPTIONS", "WALK_SPEED_RANGE_HPS",
 ]

@@ -1,7 +1,8 @@
-"""``python -m data.synthetic ...``: the command line of :mod:`data.synthetic.cli`."""
+"""``python -m data.synthetic ...``: ``dakd synthetic`` (:mod:`pipeline.cli.synthetic`). A shim: data/ imports
+nothing of pipeline/, but a ``__main__`` is no module anyone imports; it hands the command line over."""
 
 import sys
 
-from data.synthetic.cli import main
+from pipeline.cli.synthetic import main
 
 sys.exit(main())

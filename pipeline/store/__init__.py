@@ -49,10 +49,9 @@ The package, one concern per module (imports go one way, top to bottom; this fil
 - :mod:`~pipeline.store.manifest`: :class:`FeatureStore` (the SQLite manifest, its schema and migration, read-only
   opening, ``--verify``), :class:`FeatureRecord` and :func:`open_store`.
 - :mod:`~pipeline.store.repair`: ``--repair``, the manifest rebuilt from the sidecars and run folders.
-- :mod:`~pipeline.store.cli`: the command (listing, ``--verify``, ``--repair``); ``__main__`` runs it.
+The command (listing, ``--verify``, ``--repair``) is :mod:`pipeline.cli.store`; ``__main__`` runs it.
 """
 
-from pipeline.store.cli import build_parser, main, run
 from pipeline.store.errors import DamagedFeature, ManifestDamaged, NonFiniteFeature, StoreError, StoreReadOnly
 from pipeline.store.feature_files import (FINITE_CHECK_BYTES, HASH_NAME, SIDECAR_FORMAT, SIDECAR_SUFFIX,
                                           atomic_write_sidecar, check_npy, count_nonfinite, file_hash)
@@ -66,6 +65,6 @@ __all__ = [
     "DAMAGED_TAG", "FEATURE_FAILURE_STAGE", "FINITE_CHECK_BYTES", "HASH_NAME", "MANIFEST", "RUN_LOCK", "RUN_SIDECAR",
     "SCHEMA_VERSION", "SIDECAR_FORMAT", "SIDECAR_SUFFIX", "SQLITE_BUSY_TIMEOUT_S", "DamagedFeature", "FeatureRecord",
     "FeatureStore", "ManifestDamaged", "NonFiniteFeature", "StoreError", "StoreReadOnly", "atomic_write_sidecar",
-    "build_parser", "check_location", "check_npy", "count_nonfinite", "file_hash", "is_store", "main",
-    "manifest_problem", "open_store", "recompute_fix", "repair_store", "run", "writable",
+    "check_location", "check_npy", "count_nonfinite", "file_hash", "is_store", "manifest_problem", "open_store",
+    "recompute_fix", "repair_store", "writable",
 ]

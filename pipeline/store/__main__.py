@@ -1,7 +1,7 @@
-"""``python -m pipeline.store``: the store command (:mod:`pipeline.store.cli`)."""
+"""``python -m pipeline.store``: the store command (:mod:`pipeline.cli.store`)."""
 
 import sys
 
-from pipeline.store.cli import main
+from pipeline.cli.store import main
 
 sys.exit(main())

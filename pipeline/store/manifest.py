@@ -1,5 +1,8 @@
 """The :class:`FeatureStore`: the SQLite manifest (schema, migration of older schemas, read-only opening) and the
-feature files it indexes (:class:`FeatureRecord`); :func:`open_store` is how every stage opens a store."""
+feature files it indexes (:class:`FeatureRecord`); :func:`open_store` is how every stage opens a store.
+
+Long: one class whose methods share one SQLite connection, its transactions and its error mapping; split, the
+schema and the rules that keep rows and files in step would live in several places."""
 
 from __future__ import annotations
 

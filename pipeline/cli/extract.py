@@ -1,0 +1,148 @@
+"""``dakd extract``: videos -> cached per-snippet backbone features (the work: :mod:`pipeline.extract`).
+
+    dakd extract PATH... --backbones i3d,s3d,clip --store DIR [--crops N] [--weights NAME=PATH]
+                 [--device auto] [--batch-size 8] [--frames-per-snippet k] [--dataset NAME]
+                 [--timeline constant|decoded]
+                 [--engine local|ray [--address A] [--workers N] [--cpus-per-worker C]]
+    (or python -m pipeline.extract ...; the typed API is pipeline.api.extract)
+
+The engine (claiming, decoding, batching, writing) is :mod:`pipeline.extract.extractor`, shared with the Ray engine;
+this module is its command line. Data flow: a producer hashes each video, skips what the store already holds,
+locks what it will compute, and decodes 16-frame snippets (resized while decoding); the consumer batches
+snippets across videos, runs every backbone that still needs them, and writes each video's features atomically
+as soon as its last snippet is through. Memory is bounded by a batch plus the queue.
+
+A backbone's features never depend on what it is extracted beside: each backbone is decoded as it would be alone
+(its own resize while decoding, :func:`decode_plan`), so backbones needing different decode sizes (i3d at 224,
+s3d at 256, lowres at 64 x 64) decode the video once per size (:func:`decode_groups`), and a backbone's fingerprint
+is the one it gets alone. Frames lie on the presentation timeline (``--timeline``, ``data.decode``): by default the
+stream's constant-rate grid, which the fingerprint leaves out, so constant-rate files keep the fingerprints (and
+features) of before; ``--timeline decoded`` (every decoded frame once) is recorded in it.
+
+``--engine ray`` runs this same Extractor in one worker per GPU of a Ray cluster (``pipeline.extract.ray_engine``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import argparse
+import dataclasses
+import sys
+
+from data.decode import BACKENDS, DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, FRAME_FOLDER_FPS, TIMELINES
+from data.discover import DATASETS
+from pipeline import api
+from pipeline import defaults as d
+from pipeline.cli.commands import stage_parser
+from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say
+from pipeline.cli.parser import DEVICE_HELP, add_common, add_decode_timeout, add_store
+from pipeline.defaults import EXIT_SOME_FAILED
+from pipeline.errors import UserError
+
+if TYPE_CHECKING:
+    from pipeline.extract.extractor import ExtractSettings
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``dakd extract``."""
+    p.add_argument("paths", nargs="+", help="video files, folders (searched recursively), folders of frames, "
+                                            "or dataset roots with --dataset")
+    add_store(p, "feature store folder (created if missing)")
+    p.add_argument("--backbones", default=d.EXTRACT_BACKBONES,
+                   help=f"comma-separated, from {', '.join(d.BACKBONE_NAMES)} (default: {d.EXTRACT_BACKBONES})")
+    p.add_argument("--crops", type=int, default=d.DEFAULT_CROPS, choices=d.CROP_CHOICES,
+                   help="1 centre, 5 corners+centre, 10 with flips (default: 1)")
+    p.add_argument("--view", action="append", default=[], metavar="[NAME=]VIEW",
+                   help=f"how frames become each backbone's input: {', '.join(d.VIEW_NAMES)} (crop: resize then "
+                        "--crops crops, the published pipelines'; full: the whole frame, aspect kept, for i3d, s3d, "
+                        "effnet_lite0; squash: the whole frame resized to a square). VIEW alone applies to every "
+                        "backbone, NAME=VIEW to one (repeatable; default with --crops 1: full for i3d and "
+                        "effnet_lite0, squash for lowres, crop for the others; with 5 or 10 crops: crop)")
+    p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
+                   help="weights file per backbone, or NAME=random for untrained weights (repeatable)")
+    p.add_argument("--device", default=d.DEFAULT_DEVICE, help=DEVICE_HELP)
+    p.add_argument("--batch-size", type=int, default=d.EXTRACT_BATCH_SIZE,
+                   help=f"snippets per forward pass, across videos (default: {d.EXTRACT_BATCH_SIZE})")
+    p.add_argument("--frames-per-snippet", "--clip-frames", dest="frames_per_snippet", type=int,
+                   default=d.DEFAULT_FRAMES_PER_SNIPPET, metavar="K",
+                   help="frames per snippet embedded by the image backbones (clip, clip_b32, effnet_lite0), "
+                        "averaged (default: 1, the centre frame; --clip-frames is the old spelling)")
+    p.add_argument("--dtype", default=d.DTYPES[0], choices=d.DTYPES, help=f"stored dtype (default: {d.DTYPES[0]})")
+    p.add_argument("--decoder", default="auto", choices=BACKENDS,
+                   help="auto: decord, PyAV when decord cannot open a file (default: auto)")
+    p.add_argument("--timeline", default=DEFAULT_TIMELINE, choices=TIMELINES,
+                   help="constant: frames as a player shows them, on the stream's constant-rate grid (a gap in the "
+                        "timestamps repeats the previous frame, duplicates are dropped, as ffmpeg -vsync cfr), the "
+                        "timeline annotations and detect's alerts refer to; decoded: every decoded frame once, "
+                        "whatever its timestamp. Constant-rate files give the same features either way "
+                        f"(default: {DEFAULT_TIMELINE})")
+    p.add_argument("--fps", type=float, default=FRAME_FOLDER_FPS,
+                   help=f"frame rate of folders of frames (default: {FRAME_FOLDER_FPS})")
+    p.add_argument("--no-decode-resize", action="store_true",
+                   help="decode at full size and resize in torch (slower on a CPU; default: resize while decoding "
+                        f"with {DECODE_RESIZE_FILTER} to the size each backbone needs)")
+    p.add_argument("--decode-workers", type=int, help="videos decoded at once (default: one per core, up to "
+                   f"{d.MAX_DECODE_WORKERS}, when every backbone is decode-bound, i.e. lowres alone; else 1)")
+    add_decode_timeout(p)
+    p.add_argument("--dataset", choices=DATASETS, help="treat PATHS as the root of this dataset (official lists)")
+    p.add_argument("--force", action="store_true", help="recompute features the store already holds")
+    p.add_argument("--engine", default=d.ENGINES[0], choices=d.ENGINES,
+                   help="local: this process; ray: the videos spread over the workers of a Ray cluster (pip install "
+                        "-e '.[ray]'), one per GPU, which send their features back to this process, the only one "
+                        "opening --store; every machine must see the videos at the same paths (default: local)")
+    p.add_argument("--address", help="with --engine ray: the cluster to join (host:6379, ray://host:10001 or auto; "
+                                     "default: $RAY_ADDRESS if set, else a Ray instance started on this machine)")
+    p.add_argument("--workers", type=int, help="with --engine ray: number of workers (default: one per GPU of the "
+                                               "cluster; without GPUs, one per machine)")
+    p.add_argument("--cpus-per-worker", type=int,
+                   help="with --engine ray: CPUs each worker reserves, for decoding and torch threads (default: "
+                        "the cluster's CPUs shared evenly between the workers)")
+    add_common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return stage_parser("extract")
+
+
+def settings_kwargs(args: argparse.Namespace) -> dict:
+    """The keywords of :func:`pipeline.api.extract_settings` that the flags give."""
+    return dict(backbones=args.backbones, crops=args.crops, views=args.view, weights=args.weights,
+                device=args.device, batch_size=args.batch_size, frames_per_snippet=args.frames_per_snippet,
+                dtype=args.dtype, decoder=args.decoder, timeline=args.timeline, fps=args.fps,
+                decode_resize=not args.no_decode_resize, decode_workers=args.decode_workers, force=args.force,
+                decode_timeout_s=args.decode_timeout)
+
+
+def settings_from_args(args: argparse.Namespace) -> ExtractSettings:
+    """Checks the options that need no file: raises UserError with the message to print."""
+    return api.extract_settings(**settings_kwargs(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command: flags -> :func:`pipeline.api.extract` -> one summary line (and the failures)."""
+    configure_logging(args)
+    try:
+        result = api.extract(args.paths, store=args.store, dataset=args.dataset, engine=args.engine,
+                             address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                             progress=not args.quiet, **settings_kwargs(args))
+    except UserError as exc:  # flags, weights, inputs, the store's faults (what was written is kept)
+        return error(exc)
+    say(args, f"extract: {result.videos} videos: {result.extracted} extracted, {result.cached} cached, "
+              f"{result.failed} failed; {result.frames} frames in {result.seconds:.1f} s "
+              f"({result.frames / max(result.seconds, 1e-9):.1f} frames/s) with {','.join(result.backbones)} "
+              f"{result.where}; store {args.store}")
+    print_failures(result.failures)
+    if result.missing:
+        shown = ", ".join(result.missing[:10]) + (" ..." if len(result.missing) > 10 else "")
+        print(f"  MISSING {len(result.missing)} {args.dataset} videos: {shown}", file=sys.stderr)
+    emit_json(args, dataclasses.asdict(result))
+    return EXIT_SOME_FAILED if result.failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

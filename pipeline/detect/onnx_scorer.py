@@ -1,0 +1,107 @@
+"""An export folder (``dakd export``) read back: the file and tensor names both sides agree on, and
+:class:`OnnxScorer`, ``backbone.onnx`` + ``head.onnx`` in onnxruntime, the scoring path of ``dakd detect --onnx`` and
+``dakd watch --onnx`` (numpy and onnxruntime only: no torch). The writer is :mod:`pipeline.export.exporter`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.defaults import DEFAULT_MAX_SNIPPETS
+
+TORCHSCRIPT_FILE = "student.torchscript.pt"
+BACKBONE_ONNX = "backbone.onnx"
+HEAD_ONNX = "head.onnx"
+EXPORT_JSON = "export.json"
+# Largest allowed |exported - eager| on scores in (0, 1), in the export's check and the README's claim. Measured on a
+# CPU (torch 2.14, onnxruntime 1.32): TorchScript 0 to 6e-8; ONNX 6e-8 on the tests' models and random full-size
+# heads, up to 1.0e-6 on a teacher trained 200 epochs (head over 515 snippets), 4e-7 on its vtest.avi scores
+# and 3.2e-6 on a synthetic video with tests/test_detect.py's trained student (detect --onnx vs eager).
+# The cause is float32 round-off of onnxruntime's convolution kernels (backbone features differ by ~6e-6),
+# amplified by the head's input standardisation where a training feature dimension was nearly constant (std floored
+# at models.normalization.STD_FLOOR): such a run can exceed this on footage unlike its training videos although
+# the check on its fixed inputs passed. Calibrated thresholds keep a margin from every score
+# (pipeline.calibrate.calibrator).
+TOLERANCE = 1e-4
+INPUT_NAME = "snippets"
+FEATURES_NAME = "features"
+OUTPUT_NAME = "scores"
+METADATA_MAX_SNIPPETS = "max_snippets"
+DEFAULT_BATCH = 16  # snippets through the backbone graph at once
+
+
+class TooManySnippets(ValueError):
+    """The video has more snippets than the export accepts."""
+
+
+def too_many_message(n: int | str, max_snippets: int) -> str:
+    """The :class:`TooManySnippets` reason. ``n``: the video's snippet count, or a phrase such as ``"more than
+    8"`` when the caller stopped decoding at the limit."""
+    return (f"the video has {n} snippets but the exported model scores at most {max_snippets} at once (the "
+            f"--max-snippets it was exported with, which bounds the attention's memory: heads x T^2 floats); "
+            f"export again with a larger --max-snippets, or score this video with the eager model")
+
+
+def _providers() -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OnnxScorer:
+    """``backbone.onnx`` + ``head.onnx`` of an export folder in onnxruntime (CUDA when available, else CPU)."""
+
+    def __init__(self, folder: str | Path, providers: list[str] | None = None, batch: int = DEFAULT_BATCH):
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        self.batch = batch
+        providers = providers or _providers()
+        self.backbone = ort.InferenceSession(str(self.folder / BACKBONE_ONNX), providers=providers)
+        self.head = ort.InferenceSession(str(self.folder / HEAD_ONNX), providers=providers)
+        meta = self.head.get_modelmeta().custom_metadata_map
+        self.max_snippets = int(meta.get(METADATA_MAX_SNIPPETS, DEFAULT_MAX_SNIPPETS))
+        self.input_shape = self.backbone.get_inputs()[0].shape  # ["n", 3, F, c, c]
+
+    def check_length(self, n: int) -> None:
+        if not 1 <= n <= self.max_snippets:
+            raise TooManySnippets(too_many_message(n, self.max_snippets))
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``[n, 3, F, c, c]`` -> features ``[n, D]``, ``batch`` rows at a time."""
+        if hasattr(x, "detach"):  # a torch tensor
+            x = x.detach().cpu().numpy()
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        expected = tuple(self.input_shape[1:])
+        if x.ndim != 5 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"expected preprocessed snippets [n, {', '.join(map(str, expected))}], "
+                             f"got {tuple(x.shape)}")
+        return np.concatenate([self.backbone.run(None, {INPUT_NAME: x[i:i + self.batch]})[0]
+                               for i in range(0, len(x), self.batch)])
+
+    def score_features(self, features: np.ndarray) -> np.ndarray:
+        """One video's features of one crop ``[T, D]`` -> scores ``[T]``."""
+        self.check_length(len(features))
+        return self.head.run([OUTPUT_NAME], {FEATURES_NAME: np.ascontiguousarray(features, np.float32)})[0]
+
+    def score_crops(self, features: np.ndarray) -> np.ndarray:
+        """``[T, crops, D]`` -> ``[T]``: each crop scored as its own sequence, then averaged (as
+        ``score_snippets``)."""
+        return np.mean([self.score_features(features[:, k]) for k in range(features.shape[1])],
+                       axis=0).astype(np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """One video, one crop, preprocessed ``[T, 3, F, c, c]`` -> scores ``[T]``."""
+        self.check_length(len(x))  # before the backbone runs over a video that would be refused anyway
+        return self.score_features(self.embed(x))
+
+    def score_preprocessed(self, x: np.ndarray, crops: int = 1) -> np.ndarray:
+        """The output of ``Backbone.preprocess`` for T snippets, ``[T * crops, 3, F, c, c]`` (crops of a snippet
+        adjacent) -> ``[T]``."""
+        if x.shape[0] % crops:
+            raise ValueError(f"{x.shape[0]} preprocessed rows are not a multiple of crops={crops}")
+        self.check_length(x.shape[0] // crops)
+        features = self.embed(x)
+        return self.score_crops(features.reshape(x.shape[0] // crops, crops, -1))

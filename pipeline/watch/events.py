@@ -1,0 +1,164 @@
+"""Alerts as events: :class:`EventTracker` turns one camera's snippet scores (through the hysteresis rule of
+:mod:`pipeline.watch.hysteresis`) into :class:`Event` objects with a running peak and mean, and :class:`EventLog`
+writes them as JSON lines, flushed and fsynced per line so a stopped process loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pipeline.watch.hysteresis import Hysteresis, HysteresisConfig, at_or_above
+
+log = logging.getLogger("pipeline.watch.events")
+
+EVENT_ID_FORMAT = "{camera}-{n:06d}"  # event ids: camera name and a per-camera counter from 1
+STATE_OPEN = "open"  # EventLog line state of an event that has just opened
+STATE_CLOSED = "closed"  # ... of a finished event
+CLOSE_REASONS = ("scores", "shutdown", "stream_end", "stream_lost")  # the values of Event.closed_by
+
+
+def utc_iso(epoch_s: float) -> str:
+    """Epoch seconds -> ISO 8601 UTC with millisecond precision and a ``Z``, e.g. ``2026-12-02T13:50:36.123Z``."""
+    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Event:
+    """One alert. ``start_s`` / ``end_s`` are on the camera's clock (seconds since its first frame); ``end_*`` and
+    ``closed_by`` are None while the event is open."""
+
+    camera: str
+    run: str | None
+    event_id: str
+    start_s: float
+    end_s: float | None
+    start_utc: str
+    end_utc: str | None
+    peak_score: float
+    mean_score: float
+    n_snippets: int
+    threshold: float
+    closed_by: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class EventTracker:
+    """One camera's events. Not thread-safe: the scoring thread owns it.
+
+    The event spans the first of the ``open_after`` snippets that opened it to its last snippet above the
+    threshold; peak and mean are over those snippets (the below-threshold snippets after the last above one, which
+    only close the event, do not count)."""
+
+    def __init__(self, camera: str, run: str | None, config: HysteresisConfig, utc_origin: float):
+        self.camera = camera
+        self.run = run
+        self.config = config
+        self.utc_origin = float(utc_origin)  # time.time() of the camera clock's 0
+        self._rule = Hysteresis(config)
+        self._count = 0
+        self._pending: list[tuple[float, float, float]] = []  # (score, start_s, end_s) of the current above run
+        self._event: Event | None = None
+        self._scores: list[float] = []  # the open event's snippets up to the latest above one ...
+        self._tail: list[float] = []  # ... and the below ones after it (counted only if the score rises again)
+        self._end_s: float | None = None
+
+    @property
+    def open_event(self) -> Event | None:
+        return self._event
+
+    def update(self, score: float, start_s: float, end_s: float) -> tuple[Event | None, Event | None]:
+        """One snippet (its score and clock interval) -> (event opened by it, event closed by it)."""
+        score = float(score)
+        above = at_or_above(score, self.config.threshold)
+        decision = self._rule.update(score)
+        opened = closed = None
+        if self._event is None:
+            # the run of above snippets that may open an event: keep the last open_after of them
+            self._pending = (self._pending + [(score, start_s, end_s)])[-self.config.open_after:] if above else []
+            if decision == "open":
+                self._count += 1
+                self._scores = [s for s, _, _ in self._pending]
+                self._tail = []
+                self._end_s = self._pending[-1][2]
+                first_start = self._pending[0][1]
+                self._event = Event(
+                    camera=self.camera, run=self.run,
+                    event_id=EVENT_ID_FORMAT.format(camera=self.camera, n=self._count),
+                    start_s=float(first_start), end_s=None, start_utc=utc_iso(self.utc_origin + first_start),
+                    end_utc=None, peak_score=max(self._scores), mean_score=sum(self._scores) / len(self._scores),
+                    n_snippets=len(self._scores), threshold=float(self.config.threshold))
+                self._pending = []
+                opened = self._event
+        else:
+            if above:
+                self._scores += self._tail + [score]
+                self._tail = []
+                self._end_s = float(end_s)
+                self._refresh()
+            else:
+                self._tail.append(score)
+            if decision == "close":
+                closed = self._finish("scores")
+        return opened, closed
+
+    def close(self, reason: str) -> Event | None:
+        """Close the open event (``"shutdown"``, ``"stream_end"``, ``"stream_lost"``) at its last snippet above the
+        threshold; None when no event is open. The hysteresis state restarts (a reconnected stream starts fresh)."""
+        if reason not in CLOSE_REASONS:
+            raise ValueError(f"{self.camera}: unknown close reason {reason!r}; use one of {CLOSE_REASONS}")
+        event = self._finish(reason) if self._event is not None else None
+        self._rule = Hysteresis(self.config)
+        self._pending = []
+        return event
+
+    def _refresh(self) -> None:
+        event = self._event
+        event.peak_score = max(self._scores)
+        event.mean_score = sum(self._scores) / len(self._scores)
+        event.n_snippets = len(self._scores)
+
+    def _finish(self, reason: str) -> Event:
+        event = self._event
+        self._refresh()
+        event.end_s = float(self._end_s)
+        event.end_utc = utc_iso(self.utc_origin + self._end_s)
+        event.closed_by = reason
+        self._event = None
+        self._scores, self._tail = [], []
+        return event
+
+
+class EventLog:
+    """A JSON-lines file: one line per event state (``{"state": "open"|"closed", **event}``), appended, flushed
+    and fsynced per line so a reader (or a crash) always sees whole lines. Thread-safe."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def write(self, event: Event, state: str) -> None:
+        if state not in (STATE_OPEN, STATE_CLOSED):
+            raise ValueError(f"{self.path}: event state must be {STATE_OPEN!r} or {STATE_CLOSED!r}, got {state!r}")
+        line = json.dumps({"state": state, **event.to_json()}) + "\n"
+        with self._lock:
+            if self._file is None:
+                raise ValueError(f"{self.path}: event log is closed")
+            self._file.write(line)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

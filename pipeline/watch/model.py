@@ -1,0 +1,119 @@
+"""The model a live watcher scores with: a trained run of a store (torch) or an export folder (onnxruntime, no store
+needed on the camera box), behind one interface.
+
+A :class:`LiveModel` says how frames must be decoded (``plans``: one short side and square flag per decode, as
+the run's training features were decoded, see ``pipeline.extract.extractor.decode_groups``), embeds a batch of snippets
+(``embed``: one uint8 ``[n, 16, H, W, 3]`` array per plan -> one float32 ``[n, crops, D_b]`` array per backbone)
+and scores windows of features (``score``: the score of each window's last snippet, as
+``pipeline.watch.scoring.score_last``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.watch.scoring import default_window, score_last
+
+ENGINE_TORCH = "torch"
+ENGINE_ONNX = "onnxruntime"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One decode of the stream: frames resized to ``short_side`` (None: full size), squashed to a square when
+    ``square``; ``backbones`` are the indices of the backbones fed by it."""
+
+    short_side: int | None
+    square: bool
+    backbones: tuple[int, ...]
+
+
+@dataclass
+class LiveModel:
+    """A model ready to score a stream. ``run``: its run key (None for an export without one); ``folder``: where
+    its calibration is (``pipeline.calibrate.calibrator.load_calibration``); ``window``: the snippets it attends
+    over."""
+
+    label: str
+    run: str | None
+    stage: str
+    engine: str
+    backbones: tuple[str, ...]
+    plans: list[Plan]
+    window: int
+    folder: Path | None
+    _backbones: list = field(default_factory=list, repr=False)  # torch: extractors.base.Backbone per backbone
+    _network: torch.nn.Module | None = field(default=None, repr=False)
+    _export: object = field(default=None, repr=False)  # onnx: pipeline.detect.detector.OnnxExport
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def embed(self, snippets: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One uint8 ``[n, 16, H_p, W_p, 3]`` array per plan -> float32 ``[n, crops, D_b]`` per backbone."""
+        out: list[np.ndarray | None] = [None] * len(self.backbones)
+        for plan, frames in zip(self.plans, snippets):
+            for b in plan.backbones:
+                if self.engine == ENGINE_ONNX:
+                    from pipeline.detect.detector import embed_chunk
+
+                    out[b] = embed_chunk(list(frames), self._export)
+                else:
+                    out[b] = self._backbones[b].extract(torch.from_numpy(np.ascontiguousarray(frames))).numpy()
+        return out
+
+    def score(self, windows: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+        """float32 ``[len(windows)]``: each window's last snippet scored over the window. ``windows``: per window,
+        one ``[w, crops, D_b]`` array per backbone; windows of different lengths are scored in groups."""
+        out = np.empty(len(windows), dtype=np.float32)
+        if self.engine == ENGINE_ONNX:
+            for i, w in enumerate(windows):
+                out[i] = self._export.scorer.score_crops(w[0])[-1]
+            return out
+        by_length: dict[int, list[int]] = {}
+        for i, w in enumerate(windows):
+            by_length.setdefault(len(w[0]), []).append(i)
+        for members in by_length.values():
+            out[members] = score_last(self._network, [windows[i] for i in members], self.device)
+        return out
+
+
+def from_run(store_dir, ref: str | None, *, weights: dict[str, str] | None = None, device: str = "auto",
+             window: int | None = None) -> LiveModel:
+    """A run of the store at ``store_dir`` (``ref`` None: its most recent student, as ``dakd detect``), with its
+    backbones built as for its training features. The store is closed again: the camera loop needs only the
+    weights. Raises UserError naming the store or run."""
+    from extractors.device import auto_device
+    from pipeline.detect.detector import backbones_for, default_run
+    from pipeline.extract.extractor import decode_groups
+    from pipeline.runs import load_run, open_run_store
+
+    store = open_run_store(store_dir)
+    try:
+        dev = auto_device(device)
+        run = load_run(store, ref or default_run(store))
+        built, settings = backbones_for(run, store, weights or {}, dev)
+    finally:
+        store.close()
+    plans = [Plan(p.short_side, p.square, tuple(members))
+             for p, members in decode_groups(built, settings["decode_resize"])]
+    stage = run.checkpoint["stage"]
+    return LiveModel(f"{stage} {run.key[:12]}", run.key, stage, ENGINE_TORCH, tuple(run.backbones), plans,
+                     window or default_window(stage, run.config.train.n_segments), run.folder, built,
+                     run.model.to(dev).eval(), None, dev)
+
+
+def from_export(folder, *, window: int | None = None) -> LiveModel:
+    """An export folder written by ``pipeline.export`` (a student: one backbone). ``window`` None: its training
+    sequence length (``LIVE_WINDOW_DEFAULT``: export.json does not record it), at most the head's longest input.
+    Raises UserError naming the folder."""
+    from pipeline.detect.detector import load_export
+
+    export = load_export(folder)
+    w = min(window or default_window(export.model.stage), export.max_snippets)
+    plan = Plan(export.short_side, export.square, (0,))
+    return LiveModel(export.model.label, export.model.run, export.model.stage, ENGINE_ONNX, export.model.backbones,
+                     [plan], w, Path(folder), _export=export)

@@ -1,0 +1,82 @@
+"""Causal scoring: each snippet scored from itself and the past only, over a sliding window of the last W snippets.
+
+Offline, a model with attention over time (teacher, student, LA-Net) sees the whole video, the future included. A
+stream has no future, and a stream that runs for weeks cannot be attended over whole, so live each snippet t is
+scored by the model over snippets ``max(0, t - W + 1) .. t`` and takes the score of the window's last position:
+the cost per snippet stays bounded (W^2 attention entries) however long the stream runs. :func:`windowed_scores` is
+the same rule over a whole feature array (streaming AUC on a test set, calibration), and :class:`WindowState` the
+rule one snippet at a time (a live stream); they give the same scores.
+
+The lightning student scores each snippet from its own frames: its window is 1 (``LIGHTNING_WINDOW``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+# The window of the attention models: the length of the sequences they are trained on (train.n_segments, 32),
+# about 20 s at 25 fps. A run's own train.n_segments is used when it differs (default_window).
+LIVE_WINDOW_DEFAULT = 32
+LIGHTNING_WINDOW = 1  # the lightning student has no attention over time
+WINDOWS_PER_PASS = 64  # full windows scored in one forward pass offline (bounds memory: 64 x W x D floats)
+
+
+def default_window(stage: str, n_segments: int | None = None) -> int:
+    """W for a run of ``stage``: 1 for the lightning student, else the run's training sequence length."""
+    if stage == "lightning":
+        return LIGHTNING_WINDOW
+    return int(n_segments or LIVE_WINDOW_DEFAULT)
+
+
+@torch.no_grad()
+def score_last(model: nn.Module, windows: Sequence[Sequence[np.ndarray]], device="cpu") -> np.ndarray:
+    """The score of each window's last snippet. ``windows``: per window, one float ``[w, crops, D_b]`` array per
+    backbone, every window of one length w; each crop is scored as its own sequence and the crops averaged (as
+    ``pipeline.evaluate.scoring.score_snippets``). Returns float32 ``[len(windows)]``."""
+    n, crops = len(windows), windows[0][0].shape[1]
+    inputs = []
+    for b in range(len(windows[0])):
+        x = np.stack([w[b] for w in windows])  # [n, w, crops, D]
+        x = np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(n * crops, x.shape[1], x.shape[3]))
+        inputs.append(torch.from_numpy(x).float().to(device))
+    scores = model(inputs).scores[:, -1].float().cpu().numpy()  # [n * crops]
+    return scores.reshape(n, crops).mean(axis=1).astype(np.float32)
+
+
+def windowed_scores(model: nn.Module, features: list[np.ndarray], window: int, device="cpu") -> np.ndarray:
+    """float32 ``[T]``: snippet t scored by ``model`` over snippets ``max(0, t - window + 1) .. t``.
+
+    features: one ``[T, crops, D_b]`` array per backbone, in the model's backbone order, aligned.
+    """
+    if window < 1:
+        raise ValueError(f"the window must be at least 1 snippet, got {window}")
+    model = model.eval()
+    t_total = features[0].shape[0]
+    out = np.empty(t_total, dtype=np.float32)
+    for t in range(min(window - 1, t_total)):  # the first snippets: windows still growing, one length each
+        out[t] = score_last(model, [[f[:t + 1] for f in features]], device)[0]
+    full = list(range(window - 1, t_total))  # windows of the whole length, batched
+    for start in range(0, len(full), WINDOWS_PER_PASS):
+        ends = full[start:start + WINDOWS_PER_PASS]
+        out[ends] = score_last(model, [[f[e - window + 1:e + 1] for f in features] for e in ends], device)
+    return out
+
+
+class WindowState:
+    """One stream's last ``window`` snippets of features, per backbone (a ring buffer: memory stays flat)."""
+
+    def __init__(self, n_backbones: int, window: int):
+        self.window = window
+        self.rows: list[deque] = [deque(maxlen=window) for _ in range(n_backbones)]
+
+    def push(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Add one snippet's features (``[crops, D_b]`` per backbone); returns the window ``[w, crops, D_b]`` per
+        backbone, the new snippet last."""
+        for rows, f in zip(self.rows, features):
+            rows.append(f)
+        return [np.stack(rows) for rows in self.rows]
