@@ -17,7 +17,8 @@ every image backbone, effnet_lite0 as well as clip).
 
 Each stage module's ``build_parser()`` is :func:`stage_parser` (``python -m pipeline.STAGE``) and ``dakd`` puts the
 same arguments under subcommands (:func:`dakd_parser`, :mod:`pipeline.cli`). The defaults come from
-:mod:`pipeline.defaults` and from ``data.decode`` / ``data.discover``, which import numpy only.
+:mod:`pipeline.defaults` and from ``data.decode`` / ``data.datasets.registry`` (the datasets' names and help), which
+import numpy only.
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ import sys
 from collections.abc import Callable, Iterable
 
 from data.decode import BACKENDS, DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, FRAME_FOLDER_FPS, TIMELINES
-from data.discover import DATASETS
+from data.datasets import registry as dataset_registry
 from data.watchdog import DECODE_STALL_TIMEOUT_S
 from pipeline import defaults as d
 from pipeline.errors import UsageError
 
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:1, ... (default: auto)"
-DATASET_HELP = ("ucf-crime | shanghaitech | xd-violence | ucsd-ped1 | ucsd-ped2 | avenue | a labels CSV | a folder "
-                "with labels.csv | a frame-label folder (videos/ + labels/)")
+
+
+def dataset_help() -> str:
+    """What ``--dataset`` takes, from the dataset registry (read when a parser is built, so a dataset registered
+    before shows): ``ucf-crime | ... | avenue | a labels CSV | ...``."""
+    return dataset_registry.spec_forms()
 
 
 # -- the parser class: no abbreviations, "did you mean" -------------------------------------------------------
@@ -198,7 +203,8 @@ def extract_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode-workers", type=int, help="videos decoded at once (default: one per core, up to "
                    f"{d.MAX_DECODE_WORKERS}, when every backbone is decode-bound, i.e. lowres alone; else 1)")
     add_decode_timeout(p)
-    p.add_argument("--dataset", choices=DATASETS, help="treat PATHS as the root of this dataset (official lists)")
+    p.add_argument("--dataset", choices=dataset_registry.DATASETS,
+                   help=f"treat PATHS as the root of this dataset (its official lists): {dataset_registry.describe()}")
     p.add_argument("--force", action="store_true", help="recompute features the store already holds")
     p.add_argument("--engine", default=d.ENGINES[0], choices=d.ENGINES,
                    help="local: this process; ray: the videos spread over the workers of a Ray cluster (pip install "
@@ -217,7 +223,7 @@ def extract_args(p: argparse.ArgumentParser) -> None:
 def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("stage", choices=d.TRAIN_STAGES)
     add_store(p, "the feature store (runs are kept in <store>/runs)")
-    p.add_argument("--dataset", help=f"{DATASET_HELP} (student: default the teacher's)")
+    p.add_argument("--dataset", help=f"{dataset_help()} (student: default the teacher's)")
     defaults = "; ".join(f"{s} {','.join(b)}" for s, b in d.STAGE_BACKBONES.items() if s != "lightning")
     p.add_argument("--backbones", help=f"comma-separated (default: {defaults}; lightning: {d.LOWRES}, always)")
     p.add_argument("--teacher", help="student only: the teacher run (key prefix or run folder)")
@@ -450,7 +456,7 @@ def import_args(p: argparse.ArgumentParser) -> None:
 
 def grid_args(p: argparse.ArgumentParser) -> None:
     add_store(p, "the store with the dataset's features")
-    p.add_argument("--dataset", required=True, help=DATASET_HELP)
+    p.add_argument("--dataset", required=True, help=dataset_help())
     p.add_argument("--seeds", type=int, default=d.GRID_SEEDS,
                    help=f"seeds per variant (default: {d.GRID_SEEDS}, as the paper reports)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
