@@ -1,6 +1,7 @@
 """Find the videos a user points at: files, folders (recursive), folders of frames, or a dataset root.
 
-A dataset root is matched against the official split lists shipped in ``data/splits``: every listed video is
+A dataset root is matched against the split lists of a registered dataset (``data.datasets.registry``; the
+official lists ship in ``data/splits``): every listed video is
 looked up by its name (without extension) anywhere below the root, since users lay the datasets out in many
 ways, then by its aliases (``VideoEntry.aliases``: other names of the same video, e.g. ``train_01`` for UCSD's
 ``Train001``). An alias may name the folders right above the video too, ``testing_videos/01``, for datasets
@@ -8,7 +9,8 @@ whose train and test folders reuse file names (CUHK Avenue's ``training_videos/0
 ``testing_videos/01.avi``). Listed videos that are not found are reported, not silently skipped, and videos or
 frame folders that no entry names are never taken (UCSD's pixel-mask folders ``Test003_gt/`` beside
 ``Test003/``, its ``UCSDped1.m``). UCSD Ped1 and Ped2 reuse their clip names, so below a root holding both, a
-clip inside the other set's official folder (``UCSDped2/`` for ``ucsd-ped1``) is not taken.
+clip inside another dataset's official folder (its row's ``folder``: ``UCSDped2/`` for ``ucsd-ped1``) is not
+taken.
 """
 
 from __future__ import annotations
@@ -16,14 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.datasets import load_dataset
-# Names and split lists live in data.layout (below data.datasets); re-exported here, where callers look for them.
-from data.layout import (ALIAS_SEP, DATASETS, dataset_entries, list_videos, name_matches, split_file,  # noqa: F401
-                         video_name, walk)
-
-# The official folder of each dataset whose clip names another dataset reuses (UCSD Ped1 and Ped2 both have
-# Train001 ...): a video below another dataset's folder is never taken for this one.
-_DATASET_FOLDERS = {"ucsd-ped1": "ucsdped1", "ucsd-ped2": "ucsdped2"}
+# The registry's names and split lists, and data.layout's names of videos, are re-exported here, where callers
+# look for them.
+from data.datasets import DATASETS, REGISTRY, dataset_entries, load_dataset, split_file  # noqa: F401
+from data.layout import ALIAS_SEP, list_videos, name_matches, video_name, walk  # noqa: F401
 
 
 @dataclass
@@ -69,5 +67,7 @@ def find_videos(paths: list[str | Path], *, dataset: str | None = None) -> Disco
 
 
 def _in_other_dataset(video: Path, dataset: str) -> bool:
+    """Whether ``video`` lies below the official folder of another registered dataset (``DatasetRow.folder``:
+    UCSD Ped1 and Ped2 both have Train001 ...), so it is never taken for ``dataset``."""
     folders = {part.lower() for part in video.parts}
-    return any(folder in folders for other, folder in _DATASET_FOLDERS.items() if other != dataset)
+    return any(row.folder in folders for row in REGISTRY.values() if row.folder and row.name != dataset)

@@ -1,6 +1,7 @@
-"""How videos are named and found on disk, and the split lists shipped in ``data/splits``: the layer below both
-``data.datasets`` (which reads the lists) and ``data.discover`` (which matches a dataset's entries to the videos
-under a root), so neither imports the other's internals and there is no import cycle.
+"""How videos are named and found on disk: the layer below both ``data.datasets`` (whose entries carry these names)
+and ``data.discover`` (which matches a dataset's entries to the videos under a root), so neither imports the other's
+internals and there is no import cycle. The datasets known by name and their split lists are the registry's
+(``data.datasets.registry``).
 
 A video's name is its file name without a video extension, or a frame folder's name (:func:`video_name`); a name
 may carry the folders right above the video (``testing_videos/01``, :func:`name_matches`). :func:`list_videos`
@@ -9,40 +10,11 @@ expands user paths into video files and frame folders (recursively, a frame fold
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_frame_folder
 
-DATASETS = ("ucf-crime", "shanghaitech", "xd-violence", "ucsd-ped1", "ucsd-ped2", "avenue")
-# Split lists (inside data/splits) whose entries make up each dataset, train list first, canonical order kept.
-_SPLIT_FILES = {
-    "ucf-crime": ("ucf_crime/Anomaly_Train.txt", "ucf_crime/Anomaly_Test.txt"),
-    "shanghaitech": ("shanghaitech/train_order.txt", "shanghaitech/test_order.txt"),
-    "xd-violence": ("xd_violence/train.txt", "xd_violence/test.txt"),
-    "ucsd-ped1": ("ucsd_ped1/train.txt", "ucsd_ped1/test.txt"),
-    "ucsd-ped2": ("ucsd_ped2/train.txt", "ucsd_ped2/test.txt"),
-    "avenue": ("avenue/train.txt", "avenue/test.txt"),
-}
 ALIAS_SEP = "/"  # in a name, separates the folders right above the video from its video name
-
-
-def split_file(relative: str) -> str:
-    """Text of a split/annotation file shipped in ``data/splits``."""
-    return resources.files("data").joinpath("splits", relative).read_text(encoding="utf-8")
-
-
-def dataset_entries(dataset: str) -> list[str]:
-    """The dataset's video names (no folder, no extension), train then test, each list in canonical order."""
-    if dataset not in _SPLIT_FILES:
-        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
-    names: list[str] = []
-    for rel in _SPLIT_FILES[dataset]:
-        for line in split_file(rel).splitlines():
-            line = line.strip()
-            if line:
-                names.append(video_name(line))
-    return list(dict.fromkeys(names))  # keep order, drop duplicates
 
 
 def video_name(path: str | Path) -> str:

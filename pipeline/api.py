@@ -293,7 +293,7 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
     import functools
     from dataclasses import replace
 
-    from data.datasets import DATASETS, load_dataset
+    from data.datasets import DATASETS, load_dataset, registry
     from pipeline.run_refs import find_run_folder
 
     if stage not in d.TRAIN_STAGES:
@@ -327,7 +327,7 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
         loaded = training.load_teachers(fs, stage, _ref(teacher) if teacher is not None else None, teacher_refs)
         dataset_ref = str(dataset) if dataset else (loaded[0].checkpoint["dataset"] if loaded else None)
         if not dataset_ref:
-            raise UsageError("--dataset is required: ucf-crime, shanghaitech, xd-violence, or a labels CSV")
+            raise UsageError(f"--dataset is required: {registry.spec_forms(', ')}")
         try:
             spec = load_dataset(dataset_ref)
         except (ValueError, OSError) as exc:

@@ -53,7 +53,7 @@ def test_every_subcommand_takes_the_common_flags(stage, capsys):
     assert text.startswith(f"usage: dakd {stage}")
     for flag in ("--quiet", "--verbose", "--json"):
         assert flag in text, (stage, flag)
-    if stage != "fetch":  # fetch fills the user cache, no store
+    if stage not in ("fetch", "synthetic", "convert-i3d"):  # set-up: the user cache or a folder, no store
         assert "--store STORE" in text, stage
     assert "2 user error" in text
 
@@ -240,7 +240,7 @@ def test_the_message_scan_sees_f_strings_and_skips_docstrings(tmp_path):
 def _in_fresh_process(commands: list[list[str]], tmp_path, **env) -> list[tuple[int, bool, str]]:
     """Run ``dakd`` commands one after the other in one new interpreter; per command (exit code, whether torch
     was imported by then, stderr). A fresh process: this one has imported torch long ago."""
-    code = ("import contextlib, io, json, sys\nfrom pipeline import cli\nout = []\n"
+    code = ("import contextlib, io, json, sys\nfrom pipeline.cli import main as cli\nout = []\n"
             f"for argv in {commands!r}:\n"
             "    err = io.StringIO()\n"
             "    with contextlib.redirect_stderr(err):\n"

@@ -112,7 +112,7 @@ def test_listing_cli(tmp_path, capsys):
 
 
 def test_runs_are_recorded_updated_and_listed(tmp_path, capsys):
-    from pipeline.store import main
+    from pipeline.cli.store import main
 
     store = FeatureStore(tmp_path / "store")
     store.record_run("abc123" * 4, "teacher", dataset="ucf-crime", backbones="i3d,clip", seed=2, status="running")

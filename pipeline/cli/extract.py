@@ -31,7 +31,7 @@ import dataclasses
 import sys
 
 from data.decode import BACKENDS, DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, FRAME_FOLDER_FPS, TIMELINES
-from data.discover import DATASETS
+from data.datasets import registry as dataset_registry
 from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
@@ -85,7 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode-workers", type=int, help="videos decoded at once (default: one per core, up to "
                    f"{d.MAX_DECODE_WORKERS}, when every backbone is decode-bound, i.e. lowres alone; else 1)")
     add_decode_timeout(p)
-    p.add_argument("--dataset", choices=DATASETS, help="treat PATHS as the root of this dataset (official lists)")
+    p.add_argument("--dataset", choices=dataset_registry.DATASETS,
+                   help=f"treat PATHS as the root of this dataset (its official lists): {dataset_registry.describe()}")
     p.add_argument("--force", action="store_true", help="recompute features the store already holds")
     p.add_argument("--engine", default=d.ENGINES[0], choices=d.ENGINES,
                    help="local: this process; ray: the videos spread over the workers of a Ray cluster (pip install "

@@ -13,7 +13,7 @@ from pipeline.atomic import atomic_write_json, atomic_write_text
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, say
 from pipeline.cli.parser import (
-    DATASET_HELP,
+    dataset_help,
     DEVICE_HELP,
     add_common,
     add_store,
@@ -26,7 +26,7 @@ from pipeline.store import open_store
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``dakd grid``."""
     add_store(p, "the store with the dataset's features")
-    p.add_argument("--dataset", required=True, help=DATASET_HELP)
+    p.add_argument("--dataset", required=True, help=dataset_help())
     p.add_argument("--seeds", type=int, default=d.GRID_SEEDS,
                    help=f"seeds per variant (default: {d.GRID_SEEDS}, as the paper reports)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")

@@ -29,12 +29,17 @@ import re
 import sys
 from collections.abc import Iterable
 
+from data.datasets import registry as dataset_registry
 from data.watchdog import DECODE_STALL_TIMEOUT_S
 from pipeline import defaults as d
 
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:1, ... (default: auto)"
-DATASET_HELP = ("ucf-crime | shanghaitech | xd-violence | ucsd-ped1 | ucsd-ped2 | avenue | a labels CSV | a folder "
-                "with labels.csv | a frame-label folder (videos/ + labels/)")
+
+
+def dataset_help() -> str:
+    """What ``--dataset`` takes, from the dataset registry (read when a parser is built, so a dataset registered
+    before shows): ``ucf-crime | ... | avenue | a labels CSV | ...``."""
+    return dataset_registry.spec_forms()
 
 
 # -- the parser class: no abbreviations, "did you mean" -------------------------------------------------------

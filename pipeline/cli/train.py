@@ -22,7 +22,7 @@ from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, say
 from pipeline.cli.parser import (
-    DATASET_HELP,
+    dataset_help,
     DEVICE_HELP,
     add_common,
     add_store,
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``dakd train``."""
     p.add_argument("stage", choices=d.TRAIN_STAGES)
     add_store(p, "the feature store (runs are kept in <store>/runs)")
-    p.add_argument("--dataset", help=f"{DATASET_HELP} (student: default the teacher's)")
+    p.add_argument("--dataset", help=f"{dataset_help()} (student: default the teacher's)")
     defaults = "; ".join(f"{s} {','.join(b)}" for s, b in d.STAGE_BACKBONES.items() if s != "lightning")
     p.add_argument("--backbones", help=f"comma-separated (default: {defaults}; lightning: {d.LOWRES}, always)")
     p.add_argument("--teacher", help="student only: the teacher run (key prefix or run folder)")
