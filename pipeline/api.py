@@ -58,20 +58,20 @@ def _names(value: str | Sequence[str] | None) -> list[str]:
     return split_list(value) if isinstance(value, str) or value is None else [str(v).strip() for v in value]
 
 
-def _pairs(value: Mapping[str, Any] | Sequence[str] | None, flag: str, form: str, **kw) -> dict[str, str]:
+def _pairs(value: Mapping[str, Any] | Sequence[str] | None, name: str, form: str, **kw) -> dict[str, str]:
     """A mapping as is (values as text), or ``NAME=VALUE`` strings through the one parser."""
     if value is None:
         return {}
     if isinstance(value, Mapping):
         return {str(k): str(v) for k, v in value.items()}
-    return parse_pairs([value] if isinstance(value, str) else value, flag, form, **kw)
+    return parse_pairs([value] if isinstance(value, str) else value, name, form, **kw)
 
 
 def _open(store: PathLike | None, *, create: bool = False, writes: bool = False, hint: str = ""):
     from pipeline.store import open_store
 
     if store is None:
-        raise UsageError(f"no store given: pass --store DIR (or set ${d.STORE_ENV})")
+        raise UsageError(f"no store given: pass `store` (or set ${d.STORE_ENV})")
     try:
         return open_store(store, create=create, writes=writes)
     except UserError as exc:
@@ -112,13 +112,13 @@ class ExtractResult:
 
 def extract_settings(**settings):
     """The checked :class:`pipeline.extract.extractor.ExtractSettings`; raises UsageError before any file is read.
-    ``settings``: the keywords of :func:`_checked_settings` (the checks themselves, which need no torch)."""
+    ``settings``: the keywords of :func:`check_extract_settings` (the checks themselves, which need no torch)."""
     from pipeline.extract.extractor import ExtractSettings  # torch
 
-    return ExtractSettings(**_checked_settings(**settings))
+    return ExtractSettings(**check_extract_settings(**settings))
 
 
-def _checked_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, crops: int = d.DEFAULT_CROPS,
+def check_extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, crops: int = d.DEFAULT_CROPS,
                       views: Mapping[str, str] | Sequence[str] | None = None,
                       weights: Mapping[str, str] | Sequence[str] | None = None, device: str = d.DEFAULT_DEVICE,
                       batch_size: int = d.EXTRACT_BATCH_SIZE, frames_per_snippet: int = d.DEFAULT_FRAMES_PER_SNIPPET,
@@ -134,19 +134,19 @@ def _checked_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, c
     if unknown or not names:
         raise UsageError(f"unknown backbone(s) {', '.join(unknown) or '(none given)'}: choose from "
                          f"{', '.join(BACKBONES)}")
-    weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+    weights = _pairs(weights, "weights", "NAME=PATH (or NAME=random)", split_commas=True)
     stray = sorted(set(weights) - set(names))
     if stray:
-        raise UsageError(f"--weights given for {', '.join(stray)}, which is not in --backbones {','.join(names)}")
+        raise UsageError(f"`weights` given for {', '.join(stray)}, which is not in `backbones` {','.join(names)}")
     if isinstance(views, Mapping):
         view_map = dict(views)
         bad = [v for v in view_map.values() if v not in d.VIEW_NAMES]
         if bad:
-            raise UsageError(f"--view {bad[0]!r}: the view must be one of {', '.join(d.VIEW_NAMES)}")
+            raise UsageError(f"`views` {bad[0]!r}: the view must be one of {', '.join(d.VIEW_NAMES)}")
     else:
         view_map = parse_views(list(views or []), names, d.VIEW_NAMES)
     if batch_size < 1 or (decode_workers is not None and decode_workers < 1) or frames_per_snippet < 1:
-        raise UsageError("--batch-size, --frames-per-snippet and --decode-workers must be at least 1")
+        raise UsageError("`batch_size`, `frames_per_snippet` and `decode_workers` must be at least 1")
     _check_decode_timeout(decode_timeout_s)
     return dict(backbones=tuple(names), weights=weights, crops=crops, clip_frames=frames_per_snippet, views=view_map,
                 device=device, batch_size=batch_size, dtype=dtype, decoder=decoder, force=force, frames_fps=fps,
@@ -156,23 +156,23 @@ def _checked_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, c
 
 def _check_decode_timeout(seconds: float) -> None:
     if not seconds > 0:
-        raise UsageError(f"--decode-timeout must be above 0 s, got {seconds}")
+        raise UsageError(f"`decode_timeout_s` must be above 0 s, got {seconds}")
 
 
 def parse_views(values: list[str], backbones: list[str], views: Sequence[str]) -> dict[str, str]:
-    """``--view`` values (``VIEW`` for every backbone, or ``NAME=VIEW``) -> backbone -> view. Raises UsageError."""
+    """``views`` values (``VIEW`` for every backbone, or ``NAME=VIEW``) -> backbone -> view. Raises UsageError."""
     out: dict[str, str] = {}
     for value in values:
         for item in value.split(","):
             if "=" in item:
-                pairs = parse_pairs([item], "--view", "VIEW or NAME=VIEW")
+                pairs = parse_pairs([item], "views", "VIEW or NAME=VIEW")
             else:
                 pairs = dict.fromkeys(backbones, item.strip())
             for name, view in pairs.items():
                 if view not in views:
-                    raise UsageError(f"--view {item!r}: the view must be one of {', '.join(views)}")
+                    raise UsageError(f"`views` {item!r}: the view must be one of {', '.join(views)}")
                 if name not in backbones:
-                    raise UsageError(f"--view given for {name}, which is not in --backbones {','.join(backbones)}")
+                    raise UsageError(f"`views` given for {name}, which is not in `backbones` {','.join(backbones)}")
                 out[name] = view
     return out
 
@@ -191,16 +191,16 @@ def extract(paths: PathLike | Sequence[PathLike], *, store: PathLike | None, dat
     paths = [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if engine not in d.ENGINES:
         raise UsageError(f"engine {engine!r}: choose from {', '.join(d.ENGINES)}")
-    ray_only = [f"--{k.replace('_', '-')}" for k, v in
-                (("address", address), ("workers", workers), ("cpus_per_worker", cpus_per_worker)) if v is not None]
+    ray_only = [k for k, v in (("address", address), ("workers", workers), ("cpus_per_worker", cpus_per_worker))
+                if v is not None]
     if ray_only and engine != "ray":
-        raise UsageError(f"{', '.join(ray_only)} only apply with --engine ray")
-    checked = _checked_settings(**settings)  # the flags first, without torch
-    # What needs no weights first (no videos, a missing path, a --store that is a file or a damaged store), so a
+        raise UsageError(f"{', '.join(f'`{k}`' for k in ray_only)} only apply with `engine` ray")
+    checked = check_extract_settings(**settings)  # the arguments first, without torch
+    # What needs no weights first (no videos, a missing path, a store that is a file or a damaged store), so a
     # mistake is named at once, before any weights are loaded, fetched or downloaded, and before torch.
     found = find_inputs(paths, dataset=dataset, command="extract")
     if store is None:
-        raise UsageError(f"no store given: pass --store DIR (or set ${d.STORE_ENV})")
+        raise UsageError(f"no store given: pass `store` (or set ${d.STORE_ENV})")
     check_new_store(store)
     # An existing store is opened (and checked) now; a new one is made once the weights have loaded, so a
     # weights error leaves nothing behind.
@@ -299,7 +299,7 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
     if stage not in d.TRAIN_STAGES:
         raise UsageError(f"stage {stage!r}: choose from {', '.join(d.TRAIN_STAGES)}")
     if seeds < 1 or (checkpoint_every is not None and checkpoint_every < 1):
-        raise UsageError("--seeds and --checkpoint-every must be at least 1")
+        raise UsageError("`seeds` and `checkpoint_every` must be at least 1")
     sets = [f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping) else list(overrides or [])
     teacher_refs = [_ref(t) for t in ([teachers] if isinstance(teachers, str) else teachers or [])]
     teacher_refs = [r for ref in teacher_refs for r in split_list(ref)]
@@ -327,7 +327,7 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
         loaded = training.load_teachers(fs, stage, _ref(teacher) if teacher is not None else None, teacher_refs)
         dataset_ref = str(dataset) if dataset else (loaded[0].checkpoint["dataset"] if loaded else None)
         if not dataset_ref:
-            raise UsageError(f"--dataset is required: {registry.spec_forms(', ')}")
+            raise UsageError(f"`dataset` is required: {registry.spec_forms(', ')}")
         try:
             spec = load_dataset(dataset_ref)
         except (ValueError, OSError) as exc:
@@ -343,7 +343,7 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
         cfg = replace(cfg, train=replace(cfg.train, precision=resolve_precision(cfg.train.precision, dev)))
         selection, warnings = training.select_features(
             fs, cfg, spec, teachers=loaded, allow_missing=allow_missing,
-            fingerprints=_pairs(fingerprints, "--fingerprint", "BACKBONE=PREFIX"))
+            fingerprints=_pairs(fingerprints, "fingerprints", "BACKBONE=PREFIX"))
         training_set = functools.cache(lambda: training.build_training_set(selection, cfg, dev))  # once, if needed
         runs = []
         for i in range(seeds):
@@ -418,14 +418,14 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
 
     refs = [_ref(r) for r in ([runs] if isinstance(runs, (str, Path, Run)) else runs)]
     if out and len(refs) > 1:
-        raise UsageError("--out takes one run; several runs are written to <store>/runs/evaluate")
+        raise UsageError("`out` takes one run; several runs are written to <store>/runs/evaluate")
     if precision not in d.SCORING_PRECISIONS:
         raise UsageError(f"precision {precision!r}: choose from {', '.join(d.SCORING_PRECISIONS)}")
     # named: a file, no store, a damaged manifest (a read-only store is fine for cached evaluations)
-    fs = _open(store, hint=" (pass the --store used for training)")
+    fs = _open(store, hint=" (pass the `store` used for training)")
     results = []
     try:
-        requested = _pairs(fingerprints, "--fingerprint", "BACKBONE=PREFIX (e.g. i3d=0a1b2c)")
+        requested = _pairs(fingerprints, "fingerprints", "BACKBONE=PREFIX (e.g. i3d=0a1b2c)")
         folders = [find_run_folder(fs, ref) for ref in refs]  # an unknown run is named before torch loads
         from extractors.device import auto_device
         from pipeline.evaluate import evaluator as evaluation
@@ -436,8 +436,8 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
         used = sorted({b for run in loaded for b in run.backbones})
         unused = sorted(set(requested) - set(used))
         if unused:
-            raise UsageError(f"--fingerprint names {', '.join(unused)}, which none of the runs uses (their backbones: "
-                             f"{', '.join(used)})")
+            raise UsageError(f"`fingerprints` names {', '.join(unused)}, which none of the runs uses (their "
+                             f"backbones: {', '.join(used)})")
         for run in loaded:
             dataset_ref = dataset or run.checkpoint["dataset"]
             try:
@@ -505,16 +505,16 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
 
     paths = [str(p) for p in ([videos] if isinstance(videos, (str, Path)) else videos)]
     if batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
+        raise UsageError("`batch_size` must be at least 1")
     _check_decode_timeout(decode_timeout_s)
     open_after = OPEN_AFTER if open_after is None else open_after
     close_after = CLOSE_AFTER if close_after is None else close_after
-    for name, value in (("--open-after", open_after), ("--close-after", close_after)):
+    for name, value in (("open_after", open_after), ("close_after", close_after)):
         if value < 1:
-            raise UsageError(f"{name} must be at least 1, got {value}")
+            raise UsageError(f"`{name}` must be at least 1, got {value}")
     if onnx is None and store is None:
-        raise UsageError("pass --store DIR (the store holding the run) or --onnx EXPORT_DIR (an exported student)")
-    weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+        raise UsageError("pass `store` (the store holding the run) or `onnx` (an export folder of a student)")
+    weights = _pairs(weights, "weights", "NAME=PATH (or NAME=random)", split_commas=True)
     _check_run_inputs(paths, store if onnx is None else None, run, command="detect")
     from pipeline.detect import detector as detection
 
@@ -536,9 +536,9 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
             (None, None), (open_after, close_after)):
         warnings.append(f"the offline threshold was calibrated with events opening after "
                         f"{calibration['open_after']} and closing after {calibration['close_after']} snippets, these "
-                        f"events open after {open_after} and close after {close_after}: pass --open-after "
-                        f"{calibration['open_after']} --close-after {calibration['close_after']} for the calibrated "
-                        "false-alarm rate")
+                        f"events open after {open_after} and close after {close_after}: pass `open_after` "
+                        f"{calibration['open_after']} and `close_after` {calibration['close_after']} for the "
+                        "calibrated false-alarm rate")
     rule = HysteresisConfig(threshold, open_after, close_after)
     written = detection.write_all(detections, model, Path(out), rule, Path(overlay) if overlay else None)
     return DetectResult(detections, Path(out), model.label if model.engine == detection.ENGINE_ONNX else
@@ -599,13 +599,13 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
     from pipeline.watch.hysteresis import CLOSE_AFTER, OPEN_AFTER
 
     if store is None:
-        raise UsageError(f"no store given: pass --store DIR (or set ${d.STORE_ENV})")
+        raise UsageError(f"no store given: pass `store` (or set ${d.STORE_ENV})")
     if batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
+        raise UsageError("`batch_size` must be at least 1")
     if split is not None and split not in d.CALIBRATE_SPLITS:
-        raise UsageError(f"--split takes {', '.join(d.CALIBRATE_SPLITS)}, got {split!r}")
+        raise UsageError(f"`split` takes {', '.join(d.CALIBRATE_SPLITS)}, got {split!r}")
     paths = None if normal is None else [str(p) for p in ([normal] if isinstance(normal, (str, Path)) else normal)]
-    weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+    weights = _pairs(weights, "weights", "NAME=PATH (or NAME=random)", split_commas=True)
     _check_run_inputs(paths, store, run, command="calibrate")  # before torch: the videos, the store, the run
     from pipeline.calibrate import calibrator as calibration
 
@@ -627,8 +627,8 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
 # -- watch -----------------------------------------------------------------------------------------------------
 def watch(sources: Sequence[str] = (), *, cameras: PathLike | None = None, store: PathLike | None = None,
           run: Any = None, onnx: PathLike | None = None, realtime: bool = False, follow: bool = False,
-          format: str | None = None, options: Mapping[str, str] | None = None, threshold: float | None = None,
-          open_after: int | None = None, close_after: int | None = None, window: int | None = None,
+          format: str | None = None, options: Mapping[str, str] | Sequence[str] | None = None,
+          threshold: float | None = None, open_after: int | None = None, close_after: int | None = None, window: int | None = None,
           out: PathLike = d.WATCH_OUT, webhook: str | None = None, clips: bool = False,
           pre_roll_s: float = d.WATCH_PRE_ROLL_S, post_roll_s: float = d.WATCH_POST_ROLL_S,
           keep_days: int = d.WATCH_KEEP_DAYS, give_up_after: int | None = None,
@@ -646,23 +646,23 @@ def watch(sources: Sequence[str] = (), *, cameras: PathLike | None = None, store
     from pipeline.watch.sources import ReconnectPolicy
 
     if (store is None) == (onnx is None):
-        raise UsageError(f"pass the model: --store DIR [--model RUN] (or set ${d.STORE_ENV}) or --onnx EXPORT_DIR")
-    for name, value, least in (("--batch-size", batch_size, 1), ("--queue-size", queue_size, 1),
-                               ("--keep-days", keep_days, 1), ("--window", window or 1, 1),
-                               ("--open-after", open_after or 1, 1), ("--close-after", close_after or 1, 1)):
+        raise UsageError(f"pass the model: `store` [and `run`] (or set ${d.STORE_ENV}) or `onnx` (an export folder)")
+    for name, value, least in (("batch_size", batch_size, 1), ("queue_size", queue_size, 1),
+                               ("keep_days", keep_days, 1), ("window", window or 1, 1),
+                               ("open_after", open_after or 1, 1), ("close_after", close_after or 1, 1)):
         if value < least:
-            raise UsageError(f"{name} must be at least {least}, got {value}")
+            raise UsageError(f"`{name}` must be at least {least}, got {value}")
     if not stall_timeout_s > 0:
-        raise UsageError(f"--stall-timeout must be above 0 s, got {stall_timeout_s}")
+        raise UsageError(f"`stall_timeout_s` must be above 0 s, got {stall_timeout_s}")
     try:
         camera_list = cameras_from(list(sources), cameras, realtime=realtime, follow=follow, format=format,
-                                   options=dict(options or {}))
+                                   options=_pairs(options, "options", "KEY=VALUE"))
     except CameraListError as exc:
         raise UsageError(str(exc)) from None
     if onnx is not None:
         model = live_model.from_export(onnx, window=window)
     else:
-        weights = _pairs(weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
+        weights = _pairs(weights, "weights", "NAME=PATH (or NAME=random)", split_commas=True)
         try:
             model = live_model.from_run(store, None if run is None else _ref(run), weights=weights, device=device,
                                         window=window)
@@ -675,7 +675,7 @@ def watch(sources: Sequence[str] = (), *, cameras: PathLike | None = None, store
 
         logging.getLogger("pipeline.watch").warning(
             "the live threshold was calibrated with a window of %s snippets, this watch scores over %d: calibrate "
-            "again with --window %d (or watch with --window %s)", calibration["window"], model.window, model.window,
+            "again with `window` %d (or watch with `window` %s)", calibration["window"], model.window, model.window,
             calibration["window"])
     config = watcher.WatchConfig(
         Path(out), value, source, OPEN_AFTER if open_after is None else open_after,

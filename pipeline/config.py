@@ -162,7 +162,7 @@ class RunConfig:
             (len(self.backbones) >= 1, "at least one backbone is needed"),
             (self.stage != "student" or len(self.backbones) == 1, "the student uses exactly one backbone"),
             (self.stage != "lightning" or self.backbones == (LOWRES,),
-             f"the lightning student reads the {LOWRES} frames only (no --backbones)"),
+             f"the lightning student reads the {LOWRES} frames only (give no `backbones`)"),
             (self.stage == "lightning" or LOWRES not in self.backbones,
              f"{LOWRES} frames are the lightning student's input; give feature backbones"),
             (self.adversarial.regression in lightning.REGRESSIONS,
@@ -314,7 +314,7 @@ def parse_assignments(items: list[str]) -> dict[str, dict]:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
-            raise ConfigError(f"--set takes SECTION.KEY=VALUE (sections: {', '.join(_SECTIONS)}), got {item!r}")
+            raise ConfigError(f"`overrides` take SECTION.KEY=VALUE (sections: {', '.join(_SECTIONS)}), got {item!r}")
         out.setdefault(section, {})[name] = value.strip()
     return out
 

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 
 class UserError(Exception):
-    """A mistake in the arguments or the inputs; the message names the file or parameter and the fix."""
+    """A mistake in the arguments or the inputs; the message names the file or parameter and the fix.
+
+    A parameter is named as the signature spells it, in backquotes (```batch_size` must be at least 1``): the
+    message is written for a Python caller, and the command line shows each quoted name as its flag
+    (``--batch-size``), so the API never speaks in flags and a person at the terminal reads the flag they typed. A
+    fix that needs another command names that command's line (``dakd store S --verify``)."""
 
 
 class UsageError(UserError):
-    """A bad argument value (``weights="foo"``, ``seeds=0``): nothing was read or written.
-
-    ``parameters``: the API parameters the message names, spelled as in the signature (``batch_size``). The message
-    is written for a Python caller; the command line replaces each of those names with its flag (``--batch-size``),
-    so the API never speaks in flags and a person at the terminal reads the flag they typed."""
-
-    def __init__(self, message: str, *, parameters: tuple[str, ...] = ()):
-        super().__init__(message)
-        self.parameters = tuple(parameters)
+    """A bad argument value (``weights="foo"``, ``seeds=0``): nothing was read or written."""
 
 
 class InputError(UserError):

@@ -145,7 +145,7 @@ def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: 
             matches = [fp for fp in coverage if fp.startswith(fingerprints[b])]
             if len(matches) != 1:
                 raise FeatureLookupError(
-                    f"--fingerprint {b}={fingerprints[b]} matches {len(matches)} of the {len(coverage)} {b} "
+                    f"`fingerprints` {b}={fingerprints[b]} matches {len(matches)} of the {len(coverage)} {b} "
                     f"extractions of these videos: {describe_candidates(store, coverage)}; pass a prefix of one of "
                     f"them")
             chosen[b] = matches[0]
@@ -156,7 +156,7 @@ def resolve_features(store: FeatureStore, entries: list[VideoEntry], backbones: 
         if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
             raise FeatureLookupError(
                 f"the store holds {len(ranked)} {b} extractions covering these videos equally; choose one with "
-                f"--fingerprint {b}=PREFIX: {describe_candidates(store, coverage)}")
+                f"`fingerprints` {b}=PREFIX: {describe_candidates(store, coverage)}")
         chosen[b] = ranked[0][0]
 
     result = FeatureSet(fingerprints=chosen)
@@ -179,4 +179,4 @@ def missing_message(feature_set: FeatureSet, dataset: str, store: FeatureStore, 
     return (f"{len(feature_set.missing)} {dataset} videos have no features in {store.root}: {shown}{more}. "
             f"Extract them (dakd extract {how} --backbones {backbones} --store {store.root}) or import "
             f"the community's features (dakd import LIST --backbone NAME --store "
-            f"{store.root}); --allow-missing trains or evaluates on the videos that are there")
+            f"{store.root}); `allow_missing` trains or evaluates on the videos that are there")

@@ -35,7 +35,7 @@ def find_inputs(paths: Sequence[str | Path], *, dataset: str | None = None, comm
     if not found.videos and not found.missing:
         raise InputError(f"no videos found in {', '.join(paths)}: no video files ({_extensions()}) and no folders "
                          f"of frames ({', '.join(IMAGE_EXTENSIONS[:3])}, ...) below it; pass the folder that holds "
-                         f"the videos" + (" (or the dataset root with --dataset NAME)" if command == "extract" else ""))
+                         f"the videos" + (" (or the dataset root with `dataset` NAME)" if command == "extract" else ""))
     if dataset and not found.videos:
         raise InputError(f"none of the {len(found.missing)} videos of the {dataset} split lists is below "
                          f"{', '.join(paths)}; pass the folder that holds the {dataset} videos")

@@ -8,18 +8,19 @@ from collections.abc import Iterable
 from pipeline.errors import UsageError
 
 
-def parse_pairs(values: Iterable[str], flag: str, form: str = "NAME=VALUE", *, split_commas: bool = False,
+def parse_pairs(values: Iterable[str], name: str, form: str = "NAME=VALUE", *, split_commas: bool = False,
                 empty_value: bool = False) -> dict[str, str]:
     """The one ``NAME=VALUE`` parser: ``["i3d=a.pt", "clip=b.pt"]`` -> ``{"i3d": "a.pt", "clip": "b.pt"}`` (a
-    later value for a name wins). ``split_commas``: one value may hold several pairs (``--weights
-    i3d=a.pt,s3d=b.pt``). Raises :class:`UsageError` naming ``flag`` and ``form`` (exit code 2)."""
+    later value for a name wins). ``split_commas``: one value may hold several pairs (``weights
+    i3d=a.pt,s3d=b.pt``). Raises :class:`UsageError` naming ``name`` (the parameter, or a flag) and ``form``."""
     out: dict[str, str] = {}
     for value in values:
         for item in (value.split(",") if split_commas else [value]):
-            name, sep, rest = (part.strip() for part in item.partition("="))
-            if not sep or not name or not (rest or empty_value):
-                raise UsageError(f"{flag} takes {form}, got {item!r}")
-            out[name] = rest
+            key, sep, rest = (part.strip() for part in item.partition("="))
+            if not sep or not key or not (rest or empty_value):
+                quoted = f"`{name}`" if name.isidentifier() else name  # a parameter (UserError), or a flag as is
+                raise UsageError(f"{quoted} takes {form}, got {item!r}")
+            out[key] = rest
     return out
 
 

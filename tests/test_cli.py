@@ -3,7 +3,9 @@ one NAME=VALUE parser, exit codes 0 / 1 / 2, --json on stdout, and the Python AP
 
 from __future__ import annotations
 
+import argparse
 import ast
+import importlib
 import json
 import re
 import subprocess
@@ -84,8 +86,8 @@ def test_one_name_value_parser():
                                                                                          "s3d": "b.pt"}
     assert pairs.parse_pairs(["model.k=10", "model.k=12"], "--set") == {"model.k": "12"}
     for bad in ("foo", "=x", "x="):
-        with pytest.raises(UsageError, match=f"--weights takes NAME=PATH, got {bad!r}"):
-            pairs.parse_pairs([bad], "--weights", "NAME=PATH")
+        with pytest.raises(UsageError, match=f"`weights` takes NAME=PATH, got {bad!r}"):
+            pairs.parse_pairs([bad], "weights", "NAME=PATH")
 
 
 def test_a_bad_weights_flag_is_a_user_error_exit_2(tmp_path, capsys):
@@ -136,9 +138,9 @@ def test_store_subcommand_takes_the_store_as_option_or_positional(tmp_path, caps
 def test_the_api_raises_typed_errors_and_never_exits(tmp_path):
     with pytest.raises(UsageError, match="unknown backbone"):
         api.extract([tmp_path], store=tmp_path / "s", backbones="nope")
-    with pytest.raises(UsageError, match="--seeds and --checkpoint-every must be at least 1"):
+    with pytest.raises(UsageError, match="`seeds` and `checkpoint_every` must be at least 1"):
         api.train("teacher", store=tmp_path, seeds=0)
-    with pytest.raises(InputError, match="pass the --store used for training"):
+    with pytest.raises(InputError, match="pass the `store` used for training"):
         api.evaluate(["abc"], store=tmp_path / "absent")
     with pytest.raises(UserError):
         api.detect([tmp_path], store=None)
@@ -309,3 +311,58 @@ def test_store_and_run_errors_come_before_torch(tmp_path):
         assert err.startswith("error: ") and needle in err, (name, err)
         assert not torch_loaded, f"{name}: torch was imported before the error"
     assert "dakd store" in results[1][2] and "dakd extract" in results[0][2]  # each names the fix as a dakd command
+
+
+# -- flags declared once: each flag's dest is its API parameter --------------------------------------------------
+def _api_of(command: str):
+    """The function a command's run() hands its flags to with call_api, and where that function's **kwargs go."""
+    from pipeline.grid.runner import GridSettings
+
+    return {"extract": (api.extract, api.check_extract_settings), "train": (api.train,),
+            "evaluate": (api.evaluate,), "detect": (api.detect,), "calibrate": (api.calibrate,),
+            "watch": (api.watch,), "grid": (GridSettings,)}[command]
+
+
+@pytest.mark.parametrize("command", ["extract", "train", "evaluate", "detect", "calibrate", "watch", "grid"])
+def test_every_flag_is_a_parameter_of_the_api_call_it_feeds(command):
+    """No hand-kept mapping from flags to keywords: a flag's dest is the parameter's name, so call_api passes it
+    on by name, and a flag the API does not take would be silently dropped; this keeps every flag mapped. Flags
+    the command consumes itself (how it prints, evaluate's --summary file) are the module's OWN_FLAGS."""
+    from pipeline.cli.parser import FLAGS_ATTRIBUTE, OUTPUT_FLAGS, parameters
+
+    module = importlib.import_module(parsers.COMMANDS[command].module)
+    dests = {a.dest for a in parsers.stage_parser(command)._actions} - {FLAGS_ATTRIBUTE}
+    taken = set(parameters(*_api_of(command)))
+    own = set(OUTPUT_FLAGS) | set(getattr(module, "OWN_FLAGS", ()))
+    assert sorted(dests - taken - own) == []
+
+
+def test_call_api_passes_flags_by_name_and_keeps_what_the_command_gives():
+    from pipeline.cli.parser import call_api
+
+    def f(paths, *, batch_size=1, progress=False):
+        return paths, batch_size, progress
+
+    args = argparse.Namespace(paths=["a"], batch_size=4, quiet=True, json=False)
+    assert call_api(f, args, progress=True) == (["a"], 4, True)
+
+
+def test_an_api_error_names_the_parameter_and_the_command_line_shows_the_flag(tmp_path, capsys):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    with pytest.raises(UsageError) as exc:
+        api.detect([video], store=tmp_path / "s", batch_size=0)
+    assert str(exc.value) == "`batch_size` must be at least 1"
+    assert cli.main(["detect", str(video), "--store", str(tmp_path / "s"), "--batch-size", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --batch-size must be at least 1"
+
+
+def test_the_api_speaks_in_parameters_not_flags():
+    """pipeline/api.py's strings (its docstrings aside) name no flag: the command line translates parameters."""
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "pipeline" / "api.py").read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    flags = sorted({m for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docstrings for m in re.findall(r"(?<![\w-])--[a-z][\w-]*", node.value)})
+    assert flags == []

@@ -145,7 +145,7 @@ def test_the_train_error_names_every_registered_dataset(toy_row, tmp_path):
     store = tmp_path / "store"
     FeatureStore(store, create=True).close()
     register(toy_row)
-    with pytest.raises(UsageError, match="--dataset is required") as info:
+    with pytest.raises(UsageError, match="`dataset` is required") as info:
         api.train("teacher", store=store)
     assert len(DATASETS) == 7
     for name in DATASETS:

@@ -308,7 +308,7 @@ def test_onnx_needs_a_checked_export_and_onnxruntime_and_otherwise_a_store(tmp_p
     assert detect.main([video, "--onnx", str(unchecked)]) == 2
     assert "onnxruntime, which is not installed: pip install -e '.[export]'" in capsys.readouterr().err
     assert detect.main([video]) == 2
-    assert "pass --store DIR" in capsys.readouterr().err
+    assert "pass --store (the store holding the run) or --onnx" in capsys.readouterr().err
 
 
 def test_preprocess_snippets_is_the_backbones_preprocessing_without_the_backbone():

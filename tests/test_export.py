@@ -24,6 +24,7 @@ from models.vad_model import ModelConfig, VADModel
 from pipeline.cli import export
 from pipeline.export import exporter
 from pipeline.detect import onnx_scorer
+from pipeline.errors import UsageError
 from pipeline.evaluate.scoring import score_snippets
 
 TINY = ModelConfig(d_model=16, n_heads=2, projection_hidden=16, ffn_dim=32, classifier_hidden=16, k=4)
@@ -150,7 +151,7 @@ def test_a_whole_frame_backbone_is_traced_for_its_videos_frame_size(real_backbon
     backbone = EffNetLite0Backbone(real_backbone.model, prep, crops=1, frame_indices=(8,),
                                    weights_id=real_backbone.weights_id)
     scorer = exporter.SnippetScorer(backbone, _head())
-    with pytest.raises(ValueError, match="--frame-size"):
+    with pytest.raises(UsageError, match="`frame_size`"):
         exporter.export_scorer(scorer, backbone, tmp_path / "none", example_snippets=4, check_lengths=(1, 5),
                              max_snippets=MAX)
     info = exporter.export_scorer(scorer, backbone, tmp_path / "full", example_snippets=4, check_lengths=(1, 5),

@@ -295,7 +295,7 @@ def test_test_videos_under_another_source_are_named_with_the_fixes(release, tmp_
             f'"rtfm train"}}, which holds 0 of the 6 {labels.parent.name} test videos') in err
     assert (f'{test_fp[:12]} {{"crops": 2, "dim": 16, "imported": true, "source": "rtfm-test"}} (6 videos)') in err
     assert "dakd import TEST_LIST --backbone i3d --source 'rtfm train'" in err
-    assert f"add --fingerprint i3d={test_fp[:12]} to the evaluate command" in err
+    assert f"pass --fingerprint i3d={test_fp[:12]}" in err
 
     # mistakes with the flag: a prefix of no extraction, a backbone the run does not use
     assert evaluate.main(args + ["--fingerprint", "i3d=ffff"]) == 2
@@ -342,7 +342,7 @@ def test_a_list_of_another_shape_is_refused_under_an_existing_source(rtfm, tmp_p
     assert import_features.main(args) == 2
     err = capsys.readouterr().err
     assert f"{train_list}:1: 01_0050 has 1 crops x {D + 4} features" in err and f"10 crops x {D}" in err
-    assert f"add --source shanghai-i3d-10crop-1x{D + 4}" in err and len(err.strip().splitlines()) == 1
+    assert f"pass --source shanghai-i3d-10crop-1x{D + 4}" in err and len(err.strip().splitlines()) == 1
     assert _stored(FeatureStore(store), "01_0050", "i3d") == []
     assert import_features.main(args + ["--source", f"shanghai-i3d-10crop-1x{D + 4}"]) == 0
     (got,) = _stored(FeatureStore(store), "01_0050", "i3d")

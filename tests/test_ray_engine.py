@@ -119,7 +119,7 @@ def test_worker_plan(options, resources, device, expected):
     (RayOptions(workers=5), (32, 4, 1), "auto", "need a GPU each but the Ray cluster has 4"),
     (RayOptions(workers=3, cpus_per_worker=1), (2, 0, 1), "auto", "do not fit the Ray cluster's 2 CPUs"),
     (RayOptions(), (8, 0, 1), "cuda", "has no GPU"),
-    (RayOptions(), (8, 2, 1), "cuda:1", "--device takes auto, cpu, cuda"),
+    (RayOptions(), (8, 2, 1), "cuda:1", "`device` takes auto, cpu, cuda"),
     (RayOptions(workers=0), (8, 0, 1), "auto", "at least 1"),
 ])
 def test_worker_plan_errors(options, resources, device, message):

@@ -157,7 +157,7 @@ def test_a_read_only_store_serves_every_stage_that_only_reads(built, tmp_path, c
         assert (tmp_path / "out" / "d2" / "v0.csv").is_file()
         # export's default output is the run's folder, inside the store: named, with the way out
         assert export.main([s.teacher[:12], "--store", str(s.store)]) == 2
-        assert "pass --out DIR" in capsys.readouterr().err
+        assert "pass --out (a folder)" in capsys.readouterr().err
     assert _files(s.store) == before, f"nothing in a read-only store may change ({how})"
 
 

@@ -26,13 +26,8 @@ import sys
 from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
-from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say
-from pipeline.cli.parser import (
-    DEVICE_HELP,
-    add_common,
-    add_live_scoring,
-    add_store,
-)
+from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say, warn
+from pipeline.cli.parser import DEVICE_HELP, add_common, add_live_scoring, add_store, call_api
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 
@@ -71,14 +66,11 @@ def run(args: argparse.Namespace) -> int:
     """The command: flags -> :func:`pipeline.api.calibrate` -> a summary line per score kind."""
     configure_logging(args)
     try:
-        result = api.calibrate(args.run, store=args.store, normal=args.normal, split=args.split,
-                               false_alarms_per_hour=args.false_alarms_per_hour, open_after=args.open_after,
-                               close_after=args.close_after, window=args.window, out=args.out, weights=args.weights,
-                               device=args.device, batch_size=args.batch_size, progress=not args.quiet)
+        result = call_api(api.calibrate, args, progress=not args.quiet)
     except UserError as exc:
-        return error(exc)
+        return error(exc, args=args)
     for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        warn(args, w)
     c = result.calibration
     say(args, f"calibrate: {c['stage']} {c['run'][:12]} on {len(c['videos'])} normal videos ({c['source']}, "
               f"{c['hours']:.3g} h, {c['n_snippets']} snippets), target {c['target_false_alarms_per_hour']:g} false "

@@ -13,7 +13,7 @@ import importlib
 from typing import NamedTuple
 
 from pipeline import defaults as d
-from pipeline.cli.parser import Parser
+from pipeline.cli.parser import FLAGS_ATTRIBUTE, Parser, flag_map
 
 
 class Command(NamedTuple):
@@ -61,7 +61,9 @@ def _description(summary: str) -> str:
 
 
 def _add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """The command's flags, and their map (dest -> flag) in the parsed namespace, for the error lines."""
     importlib.import_module(COMMANDS[command].module).add_arguments(p)
+    p.set_defaults(**{FLAGS_ATTRIBUTE: flag_map(p)})
 
 
 def stage_parser(command: str) -> argparse.ArgumentParser:

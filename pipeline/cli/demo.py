@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     try:  # the paths first: a --out or --store that is a file, or a damaged store, is named before any download
         check_paths(out, store)
     except UserError as exc:
-        return error(exc)
+        return error(exc, args=args)
     try:
         quiet = args.quiet or args.json
         # the weights; the demo writes its own footage
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                             **common)[0]
         metrics = api.evaluate([teacher, student], store=store, device=args.device, progress=progress)
     except UserError as exc:  # a bad weights file, the store's faults, ... named
-        return error(exc)
+        return error(exc, args=args)
     say(args, report(metrics, store, student.key, time.perf_counter() - started))
     emit_json(args, {"store": str(store), "teacher": teacher.as_dict(), "student": student.as_dict(),
                      "metrics": [{"run": m.run, "stage": m.stage, "folder": str(m.folder), **m.values}

@@ -50,28 +50,24 @@ from data.decode import TIMELINES
 from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
-from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say
-from pipeline.cli.parser import (
-    DEVICE_HELP,
-    add_common,
-    add_decode_timeout,
-    add_hysteresis,
-    add_store,
-)
+from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say, warn
+from pipeline.cli.parser import DEVICE_HELP, add_common, add_decode_timeout, add_hysteresis, add_store, call_api
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``dakd detect``."""
-    p.add_argument("paths", nargs="+", help="video files, folders (searched recursively) or folders of frames")
+    p.add_argument("videos", nargs="+", metavar="PATHS",
+                   help="video files, folders (searched recursively) or folders of frames")
     add_store(p, "the store holding the run (features of these videos are cached there too); required unless "
                  "--onnx is given, which needs no store (a --store passed with --onnx is not used)", required=False)
     p.add_argument("--onnx", metavar="EXPORT_DIR",
                    help="score with an exported student (the folder dakd export wrote) in onnxruntime: needs only "
                         "that folder, no store, run or backbone weights (--store, --model and --weights are not "
                         "used); videos longer than the export's T range fail (score them without --onnx)")
-    p.add_argument("--model", help=f"run key prefix or folder (default: the most recent {d.DETECT_STAGE} run)")
+    p.add_argument("--model", dest="run",
+                   help=f"run key prefix or folder (default: the most recent {d.DETECT_STAGE} run)")
     p.add_argument("--out", default=d.DETECT_OUT,
                    help=f"folder for the CSV, JSON and PNG files (default: {d.DETECT_OUT})")
     p.add_argument("--overlay", help="write a copy of the video with a score bar: a .mp4 path (one video) or a "
@@ -109,17 +105,13 @@ def run(args: argparse.Namespace) -> int:
     """The command: flags -> :func:`pipeline.api.detect` -> one line per video and a summary."""
     configure_logging(args)
     try:
-        result = api.detect(args.paths, store=args.store, run=args.model, onnx=args.onnx, out=args.out,
-                            overlay=args.overlay, threshold=args.threshold, weights=args.weights, device=args.device,
-                            timeline=args.timeline, batch_size=args.batch_size, progress=not args.quiet,
-                            decode_timeout_s=args.decode_timeout, open_after=args.open_after,
-                            close_after=args.close_after)
+        result = call_api(api.detect, args, progress=not args.quiet)
     except UserError as exc:
-        return error(exc)
+        return error(exc, args=args)
     from pipeline.detect.detector import ENGINE_ONNX  # torch: loaded by now, imported here so that errors come first
 
     for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        warn(args, w)
     rule = f"events ({result.rule.describe()})"
     for detection, files, events in zip(result.detections, result.written, result.events):
         say(args, f"detect: {detection.path}: max score {detection.frame_scores.max():.3f}, {len(events)} {rule}; "

@@ -33,16 +33,15 @@ from pipeline import defaults as d
 from pipeline.atomic import atomic_write_json
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, say
-from pipeline.cli.parser import (
-    DEVICE_HELP,
-    add_common,
-    add_store,
-)
+from pipeline.cli.parser import DEVICE_HELP, add_common, add_store, call_api
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 
 # pipeline.evaluate.evaluator imports torch: the helpers below import it when they run (after api.evaluate has
 # loaded the runs), so a missing store or an unknown run is named before torch loads.
+
+
+OWN_FLAGS = ("summary",)  # flags this module consumes itself: --summary is a file the command writes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: <store>/runs/evaluate/<key>; one run only)")
     p.add_argument("--summary", help="write the mean ± std over the runs, one group per configuration (all but "
                                      "the seed), to this JSON file")
-    p.add_argument("--fingerprint", action="append", default=[], metavar="BACKBONE=PREFIX",
+    p.add_argument("--fingerprint", dest="fingerprints", action="append", default=[], metavar="BACKBONE=PREFIX",
                    help="score the test videos with this stored extraction of BACKBONE instead of the run's own "
                         "(repeatable; recorded in metrics.json)")
     p.add_argument("--device", default=d.DEFAULT_DEVICE, help=DEVICE_HELP)
@@ -61,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="scoring precision (default: fp32, the reference)")
     p.add_argument("--allow-missing", action="store_true", help="evaluate the test videos that have features "
                                                                 "(the metrics are then not comparable)")
-    p.add_argument("--no-video-plots", action="store_true", help="skip the per-video PNGs")
+    p.add_argument("--no-video-plots", dest="video_plots", action="store_false", help="skip the per-video PNGs")
     p.add_argument("--force", action="store_true", help="recompute even if this evaluation exists")
     add_common(p, json_help="print each run's metrics and the groups' mean ± std as JSON on stdout")
 
@@ -101,12 +100,9 @@ def run(args: argparse.Namespace) -> int:
                   f"videos{other}{' (cached)' if m.cached else ''}; plots and CSVs in {m.folder}")
 
     try:
-        result = api.evaluate(args.runs, store=args.store, dataset=args.dataset, out=args.out,
-                              fingerprints=args.fingerprint, device=args.device, precision=args.precision,
-                              allow_missing=args.allow_missing, video_plots=not args.no_video_plots,
-                              force=args.force, progress=not args.quiet, on_metrics=report)
+        result = call_api(api.evaluate, args, progress=not args.quiet, on_metrics=report)
     except UserError as exc:  # flags, the store, runs, test labels that break §7 (named in the message)
-        return error(exc)
+        return error(exc, args=args)
     for summary in result.groups:
         if len(summary["runs"]) > 1:  # one run's metrics are printed above
             say(args, _group_line(summary))

@@ -12,7 +12,7 @@ from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, say
 from pipeline.cli.parser import add_common, add_store
-from pipeline.detect.onnx_scorer import EXPORT_JSON
+from pipeline.detect.onnx_scorer import BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, TORCHSCRIPT_FILE
 from pipeline.errors import UserError
 from pipeline.pairs import parse_pairs
 
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def summary_line(run_key: str, backbone: str, out: Path, info: dict) -> str:
     """The command's one line: what was written where, the length range, and the check's largest differences."""
-    diffs, files = info["max_abs_diff"], ", ".join([*info["files"].values(), EXPORT_JSON])
+    diffs, files = info["max_abs_diff"], ", ".join((TORCHSCRIPT_FILE, BACKBONE_ONNX, HEAD_ONNX, EXPORT_JSON))
     return (f"export: run {run_key[:12]} ({backbone}) -> {out}: {files}; T in [1, {info['T_range'][1]}]; checked on "
             f"{len(info['check'])} inputs, max |score - eager| torchscript {diffs['torchscript']:.2g}, onnx "
             f"{diffs['onnx']:.2g} (tolerance {info['tolerance']['max_abs_diff_scores']:g})")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                                                  max_snippets=args.max_snippets,
                                                  frame_size=parse_frame_size(args.frame_size))
     except (UserError, WeightsNotFound, ValueError) as exc:
-        return error(exc)
+        return error(exc, args=args)
     say(args, summary_line(loaded.key, backbone, out, info))
     emit_json(args, {"run": loaded.key, "out": str(out), **info})
     return 0

@@ -36,12 +36,12 @@ from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say
-from pipeline.cli.parser import DEVICE_HELP, add_common, add_decode_timeout, add_store
+from pipeline.cli.parser import DEVICE_HELP, add_common, add_decode_timeout, add_store, call_api
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 
 if TYPE_CHECKING:
-    from pipeline.extract.extractor import ExtractSettings
+    pass
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated, from {', '.join(d.BACKBONE_NAMES)} (default: {d.EXTRACT_BACKBONES})")
     p.add_argument("--crops", type=int, default=d.DEFAULT_CROPS, choices=d.CROP_CHOICES,
                    help="1 centre, 5 corners+centre, 10 with flips (default: 1)")
-    p.add_argument("--view", action="append", default=[], metavar="[NAME=]VIEW",
+    p.add_argument("--view", dest="views", action="append", default=[], metavar="[NAME=]VIEW",
                    help=f"how frames become each backbone's input: {', '.join(d.VIEW_NAMES)} (crop: resize then "
                         "--crops crops, the published pipelines'; full: the whole frame, aspect kept, for i3d, s3d, "
                         "effnet_lite0; squash: the whole frame resized to a square). VIEW alone applies to every "
@@ -79,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_TIMELINE})")
     p.add_argument("--fps", type=float, default=FRAME_FOLDER_FPS,
                    help=f"frame rate of folders of frames (default: {FRAME_FOLDER_FPS})")
-    p.add_argument("--no-decode-resize", action="store_true",
+    p.add_argument("--no-decode-resize", dest="decode_resize", action="store_false",
                    help="decode at full size and resize in torch (slower on a CPU; default: resize while decoding "
                         f"with {DECODE_RESIZE_FILTER} to the size each backbone needs)")
     p.add_argument("--decode-workers", type=int, help="videos decoded at once (default: one per core, up to "
@@ -106,29 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     return stage_parser("extract")
 
 
-def settings_kwargs(args: argparse.Namespace) -> dict:
-    """The keywords of :func:`pipeline.api.extract_settings` that the flags give."""
-    return dict(backbones=args.backbones, crops=args.crops, views=args.view, weights=args.weights,
-                device=args.device, batch_size=args.batch_size, frames_per_snippet=args.frames_per_snippet,
-                dtype=args.dtype, decoder=args.decoder, timeline=args.timeline, fps=args.fps,
-                decode_resize=not args.no_decode_resize, decode_workers=args.decode_workers, force=args.force,
-                decode_timeout_s=args.decode_timeout)
-
-
-def settings_from_args(args: argparse.Namespace) -> ExtractSettings:
-    """Checks the options that need no file: raises UserError with the message to print."""
-    return api.extract_settings(**settings_kwargs(args))
-
-
 def run(args: argparse.Namespace) -> int:
     """The command: flags -> :func:`pipeline.api.extract` -> one summary line (and the failures)."""
     configure_logging(args)
     try:
-        result = api.extract(args.paths, store=args.store, dataset=args.dataset, engine=args.engine,
-                             address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                             progress=not args.quiet, **settings_kwargs(args))
+        result = call_api(api.extract, args, api.check_extract_settings, progress=not args.quiet)
     except UserError as exc:  # flags, weights, inputs, the store's faults (what was written is kept)
-        return error(exc)
+        return error(exc, args=args)
     say(args, f"extract: {result.videos} videos: {result.extracted} extracted, {result.cached} cached, "
               f"{result.failed} failed; {result.frames} frames in {result.seconds:.1f} s "
               f"({result.frames / max(result.seconds, 1e-9):.1f} frames/s) with {','.join(result.backbones)} "

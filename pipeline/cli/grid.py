@@ -13,6 +13,7 @@ from pipeline.atomic import atomic_write_json, atomic_write_text
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, say
 from pipeline.cli.parser import (
+    call_api,
     dataset_help,
     DEVICE_HELP,
     add_common,
@@ -21,6 +22,10 @@ from pipeline.cli.parser import (
 from pipeline.errors import UserError
 from pipeline.grid.runner import Cell, GridSettings, markdown, plan, run_cell, table_rows
 from pipeline.store import open_store
+
+
+# flags this module consumes itself: which variants to run (the plan) and where the table goes
+OWN_FLAGS = ("tables", "variants", "out")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,9 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student-backbone", default=student,
                    help=f"the single backbone of the students, Sultani's MLP and LA-Net (default: {student})")
     p.add_argument("--epochs", type=int, help="epochs of every run (default: each stage's config)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="a config override for every variant; each stage reads its own sections (repeatable)")
-    p.add_argument("--fingerprint", action="append", default=[], metavar="BACKBONE=PREFIX",
+    p.add_argument("--fingerprint", dest="fingerprints", action="append", default=[], metavar="BACKBONE=PREFIX",
                    help="which stored extraction to use when the store holds several for a backbone")
     p.add_argument("--device", default=d.DEFAULT_DEVICE, help=DEVICE_HELP)
     p.add_argument("--out", help="folder for grid.json and grid.md (default: <store>/grid)")
@@ -71,24 +76,22 @@ def run(args) -> int:
         if not todo:
             raise UserError("nothing to run: give --tables and/or --variants")
     except UserError as exc:
-        return error(exc)
-    grid = GridSettings(store=args.store, dataset=args.dataset, seed=args.seed, seeds=args.seeds, device=args.device,
-                        epochs=args.epochs, overrides=tuple(args.set), fingerprints=tuple(args.fingerprint),
-                        teacher_backbones=args.teacher_backbones, student_backbone=args.student_backbone)
+        return error(exc, args=args)
+    grid = call_api(GridSettings, args)
     try:
         spec = load_dataset(args.dataset)
     except (ValueError, OSError) as exc:
-        return error(exc)
+        return error(exc, args=args)
     try:  # named up front: a file, no store, a damaged manifest, a read-only store
         open_store(args.store, create=False, writes=True).close()
     except UserError as exc:
-        return error(exc)
+        return error(exc, args=args)
     from pipeline.config import parse_assignments  # torch: after the store and the dataset are checked
 
     try:
-        parse_assignments(args.set)  # a malformed --set fails here, not in every variant
+        parse_assignments(args.overrides)  # a malformed --set fails here, not in every variant
     except UserError as exc:
-        return error(exc)
+        return error(exc, args=args)
     cells = {v.name: Cell(v) for v in todo}
     for v in todo:
         for seed in range(args.seed, args.seed + args.seeds):

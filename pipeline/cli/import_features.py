@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cli.commands import stage_parser
-from pipeline.cli.output import configure_logging, emit_json, say
+from pipeline.cli.output import configure_logging, emit_json, error, say
 from pipeline.cli.parser import add_common, add_store
 from pipeline.errors import UserError
 from pipeline.import_features.importer import BACKBONE_NAME, import_lists
@@ -64,14 +64,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = open_store(args.store, create=True, writes=True)
     except UserError as exc:  # a file, a damaged manifest, a read-only store
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error(exc, args=args)
     try:
         outcome = import_lists(store, lists, args.backbone, root=root, source=args.source, force=args.force,
                                progress=not args.quiet)
     except UserError as exc:  # ShapeMismatch, or the store's faults (full disk, damaged manifest)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return error(exc, args=args)
     finally:
         store.close()
     say(args, f"import: {outcome.imported} imported, {outcome.existing} already there, {len(outcome.failures)} failed "

@@ -7,11 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 
+from pipeline.cli.parser import FLAGS_ATTRIBUTE
 from pipeline.defaults import EXIT_USER_ERROR
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+QUOTED_PARAMETER = re.compile(r"`(\w+)`")  # how an API message names a parameter
 
 
 def configure_logging(args: argparse.Namespace) -> None:
@@ -31,10 +34,24 @@ def emit_json(args: argparse.Namespace, summary) -> None:
         print(json.dumps(summary, indent=2, default=str))
 
 
-def error(message: object, suffix: str = "") -> int:
-    """``error: MESSAGE`` on stderr; returns the user-error exit code (2)."""
-    print(f"error: {message}{suffix}", file=sys.stderr)
+def error(message: object, suffix: str = "", *, args: argparse.Namespace | None = None) -> int:
+    """``error: MESSAGE`` on stderr; returns the user-error exit code (2). An API error that names parameters
+    (``UsageError.parameters``, ``batch_size``) is shown with the flags the person typed (``--batch-size``), from
+    the parsed ``args``' flag map (:func:`pipeline.cli.parser.flag_map`)."""
+    print(f"error: {as_flags(message, args)}{suffix}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+def warn(args: argparse.Namespace, message: object) -> None:
+    """``warning: MESSAGE`` on stderr, parameters shown as flags (:func:`as_flags`)."""
+    print(f"warning: {as_flags(message, args)}", file=sys.stderr)
+
+
+def as_flags(message: object, args: argparse.Namespace | None) -> str:
+    """``message`` with each parameter it quotes shown as its flag, where the command has one (```batch_size` must
+    be at least 1`` -> ``--batch-size must be at least 1``; :class:`pipeline.errors.UserError`)."""
+    flags = getattr(args, FLAGS_ATTRIBUTE, None) or {}
+    return QUOTED_PARAMETER.sub(lambda m: flags.get(m.group(1), m.group(0)), str(message))
 
 
 def print_failures(failures) -> None:

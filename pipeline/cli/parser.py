@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import inspect
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from data.datasets import registry as dataset_registry
 from data.watchdog import DECODE_STALL_TIMEOUT_S
@@ -140,7 +141,8 @@ def add_common(p: argparse.ArgumentParser, *, json_help: str = "print a machine-
 
 def add_decode_timeout(p: argparse.ArgumentParser) -> None:
     """``--decode-timeout``: extract and detect share it."""
-    p.add_argument("--decode-timeout", type=float, default=DECODE_STALL_TIMEOUT_S, metavar="SECONDS",
+    p.add_argument("--decode-timeout", dest="decode_timeout_s", type=float, default=DECODE_STALL_TIMEOUT_S,
+                   metavar="SECONDS",
                    help="a video whose decoding makes no progress (no snippet) for this long fails by name and the "
                         f"others go on (default: {DECODE_STALL_TIMEOUT_S:g})")
 
@@ -162,3 +164,41 @@ def add_live_scoring(p: argparse.ArgumentParser, window_help: str) -> None:
     p.add_argument("--window", type=int, help=window_help)
 
 
+
+
+# -- flags -> the API: derived, never written out -----------------------------------------------------------------
+# Flags every command has that are the command line's own (how it prints), never an API parameter.
+OUTPUT_FLAGS = ("quiet", "verbose", "json", "help")
+FLAGS_ATTRIBUTE = "_flags"  # the parsed namespace's dest -> flag map, set by flag_map(), read by output.error()
+
+
+def flag_map(p: argparse.ArgumentParser) -> dict[str, str]:
+    """dest -> what a person types for it: the first long option (``batch_size`` -> ``--batch-size``), or a
+    positional's name in capitals (``paths`` -> ``PATHS``)."""
+    out = {}
+    for action in p._actions:
+        if action.dest in (argparse.SUPPRESS, "help"):
+            continue
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        out[action.dest] = longs[0] if longs else (action.metavar or action.dest.upper())
+    return out
+
+
+def parameters(function: Callable, *forwarded_to: Callable) -> list[str]:
+    """The keyword parameters of ``function``, and of the functions its ``**kwargs`` are passed on to."""
+    names = []
+    for f in (function, *forwarded_to):
+        names += [n for n, p in inspect.signature(f).parameters.items()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return names
+
+
+def call_api(function: Callable, args: argparse.Namespace, *forwarded_to: Callable, **given):
+    """``function(**kwargs)``: every parameter of ``function`` (and of ``forwarded_to``, where its ``**kwargs``
+    go) that the parsed flags hold under the same name, plus ``given`` (what the command computes itself, e.g.
+    ``progress=not args.quiet``). A flag's ``dest`` is the API parameter's name, so the one place a flag is declared
+    (its command's ``add_arguments``) is also its mapping onto the API (tests/test_cli.py checks every flag has a
+    parameter)."""
+    kwargs = {name: getattr(args, name) for name in parameters(function, *forwarded_to)
+              if hasattr(args, name) and name not in given}
+    return function(**kwargs, **given)

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             store.close()
     except UserError as exc:
-        return error(exc)
+        return error(exc, args=args)
 
 
 def _from_env(args: argparse.Namespace) -> bool:

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                               n_scenes=args.scenes, figure_height=args.figure_height, lossless=args.lossless,
                               progress=not args.quiet)
     except ValueError as exc:
-        return error(exc)
+        return error(exc, args=args)
     n_test = len(ds.by_split("test"))
     say(args, f"wrote {len(ds.entries)} videos ({args.normal} normal, {args.anomalous} anomalous; {width}x{height}, "
               f"{args.frames} frames @ {args.fps:g} fps, {'lossless ' if args.lossless else ''}H.264; "

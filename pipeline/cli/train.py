@@ -20,13 +20,8 @@ import numpy as np
 from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
-from pipeline.cli.output import configure_logging, emit_json, error, say
-from pipeline.cli.parser import (
-    dataset_help,
-    DEVICE_HELP,
-    add_common,
-    add_store,
-)
+from pipeline.cli.output import configure_logging, emit_json, error, say, warn
+from pipeline.cli.parser import DEVICE_HELP, add_common, add_store, call_api, dataset_help
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 
@@ -44,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                       "student, lanet), each a key prefix or run folder")
     p.add_argument("--config", help="YAML file with model/train/mil/distill/lanet/ddl/lightning/adversarial "
                                     "sections (each stage reads its own), or 'paper' for the papers' recipe")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set model.k=10 (repeatable)")
     p.add_argument("--epochs", type=int, help="exactly this many epochs (sets train.min_steps=0; default: 100 "
                                               "epochs and at least train.min_steps steps)")
@@ -56,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=d.PRECISIONS,
                    help="auto: fp32 on CPU, bf16/fp16 autocast on GPU (default: auto)")
     p.add_argument("--device", default=d.DEFAULT_DEVICE, help=DEVICE_HELP)
-    p.add_argument("--fingerprint", action="append", default=[], metavar="BACKBONE=PREFIX",
+    p.add_argument("--fingerprint", dest="fingerprints", action="append", default=[], metavar="BACKBONE=PREFIX",
                    help="which stored extraction to use when the store holds several for a backbone")
     p.add_argument("--allow-missing", action="store_true",
                    help="train on the videos that have features instead of stopping when some are missing")
@@ -69,15 +64,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     return stage_parser("train")
-
-
-def train_kwargs(args: argparse.Namespace) -> dict:
-    """The keywords of :func:`pipeline.api.train` that the flags give."""
-    return dict(store=args.store, dataset=args.dataset, backbones=args.backbones, teacher=args.teacher,
-                teachers=args.teachers, config=args.config, overrides=args.set, epochs=args.epochs, seed=args.seed,
-                seeds=args.seeds, val_fraction=args.val_fraction, crops=args.crops, precision=args.precision,
-                device=args.device, fingerprints=args.fingerprint, allow_missing=args.allow_missing,
-                checkpoint_every=args.checkpoint_every, force=args.force, progress=not args.quiet)
 
 
 def run_line(run) -> str:
@@ -93,7 +79,7 @@ def run_line(run) -> str:
 def run_stage(args) -> tuple[list[dict], list[str]]:
     """Train every requested seed from parsed flags (kept for the scripts that build flags). Returns (metrics per
     run, warnings)."""
-    result = api.train(args.stage, **train_kwargs(args), on_run=lambda r: print(run_line(r), flush=True))
+    result = call_api(api.train, args, progress=not args.quiet, on_run=lambda r: print(run_line(r), flush=True))
     return [r.as_dict() for r in result.runs], result.warnings
 
 
@@ -112,11 +98,11 @@ def run(args: argparse.Namespace) -> int:
     """The command: flags -> :func:`pipeline.api.train` -> one line per run, the seeds' summary."""
     configure_logging(args)
     try:  # config, features, runs, damaged files: each message says what to change
-        result = api.train(args.stage, **train_kwargs(args), on_run=lambda r: say(args, run_line(r)))
+        result = call_api(api.train, args, progress=not args.quiet, on_run=lambda r: say(args, run_line(r)))
     except UserError as exc:
-        return error(exc)
+        return error(exc, args=args)
     for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        warn(args, w)
     rows = [r.as_dict() for r in result.runs]
     if (line := summarize(rows)):
         say(args, line)

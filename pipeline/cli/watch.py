@@ -28,11 +28,11 @@ import signal
 import sys
 import threading
 
+from pipeline.cli.parser import call_api
 from pipeline.cli.output import configure_logging, emit_json, error, say
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import InputError, UsageError, UserError
 from pipeline.cli.commands import stage_parser
-from pipeline.pairs import parse_pairs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,13 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--store", metavar="STORE", help="the store holding the run to score with")
     model.add_argument("--onnx", metavar="EXPORT_DIR", help="an export folder (dakd export): no store "
                                                             "needed")
-    p.add_argument("--model", help="run key prefix or folder (default: the store's most recent student)")
+    p.add_argument("--model", dest="run", help="run key prefix or folder (default: the store's most recent student)")
     p.add_argument("--realtime", action="store_true", help="play video files at their native rate (a rehearsal "
                                                            "of a camera)")
     p.add_argument("--follow", action="store_true", help="video files are still being written: read them as they "
                                                          "grow")
     p.add_argument("--format", help="FFmpeg input format for every source (e.g. v4l2, dshow, avfoundation)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
                    help="FFmpeg option for every source (repeatable; e.g. rtsp_transport=tcp)")
     p.add_argument("--threshold", type=float, default=None,
                    help="alert threshold (default: the run's or export's calibration by dakd calibrate, its live "
@@ -65,15 +65,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                       f"(default: {d.WATCH_OUT})")
     p.add_argument("--webhook", metavar="URL", help="POST every event (opened and closed) as JSON to this URL")
     p.add_argument("--clips", action="store_true", help="save each event as an mp4 clip with pre- and post-roll")
-    p.add_argument("--pre-roll", type=float, default=d.WATCH_PRE_ROLL_S,
+    p.add_argument("--pre-roll", dest="pre_roll_s", type=float, default=d.WATCH_PRE_ROLL_S,
                    help=f"seconds of clip before an event (default: {d.WATCH_PRE_ROLL_S:g})")
-    p.add_argument("--post-roll", type=float, default=d.WATCH_POST_ROLL_S,
+    p.add_argument("--post-roll", dest="post_roll_s", type=float, default=d.WATCH_POST_ROLL_S,
                    help=f"seconds of clip after an event (default: {d.WATCH_POST_ROLL_S:g})")
     p.add_argument("--keep-days", type=int, default=d.WATCH_KEEP_DAYS,
                    help=f"days of per-camera score CSVs kept (default: {d.WATCH_KEEP_DAYS})")
     p.add_argument("--give-up-after", type=int, default=None,
                    help="failed connects in a row after which a camera is given up (default: never)")
-    p.add_argument("--stall-timeout", type=float, default=d.WATCH_STALL_TIMEOUT_S,
+    p.add_argument("--stall-timeout", dest="stall_timeout_s", type=float, default=d.WATCH_STALL_TIMEOUT_S,
                    help=f"seconds without data after which a stream is reconnected (default: "
                         f"{d.WATCH_STALL_TIMEOUT_S:g})")
     p.add_argument("--batch-size", type=int, default=d.WATCH_BATCH_SIZE,
@@ -111,17 +111,9 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
     try:
-        summary = watch(args.sources, cameras=args.cameras, store=args.store, run=args.model, onnx=args.onnx,
-                        realtime=args.realtime, follow=args.follow, format=args.format,
-                        options=parse_pairs(args.option, "--option", "KEY=VALUE"), threshold=args.threshold,
-                        open_after=args.open_after, close_after=args.close_after, window=args.window, out=args.out,
-                        webhook=args.webhook, clips=args.clips, pre_roll_s=args.pre_roll,
-                        post_roll_s=args.post_roll, keep_days=args.keep_days, give_up_after=args.give_up_after,
-                        stall_timeout_s=args.stall_timeout, batch_size=args.batch_size, queue_size=args.queue_size,
-                        weights=parse_pairs(args.weights, "--weights", "NAME=PATH", split_commas=True),
-                        device=args.device, stop=stop)
+        summary = call_api(watch, args, stop=stop)
     except (UserError, UsageError, InputError) as exc:
-        return error(exc)
+        return error(exc, args=args)
     for c in summary.cameras:
         lat = ("no snippet scored" if c.latency_p50_s is None else
                f"latency p50/p95/p99 {c.latency_p50_s:.2f}/{c.latency_p95_s:.2f}/{c.latency_p99_s:.2f} s")

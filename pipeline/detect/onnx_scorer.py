@@ -39,8 +39,9 @@ def too_many_message(n: int | str, max_snippets: int) -> str:
     """The :class:`TooManySnippets` reason. ``n``: the video's snippet count, or a phrase such as ``"more than
     8"`` when the caller stopped decoding at the limit."""
     return (f"the video has {n} snippets but the exported model scores at most {max_snippets} at once (the "
-            f"--max-snippets it was exported with, which bounds the attention's memory: heads x T^2 floats); "
-            f"export again with a larger --max-snippets, or score this video with the eager model")
+            f"max_snippets it was exported with, which bounds the attention's memory: heads x T^2 floats); "
+            f"export again with a larger one (dakd export RUN --max-snippets N), or score this video with the eager "
+            f"model")
 
 
 def _providers() -> list[str]:

@@ -51,7 +51,7 @@ def scoring_extractions(store: FeatureStore, run: LoadedRun, entries: list, *, d
         if b in requested:
             matches = [fp for fp in coverage if fp.startswith(requested[b])]
             if len(matches) != 1:
-                raise UserError(f"--fingerprint {b}={requested[b]} matches {len(matches)} of the {b} extractions "
+                raise UserError(f"`fingerprints` {b}={requested[b]} matches {len(matches)} of the {b} extractions "
                                 f"of the {len(entries)} {dataset} test videos: {describe_candidates(store, coverage)}; "
                                 f"pass a prefix of one of them")
             chosen[b] = matches[0]
@@ -84,8 +84,8 @@ def _other_extraction_message(store: FeatureStore, run: LoadedRun, backbone: str
             f"{describe_extraction(store, own, among)}, which holds {coverage.get(own, 0)} of the {len(per_video)} "
             f"{dataset} test videos; {stranded} test videos are stored only under other {backbone} extractions: "
             f"{others}. "
-            f"Fix: {rebuild}, or score the test videos with another extraction: add --fingerprint "
-            f"{backbone}={best[:SHORT_KEY]} to the evaluate command")
+            f"Fix: {rebuild}, or score the test videos with another extraction: pass `fingerprints` "
+            f"{backbone}={best[:SHORT_KEY]}")
 
 
 def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, dataset_ref: str, out: Path | None,
@@ -115,7 +115,7 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
 
     if out is None and store.readonly:
         raise StoreReadOnly(store.root, f"evaluation {key[:12]} is not cached and its results go into the store; "
-                                        "pass --out DIR to write them elsewhere")
+                                        "pass `out` (a folder) to write them elsewhere")
     model = run.model.to(device)
     n_heads = run.attention_heads
     videos: list[VideoScores] = []

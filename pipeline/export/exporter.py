@@ -56,7 +56,7 @@ from pipeline.detect.onnx_scorer import (BACKBONE_ONNX, DEFAULT_BATCH, EXPORT_JS
                                          INPUT_NAME, METADATA_MAX_SNIPPETS, OUTPUT_NAME, TOLERANCE, TORCHSCRIPT_FILE,
                                          OnnxScorer)
 from pipeline import defaults
-from pipeline.errors import UserError
+from pipeline.errors import UsageError, UserError
 from pipeline.runs import LoadedRun, load_run, training_backbone
 from pipeline.store import FeatureStore, StoreReadOnly, open_store
 
@@ -179,8 +179,8 @@ def input_size(backbone: Backbone, frame_size: tuple[int, int] | None = None) ->
     if p.view != "full":
         return p.crop_size, p.crop_size
     if frame_size is None:
-        raise ValueError(f"{backbone.name} takes the whole frame (view full): give the frame size the export is for "
-                         "(--frame-size WIDTHxHEIGHT; default: the run's training videos')")
+        raise UsageError(f"{backbone.name} takes the whole frame (view full): give `frame_size`, the (width, height) "
+                         "of the videos the export is for (default: the run's training videos')")
     width, height = short_side_size(*frame_size, p.crop_size)
     return height, width
 
@@ -389,7 +389,8 @@ def export_run(store: str | Path | None, run_ref: str, *, out: str | Path | None
         backbone = backbone_for_run(run, opened, (weights or {}).get(run.backbones[0]))
         folder = Path(out) if out else run.folder / "export"
         if not out and opened.readonly:
-            raise StoreReadOnly(opened.root, f"the export would go into the run's folder {folder}; pass out=DIR")
+            raise StoreReadOnly(opened.root,
+                                f"the export would go into the run's folder {folder}; pass `out` (a folder)")
         info = export_student(run, backbone, folder, max_snippets=max_snippets, decode=training_decode(run, opened),
                               frame_size=frame_size or training_frame_size(run, opened))
     finally:

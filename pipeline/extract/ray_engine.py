@@ -46,14 +46,14 @@ from pipeline.store import FeatureStore, NonFiniteFeature
 TASKS_PER_WORKER = 2  # videos queued at each worker: the next one is already there when one finishes
 FORWARDED_ENV = (CACHE_ENV, "TORCH_HOME", "HF_HOME")  # where the workers look for weights
 RAY_DEVICES = ("auto", "cpu", "cuda")  # each worker gets its own GPU, so a device index means nothing there
-RAY_MISSING = "--engine ray needs Ray: pip install -e '.[ray]'"
+RAY_MISSING = "`engine` ray needs Ray: pip install -e '.[ray]'"
 
 log = logging.getLogger("pipeline.extract.ray_engine")
 
 
 @dataclass(frozen=True)
 class RayOptions:
-    """The ``--address``, ``--workers`` and ``--cpus-per-worker`` options (None: the defaults below)."""
+    """The ``address``, ``workers`` and ``cpus_per_worker`` options (None: the defaults below)."""
 
     address: str | None = None
     workers: int | None = None
@@ -76,22 +76,22 @@ def plan_workers(options: RayOptions, *, cluster_cpus: float, cluster_gpus: floa
     """How many workers with which resources. Default: one per GPU (``device`` auto or cuda), else one per
     machine; the cluster's CPUs shared evenly between them."""
     if device not in RAY_DEVICES:
-        raise UserError(f"with --engine ray, --device takes {', '.join(RAY_DEVICES)} (got {device}): each worker "
+        raise UserError(f"with `engine` ray, `device` takes {', '.join(RAY_DEVICES)} (got {device}): each worker "
                         "is given a GPU of its own")
     gpus = int(cluster_gpus)
     if device == "cuda" and gpus < 1:
-        raise UserError("--device cuda, but the Ray cluster has no GPU: use --device auto or cpu")
+        raise UserError("`device` cuda, but the Ray cluster has no GPU: use `device` auto or cpu")
     use_gpus = gpus >= 1 and device != "cpu"
     workers = options.workers if options.workers is not None else (gpus if use_gpus else max(1, nodes))
     if workers < 1 or (options.cpus_per_worker is not None and options.cpus_per_worker < 1):
-        raise UserError("--workers and --cpus-per-worker must be at least 1")
+        raise UserError("`workers` and `cpus_per_worker` must be at least 1")
     if use_gpus and workers > gpus:
-        raise UserError(f"{workers} workers need a GPU each but the Ray cluster has {gpus}: lower --workers "
-                        "(or --device cpu)")
+        raise UserError(f"{workers} workers need a GPU each but the Ray cluster has {gpus}: lower `workers` "
+                        "(or use `device` cpu)")
     cpus = options.cpus_per_worker or max(1, int(cluster_cpus) // workers)
     if workers * cpus > cluster_cpus:
         raise UserError(f"{workers} workers x {cpus} CPUs do not fit the Ray cluster's {cluster_cpus:g} CPUs: "
-                        "lower --workers or --cpus-per-worker")
+                        "lower `workers` or `cpus_per_worker`")
     return WorkerPlan(workers=workers, cpus=cpus, gpus=1 if use_gpus else 0)
 
 
@@ -188,7 +188,7 @@ def _connect(ray, address: str | None) -> bool:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: {exc}; "
-                        "start one with `ray start --head`, or drop --address to use this machine") from exc
+                        "start one with `ray start --head`, or leave `address` unset to use this machine") from exc
     return True
 
 

@@ -94,7 +94,7 @@ def default_source(store: FeatureStore, lists: Sequence[Path], fingerprints: Ite
 
 
 class ShapeMismatch(UserError):
-    """A list would add features of another crops x dim to an existing source; the message names --source."""
+    """A list would add features of another crops x dim to an existing source; the message names ``source``."""
 
 
 @dataclass
@@ -159,4 +159,4 @@ def _mismatch_message(feature: CommunityFeature, shape: tuple[int, int], shapes:
     crops, dim = shape
     return (f"{feature.where()}: {feature.name} has {crops} crops x {dim} features, but the {backbone} features of "
             f"source {source!r} have {have}: they are another extraction. Import this list under its own source: "
-            f"add --source {shlex.quote(f'{source}-{crops}x{dim}')} (any name not used yet)")
+            f"pass `source` {shlex.quote(f'{source}-{crops}x{dim}')} (any name not used yet)")

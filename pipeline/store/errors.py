@@ -32,7 +32,7 @@ class StoreReadOnly(StoreError):
 
     def __init__(self, root: Path, what: str):
         super().__init__(f"the store {root} is read-only: {what}; make it writable, or work on a writable copy "
-                         f"(cp -r {root} COPY, then --store COPY)")
+                         f"(cp -r {root} COPY, then use `store` COPY)")
 
 
 class DamagedFeature(UserError):

@@ -173,11 +173,11 @@ def build_training_set(selection: Selection, config: RunConfig, device: torch.de
                                           n_segments=t.n_segments, crops=t.crops, stretch=t.stretch_short_videos)
         if len(teacher_data) != len(data):
             raise UserError("the teacher's and the student's features have different crop counts; distill with "
-                            "--set train.crops=mean")
+                            "`overrides` train.crops=mean")
         if not torch.equal(teacher_data.row_lengths(np.arange(len(data))), data.row_lengths(np.arange(len(data)))):
             raise UserError("the teacher's and the student's features of some short videos differ in snippet "
                             "count, so their segments do not line up; distill with "
-                            "--set train.stretch_short_videos=true")
+                            "`overrides` train.stretch_short_videos=true")
         teacher_data.place(device)
         targets = teacher_targets(copy.deepcopy(teacher.model), teacher_data, device, t.precision)
     labels = np.array([vf.entry.label for vf in selection.features.found])
@@ -458,19 +458,19 @@ def train_overrides(*, epochs: int | None = None, seed: int | None = None, val_f
 
 
 def load_teachers(store: FeatureStore, stage: str, teacher: str | None, teachers: list[str]) -> list[LoadedRun]:
-    """The student's ``--teacher`` or the lightning student's ``--teachers``; none for the other stages."""
+    """The student's ``teacher`` or the lightning student's ``teachers``; none for the other stages."""
     listing = f"list them with dakd store {store.root} --runs"
     if teacher and stage != "student":
-        raise UsageError("--teacher is for the student stage (the lightning student takes --teachers)")
+        raise UsageError("`teacher` is for the student stage (the lightning student takes `teachers`)")
     if teachers and stage != "lightning":
-        raise UsageError("--teachers is for the lightning stage (the student takes --teacher)")
+        raise UsageError("`teachers` is for the lightning stage (the student takes `teacher`)")
     if stage == "student":
         if not teacher:
-            raise UsageError(f"the student needs --teacher RUN (a teacher run's key prefix or folder; {listing})")
+            raise UsageError(f"the student needs `teacher`, a teacher run's key prefix or folder ({listing})")
         return [load_run(store, teacher, "teacher")]
     if stage == "lightning":
         if not teachers:
-            raise UsageError(f"the lightning student needs --teachers RUN[,RUN...] (runs of any stage; {listing})")
+            raise UsageError(f"the lightning student needs `teachers`, runs of any stage ({listing})")
         loaded = [load_run(store, ref) for ref in teachers]
         if any(t.checkpoint["stage"] == "lightning" for t in loaded):
             raise UsageError("a lightning run cannot be a teacher: give teacher, student or lanet runs")

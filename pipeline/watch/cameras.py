@@ -76,7 +76,7 @@ def cameras_from(sources: Sequence[str], cameras_file: str | Path | None = None,
     out = load_cameras(cameras_file, **defaults) if cameras_file else []
     out += [parse_source(s, len(out) + 1, **defaults) for s in sources]
     if not out:
-        raise CameraListError("no camera given: pass [NAME=]SOURCE... or --cameras FILE.yaml")
+        raise CameraListError("no camera given: pass sources ([NAME=]SOURCE...) or a `cameras` YAML file")
     names = [c.name for c in out]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
