@@ -1,6 +1,6 @@
 """Every backbone in one table (:data:`REGISTRY`): name, kind, feature dimension, builder, default view, and where
 its weights come from. The extract stage builds backbones from it, ``pipeline.fetch`` fetches the weights it says
-can be fetched, and the README's backbone table is checked against it (``tests/test_backbones.py``).
+can be fetched, and the README's backbone table is checked against it (``tests/extractors/test_backbones.py``).
 
 Adding a backbone is one module under ``extractors/`` with a ``build`` function and one :class:`BackboneSpec` row
 here. This module imports neither torch nor any backbone module until a backbone is built or its weights are

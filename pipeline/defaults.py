@@ -3,7 +3,7 @@ library, so that ``dakd --help`` and ``dakd STAGE --help`` start in well under a
 
 The stage modules import their defaults from here (one definition each). Two lists mirror a module that imports
 torch and so cannot be imported for ``--help``: :data:`BACKBONE_NAMES` (``extractors.registry.BACKBONES``) and
-:data:`VIEW_NAMES` (``extractors.transforms.VIEWS``); ``tests/test_cli.py`` checks that they agree.
+:data:`VIEW_NAMES` (``extractors.transforms.VIEWS``); ``tests/pipeline/test_cli.py`` checks that they agree.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The one place tests reach the reference data that is not in the repository: ``../shared/data`` beside the
 repository root, or the folder named by ``$DAKD_SHARED_DATA``. CI provides it; a clone may not have it, because
-the UCSD footage may not be redistributed. Everything that may be redistributed is vendored under ``tests/data``.
+the UCSD footage may not be redistributed. Everything that may be redistributed is vendored under ``tests/fixtures``.
 
 Tests that read it carry the ``real_data`` marker (``-m "not real_data"`` leaves them out)."""
 

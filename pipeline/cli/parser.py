@@ -197,8 +197,8 @@ def call_api(function: Callable, args: argparse.Namespace, *forwarded_to: Callab
     """``function(**kwargs)``: every parameter of ``function`` (and of ``forwarded_to``, where its ``**kwargs``
     go) that the parsed flags hold under the same name, plus ``given`` (what the command computes itself, e.g.
     ``progress=not args.quiet``). A flag's ``dest`` is the API parameter's name, so the one place a flag is declared
-    (its command's ``add_arguments``) is also its mapping onto the API (tests/test_cli.py checks every flag has a
-    parameter)."""
+    (its command's ``add_arguments``) is also its mapping onto the API (tests/pipeline/test_cli.py checks every flag
+    has a parameter)."""
     kwargs = {name: getattr(args, name) for name in parameters(function, *forwarded_to)
               if hasattr(args, name) and name not in given}
     return function(**kwargs, **given)

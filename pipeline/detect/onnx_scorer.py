@@ -17,7 +17,7 @@ EXPORT_JSON = "export.json"
 # Largest allowed |exported - eager| on scores in (0, 1), in the export's check and the README's claim. Measured on a
 # CPU (torch 2.14, onnxruntime 1.32): TorchScript 0 to 6e-8; ONNX 6e-8 on the tests' models and random full-size
 # heads, up to 1.0e-6 on a teacher trained 200 epochs (head over 515 snippets), 4e-7 on its vtest.avi scores
-# and 3.2e-6 on a synthetic video with tests/test_detect.py's trained student (detect --onnx vs eager).
+# and 3.2e-6 on a synthetic video with tests/pipeline/test_detect.py's trained student (detect --onnx vs eager).
 # The cause is float32 round-off of onnxruntime's convolution kernels (backbone features differ by ~6e-6),
 # amplified by the head's input standardisation where a training feature dimension was nearly constant (std floored
 # at models.normalization.STD_FLOOR): such a run can exceed this on footage unlike its training videos although

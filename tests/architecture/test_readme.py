@@ -18,10 +18,10 @@ from pipeline import defaults
 from pipeline.cli import main as cli
 from pipeline.cli import commands as parsers
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCUMENTS = (README, ROOT / "docs" / "usage.md", ROOT / "docs" / "results.md")  # where commands are documented
-CHAIN_MARK = "# the chain tests/test_readme.py runs"
+CHAIN_MARK = "# the chain tests/architecture/test_readme.py runs"
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 # The tiny frame-label folder: 3 anomalous + 3 normal 32-frame clips (2 snippets each); per class in name order
 # the split is train, test, train, so cam1 and cam3 (anomalous), cam4 and cam6 (normal) train.

@@ -257,7 +257,7 @@ def test_sigint_closes_events_flushes_files_and_exits_0(trained, tmp_path):
     store, dataset, keys = trained
     video = _anomalous(dataset)[0]
     out = tmp_path / "w"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]),
                                                         os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.watch", f"gate={video.path}", "--realtime",
                              "--store", str(store), "--model", keys["lightning"][:12], "--out", str(out),

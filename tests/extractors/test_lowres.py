@@ -127,7 +127,7 @@ def test_cli_on_vtest_gives_49_uint8_snippets_and_reruns_from_cache(tmp_path, vt
     capsys.readouterr()
     array, row, params = _only_feature(store)
     n_frames = row["n_frames"]
-    assert n_frames == 795  # vtest.avi, fully decoded (tests/test_decode.py)
+    assert n_frames == 795  # vtest.avi, fully decoded (tests/data/test_decode.py)
     assert array.dtype == np.uint8 and array.shape == (n_frames // 16, 1, DIM) == (49, 1, DIM)
     assert row["dtype"] == "uint8" and params["dtype"] == "uint8"
     frames = lowres_frames(array, N_FRAMES, S)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("data", "extractors", "models", "pipeline")
 # package -> the top-level packages it must never import (docs/design.md, "Packages and the direction of imports")
 FORBIDDEN = {"data": {"extractors", "models", "pipeline", "torch"}, "extractors": {"models", "pipeline"},

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
 ENTRYPOINT = DOCKER / "entrypoint.sh"
@@ -193,7 +193,7 @@ def test_project_packages_are_all_copied():
 
 def test_dockerignore_matcher():
     patterns = ["*", "!pipeline/", "!docker/entrypoint.sh", "**/__pycache__"]
-    assert dockerignore_excludes(patterns, "tests/test_docker.py")
+    assert dockerignore_excludes(patterns, "tests/architecture/test_docker.py")
     assert not dockerignore_excludes(patterns, "pipeline/extract.py")
     assert dockerignore_excludes(patterns, "pipeline/__pycache__/extract.cpython-311.pyc")
     assert not dockerignore_excludes(patterns, "docker/entrypoint.sh")

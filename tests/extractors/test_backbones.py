@@ -120,7 +120,7 @@ def test_the_usage_guide_backbone_table_is_the_registry():
 
     from extractors.registry import REGISTRY
 
-    readme = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "usage.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\s*\| ((?:`\w+`(?: / )?)+) \| [^|]+ \| (\d+) \|", readme, flags=re.M)
     documented = {name: int(dim) for names, dim in rows for name in re.findall(r"`(\w+)`", names)}
     assert documented == {name: spec.dim for name, spec in REGISTRY.items()}
