@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
     from extractors.base import Backbone
 
-DEFAULT_VIEW = "crop"  # = extractors.transforms.DEFAULT_VIEW (not imported: it imports torch); a test checks
+# How frames become a backbone's input (extractors.transforms applies them): crop (resize, then --crops crops),
+# full (the whole frame, aspect kept), squash (the whole frame resized to a square).
+VIEWS = ("crop", "full", "squash")
+DEFAULT_VIEW = "crop"
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,27 @@ REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in (
                  "input", "extractors.lowres", "none", default_view="squash"),
 )}
 
-BACKBONES = tuple(REGISTRY)  # the names, in the table's order
-DEFAULT_VIEWS = {name: spec.default_view for name, spec in REGISTRY.items() if spec.default_view != DEFAULT_VIEW}
-FRAME_BACKBONES = tuple(name for name, spec in REGISTRY.items() if spec.frames_per_snippet_option)
+BACKBONES = REGISTRY.keys()  # the names, in the table's order: a live view, so a registered backbone shows
+
+
+def frame_backbones() -> tuple[str, ...]:
+    """The backbones that embed k frames of a snippet and average them (``--frames-per-snippet``)."""
+    return tuple(name for name, spec in REGISTRY.items() if spec.frames_per_snippet_option)
+
+
+def register(spec: BackboneSpec) -> BackboneSpec:
+    """Add a backbone at run time (a plugin, a test), after the table's: extract builds it, the command line lists
+    it. ValueError if the name is taken. Adding one for good is a row in :data:`REGISTRY` above."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is already registered ({REGISTRY[spec.name].architecture}); "
+                         "unregister it first or choose another name")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> BackboneSpec:
+    """Take the backbone ``name`` out of :data:`REGISTRY` and return its row."""
+    return REGISTRY.pop(backbone_spec(name).name)
 
 
 def backbone_spec(name: str) -> BackboneSpec:
@@ -108,7 +129,7 @@ def build_backbone(name: str, *, weights: str | None = None, crops: int = 1, fra
 
     frames: for image backbones, how many frames of each 16-frame snippet are embedded and averaged (``lowres``,
         the grey low-resolution frames of method.md §9, keeps its own fixed frame choice).
-    view: ``extractors.transforms.VIEWS``; None takes :data:`DEFAULT_VIEWS` (one crop) or the crop view.
+    view: :data:`VIEWS`; None takes the row's ``default_view`` (one crop) or the crop view.
     Raises ``extractors.weights.WeightsNotFound`` with the flag to pass when weights are missing, ValueError for a
     view the backbone cannot take.
     """
@@ -119,4 +140,4 @@ def build_backbone(name: str, *, weights: str | None = None, crops: int = 1, fra
 
 def default_view(name: str, crops: int = 1) -> str:
     """The view ``name`` takes when none is asked for: its table row's for one crop, else the crop view."""
-    return DEFAULT_VIEWS.get(name, DEFAULT_VIEW) if crops == 1 else DEFAULT_VIEW
+    return backbone_spec(name).default_view if crops == 1 else DEFAULT_VIEW

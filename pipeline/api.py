@@ -127,7 +127,7 @@ def check_extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBON
                       force: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S) -> dict:
     """:func:`extract_settings`'s checks, without torch: the keywords of ``ExtractSettings``. Raises UsageError.
     ``views``: backbone -> view, or ``--view`` values (``VIEW`` for all, ``NAME=VIEW``)."""
-    from extractors.registry import BACKBONES  # no torch until a backbone is built
+    from extractors.registry import BACKBONES, VIEWS  # no torch until a backbone is built
 
     names = _names(backbones)
     unknown = [n for n in names if n not in BACKBONES]
@@ -140,11 +140,11 @@ def check_extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBON
         raise UsageError(f"`weights` given for {', '.join(stray)}, which is not in `backbones` {','.join(names)}")
     if isinstance(views, Mapping):
         view_map = dict(views)
-        bad = [v for v in view_map.values() if v not in d.VIEW_NAMES]
+        bad = [v for v in view_map.values() if v not in VIEWS]
         if bad:
-            raise UsageError(f"`views` {bad[0]!r}: the view must be one of {', '.join(d.VIEW_NAMES)}")
+            raise UsageError(f"`views` {bad[0]!r}: the view must be one of {', '.join(VIEWS)}")
     else:
-        view_map = parse_views(list(views or []), names, d.VIEW_NAMES)
+        view_map = parse_views(list(views or []), names, VIEWS)
     if batch_size < 1 or (decode_workers is not None and decode_workers < 1) or frames_per_snippet < 1:
         raise UsageError("`batch_size`, `frames_per_snippet` and `decode_workers` must be at least 1")
     _check_decode_timeout(decode_timeout_s)

@@ -1,9 +1,9 @@
 """Every default and choice list the command line shows, in a module that imports nothing but the standard
 library, so that ``dakd --help`` and ``dakd STAGE --help`` start in well under a second (``pipeline.cli.parser``).
 
-The stage modules import their defaults from here (one definition each). Two lists mirror a module that imports
-torch and so cannot be imported for ``--help``: :data:`BACKBONE_NAMES` (``extractors.registry.BACKBONES``) and
-:data:`VIEW_NAMES` (``extractors.transforms.VIEWS``); ``tests/pipeline/test_cli.py`` checks that they agree.
+The stage modules import their defaults from here (one definition each; the watch modules' own defaults refer to
+these). The backbone and view names are the registry's (``extractors.registry``, torch-free), the dataset names
+the dataset registry's (``data.datasets.registry``): no copies.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ EXIT_SOME_FAILED = 1  # some inputs of a batch failed (named on stderr); the res
 EXIT_USER_ERROR = 2  # a bad flag, config, store or file: one line "error: ..." on stderr, nothing done
 
 # -- extract --------------------------------------------------------------------------------------------------
-BACKBONE_NAMES = ("i3d", "s3d", "clip", "clip_b32", "effnet_lite0", "lowres")  # = extractors.registry.BACKBONES
-VIEW_NAMES = ("crop", "full", "squash")  # = extractors.transforms.VIEWS
 EXTRACT_BACKBONES = "i3d,s3d,clip"  # the paper's teacher backbones
 EXTRACT_BATCH_SIZE = 8  # snippets per forward pass (across videos)
 CROP_CHOICES = (1, 5, 10)  # centre; four corners + centre; those + their mirrors
@@ -59,14 +57,14 @@ CALIBRATE_SPLITS = ("val",)  # --split: the normal videos of the run's own valid
 CALIBRATE_BATCH_SIZE = DETECT_BATCH_SIZE  # snippets per backbone forward pass when --normal videos are extracted
 
 # -- watch --------------------------------------------------------------------------------------------------
-# The engine's own defaults live in pipeline.watch (engine, clips, score_log, sources); these are the CLI's.
+# The watch modules' defaults (clips, score_log, sources, watcher) refer to these.
 WATCH_OUT = "watch"  # folder of events.jsonl, scores/, clips/, summary.json
-WATCH_PRE_ROLL_S = 5.0  # = pipeline.watch.clips.PRE_ROLL_S
-WATCH_POST_ROLL_S = 5.0  # = pipeline.watch.clips.POST_ROLL_S
-WATCH_KEEP_DAYS = 30  # = pipeline.watch.score_log.KEEP_DAYS
-WATCH_STALL_TIMEOUT_S = 10.0  # = pipeline.watch.sources.STALL_TIMEOUT_S
-WATCH_BATCH_SIZE = 16  # = pipeline.watch.watcher.BATCH_SIZE
-WATCH_QUEUE_SIZE = 64  # = pipeline.watch.watcher.QUEUE_SIZE
+WATCH_PRE_ROLL_S = 5.0  # seconds of frames before an event's start kept and written first
+WATCH_POST_ROLL_S = 5.0  # seconds written after the event closed
+WATCH_KEEP_DAYS = 30  # days of score files kept per camera (today's included)
+WATCH_STALL_TIMEOUT_S = 10.0  # no packet for this long: the stream is lost, reconnect
+WATCH_BATCH_SIZE = 16  # snippets of any cameras embedded in one forward pass: amortises the model
+WATCH_QUEUE_SIZE = 64  # snippets waiting to be scored, all cameras; beyond it the oldest is dropped
 
 # -- export ---------------------------------------------------------------------------------------------------
 # Longest video (in snippets) an export accepts: above UCF-Crime's longest test video (6750 snippets).

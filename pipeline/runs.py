@@ -20,7 +20,7 @@ from torch import nn
 
 from extractors.base import Backbone
 from extractors.files import BadFile, load_module_state, load_torch_file, require_keys
-from extractors.registry import FRAME_BACKBONES, build_backbone
+from extractors.registry import build_backbone, frame_backbones
 from extractors.transforms import DEFAULT_VIEW
 from models.lanet import LANet
 from models.lightning_student import LightningStudent
@@ -55,7 +55,7 @@ def training_backbone(run: LoadedRun, store: FeatureStore, name: str, *, weights
     """Backbone ``name`` of ``run`` built with the crops, frames and view its training features were made with (read
     from the store's extractor params; features imported from elsewhere have none: 1 crop, the centre frame)."""
     params = store.extractor_params(run.fingerprints[name])
-    frames = len(params.get("frame_indices", [0])) if name in FRAME_BACKBONES else 1
+    frames = len(params.get("frame_indices", [0])) if name in frame_backbones() else 1
     view = params.get("preprocessing", {}).get("view", DEFAULT_VIEW)  # absent: the crop view (made before views)
     return build_backbone(name, weights=weights, crops=params.get("crops", 1), frames=frames, view=view,
                           device=device)

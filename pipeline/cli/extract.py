@@ -32,6 +32,7 @@ import sys
 
 from data.decode import BACKENDS, DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, FRAME_FOLDER_FPS, TIMELINES
 from data.datasets import registry as dataset_registry
+from extractors.registry import BACKBONES, VIEWS
 from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
@@ -50,11 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                             "or dataset roots with --dataset")
     add_store(p, "feature store folder (created if missing)")
     p.add_argument("--backbones", default=d.EXTRACT_BACKBONES,
-                   help=f"comma-separated, from {', '.join(d.BACKBONE_NAMES)} (default: {d.EXTRACT_BACKBONES})")
+                   help=f"comma-separated, from {', '.join(BACKBONES)} (default: {d.EXTRACT_BACKBONES})")
     p.add_argument("--crops", type=int, default=d.DEFAULT_CROPS, choices=d.CROP_CHOICES,
                    help="1 centre, 5 corners+centre, 10 with flips (default: 1)")
     p.add_argument("--view", dest="views", action="append", default=[], metavar="[NAME=]VIEW",
-                   help=f"how frames become each backbone's input: {', '.join(d.VIEW_NAMES)} (crop: resize then "
+                   help=f"how frames become each backbone's input: {', '.join(VIEWS)} (crop: resize then "
                         "--crops crops, the published pipelines'; full: the whole frame, aspect kept, for i3d, s3d, "
                         "effnet_lite0; squash: the whole frame resized to a square). VIEW alone applies to every "
                         "backbone, NAME=VIEW to one (repeatable; default with --crops 1: full for i3d and "

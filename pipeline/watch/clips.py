@@ -15,11 +15,12 @@ from pathlib import Path
 
 import av
 import numpy as np
+from pipeline.defaults import WATCH_POST_ROLL_S, WATCH_PRE_ROLL_S
 
 log = logging.getLogger("pipeline.watch.clips")
 
-PRE_ROLL_S = 5.0  # seconds of frames before the event's start kept and written first
-POST_ROLL_S = 5.0  # seconds written after the event closed
+PRE_ROLL_S = WATCH_PRE_ROLL_S  # seconds of frames before the event's start kept and written first
+POST_ROLL_S = WATCH_POST_ROLL_S  # seconds written after the event closed
 CODECS = ("libx264", "mpeg4")  # tried in order; mpeg4 where FFmpeg was built without x264
 PIX_FMT = "yuv420p"  # plays everywhere; needs even width and height
 CRF = "23"  # libx264 quality (FFmpeg's default; review footage, not archival)

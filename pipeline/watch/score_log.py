@@ -14,10 +14,11 @@ from pathlib import Path
 
 from pipeline.watch.events import utc_iso
 from pipeline.watch.hysteresis import at_or_above
+from pipeline.defaults import WATCH_KEEP_DAYS
 
 log = logging.getLogger("pipeline.watch.score_log")
 
-KEEP_DAYS = 30  # days of score files kept per camera (today's included)
+KEEP_DAYS = WATCH_KEEP_DAYS  # days of score files kept per camera (today's included)
 HEADER = ("snippet", "start_s", "end_s", "start_utc", "score", "threshold", "above", "event")
 FILE_PATTERN = re.compile(r"^scores-(\d{4}-\d{2}-\d{2})\.csv$")
 SCORE_DIGITS = 6  # decimals written for scores and clocks

@@ -33,6 +33,7 @@ import numpy as np
 from data.decode import decode_size
 from data.watchdog import Stalled, watched
 from pipeline.watch.growing import IDLE_TIMEOUT_S, GrowingFile, check_streamable
+from pipeline.defaults import WATCH_STALL_TIMEOUT_S
 
 log = logging.getLogger("pipeline.watch.sources")
 
@@ -40,7 +41,7 @@ BACKOFF_INITIAL_S = 1.0  # first wait after a drop or a failed connect
 BACKOFF_MAX_S = 30.0  # the longest wait between attempts
 BACKOFF_FACTOR = 2.0
 OPEN_TIMEOUT_S = 10.0  # av.open's wait for the first bytes of a connection
-STALL_TIMEOUT_S = 10.0  # no packet for this long: the stream is lost, reconnect
+STALL_TIMEOUT_S = WATCH_STALL_TIMEOUT_S  # no packet for this long: the stream is lost, reconnect
 # The watchdog over a connection's reading and decoding (module docstring) fires at this many stall timeouts: a
 # backstop for what FFmpeg's read timeout cannot interrupt (a hung decoder or disk), late enough that FFmpeg's own
 # timeout, which flushes the decoder's last frames, always comes first on a stalled network stream.

@@ -42,11 +42,12 @@ from pipeline.watch.score_log import KEEP_DAYS, ScoreLog
 from pipeline.watch.scoring import WindowState
 from pipeline.watch.sources import Camera, LiveFrame, ReconnectPolicy, StreamReader
 from pipeline.watch.webhook import WebhookSender
+from pipeline.defaults import WATCH_BATCH_SIZE, WATCH_QUEUE_SIZE
 
 log = logging.getLogger("pipeline.watch.watcher")
 
-BATCH_SIZE = 16  # snippets (of any cameras) embedded in one forward pass: amortises the model over cameras
-QUEUE_SIZE = 64  # snippets waiting to be scored, all cameras; beyond it the oldest is dropped
+BATCH_SIZE = WATCH_BATCH_SIZE  # snippets (of any cameras) embedded in one forward pass
+QUEUE_SIZE = WATCH_QUEUE_SIZE  # snippets waiting to be scored, all cameras; beyond it the oldest is dropped
 LATENCY_SAMPLES = 100_000  # latencies kept per camera for the percentiles (about 18 h of one 25 fps stream)
 STATUS_EVERY_S = 60.0  # a log line per camera this often
 POLL_S = 0.05  # how long the scoring loop waits for a snippet before it checks the cameras again

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from data.synthetic import AnomalyEvent, SyntheticSpec, write_video
 from extractors.lowres import LowResFrames, build, lowres_frames
-from extractors.registry import FRAME_BACKBONES, build_backbone
+from extractors.registry import build_backbone, frame_backbones
 from pipeline.cli import extract
 from pipeline.store import FeatureStore
 
@@ -179,7 +179,7 @@ def test_grey_extremes_and_larger_frames_are_resized():
 
 
 def test_lowres_is_registered_and_its_mistakes_are_clear_errors(tmp_path, lossless_video, capsys):
-    assert "lowres" not in FRAME_BACKBONES  # not an image model: --clip-frames does not apply
+    assert "lowres" not in frame_backbones()  # not an image model: --clip-frames does not apply
     b = build_backbone("lowres", weights="none")
     assert (b.name, b.kind, b.dim, b.weights_id, b.storage_dtype, b.frame_indices) == (
         "lowres", "frames", DIM, "none", "uint8", FRAME_INDICES)

@@ -34,14 +34,6 @@ def test_importing_the_cli_and_building_every_parser_loads_no_heavy_module():
     assert out.stdout.strip() == "[]"
 
 
-def test_mirrored_names_agree_with_the_modules_that_import_torch():
-    from extractors.registry import BACKBONES
-    from extractors.transforms import VIEWS
-
-    assert defaults.BACKBONE_NAMES == tuple(BACKBONES)
-    assert defaults.VIEW_NAMES == tuple(VIEWS)
-
-
 def _help(*args: str, capsys) -> str:
     with pytest.raises(SystemExit) as exc:
         cli.main([*args, "--help"])
