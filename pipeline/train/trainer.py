@@ -374,7 +374,7 @@ class Run:
         rates = ({"adversarial.lr": cfg.adversarial.lr} if cfg.stage == "lightning" else
                  {"train.lr_temporal": cfg.train.lr_temporal, "train.lr_other": cfg.train.lr_other})
         lower = " and ".join(f"{name} (now {value:g})" for name, value in rates.items())
-        example = " ".join(f"--set {name}={value / 10:g}" for name, value in rates.items())
+        example = "`overrides` " + " ".join(f"{name}={value / 10:g}" for name, value in rates.items())
         at = f"epoch {epoch}" + (f" step {step}" if step is not None else "")
         return (f"{what} at {at} of {cfg.stage} run {self.key[:12]} (seed {cfg.train.seed}); the run is marked failed "
                 f"and nothing was saved as its result: lower {lower}, e.g. {example}, or check the features with "
