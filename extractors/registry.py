@@ -14,15 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from extractors.views import DEFAULT_VIEW, VIEWS  # noqa: F401 (VIEWS: the command line reads it here)
+
 if TYPE_CHECKING:
     import torch
 
     from extractors.base import Backbone
 
-# How frames become a backbone's input (extractors.transforms applies them): crop (resize, then --crops crops),
-# full (the whole frame, aspect kept), squash (the whole frame resized to a square).
-VIEWS = ("crop", "full", "squash")
-DEFAULT_VIEW = "crop"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from extractors.registry import DEFAULT_VIEW, VIEWS  # noqa: F401 (VIEWS: used by callers through this module)
+from extractors.views import DEFAULT_VIEW, VIEWS  # noqa: F401 (VIEWS: used by callers through this module)
 
 CROP_COUNTS = (1, 5, 10)
 # How a frame becomes the backbone's view (``Preprocessing.view``):
@@ -19,7 +19,7 @@ CROP_COUNTS = (1, 5, 10)
 #           convolutional backbones whose features are a global average (I3D, S3D, EfficientNet).
 #   squash  the whole frame resized to crop x crop, aspect changed: for backbones that need a fixed square input
 #           (CLIP's ViT, the lightning student's frames).
-# VIEWS and DEFAULT_VIEW: their one home is the torch-free registry, so the command line lists them without torch.
+# VIEWS and DEFAULT_VIEW: their one home is extractors.views (no torch), so the command line lists them at once.
 # torchvision's FiveCrop / TenCrop order: four corners, centre; for 10 the same five of the mirrored frames.
 _FIVE = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
 _INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
