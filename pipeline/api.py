@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from data.decode import DEFAULT_TIMELINE, FRAME_FOLDER_FPS
 from data.watchdog import DECODE_STALL_TIMEOUT_S
 from pipeline import defaults as d
+from pipeline import methods
 from pipeline.errors import InputError, UsageError, UserError
 from pipeline.pairs import parse_pairs, split_list
 
@@ -284,7 +285,8 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
           device: str = d.DEFAULT_DEVICE, fingerprints: Mapping[str, str] | Sequence[str] | None = None,
           allow_missing: bool = False, checkpoint_every: int | None = None, force: bool = False,
           progress: bool = False, on_run: Callable[[Run], None] | None = None) -> TrainResult:
-    """Stages 2-3: train ``seeds`` runs of ``stage`` (teacher, student, lanet, lightning) from ``seed`` on.
+    """Stages 2-3: train ``seeds`` runs of ``stage`` (teacher, student, lanet, lightning, or a method registered
+    in ``pipeline.methods``) from ``seed`` on.
 
     ``teacher``: the student's teacher run; ``teachers``: the lightning student's (a list or comma-separated
     text; runs as key prefixes, folders or :class:`Run`). ``overrides``: ``{"model.k": 10}`` or ``["model.k=10"]``
@@ -296,8 +298,9 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
     from data.datasets import DATASETS, load_dataset, registry
     from pipeline.run_refs import find_run_folder
 
-    if stage not in d.TRAIN_STAGES:
-        raise UsageError(f"stage {stage!r}: choose from {', '.join(d.TRAIN_STAGES)}")
+    if stage not in methods.METHODS:
+        raise UsageError(f"stage {stage!r}: choose from {', '.join(methods.METHODS)}")
+    method = methods.get(stage)
     if seeds < 1 or (checkpoint_every is not None and checkpoint_every < 1):
         raise UsageError("`seeds` and `checkpoint_every` must be at least 1")
     sets = [f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping) else list(overrides or [])
@@ -307,9 +310,10 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
     try:
         # The store, the teacher runs and the dataset are checked before torch loads (pipeline.train imports
         # it), so a mistake in them is named at once.
-        for ref in ([_ref(teacher)] if teacher is not None and stage == "student" else []) + (
-                teacher_refs if stage == "lightning" else []):
-            find_run_folder(fs, ref, "teacher" if stage == "student" else None)
+        one = method.teachers == methods.ONE_TEACHER
+        for ref in ([_ref(teacher)] if teacher is not None and one else []) + (
+                teacher_refs if method.teachers == methods.SEVERAL_TEACHERS else []):
+            find_run_folder(fs, ref, method.teacher_stage if one else None)
         if dataset:
             try:
                 load_dataset(str(dataset))

@@ -22,8 +22,9 @@ standardisation, top-3 MIL, a floor of training steps, short videos kept unstret
 the lightning student's normalisation, pooling and augmentation. ``--config paper`` (``presets/paper.yaml``) switches
 them back.
 
-Each stage reads only its own sections (``STAGE_SECTIONS``): only those are saved and enter the run key. Other
-stages' sections are still checked (unknown keys, types), so one YAML file can serve the teacher and the student.
+Each stage reads only its own sections (its row's ``sections`` in ``pipeline.methods``): only those are saved and
+enter the run key. Other stages' sections are still checked (unknown keys, types), so one YAML file can serve the
+teacher and the student.
 """
 
 from __future__ import annotations
@@ -42,14 +43,11 @@ from models import lightning_student as lightning
 from models.lanet import LANetConfig
 from models.lightning_student import LightningConfig
 from models.vad_model import CONTRASTIVE_HIDDEN, CONTRASTIVE_OUT, ModelConfig
+from pipeline import methods
 # Defined with the command line's defaults (pipeline.defaults imports nothing heavy, for a fast --help).
-from pipeline.defaults import CROP_MODES, LOWRES, PRECISIONS, STAGE_BACKBONES, TRAIN_STAGES  # noqa: F401
+from pipeline.defaults import CROP_MODES, PRECISIONS
 from pipeline.errors import UserError
-
-STAGES = TRAIN_STAGES
-DEFAULT_BACKBONES = STAGE_BACKBONES
-STAGE_SECTIONS = {"teacher": ("model", "train", "mil"), "student": ("model", "train", "distill"),
-                  "lanet": ("lanet", "train", "ddl"), "lightning": ("lightning", "train", "adversarial")}
+from pipeline.methods import LOWRES, METHODS as STAGES  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -151,20 +149,23 @@ class RunConfig:
     def to_dict(self) -> dict:
         """The stage, its backbones and the stage's own sections (what a run saves and its key hashes)."""
         return {"stage": self.stage, "backbones": list(self.backbones),
-                **{name: dataclasses.asdict(getattr(self, name)) for name in STAGE_SECTIONS[self.stage]}}
+                **{name: dataclasses.asdict(getattr(self, name)) for name in methods.get(self.stage).sections}}
 
     def validate(self) -> None:
         """Every field in its :data:`RANGES` range, then the checks that relate fields or name choices."""
         for section in RANGES:
             check_ranges(section, dataclasses.asdict(getattr(self, section)), f"config: {section}")
+        if self.stage not in STAGES:
+            raise ConfigError(f"stage must be one of {tuple(STAGES)}")
+        method = methods.get(self.stage)
+        frames = [name for name, row in methods.REGISTRY.items() if row.data == methods.FRAME_WINDOWS]
         checks = [
-            (self.stage in STAGES, f"stage must be one of {STAGES}"),
             (len(self.backbones) >= 1, "at least one backbone is needed"),
-            (self.stage != "student" or len(self.backbones) == 1, "the student uses exactly one backbone"),
-            (self.stage != "lightning" or self.backbones == (LOWRES,),
-             f"the lightning student reads the {LOWRES} frames only (give no `backbones`)"),
-            (self.stage == "lightning" or LOWRES not in self.backbones,
-             f"{LOWRES} frames are the lightning student's input; give feature backbones"),
+            (not method.single_backbone or len(self.backbones) == 1, f"the {self.stage} uses exactly one backbone"),
+            (not method.fixed_backbones or self.backbones == method.backbones,
+             f"the {self.stage} stage reads {','.join(method.backbones)} only (give no `backbones`)"),
+            (method.data == methods.FRAME_WINDOWS or LOWRES not in self.backbones,
+             f"{LOWRES} frames are the input of {', '.join(frames)}; give feature backbones"),
             (self.adversarial.regression in lightning.REGRESSIONS,
              f"adversarial.regression must be one of {lightning.REGRESSIONS}"),
             (0 <= self.adversarial.shift < self.lightning.size, "adversarial.shift must be in [0, lightning.size)"),
@@ -341,7 +342,11 @@ def build_config(stage: str, backbones: tuple[str, ...] | None = None, *, layers
                  where: str = "config") -> RunConfig:
     """The resolved config: defaults, then each layer of overrides in order (later wins)."""
     if stage not in STAGES:
-        raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
+        raise ConfigError(f"stage must be one of {tuple(STAGES)}, got {stage!r}")
+    unknown = [name for name in methods.get(stage).sections if name not in _SECTIONS]
+    if unknown:  # a method registered with a section this config does not have
+        raise ConfigError(f"method {stage!r} reads unknown config section(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(_SECTIONS)}")
     merged: dict[str, dict] = {}
     for layer in layers:
         for section, values in layer.items():
@@ -350,7 +355,7 @@ def build_config(stage: str, backbones: tuple[str, ...] | None = None, *, layers
             merged.setdefault(section, {}).update(values)
     sections = {name: _section(name, cls, merged.get(name, {}), f"{where}: {name}")
                 for name, cls in _SECTIONS.items()}
-    config = RunConfig(stage=stage, backbones=tuple(backbones or DEFAULT_BACKBONES[stage]), **sections)
+    config = RunConfig(stage=stage, backbones=tuple(backbones or methods.get(stage).backbones), **sections)
     config.validate()
     return config
 

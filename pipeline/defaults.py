@@ -1,5 +1,6 @@
 """Every default and choice list the command line shows, in a module that imports nothing but the standard
-library, so that ``dakd --help`` and ``dakd STAGE --help`` start in well under a second (``pipeline.cli.parser``).
+library and the method registry (``pipeline.methods``, itself torch-free), so that ``dakd --help`` and
+``dakd STAGE --help`` start in well under a second (``pipeline.cli.parser``).
 
 The stage modules import their defaults from here (one definition each; the watch modules' own defaults refer to
 these). The backbone and view names are the registry's (``extractors.registry``, torch-free), the dataset names
@@ -7,6 +8,9 @@ the dataset registry's (``data.datasets.registry``): no copies.
 """
 
 from __future__ import annotations
+
+from pipeline.methods import DEFAULT_BACKBONES as METHOD_BACKBONES
+from pipeline.methods import LOWRES, METHODS  # noqa: F401 (LOWRES: the lightning student's input, re-exported)
 
 STORE_ENV = "DAKD_STORE"  # the environment variable whose value is --store's default, in every subcommand
 
@@ -30,10 +34,10 @@ ENGINES = ("local", "ray")
 DEFAULT_DEVICE = "auto"  # CUDA when present, else the CPU
 
 # -- train ----------------------------------------------------------------------------------------------------
-TRAIN_STAGES = ("teacher", "student", "lanet", "lightning")
-LOWRES = "lowres"  # the lightning student's input: low-resolution grey frames from extractors.lowres
-STAGE_BACKBONES = {"teacher": ("i3d", "s3d", "clip"), "student": ("clip",), "lanet": ("i3d",),
-                   "lightning": (LOWRES,)}
+# The stages and their default backbones are the method registry's (pipeline.methods, torch-free), read at each
+# use so that a method registered at run time is a choice too.
+TRAIN_STAGES = METHODS
+STAGE_BACKBONES = METHOD_BACKBONES
 CROP_MODES = ("mean", "samples")  # average the crops (default) or make each crop its own training sample
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_SEEDS = 1

@@ -25,6 +25,7 @@ from extractors.transforms import DEFAULT_VIEW
 from models.lanet import LANet
 from models.lightning_student import LightningStudent
 from models.vad_model import VADModel
+from pipeline import methods
 from pipeline.atomic import atomic_write
 from pipeline.config import RunConfig, config_from_dict
 from pipeline.errors import UserError
@@ -62,12 +63,24 @@ def training_backbone(run: LoadedRun, store: FeatureStore, name: str, *, weights
 
 
 def build_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1) -> nn.Module:
-    """The stage's network: teacher and student ``VADModel``, ``LANet``, or the ``LightningStudent`` with one
-    head per teacher. Each maps a list of ``[N, L, D_b]`` tensors to an output with ``.scores`` ``[N, L]``."""
-    if config.stage in ("teacher", "student"):
-        return VADModel(input_dims, config.model)
-    if config.stage == "lanet":
-        return LANet(input_dims, config.lanet)
+    """The stage's network, from its row's builder in ``pipeline.methods``. Each maps a list of ``[N, L, D_b]``
+    tensors to an output with ``.scores`` ``[N, L]``."""
+    return methods.get(config.stage).build_network(config, input_dims, n_teachers)
+
+
+# The built-in methods' builders (pipeline.methods names them): config, input sizes, teachers -> network.
+def vad_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1) -> VADModel:
+    """The teacher's and the student's ``VADModel`` over ``input_dims`` (one per backbone)."""
+    return VADModel(input_dims, config.model)
+
+
+def lanet_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1) -> LANet:
+    """``LANet`` over ``input_dims`` (concatenated)."""
+    return LANet(input_dims, config.lanet)
+
+
+def lightning_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1) -> LightningStudent:
+    """The ``LightningStudent`` with one head per teacher (it reads pixels: ``input_dims`` does not size it)."""
     return LightningStudent(n_teachers, config.lightning)
 
 
@@ -90,8 +103,7 @@ class LoadedRun:
     @property
     def attention_heads(self) -> int:
         """Heads of the run's attention maps (what bounds scoring memory; the lightning student has none)."""
-        stage = self.checkpoint["stage"]
-        return {"lanet": self.config.lanet.n_heads, "lightning": 1}.get(stage, self.config.model.n_heads)
+        return methods.get(self.checkpoint["stage"]).attention_heads(self.config)
 
 
 def retrain_fix(folder: Path) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline import api
 from pipeline import defaults as d
+from pipeline import methods
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, say, warn
 from pipeline.cli.parser import DEVICE_HELP, add_common, add_store, call_api, dataset_help
@@ -29,14 +30,19 @@ from pipeline.errors import UserError
 # -- command line (pipeline.cli.parser holds the arguments, pipeline.api.train the work) ----------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``dakd train``."""
-    p.add_argument("stage", choices=d.TRAIN_STAGES)
+    rows = methods.REGISTRY.values()  # read now: a method registered at run time is a choice too
+    p.add_argument("stage", choices=methods.METHODS,
+                   help="; ".join(f"{row.name}: {row.description}" for row in rows))
     add_store(p, "the feature store (runs are kept in <store>/runs)")
-    p.add_argument("--dataset", help=f"{dataset_help()} (student: default the teacher's)")
-    defaults = "; ".join(f"{s} {','.join(b)}" for s, b in d.STAGE_BACKBONES.items() if s != "lightning")
-    p.add_argument("--backbones", help=f"comma-separated (default: {defaults}; lightning: {d.LOWRES}, always)")
-    p.add_argument("--teacher", help="student only: the teacher run (key prefix or run folder)")
-    p.add_argument("--teachers", help="lightning only: comma-separated teacher runs of any stage (teacher, "
-                                      "student, lanet), each a key prefix or run folder")
+    one, several = methods.with_teachers(methods.ONE_TEACHER), methods.with_teachers(methods.SEVERAL_TEACHERS)
+    p.add_argument("--dataset", help=f"{dataset_help()} ({', '.join(one)}: default the teacher's)")
+    defaults = "; ".join(f"{row.name} {','.join(row.backbones)}" for row in rows if not row.fixed_backbones)
+    fixed = "; ".join(f"{row.name}: {','.join(row.backbones)}, always" for row in rows if row.fixed_backbones)
+    p.add_argument("--backbones", help=f"comma-separated (default: {defaults}{'; ' + fixed if fixed else ''})")
+    p.add_argument("--teacher", help=f"{', '.join(one)} only: the teacher run (key prefix or run folder)")
+    teaching = ", ".join(row.name for row in rows if row.teaches)
+    p.add_argument("--teachers", help=f"{', '.join(several)} only: comma-separated teacher runs of any stage "
+                                      f"({teaching}), each a key prefix or run folder")
     p.add_argument("--config", help="YAML file with model/train/mil/distill/lanet/ddl/lightning/adversarial "
                                     "sections (each stage reads its own), or 'paper' for the papers' recipe")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",

@@ -7,7 +7,9 @@ Every variant is an ordinary ``pipeline.train`` run (content-keyed, so a grid th
 trains what is new) followed by ``pipeline.evaluate``'s protocol on the test split. Students distill the TAM
 teacher of the same seed; the lightning student distills the teacher, the student and LA-Net of that seed. A
 variant that fails (missing features, a config error) is reported in the table and the grid goes on; the exit
-code is then 1. Writes ``grid.json`` and ``grid.md``: AUC and AP, mean ± sample std over the seeds.
+code is then 1. Writes ``grid.json`` and ``grid.md``: AUC and AP, mean ± sample std over the seeds. The "methods"
+rows that are a method with its defaults come from the method registry (``pipeline.methods``), a method registered
+at run time included.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline import api
+from pipeline import api, methods
 from pipeline import defaults as d
 from pipeline.defaults import GRID_TABLES
 from pipeline.errors import UserError
@@ -55,18 +57,37 @@ class Variant:
     teachers: tuple[str, ...] = ()  # variants whose runs of the same seed this one distills
 
 
+def method_variant(name: str, backbones: str, teachers: tuple[str, ...] = (),
+                   description: str | None = None) -> Variant:
+    """A "methods" row that is just the method ``name`` (``pipeline.methods``) with its defaults: its stage and
+    (unless given) its description come from the method registry."""
+    return Variant(name, "methods", description or methods.get(name).description, name, backbones,
+                   teachers=teachers)
+
+
+def registered_variants(taken: set[str]) -> list[Variant]:
+    """A "methods" row for each registered method the grid has no row of (a method added at run time), on its
+    default backbones: those that need no teacher, or one run of the TAM teacher."""
+    out = []
+    for name, row in methods.REGISTRY.items():
+        if name in taken or (row.teachers != methods.NO_TEACHER and row.teacher_stage != TEACHER):
+            continue
+        out.append(method_variant(name, ",".join(row.backbones), (TEACHER,) if row.teacher_stage else ()))
+    return out
+
+
 def variants() -> list[Variant]:
     """Every variant the grid knows, in table order."""
     out = [
         Variant("sultani", "methods", "Sultani et al. MIL MLP (baseline)", "teacher", "student",
                 ("model.temporal=none", "model.projection=false")),
-        Variant(TEACHER, "methods", "DAKD Teacher (TAM, MIL)", "teacher", "teacher"),
-        Variant("student", "methods", "DAKD Student (bi-level distillation)", "student", "student",
-                teachers=(TEACHER,)),
-        Variant("lanet", "methods", "LA-Net + DDL", "lanet", "student"),
-        Variant("lightning", "methods", "lightning student (adversarial, 3 teachers)", "lightning", "lowres",
-                teachers=(TEACHER, "student", "lanet")),
+        method_variant(TEACHER, "teacher"),
+        method_variant("student", "student", (TEACHER,)),
+        method_variant("lanet", "student"),
+        method_variant("lightning", ",".join(methods.get("lightning").backbones), (TEACHER, "student", "lanet"),
+                       "lightning student (adversarial, 3 teachers)"),
     ]
+    out += registered_variants({v.name for v in out} | {f"temporal-{m}" for m in TEMPORAL_VARIANTS})
     out += [Variant(f"temporal-{m}", "table1", f"temporal module: {m}", "teacher", "teacher",
                     (f"model.temporal={m}",)) for m in TEMPORAL_VARIANTS if m != "tam"]
     out += [
@@ -127,12 +148,13 @@ def train_kwargs(v: Variant, seed: int, grid: GridSettings, teacher_runs: list[s
     kwargs = dict(store=grid.store, dataset=grid.dataset, seed=seed, device=grid.device, epochs=grid.epochs or None,
                   overrides=[*v.overrides, *grid.overrides],  # each stage reads only its own sections (pipeline.config)
                   fingerprints=list(grid.fingerprints))
-    if v.stage != "lightning":
+    method = methods.get(v.stage)
+    if not method.fixed_backbones:
         backbones = {"teacher": grid.teacher_backbones, "student": grid.student_backbone}
         kwargs["backbones"] = backbones.get(v.backbones, v.backbones)
-    if v.stage == "student":
+    if method.teachers == methods.ONE_TEACHER:
         kwargs["teacher"] = teacher_runs[0]
-    if v.stage == "lightning":
+    if method.teachers == methods.SEVERAL_TEACHERS:
         kwargs["teachers"] = teacher_runs
     return kwargs
 

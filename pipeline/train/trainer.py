@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from data.datasets import DatasetSpec
 from extractors.files import BadFile, load_module_state, load_torch_file, require_keys
+from pipeline import methods
 from pipeline.atomic import atomic_write_json, atomic_write_text
 from pipeline.config import LOWRES, RunConfig
 from pipeline.defaults import CHECKPOINT_MIN_STEPS, DEFAULT_CHECKPOINT_EVERY
@@ -42,9 +43,8 @@ from pipeline.runs import (CHECKPOINT_FORMAT, LoadedRun, build_network, load_run
                            save_torch)
 from pipeline.store import FeatureStore
 from pipeline.train.data import SegmentData, build_segment_data, epoch_batches, validation_split
-from pipeline.train.lightning_student import LightningObjective, SnippetWindows, build_snippet_windows
-from pipeline.train.objectives import (LANetObjective, StudentObjective, TeacherObjective, TeacherTargets,
-                                          teacher_targets)
+from pipeline.train.lightning_student import SnippetWindows, build_snippet_windows
+from pipeline.train.objectives import TeacherTargets, teacher_targets
 
 SEED_STRIDE = 1_000_003  # per-epoch seeds: seed * SEED_STRIDE + epoch, so a resumed run draws the same batches
 RESUME_KEYS = ("modules", "optimizer", "scaler", "history", "best", "best_state", "epoch")  # what state.pt holds
@@ -151,7 +151,8 @@ def build_training_set(selection: Selection, config: RunConfig, device: torch.de
     teachers once over every training row (student: its segments; lightning: every snippet)."""
     t = config.train
     targets = None
-    if config.stage == "lightning":
+    method = methods.get(config.stage)
+    if method.data == methods.FRAME_WINDOWS:
         stored, expected = selection.features.found[0].open(LOWRES).shape[-1], config.lightning.input_dim
         if stored != expected:
             raise UserError(f"the stored low-resolution frames have {stored} values per snippet but the lightning "
@@ -167,7 +168,7 @@ def build_training_set(selection: Selection, config: RunConfig, device: torch.de
         data = build_segment_data(selection.features.found, config.backbones, n_segments=t.n_segments,
                                   crops=t.crops, stretch=t.stretch_short_videos)
         log.info("training data (%.0f MiB) held in %s memory", data.nbytes() / 2**20, data.place(device))
-    if config.stage == "student":
+    if method.teachers == methods.ONE_TEACHER:
         teacher = selection.teachers[0]
         teacher_data = build_segment_data(selection.teacher_features[0].found, teacher.backbones,
                                           n_segments=t.n_segments, crops=t.crops, stretch=t.stretch_short_videos)
@@ -211,10 +212,9 @@ class Run:
             model.set_input_statistics(data.input_statistics())
         model = model.to(self.device)
         args = (model, data, self.config, self.device, self.precision)
-        if stage == "student":
-            return StudentObjective(*args, self.training.teacher_targets), dims
-        objective = {"teacher": TeacherObjective, "lanet": LANetObjective, "lightning": LightningObjective}[stage]
-        return objective(*args), dims
+        if self.training.teacher_targets is not None:  # a one-teacher method's objective also gets the targets
+            args += (self.training.teacher_targets,)
+        return methods.get(stage).objective_class()(*args), dims
 
     # -- running ----------------------------------------------------------------------------------------------
     def execute(self, force: bool, training_set: Callable[[], TrainingSet]) -> tuple[dict, bool]:
@@ -371,8 +371,8 @@ class Run:
     def _diverged(self, what: str, epoch: int, step: int | None) -> str:
         """The message of a run whose numbers stopped being finite: where, and what to change."""
         cfg = self.config
-        rates = ({"adversarial.lr": cfg.adversarial.lr} if cfg.stage == "lightning" else
-                 {"train.lr_temporal": cfg.train.lr_temporal, "train.lr_other": cfg.train.lr_other})
+        rates = {name: getattr(getattr(cfg, name.partition(".")[0]), name.partition(".")[2])
+                 for name in methods.get(cfg.stage).learning_rates}
         lower = " and ".join(f"{name} (now {value:g})" for name, value in rates.items())
         example = "`overrides` " + " ".join(f"{name}={value / 10:g}" for name, value in rates.items())
         at = f"epoch {epoch}" + (f" step {step}" if step is not None else "")
@@ -458,21 +458,29 @@ def train_overrides(*, epochs: int | None = None, seed: int | None = None, val_f
 
 
 def load_teachers(store: FeatureStore, stage: str, teacher: str | None, teachers: list[str]) -> list[LoadedRun]:
-    """The student's ``teacher`` or the lightning student's ``teachers``; none for the other stages."""
+    """A one-teacher method's ``teacher`` (the student's) or a several-teacher method's ``teachers`` (the
+    lightning student's), as its row in ``pipeline.methods`` says; none for the other stages."""
     listing = f"list them with dakd store {store.root} --runs"
-    if teacher and stage != "student":
-        raise UsageError("`teacher` is for the student stage (the lightning student takes `teachers`)")
-    if teachers and stage != "lightning":
-        raise UsageError("`teachers` is for the lightning stage (the student takes `teacher`)")
-    if stage == "student":
+    method = methods.get(stage)
+    one, several = methods.with_teachers(methods.ONE_TEACHER), methods.with_teachers(methods.SEVERAL_TEACHERS)
+    if teacher and method.teachers != methods.ONE_TEACHER:
+        raise UsageError(f"`teacher` is for the {' and '.join(one)} stage ({' and '.join(several)} takes "
+                         f"`teachers`)")
+    if teachers and method.teachers != methods.SEVERAL_TEACHERS:
+        raise UsageError(f"`teachers` is for the {' and '.join(several)} stage ({' and '.join(one)} takes "
+                         f"`teacher`)")
+    if method.teachers == methods.ONE_TEACHER:
         if not teacher:
-            raise UsageError(f"the student needs `teacher`, a teacher run's key prefix or folder ({listing})")
-        return [load_run(store, teacher, "teacher")]
-    if stage == "lightning":
+            raise UsageError(f"the {stage} needs `teacher`, a {method.teacher_stage} run's key prefix or folder "
+                             f"({listing})")
+        return [load_run(store, teacher, method.teacher_stage)]
+    if method.teachers == methods.SEVERAL_TEACHERS:
         if not teachers:
-            raise UsageError(f"the lightning student needs `teachers`, runs of any stage ({listing})")
+            raise UsageError(f"the {stage} stage needs `teachers`, runs of any stage that teaches ({listing})")
         loaded = [load_run(store, ref) for ref in teachers]
-        if any(t.checkpoint["stage"] == "lightning" for t in loaded):
-            raise UsageError("a lightning run cannot be a teacher: give teacher, student or lanet runs")
+        pupils = sorted({t.checkpoint["stage"] for t in loaded if not methods.get(t.checkpoint["stage"]).teaches})
+        if pupils:
+            givers = [name for name, row in methods.REGISTRY.items() if row.teaches]
+            raise UsageError(f"a {' or '.join(pupils)} run cannot be a teacher: give {', '.join(givers)} runs")
         return loaded
     return []

@@ -7,7 +7,8 @@ the cost per snippet stays bounded (W^2 attention entries) however long the stre
 the same rule over a whole feature array (streaming AUC on a test set, calibration), and :class:`WindowState` the
 rule one snippet at a time (a live stream); they give the same scores.
 
-The lightning student scores each snippet from its own frames: its window is 1 (``LIGHTNING_WINDOW``).
+The lightning student scores each snippet from its own frames: its window is 1 (``LIGHTNING_WINDOW``, its row's
+``window`` in ``pipeline.methods``).
 """
 
 from __future__ import annotations
@@ -19,18 +20,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline import methods
+from pipeline.methods import LIGHTNING_WINDOW  # noqa: F401 (re-exported: benchmarks/streaming.py)
+
 # The window of the attention models: the length of the sequences they are trained on (train.n_segments, 32),
 # about 20 s at 25 fps. A run's own train.n_segments is used when it differs (default_window).
 LIVE_WINDOW_DEFAULT = 32
-LIGHTNING_WINDOW = 1  # the lightning student has no attention over time
 WINDOWS_PER_PASS = 64  # full windows scored in one forward pass offline (bounds memory: 64 x W x D floats)
 
 
 def default_window(stage: str, n_segments: int | None = None) -> int:
-    """W for a run of ``stage``: 1 for the lightning student, else the run's training sequence length."""
-    if stage == "lightning":
-        return LIGHTNING_WINDOW
-    return int(n_segments or LIVE_WINDOW_DEFAULT)
+    """W for a run of ``stage``: its method's ``window`` (``pipeline.methods``: 1 for the lightning student), else
+    the run's training sequence length (a stage no method is registered for, e.g. an export's label, takes that)."""
+    method = methods.REGISTRY.get(stage)
+    if method is None:
+        return int(n_segments or LIVE_WINDOW_DEFAULT)
+    return method.live_window(n_segments, LIVE_WINDOW_DEFAULT)
 
 
 @torch.no_grad()
