@@ -8,7 +8,7 @@ The normal footage (``--normal``: videos extracted with the run's settings as ``
 cached in the store; ``--split val``: the normal videos of the run's own validation split, made again from its
 config and dataset) is scored twice: ``live``, causally over a window of the last W snippets as ``dakd watch``
 scores a stream, and ``offline``, over the whole video as ``dakd detect`` does. For each, the threshold is the
-lowest at which the hysteresis rule (``pipeline.watch.hysteresis``) raises at most the target number of events per
+lowest at which the hysteresis rule (``pipeline.watch.rule``) raises at most the target number of events per
 hour of that footage, at it and at every threshold above it (``pipeline.calibrate.calibrator`` says why), midway between
 two snippet scores, never on one; ``dakd detect`` on the same footage at that threshold reports as many events.
 The result goes to ``<run folder>/calibration.json`` (and into the run's ``export/export.json`` when it has one);
@@ -32,6 +32,7 @@ from pipeline.cli.parser import (
     add_common,
     add_live_scoring,
     add_store,
+    alert_rule,
 )
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
@@ -72,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args)
     try:
         result = api.calibrate(args.run, store=args.store, normal=args.normal, split=args.split,
-                               false_alarms_per_hour=args.false_alarms_per_hour, open_after=args.open_after,
-                               close_after=args.close_after, window=args.window, out=args.out, weights=args.weights,
+                               false_alarms_per_hour=args.false_alarms_per_hour, rule=alert_rule(args),
+                               window=args.window, out=args.out, weights=args.weights,
                                device=args.device, batch_size=args.batch_size, progress=not args.quiet)
     except UserError as exc:
         return error(exc)

@@ -24,7 +24,7 @@ past it and the video fails (``pipeline.export.TooManySnippets``). The scores eq
 Per video, in ``--out``: ``<name>.csv`` (frame, time_s, snippet, score), ``<name>.json`` (the same scores as
 arrays plus the run, the frame rate, the ``alert_rule`` and its ``events``) and ``<name>.png`` (score over time);
 the summary line names them and the overlay. Events are those of the hysteresis rule ``dakd watch`` alerts with
-and ``dakd calibrate`` counts (``pipeline.watch.hysteresis``: an event opens after ``--open-after`` snippets at or
+and ``dakd calibrate`` counts (``pipeline.watch.rule``: an event opens after ``--open-after`` snippets at or
 above the threshold and closes after ``--close-after`` below it), each with its start and end in seconds, its
 first and last snippet and its peak score; so detect on the calibration footage finds the false alarms calibrate
 counted. The threshold is ``--threshold``, else the offline threshold of the run's calibration
@@ -57,6 +57,7 @@ from pipeline.cli.parser import (
     add_decode_timeout,
     add_hysteresis,
     add_store,
+    alert_rule,
 )
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
@@ -110,10 +111,9 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args)
     try:
         result = api.detect(args.paths, store=args.store, run=args.model, onnx=args.onnx, out=args.out,
-                            overlay=args.overlay, threshold=args.threshold, weights=args.weights, device=args.device,
+                            overlay=args.overlay, rule=alert_rule(args), weights=args.weights, device=args.device,
                             timeline=args.timeline, batch_size=args.batch_size, progress=not args.quiet,
-                            decode_timeout_s=args.decode_timeout, open_after=args.open_after,
-                            close_after=args.close_after)
+                            decode_timeout_s=args.decode_timeout)
     except UserError as exc:
         return error(exc)
     from pipeline.detect.detector import ENGINE_ONNX  # torch: loaded by now, imported here so that errors come first

@@ -8,7 +8,7 @@ Sources are network streams (rtsp, rtmp, http, udp, tcp), capture devices (``--f
 files (``--realtime`` plays them at their native rate, ``--follow`` reads one that is still being written). Each
 16-frame snippet is scored as soon as its frames have arrived, over the last W snippets (``pipeline.watch.scoring``);
 the threshold is ``--threshold``, else the live threshold of the run's calibration (``dakd calibrate``), else 0.5.
-Events (``pipeline.watch.hysteresis``) go to ``<out>/events.jsonl``, optionally to a webhook and as mp4 clips;
+Events (``pipeline.watch.rule``) go to ``<out>/events.jsonl``, optionally to a webhook and as mp4 clips;
 every snippet's score goes to ``<out>/scores/<camera>/scores-<day>.csv``. A dropped or stalled stream is
 reconnected with backoff; SIGINT / SIGTERM close open events, flush the files and exit 0. On exit a line per camera
 and ``<out>/summary.json`` (frames, snippets scored and dropped, reconnects, corrupt packets, events, latency from a
@@ -19,7 +19,7 @@ its frames (it is named), 2 for a usage error.
 from __future__ import annotations
 
 from pipeline import defaults as d
-from pipeline.cli.parser import (DEVICE_HELP, add_common, add_live_scoring)
+from pipeline.cli.parser import (DEVICE_HELP, add_common, add_live_scoring, alert_rule)
 
 import argparse
 import dataclasses
@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = watch(args.sources, cameras=args.cameras, store=args.store, run=args.model, onnx=args.onnx,
                         realtime=args.realtime, follow=args.follow, format=args.format,
-                        options=parse_pairs(args.option, "--option", "KEY=VALUE"), threshold=args.threshold,
-                        open_after=args.open_after, close_after=args.close_after, window=args.window, out=args.out,
+                        options=parse_pairs(args.option, "--option", "KEY=VALUE"), rule=alert_rule(args),
+                        window=args.window, out=args.out,
                         webhook=args.webhook, clips=args.clips, pre_roll_s=args.pre_roll,
                         post_roll_s=args.post_roll, keep_days=args.keep_days, give_up_after=args.give_up_after,
                         stall_timeout_s=args.stall_timeout, batch_size=args.batch_size, queue_size=args.queue_size,
