@@ -165,7 +165,8 @@ def alert_rule(args: argparse.Namespace):
     try:
         return AlertRule(getattr(args, "threshold", None), args.open_after, args.close_after)
     except ValueError as exc:
-        raise UsageError(f"--threshold, --open-after and --close-after make no alert rule: {exc}") from None
+        flags = "--threshold, --open-after and" if hasattr(args, "threshold") else "--open-after and"
+        raise UsageError(f"{flags} --close-after make no alert rule: {exc}") from None
 
 
 def add_live_scoring(p: argparse.ArgumentParser, window_help: str) -> None:
