@@ -90,7 +90,7 @@ def evaluate(scores: dict, target: float, calibrate_on: str) -> dict:
     other normal test clip, never seen; the events are then counted on the remaining test clips)."""
     from data.decode import SNIPPET_FRAMES
     from pipeline.calibrate.calibrator import SECONDS_PER_HOUR, choose_threshold
-    from pipeline.watch.hysteresis import HysteresisConfig, hysteresis_events
+    from pipeline.watch.rule import AlertRule
 
     hours = lambda n: n * SNIPPET_FRAMES / accuracy.FPS / SECONDS_PER_HOUR  # noqa: E731
     test = scores["test"]
@@ -102,13 +102,13 @@ def evaluate(scores: dict, target: float, calibrate_on: str) -> dict:
         calibration = [test[i][1] for i in sorted(held)]
         test = [v for i, v in enumerate(test) if i not in held]
     choice = choose_threshold(calibration, hours(sum(len(s) for s in calibration)), target)
-    config = HysteresisConfig(choice.threshold)
+    rule = AlertRule(choice.threshold)
     intervals = detected = false = 0
     normal_snippets = 0
     for entry, s in test:
         truth = anomalous_snippets(scores["spec"], entry, len(s))
         normal_snippets += int((~truth).sum())
-        events = hysteresis_events(s, config)
+        events = rule.events(s)
         for first, last in runs_of(truth):
             intervals += 1
             detected += any(a <= last and b >= first for a, b in events)

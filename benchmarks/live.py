@@ -63,6 +63,7 @@ def run_streams(model, videos: list[Path], duration_s: float, out: Path) -> dict
     """N = len(videos) loopback streams watched for ``duration_s``; the measures of one rung."""
     import numpy as np
 
+    from pipeline.watch.rule import AlertRule
     from pipeline.watch.watcher import Watch, WatchConfig, resident_mb
     from pipeline.testing.replay import ReplayServer
     from pipeline.watch.sources import Camera, ReconnectPolicy
@@ -73,7 +74,7 @@ def run_streams(model, videos: list[Path], duration_s: float, out: Path) -> dict
         for s in servers:
             s.start()
         cameras = [Camera(f"cam{i + 1}", s.url) for i, s in enumerate(servers)]
-        config = WatchConfig(out, threshold=0.5, threshold_source="benchmark", policy=ReconnectPolicy(
+        config = WatchConfig(out, rule=AlertRule(0.5), threshold_source="benchmark", policy=ReconnectPolicy(
             initial_s=0.2, stall_timeout_s=5.0))
         watch = Watch(cameras, model, config, stop)
         timer = threading.Timer(duration_s, stop.set)

@@ -31,6 +31,7 @@ from pipeline import defaults as d
 from pipeline import methods
 from pipeline.errors import InputError, UsageError, UserError
 from pipeline.pairs import parse_pairs, split_list
+from pipeline.watch.rule import AlertRule  # numpy only
 
 if TYPE_CHECKING:  # the heavy modules load when a function runs, not on import
     from pipeline.detect.detector import Detection
@@ -482,9 +483,9 @@ class DetectResult(Sequence):
     warnings: list[str] = field(default_factory=list)
     frames: int = 0  # frames decoded now (store) or scored (onnx)
     seconds: float = 0.0
-    threshold: float = d.FALSE_ALARM_THRESHOLD  # the one used: threshold=, else the calibration's, else 0.5
+    threshold: float = d.FALSE_ALARM_THRESHOLD  # the one used: the rule's, else the calibration's, else 0.5
     threshold_source: str = ""  # "--threshold", "calibration (1 false alarm/h on 0.3 h)", "uncalibrated default 0.5"
-    rule: Any = None  # the pipeline.watch.hysteresis.HysteresisConfig of the events (its threshold is ``threshold``)
+    rule: AlertRule | None = None  # the alert rule of the events (its threshold is ``threshold``)
     written: list[list[Path]] = field(default_factory=list)  # per detection: every file written, overlay last
 
     def __getitem__(self, i):
@@ -496,26 +497,19 @@ class DetectResult(Sequence):
 
 def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = None, run: Any = None,
            onnx: PathLike | None = None, out: PathLike = d.DETECT_OUT, overlay: PathLike | None = None,
-           threshold: float | None = None, weights: Mapping[str, str] | Sequence[str] | None = None,
+           rule: AlertRule | None = None, weights: Mapping[str, str] | Sequence[str] | None = None,
            device: str = d.DEFAULT_DEVICE, timeline: str | None = None, batch_size: int = d.DETECT_BATCH_SIZE,
-           progress: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S, open_after: int | None = None,
-           close_after: int | None = None) -> DetectResult:
+           progress: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S) -> DetectResult:
     """Score new videos with a run of ``store`` (default: its most recent student) or, with ``onnx``, with an
-    exported student alone; writes ``<out>/<name>.csv/.json/.png`` (and the ``overlay``) per video. ``threshold``
-    None: the offline threshold of the run's (or export's) calibration (:func:`calibrate`), else
-    ``defaults.FALSE_ALARM_THRESHOLD``. Each video's events are those of the hysteresis rule ``dakd watch`` alerts
-    with and :func:`calibrate` counts (``open_after`` / ``close_after`` None: its defaults)."""
-    from pipeline.watch.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig  # numpy only
-
+    exported student alone; writes ``<out>/<name>.csv/.json/.png`` (and the ``overlay``) per video. Each video's
+    events are those of ``rule`` (:class:`AlertRule`, None: its defaults), the rule ``dakd watch`` alerts with and
+    :func:`calibrate` counts; its threshold None: the offline threshold of the run's (or export's) calibration
+    (:func:`calibrate`), else ``defaults.FALSE_ALARM_THRESHOLD``."""
     paths = [str(p) for p in ([videos] if isinstance(videos, (str, Path)) else videos)]
     if batch_size < 1:
         raise UsageError("`batch_size` must be at least 1")
     _check_decode_timeout(decode_timeout_s)
-    open_after = OPEN_AFTER if open_after is None else open_after
-    close_after = CLOSE_AFTER if close_after is None else close_after
-    for name, value in (("open_after", open_after), ("close_after", close_after)):
-        if value < 1:
-            raise UsageError(f"`{name}` must be at least 1, got {value}")
+    rule = _rule(rule)
     if onnx is None and store is None:
         raise UsageError("pass `store` (the store holding the run) or `onnx` (an export folder of a student)")
     weights = _pairs(weights, "weights", "NAME=PATH (or NAME=random)", split_commas=True)
@@ -532,23 +526,31 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide
         raise InputError(str(exc)) from exc
     detections, model, failures, warnings, frames, seconds = res
-    from pipeline.calibrate.calibrator import load_calibration, threshold_for  # --threshold, else the calibration's
+    from pipeline.runs import calibrated_counts, load_calibration, threshold_for  # given, else the calibration's
 
-    calibration = load_calibration(model.folder) if threshold is None and model.folder is not None else None
-    threshold, threshold_source = threshold_for(calibration, "offline", threshold)
-    if calibration is not None and (calibration.get("open_after"), calibration.get("close_after")) not in (
-            (None, None), (open_after, close_after)):
-        warnings.append(f"the offline threshold was calibrated with events opening after "
-                        f"{calibration['open_after']} and closing after {calibration['close_after']} snippets, these "
-                        f"events open after {open_after} and close after {close_after}: pass `open_after` "
-                        f"{calibration['open_after']} and `close_after` {calibration['close_after']} for the "
+    calibration = load_calibration(model.folder) if rule.threshold is None and model.folder is not None else None
+    threshold, threshold_source = threshold_for(calibration, "offline", rule.threshold)
+    counts = calibrated_counts(calibration) if calibration is not None else None
+    if counts is not None and counts != (rule.open_after, rule.close_after):
+        warnings.append(f"the offline threshold was calibrated with events opening after {counts[0]} and closing "
+                        f"after {counts[1]} snippets, these events open after {rule.open_after} and close after "
+                        f"{rule.close_after}: pass `open_after` {counts[0]} and `close_after` {counts[1]} for the "
                         "calibrated false-alarm rate")
-    rule = HysteresisConfig(threshold, open_after, close_after)
+    rule = rule.with_threshold(threshold)
     written = detection.write_all(detections, model, Path(out), rule, Path(overlay) if overlay else None)
     return DetectResult(detections, Path(out), model.label if model.engine == detection.ENGINE_ONNX else
                         f"{model.stage} {model.run[:12]}", model.engine, [w.stem for w in written],
                         [w.events for w in written], _failures(failures), warnings, frames, seconds, threshold,
                         threshold_source, rule, [w.files for w in written])
+
+
+def _rule(rule: AlertRule | None) -> AlertRule:
+    """``rule``, or the default :class:`AlertRule` (threshold from the calibration) when None."""
+    if rule is None:
+        return AlertRule()
+    if not isinstance(rule, AlertRule):
+        raise UsageError(f"`rule` must be a pipeline.watch.rule.AlertRule, got {type(rule).__name__}")
+    return rule
 
 
 def _check_run_inputs(paths: list[str] | None, store: PathLike | None, run: Any, *, command: str) -> None:
@@ -592,16 +594,18 @@ class CalibrateResult:
 
 def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[PathLike] | None = None,
               split: str | None = None, false_alarms_per_hour: float = d.CALIBRATE_FALSE_ALARMS_PER_HOUR,
-              open_after: int | None = None, close_after: int | None = None, window: int | None = None,
+              rule: AlertRule | None = None, window: int | None = None,
               out: PathLike | None = None, weights: Mapping[str, str] | Sequence[str] | None = None,
               device: str = d.DEFAULT_DEVICE, batch_size: int = d.CALIBRATE_BATCH_SIZE,
               progress: bool = False) -> CalibrateResult:
     """Choose ``run``'s thresholds (live and offline scores) for ``false_alarms_per_hour`` hysteresis events per
     hour on normal footage: ``normal`` videos or folders (extracted as :func:`detect` does), or ``split="val"``,
     the normal videos of the run's validation split. Writes ``<run folder>/calibration.json`` (or ``out``) and
-    updates the run's ``export/export.json``. ``open_after`` / ``close_after`` None: the hysteresis defaults."""
-    from pipeline.watch.hysteresis import CLOSE_AFTER, OPEN_AFTER
-
+    updates the run's ``export/export.json``. ``rule``: the :class:`AlertRule` whose events are counted, without a
+    threshold (None: its defaults)."""
+    rule = _rule(rule)
+    if rule.threshold is not None:
+        raise UsageError(f"calibrate chooses the threshold: pass a `rule` without one (got {rule.threshold})")
     if store is None:
         raise UsageError(f"no store given: pass `store` (or set ${d.STORE_ENV})")
     if batch_size < 1:
@@ -615,10 +619,8 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
 
     try:
         done = calibration.calibrate_run(
-            store, _ref(run), normal=paths, split=split, target=float(false_alarms_per_hour),
-            open_after=OPEN_AFTER if open_after is None else open_after,
-            close_after=CLOSE_AFTER if close_after is None else close_after, window=window,
-            out=Path(out) if out else None, weights=weights, device=device, batch_size=batch_size,
+            store, _ref(run), normal=paths, split=split, target=float(false_alarms_per_hour), rule=rule,
+            window=window, out=Path(out) if out else None, weights=weights, device=device, batch_size=batch_size,
             progress=progress)
     except ValueError as exc:  # BadFile and a bad option are ValueErrors
         raise InputError(str(exc)) from exc
@@ -632,7 +634,7 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
 def watch(sources: Sequence[str] = (), *, cameras: PathLike | None = None, store: PathLike | None = None,
           run: Any = None, onnx: PathLike | None = None, realtime: bool = False, follow: bool = False,
           format: str | None = None, options: Mapping[str, str] | Sequence[str] | None = None,
-          threshold: float | None = None, open_after: int | None = None, close_after: int | None = None,
+          rule: AlertRule | None = None,
           window: int | None = None,
           out: PathLike = d.WATCH_OUT, webhook: str | None = None, clips: bool = False,
           pre_roll_s: float = d.WATCH_PRE_ROLL_S, post_roll_s: float = d.WATCH_POST_ROLL_S,
@@ -642,19 +644,19 @@ def watch(sources: Sequence[str] = (), *, cameras: PathLike | None = None, store
           device: str = d.DEFAULT_DEVICE, stop=None):
     """Score camera streams (``sources``: ``[NAME=]SOURCE``, and/or a ``cameras`` YAML list) with a run of
     ``store`` (``run`` None: its most recent student) or an ``onnx`` export, until every source ended or ``stop``
-    (a ``threading.Event``) is set. ``threshold`` None: the live threshold of the model's calibration, else
-    ``defaults.FALSE_ALARM_THRESHOLD``. Returns :class:`pipeline.watch.watcher.WatchSummary`; raises UserError."""
-    from pipeline.calibrate.calibrator import load_calibration, threshold_for
+    (a ``threading.Event``) is set. ``rule``: the :class:`AlertRule` of the events (None: its defaults); its threshold
+    None: the live threshold of the model's calibration, else ``defaults.FALSE_ALARM_THRESHOLD``. Returns
+    :class:`pipeline.watch.watcher.WatchSummary`; raises UserError."""
+    from pipeline.runs import calibrated_window, load_calibration, threshold_for
     from pipeline.watch import model as live_model, watcher
     from pipeline.watch.cameras import CameraListError, cameras_from
-    from pipeline.watch.hysteresis import CLOSE_AFTER, OPEN_AFTER
     from pipeline.watch.sources import ReconnectPolicy
 
     if (store is None) == (onnx is None):
         raise UsageError(f"pass the model: `store` [and `run`] (or set ${d.STORE_ENV}) or `onnx` (an export folder)")
+    rule = _rule(rule)
     for name, value, least in (("batch_size", batch_size, 1), ("queue_size", queue_size, 1),
-                               ("keep_days", keep_days, 1), ("window", window or 1, 1),
-                               ("open_after", open_after or 1, 1), ("close_after", close_after or 1, 1)):
+                               ("keep_days", keep_days, 1), ("window", window or 1, 1)):
         if value < least:
             raise UsageError(f"`{name}` must be at least {least}, got {value}")
     if not stall_timeout_s > 0:
@@ -673,17 +675,16 @@ def watch(sources: Sequence[str] = (), *, cameras: PathLike | None = None, store
                                         window=window)
         except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide
             raise InputError(str(exc)) from exc
-    calibration = load_calibration(model.folder) if threshold is None and model.folder else None
-    value, source = threshold_for(calibration, "live", threshold)
-    if calibration is not None and calibration.get("window") not in (None, model.window):
+    calibration = load_calibration(model.folder) if rule.threshold is None and model.folder else None
+    value, source = threshold_for(calibration, "live", rule.threshold)
+    if calibration is not None and calibrated_window(calibration) not in (None, model.window):
         import logging
 
         logging.getLogger("pipeline.watch").warning(
             "the live threshold was calibrated with a window of %s snippets, this watch scores over %d: calibrate "
-            "again with `window` %d (or watch with `window` %s)", calibration["window"], model.window, model.window,
-            calibration["window"])
+            "again with `window` %d (or watch with `window` %s)", calibrated_window(calibration), model.window,
+            model.window, calibrated_window(calibration))
     config = watcher.WatchConfig(
-        Path(out), value, source, OPEN_AFTER if open_after is None else open_after,
-        CLOSE_AFTER if close_after is None else close_after, webhook, clips, pre_roll_s, post_roll_s, batch_size,
+        Path(out), rule.with_threshold(value), source, webhook, clips, pre_roll_s, post_roll_s, batch_size,
         queue_size, keep_days, ReconnectPolicy(stall_timeout_s=stall_timeout_s, give_up_after=give_up_after))
     return watcher.Watch(camera_list, model, config, stop).run()

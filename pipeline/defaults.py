@@ -55,7 +55,6 @@ DETECT_BATCH_SIZE = 8  # snippets per backbone forward pass (eager, and the back
 FALSE_ALARM_THRESHOLD = 0.5  # a normal-video frame with score >= this counts as a false alarm (and detect marks it)
 
 # -- calibrate ------------------------------------------------------------------------------------------------
-CALIBRATION_FILE = "calibration.json"  # in the run folder; also the "calibration" key of an export's export.json
 CALIBRATE_FALSE_ALARMS_PER_HOUR = 1.0  # the target: hysteresis events per hour of normal footage
 CALIBRATE_SPLITS = ("val",)  # --split: the normal videos of the run's own validation split
 CALIBRATE_BATCH_SIZE = DETECT_BATCH_SIZE  # snippets per backbone forward pass when --normal videos are extracted
@@ -71,6 +70,8 @@ WATCH_BATCH_SIZE = 16  # snippets of any cameras embedded in one forward pass: a
 WATCH_QUEUE_SIZE = 64  # snippets waiting to be scored, all cameras; beyond it the oldest is dropped
 
 # -- export ---------------------------------------------------------------------------------------------------
+EXPORT_FOLDER = "export"  # an export's default folder below its run folder (the run's calibration updates it)
+EXPORT_JSON = "export.json"  # in an export folder: the export's settings and its run's calibration
 # Longest video (in snippets) an export accepts: above UCF-Crime's longest test video (6750 snippets).
 DEFAULT_MAX_SNIPPETS = 8192
 

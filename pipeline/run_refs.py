@@ -1,7 +1,10 @@
-"""Finding a run by reference without torch: the store it lives in, its folder from a key prefix or a path, and
-the store's latest finished run of a stage. The commands resolve ``--store`` and the run references here first,
-so a missing store or an unknown run key is named at once, before torch and the checkpoint are loaded
-(:mod:`pipeline.runs` loads them and re-exports these names)."""
+"""Finding a run without torch, through the store's manifest (its ``runs`` table, :meth:`FeatureStore.runs`), the
+one way every command finds one: :func:`find_run_folder` resolves a reference (a key prefix of
+:data:`MIN_PREFIX`+ characters, or a run folder or its checkpoint.pt) and :func:`latest_run` names the store's
+latest finished run of a stage (detect's and watch's default model). A run is *finished* when its row is ``done``
+and its folder holds its checkpoint (:func:`finished_runs`). The commands resolve ``--store`` and the run
+references here first, so a missing store or an unknown run key is named at once, before torch and the checkpoint
+are loaded (:mod:`pipeline.runs` loads them and re-exports these names)."""
 
 from __future__ import annotations
 
@@ -18,33 +21,49 @@ class RunNotFound(UserError):
     """The run reference matches no finished run (or several); the message says what exists."""
 
 
+def finished_runs(store: FeatureStore, stage: str | None = None) -> list[dict]:
+    """The manifest rows (:meth:`FeatureStore.runs`, oldest first) of the store's finished runs of ``stage`` (None:
+    every stage): status ``done`` and a checkpoint in the run's folder."""
+    return [r for r in store.runs(stage)
+            if r["status"] == "done" and (store.root / r["folder"] / CHECKPOINT_FILE).is_file()]
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def find_run_folder(store: FeatureStore, ref: str, stage: str | None = None) -> Path:
-    """A run folder from a path (run folder or its checkpoint.pt) or a unique key prefix (at least
-    :data:`MIN_PREFIX` characters). Raises :class:`RunNotFound` listing the store's finished runs."""
+    """The folder of the finished run (of ``stage``, None: any) that ``ref`` names in the store's manifest: a run
+    folder (or its checkpoint.pt) or a unique key prefix of at least :data:`MIN_PREFIX` characters. Raises
+    :class:`RunNotFound` listing the store's finished runs."""
     path = Path(ref)
-    if path.is_file() and path.name == CHECKPOINT_FILE:
-        return path.parent
-    if (path / CHECKPOINT_FILE).is_file():
-        return path
-    stages = [stage] if stage else [p.name for p in sorted((store.root / "runs").glob("*")) if p.is_dir()]
-    matches = [folder for s in stages for folder in sorted((store.root / "runs" / s).glob(f"{ref}*"))
-               if (folder / CHECKPOINT_FILE).is_file()] if len(ref) >= MIN_PREFIX else []
+    if path.name == CHECKPOINT_FILE and path.is_file():
+        path = path.parent
+    runs = finished_runs(store, stage)
+    if path.is_dir():
+        matches = [r for r in runs if _same_folder(store.root / r["folder"], path)]
+    else:
+        matches = [r for r in runs if r["key"].startswith(ref)] if len(ref) >= MIN_PREFIX else []
     if len(matches) == 1:
-        return matches[0]
-    finished = [f"{r['stage']} {r['key'][:12]}" for r in store.runs(stage) if r["status"] == "done"]
+        return store.root / matches[0]["folder"]
+    finished = [f"{r['stage']} {r['key'][:12]}" for r in runs]
     what = "several runs" if matches else "no finished run"
-    raise RunNotFound(f"{ref!r} matches {what} in {store.root} (give a run folder or a unique key prefix of "
-                      f"{MIN_PREFIX}+ characters; dakd store {store.root} --runs lists them); finished runs: "
-                      f"{', '.join(finished) or 'none'}")
+    where = f" among the {stage} runs" if stage else ""
+    raise RunNotFound(f"{ref!r} matches {what}{where} in {store.root} (give a run folder of this store or a unique "
+                      f"key prefix of {MIN_PREFIX}+ characters; dakd store {store.root} --runs lists them); finished "
+                      f"runs: {', '.join(finished) or 'none'}")
 
 
 def latest_run(store: FeatureStore, stage: str) -> str:
-    """The key of the store's most recent finished run of ``stage`` (the default of ``--model``). Raises
-    UserError when there is none."""
-    done = [r for r in store.runs(stage) if r["status"] == "done"]
+    """The key of the store's most recent finished run of ``stage`` (the default of ``run``). Raises
+    :class:`RunNotFound` when there is none."""
+    done = finished_runs(store, stage)
     if not done:
-        raise UserError(f"{store.root} holds no finished {stage} run: pass --model RUN (a run key prefix or "
-                        f"folder; dakd store {store.root} --runs lists them) or train one")
+        raise RunNotFound(f"{store.root} holds no finished {stage} run: pass `run` (a run key prefix or "
+                          f"folder; dakd store {store.root} --runs lists them) or train one")
     return done[-1]["key"]
 
 
@@ -55,4 +74,4 @@ def open_run_store(path) -> FeatureStore:
     try:
         return open_store(path, create=False)
     except UserError as exc:
-        raise InputError(f"{exc} (pass the --store the run was trained in)") from exc
+        raise InputError(f"{exc} (pass the `store` the run was trained in)") from exc

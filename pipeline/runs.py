@@ -6,12 +6,21 @@ Layout: ``<store>/runs/<stage>/<key>/`` holds
   "dataset", "teacher", "teachers", "model", "heads", "epoch", "metrics"}``, the model chosen on the validation
   split (``teacher``: the student's teacher run; ``teachers``: every teacher run, the lightning student's);
 - ``config.json`` (the resolved config), ``metrics.json``, ``log.jsonl`` (one line per epoch);
-- ``state.pt`` while training: the latest epoch's full state, so a killed run resumes where it stopped.
+- ``state.pt`` while training: the latest epoch's full state, so a killed run resumes where it stopped;
+- ``calibration.json`` once calibrated (``dakd calibrate``): the record this module alone writes and reads
+  (:func:`calibration_record`, :func:`write_calibration`, :func:`load_calibration`), also kept as the
+  ``"calibration"`` of the run's export's ``export.json``.
+
+A run is found by reference (a key prefix or its folder) or as the latest of a stage through the store's manifest
+(:mod:`pipeline.run_refs`, torch-free, whose names are re-exported here).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -26,11 +35,12 @@ from models.lanet import LANet
 from models.lightning_student import LightningStudent
 from models.vad_model import VADModel
 from pipeline import methods
-from pipeline.atomic import atomic_write
+from pipeline.atomic import atomic_write, atomic_write_json
 from pipeline.config import RunConfig, config_from_dict
-from pipeline.errors import UserError
+from pipeline.defaults import EXPORT_FOLDER, EXPORT_JSON, FALSE_ALARM_THRESHOLD
+from pipeline.errors import InputError, UserError
 from pipeline.keys import hash_json
-from pipeline.run_refs import RunNotFound, find_run_folder, open_run_store  # noqa: F401 (re-exported)
+from pipeline.run_refs import RunNotFound, find_run_folder, latest_run, open_run_store  # noqa: F401 (re-exported)
 from pipeline.store import FeatureStore
 
 CODE_VERSION = "train-2"  # bump when a change to the training code changes what a run produces
@@ -38,6 +48,10 @@ CHECKPOINT_FORMAT = 1
 # What every checkpoint of CHECKPOINT_FORMAT holds (the rest, e.g. "teachers", "heads", may be absent).
 CHECKPOINT_KEYS = ("format", "key", "stage", "config", "backbones", "input_dims", "fingerprints", "model")
 CHECKPOINT_WHAT = "the run's checkpoint"
+CALIBRATION_FILE = "calibration.json"  # in the run folder; also the "calibration" of its export's export.json
+CALIBRATION_KINDS = ("live", "offline")  # live: dakd watch's causal windowed scores; offline: dakd detect's
+CALIBRATION_REQUIRED = ("thresholds", "target_false_alarms_per_hour", "hours")  # what load_calibration checks
+CALIBRATE_FIX = "dakd calibrate RUN --store S --normal VIDEO_OR_FOLDER... (or --split val)"
 
 
 def run_key(config: RunConfig, *, train_entries: list[tuple[str, int]], feature_keys: list[str],
@@ -139,3 +153,121 @@ def load_run(store: FeatureStore, ref: str, stage: str | None = None) -> LoadedR
     model = build_model(checkpoint, path, fix)
     return LoadedRun(key=checkpoint["key"], folder=folder, checkpoint=checkpoint,
                      config=config_from_dict(checkpoint["config"]), model=model)
+
+
+# -- the calibration record ------------------------------------------------------------------------------------
+def calibration_record(run_key: str, stage: str, *, rule, window: int, target: float, hours: float,
+                       videos: list[str], n_snippets: int, choices: dict, zero_events_only: bool,
+                       source: str) -> dict:
+    """calibration.json's content. ``rule``: the :class:`pipeline.watch.rule.AlertRule` whose events were counted
+    (its ``open_after`` / ``close_after`` are recorded; the thresholds are the chosen ones); ``choices``: per kind
+    of :data:`CALIBRATION_KINDS`, its choice (``.threshold``, ``.events``, ``.margin``:
+    ``pipeline.calibrate.calibrator.Choice``)."""
+    return {
+        "run": run_key, "stage": stage, "target_false_alarms_per_hour": target, "hours": hours,
+        "videos": list(videos), "n_snippets": int(n_snippets),
+        "open_after": int(rule.open_after), "close_after": int(rule.close_after), "window": window,
+        "thresholds": {kind: c.threshold for kind, c in choices.items()},
+        "false_alarms": {kind: c.events for kind, c in choices.items()},
+        "margins": {kind: c.margin for kind, c in choices.items()},
+        "zero_events_only": zero_events_only, "source": source,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_calibration(record: dict, run_folder: Path, out: Path | None) -> tuple[Path, Path | None]:
+    """Write ``record`` to ``out`` or ``<run folder>/calibration.json``; with the latter, also into the run's
+    default export folder's export.json when there is one. Returns (file written, export.json updated or None)."""
+    if out is not None:
+        return atomic_write_json(out, record), None
+    path = atomic_write_json(run_folder / CALIBRATION_FILE, record)
+    export = run_folder / EXPORT_FOLDER / EXPORT_JSON
+    if export.is_file():
+        try:
+            info = json.loads(export.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{export} cannot be read ({type(exc).__name__}: {exc}), so its calibration was not "
+                             f"updated ({path} was written): export the run again with dakd export "
+                             f"{record['run'][:12]} --store S") from None
+        if isinstance(info, dict):
+            info["calibration"] = record
+            atomic_write_json(export, info)
+            return path, export
+    return path, None
+
+
+def _damaged(path: Path, why: str) -> UserError:
+    return InputError(f"{path} holds no readable calibration ({why}): calibrate the run again with "
+                      f"{CALIBRATE_FIX}")
+
+
+def _checked(calibration, path: Path) -> dict:
+    if not isinstance(calibration, dict):
+        raise _damaged(path, f"a JSON {type(calibration).__name__} where an object belongs")
+    missing = [k for k in CALIBRATION_REQUIRED if k not in calibration]
+    if missing:
+        raise _damaged(path, f"no {', '.join(missing)}")
+    thresholds = calibration["thresholds"]
+    if not isinstance(thresholds, dict):
+        raise _damaged(path, "its thresholds are not an object")
+    for kind in CALIBRATION_KINDS:
+        value = thresholds.get(kind)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise _damaged(path, f"its {kind} threshold is {value!r}, not a number")
+    return calibration
+
+
+def load_calibration(folder: str | Path) -> dict | None:
+    """The calibration of a run folder (its ``calibration.json``) or of an export folder (``export.json``'s
+    ``"calibration"``); a calibration JSON file's path works too. None when there is none. Raises UserError naming
+    the file and the fix when it cannot be read."""
+    folder = Path(folder)
+    if folder.is_file():
+        path, inside_export = folder, folder.name == EXPORT_JSON
+    elif (folder / CALIBRATION_FILE).is_file():
+        path, inside_export = folder / CALIBRATION_FILE, False
+    elif (folder / EXPORT_JSON).is_file():
+        path, inside_export = folder / EXPORT_JSON, True
+    else:
+        return None
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _damaged(path, f"{type(exc).__name__}: {exc}") from None
+    if inside_export:
+        if not isinstance(content, dict):
+            raise _damaged(path, "not a JSON object")
+        content = content.get("calibration")
+        if content is None:
+            return None
+    return _checked(content, path)
+
+
+def calibration_source(calibration: dict) -> str:
+    """``calibration (1 false alarm/h on 0.3 h)``: where a threshold came from, for a summary line."""
+    target, hours = calibration["target_false_alarms_per_hour"], calibration["hours"]
+    return f"calibration ({target:g} false alarm{'' if target == 1 else 's'}/h on {hours:.2g} h)"
+
+
+def threshold_for(calibration: dict | None, kind: str, explicit: float | None) -> tuple[float, str]:
+    """(threshold, where it came from) for scores of ``kind`` (``"live"`` or ``"offline"``): ``explicit`` (a
+    ``--threshold``) first, then the calibration's, else the uncalibrated default."""
+    if kind not in CALIBRATION_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(CALIBRATION_KINDS)}, got {kind!r}")
+    if explicit is not None:
+        return float(explicit), "--threshold"
+    if calibration is not None:
+        return float(calibration["thresholds"][kind]), calibration_source(calibration)
+    return FALSE_ALARM_THRESHOLD, f"uncalibrated default {FALSE_ALARM_THRESHOLD:g}"
+
+
+def calibrated_counts(calibration: dict) -> tuple[int, int] | None:
+    """(open_after, close_after) of the rule the calibration counted events with; None when it does not say."""
+    if calibration.get("open_after") is None and calibration.get("close_after") is None:
+        return None
+    return calibration.get("open_after"), calibration.get("close_after")
+
+
+def calibrated_window(calibration: dict) -> int | None:
+    """The live window (snippets) the calibration scored with; None when it does not say."""
+    return calibration.get("window")

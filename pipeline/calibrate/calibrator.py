@@ -1,15 +1,15 @@
 """Calibration, the engine of ``pipeline.calibrate`` (the typed API ``pipeline.api.calibrate``): the threshold that
 gives a target false-alarm rate on normal footage, stored with the run (``<run folder>/calibration.json``) and in
-its export (``export.json``'s ``"calibration"``), which ``dakd detect`` and ``dakd watch`` use unless
-``--threshold`` is given.
+its export (``export.json``'s ``"calibration"``; both written and read by :mod:`pipeline.runs`), which ``dakd
+detect`` and ``dakd watch`` use unless ``--threshold`` is given.
 
-A false alarm is an *event* of the hysteresis rule (:mod:`pipeline.watch.hysteresis`: it opens after ``open_after``
+A false alarm is an *event* of the alert rule (:class:`pipeline.watch.rule.AlertRule`: it opens after ``open_after``
 snippets at or above the threshold and closes after ``close_after`` below) on footage known to be normal; the rate
 is events per hour of that footage. Two score kinds are calibrated, since they differ: ``live``, the causal
 windowed scores ``dakd watch`` raises alerts on (:func:`pipeline.watch.scoring.windowed_scores`), and ``offline``,
 the whole-video scores ``dakd detect`` marks (:func:`pipeline.evaluate.scoring.score_snippets`).
 
-The events are counted by :func:`pipeline.watch.hysteresis.hysteresis_events`, the rule ``dakd detect`` reports
+The events are counted by :meth:`pipeline.watch.rule.AlertRule.count`, the rule ``dakd detect`` reports
 and ``dakd watch`` runs, so the false alarms calibration counts are those detect finds on the same footage at the
 calibrated threshold.
 
@@ -28,29 +28,22 @@ measure.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from data.decode import SNIPPET_FRAMES
-from pipeline.defaults import CALIBRATION_FILE, FALSE_ALARM_THRESHOLD
 from pipeline.errors import InputError, UsageError, UserError
-from pipeline.detect.onnx_scorer import EXPORT_JSON, TOLERANCE
-from pipeline.watch.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig, count_events
+from pipeline.detect.onnx_scorer import TOLERANCE
+from pipeline.watch.rule import AlertRule
 
-KINDS = ("live", "offline")  # live: dakd watch's causal windowed scores; offline: dakd detect's whole-video ones
 SOURCE_NORMAL = "normal"  # footage given with --normal
 SOURCE_SPLIT = "split:{split}"  # the run's own validation split
 SECONDS_PER_HOUR = 3600.0
-EXPORT_FOLDER = "export"  # pipeline.export's default --out below the run folder, whose export.json is updated too
-CALIBRATE_FIX = "dakd calibrate RUN --store S --normal VIDEO_OR_FOLDER... (or --split val)"
-REQUIRED_KEYS = ("thresholds", "target_false_alarms_per_hour", "hours")  # what load_calibration checks
 # How far outside the footage's scores the lowest and highest candidate thresholds lie: 10 x the largest eager vs
 # exported score difference an export accepts, so that no engine puts the top snippet above the top candidate.
 OUTSIDE_MARGIN = 10 * TOLERANCE
@@ -77,11 +70,6 @@ class NormalScores:
 
 
 # -- choosing the threshold ------------------------------------------------------------------------------------
-def total_events(videos: Sequence[np.ndarray], threshold: float, open_after: int, close_after: int) -> int:
-    """Events of the hysteresis rule over every video (the rule restarts with each video)."""
-    return count_events(videos, HysteresisConfig(float(threshold), open_after, close_after))
-
-
 def candidates(videos: Sequence[np.ndarray]) -> np.ndarray:
     """float64, ascending, none equal to a score: ``OUTSIDE_MARGIN`` below the lowest distinct score, the midpoints
     between consecutive distinct scores, ``OUTSIDE_MARGIN`` above the highest (no snippet above: no event)."""
@@ -96,9 +84,10 @@ def margin(videos: Sequence[np.ndarray], threshold: float) -> float:
     return float(np.abs(values - threshold).min())
 
 
-def choose_threshold(videos: Sequence[np.ndarray], hours: float, target: float, *, open_after: int = OPEN_AFTER,
-                     close_after: int = CLOSE_AFTER) -> Choice:
-    """The smallest candidate t with a rate <= ``target`` events/hour at t and at every candidate above it.
+def choose_threshold(videos: Sequence[np.ndarray], hours: float, target: float,
+                     rule: AlertRule = AlertRule()) -> Choice:
+    """The smallest candidate t with a rate <= ``target`` events/hour of ``rule`` at t (``rule.with_threshold(t)``;
+    its own threshold is not used) and at every candidate above it.
 
     videos: per normal video its snippet scores ``[T_v]``; hours: their total length. Walks the candidates from
     the top down and stops at the first one over the target (so it counts only the candidates above the result
@@ -112,7 +101,7 @@ def choose_threshold(videos: Sequence[np.ndarray], hours: float, target: float, 
     values = candidates(videos)
     best = float(values[-1]), 0
     for t in values[::-1][1:]:
-        n = total_events(videos, float(t), open_after, close_after)
+        n = rule.with_threshold(float(t)).count(videos)
         if n > allowed:
             break
         best = float(t), n
@@ -125,78 +114,14 @@ def zero_events_only(hours: float, target: float) -> bool:
     return hours * target < 1.0
 
 
-def calibrate_scores(videos: Sequence[NormalScores], target: float, *, open_after: int,
-                     close_after: int) -> dict[str, Choice]:
-    """kind -> its :class:`Choice` over ``videos``."""
+def calibrate_scores(videos: Sequence[NormalScores], target: float, rule: AlertRule) -> dict[str, Choice]:
+    """kind (``pipeline.runs.CALIBRATION_KINDS``) -> its :class:`Choice` over ``videos`` (events of ``rule`` at
+    each candidate threshold)."""
+    from pipeline.runs import CALIBRATION_KINDS  # torch: imported when calibrating, not with this module
+
     hours = sum(v.hours for v in videos)
-    return {kind: choose_threshold([getattr(v, kind) for v in videos], hours, target, open_after=open_after,
-                                   close_after=close_after) for kind in KINDS}
-
-
-# -- reading it back -------------------------------------------------------------------------------------------
-def _damaged(path: Path, why: str) -> UserError:
-    return InputError(f"{path} holds no readable calibration ({why}): calibrate the run again with "
-                      f"{CALIBRATE_FIX}")
-
-
-def _checked(calibration, path: Path) -> dict:
-    if not isinstance(calibration, dict):
-        raise _damaged(path, f"a JSON {type(calibration).__name__} where an object belongs")
-    missing = [k for k in REQUIRED_KEYS if k not in calibration]
-    if missing:
-        raise _damaged(path, f"no {', '.join(missing)}")
-    thresholds = calibration["thresholds"]
-    if not isinstance(thresholds, dict):
-        raise _damaged(path, "its thresholds are not an object")
-    for kind in KINDS:
-        value = thresholds.get(kind)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise _damaged(path, f"its {kind} threshold is {value!r}, not a number")
-    return calibration
-
-
-def load_calibration(folder: str | Path) -> dict | None:
-    """The calibration of a run folder (its ``calibration.json``) or of an export folder (``export.json``'s
-    ``"calibration"``); a calibration JSON file's path works too. None when there is none. Raises UserError naming
-    the file and the fix when it cannot be read."""
-    folder = Path(folder)
-    if folder.is_file():
-        path, inside_export = folder, folder.name == EXPORT_JSON
-    elif (folder / CALIBRATION_FILE).is_file():
-        path, inside_export = folder / CALIBRATION_FILE, False
-    elif (folder / EXPORT_JSON).is_file():
-        path, inside_export = folder / EXPORT_JSON, True
-    else:
-        return None
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise _damaged(path, f"{type(exc).__name__}: {exc}") from None
-    if inside_export:
-        if not isinstance(content, dict):
-            raise _damaged(path, "not a JSON object")
-        content = content.get("calibration")
-        if content is None:
-            return None
-    return _checked(content, path)
-
-
-def describe(calibration: dict) -> str:
-    """``calibration (1 false alarm/h on 0.3 h)``: where a threshold came from, for a summary line."""
-    target, hours = calibration["target_false_alarms_per_hour"], calibration["hours"]
-    return f"calibration ({target:g} false alarm{'' if target == 1 else 's'}/h on {hours:.2g} h)"
-
-
-def threshold_for(calibration: dict | None, kind: str, explicit: float | None) -> tuple[float, str]:
-    """(threshold, where it came from) for scores of ``kind`` (``"live"`` or ``"offline"``): ``explicit`` (a
-    ``--threshold``) first, then the calibration's, else the uncalibrated default."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if explicit is not None:
-        return float(explicit), "--threshold"
-    if calibration is not None:
-        return float(calibration["thresholds"][kind]), describe(calibration)
-    return FALSE_ALARM_THRESHOLD, f"uncalibrated default {FALSE_ALARM_THRESHOLD:g}"
+    return {kind: choose_threshold([getattr(v, kind) for v in videos], hours, target, rule)
+            for kind in CALIBRATION_KINDS}
 
 
 # -- scoring normal footage ------------------------------------------------------------------------------------
@@ -327,45 +252,6 @@ def score_split(store, run, split: str, *, window: int, device) -> Footage:
 
 
 # -- the whole stage -------------------------------------------------------------------------------------------
-def calibration_record(run, footage: Footage, choices: dict[str, Choice], *, target: float, open_after: int,
-                       close_after: int, window: int, source: str) -> dict:
-    """calibration.json's content."""
-    hours = sum(v.hours for v in footage.videos)
-    return {
-        "run": run.key, "stage": run.checkpoint["stage"], "target_false_alarms_per_hour": target, "hours": hours,
-        "videos": [v.name for v in footage.videos], "n_snippets": int(sum(len(v.live) for v in footage.videos)),
-        "open_after": open_after, "close_after": close_after, "window": window,
-        "thresholds": {kind: c.threshold for kind, c in choices.items()},
-        "false_alarms": {kind: c.events for kind, c in choices.items()},
-        "margins": {kind: c.margin for kind, c in choices.items()},
-        "zero_events_only": zero_events_only(hours, target), "source": source,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def write_calibration(record: dict, run_folder: Path, out: Path | None) -> tuple[Path, Path | None]:
-    """Write ``record`` to ``out`` or ``<run folder>/calibration.json``; with the latter, also into the run's
-    default export folder's export.json when there is one. Returns (file written, export.json updated or None)."""
-    from pipeline.atomic import atomic_write_json
-
-    if out is not None:
-        return atomic_write_json(out, record), None
-    path = atomic_write_json(run_folder / CALIBRATION_FILE, record)
-    export = run_folder / EXPORT_FOLDER / EXPORT_JSON
-    if export.is_file():
-        try:
-            info = json.loads(export.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{export} cannot be read ({type(exc).__name__}: {exc}), so its calibration was not "
-                             f"updated ({path} was written): export the run again with dakd export "
-                             f"{record['run'][:12]} --store S") from None
-        if isinstance(info, dict):
-            info["calibration"] = record
-            atomic_write_json(export, info)
-            return path, export
-    return path, None
-
-
 @dataclass
 class Calibrated:
     """What :func:`calibrate_run` did: the record written, where, the videos that failed, warnings."""
@@ -379,19 +265,16 @@ class Calibrated:
 
 
 def calibrate_run(store_dir, run_ref: str, *, normal: list[str] | None, split: str | None, target: float,
-                  open_after: int, close_after: int, window: int | None, out: Path | None,
+                  rule: AlertRule, window: int | None, out: Path | None,
                   weights: dict[str, str], device: str, batch_size: int, progress: bool) -> Calibrated:
-    """Score the normal footage with the run, choose both thresholds, write them. Raises UserError."""
+    """Score the normal footage with the run, choose both thresholds for events of ``rule`` (its own threshold is
+    not used: calibration chooses it), write them. Raises UserError."""
     from extractors.device import auto_device
     from pipeline.watch.scoring import default_window
-    from pipeline.runs import load_run, open_run_store
+    from pipeline.runs import calibration_record, load_run, open_run_store, write_calibration
     from pipeline.store import StoreReadOnly
     from pipeline.store.layout import writable
 
-    try:
-        HysteresisConfig(0.0, open_after, close_after)  # checks them
-    except ValueError as exc:
-        raise UsageError(f"--open-after and --close-after: {exc}") from None
     if (normal is None) == (split is None):
         raise UsageError("pass the normal footage: --normal VIDEO_OR_FOLDER... or --split val")
     if window is not None and window < 1:
@@ -419,9 +302,12 @@ def calibrate_run(store_dir, run_ref: str, *, normal: list[str] | None, split: s
     if not footage.videos:
         listed = "; ".join(f"{p}: {r}" for p, r, _ in footage.failures[:3])
         raise InputError(f"none of the normal videos could be scored ({listed}): calibrate on other normal footage")
-    choices = calibrate_scores(footage.videos, target, open_after=open_after, close_after=close_after)
-    record = calibration_record(run, footage, choices, target=target, open_after=open_after,
-                                close_after=close_after, window=window, source=source)
+    choices = calibrate_scores(footage.videos, target, rule)
+    hours = sum(v.hours for v in footage.videos)
+    record = calibration_record(run.key, run.checkpoint["stage"], rule=rule, window=window, target=target,
+                                hours=hours, videos=[v.name for v in footage.videos],
+                                n_snippets=sum(len(v.live) for v in footage.videos), choices=choices,
+                                zero_events_only=zero_events_only(hours, target), source=source)
     if record["zero_events_only"]:
         footage.warnings.append(
             f"{record['hours']:.2g} h of normal footage is shorter than 1 / {target:g} = {1 / target:.2g} h: the "

@@ -8,7 +8,7 @@ The normal footage (``--normal``: videos extracted with the run's settings as ``
 cached in the store; ``--split val``: the normal videos of the run's own validation split, made again from its
 config and dataset) is scored twice: ``live``, causally over a window of the last W snippets as ``dakd watch``
 scores a stream, and ``offline``, over the whole video as ``dakd detect`` does. For each, the threshold is the
-lowest at which the hysteresis rule (``pipeline.watch.hysteresis``) raises at most the target number of events per
+lowest at which the hysteresis rule (``pipeline.watch.rule``) raises at most the target number of events per
 hour of that footage, at it and at every threshold above it (``pipeline.calibrate.calibrator`` says why), midway between
 two snippet scores, never on one; ``dakd detect`` on the same footage at that threshold reports as many events.
 The result goes to ``<run folder>/calibration.json`` (and into the run's ``export/export.json`` when it has one);
@@ -27,9 +27,12 @@ from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say, warn
-from pipeline.cli.parser import DEVICE_HELP, add_common, add_live_scoring, add_store, call_api
+from pipeline.cli.parser import RULE_FLAGS, DEVICE_HELP, add_common, add_live_scoring, add_store, alert_rule, call_api
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
+
+
+OWN_FLAGS = RULE_FLAGS  # consumed here: the flags of the alert rule become one `rule` (alert_rule)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     """The command: flags -> :func:`pipeline.api.calibrate` -> a summary line per score kind."""
     configure_logging(args)
     try:
-        result = call_api(api.calibrate, args, progress=not args.quiet)
+        result = call_api(api.calibrate, args, progress=not args.quiet, rule=alert_rule(args))
     except UserError as exc:
         return error(exc, args=args)
     for w in result.warnings:

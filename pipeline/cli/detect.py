@@ -24,7 +24,7 @@ past it and the video fails (``pipeline.export.TooManySnippets``). The scores eq
 Per video, in ``--out``: ``<name>.csv`` (frame, time_s, snippet, score), ``<name>.json`` (the same scores as
 arrays plus the run, the frame rate, the ``alert_rule`` and its ``events``) and ``<name>.png`` (score over time);
 the summary line names them and the overlay. Events are those of the hysteresis rule ``dakd watch`` alerts with
-and ``dakd calibrate`` counts (``pipeline.watch.hysteresis``: an event opens after ``--open-after`` snippets at or
+and ``dakd calibrate`` counts (``pipeline.watch.rule``: an event opens after ``--open-after`` snippets at or
 above the threshold and closes after ``--close-after`` below it), each with its start and end in seconds, its
 first and last snippet and its peak score; so detect on the calibration footage finds the false alarms calibrate
 counted. The threshold is ``--threshold``, else the offline threshold of the run's calibration
@@ -51,9 +51,13 @@ from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say, warn
-from pipeline.cli.parser import DEVICE_HELP, add_common, add_decode_timeout, add_hysteresis, add_store, call_api
+from pipeline.cli.parser import (RULE_FLAGS, DEVICE_HELP, add_common, add_decode_timeout, add_hysteresis, add_store,
+                                 alert_rule, call_api)
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
+
+
+OWN_FLAGS = RULE_FLAGS  # consumed here: the flags of the alert rule become one `rule` (alert_rule)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     """The command: flags -> :func:`pipeline.api.detect` -> one line per video and a summary."""
     configure_logging(args)
     try:
-        result = call_api(api.detect, args, progress=not args.quiet)
+        result = call_api(api.detect, args, progress=not args.quiet, rule=alert_rule(args))
     except UserError as exc:
         return error(exc, args=args)
     from pipeline.detect.detector import ENGINE_ONNX  # torch: loaded by now, imported here so that errors come first

@@ -148,14 +148,30 @@ def add_decode_timeout(p: argparse.ArgumentParser) -> None:
 
 
 def add_hysteresis(p: argparse.ArgumentParser) -> None:
-    """``--open-after``, ``--close-after``: the alert rule (``pipeline.watch.hysteresis``) that detect, calibrate
-    and watch share."""
-    from pipeline.watch.hysteresis import CLOSE_AFTER, OPEN_AFTER  # numpy only, as data.decode
+    """``--open-after``, ``--close-after``: the alert rule (``pipeline.watch.rule``) that detect, calibrate and
+    watch share; :func:`alert_rule` builds it from them."""
+    from pipeline.watch.rule import CLOSE_AFTER, OPEN_AFTER  # numpy only, as data.decode
 
     p.add_argument("--open-after", type=int, default=OPEN_AFTER,
                    help=f"snippets at or above the threshold in a row that open an event (default: {OPEN_AFTER})")
     p.add_argument("--close-after", type=int, default=CLOSE_AFTER,
                    help=f"snippets below it in a row that close one (default: {CLOSE_AFTER})")
+
+
+RULE_FLAGS = ("threshold", "open_after", "close_after")  # the flags alert_rule() turns into one AlertRule
+
+
+def alert_rule(args: argparse.Namespace):
+    """The :class:`pipeline.watch.rule.AlertRule` of ``--threshold`` (absent or None: the calibrated one),
+    ``--open-after`` and ``--close-after``. Raises UsageError naming the flags."""
+    from pipeline.errors import UsageError
+    from pipeline.watch.rule import AlertRule
+
+    try:
+        return AlertRule(getattr(args, "threshold", None), args.open_after, args.close_after)
+    except ValueError as exc:
+        flags = "--threshold, --open-after and" if hasattr(args, "threshold") else "--open-after and"
+        raise UsageError(f"{flags} --close-after make no alert rule: {exc}") from None
 
 
 def add_live_scoring(p: argparse.ArgumentParser, window_help: str) -> None:

@@ -8,7 +8,7 @@ Sources are network streams (rtsp, rtmp, http, udp, tcp), capture devices (``--f
 files (``--realtime`` plays them at their native rate, ``--follow`` reads one that is still being written). Each
 16-frame snippet is scored as soon as its frames have arrived, over the last W snippets (``pipeline.watch.scoring``);
 the threshold is ``--threshold``, else the live threshold of the run's calibration (``dakd calibrate``), else 0.5.
-Events (``pipeline.watch.hysteresis``) go to ``<out>/events.jsonl``, optionally to a webhook and as mp4 clips;
+Events (``pipeline.watch.rule``) go to ``<out>/events.jsonl``, optionally to a webhook and as mp4 clips;
 every snippet's score goes to ``<out>/scores/<camera>/scores-<day>.csv``. A dropped or stalled stream is
 reconnected with backoff; SIGINT / SIGTERM close open events, flush the files and exit 0. On exit a line per camera
 and ``<out>/summary.json`` (frames, snippets scored and dropped, reconnects, corrupt packets, events, latency from a
@@ -18,9 +18,6 @@ its frames (it is named), 2 for a usage error.
 
 from __future__ import annotations
 
-from pipeline import defaults as d
-from pipeline.cli.parser import (DEVICE_HELP, add_common, add_live_scoring)
-
 import argparse
 import dataclasses
 import logging
@@ -28,11 +25,15 @@ import signal
 import sys
 import threading
 
-from pipeline.cli.parser import call_api
+from pipeline import defaults as d
+from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, say
+from pipeline.cli.parser import RULE_FLAGS, DEVICE_HELP, add_common, add_live_scoring, alert_rule, call_api
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import InputError, UsageError, UserError
-from pipeline.cli.commands import stage_parser
+
+
+OWN_FLAGS = RULE_FLAGS  # consumed here: the flags of the alert rule become one `rule` (alert_rule)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
     try:
-        summary = call_api(watch, args, stop=stop)
+        summary = call_api(watch, args, stop=stop, rule=alert_rule(args))
     except (UserError, UsageError, InputError) as exc:
         return error(exc, args=args)
     for c in summary.cameras:

@@ -31,11 +31,10 @@ from pipeline.detect.onnx_scorer import (BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, 
                                          too_many_message)
 from pipeline.extract.extractor import Extractor, failure_reason
 from pipeline.keys import feature_key
-from pipeline.watch.hysteresis import HysteresisConfig, hysteresis_events
+from pipeline.watch.rule import AlertRule
 from pipeline.detect.overlay import write_overlay
 from pipeline.evaluate.plots import plot_detection, unique_stems
-from pipeline.run_refs import latest_run
-from pipeline.runs import LoadedRun, load_run, open_run_store, training_backbone
+from pipeline.runs import LoadedRun, latest_run, load_run, open_run_store, training_backbone
 from pipeline.store import FeatureStore
 
 DEFAULT_STAGE = DETECT_STAGE  # the model used when --model is not given: the store's most recent one
@@ -99,16 +98,16 @@ class ModelInfo:
         return f"{self.stage} {self.run[:8]}" if self.run else self.stage
 
 
-def alert_events(d: Detection, rule: HysteresisConfig) -> list[dict]:
-    """The events of ``rule`` (:func:`pipeline.watch.hysteresis.hysteresis_events`, the rule ``dakd watch`` alerts
-    with and ``dakd calibrate`` counts) over the video's snippet scores, each ``{"start_s", "end_s",
+def alert_events(d: Detection, rule: AlertRule) -> list[dict]:
+    """The events of ``rule`` (:meth:`pipeline.watch.rule.AlertRule.events`, the rule ``dakd watch`` alerts with
+    and ``dakd calibrate`` counts) over the video's snippet scores, each ``{"start_s", "end_s",
     "first_snippet", "last_snippet", "peak_score"}``: ``[start_s, end_s)`` covers the frames of its first to its
     last snippet above the threshold (the last snippet's frames include the trailing frames that form no snippet,
     as in :attr:`Detection.frame_scores`), in frames when the frame rate is unknown."""
     scale = 1.0 / d.fps if d.fps > 0 else 1.0
     n = len(d.snippet_scores)
     events = []
-    for first, last in hysteresis_events(d.snippet_scores, rule):
+    for first, last in rule.events(d.snippet_scores):
         end_frame = d.n_frames if last == n - 1 else (last + 1) * SNIPPET_FRAMES
         events.append({"start_s": float(first * SNIPPET_FRAMES * scale), "end_s": float(end_frame * scale),
                        "first_snippet": first, "last_snippet": last,
@@ -123,12 +122,6 @@ def video_timeline(store: FeatureStore, video_key: str, decoded: VideoInfo | Non
         return int(decoded.n_frames or 0), float(decoded.fps or 0.0)
     info = store.video(video_key)
     return int(info["n_frames"]), float(info["fps"] or 0.0)
-
-
-def default_run(store: FeatureStore) -> str:
-    """The run detect and watch use without ``--model``: the store's most recent finished :data:`DEFAULT_STAGE` run
-    (found in the manifest, as every run is)."""
-    return latest_run(store, DEFAULT_STAGE)
 
 
 def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], device) -> tuple[list, dict]:
@@ -149,7 +142,7 @@ def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], 
     return built, settings
 
 
-def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, rule: HysteresisConfig,
+def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, rule: AlertRule,
                   events: list[dict]) -> list[Path]:
     """``<stem>.csv``, ``<stem>.json`` and ``<stem>.png`` of one video in ``out`` (``events``: its
     :func:`alert_events` under ``rule``). Returns the three paths."""
@@ -334,7 +327,7 @@ class Written:
     events: list[dict]
 
 
-def write_all(detections: list[Detection], model: ModelInfo, out: Path, rule: HysteresisConfig,
+def write_all(detections: list[Detection], model: ModelInfo, out: Path, rule: AlertRule,
               overlay: Path | None) -> list[Written]:
     """Every scored video's files (and overlay) under ``out``, its events under ``rule``. One :class:`Written` per
     detection."""
@@ -350,7 +343,7 @@ def write_all(detections: list[Detection], model: ModelInfo, out: Path, rule: Hy
             dest = overlay if overlay.suffix.lower() == ".mp4" else overlay / f"{stem}.mp4"
             dest.parent.mkdir(parents=True, exist_ok=True)
             write_overlay(detection.path, dest, detection.frame_scores, fps=detection.fps,
-                          threshold=rule.threshold, timeline=detection.timeline)
+                          rule=rule, timeline=detection.timeline)
             files.append(dest)
         written.append(Written(out / stem, files, dest, events))
     return written
@@ -365,7 +358,7 @@ def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[s
     store = open_run_store(store_dir)
     try:
         dev = auto_device(device)
-        loaded = load_run(store, run or default_run(store))
+        loaded = load_run(store, run or latest_run(store, DEFAULT_STAGE))
         backbones, settings = backbones_for(loaded, store, weights, dev)
         settings["timeline"] = timeline or settings["timeline"]
         videos = find_inputs(paths, overlay)

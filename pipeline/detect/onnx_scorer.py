@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.defaults import DEFAULT_MAX_SNIPPETS
+from pipeline.defaults import DEFAULT_MAX_SNIPPETS, EXPORT_JSON  # noqa: F401 (EXPORT_JSON re-exported)
 
 TORCHSCRIPT_FILE = "student.torchscript.pt"
 BACKBONE_ONNX = "backbone.onnx"
 HEAD_ONNX = "head.onnx"
-EXPORT_JSON = "export.json"
 # Largest allowed |exported - eager| on scores in (0, 1), in the export's check and the README's claim. Measured on a
 # CPU (torch 2.14, onnxruntime 1.32): TorchScript 0 to 6e-8; ONNX 6e-8 on the tests' models and random full-size
 # heads, up to 1.0e-6 on a teacher trained 200 epochs (head over 515 snippets), 4e-7 on its vtest.avi scores

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import atomic_write
-from pipeline.watch.hysteresis import at_or_above
+from pipeline.watch.rule import AlertRule
 
 BAR_HEIGHT_FRACTION = 0.06  # of the frame height
 BAR_MIN_HEIGHT = 6  # pixels
@@ -23,25 +23,27 @@ OVERLAY_CODEC = "libx264"
 OVERLAY_OPTIONS = {"crf": "20", "preset": "veryfast"}
 
 
-def draw_score_bar(frame: np.ndarray, score: float, threshold: float) -> np.ndarray:
+def draw_score_bar(frame: np.ndarray, score: float, rule: AlertRule) -> np.ndarray:
     """uint8 ``[H, W, 3]`` -> the same frame (modified in place) with a bar ``score * W`` wide at the bottom,
-    green below ``threshold`` and red at or above it, and a white tick where the threshold lies."""
+    green below the rule's threshold and red at or above it (:meth:`AlertRule.above`), and a white tick where the
+    threshold lies."""
+    threshold = rule.threshold
     h, w = frame.shape[:2]
     bar = max(BAR_MIN_HEIGHT, int(round(h * BAR_HEIGHT_FRACTION)))
     filled = int(round(min(max(score, 0.0), 1.0) * w))
     frame[h - bar:, :] = BAR_BACKGROUND
-    frame[h - bar:, :filled] = BAR_ANOMALOUS if at_or_above(score, threshold) else BAR_NORMAL
+    frame[h - bar:, :filled] = BAR_ANOMALOUS if rule.above(score) else BAR_NORMAL
     tick = min(int(round(threshold * w)), w - 1)
     frame[h - bar:, tick] = THRESHOLD_MARK
     return frame
 
 
-def write_overlay(source: Path, dest: Path, frame_scores: np.ndarray, *, fps: float, threshold: float,
+def write_overlay(source: Path, dest: Path, frame_scores: np.ndarray, *, fps: float, rule: AlertRule,
                   timeline: str | None = None) -> Path:
-    """Re-encode ``source`` (H.264) with a score bar on every frame. ``frame_scores`` ``[N]``: one score per
-    frame of ``timeline`` (``data.decode``; None: the default, the constant-rate grid the scores were made on, so
-    the copy is a constant-rate file at ``fps``); frames beyond it (a decoder that finds more) keep the last score.
-    Returns ``dest``."""
+    """Re-encode ``source`` (H.264) with a score bar on every frame, coloured by ``rule``. ``frame_scores`` ``[N]``:
+    one score per frame of ``timeline`` (``data.decode``; None: the default, the constant-rate grid the scores were
+    made on, so the copy is a constant-rate file at ``fps``); frames beyond it (a decoder that finds more) keep the
+    last score. Returns ``dest``."""
     import av
 
     from data.decode import DEFAULT_TIMELINE, open_video
@@ -60,7 +62,7 @@ def write_overlay(source: Path, dest: Path, frame_scores: np.ndarray, *, fps: fl
                     stream = out.add_stream(OVERLAY_CODEC, rate=rate, options=dict(OVERLAY_OPTIONS))
                     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
                 score = float(frame_scores[min(index, len(frame_scores) - 1)])
-                image = draw_score_bar(np.ascontiguousarray(frame[:h, :w]), score, threshold)
+                image = draw_score_bar(np.ascontiguousarray(frame[:h, :w]), score, rule)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                     out.mux(packet)
                 index += 1

@@ -37,7 +37,6 @@ so that deployed videos are decoded the same way, on the same timeline (``data.d
 from __future__ import annotations
 
 import contextlib
-import json
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -57,7 +56,7 @@ from pipeline.detect.onnx_scorer import (BACKBONE_ONNX, DEFAULT_BATCH, EXPORT_JS
                                          OnnxScorer)
 from pipeline import defaults
 from pipeline.errors import UsageError, UserError
-from pipeline.runs import LoadedRun, load_run, training_backbone
+from pipeline.runs import CALIBRATION_FILE, LoadedRun, load_calibration, load_run, training_backbone
 from pipeline.store import FeatureStore, StoreReadOnly, open_store
 
 OPSET = 17  # the legacy (TorchScript-based) exporter; the torch.export-based one fixed T to the example's length
@@ -257,14 +256,10 @@ def export_student(run: LoadedRun, backbone: Backbone, out_dir: str | Path, *,
                          "(teacher / student)")
     scorer = SnippetScorer(backbone, run.model)
     extra = {"run": run.key, "stage": run.checkpoint["stage"], "decode": decode}
-    calibration = run.folder / defaults.CALIBRATION_FILE  # pipeline.calibrate's thresholds travel with the export
-    if calibration.is_file():
-        try:
-            extra["calibration"] = json.loads(calibration.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise ValueError(f"{calibration} cannot be read ({type(exc).__name__}: {exc}): calibrate the run again "
-                             f"with dakd calibrate {run.key[:12]} --store S --normal VIDEO_OR_FOLDER... (or "
-                             "delete it)") from None
+    # pipeline.calibrate's thresholds travel with the export (read, and checked, as detect and watch read them)
+    calibration = load_calibration(run.folder / CALIBRATION_FILE)
+    if calibration is not None:
+        extra["calibration"] = calibration
     return export_scorer(scorer, backbone, out_dir, example_snippets=example_snippets, max_snippets=max_snippets,
                          check_lengths=check_lengths, tolerance=tolerance, frame_size=frame_size, extra=extra)
 
@@ -387,7 +382,7 @@ def export_run(store: str | Path | None, run_ref: str, *, out: str | Path | None
     try:
         run = load_run(opened, run_ref)
         backbone = backbone_for_run(run, opened, (weights or {}).get(run.backbones[0]))
-        folder = Path(out) if out else run.folder / "export"
+        folder = Path(out) if out else run.folder / defaults.EXPORT_FOLDER
         if not out and opened.readonly:
             raise StoreReadOnly(opened.root,
                                 f"the export would go into the run's folder {folder}; pass `out` (a folder)")

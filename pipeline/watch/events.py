@@ -1,5 +1,5 @@
-"""Alerts as events: :class:`EventTracker` turns one camera's snippet scores (through the hysteresis rule of
-:mod:`pipeline.watch.hysteresis`) into :class:`Event` objects with a running peak and mean, and :class:`EventLog`
+"""Alerts as events: :class:`EventTracker` turns one camera's snippet scores (through the alert rule of
+:mod:`pipeline.watch.rule`) into :class:`Event` objects with a running peak and mean, and :class:`EventLog`
 writes them as JSON lines, flushed and fsynced per line so a stopped process loses nothing.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.watch.hysteresis import Hysteresis, HysteresisConfig, at_or_above
+from pipeline.watch.rule import CLOSE, OPEN, AlertRule
 
 log = logging.getLogger("pipeline.watch.events")
 
@@ -57,12 +57,12 @@ class EventTracker:
     threshold; peak and mean are over those snippets (the below-threshold snippets after the last above one, which
     only close the event, do not count)."""
 
-    def __init__(self, camera: str, run: str | None, config: HysteresisConfig, utc_origin: float):
+    def __init__(self, camera: str, run: str | None, rule: AlertRule, utc_origin: float):
         self.camera = camera
         self.run = run
-        self.config = config
+        self.rule = rule
         self.utc_origin = float(utc_origin)  # time.time() of the camera clock's 0
-        self._rule = Hysteresis(config)
+        self._stream = rule.stream()
         self._count = 0
         self._pending: list[tuple[float, float, float]] = []  # (score, start_s, end_s) of the current above run
         self._event: Event | None = None
@@ -77,13 +77,13 @@ class EventTracker:
     def update(self, score: float, start_s: float, end_s: float) -> tuple[Event | None, Event | None]:
         """One snippet (its score and clock interval) -> (event opened by it, event closed by it)."""
         score = float(score)
-        above = at_or_above(score, self.config.threshold)
-        decision = self._rule.update(score)
+        above = self.rule.above(score)
+        decision = self._stream.update(score)
         opened = closed = None
         if self._event is None:
             # the run of above snippets that may open an event: keep the last open_after of them
-            self._pending = (self._pending + [(score, start_s, end_s)])[-self.config.open_after:] if above else []
-            if decision == "open":
+            self._pending = (self._pending + [(score, start_s, end_s)])[-self.rule.open_after:] if above else []
+            if decision == OPEN:
                 self._count += 1
                 self._scores = [s for s, _, _ in self._pending]
                 self._tail = []
@@ -94,7 +94,7 @@ class EventTracker:
                     event_id=EVENT_ID_FORMAT.format(camera=self.camera, n=self._count),
                     start_s=float(first_start), end_s=None, start_utc=utc_iso(self.utc_origin + first_start),
                     end_utc=None, peak_score=max(self._scores), mean_score=sum(self._scores) / len(self._scores),
-                    n_snippets=len(self._scores), threshold=float(self.config.threshold))
+                    n_snippets=len(self._scores), threshold=float(self.rule.threshold))
                 self._pending = []
                 opened = self._event
         else:
@@ -105,17 +105,17 @@ class EventTracker:
                 self._refresh()
             else:
                 self._tail.append(score)
-            if decision == "close":
+            if decision == CLOSE:
                 closed = self._finish("scores")
         return opened, closed
 
     def close(self, reason: str) -> Event | None:
         """Close the open event (``"shutdown"``, ``"stream_end"``, ``"stream_lost"``) at its last snippet above the
-        threshold; None when no event is open. The hysteresis state restarts (a reconnected stream starts fresh)."""
+        threshold; None when no event is open. The rule's state restarts (a reconnected stream starts fresh)."""
         if reason not in CLOSE_REASONS:
             raise ValueError(f"{self.camera}: unknown close reason {reason!r}; use one of {CLOSE_REASONS}")
         event = self._finish(reason) if self._event is not None else None
-        self._rule = Hysteresis(self.config)
+        self._stream = self.rule.stream()
         self._pending = []
         return event
 

@@ -36,7 +36,7 @@ class Plan:
 @dataclass
 class LiveModel:
     """A model ready to score a stream. ``run``: its run key (None for an export without one); ``folder``: where
-    its calibration is (``pipeline.calibrate.calibrator.load_calibration``); ``window``: the snippets it attends
+    its calibration is (``pipeline.runs.load_calibration``); ``window``: the snippets it attends
     over."""
 
     label: str
@@ -87,14 +87,15 @@ def from_run(store_dir, ref: str | None, *, weights: dict[str, str] | None = Non
     backbones built as for its training features. The store is closed again: the camera loop needs only the
     weights. Raises UserError naming the store or run."""
     from extractors.device import auto_device
-    from pipeline.detect.detector import backbones_for, default_run
+    from pipeline.defaults import DETECT_STAGE
+    from pipeline.detect.detector import backbones_for
     from pipeline.extract.extractor import decode_groups
-    from pipeline.runs import load_run, open_run_store
+    from pipeline.runs import latest_run, load_run, open_run_store
 
     store = open_run_store(store_dir)
     try:
         dev = auto_device(device)
-        run = load_run(store, ref or default_run(store))
+        run = load_run(store, ref or latest_run(store, DETECT_STAGE))
         built, settings = backbones_for(run, store, weights or {}, dev)
     finally:
         store.close()

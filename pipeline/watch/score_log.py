@@ -1,6 +1,7 @@
 """A rolling per-camera CSV of snippet scores for later review: ``<folder>/<camera>/scores-YYYY-MM-DD.csv``, one
 file per UTC day of the snippets, flushed every row so a stopped process loses nothing; files older than
-``keep_days`` are deleted when a new day's file starts.
+``keep_days`` are deleted when a new day's file starts. Its ``threshold`` and ``above`` columns are those of the
+watch's alert rule (:class:`pipeline.watch.rule.AlertRule`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from pipeline.watch.events import utc_iso
-from pipeline.watch.hysteresis import at_or_above
+from pipeline.watch.rule import AlertRule
 from pipeline.defaults import WATCH_KEEP_DAYS
 
 log = logging.getLogger("pipeline.watch.score_log")
@@ -27,11 +28,13 @@ SCORE_DIGITS = 6  # decimals written for scores and clocks
 class ScoreLog:
     """Thread-safe (one lock); normally written by the scoring thread only."""
 
-    def __init__(self, folder: Path, camera: str, *, keep_days: int = KEEP_DAYS):
+    def __init__(self, folder: Path, camera: str, rule: AlertRule, *, keep_days: int = KEEP_DAYS):
         if keep_days < 1:
             raise ValueError(f"{camera}: keep_days must be at least 1, got {keep_days}")
+        rule.above(0.0)  # a rule without a threshold fails here, not at the first snippet
         self.folder = Path(folder) / camera
         self.camera = camera
+        self.rule = rule
         self.keep_days = int(keep_days)
         self._lock = threading.Lock()
         self._day: date | None = None
@@ -39,17 +42,18 @@ class ScoreLog:
         self._writer = None
         self.path: Path | None = None
 
-    def write(self, snippet: int, start_s: float, end_s: float, start_utc: float, score: float, threshold: float,
+    def write(self, snippet: int, start_s: float, end_s: float, start_utc: float, score: float,
               event_id: str | None) -> None:
-        """One snippet: its index, clock interval, start as epoch seconds (which picks the UTC day's file), score,
-        the threshold and the id of the event it belongs to (or None)."""
+        """One snippet: its index, clock interval, start as epoch seconds (which picks the UTC day's file), score
+        and the id of the event it belongs to (or None); the threshold and ``above`` are the rule's."""
+        threshold = self.rule.threshold
         day = datetime.fromtimestamp(start_utc, tz=timezone.utc).date()
         with self._lock:
             if day != self._day:
                 self._roll(day)
             self._writer.writerow([int(snippet), f"{start_s:.{SCORE_DIGITS}f}", f"{end_s:.{SCORE_DIGITS}f}",
                                    utc_iso(start_utc), f"{score:.{SCORE_DIGITS}f}", f"{threshold:.{SCORE_DIGITS}f}",
-                                   int(at_or_above(score, threshold)), event_id or ""])
+                                   int(self.rule.above(score)), event_id or ""])
             self._file.flush()
 
     def close(self) -> None:

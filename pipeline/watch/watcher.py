@@ -36,7 +36,7 @@ import numpy as np
 from data.decode import SNIPPET_FRAMES
 from pipeline.watch.clips import POST_ROLL_S, PRE_ROLL_S, ClipRecorder
 from pipeline.watch.events import STATE_CLOSED, STATE_OPEN, EventLog, EventTracker
-from pipeline.watch.hysteresis import CLOSE_AFTER, OPEN_AFTER, HysteresisConfig, at_or_above
+from pipeline.watch.rule import AlertRule
 from pipeline.watch.model import LiveModel
 from pipeline.watch.score_log import KEEP_DAYS, ScoreLog
 from pipeline.watch.scoring import WindowState
@@ -61,14 +61,12 @@ SUMMARY_FILE = "summary.json"
 
 @dataclass
 class WatchConfig:
-    """Everything a watch needs besides its cameras and model. ``threshold`` is the live one (calibrated or given);
-    ``webhook`` None: no POSTs; ``clips`` False: no mp4 clips."""
+    """Everything a watch needs besides its cameras and model. ``rule``: the alert rule, its threshold the live one
+    (calibrated or given); ``webhook`` None: no POSTs; ``clips`` False: no mp4 clips."""
 
     out: Path
-    threshold: float
+    rule: AlertRule
     threshold_source: str = ""
-    open_after: int = OPEN_AFTER
-    close_after: int = CLOSE_AFTER
     webhook: str | None = None
     clips: bool = False
     pre_roll_s: float = PRE_ROLL_S
@@ -185,12 +183,11 @@ class CameraWorker:
         self.window = WindowState(len(model.backbones), model.window)
         self.tracker: EventTracker | None = None  # made at the first frame, which fixes the UTC origin
         self.run = model.run
-        self.hysteresis = HysteresisConfig(config.threshold, config.open_after, config.close_after)
-        self.scores = ScoreLog(config.out / SCORES_FOLDER, camera.name, keep_days=config.keep_days)
+        self.scores = ScoreLog(config.out / SCORES_FOLDER, camera.name, config.rule, keep_days=config.keep_days)
         self.clips: ClipRecorder | None = None
         self.utc_origin: float | None = None
         self.latencies: deque = deque(maxlen=LATENCY_SAMPLES)
-        self.held: list[tuple] = []  # score rows waiting for the hysteresis to decide their event (< open_after)
+        self.held: list[tuple] = []  # score rows waiting for the rule to decide their event (< open_after)
         self.snippets_scored = self.snippets_dropped = self.snippets_failed = self.events = 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._read, name=f"camera {camera.name}", daemon=True)
@@ -203,7 +200,7 @@ class CameraWorker:
             for frame in self.reader.frames():
                 if self.utc_origin is None:
                     self.utc_origin = time.time() - frame.clock_s
-                    self.tracker = EventTracker(self.camera.name, self.run, self.hysteresis, self.utc_origin)
+                    self.tracker = EventTracker(self.camera.name, self.run, self.config.rule, self.utc_origin)
                 if frame.gap_before:
                     frames = []  # a snippet spans no gap: the partial one is let go
                     self.queue.put(Marker(self.index, "gap"))
@@ -311,7 +308,7 @@ class Watch:
     def run(self) -> WatchSummary:
         start, cpu_start = time.monotonic(), time.process_time()
         log.info("watch: %d camera(s) with %s, window %d, threshold %.4g (%s); out %s", len(self.workers),
-                 self.model.label, self.model.window, self.config.threshold, self.config.threshold_source,
+                 self.model.label, self.model.window, self.config.rule.threshold, self.config.threshold_source,
                  self.config.out)
         for w in self.workers:
             w.thread.start()
@@ -382,7 +379,7 @@ class Watch:
             self._emit(w, opened, STATE_OPEN)
         event = w.tracker.open_event or closed  # the event this snippet is part of (or closes), if any
         w.held.append((s.index, s.start_s, s.end_s, w.utc_origin + s.start_s, score))
-        if event is not None or not at_or_above(score, self.config.threshold):
+        if event is not None or not self.config.rule.above(score):
             # an above snippet may be the first of those that open an event: its row waits for the rule to decide
             self._flush_rows(w, event.event_id if event is not None else None)
         if closed is not None:
@@ -390,7 +387,7 @@ class Watch:
 
     def _flush_rows(self, w: CameraWorker, event_id: str | None) -> None:
         for row in w.held:
-            w.scores.write(*row, self.config.threshold, event_id)
+            w.scores.write(*row, event_id)
         w.held = []
 
     def _emit(self, w: CameraWorker, event, state: str) -> None:
@@ -447,8 +444,9 @@ class Watch:
                     "dropped": self.webhook.dropped}
         self.rss["end"] = resident_mb()
         self.rss["max"] = max(self.rss["max"], self.rss["end"])
-        summary = WatchSummary(self.model.label, self.model.run, self.config.threshold, self.config.threshold_source,
-                               self.model.window, seconds, stopped, [w.summary() for w in self.workers], hook,
+        summary = WatchSummary(self.model.label, self.model.run, self.config.rule.threshold,
+                               self.config.threshold_source, self.model.window, seconds, stopped,
+                               [w.summary() for w in self.workers], hook,
                                {k: round(v, 1) for k, v in self.rss.items()}, cpu_s, round(self.busy_s, 2))
         from pipeline.atomic import atomic_write_json
 

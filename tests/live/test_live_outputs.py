@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.watch.clips import ClipRecorder
 from pipeline.watch.events import EventLog, EventTracker
-from pipeline.watch.hysteresis import HysteresisConfig
+from pipeline.watch.rule import AlertRule
 from pipeline.watch.score_log import HEADER, ScoreLog
 from pipeline.watch.webhook import WebhookSender
 from tests.videos import pattern_frames
@@ -35,7 +35,7 @@ def _feed(tracker, scores):
 
 
 def test_event_tracker_one_event_with_clocks_peak_mean():
-    config = HysteresisConfig(threshold=0.5, open_after=2, close_after=3)
+    config = AlertRule(threshold=0.5, open_after=2, close_after=3)
     scores = [0.1, 0.6, 0.2, 0.1,  # a lone spike: no event
               0.7, 0.9, 0.4, 0.8, 0.6,  # snippets 4..8 (6 dips below, not long enough to close)
               0.1, 0.2, 0.3, 0.1]
@@ -54,7 +54,7 @@ def test_event_tracker_one_event_with_clocks_peak_mean():
 
 
 def test_event_tracker_open_event_closed_by_shutdown():
-    tracker = EventTracker("cam", None, HysteresisConfig(threshold=0.5, open_after=2, close_after=3), 0.0)
+    tracker = EventTracker("cam", None, AlertRule(threshold=0.5, open_after=2, close_after=3), 0.0)
     opened, closed = _feed(tracker, [0.1, 0.8, 0.9, 0.95, 0.2])
     assert len(opened) == 1 and not closed
     assert opened[0].end_s is None and opened[0].closed_by is None
@@ -68,7 +68,7 @@ def test_event_tracker_open_event_closed_by_shutdown():
 
 
 def test_event_log_json_lines_readable_while_open(tmp_path):
-    tracker = EventTracker("cam", "r", HysteresisConfig(threshold=0.5, open_after=1, close_after=1), 0.0)
+    tracker = EventTracker("cam", "r", AlertRule(threshold=0.5, open_after=1, close_after=1), 0.0)
     log = EventLog(tmp_path / "events" / "events.jsonl")
     opened, _ = tracker.update(0.9, 0.0, 0.64)
     log.write(opened, "open")
@@ -214,21 +214,21 @@ def test_score_log_rows_day_rollover_and_pruning(tmp_path):
     old = tmp_path / "cam" / "scores-2026-02-01.csv"
     old.parent.mkdir(parents=True)
     old.write_text(",".join(HEADER) + "\n")
-    log = ScoreLog(tmp_path, "cam", keep_days=7)
-    log.write(0, 0.0, 0.64, day1, 0.2, 0.5, None)
-    log.write(1, 0.64, 1.28, day1 + 0.64, 0.7, 0.5, "cam-000001")
+    log = ScoreLog(tmp_path, "cam", AlertRule(0.5), keep_days=7)
+    log.write(0, 0.0, 0.64, day1, 0.2, None)
+    log.write(1, 0.64, 1.28, day1 + 0.64, 0.7, "cam-000001")
     first = tmp_path / "cam" / "scores-2026-03-01.csv"
     rows = first.read_text().splitlines()  # flushed per row: readable while open
     assert rows[0] == ",".join(HEADER) and len(rows) == 3
     assert rows[2].split(",")[-2:] == ["1", "cam-000001"] and rows[1].split(",")[-2:] == ["0", ""]
     assert not old.exists()  # older than keep_days
-    log.write(2, 1.28, 1.92, day2, 0.1, 0.5, None)
+    log.write(2, 1.28, 1.92, day2, 0.1, None)
     second = tmp_path / "cam" / "scores-2026-03-02.csv"
     assert second.exists() and first.exists()  # yesterday is within keep_days
     assert second.read_text().splitlines()[1].split(",")[3] == "2026-03-02T00:00:01.000Z"
     log.close()
-    later = ScoreLog(tmp_path, "cam", keep_days=1)
-    later.write(3, 2.0, 2.64, day2 + 3600, 0.1, 0.5, None)  # same day, appends without a second header
+    later = ScoreLog(tmp_path, "cam", AlertRule(0.5), keep_days=1)
+    later.write(3, 2.0, 2.64, day2 + 3600, 0.1, None)  # same day, appends without a second header
     later.close()
     lines = second.read_text().splitlines()
     assert len(lines) == 3 and lines.count(",".join(HEADER)) == 1

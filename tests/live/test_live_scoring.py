@@ -1,4 +1,4 @@
-"""Causal windowed scoring (pipeline.watch.scoring) and the hysteresis rule (pipeline.watch.hysteresis)."""
+"""Causal windowed scoring (pipeline.watch.scoring) and the alert rule (pipeline.watch.rule)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from models.lanet import LANet, LANetConfig
 from models.lightning_student import LightningStudent
 from models.vad_model import ModelConfig, VADModel
 from pipeline.evaluate.scoring import score_snippets
-from pipeline.watch.hysteresis import Hysteresis, HysteresisConfig, at_or_above, hysteresis_events
+from pipeline.watch.rule import CLOSE, CLOSE_AFTER, OPEN, OPEN_AFTER, AlertRule, at_or_above
 from pipeline.watch.scoring import WindowState, default_window, score_last, windowed_scores
 
 
@@ -74,35 +74,51 @@ def test_default_window_follows_the_run():
         windowed_scores(tiny_teacher(), features(3), window=0)
 
 
-def test_hysteresis_opens_after_n_and_closes_after_m():
-    config = HysteresisConfig(0.5, open_after=2, close_after=3)
+def test_the_rule_opens_after_n_and_closes_after_m():
+    rule = AlertRule(0.5, open_after=2, close_after=3)
     scores = np.array([0.9, 0.1, 0.8, 0.9, 0.2, 0.7, 0.1, 0.1, 0.1, 0.6, 0.0, 0.9, 0.9])
     # one snippet above is noise; 2..5 is one event (0.7 bridges the dip); 11..12 stays open at the end
-    assert hysteresis_events(scores, config) == [(2, 5), (11, 12)]
-    rule = Hysteresis(config)
-    decisions = [rule.update(s) for s in scores]
-    assert decisions.index("open") == 3 and decisions.index("close") == 8
-    assert hysteresis_events(scores, HysteresisConfig(0.95)) == []
-    with pytest.raises(ValueError):
-        HysteresisConfig(0.5, open_after=0)
+    assert rule.events(scores) == [(2, 5), (11, 12)]
+    stream = rule.stream()
+    decisions = [stream.update(s) for s in scores]
+    assert decisions.index(OPEN) == 3 and decisions.index(CLOSE) == 8
+    assert AlertRule(0.95).events(scores) == []
+    assert rule.count([scores, scores[:4], scores[:2]]) == 2 + 1 + 0  # the rule restarts with each sequence
+    for bad in ({"open_after": 0}, {"close_after": 0}, {"open_after": 1.5}, {"threshold": float("nan")}):
+        with pytest.raises(ValueError):
+            AlertRule(**{"threshold": 0.5, **bad})
 
 
-def _streamed(scores, config: HysteresisConfig) -> list[tuple[int, int]]:
-    """The events :class:`Hysteresis` gives one snippet at a time, as ``dakd watch`` runs it."""
-    rule, events = Hysteresis(config), []
+def test_a_rule_without_a_threshold_has_its_defaults_and_is_applied_only_once_given_one():
+    rule = AlertRule()
+    assert (rule.threshold, rule.open_after, rule.close_after) == (None, OPEN_AFTER, CLOSE_AFTER)
+    for apply in (rule.stream, lambda: rule.events(np.ones(4)), lambda: rule.above(0.9), rule.to_json):
+        with pytest.raises(ValueError, match="no threshold"):
+            apply()
+    given = AlertRule(open_after=4).with_threshold(0.3)
+    assert given == AlertRule(0.3, 4, CLOSE_AFTER) and given.to_json() == {"threshold": 0.3, "open_after": 4,
+                                                                            "close_after": CLOSE_AFTER}
+
+
+def _streamed(scores, rule: AlertRule) -> list[tuple[int, int]]:
+    """The events :class:`AlertStream` gives one snippet at a time, as ``dakd watch`` runs it."""
+    stream, events = rule.stream(), []
     for s in scores:
-        if rule.update(s) == "close":
-            events.append((rule.start, rule.last_above))
-    return events + ([(rule.start, rule.last_above)] if rule.active else [])
+        if stream.update(s) == CLOSE:
+            events.append((stream.start, stream.last_above))
+    return events + ([(stream.start, stream.last_above)] if stream.active else [])
 
 
 def test_the_vectorised_events_are_the_streamed_rule_event_for_event():
-    """hysteresis_events (detect's events, calibrate's count) and Hysteresis (watch's alerts) are one rule."""
+    """AlertRule.events / .count (detect's events, calibrate's count) and AlertStream (watch's alerts) are one
+    rule, on random sequences."""
     rng = np.random.default_rng(0)
     for trial in range(400):
         scores = rng.random(int(rng.integers(1, 60))).astype(np.float32)
-        config = HysteresisConfig(float(rng.random()), int(rng.integers(1, 4)), int(rng.integers(1, 5)))
-        assert hysteresis_events(scores, config) == _streamed(scores, config), (trial, scores.tolist(), config)
+        rule = AlertRule(float(rng.random()), int(rng.integers(1, 4)), int(rng.integers(1, 5)))
+        streamed = _streamed(scores, rule)
+        assert rule.events(scores) == streamed, (trial, scores.tolist(), rule)
+        assert rule.count([scores]) == len(streamed)
 
 
 def test_a_score_equal_to_the_threshold_is_above_and_ties_are_decided_in_float64():
@@ -114,7 +130,8 @@ def test_a_score_equal_to_the_threshold_is_above_and_ties_are_decided_in_float64
     upper = np.nextafter(score, np.float32(1))
     between = (float(score) + float(upper)) / 2
     assert not at_or_above(score, between) and at_or_above(upper, between)
-    assert hysteresis_events(np.array([score, score], np.float32), HysteresisConfig(between, 1, 1)) == []
-    assert _streamed([score, score], HysteresisConfig(between, 1, 1)) == []
-    assert hysteresis_events(np.array([upper, upper], np.float32), HysteresisConfig(between, 2, 1)) == [(0, 1)]
-    assert HysteresisConfig(0.25, 2, 3).describe() == "hysteresis: open after 2 snippets >= 0.25, close after 3 below"
+    assert AlertRule(between, 1, 1).events(np.array([score, score], np.float32)) == []
+    assert _streamed([score, score], AlertRule(between, 1, 1)) == []
+    assert AlertRule(between, 2, 1).events(np.array([upper, upper], np.float32)) == [(0, 1)]
+    assert not AlertRule(between).above(score) and AlertRule(between).above(upper)
+    assert AlertRule(0.25, 2, 3).describe() == "hysteresis: open after 2 snippets >= 0.25, close after 3 below"

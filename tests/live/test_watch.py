@@ -24,13 +24,13 @@ from videos import encode
 
 from data.decode import open_video
 from data.synthetic import generate_dataset
-from pipeline import api, defaults
+from pipeline import api, defaults, runs
 from pipeline.cli import calibrate, export, extract, train, watch
 from pipeline.detect import onnx_scorer
 from pipeline.watch import watcher as engine
 from pipeline.watch.cameras import CameraListError, cameras_from
 from pipeline.watch.clips import POST_ROLL_S, PRE_ROLL_S
-from pipeline.watch.hysteresis import HysteresisConfig, hysteresis_events
+from pipeline.watch.rule import AlertRule
 from pipeline.watch.model import from_run
 from pipeline.testing.replay import ReplayServer
 from pipeline.watch.score_log import KEEP_DAYS
@@ -142,7 +142,7 @@ def test_events_follow_the_hysteresis_rule_and_reach_the_webhook(trained, tmp_pa
     assert opened and len(opened) == len(closed)
     for i, video in enumerate(videos):
         scores = _scores(out, f"c{i}")
-        expected = hysteresis_events(scores["score"].to_numpy(), HysteresisConfig(threshold))
+        expected = AlertRule(threshold).events(scores["score"].to_numpy())
         mine = [e for e in closed if e["camera"] == f"c{i}"]
         starts, ends = scores["start_s"].to_numpy(), scores["end_s"].to_numpy()
         np.testing.assert_allclose(  # [events, 2] (start, end) seconds; a different count fails on the shape
@@ -184,7 +184,7 @@ def test_events_match_the_synthetic_anomaly(trained, tmp_path):
         # the stream ends after its 240 frames (9.6 s); a live source is then retried, so the watch is stopped
         threading.Timer(240 / 25 + 1.5, stop.set).start()
         summary = api.watch([f"gate={server.url}"], store=store, run=keys["teacher"][:12], out=out, window=4,
-                            threshold=0.5, stop=stop)
+                            rule=AlertRule(0.5), stop=stop)
         first = server.clients[0].first  # the frames served before the watch connected are lost, as live
     assert summary.stopped and summary.cameras[0].snippets_scored == (240 - first) // 16
     events = _events(out)
@@ -228,7 +228,7 @@ def test_a_stream_that_drops_is_reconnected_and_its_open_event_closed(trained, t
 
         threading.Thread(target=outage, daemon=True).start()
         summary = api.watch([f"gate={server.url}", f"door={anomalous}"], store=store, run=keys["teacher"][:12],
-                            out=out, window=4, threshold=0.5, realtime=True, stop=stop, stall_timeout_s=2.0)
+                            out=out, window=4, rule=AlertRule(0.5), realtime=True, stop=stop, stall_timeout_s=2.0)
     gate, door = summary.cameras
     assert gate.reconnects == 1 and gate.connects == 2 and door.reconnects == 0
     assert gate.snippets_scored >= 5 and door.snippets_scored == 10
@@ -317,7 +317,7 @@ def test_watch_uses_the_calibrated_live_threshold_unless_one_is_given(trained, t
     assert calibrate.main([keys["student"][:12], "--store", str(store), "--normal", *normal, "--window", "8",
                            "--quiet"]) == 0
     folder = next((store / "runs" / "student").glob(f"{keys['student']}*"))
-    live = json.loads((folder / defaults.CALIBRATION_FILE).read_text())["thresholds"]["live"]
+    live = json.loads((folder / runs.CALIBRATION_FILE).read_text())["thresholds"]["live"]
     video = _anomalous(dataset)[0].path
     assert watch.main([f"gate={video}", "--store", str(store), "--model", keys["student"][:12], "--out",
                        str(tmp_path / "cal"), "--window", "8", "--quiet"]) == 0
@@ -357,7 +357,7 @@ def test_a_camera_whose_frames_the_model_refuses_fails_alone(trained, tmp_path, 
     monkeypatch.setattr(live_model.LiveModel, "embed", refusing)
     out = tmp_path / "w"
     summary = api.watch([f"good={good}", f"odd={odd}"], store=store, run=keys["teacher"][:12], out=out,
-                        threshold=0.5)
+                        rule=AlertRule(0.5))
     good_cam, odd_cam = summary.cameras
     assert good_cam.snippets_scored == 10 and good_cam.snippets_failed == 0
     assert odd_cam.snippets_scored == 0 and odd_cam.snippets_failed == 4 and "traced for" in odd_cam.last_error

@@ -17,7 +17,11 @@ from pipeline.cli import calibrate, detect, export, train
 from pipeline.detect import onnx_scorer
 from pipeline.calibrate import calibrator as calibration
 from pipeline.errors import UserError
+from pipeline.runs import load_calibration, threshold_for
 from pipeline.store import FeatureStore
+from pipeline.watch.rule import AlertRule
+
+RULE = AlertRule(open_after=2, close_after=3)  # the rule the threshold is chosen for (its threshold: the candidate)
 
 
 # -- the threshold rule ----------------------------------------------------------------------------------------
@@ -38,18 +42,18 @@ def _between(t: float, low: float, high: float) -> bool:
 def test_the_threshold_meets_the_target_and_the_next_candidate_down_does_not():
     videos = [_bursts([0.9, 0.8]), _bursts([0.7, 0.85])]
     hours = 2.0  # target 1/h: at most 2 events
-    choice = calibration.choose_threshold(videos, hours, 1.0, open_after=2, close_after=3)
+    choice = calibration.choose_threshold(videos, hours, 1.0, RULE)
     # between 0.8 and 0.85: the 0.9 and 0.85 bursts; one candidate lower (between 0.7 and 0.8) adds the 0.8 one
     assert _between(choice.threshold, 0.8, 0.85) and choice.events == 2 and choice.rate <= 1.0
     assert choice.margin == pytest.approx((float(np.float32(0.85)) - float(np.float32(0.8))) / 2)
     lower = calibration.candidates(videos)
     lower = lower[lower < choice.threshold].max()
     assert _between(lower, 0.7, 0.8)
-    assert calibration.total_events(videos, lower, 2, 3) / hours > 1.0
+    assert RULE.with_threshold(lower).count(videos) / hours > 1.0
     # 1.5/h on the same footage allows three bursts, 0.1/h none
-    assert _between(calibration.choose_threshold(videos, hours, 1.5, open_after=2, close_after=3).threshold,
+    assert _between(calibration.choose_threshold(videos, hours, 1.5, RULE).threshold,
                     0.7, 0.8)
-    none = calibration.choose_threshold(videos, hours, 0.1, open_after=2, close_after=3)
+    none = calibration.choose_threshold(videos, hours, 0.1, RULE)
     assert none.events == 0 and none.threshold == float(np.float32(0.9)) + calibration.OUTSIDE_MARGIN
 
 
@@ -63,17 +67,17 @@ def test_no_candidate_sits_on_a_score_and_each_counts_as_the_score_above_it():
     assert len(cands) == len(values) + 1 and not np.isin(cands, values).any()
     assert cands[0] == values[0] - calibration.OUTSIDE_MARGIN and cands[-1] == values[-1] + calibration.OUTSIDE_MARGIN
     for t, score in zip(cands[:-1], values):  # counting at t is counting "score >= the next score up"
-        assert calibration.total_events(videos, t, 2, 3) == calibration.total_events(videos, score, 2, 3)
-    assert calibration.total_events(videos, cands[-1], 1, 1) == 0
+        assert RULE.with_threshold(t).count(videos) == RULE.with_threshold(score).count(videos)
+    assert AlertRule(cands[-1], 1, 1).count(videos) == 0
     assert calibration.OUTSIDE_MARGIN > onnx_scorer.TOLERANCE  # no engine within the tolerance reaches the top one
 
 
 def test_the_envelope_keeps_every_higher_threshold_within_the_target():
     # one event at 0.5 (the dip is above) but two at 0.9 (the dip splits it): the count is not monotone
     scores = np.array([0.1, 0.9, 0.9, 0.5, 0.9, 0.9, 0.1])
-    assert calibration.total_events([scores], 0.5, 2, 1) == 1
-    assert calibration.total_events([scores], 0.9, 2, 1) == 2
-    choice = calibration.choose_threshold([scores], 1.0, 1.0, open_after=2, close_after=1)
+    assert AlertRule(0.5, 2, 1).count([scores]) == 1
+    assert AlertRule(0.9, 2, 1).count([scores]) == 2
+    choice = calibration.choose_threshold([scores], 1.0, 1.0, AlertRule(open_after=2, close_after=1))
     # 0.5 (and 0.1) give one event per hour, but raising the threshold to 0.9 would give two: only above the max
     assert choice.threshold == 0.9 + calibration.OUTSIDE_MARGIN and choice.events == 0
 
@@ -87,24 +91,24 @@ def test_short_footage_is_flagged_zero_events_only():
 
 def test_threshold_for_says_where_the_value_came_from():
     cal = {"thresholds": {"live": 0.61, "offline": 0.42}, "target_false_alarms_per_hour": 1.0, "hours": 0.31}
-    assert calibration.threshold_for(cal, "live", None) == (0.61, "calibration (1 false alarm/h on 0.31 h)")
-    assert calibration.threshold_for(cal, "offline", 0.7) == (0.7, "--threshold")
-    assert calibration.threshold_for(None, "offline", None) == (0.5, "uncalibrated default 0.5")
+    assert threshold_for(cal, "live", None) == (0.61, "calibration (1 false alarm/h on 0.31 h)")
+    assert threshold_for(cal, "offline", 0.7) == (0.7, "--threshold")
+    assert threshold_for(None, "offline", None) == (0.5, "uncalibrated default 0.5")
 
 
 def test_a_damaged_calibration_is_named_with_the_fix(tmp_path):
-    assert calibration.load_calibration(tmp_path) is None
+    assert load_calibration(tmp_path) is None
     (tmp_path / "calibration.json").write_text("{not json")
     with pytest.raises(UserError, match=r"calibration\.json.*dakd calibrate"):
-        calibration.load_calibration(tmp_path)
+        load_calibration(tmp_path)
     (tmp_path / "calibration.json").write_text(json.dumps({"thresholds": {"live": "x"}, "hours": 1,
                                                            "target_false_alarms_per_hour": 1}))
     with pytest.raises(UserError, match="live threshold"):
-        calibration.load_calibration(tmp_path)
+        load_calibration(tmp_path)
     export_folder = tmp_path / "export"
     export_folder.mkdir()
     (export_folder / "export.json").write_text(json.dumps({"run": "abc"}))
-    assert calibration.load_calibration(export_folder) is None
+    assert load_calibration(export_folder) is None
 
 
 # -- the command on a real small store -------------------------------------------------------------------------
@@ -141,7 +145,7 @@ def test_calibrate_on_normal_videos_writes_both_thresholds_and_names_a_bad_file(
     assert c["hours"] == pytest.approx(12 * 16 / 25 / 3600)
     assert c["zero_events_only"] is True and c["false_alarms"] == {"live": 0, "offline": 0}
     assert "zero events" in err and "live threshold" in out and "offline threshold" in out
-    assert calibration.load_calibration(folder)["thresholds"] == c["thresholds"]
+    assert load_calibration(folder)["thresholds"] == c["thresholds"]
 
 
 def test_detect_uses_the_calibrated_threshold_unless_one_is_given(small, tmp_path, capsys):
@@ -164,7 +168,7 @@ def test_detect_uses_the_calibrated_threshold_unless_one_is_given(small, tmp_pat
                         "--out", str(tmp_path / "other"), "--open-after", "4"]) == 0
     out, err = capsys.readouterr()
     assert "calibrated with events opening after 2 and closing after 3 snippets" in err
-    assert "--open-after 2 --close-after 3" in err and "events (hysteresis: open after 4 snippets >=" in out
+    assert "--open-after 2 and --close-after 3" in err and "events (hysteresis: open after 4 snippets >=" in out
     assert json.loads((tmp_path / "other" / "cam_a.json").read_text())["alert_rule"]["open_after"] == 4
 
 

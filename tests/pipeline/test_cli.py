@@ -136,6 +136,10 @@ def test_the_api_raises_typed_errors_and_never_exits(tmp_path):
         api.evaluate(["abc"], store=tmp_path / "absent")
     with pytest.raises(UserError):
         api.detect([tmp_path], store=None)
+    with pytest.raises(UsageError, match="calibrate chooses the threshold"):
+        api.calibrate("abcdef12", store=tmp_path, normal=[tmp_path], rule=api.AlertRule(0.5))
+    with pytest.raises(UsageError, match="must be a pipeline.watch.rule.AlertRule"):
+        api.detect([tmp_path], store=tmp_path, rule=0.5)
     assert issubclass(UsageError, UserError) and issubclass(InputError, UserError)
 
 
@@ -293,6 +297,10 @@ def test_store_and_run_errors_come_before_torch(tmp_path):
                                    "'abcdef12' matches no finished run"),
         "calibrate: no videos": (["calibrate", "abcdef12", "--store", str(store), "--normal", str(tmp_path / "e")],
                                  "no such file or folder"),
+        "calibrate: no alert rule": (["calibrate", "abcdef12", "--store", str(store), "--normal", str(videos),
+                                      "--close-after", "0"], "--open-after and --close-after make no alert rule"),
+        "detect: no alert rule": (["detect", str(videos), "--store", str(store), "--open-after", "0"],
+                                  "--open-after and --close-after make no alert rule: open_after must be"),
         "store: no store": (["store", "--store", missing], f"no store at {missing}"),
         "grid: no store": (["grid", "--store", missing, "--dataset", "ucf-crime"], f"no store at {missing}"),
         "demo: out is a file": (["demo", "--out", str(a_file)], f"--out {a_file} is a file"),

@@ -26,7 +26,7 @@ from pipeline.cli import detect, export, extract, train
 from pipeline.export import exporter
 from pipeline.detect import onnx_scorer
 from pipeline.detect import detector as detection
-from pipeline.watch.hysteresis import HysteresisConfig
+from pipeline.watch.rule import AlertRule
 from pipeline.detect.overlay import BAR_ANOMALOUS, BAR_BACKGROUND, BAR_NORMAL, draw_score_bar
 from pipeline.store import FeatureStore
 
@@ -172,11 +172,11 @@ def test_overlay_copies_every_frame_with_a_score_bar(trained, tmp_path):
 
 def test_score_bar_is_drawn_exactly():
     frame = np.zeros((100, 50, 3), dtype=np.uint8)
-    draw_score_bar(frame, 0.4, threshold=0.5)
+    draw_score_bar(frame, 0.4, AlertRule(0.5))
     assert (frame[:94] == 0).all()  # 6 % of 100 rows = 6 rows of bar
     assert (frame[94:, :20] == BAR_NORMAL).all() and (frame[94:, 20:25] == BAR_BACKGROUND).all()
     assert (frame[94:, 25] == 255).all()  # the threshold tick
-    draw_score_bar(frame, 0.9, threshold=0.5)
+    draw_score_bar(frame, 0.9, AlertRule(0.5))
     assert (frame[94:, :25] == BAR_ANOMALOUS).all() and (frame[94:, 45:] == BAR_BACKGROUND).all()
 
 
@@ -327,13 +327,13 @@ def test_frame_scores_cover_the_tail_and_events_are_in_seconds():
     d = detection.Detection(Path("v.mp4"), np.array([0.1, 0.9, 0.2], dtype=np.float32), n_frames=53, fps=25.0)
     assert len(d.frame_scores) == 53 and (d.frame_scores[48:] == np.float32(0.2)).all()
     assert (d.frame_scores[16:32] == np.float32(0.9)).all() and d.frame_times[25] == 1.0
-    one = HysteresisConfig(0.5, open_after=1, close_after=1)
+    one = AlertRule(0.5, open_after=1, close_after=1)
     assert [(e["start_s"], e["end_s"]) for e in detection.alert_events(d, one)] == [(0.64, 1.28)]  # frames [16, 32)
-    assert detection.alert_events(d, HysteresisConfig(0.5)) == []  # one snippet above does not open an event
+    assert detection.alert_events(d, AlertRule(0.5)) == []  # one snippet above does not open an event
     unknown_rate = detection.Detection(Path("v"), d.snippet_scores, n_frames=53, fps=0.0)
     assert [(e["start_s"], e["end_s"]) for e in detection.alert_events(unknown_rate, one)] == [(16.0, 32.0)]  # frames
     # an event reaching the last snippet ends with the video (the trailing frames take that snippet's score)
     tail = detection.Detection(Path("v"), np.array([0.1, 0.9, 0.95], np.float32), n_frames=53, fps=25.0)
-    assert detection.alert_events(tail, HysteresisConfig(0.5)) == [
+    assert detection.alert_events(tail, AlertRule(0.5)) == [
         {"start_s": 0.64, "end_s": 2.12, "first_snippet": 1, "last_snippet": 2,
          "peak_score": float(np.float32(0.95))}]
