@@ -7,7 +7,7 @@ are :data:`OPEN_AFTER` and :data:`CLOSE_AFTER`). Every alert path takes it: ``da
 time (:meth:`AlertRule.stream` -> :class:`AlertStream`, through :class:`pipeline.watch.events.EventTracker`), ``dakd
 detect`` reports its events on whole videos and ``dakd calibrate`` counts them as false alarms
 (:meth:`AlertRule.events` / :meth:`AlertRule.count`, the same rule over an array, vectorised because calibration
-counts events at every candidate threshold; ``tests/test_live_scoring.py`` checks it event for event against
+counts events at every candidate threshold; ``tests/live/test_live_scoring.py`` checks it event for event against
 :class:`AlertStream` on random sequences). So calibration's false-alarm count is what detect finds on the same
 footage and scores, and what watch would raise on it. The overlay's colour and the score logs' ``above`` column use
 :meth:`AlertRule.above`. The command line builds the rule from ``--threshold``, ``--open-after`` and
