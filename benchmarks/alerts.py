@@ -90,7 +90,7 @@ def evaluate(scores: dict, target: float, calibrate_on: str) -> dict:
     other normal test clip, never seen; the events are then counted on the remaining test clips)."""
     from data.decode import SNIPPET_FRAMES
     from pipeline.calibrate.calibrator import SECONDS_PER_HOUR, choose_threshold
-    from pipeline.watch.rule import AlertRule
+    from pipeline.alert_rule import AlertRule
 
     hours = lambda n: n * SNIPPET_FRAMES / accuracy.FPS / SECONDS_PER_HOUR  # noqa: E731
     test = scores["test"]

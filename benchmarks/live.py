@@ -63,7 +63,7 @@ def run_streams(model, videos: list[Path], duration_s: float, out: Path) -> dict
     """N = len(videos) loopback streams watched for ``duration_s``; the measures of one rung."""
     import numpy as np
 
-    from pipeline.watch.rule import AlertRule
+    from pipeline.alert_rule import AlertRule
     from pipeline.watch.watcher import Watch, WatchConfig, resident_mb
     from pipeline.testing.replay import ReplayServer
     from pipeline.watch.sources import Camera, ReconnectPolicy

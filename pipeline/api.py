@@ -31,7 +31,7 @@ from pipeline import defaults as d
 from pipeline import methods
 from pipeline.errors import InputError, UsageError, UserError
 from pipeline.pairs import parse_pairs, split_list
-from pipeline.watch.rule import AlertRule  # numpy only
+from pipeline.alert_rule import AlertRule  # numpy only
 
 if TYPE_CHECKING:  # the heavy modules load when a function runs, not on import
     from pipeline.detect.detector import Detection
@@ -549,7 +549,7 @@ def _rule(rule: AlertRule | None) -> AlertRule:
     if rule is None:
         return AlertRule()
     if not isinstance(rule, AlertRule):
-        raise UsageError(f"`rule` must be a pipeline.watch.rule.AlertRule, got {type(rule).__name__}")
+        raise UsageError(f"`rule` must be a pipeline.alert_rule.AlertRule, got {type(rule).__name__}")
     return rule
 
 

@@ -159,7 +159,7 @@ def load_run(store: FeatureStore, ref: str, stage: str | None = None) -> LoadedR
 def calibration_record(run_key: str, stage: str, *, rule, window: int, target: float, hours: float,
                        videos: list[str], n_snippets: int, choices: dict, zero_events_only: bool,
                        source: str) -> dict:
-    """calibration.json's content. ``rule``: the :class:`pipeline.watch.rule.AlertRule` whose events were counted
+    """calibration.json's content. ``rule``: the :class:`pipeline.alert_rule.AlertRule` whose events were counted
     (its ``open_after`` / ``close_after`` are recorded; the thresholds are the chosen ones); ``choices``: per kind
     of :data:`CALIBRATION_KINDS`, its choice (``.threshold``, ``.events``, ``.margin``:
     ``pipeline.calibrate.calibrator.Choice``)."""

@@ -3,13 +3,13 @@ gives a target false-alarm rate on normal footage, stored with the run (``<run f
 its export (``export.json``'s ``"calibration"``; both written and read by :mod:`pipeline.runs`), which ``dakd
 detect`` and ``dakd watch`` use unless ``--threshold`` is given.
 
-A false alarm is an *event* of the alert rule (:class:`pipeline.watch.rule.AlertRule`: it opens after ``open_after``
+A false alarm is an *event* of the alert rule (:class:`pipeline.alert_rule.AlertRule`: it opens after ``open_after``
 snippets at or above the threshold and closes after ``close_after`` below) on footage known to be normal; the rate
 is events per hour of that footage. Two score kinds are calibrated, since they differ: ``live``, the causal
 windowed scores ``dakd watch`` raises alerts on (:func:`pipeline.watch.scoring.windowed_scores`), and ``offline``,
 the whole-video scores ``dakd detect`` marks (:func:`pipeline.evaluate.scoring.score_snippets`).
 
-The events are counted by :meth:`pipeline.watch.rule.AlertRule.count`, the rule ``dakd detect`` reports
+The events are counted by :meth:`pipeline.alert_rule.AlertRule.count`, the rule ``dakd detect`` reports
 and ``dakd watch`` runs, so the false alarms calibration counts are those detect finds on the same footage at the
 calibrated threshold.
 
@@ -39,7 +39,7 @@ import numpy as np
 from data.decode import SNIPPET_FRAMES
 from pipeline.errors import InputError, UsageError, UserError
 from pipeline.detect.onnx_scorer import TOLERANCE
-from pipeline.watch.rule import AlertRule
+from pipeline.alert_rule import AlertRule
 
 SOURCE_NORMAL = "normal"  # footage given with --normal
 SOURCE_SPLIT = "split:{split}"  # the run's own validation split

@@ -8,7 +8,7 @@ The normal footage (``--normal``: videos extracted with the run's settings as ``
 cached in the store; ``--split val``: the normal videos of the run's own validation split, made again from its
 config and dataset) is scored twice: ``live``, causally over a window of the last W snippets as ``dakd watch``
 scores a stream, and ``offline``, over the whole video as ``dakd detect`` does. For each, the threshold is the
-lowest at which the hysteresis rule (``pipeline.watch.rule``) raises at most the target number of events per
+lowest at which the hysteresis rule (``pipeline.alert_rule``) raises at most the target number of events per
 hour of that footage, at it and at every threshold above it (``pipeline.calibrate.calibrator`` says why), midway between
 two snippet scores, never on one; ``dakd detect`` on the same footage at that threshold reports as many events.
 The result goes to ``<run folder>/calibration.json`` (and into the run's ``export/export.json`` when it has one);

@@ -24,7 +24,7 @@ past it and the video fails (``pipeline.export.TooManySnippets``). The scores eq
 Per video, in ``--out``: ``<name>.csv`` (frame, time_s, snippet, score), ``<name>.json`` (the same scores as
 arrays plus the run, the frame rate, the ``alert_rule`` and its ``events``) and ``<name>.png`` (score over time);
 the summary line names them and the overlay. Events are those of the hysteresis rule ``dakd watch`` alerts with
-and ``dakd calibrate`` counts (``pipeline.watch.rule``: an event opens after ``--open-after`` snippets at or
+and ``dakd calibrate`` counts (``pipeline.alert_rule``: an event opens after ``--open-after`` snippets at or
 above the threshold and closes after ``--close-after`` below it), each with its start and end in seconds, its
 first and last snippet and its peak score; so detect on the calibration footage finds the false alarms calibrate
 counted. The threshold is ``--threshold``, else the offline threshold of the run's calibration

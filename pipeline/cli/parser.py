@@ -148,9 +148,9 @@ def add_decode_timeout(p: argparse.ArgumentParser) -> None:
 
 
 def add_hysteresis(p: argparse.ArgumentParser) -> None:
-    """``--open-after``, ``--close-after``: the alert rule (``pipeline.watch.rule``) that detect, calibrate and
+    """``--open-after``, ``--close-after``: the alert rule (``pipeline.alert_rule``) that detect, calibrate and
     watch share; :func:`alert_rule` builds it from them."""
-    from pipeline.watch.rule import CLOSE_AFTER, OPEN_AFTER  # numpy only, as data.decode
+    from pipeline.alert_rule import CLOSE_AFTER, OPEN_AFTER  # numpy only, as data.decode
 
     p.add_argument("--open-after", type=int, default=OPEN_AFTER,
                    help=f"snippets at or above the threshold in a row that open an event (default: {OPEN_AFTER})")
@@ -162,10 +162,10 @@ RULE_FLAGS = ("threshold", "open_after", "close_after")  # the flags alert_rule(
 
 
 def alert_rule(args: argparse.Namespace):
-    """The :class:`pipeline.watch.rule.AlertRule` of ``--threshold`` (absent or None: the calibrated one),
+    """The :class:`pipeline.alert_rule.AlertRule` of ``--threshold`` (absent or None: the calibrated one),
     ``--open-after`` and ``--close-after``. Raises UsageError naming the flags."""
     from pipeline.errors import UsageError
-    from pipeline.watch.rule import AlertRule
+    from pipeline.alert_rule import AlertRule
 
     try:
         return AlertRule(getattr(args, "threshold", None), args.open_after, args.close_after)

@@ -31,7 +31,7 @@ from pipeline.detect.onnx_scorer import (BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, 
                                          too_many_message)
 from pipeline.extract.extractor import Extractor, failure_reason
 from pipeline.keys import feature_key
-from pipeline.watch.rule import AlertRule
+from pipeline.alert_rule import AlertRule
 from pipeline.detect.overlay import write_overlay
 from pipeline.evaluate.plots import plot_detection, unique_stems
 from pipeline.runs import LoadedRun, latest_run, load_run, open_run_store, training_backbone
@@ -99,7 +99,7 @@ class ModelInfo:
 
 
 def alert_events(d: Detection, rule: AlertRule) -> list[dict]:
-    """The events of ``rule`` (:meth:`pipeline.watch.rule.AlertRule.events`, the rule ``dakd watch`` alerts with
+    """The events of ``rule`` (:meth:`pipeline.alert_rule.AlertRule.events`, the rule ``dakd watch`` alerts with
     and ``dakd calibrate`` counts) over the video's snippet scores, each ``{"start_s", "end_s",
     "first_snippet", "last_snippet", "peak_score"}``: ``[start_s, end_s)`` covers the frames of its first to its
     last snippet above the threshold (the last snippet's frames include the trailing frames that form no snippet,

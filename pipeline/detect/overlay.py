@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import atomic_write
-from pipeline.watch.rule import AlertRule
+from pipeline.alert_rule import AlertRule
 
 BAR_HEIGHT_FRACTION = 0.06  # of the frame height
 BAR_MIN_HEIGHT = 6  # pixels

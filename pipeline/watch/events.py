@@ -1,5 +1,5 @@
 """Alerts as events: :class:`EventTracker` turns one camera's snippet scores (through the alert rule of
-:mod:`pipeline.watch.rule`) into :class:`Event` objects with a running peak and mean, and :class:`EventLog`
+:mod:`pipeline.alert_rule`) into :class:`Event` objects with a running peak and mean, and :class:`EventLog`
 writes them as JSON lines, flushed and fsynced per line so a stopped process loses nothing.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.watch.rule import CLOSE, OPEN, AlertRule
+from pipeline.alert_rule import CLOSE, OPEN, AlertRule
 
 log = logging.getLogger("pipeline.watch.events")
 

@@ -1,7 +1,7 @@
 """A rolling per-camera CSV of snippet scores for later review: ``<folder>/<camera>/scores-YYYY-MM-DD.csv``, one
 file per UTC day of the snippets, flushed every row so a stopped process loses nothing; files older than
 ``keep_days`` are deleted when a new day's file starts. Its ``threshold`` and ``above`` columns are those of the
-watch's alert rule (:class:`pipeline.watch.rule.AlertRule`).
+watch's alert rule (:class:`pipeline.alert_rule.AlertRule`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from pipeline.watch.events import utc_iso
-from pipeline.watch.rule import AlertRule
+from pipeline.alert_rule import AlertRule
 from pipeline.defaults import WATCH_KEEP_DAYS
 
 log = logging.getLogger("pipeline.watch.score_log")

@@ -36,7 +36,7 @@ import numpy as np
 from data.decode import SNIPPET_FRAMES
 from pipeline.watch.clips import POST_ROLL_S, PRE_ROLL_S, ClipRecorder
 from pipeline.watch.events import STATE_CLOSED, STATE_OPEN, EventLog, EventTracker
-from pipeline.watch.rule import AlertRule
+from pipeline.alert_rule import AlertRule
 from pipeline.watch.model import LiveModel
 from pipeline.watch.score_log import KEEP_DAYS, ScoreLog
 from pipeline.watch.scoring import WindowState

@@ -21,7 +21,8 @@ FORBIDDEN = {"data": {"extractors", "models", "pipeline", "torch"}, "extractors"
 # pipeline/'s floors, bottom to top (docs/design.md "Rooms"): a module imports its own floor and the floors below.
 PIPELINE_FLOORS = (
     ("foundations", ("pipeline.defaults", "pipeline.errors", "pipeline.keys", "pipeline.atomic", "pipeline.precision",
-                     "pipeline.pairs", "pipeline.config", "pipeline.methods", "pipeline.store", "pipeline.features",
+                     "pipeline.pairs", "pipeline.alert_rule", "pipeline.config", "pipeline.methods", "pipeline.store",
+                     "pipeline.features",
                      "pipeline.runs", "pipeline.run_refs", "pipeline.inputs")),
     ("stages", ("pipeline.extract", "pipeline.train", "pipeline.evaluate", "pipeline.detect", "pipeline.calibrate",
                 "pipeline.watch", "pipeline.export", "pipeline.import_features", "pipeline.fetch", "pipeline.demo")),

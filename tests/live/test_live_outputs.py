@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.watch.clips import ClipRecorder
 from pipeline.watch.events import EventLog, EventTracker
-from pipeline.watch.rule import AlertRule
+from pipeline.alert_rule import AlertRule
 from pipeline.watch.score_log import HEADER, ScoreLog
 from pipeline.watch.webhook import WebhookSender
 from tests.videos import pattern_frames

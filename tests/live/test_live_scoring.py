@@ -1,4 +1,4 @@
-"""Causal windowed scoring (pipeline.watch.scoring) and the alert rule (pipeline.watch.rule)."""
+"""Causal windowed scoring (pipeline.watch.scoring) and the alert rule (pipeline.alert_rule)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from models.lanet import LANet, LANetConfig
 from models.lightning_student import LightningStudent
 from models.vad_model import ModelConfig, VADModel
 from pipeline.evaluate.scoring import score_snippets
-from pipeline.watch.rule import CLOSE, CLOSE_AFTER, OPEN, OPEN_AFTER, AlertRule, at_or_above
+from pipeline.alert_rule import CLOSE, CLOSE_AFTER, OPEN, OPEN_AFTER, AlertRule, at_or_above
 from pipeline.watch.scoring import WindowState, default_window, score_last, windowed_scores
 
 

@@ -30,7 +30,7 @@ from pipeline.detect import onnx_scorer
 from pipeline.watch import watcher as engine
 from pipeline.watch.cameras import CameraListError, cameras_from
 from pipeline.watch.clips import POST_ROLL_S, PRE_ROLL_S
-from pipeline.watch.rule import AlertRule
+from pipeline.alert_rule import AlertRule
 from pipeline.watch.model import from_run
 from pipeline.testing.replay import ReplayServer
 from pipeline.watch.score_log import KEEP_DAYS

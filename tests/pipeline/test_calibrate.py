@@ -19,7 +19,7 @@ from pipeline.calibrate import calibrator as calibration
 from pipeline.errors import UserError
 from pipeline.runs import load_calibration, threshold_for
 from pipeline.store import FeatureStore
-from pipeline.watch.rule import AlertRule
+from pipeline.alert_rule import AlertRule
 
 RULE = AlertRule(open_after=2, close_after=3)  # the rule the threshold is chosen for (its threshold: the candidate)
 

@@ -138,7 +138,7 @@ def test_the_api_raises_typed_errors_and_never_exits(tmp_path):
         api.detect([tmp_path], store=None)
     with pytest.raises(UsageError, match="calibrate chooses the threshold"):
         api.calibrate("abcdef12", store=tmp_path, normal=[tmp_path], rule=api.AlertRule(0.5))
-    with pytest.raises(UsageError, match="must be a pipeline.watch.rule.AlertRule"):
+    with pytest.raises(UsageError, match="must be a pipeline.alert_rule.AlertRule"):
         api.detect([tmp_path], store=tmp_path, rule=0.5)
     assert issubclass(UsageError, UserError) and issubclass(InputError, UserError)
 

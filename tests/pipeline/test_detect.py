@@ -26,7 +26,7 @@ from pipeline.cli import detect, export, extract, train
 from pipeline.export import exporter
 from pipeline.detect import onnx_scorer
 from pipeline.detect import detector as detection
-from pipeline.watch.rule import AlertRule
+from pipeline.alert_rule import AlertRule
 from pipeline.detect.overlay import BAR_ANOMALOUS, BAR_BACKGROUND, BAR_NORMAL, draw_score_bar
 from pipeline.store import FeatureStore
 
