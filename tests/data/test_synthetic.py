@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from data import synthetic as syn
+from pipeline.cli import synthetic as synthetic_command
 from data.datasets import read_ucf_annotation
 from data.discover import video_name
 from data.synthetic import (ANOMALY_KINDS, AnomalyEvent, SyntheticScene, SyntheticSpec, generate_dataset,
@@ -264,9 +265,9 @@ def test_labels_csv_matches_entries_with_exclusive_intervals(tmp_path):
         assert bool(row["intervals"]) == bool(e.label)
 
 
-def test_cli_main_writes_dataset(tmp_path, capsys):
+def test_the_synthetic_command_writes_the_dataset(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = syn.main([str(out), "--normal", "1", "--anomalous", "2", "--seed", "2", "--frames", "24",
+    rc = synthetic_command.main([str(out), "--normal", "1", "--anomalous", "2", "--seed", "2", "--frames", "24",
                    "--size", "48x32", "--fps", "10", "--quiet"])
     assert rc == 0
     summary = capsys.readouterr().out.strip().splitlines()
@@ -277,7 +278,7 @@ def test_cli_main_writes_dataset(tmp_path, capsys):
     assert (out / "labels.csv").exists()
     decoded, codec, rate = _decode_pyav(out / "videos" / "Normal_Videos_001_synth.mp4")
     assert decoded.shape == (24, 32, 48, 3) and codec == "h264" and rate == 10
-    assert syn.main([str(tmp_path / "bad"), "--normal", "1", "--anomalous", "0", "--size", "8x8", "--quiet"]) == 2
+    assert synthetic_command.main([str(tmp_path / "bad"), "--normal", "1", "--anomalous", "0", "--size", "8x8", "--quiet"]) == 2
 
 
 def test_python_dash_m_runs_the_package(tmp_path):
