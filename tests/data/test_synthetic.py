@@ -278,7 +278,8 @@ def test_the_synthetic_command_writes_the_dataset(tmp_path, capsys):
     assert (out / "labels.csv").exists()
     decoded, codec, rate = _decode_pyav(out / "videos" / "Normal_Videos_001_synth.mp4")
     assert decoded.shape == (24, 32, 48, 3) and codec == "h264" and rate == 10
-    assert synthetic_command.main([str(tmp_path / "bad"), "--normal", "1", "--anomalous", "0", "--size", "8x8", "--quiet"]) == 2
+    bad = [str(tmp_path / "bad"), "--normal", "1", "--anomalous", "0", "--size", "8x8", "--quiet"]
+    assert synthetic_command.main(bad) == 2
 
 
 def test_python_dash_m_runs_the_package(tmp_path):
