@@ -20,7 +20,7 @@ stages and their default backbones without loading torch.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,28 +134,6 @@ _BUILT_IN = (
 REGISTRY: dict[str, MethodRow] = {row.name: row for row in _BUILT_IN}  # in the order of the help
 
 
-class _Names(Sequence):
-    """The registered names in :data:`REGISTRY`'s order, read at each use, so a parser or check built before a
-    :func:`register` sees the new name. Compares equal to a tuple of the same names."""
-
-    def __getitem__(self, index):
-        return tuple(REGISTRY)[index]
-
-    def __len__(self) -> int:
-        return len(REGISTRY)
-
-    def __contains__(self, name) -> bool:
-        return name in REGISTRY
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Sequence) and not isinstance(other, str) and tuple(self) == tuple(other)
-
-    __hash__ = None
-
-    def __repr__(self) -> str:
-        return repr(tuple(self))
-
-
 class _Backbones(Mapping):
     """Method name -> its default backbones, read from :data:`REGISTRY` at each use."""
 
@@ -172,7 +150,7 @@ class _Backbones(Mapping):
         return repr(dict(self))
 
 
-METHODS: Sequence[str] = _Names()  # the stages of dakd train
+METHODS = REGISTRY.keys()  # the names, in order: a live view, so a registered one shows
 DEFAULT_BACKBONES: Mapping[str, tuple[str, ...]] = _Backbones()
 
 

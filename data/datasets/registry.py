@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Submodules imported by their full name, not from the package: the package imports this module.
@@ -79,29 +79,7 @@ _BUILT_IN = (
 REGISTRY: dict[str, DatasetRow] = {row.name: row for row in _BUILT_IN}  # in the order of the help
 
 
-class _Names(Sequence):
-    """The registered names in :data:`REGISTRY`'s order, read at each use, so a parser or check built before a
-    :func:`register` sees the new name. Compares equal to a tuple of the same names."""
-
-    def __getitem__(self, index):
-        return tuple(REGISTRY)[index]
-
-    def __len__(self) -> int:
-        return len(REGISTRY)
-
-    def __contains__(self, name) -> bool:
-        return name in REGISTRY
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Sequence) and not isinstance(other, str) and tuple(self) == tuple(other)
-
-    __hash__ = None
-
-    def __repr__(self) -> str:
-        return repr(tuple(self))
-
-
-DATASETS: Sequence[str] = _Names()
+DATASETS = REGISTRY.keys()  # the names, in order: a live view, so a registered one shows
 
 
 def register(row: DatasetRow) -> DatasetRow:

@@ -143,7 +143,7 @@ def test_fingerprint_is_json_and_follows_labels():
 def test_unknown_dataset_and_split():
     with pytest.raises(ValueError, match="ucf-crime, shanghaitech, xd-violence, ucsd-ped1, ucsd-ped2, avenue"):
         load_dataset("ucf")
-    assert DATASETS == ("ucf-crime", "shanghaitech", "xd-violence", "ucsd-ped1", "ucsd-ped2", "avenue")
+    assert tuple(DATASETS) == ("ucf-crime", "shanghaitech", "xd-violence", "ucsd-ped1", "ucsd-ped2", "avenue")
     assert [e.name for e in load_dataset("UCSD_Ped2").entries] == dataset_entries("ucsd-ped2")
     assert len(load_dataset("UCF_Crime").entries) == 1900  # spelling variants of the names
     with pytest.raises(ValueError, match="train, test"):
