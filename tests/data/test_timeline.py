@@ -267,6 +267,7 @@ def teacher(tmp_path_factory):
     return store, FeatureStore(store).runs("teacher")[0]["key"]
 
 
+@pytest.mark.slow
 def test_detect_reports_times_from_the_presentation_timeline(videos, teacher, tmp_path, capsys):
     store, key = teacher
     common = [str(videos["gap"]), "--store", str(store), "--model", key[:12], "--weights", "effnet_lite0=random",

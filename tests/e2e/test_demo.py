@@ -13,6 +13,7 @@ from pipeline.demo import world
 from pipeline.api import Metrics
 
 
+@pytest.mark.slow
 def test_the_world_is_written_once_and_rewritten_when_it_changes(tmp_path):
     folder = tmp_path / "synthetic"
     small = dict(normal=2, anomalous=2, scenes=2)

@@ -387,6 +387,7 @@ def test_backbone_one_crop(one_crop):
     assert backbone.fingerprint_params()["preprocessing"]["mean"] == (0.5, 0.5, 0.5)
 
 
+@pytest.mark.slow
 def test_backbone_ten_crops(kinetics_weights, snippets, one_crop):
     ten = i3d.build(weights=str(kinetics_weights), crops=10).extract(snippets)
     assert ten.shape == (2, 10, 1024)

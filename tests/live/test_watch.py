@@ -38,6 +38,8 @@ from pipeline.watch.scoring import windowed_scores
 from pipeline.watch.sources import STALL_TIMEOUT_S
 from pipeline.store import FeatureStore
 
+pytestmark = pytest.mark.slow  # every test here scores through a model trained by the module's fixture (about 60 s)
+
 TRAIN = ["--quiet", "--set", "train.batch_anomalous=4", "--set", "train.batch_normal=4",
          "--set", "train.lr_other=1e-2", "--set", "train.lr_temporal=1e-3", *TINY_MODEL]
 

@@ -30,6 +30,8 @@ from pipeline.alert_rule import AlertRule
 from pipeline.detect.overlay import BAR_ANOMALOUS, BAR_BACKGROUND, BAR_NORMAL, draw_score_bar
 from pipeline.store import FeatureStore
 
+pytestmark = pytest.mark.slow  # the module's fixture trains a teacher and a student (about 35 s)
+
 TRAIN = ["--quiet", "--set", "train.batch_anomalous=4", "--set", "train.batch_normal=4",
          "--set", "train.lr_other=1e-2", "--set", "train.lr_temporal=1e-3", *TINY_MODEL]
 
