@@ -13,10 +13,7 @@ from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, say
-from pipeline.cli.parser import (
-    DEVICE_HELP,
-    add_common,
-)
+from pipeline.cli.parser import DEVICE_HELP, add_common
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.demo.world import (
     DEMO_OVERRIDES,

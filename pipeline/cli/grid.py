@@ -12,13 +12,7 @@ from pipeline import defaults as d
 from pipeline.atomic import atomic_write_json, atomic_write_text
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, say
-from pipeline.cli.parser import (
-    call_api,
-    dataset_help,
-    DEVICE_HELP,
-    add_common,
-    add_store,
-)
+from pipeline.cli.parser import DEVICE_HELP, add_common, add_store, call_api, dataset_help
 from pipeline.errors import UserError
 from pipeline.grid.runner import Cell, GridSettings, markdown, plan, run_cell, table_rows
 from pipeline.store import open_store

@@ -27,7 +27,6 @@ from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 
 
-# -- command line (pipeline.cli.parser holds the arguments, pipeline.api.train the work) ----------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``dakd train``."""
     rows = methods.REGISTRY.values()  # read now: a method registered at run time is a choice too
