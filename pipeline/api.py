@@ -121,14 +121,15 @@ def extract_settings(**settings):
 
 
 def check_extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, crops: int = d.DEFAULT_CROPS,
-                      views: Mapping[str, str] | Sequence[str] | None = None,
-                      weights: Mapping[str, str] | Sequence[str] | None = None, device: str = d.DEFAULT_DEVICE,
-                      batch_size: int = d.EXTRACT_BATCH_SIZE, frames_per_snippet: int = d.DEFAULT_FRAMES_PER_SNIPPET,
-                      dtype: str = d.DTYPES[0], decoder: str = "auto", timeline: str = DEFAULT_TIMELINE,
-                      fps: float = FRAME_FOLDER_FPS, decode_resize: bool = True, decode_workers: int | None = None,
-                      force: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S) -> dict:
+                           views: Mapping[str, str] | Sequence[str] | None = None,
+                           weights: Mapping[str, str] | Sequence[str] | None = None, device: str = d.DEFAULT_DEVICE,
+                           batch_size: int = d.EXTRACT_BATCH_SIZE,
+                           frames_per_snippet: int = d.DEFAULT_FRAMES_PER_SNIPPET,
+                           dtype: str = d.DTYPES[0], decoder: str = "auto", timeline: str = DEFAULT_TIMELINE,
+                           fps: float = FRAME_FOLDER_FPS, decode_resize: bool = True, decode_workers: int | None = None,
+                           force: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S) -> dict:
     """:func:`extract_settings`'s checks, without torch: the keywords of ``ExtractSettings``. Raises UsageError.
-    ``views``: backbone -> view, or ``--view`` values (``VIEW`` for all, ``NAME=VIEW``)."""
+    ``views``: backbone -> view, or ``VIEW`` (for all) / ``NAME=VIEW`` strings."""
     from extractors.registry import BACKBONES, VIEWS  # no torch until a backbone is built
 
     names = _names(backbones)
