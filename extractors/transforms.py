@@ -9,9 +9,8 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from extractors.views import DEFAULT_VIEW, VIEWS  # noqa: F401 (VIEWS: used by callers through this module)
+from extractors.views import CROP_COUNTS, DEFAULT_VIEW, VIEWS  # noqa: F401 (VIEWS: callers read it here)
 
-CROP_COUNTS = (1, 5, 10)
 # How a frame becomes the backbone's view (``Preprocessing.view``):
 #   crop    resize (the backbone's own rule), then the centre crop or 5 / 10 crops: the published pipelines'. On a
 #           non-square frame a single centre crop drops the sides (a third of a 3:2 UCSD frame).

@@ -22,7 +22,6 @@ EXIT_USER_ERROR = 2  # a bad flag, config, store or file: one line "error: ..." 
 # -- extract --------------------------------------------------------------------------------------------------
 EXTRACT_BACKBONES = "i3d,s3d,clip"  # the paper's teacher backbones
 EXTRACT_BATCH_SIZE = 8  # snippets per forward pass (across videos)
-CROP_CHOICES = (1, 5, 10)  # centre; four corners + centre; those + their mirrors
 DEFAULT_CROPS = 1
 # Frames per snippet that image backbones (clip, effnet_lite0) embed and average; 1 is the centre frame.
 DEFAULT_FRAMES_PER_SNIPPET = 1

@@ -33,6 +33,7 @@ import sys
 from data.decode import BACKENDS, DECODE_RESIZE_FILTER, DEFAULT_TIMELINE, FRAME_FOLDER_FPS, TIMELINES
 from data.datasets import registry as dataset_registry
 from extractors.registry import BACKBONES, VIEWS
+from extractors.views import CROP_COUNTS
 from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store(p, "feature store folder (created if missing)")
     p.add_argument("--backbones", default=d.EXTRACT_BACKBONES,
                    help=f"comma-separated, from {', '.join(BACKBONES)} (default: {d.EXTRACT_BACKBONES})")
-    p.add_argument("--crops", type=int, default=d.DEFAULT_CROPS, choices=d.CROP_CHOICES,
+    p.add_argument("--crops", type=int, default=d.DEFAULT_CROPS, choices=CROP_COUNTS,
                    help="1 centre, 5 corners+centre, 10 with flips (default: 1)")
     p.add_argument("--view", dest="views", action="append", default=[], metavar="[NAME=]VIEW",
                    help=f"how frames become each backbone's input: {', '.join(VIEWS)} (crop: resize then "
