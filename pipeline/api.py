@@ -354,7 +354,7 @@ def train(stage: str, *, store: PathLike | None, dataset: str | None = None,
         runs = []
         for i in range(seeds):
             seeded = replace(cfg, train=replace(cfg.train, seed=cfg.train.seed + i))
-            job = training.Run(fs, selection, seeded, device=dev, dataset_ref=dataset_ref,
+            job = training.TrainingJob(fs, selection, seeded, device=dev, dataset_ref=dataset_ref,
                                checkpoint_every=checkpoint_every, progress=progress)
             metrics, cached = job.execute(force, training_set)
             runs.append(Run(job.key, stage, seeded.train.seed, job.folder, metrics, cached))

@@ -8,6 +8,6 @@ The package, one concern per module (imports go one way, top to bottom; this fil
   stratified validation split and the epoch batches.
 - :mod:`~pipeline.train.objectives`: the losses of the teacher, student and LA-Net runs, one objective per stage.
 - :mod:`~pipeline.train.lightning_student`: the lightning student's snippet windows and objective.
-- :mod:`~pipeline.train.trainer`: a training run (:class:`Run`): feature selection, checkpoint choice on the
+- :mod:`~pipeline.train.trainer`: a training run (:class:`TrainingJob`): feature selection, checkpoint choice on the
   validation split, resume and the run's manifest row.
 """

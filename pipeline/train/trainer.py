@@ -186,7 +186,7 @@ def build_training_set(selection: Selection, config: RunConfig, device: torch.de
     return TrainingSet(data, data.rows_of(train_videos), data.rows_of(val_videos), targets)
 
 
-class Run:
+class TrainingJob:
     """One training run (one seed): builds the model, trains, selects on validation, saves."""
 
     def __init__(self, store: FeatureStore, selection: Selection, config: RunConfig, *, device: torch.device,

@@ -93,7 +93,7 @@ def test_a_killed_run_resumes_to_the_same_model(tmp_path, harder_set, monkeypatc
     reference = torch.load(Path(store) / "runs" / "teacher" / key / "checkpoint.pt", weights_only=True)
 
     calls = {"n": 0}
-    original = training.Run._validate
+    original = training.TrainingJob._validate
 
     def dies_in_epoch_5(self, objective, modules, *rest):
         calls["n"] += 1
@@ -101,13 +101,13 @@ def test_a_killed_run_resumes_to_the_same_model(tmp_path, harder_set, monkeypatc
             raise KeyboardInterrupt  # as if killed after the epoch-4 state was saved
         return original(self, objective, modules, *rest)
 
-    monkeypatch.setattr(training.Run, "_validate", dies_in_epoch_5)
+    monkeypatch.setattr(training.TrainingJob, "_validate", dies_in_epoch_5)
     with pytest.raises(KeyboardInterrupt):
         train.main(args + ["--force"])
     folder = Path(store) / "runs" / "teacher" / key
     assert (folder / "state.pt").is_file() and not (folder / "checkpoint.pt").exists()
     assert torch.load(folder / "state.pt", weights_only=True)["epoch"] == 4
-    monkeypatch.setattr(training.Run, "_validate", original)
+    monkeypatch.setattr(training.TrainingJob, "_validate", original)
     assert train.main(args) == 0
     resumed = torch.load(folder / "checkpoint.pt", weights_only=True)
     assert not (folder / "state.pt").exists()
