@@ -1,30 +1,13 @@
-"""``dakd extract``: videos -> cached per-snippet backbone features (the work: :mod:`pipeline.extract`).
+"""``dakd extract``: videos -> cached per-snippet backbone features (the work: :mod:`pipeline.extract.extractor`, and
+:mod:`pipeline.extract.ray_engine` for ``--engine ray``; the typed API: :func:`pipeline.api.extract`).
 
-    dakd extract PATH... --backbones i3d,s3d,clip --store DIR [--crops N] [--weights NAME=PATH]
+    dakd extract PATH... --backbones i3d,s3d,clip --store DIR [--crops N] [--view [NAME=]VIEW] [--weights NAME=PATH]
                  [--device auto] [--batch-size 8] [--frames-per-snippet k] [--dataset NAME]
                  [--timeline constant|decoded]
                  [--engine local|ray [--address A] [--workers N] [--cpus-per-worker C]]
-    (or python -m pipeline.extract ...; the typed API is pipeline.api.extract)
-
-The engine (claiming, decoding, batching, writing) is :mod:`pipeline.extract.extractor`, shared with the Ray engine;
-this module is its command line. Data flow: a producer hashes each video, skips what the store already holds,
-locks what it will compute, and decodes 16-frame snippets (resized while decoding); the consumer batches
-snippets across videos, runs every backbone that still needs them, and writes each video's features atomically
-as soon as its last snippet is through. Memory is bounded by a batch plus the queue.
-
-A backbone's features never depend on what it is extracted beside: each backbone is decoded as it would be alone
-(its own resize while decoding, :func:`decode_plan`), so backbones needing different decode sizes (i3d at 224,
-s3d at 256, lowres at 64 x 64) decode the video once per size (:func:`decode_groups`), and a backbone's fingerprint
-is the one it gets alone. Frames lie on the presentation timeline (``--timeline``, ``data.decode``): by default the
-stream's constant-rate grid, which the fingerprint leaves out, so constant-rate files keep the fingerprints (and
-features) of before; ``--timeline decoded`` (every decoded frame once) is recorded in it.
-
-``--engine ray`` runs this same Extractor in one worker per GPU of a Ray cluster (``pipeline.extract.ray_engine``).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import argparse
 import dataclasses
@@ -41,9 +24,6 @@ from pipeline.cli.output import configure_logging, emit_json, error, print_failu
 from pipeline.cli.parser import DEVICE_HELP, add_common, add_decode_timeout, add_store, call_api
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
-
-if TYPE_CHECKING:
-    pass
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

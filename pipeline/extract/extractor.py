@@ -1,5 +1,5 @@
 """The extraction engine: videos -> per-snippet backbone features in a store, shared by the local engine of
-``pipeline.extract`` and the Ray workers of ``pipeline.extract.ray_engine`` (both import it; neither imports the other's
+``dakd extract`` and the Ray workers of ``pipeline.extract.ray_engine`` (both import it; neither imports the other's
 internals).
 
 Data flow: a producer hashes each video, skips what the store already holds, locks what it will compute
@@ -8,6 +8,13 @@ across videos, runs every backbone that still needs them, and writes each video'
 its last snippet is through. Beside a GPU the producer is a thread feeding a bounded queue, so decoding overlaps
 the forward passes; on a CPU it runs in between them (see ``Extractor._source``). Memory is bounded by a batch
 plus the queue. :class:`ExtractSettings` is the picklable description of one run both engines build from.
+
+A backbone's features never depend on what it is extracted beside: each backbone is decoded as it would be alone
+(its own resize while decoding, :func:`decode_plan`), so backbones needing different decode sizes (i3d at 224,
+s3d at 256, lowres at 64 x 64) decode the video once per size (:func:`decode_groups`), and a backbone's fingerprint
+is the one it gets alone. Frames lie on the presentation timeline (``timeline``, ``data.decode``): by default the
+stream's constant-rate grid, which the fingerprint leaves out, so constant-rate files keep the fingerprints (and
+features) of before; the ``decoded`` timeline (every decoded frame once) is recorded in it.
 """
 
 from __future__ import annotations
