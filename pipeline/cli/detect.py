@@ -1,16 +1,16 @@
 """Score new videos with a trained run: per-frame anomaly scores, a plot, and optionally an overlaid copy.
 
-    python -m pipeline.detect VIDEO_OR_FOLDER... --store DIR [--model RUN] [--out detections]
-                              [--overlay OUT.mp4|FOLDER] [--weights NAME=PATH] [--threshold T]
-                              [--timeline constant|decoded] [--open-after 2] [--close-after 3]
-    python -m pipeline.detect VIDEO_OR_FOLDER... --onnx EXPORT_DIR [--out detections] [--overlay ...]
+    dakd detect VIDEO_OR_FOLDER... --store DIR [--model RUN] [--out detections]
+                [--overlay OUT.mp4|FOLDER] [--weights NAME=PATH] [--threshold T]
+                [--timeline constant|decoded] [--open-after 2] [--close-after 3]
+    dakd detect VIDEO_OR_FOLDER... --onnx EXPORT_DIR [--out detections] [--overlay ...]
 
 The run (default: the store's most recent student) names its backbones; each video goes through the extract
 stage with the settings the run's training features were made with (crops, frames, decoder, dtype, read from the
 store), so its features are cached in the store like any other, then through the run's model over every snippet
 (crops averaged, as evaluation scores). Works for teacher, student, LA-Net and lightning runs.
 
-With ``--onnx EXPORT_DIR`` (a folder written by ``python -m pipeline.export``) the exported student scores the
+With ``--onnx EXPORT_DIR`` (a folder written by ``dakd export``) the exported student scores the
 videos in onnxruntime, and only that folder is needed: no store, run checkpoint or backbone weights (a deployment
 machine). Each video is decoded as the run's training features were (decoder, resize while decoding and
 timeline, from the export's ``decode`` entry), preprocessed with the export's preprocessing
@@ -18,8 +18,8 @@ timeline, from the export's ``decode`` entry), preprocessed with the export's pr
 the head graph then scores all its snippets at once, since the attention sees the whole video. An export takes
 at most its ``T_range`` maximum
 (``--max-snippets`` at export, by default above UCF-Crime's longest video): decoding stops at the first snippet
-past it and the video fails (``pipeline.export.TooManySnippets``). The scores equal the eager ones to within
-``pipeline.export.TOLERANCE``.
+past it and the video fails (``pipeline.detect.onnx_scorer.TooManySnippets``). The scores equal the eager ones to within
+``pipeline.detect.onnx_scorer.TOLERANCE``.
 
 Per video, in ``--out``: ``<name>.csv`` (frame, time_s, snippet, score), ``<name>.json`` (the same scores as
 arrays plus the run, the frame rate, the ``alert_rule`` and its ``events``) and ``<name>.png`` (score over time);
@@ -28,7 +28,7 @@ and ``dakd calibrate`` counts (``pipeline.alert_rule``: an event opens after ``-
 above the threshold and closes after ``--close-after`` below it), each with its start and end in seconds, its
 first and last snippet and its peak score; so detect on the calibration footage finds the false alarms calibrate
 counted. The threshold is ``--threshold``, else the offline threshold of the run's calibration
-(``python -m pipeline.calibrate``; with ``--onnx``, the one export.json carries), else 0.5; the summary line says
+(``dakd calibrate``; with ``--onnx``, the one export.json carries), else 0.5; the summary line says
 which and states the rule. Frames are those of the presentation timeline the run's training features were decoded on
 (``data.decode``: by default the stream's constant-rate grid, so frame j is shown at ``time_s = j / fps`` by every
 player, gaps in a variable-frame-rate file's timestamps included; ``--timeline`` overrides it, with a warning

@@ -1,5 +1,6 @@
-"""The command line of every stage, built without importing torch, torchvision or sklearn, so that ``dakd --help``
-and ``dakd STAGE --help`` answer at once (``benchmarks/startup.py`` measures it).
+"""What every command's parser shares: the parser class (no abbreviations, "did you mean"), the options every command
+has, and :func:`call_api`, the flags handed to the API by name. Nothing here imports torch, torchvision or sklearn,
+so that ``dakd --help`` and ``dakd COMMAND --help`` answer at once (``benchmarks/startup.py`` measures it).
 
 One vocabulary for every subcommand (README "Command line"):
 
@@ -7,7 +8,8 @@ One vocabulary for every subcommand (README "Command line"):
   takes the store positionally, the spelling of before);
 - ``--quiet`` (no progress bars), ``--verbose`` (log the library's INFO messages), ``--json`` (a machine-readable
   summary on stdout; the human-readable lines then go to stderr) on every subcommand;
-- ``NAME=VALUE`` options (``--weights``, ``--fingerprint``, ``--view``, ``--set``) go through :func:`parse_pairs`;
+- ``NAME=VALUE`` options (``--weights``, ``--fingerprint``, ``--view``, ``--set``) go through
+  :func:`pipeline.pairs.parse_pairs`, in the API;
 - a flag taking one backbone is ``--backbone``, several ``--backbones`` (comma-separated); a qualified list keeps
   the qualifier (``grid --teacher-backbones``, ``--student-backbone``);
 - exit codes: 0 ok, 1 some inputs of a batch failed, 2 a user error (:mod:`pipeline.defaults`).
@@ -15,9 +17,9 @@ One vocabulary for every subcommand (README "Command line"):
 Renamed flags keep their old spelling as an alias: ``extract --clip-frames`` is ``--frames-per-snippet`` (it drives
 every image backbone, effnet_lite0 as well as clip).
 
-Each stage module's ``build_parser()`` is :func:`stage_parser` (``python -m pipeline.STAGE``) and ``dakd`` puts the
-same arguments under subcommands (:func:`dakd_parser`, :mod:`pipeline.cli`). The defaults come from
-:mod:`pipeline.defaults` and from ``data.decode`` / ``data.discover``, which import numpy only.
+Each command module declares its own flags (``add_arguments``); :mod:`pipeline.cli.commands` builds the parsers
+from them. The defaults come from :mod:`pipeline.defaults`, the registries and ``data.decode``, which import numpy
+at most.
 """
 
 from __future__ import annotations
