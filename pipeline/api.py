@@ -554,10 +554,11 @@ def _rule(rule: AlertRule | None) -> AlertRule:
     return rule
 
 
-def _check_run_inputs(paths: list[str] | None, store: PathLike | None, run: Any, *, command: str) -> None:
-    """What detect and calibrate check before torch and the weights load: the videos (``paths`` given), and
-    (``store`` given) the store and the run it names (None: its latest student). Raises UserError naming the path
-    and the fix."""
+def _check_run_inputs(paths: list[str] | None, store: PathLike | None, run: Any, *, command: str,
+                      required: bool = False) -> None:
+    """What detect, calibrate and export check before torch and the weights load: the videos (``paths`` given),
+    and (``store`` given) the store and the run it names (None: its latest student, unless ``required``). Raises
+    UserError naming the path and the fix."""
     from pipeline.inputs import find_inputs
     from pipeline.run_refs import find_run_folder, latest_run, open_run_store
 
@@ -567,12 +568,49 @@ def _check_run_inputs(paths: list[str] | None, store: PathLike | None, run: Any,
         return
     fs = open_run_store(store)
     try:
+        if run is None and required:
+            raise UsageError("`run` is required: a run key prefix or folder")
         if run is None:
             latest_run(fs, d.DETECT_STAGE)
         else:
             find_run_folder(fs, _ref(run))
     finally:
         fs.close()
+
+
+# -- export ----------------------------------------------------------------------------------------------------
+@dataclass
+class ExportResult:
+    """What :func:`export` wrote: the run, its backbone, the folder, and export.json's content (files, check,
+    tolerance, T range)."""
+
+    run: str
+    backbone: str
+    out: Path
+    info: dict
+
+
+def export(run: Any, *, store: PathLike | None, out: PathLike | None = None,
+           weights: Mapping[str, str] | Sequence[str] | None = None, max_snippets: int = d.DEFAULT_MAX_SNIPPETS,
+           frame_size: tuple[int, int] | None = None) -> ExportResult:
+    """A single-backbone run as ONNX graphs + TorchScript in ``out`` (default ``<run folder>/export``), checked
+    against the eager model. The store and the run are checked before torch loads. Raises UserError (a read-only
+    store without ``out``, a multi-backbone run, missing weights, a failed check)."""
+    if max_snippets < 1:
+        raise UsageError(f"`max_snippets` must be at least 1, got {max_snippets}")
+    if store is None:
+        raise UsageError(f"no store given: pass `store` (or set ${d.STORE_ENV})")
+    weights = _pairs(weights, "weights", "NAME=PATH (or NAME=random)", split_commas=True)
+    _check_run_inputs(None, store, run, command="export", required=True)
+    from extractors.weights import WeightsNotFound
+    from pipeline.export.exporter import export_run  # torch
+
+    try:
+        loaded, backbone, folder, info = export_run(store, _ref(run), out=out, weights=weights,
+                                                    max_snippets=max_snippets, frame_size=frame_size)
+    except (WeightsNotFound, ValueError) as exc:  # missing weights; a check that failed
+        raise InputError(str(exc)) from exc
+    return ExportResult(loaded.key, backbone, folder, info)
 
 
 # -- calibrate -------------------------------------------------------------------------------------------------

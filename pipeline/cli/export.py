@@ -7,14 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from extractors.weights import WeightsNotFound
+from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, say
-from pipeline.cli.parser import add_common, add_store
+from pipeline.cli.parser import add_common, add_store, call_api
 from pipeline.detect.onnx_scorer import BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, TORCHSCRIPT_FILE
 from pipeline.errors import UserError
-from pipeline.pairs import parse_pairs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,18 +51,14 @@ def parse_frame_size(text: str | None) -> tuple[int, int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The command: flags -> :func:`pipeline.export.exporter.export_run` -> one summary line."""
+    """The command: flags -> :func:`pipeline.api.export` -> one summary line."""
     configure_logging(args)
     try:
-        weights = parse_pairs(args.weights, "--weights", "NAME=PATH (or NAME=random)", split_commas=True)
-        from pipeline.export.exporter import export_run  # torch: after the flags are checked
-        loaded, backbone, out, info = export_run(args.store, args.run, out=args.out, weights=weights,
-                                                 max_snippets=args.max_snippets,
-                                                 frame_size=parse_frame_size(args.frame_size))
-    except (UserError, WeightsNotFound, ValueError) as exc:
+        result = call_api(api.export, args, frame_size=parse_frame_size(args.frame_size))
+    except UserError as exc:
         return error(exc, args=args)
-    say(args, summary_line(loaded.key, backbone, out, info))
-    emit_json(args, {"run": loaded.key, "out": str(out), **info})
+    say(args, summary_line(result.run, result.backbone, result.out, result.info))
+    emit_json(args, {"run": result.run, "out": str(result.out), **result.info})
     return 0
 
 

@@ -293,6 +293,8 @@ def test_store_and_run_errors_come_before_torch(tmp_path):
         "detect: no student": (["detect", str(videos), "--store", str(store)], "holds no finished student run"),
         "detect: no store": (["detect", str(videos), "--store", missing], f"no store at {missing}"),
         "extract: store is a file": (["extract", str(videos), "--store", str(a_file)], f"--store {a_file} is a file"),
+        "export: unknown run": (["export", "abcdef12", "--store", str(store)], "'abcdef12' matches no finished run"),
+        "export: no store": (["export", "abcdef12", "--store", missing], f"no store at {missing}"),
         "calibrate: unknown run": (["calibrate", "abcdef12", "--store", str(store), "--normal", str(videos)],
                                    "'abcdef12' matches no finished run"),
         "calibrate: no videos": (["calibrate", "abcdef12", "--store", str(store), "--normal", str(tmp_path / "e")],
@@ -320,10 +322,10 @@ def _api_of(command: str):
 
     return {"extract": (api.extract, api.check_extract_settings), "train": (api.train,),
             "evaluate": (api.evaluate,), "detect": (api.detect,), "calibrate": (api.calibrate,),
-            "watch": (api.watch,), "grid": (GridSettings,)}[command]
+            "watch": (api.watch,), "export": (api.export,), "grid": (GridSettings,)}[command]
 
 
-@pytest.mark.parametrize("command", ["extract", "train", "evaluate", "detect", "calibrate", "watch", "grid"])
+@pytest.mark.parametrize("command", ["extract", "train", "evaluate", "detect", "calibrate", "watch", "export", "grid"])
 def test_every_flag_is_a_parameter_of_the_api_call_it_feeds(command):
     """No hand-kept mapping from flags to keywords: a flag's dest is the parameter's name, so call_api passes it
     on by name, and a flag the API does not take would be silently dropped; this keeps every flag mapped. Flags
