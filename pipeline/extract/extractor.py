@@ -335,12 +335,28 @@ class Extractor:
         for t in threads:
             t.start()
         running = len(threads)
-        while running:
-            message = q.get()
-            if message[0] == "worker-done":
-                running -= 1
-            else:
-                yield message
+        try:
+            while running:
+                try:
+                    message = q.get(timeout=QUEUE_POLL_S)
+                except queue.Empty:
+                    if stop.is_set() and not any(t.is_alive() for t in threads):
+                        break  # stopped: the workers returned without their "worker-done"
+                    continue
+                if message[0] == "worker-done":
+                    running -= 1
+                else:
+                    yield message
+        finally:
+            # Closed early (the store failed: disk full, damaged manifest): the workers stop, and we wait for them, so
+            # that a lock a worker claimed after the stop is in its job when the caller releases every job's locks.
+            stop.set()
+            for t in threads:
+                while t.is_alive():
+                    try:
+                        q.get_nowait()  # a worker blocked on the full queue gets through to its stop check
+                    except queue.Empty:
+                        t.join(timeout=QUEUE_POLL_S)
 
     def _source(self, jobs: list[Job], stop: threading.Event):
         """The message stream. With a GPU, a decode thread fills a bounded queue so decoding overlaps the forward

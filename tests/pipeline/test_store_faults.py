@@ -217,6 +217,49 @@ def test_a_full_disk_during_extract_is_named_and_keeps_what_was_written(tmp_path
     assert "2 extracted, 2 cached, 0 failed" in capsys.readouterr().out
 
 
+def test_a_full_disk_with_parallel_decoders_leaves_no_feature_locked(tmp_path, capsys, monkeypatch):
+    """The stage stops on a full disk while decode workers are still claiming videos: a worker that takes its locks
+    after the stop must not keep them (they were leaked, and the next extract in the same process waited on them
+    for ever). The claims of all but the first video are held back until the disk has filled."""
+    import threading
+    import time
+
+    from pipeline.extract import extractor
+
+    write_videos(tmp_path / "in", [f"v{i}" for i in range(4)], frames=16)
+    store = tmp_path / "store"
+    full = threading.Event()
+
+    def fails(path: Path) -> bool:
+        if path.name.endswith(".npy.tmp"):
+            full.set()
+            return True
+        return False
+
+    real_plan = extractor.Extractor._plan
+    claimed: list[str] = []
+
+    def late_plan(self, job, *, wait):
+        if job.path.stem != "v0":  # every video but the first: claim only after the stage has stopped
+            full.wait(timeout=10)
+            time.sleep(0.3)
+        claimed.append(job.path.stem)
+        return real_plan(self, job, wait=wait)
+
+    _disk_full_for(monkeypatch, fails)
+    monkeypatch.setattr(extractor.Extractor, "_plan", late_plan)
+    assert extract.main([str(tmp_path / "in"), "--store", str(store), "--backbones", "lowres", "--quiet",
+                         "--decode-workers", "2", "--batch-size", "1"]) == 2  # v0 written (and failing) at once
+    assert "no space left" in capsys.readouterr().err
+    assert "v0" in claimed and len(claimed) >= 2  # the stage returned after its workers: the late claim is in it
+    for lock in sorted((store / "locks").glob("*.lock")):
+        held = filelock.FileLock(lock)
+        held.acquire(timeout=0)  # filelock.Timeout if the failed stage still held it
+        held.release()
+    monkeypatch.undo()
+    assert extract.main([str(tmp_path / "in"), "--store", str(store), "--backbones", "lowres", "--quiet"]) == 0
+
+
 def test_a_full_disk_while_training_is_named_and_leaves_no_run_running(built, tmp_path, capsys, monkeypatch):
     s = copy_store(built, tmp_path)
     _disk_full_for(monkeypatch, lambda path: path.name.startswith("checkpoint."))
