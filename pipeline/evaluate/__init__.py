@@ -8,6 +8,8 @@ The package, one concern per module (imports go one way, top to bottom):
 - :mod:`~pipeline.evaluate.evaluator`: a run evaluated on its test videos (:func:`evaluate_run`), its files
   written, runs grouped by everything but the seed.
 - :mod:`~pipeline.evaluate.plots`: the ROC, PR and per-video score plots.
+- :mod:`~pipeline.evaluate.localization`: where, not only when: the pointing game and pixel AUC of cell maps
+  against pixel masks (no model returns maps yet: issue 22).
 
 This file imports nothing, so ``python -m pipeline.evaluate --help`` answers without loading torch.
 """
