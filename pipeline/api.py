@@ -69,11 +69,16 @@ def _pairs(value: Mapping[str, Any] | Sequence[str] | None, name: str, form: str
     return parse_pairs([value] if isinstance(value, str) else value, name, form, **kw)
 
 
+def _require_store(store: PathLike | None) -> None:
+    """UsageError when no store is given (the command line's ``--store`` defaults to ``$DAKD_STORE``)."""
+    if store is None:
+        raise UsageError(f"no store given: pass `store` (or set ${d.STORE_ENV})")
+
+
 def _open(store: PathLike | None, *, create: bool = False, writes: bool = False, hint: str = ""):
     from pipeline.store import open_store
 
-    if store is None:
-        raise UsageError(f"no store given: pass `store` (or set ${d.STORE_ENV})")
+    _require_store(store)
     try:
         return open_store(store, create=create, writes=writes)
     except UserError as exc:
@@ -202,8 +207,7 @@ def extract(paths: PathLike | Sequence[PathLike], *, store: PathLike | None, dat
     # What needs no weights first (no videos, a missing path, a store that is a file or a damaged store), so a
     # mistake is named at once, before any weights are loaded, fetched or downloaded, and before torch.
     found = find_inputs(paths, dataset=dataset, command="extract")
-    if store is None:
-        raise UsageError(f"no store given: pass `store` (or set ${d.STORE_ENV})")
+    _require_store(store)
     check_new_store(store)
     # An existing store is opened (and checked) now; a new one is made once the weights have loaded, so a
     # weights error leaves nothing behind.
@@ -598,8 +602,7 @@ def export(run: Any, *, store: PathLike | None, out: PathLike | None = None,
     store without ``out``, a multi-backbone run, missing weights, a failed check)."""
     if max_snippets < 1:
         raise UsageError(f"`max_snippets` must be at least 1, got {max_snippets}")
-    if store is None:
-        raise UsageError(f"no store given: pass `store` (or set ${d.STORE_ENV})")
+    _require_store(store)
     weights = _pairs(weights, "weights", "NAME=PATH (or NAME=random)", split_commas=True)
     _check_run_inputs(None, store, run, command="export", required=True)
     from extractors.weights import WeightsNotFound
@@ -645,8 +648,7 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
     rule = _rule(rule)
     if rule.threshold is not None:
         raise UsageError(f"calibrate chooses the threshold: pass a `rule` without one (got {rule.threshold})")
-    if store is None:
-        raise UsageError(f"no store given: pass `store` (or set ${d.STORE_ENV})")
+    _require_store(store)
     if batch_size < 1:
         raise UsageError("`batch_size` must be at least 1")
     if split is not None and split not in d.CALIBRATE_SPLITS:
