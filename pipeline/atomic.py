@@ -44,7 +44,7 @@ class NoSpaceError(UserError):
         free = f"{self.free} bytes free" if self.free is not None else "free space unknown"
         if self.store is not None:
             super().__init__(f"no space left on the filesystem holding the store {self.store} ({self.device}, {free}) "
-                             f"while writing {self.path}; free some space there, or use another --store (on a larger "
+                             f"while writing {self.path}; free some space there, or use another `store` (on a larger "
                              "disk), and run the command again: everything written before is kept")
         else:
             super().__init__(f"no space left on {self.device} ({free}) while writing {self.path}; free some space "

@@ -96,7 +96,7 @@ def choose_threshold(videos: Sequence[np.ndarray], hours: float, target: float,
         raise UsageError(f"the normal footage has no measurable length ({hours} h): calibrate on videos with a "
                          "known frame rate")
     if not target > 0:
-        raise UsageError(f"--false-alarms-per-hour must be above 0, got {target}")
+        raise UsageError(f"`false_alarms_per_hour` must be above 0, got {target}")
     allowed = target * hours
     values = candidates(videos)
     best = float(values[-1]), 0
@@ -200,12 +200,12 @@ def validation_normals(store, run) -> list:
     dataset = run.checkpoint.get("dataset")
     if not dataset:
         raise InputError(f"run {run.key[:12]} records no dataset, so its validation split cannot be made again: "
-                         "calibrate on normal footage with --normal VIDEO_OR_FOLDER...")
+                         "calibrate on normal footage: pass `normal` (videos or folders)")
     try:
         spec = load_dataset(dataset)
     except (ValueError, OSError) as exc:
         raise InputError(f"the run's dataset {dataset} cannot be read ({exc}): calibrate on normal footage with "
-                         "--normal VIDEO_OR_FOLDER...") from None
+                         "`normal` (videos or folders)") from None
     entries = spec.split("train")
     features = resolve_features(store, entries, run.backbones, run.fingerprints)
     teacher_refs = run.checkpoint.get("teachers") or ([run.checkpoint["teacher"]] if run.checkpoint.get("teacher")
@@ -221,8 +221,8 @@ def validation_normals(store, run) -> list:
     if not normals:
         raise UsageError(f"run {run.key[:12]}'s validation split holds no normal videos (train.val_fraction = "
                          f"{t.val_fraction:g}; no split is made when it gives fewer than train.min_val_videos = "
-                         f"{t.min_val_videos} videos of a label): calibrate on normal footage with --normal "
-                         "VIDEO_OR_FOLDER...")
+                         f"{t.min_val_videos} videos of a label): calibrate on normal footage: pass `normal` "
+                         "(videos or folders)")
     return normals
 
 
@@ -244,7 +244,7 @@ def score_split(store, run, split: str, *, window: int, device) -> Footage:
         fps = float(info.get("fps") or 0.0)
         if not fps > 0:
             footage.failures.append((vf.entry.name, "the store records no frame rate for it (imported features?), so "
-                                     "its length in hours is unknown", "calibrate on its video with --normal"))
+                                     "its length in hours is unknown", "calibrate on its video with `normal`"))
             continue
         live, offline = score_both(run, arrays, window, device)
         footage.videos.append(NormalScores(vf.entry.name, live, offline, video_hours(len(live), fps)))
@@ -276,18 +276,18 @@ def calibrate_run(store_dir, run_ref: str, *, normal: list[str] | None, split: s
     from pipeline.store.layout import writable
 
     if (normal is None) == (split is None):
-        raise UsageError("pass the normal footage: --normal VIDEO_OR_FOLDER... or --split val")
+        raise UsageError("pass the normal footage: `normal` (videos or folders) or `split` val")
     if window is not None and window < 1:
-        raise UsageError(f"--window must be at least 1 snippet, got {window}")
+        raise UsageError(f"`window` must be at least 1 snippet, got {window}")
     if not target > 0:
-        raise UsageError(f"--false-alarms-per-hour must be above 0, got {target}")
+        raise UsageError(f"`false_alarms_per_hour` must be above 0, got {target}")
     store = open_run_store(store_dir)
     start = time.perf_counter()
     try:
         run = load_run(store, run_ref)
         if out is None and (store.readonly or not writable(run.folder)):
             raise StoreReadOnly(store.root, f"the calibration would go into the run's folder {run.folder}; pass "
-                                "--out FILE")
+                                "`out` (a file)")
         window = window or default_window(run.checkpoint["stage"], run.config.train.n_segments)
         dev = auto_device(device)
         if normal is not None:

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                   + (f" (window {c['window']})" if kind == "live" else ""))
     say(args, f"calibrate: written to {result.path}" + (f" and {result.export}" if result.export else "")
         + (f"; {len(result.failures)} video(s) failed" if result.failures else ""))
-    print_failures(result.failures)
+    print_failures(result.failures, args)
     emit_json(args, {**c, "path": str(result.path), "export": str(result.export) if result.export else None,
                      "failures": [dataclasses.asdict(f) for f in result.failures]})
     return EXIT_SOME_FAILED if result.failures else 0

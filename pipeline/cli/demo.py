@@ -12,7 +12,7 @@ from extractors.weights import WeightsNotFound
 from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
-from pipeline.cli.output import configure_logging, emit_json, error, say
+from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say
 from pipeline.cli.parser import DEVICE_HELP, add_common
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.demo.world import (
@@ -118,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
         say(args, f"demo extract: {extracted.videos} videos, {extracted.extracted} extracted, {extracted.cached} "
                   f"cached, {extracted.failed} failed ({extracted.seconds:.1f} s); store {store}")
         if not extracted.ok:
-            for failure in extracted.failures:
-                print(f"  {failure.line()}", file=sys.stderr)
+            print_failures(extracted.failures, args)
             print("demo: the extract stage failed for some videos; see the messages above", file=sys.stderr)
             return EXIT_SOME_FAILED
         teacher = api.train("teacher", dataset=synthetic, backbones=TEACHER_BACKBONES, overrides=DEMO_OVERRIDES,

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{len(result.failures)} failed; {result.frames} new frames decoded in {result.seconds:.1f} s; "
                   f"results in {result.out}")
     say(args, f"detect: threshold {result.threshold:.6g} ({result.threshold_source}); {rule}")
-    print_failures(result.failures)
+    print_failures(result.failures, args)
     emit_json(args, {"model": result.model, "engine": result.engine, "out": str(result.out),
                      "threshold": result.threshold, "threshold_source": result.threshold_source,
                      "alert_rule": result.rule.to_json(), "events_are": rule,

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
               f"{result.failed} failed; {result.frames} frames in {result.seconds:.1f} s "
               f"({result.frames / max(result.seconds, 1e-9):.1f} frames/s) with {','.join(result.backbones)} "
               f"{result.where}; store {args.store}")
-    print_failures(result.failures)
+    print_failures(result.failures, args)
     if result.missing:
         shown = ", ".join(result.missing[:10]) + (" ..." if len(result.missing) > 10 else "")
         print(f"  MISSING {len(result.missing)} {args.dataset} videos: {shown}", file=sys.stderr)

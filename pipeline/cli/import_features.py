@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cli.commands import stage_parser
-from pipeline.cli.output import configure_logging, emit_json, error, say
+from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say
 from pipeline.cli.parser import add_common, add_store
 from pipeline.errors import UserError
 from pipeline.import_features.importer import BACKBONE_NAME, import_lists
@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
     say(args, f"import: {outcome.imported} imported, {outcome.existing} already there, {len(outcome.failures)} failed "
           f"({args.backbone}, source {outcome.source!r}, fingerprint {outcome.fingerprint[:12]}, {len(lists)} "
           f"list(s), {time.perf_counter() - start:.1f} s); store {args.store}")
-    for where, reason, fix in outcome.failures:
-        print(f"  FAILED {where}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
+    print_failures(outcome.failures, args)
     emit_json(args, {"imported": outcome.imported, "existing": outcome.existing, "source": outcome.source,
                      "fingerprint": outcome.fingerprint, "backbone": args.backbone,
                      "failures": [{"path": w, "reason": r, "fix": f} for w, r, f in outcome.failures]})

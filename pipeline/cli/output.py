@@ -54,9 +54,12 @@ def as_flags(message: object, args: argparse.Namespace | None) -> str:
     return QUOTED_PARAMETER.sub(lambda m: flags.get(m.group(1), m.group(0)), str(message))
 
 
-def print_failures(failures) -> None:
-    """One ``FAILED path: reason (fix)`` line per failed input on stderr, as every stage reports them;
-    ``failures``: (path, reason, fix) tuples or :class:`pipeline.api.Failure`."""
+def print_failures(failures, args: argparse.Namespace | None = None) -> None:
+    """One ``FAILED path: reason (fix)`` line per failed input on stderr (:meth:`pipeline.api.Failure.line`), as
+    every command reports them, parameters shown as flags; ``failures``: (path, reason, fix) tuples or
+    :class:`pipeline.api.Failure`."""
+    from pipeline.api import Failure
+
     for item in failures:
-        path, reason, fix = (item.path, item.reason, item.fix) if hasattr(item, "path") else item
-        print(f"  FAILED {path}: {reason}" + (f" ({fix})" if fix else ""), file=sys.stderr)
+        failure = item if isinstance(item, Failure) else Failure(*item)
+        print(f"  {as_flags(failure.line(), args)}", file=sys.stderr)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,8 +203,8 @@ def export_decode(info: dict, preprocessing: Preprocessing) -> tuple[str, int | 
         # --no-decode-resize were passed.
         return FALLBACK_DECODER, preprocessing.decode_short_side
     if decode.get("short_side") and decode.get("filter") not in (None, DECODE_RESIZE_FILTER):
-        print(f"warning: the run's training videos were resized with {decode['filter']} while decoding, this "
-              f"version resizes with {DECODE_RESIZE_FILTER}; scores may be shifted", file=sys.stderr)
+        log.warning("the run's training videos were resized with %s while decoding, this version resizes with %s; "
+                    "scores may be shifted", decode["filter"], DECODE_RESIZE_FILTER)
     return decode.get("backend", FALLBACK_DECODER), decode.get("short_side")  # short_side None: full size
 
 
@@ -221,7 +220,7 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
     try:
         import onnxruntime  # noqa: F401 - only to name the fix; OnnxScorer imports it itself
     except ImportError:
-        raise UserError(f"--onnx needs onnxruntime, which is not installed: {ONNX_INSTALL_FIX}") from None
+        raise UserError(f"`onnx` needs onnxruntime, which is not installed: {ONNX_INSTALL_FIX}") from None
     try:
         info = json.loads((folder / EXPORT_JSON).read_text())
         p = info["preprocessing"]
@@ -311,7 +310,7 @@ def find_inputs(paths: list[str], overlay: Path | None) -> list[Path]:
     if not found.videos:
         raise InputError(f"no videos found in {', '.join(paths)}")
     if overlay and overlay.suffix.lower() == ".mp4" and len(found.videos) > 1:
-        raise UsageError(f"--overlay {overlay} names one file but there are {len(found.videos)} videos: pass a "
+        raise UsageError(f"`overlay` {overlay} names one file but there are {len(found.videos)} videos: pass a "
                          "folder")
     return found.videos
 
@@ -398,8 +397,8 @@ def score_onnx(paths: list[str], folder, *, run: str | None, weights: dict[str, 
                decode_timeout_s: float = DECODE_STALL_TIMEOUT_S):
     """Score with an exported student in onnxruntime: only the export folder, no store. Returns as
     :func:`score_store` (frames: those scored)."""
-    warnings = [f"{flag} is not used with --onnx (the export holds its run's model and weights)"
-                for flag, value in (("--model", run), ("--weights", weights)) if value]
+    warnings = [f"`{name}` is not used with `onnx` (the export holds its run's model and weights)"
+                for name, value in (("run", run), ("weights", weights)) if value]
     providers = ["CPUExecutionProvider"] if device == "cpu" else None  # None: CUDA when available
     export = load_export(folder, providers)
     export.decode_timeout_s = decode_timeout_s

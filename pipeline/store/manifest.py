@@ -175,13 +175,13 @@ def check_location(root: Path, create: bool, *, rebuild: bool = False) -> None:
     missing manifest beside feature files is damage (unless ``rebuild``: --repair making the new one)."""
     if root.is_file() or (root.exists() and not root.is_dir()):
         hint = f" (that is a store's manifest: pass its folder {root.parent})" if root.name == MANIFEST else ""
-        raise StoreError(f"--store {root} is a file, not a store folder{hint}; pass the folder given to "
+        raise StoreError(f"`store` {root} is a file, not a store folder{hint}; pass the folder given to "
                          "dakd extract --store")
     if not root.exists():
         for parent in root.parents:
             if parent.exists():
                 if not parent.is_dir():
-                    raise StoreError(f"--store {root}: {parent} is a file, not a folder; choose another store path")
+                    raise StoreError(f"`store` {root}: {parent} is a file, not a folder; choose another store path")
                 break
         if not create:
             raise StoreError(f"no store at {root}; create one with dakd extract VIDEOS --store {root}")

@@ -19,7 +19,6 @@ import copy
 import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,7 +223,7 @@ class TrainingJob:
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            print(f"train: run {self.key[:12]} is being trained by another process; waiting for it", file=sys.stderr)
+            log.warning("run %s is being trained by another process; waiting for it", self.key[:12])
             lock.acquire()
         try:
             done = self.folder / "checkpoint.pt"

@@ -214,16 +214,38 @@ def test_nothing_imports_the_command_line():
     assert wrong == []
 
 
-def test_only_the_command_line_parses_arguments():
-    """argparse, sys.exit and printing to the terminal belong to pipeline/cli: the rest of the project raises
-    and returns, so that the Python API and every command share it."""
+def _talks_to_the_terminal(path: Path) -> list[str]:
+    """The ``print(...)`` and ``sys.exit(...)``/``exit(...)`` calls of a file, as ``name:line``."""
+    calls = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f"{getattr(f.value, 'id', '?')}.{f.attr}" \
+                if isinstance(f, ast.Attribute) else ""
+            if name in ("print", "exit", "sys.exit"):
+                calls.append(f"{name}:{node.lineno}")
+    return calls
+
+
+def test_only_the_command_line_parses_arguments_prints_or_exits():
+    """argparse, printing to the terminal and sys.exit belong to pipeline/cli: the rest of pipeline/ raises,
+    returns and logs, so that the Python API and every command share it (the ``python -m`` shims exit with the
+    command's code)."""
     offenders = []
     for module, path in _modules().items():
         if module.startswith("pipeline.cli") or path.name == SHIMS:
             continue
         if "argparse" in _top_level_imports(path):
             offenders.append(f"{module} imports argparse")
+        if module.startswith("pipeline"):
+            offenders += [f"{module} calls {call}" for call in _talks_to_the_terminal(path)]
     assert offenders == []
+
+
+def test_the_terminal_check_finds_a_print_and_an_exit(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("import sys\nprint('x')\nsys.exit(1)\nlog = print\n")
+    assert _talks_to_the_terminal(source) == ["print:2", "sys.exit:3"]
 
 
 def test_a_long_module_says_why_at_its_top():
