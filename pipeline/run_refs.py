@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pipeline.errors import InputError, UserError
 from pipeline.store import FeatureStore
+from pipeline.store.layout import RUN_CHECKPOINT  # its presence (and a done row) marks a run finished
 
-CHECKPOINT_FILE = "checkpoint.pt"  # in a finished run's folder; its presence marks the run finished
 MIN_PREFIX = 6  # shortest key prefix taken as a run reference (shorter ones match too many runs by chance)
 
 
@@ -25,7 +25,7 @@ def finished_runs(store: FeatureStore, stage: str | None = None) -> list[dict]:
     """The manifest rows (:meth:`FeatureStore.runs`, oldest first) of the store's finished runs of ``stage`` (None:
     every stage): status ``done`` and a checkpoint in the run's folder."""
     return [r for r in store.runs(stage)
-            if r["status"] == "done" and (store.root / r["folder"] / CHECKPOINT_FILE).is_file()]
+            if r["status"] == "done" and (store.root / r["folder"] / RUN_CHECKPOINT).is_file()]
 
 
 def _same_folder(a: Path, b: Path) -> bool:
@@ -40,7 +40,7 @@ def find_run_folder(store: FeatureStore, ref: str, stage: str | None = None) -> 
     folder (or its checkpoint.pt) or a unique key prefix of at least :data:`MIN_PREFIX` characters. Raises
     :class:`RunNotFound` listing the store's finished runs."""
     path = Path(ref)
-    if path.name == CHECKPOINT_FILE and path.is_file():
+    if path.name == RUN_CHECKPOINT and path.is_file():
         path = path.parent
     runs = finished_runs(store, stage)
     if path.is_dir():

@@ -42,6 +42,7 @@ from pipeline.errors import InputError, UserError
 from pipeline.keys import hash_json
 from pipeline.run_refs import RunNotFound, find_run_folder, latest_run, open_run_store  # noqa: F401 (re-exported)
 from pipeline.store import FeatureStore
+from pipeline.store.layout import RUN_CHECKPOINT
 
 CODE_VERSION = "train-2"  # bump when a change to the training code changes what a run produces
 CHECKPOINT_FORMAT = 1
@@ -127,7 +128,7 @@ def retrain_fix(folder: Path) -> str:
             f"it again (or delete {folder})")
 
 
-def build_model(checkpoint: dict, path: Path | str = "checkpoint.pt", fix: str = "train the run again") -> nn.Module:
+def build_model(checkpoint: dict, path: Path | str = RUN_CHECKPOINT, fix: str = "train the run again") -> nn.Module:
     """The checkpoint's network in eval mode. Raises :class:`extractors.files.BadFile` naming ``path`` and
     ``fix`` when its config, input sizes or tensors do not make a network."""
     try:
@@ -144,7 +145,7 @@ def load_run(store: FeatureStore, ref: str, stage: str | None = None) -> LoadedR
     """The run ``ref`` names, its checkpoint read and its network built. Raises RunNotFound, or
     :class:`extractors.files.BadFile` naming the checkpoint when it is damaged, refused or foreign."""
     folder = find_run_folder(store, ref, stage)
-    path, fix = folder / "checkpoint.pt", retrain_fix(folder)
+    path, fix = folder / RUN_CHECKPOINT, retrain_fix(folder)
     checkpoint = load_torch_file(path, CHECKPOINT_WHAT, fix)
     if isinstance(checkpoint, dict) and checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise RunNotFound(f"{path}: checkpoint format {checkpoint.get('format')} is not "

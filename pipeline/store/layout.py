@@ -11,7 +11,9 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 SQLITE_HEADER_BYTES = 100  # a database file is at least its header
 RUN_SIDECAR = "run.json"  # in each run folder: the run's manifest row
-RUN_LOCK = "run-{key}.lock"  # in locks/: held by the process training run ``key`` (pipeline.train)
+RUN_CHECKPOINT = "checkpoint.pt"  # in a finished run's folder: the model and everything to rebuild it
+LOCKS = "locks"  # the store's lock files (one per feature being computed, one per run being trained)
+RUN_LOCK = "run-{key}.lock"  # in LOCKS: held by the process training run ``key`` (pipeline.train)
 
 
 def is_store(path: str | Path) -> bool:

@@ -35,7 +35,7 @@ from pipeline.store.errors import (DamagedFeature, ManifestDamaged, NonFiniteFea
                                    _named_sql_errors, _sqlite_fault)
 from pipeline.store.feature_files import (HASH_NAME, SIDECAR_FORMAT, SIDECAR_SUFFIX, _HashingWriter,
                                           atomic_write_sidecar, check_npy, count_nonfinite, file_hash)
-from pipeline.store.layout import (MANIFEST, RUN_LOCK, RUN_SIDECAR, SQLITE_BUSY_TIMEOUT_S, _stored_feature_files,
+from pipeline.store.layout import (LOCKS, MANIFEST, RUN_LOCK, RUN_SIDECAR, SQLITE_BUSY_TIMEOUT_S, _stored_feature_files,
                                    manifest_problem, writable)
 
 SCHEMA_VERSION = 2  # 2: features carry nbytes, hash, damage (schema 1 stores are migrated on open, when writable)
@@ -272,7 +272,7 @@ class FeatureStore:
                 raise StoreReadOnly(self.root, "cannot create a store in it")
             self._create_manifest()
         if not readonly:
-            for sub in ("features", "locks", "tmp"):
+            for sub in ("features", LOCKS, "tmp"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         _init_connection(self)
         self._columns = self._feature_columns()
@@ -568,7 +568,7 @@ class FeatureStore:
     def lock(self, key: str) -> filelock.BaseFileLock:
         """The OS lock that one process holds while computing feature ``key`` (acquire with timeout=0 to try)."""
         self._require_writable("the features of this video are not stored yet and cannot be computed into it")
-        return filelock.FileLock(self.root / "locks" / f"{key}.lock", thread_local=False)
+        return filelock.FileLock(self.root / LOCKS / f"{key}.lock", thread_local=False)
 
     # -- integrity: --verify -----------------------------------------------------------------------------------
     def verify(self, *, progress: bool = False) -> dict:
@@ -641,7 +641,7 @@ class FeatureStore:
         cur = self._conn().execute(sql, (stage,) if stage else ())
         rows = [dict(zip([c[0] for c in cur.description], row)) for row in cur.fetchall()]
         for row in rows:
-            if row["status"] == "running" and not _lock_held(self.root / "locks" / RUN_LOCK.format(key=row["key"])):
+            if row["status"] == "running" and not _lock_held(self.root / LOCKS / RUN_LOCK.format(key=row["key"])):
                 row["status"] = "interrupted"
         return rows
 

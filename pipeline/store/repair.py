@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.keys import canonical_json
 from pipeline.store.errors import ManifestDamaged, StoreReadOnly, _sqlite_fault
 from pipeline.store.feature_files import SIDECAR_SUFFIX, file_hash
-from pipeline.store.layout import MANIFEST, RUN_SIDECAR, _stored_feature_files, writable
+from pipeline.store.layout import MANIFEST, RUN_CHECKPOINT, RUN_SIDECAR, _stored_feature_files, writable
 from pipeline.store.manifest import FeatureRecord, FeatureStore, check_location
 
 DAMAGED_TAG = ".damaged-"  # a damaged manifest moved aside by --repair: manifest.sqlite.damaged-<time>
@@ -80,7 +80,7 @@ def _run_row(root: Path, folder: Path) -> dict | None:
     """A run's manifest row from its folder: its ``run.json``, else (runs recorded before run.json) its
     metrics.json, checkpoint.pt and config.json. A run without its finished files is ``interrupted``."""
     stage, key = folder.parent.name, folder.name
-    finished = (folder / "metrics.json").is_file() and (stage == "evaluate" or (folder / "checkpoint.pt").is_file())
+    finished = (folder / "metrics.json").is_file() and (stage == "evaluate" or (folder / RUN_CHECKPOINT).is_file())
     row: dict = {}
     if (folder / RUN_SIDECAR).is_file():
         try:
@@ -93,11 +93,11 @@ def _run_row(root: Path, folder: Path) -> dict | None:
         if not metrics and not config:
             return None
         checkpoint: dict = {}
-        if (folder / "checkpoint.pt").is_file():
+        if (folder / RUN_CHECKPOINT).is_file():
             try:
                 import torch
 
-                checkpoint = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
+                checkpoint = torch.load(folder / RUN_CHECKPOINT, map_location="cpu", weights_only=True)
             except Exception:  # noqa: BLE001 - a damaged checkpoint: the row is rebuilt from what else there is
                 checkpoint = {}
         backbones = metrics.get("backbones") or checkpoint.get("backbones") or config.get("backbones") or []

@@ -41,6 +41,7 @@ from pipeline.features import FeatureSet, missing_message, resolve_features
 from pipeline.runs import (CHECKPOINT_FORMAT, LoadedRun, build_network, load_run, retrain_fix, run_key,
                            save_torch)
 from pipeline.store import FeatureStore
+from pipeline.store.layout import LOCKS, RUN_CHECKPOINT, RUN_LOCK
 from pipeline.train.data import SegmentData, build_segment_data, epoch_batches, validation_split
 from pipeline.train.lightning_student import SnippetWindows, build_snippet_windows
 from pipeline.train.objectives import TeacherTargets, teacher_targets
@@ -219,18 +220,18 @@ class TrainingJob:
     def execute(self, force: bool, training_set: Callable[[], TrainingSet]) -> tuple[dict, bool]:
         """Train unless finished; ``training_set`` is only called when there is training to do.
         Returns (metrics, cached)."""
-        lock = filelock.FileLock(self.store.root / "locks" / f"run-{self.key}.lock", thread_local=False)
+        lock = filelock.FileLock(self.store.root / LOCKS / RUN_LOCK.format(key=self.key), thread_local=False)
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
             log.warning("run %s is being trained by another process; waiting for it", self.key[:12])
             lock.acquire()
         try:
-            done = self.folder / "checkpoint.pt"
+            done = self.folder / RUN_CHECKPOINT
             if done.is_file() and not force:
                 return self._cached_metrics(), True
             if force:
-                for name in ("checkpoint.pt", "state.pt"):
+                for name in (RUN_CHECKPOINT, "state.pt"):
                     (self.folder / name).unlink(missing_ok=True)
             self.training = training_set()
             try:
@@ -422,7 +423,7 @@ class TrainingJob:
             "model": best_state["model"], "heads": {k: v for k, v in best_state.items() if k != "model"},
             "epoch": best["epoch"], "metrics": metrics,
         }
-        save_torch(checkpoint, self.folder / "checkpoint.pt")
+        save_torch(checkpoint, self.folder / RUN_CHECKPOINT)
         atomic_write_json(self.folder / "metrics.json", metrics)
         self._write_log(history)
         (self.folder / "state.pt").unlink(missing_ok=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.run_refs import CHECKPOINT_FILE, RunNotFound, find_run_folder, finished_runs, latest_run
+from pipeline.store.layout import RUN_CHECKPOINT
+from pipeline.run_refs import RunNotFound, find_run_folder, finished_runs, latest_run
 from pipeline.store import FeatureStore
 
 TEACHER = "abcdef" + "1" * 58
@@ -23,7 +24,7 @@ def _run(store: FeatureStore, key: str, stage: str, *, status: str = "done", che
     folder = store.run_folder(stage, key)
     folder.mkdir(parents=True)
     if checkpoint:
-        (folder / CHECKPOINT_FILE).write_bytes(b"checkpoint")
+        (folder / RUN_CHECKPOINT).write_bytes(b"checkpoint")
     store.record_run(key, stage, dataset="d", backbones="clip", seed=0, status=status)
     return folder
 
@@ -41,7 +42,7 @@ def test_a_key_prefix_or_a_run_folder_resolves_through_the_manifest(store):
     assert find_run_folder(store, TEACHER[:12]) == teacher
     assert find_run_folder(store, STUDENT[:6], "student") == student
     assert find_run_folder(store, str(teacher)) == teacher
-    assert find_run_folder(store, str(student / CHECKPOINT_FILE)) == student
+    assert find_run_folder(store, str(student / RUN_CHECKPOINT)) == student
     with pytest.raises(RunNotFound, match=r"'0123a' matches no finished run .*6\+ characters"):
         find_run_folder(store, STUDENT[:5])  # too short to be a reference
     with pytest.raises(RunNotFound, match="matches no finished run among the teacher runs"):
@@ -64,7 +65,7 @@ def test_what_the_manifest_does_not_list_as_finished_is_not_found(store, tmp_pat
     _run(store, TEACHER_2, "teacher", checkpoint=False)  # done, but its checkpoint was deleted
     copied = store.run_folder("student", STUDENT)  # a run folder copied in by hand: on disk, not in the manifest
     copied.mkdir(parents=True)
-    (copied / CHECKPOINT_FILE).write_bytes(b"checkpoint")
+    (copied / RUN_CHECKPOINT).write_bytes(b"checkpoint")
     other = FeatureStore(tmp_path / "other", create=True)
     elsewhere = _run(other, STUDENT, "student")  # a run of another store
     other.close()
