@@ -15,6 +15,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+
 from pipeline.defaults import WATCH_POST_ROLL_S, WATCH_PRE_ROLL_S
 
 log = logging.getLogger("pipeline.watch.clips")

@@ -13,9 +13,9 @@ import threading
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from pipeline.watch.events import utc_iso
 from pipeline.alert_rule import AlertRule
 from pipeline.defaults import WATCH_KEEP_DAYS
+from pipeline.watch.events import utc_iso
 
 log = logging.getLogger("pipeline.watch.score_log")
 

@@ -32,8 +32,8 @@ import numpy as np
 
 from data.decode import decode_size
 from data.watchdog import Stalled, watched
-from pipeline.watch.growing import IDLE_TIMEOUT_S, GrowingFile, check_streamable
 from pipeline.defaults import WATCH_STALL_TIMEOUT_S
+from pipeline.watch.growing import IDLE_TIMEOUT_S, GrowingFile, check_streamable
 
 log = logging.getLogger("pipeline.watch.sources")
 

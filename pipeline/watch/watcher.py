@@ -34,15 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from data.decode import SNIPPET_FRAMES
+from pipeline.alert_rule import AlertRule
+from pipeline.defaults import WATCH_BATCH_SIZE, WATCH_QUEUE_SIZE
 from pipeline.watch.clips import POST_ROLL_S, PRE_ROLL_S, ClipRecorder
 from pipeline.watch.events import STATE_CLOSED, STATE_OPEN, EventLog, EventTracker
-from pipeline.alert_rule import AlertRule
 from pipeline.watch.model import LiveModel
 from pipeline.watch.score_log import KEEP_DAYS, ScoreLog
 from pipeline.watch.scoring import WindowState
 from pipeline.watch.sources import Camera, LiveFrame, ReconnectPolicy, StreamReader
 from pipeline.watch.webhook import WebhookSender
-from pipeline.defaults import WATCH_BATCH_SIZE, WATCH_QUEUE_SIZE
 
 log = logging.getLogger("pipeline.watch.watcher")
 
