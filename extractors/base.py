@@ -18,6 +18,7 @@ from torch import nn
 
 from data.decode import SNIPPET_FRAMES  # frames per snippet (method.md §1); the unit every backbone sees
 from extractors import transforms
+from extractors.grid import check_grid, grid_shape, pool_map
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class Backbone(abc.ABC):
     # Views (``transforms.VIEWS``) the network can take: the whole-frame "full" view needs a fully convolutional
     # network whose feature is a global average; a fixed-size network (CLIP's ViT) takes square inputs only.
     views: tuple[str, ...] = ("crop", "squash")
+    # Whether the backbone can keep its last feature map as a grid of cells (it implements embed_map).
+    grids: bool = False
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing, *, crops: int = 1,
                  frame_indices: tuple[int, ...] | None = None, weights_id: str = "",
@@ -125,6 +128,8 @@ class Backbone(abc.ABC):
         if not self.frame_indices or any(not 0 <= i < SNIPPET_FRAMES for i in self.frame_indices):
             raise ValueError(f"frame indices must lie in [0, {SNIPPET_FRAMES}), got {self.frame_indices}")
         self.weights_id = weights_id
+        self.grid: str | None = None  # None: one global feature per snippet; else the grid choice (extractors.grid)
+        self.last_grid: tuple[int, int] | None = None  # (rows, cols) of the last grid extract() gave
         self.device = torch.device(device)
         # Mixed precision pays on a GPU only; on the CPU it would change the features for no speed-up.
         self.amp = (self.device.type == "cuda") if amp is None else amp
@@ -148,7 +153,29 @@ class Backbone(abc.ABC):
             "frame_indices": list(self.frame_indices),
             "snippet_frames": SNIPPET_FRAMES,
             "preprocessing": self.preprocessing.fingerprint(),
+            # Only a grid extraction names its grid, so global fingerprints (and stores) stay what they were.
+            **({"grid": self.grid} if self.grid is not None else {}),
         }
+
+    def use_grid(self, choice: str | None) -> None:
+        """Keep the last feature map as cells (``"native"`` or ``"RxC"``, :mod:`extractors.grid`) or, with None,
+        one global feature. It enters the fingerprint. ValueError when the backbone has no feature map to keep, or
+        with several crops (a grid is one view's cells)."""
+        if choice is None:
+            self.grid = None
+            return
+        choice = check_grid(choice)
+        if not self.grids:
+            raise ValueError(f"{self.name} has no feature map to keep as a grid (it gives one vector per snippet)")
+        if self.crops != 1:
+            raise ValueError(f"a grid of {self.name} is the cells of one view: use crops 1 (got {self.crops})")
+        self.grid = choice
+
+    def embed_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`embed`, before the spatial average: ``"video"`` kind ``[M, 3, F, h, w] -> [M, D, r, c]``
+        (averaged over time), ``"image"`` kind ``[M, 3, h, w] -> [M, D, r, c]``. Backbones with ``grids = True``
+        implement it, and their :meth:`embed` is its mean over ``r, c``."""
+        raise NotImplementedError(f"{self.name} has no feature map")
 
     def use_view(self, view: str) -> None:
         """Switch to ``view`` (``transforms.VIEWS``) before any extraction; it enters the fingerprint.
@@ -173,26 +200,42 @@ class Backbone(abc.ABC):
 
     @torch.inference_mode()
     def extract(self, snippets: torch.Tensor) -> torch.Tensor:
-        """uint8 snippets ``[N, 16, H, W, 3]`` -> float32 features ``[N, crops, D]`` on the CPU."""
+        """uint8 snippets ``[N, 16, H, W, 3]`` -> float32 features ``[N, crops, D]`` on the CPU; with a grid
+        ``[N, cells, D]``, the cells of :attr:`last_grid` row-major."""
         x = self.preprocess(snippets)
         return self.forward_preprocessed(x, n_snippets=snippets.shape[0])
 
     def embed_snippets(self, x: torch.Tensor) -> torch.Tensor:
-        """Output of :meth:`preprocess` ``[M, 3, F, h, w]`` -> ``[M, D]``: a video backbone embeds each clip, an
-        image backbone embeds its F frames and averages them. No autocast or grad mode of its own (the exported
-        scorer of ``pipeline.export`` traces it)."""
+        """Output of :meth:`preprocess` ``[M, 3, F, h, w]`` -> ``[M, D]``, or with a grid ``[M, cells, D]``: a
+        video backbone embeds each clip, an image backbone embeds its F frames and averages them. No autocast or
+        grad mode of its own (the exported scorer of ``pipeline.export`` traces it)."""
+        if self.grid is not None:
+            return self.embed_cells(x)
         if self.kind == "video":
             return self.embed(x)
         m, _, f, h, w = x.shape
         frames = x.permute(0, 2, 1, 3, 4).reshape(m * f, 3, h, w)
         return self.embed(frames).reshape(m, f, -1).mean(dim=1)
 
+    def embed_cells(self, x: torch.Tensor) -> torch.Tensor:
+        """Output of :meth:`preprocess` ``[M, 3, F, h, w]`` -> ``[M, cells, D]`` for this backbone's grid (the
+        frames of an image backbone averaged per cell); sets :attr:`last_grid`."""
+        if self.kind == "video":
+            fmap = self.embed_map(x)
+        else:
+            m, _, f, h, w = x.shape
+            fmap = self.embed_map(x.permute(0, 2, 1, 3, 4).reshape(m * f, 3, h, w))
+            fmap = fmap.reshape(m, f, *fmap.shape[1:]).mean(dim=1)
+        self.last_grid = grid_shape(tuple(fmap.shape[-2:]), self.grid)
+        return pool_map(fmap, self.grid)
+
     @torch.inference_mode()
     def forward_preprocessed(self, x: torch.Tensor, n_snippets: int) -> torch.Tensor:
-        """The forward pass alone: output of :meth:`preprocess` -> ``[N, crops, D]`` float32 on the CPU."""
+        """The forward pass alone: output of :meth:`preprocess` -> ``[N, crops, D]`` (with a grid ``[N, cells,
+        D]``) float32 on the CPU."""
         autocast = (torch.autocast(self.device.type, dtype=torch.float16) if self.amp
                     else contextlib.nullcontext())
         with autocast:
             feats = self.embed_snippets(x)
-        feats = feats.float().reshape(n_snippets, self.crops, self.dim)
+        feats = feats.float().reshape(n_snippets, -1 if self.grid is not None else self.crops, self.dim)
         return feats.cpu()

@@ -170,7 +170,11 @@ class EfficientNetLite0(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``[M, 3, H, W]`` normalised frames -> ``[M, 1280]`` global-average-pooled head activations."""
-        return self.head(self.blocks(self.stem(x))).mean(dim=(-2, -1))
+        return self.feature_map(x).mean(dim=(-2, -1))
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """``[M, 3, H, W]`` normalised frames -> the head's activations ``[M, 1280, ceil(H/32), ceil(W/32)]``."""
+        return self.head(self.blocks(self.stem(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[M, 3, H, W]`` -> ImageNet logits ``[M, 1000]``."""
@@ -259,11 +263,16 @@ class EffNetLite0Backbone(Backbone):
     dim = FEATURE_DIM
     kind = "image"
     views = ("crop", "full", "squash")  # fully convolutional, global average: any frame size
+    grids = True
     version = 1
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised frames ``[M, 3, 224, 224]`` -> ``[M, 1280]``."""
         return self.model.features(x)
+
+    def embed_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised frames ``[M, 3, h, w]`` -> ``[M, 1280, ceil(h/32), ceil(w/32)]``."""
+        return self.model.feature_map(x)
 
 
 def load_model(path: str | Path) -> EfficientNetLite0:

@@ -45,6 +45,7 @@ class I3DBackbone(Backbone):
     dim = FEATURE_DIM
     kind = "video"
     views = ("crop", "full", "squash")  # fully convolutional, global average: any frame size
+    grids = True
     version = 1
     PREPROCESSING = Preprocessing(resize="short_side", resize_size=256, interpolation="bilinear", crop_size=224,
                                   mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # pixels to [-1, 1]
@@ -52,6 +53,10 @@ class I3DBackbone(Backbone):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[M, 3, F, 224, 224]`` in [-1, 1] -> ``[M, 1024]``."""
         return self.model.features(x)
+
+    def embed_map(self, x: torch.Tensor) -> torch.Tensor:
+        """``[M, 3, F, h, w]`` in [-1, 1] -> Mixed_5c averaged over time ``[M, 1024, ceil(h/32), ceil(w/32)]``."""
+        return self.model.feature_map(x)
 
 
 def random_model(num_classes: int = NUM_CLASSES) -> InceptionI3d:

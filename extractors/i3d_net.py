@@ -207,6 +207,11 @@ class InceptionI3d(nn.Module):
         """``[N, 3, T, H, W]`` -> ``[N, 1024]``: Mixed_5c averaged over time and space."""
         return self.extract_endpoint(x, "Mixed_5c").mean(dim=(2, 3, 4))
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, T, H, W]`` -> ``[N, 1024, H', W']``: Mixed_5c averaged over time only (H' = ceil(H / 32),
+        7 at 224); its mean over space is :meth:`features`."""
+        return self.extract_endpoint(x, "Mixed_5c").mean(dim=2)
+
     def logits_from_mixed5c(self, x: torch.Tensor) -> torch.Tensor:
         """Mixed_5c ``[N, 1024, T', H', W']`` -> logits ``[N, num_classes]``: avg pool (2, 7, 7) stride 1 VALID,
         1x1x1 conv, squeeze space, mean over the remaining time steps."""

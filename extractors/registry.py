@@ -122,17 +122,19 @@ def backbone_spec(name: str) -> BackboneSpec:
 
 
 def build_backbone(name: str, *, weights: str | None = None, crops: int = 1, frames: int = 1,
-                   view: str | None = None, device: str | torch.device = "cpu") -> Backbone:
+                   view: str | None = None, grid: str | None = None, device: str | torch.device = "cpu") -> Backbone:
     """Build a backbone with its weights resolved (see each module's ``build``).
 
     frames: for image backbones, how many frames of each 16-frame snippet are embedded and averaged (``lowres``,
         the grey low-resolution frames of method.md §9, keeps its own fixed frame choice).
     view: :data:`VIEWS`; None takes the row's ``default_view`` (one crop) or the crop view.
+    grid: None (one global feature per snippet), ``"native"`` or ``"RxC"`` (:mod:`extractors.grid`).
     Raises ``extractors.weights.WeightsNotFound`` with the flag to pass when weights are missing, ValueError for a
     view the backbone cannot take.
     """
     backbone = backbone_spec(name).build(weights=weights, crops=crops, frames=frames, device=device)
     backbone.use_view(view or default_view(name, crops))
+    backbone.use_grid(grid)
     return backbone
 
 

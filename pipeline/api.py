@@ -127,6 +127,7 @@ def extract_settings(**settings):
 
 def check_extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBONES, crops: int = d.DEFAULT_CROPS,
                            views: Mapping[str, str] | Sequence[str] | None = None,
+                           grids: Mapping[str, str] | Sequence[str] | None = None,
                            weights: Mapping[str, str] | Sequence[str] | None = None, device: str = d.DEFAULT_DEVICE,
                            batch_size: int = d.EXTRACT_BATCH_SIZE,
                            frames_per_snippet: int = d.DEFAULT_FRAMES_PER_SNIPPET,
@@ -134,8 +135,11 @@ def check_extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBON
                            fps: float = FRAME_FOLDER_FPS, decode_resize: bool = True, decode_workers: int | None = None,
                            force: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S) -> dict:
     """:func:`extract_settings`'s checks, without torch: the keywords of ``ExtractSettings``. Raises UsageError.
-    ``views``: backbone -> view, or ``VIEW`` (for all) / ``NAME=VIEW`` strings."""
+    ``views``: backbone -> view, or ``VIEW`` (for all) / ``NAME=VIEW`` strings. ``grids``: backbone -> grid
+    (``native`` or ``RxC``: the last feature map kept as cells, ``[T, cells, D]``), or ``GRID`` / ``NAME=GRID``
+    strings; a backbone without one stores one global feature per snippet."""
     from extractors.registry import BACKBONES, VIEWS  # no torch until a backbone is built
+    from extractors.views import check_grid
 
     names = _names(backbones)
     unknown = [n for n in names if n not in BACKBONES]
@@ -153,11 +157,17 @@ def check_extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBON
             raise UsageError(f"`views` {bad[0]!r}: the view must be one of {', '.join(VIEWS)}")
     else:
         view_map = parse_views(list(views or []), names, VIEWS)
+    grid_map = dict(grids) if isinstance(grids, Mapping) else parse_views(list(grids or []), names, None, "grids")
+    for name, grid in grid_map.items():
+        try:
+            grid_map[name] = check_grid(grid)
+        except ValueError as exc:
+            raise UsageError(f"`grids` {name}={grid}: {exc}") from None
     if batch_size < 1 or (decode_workers is not None and decode_workers < 1) or frames_per_snippet < 1:
         raise UsageError("`batch_size`, `frames_per_snippet` and `decode_workers` must be at least 1")
     _check_decode_timeout(decode_timeout_s)
     return dict(backbones=tuple(names), weights=weights, crops=crops, clip_frames=frames_per_snippet, views=view_map,
-                device=device, batch_size=batch_size, dtype=dtype, decoder=decoder, force=force, frames_fps=fps,
+                grids=grid_map, device=device, batch_size=batch_size, dtype=dtype, decoder=decoder, force=force, frames_fps=fps,
                 decode_resize=decode_resize, decode_workers=decode_workers, timeline=timeline,
                 decode_timeout_s=decode_timeout_s)
 
@@ -167,20 +177,24 @@ def _check_decode_timeout(seconds: float) -> None:
         raise UsageError(f"`decode_timeout_s` must be above 0 s, got {seconds}")
 
 
-def parse_views(values: list[str], backbones: list[str], views: Sequence[str]) -> dict[str, str]:
-    """``views`` values (``VIEW`` for every backbone, or ``NAME=VIEW``) -> backbone -> view. Raises UsageError."""
+def parse_views(values: list[str], backbones: list[str], views: Sequence[str] | None,
+                param: str = "views") -> dict[str, str]:
+    """``views`` values (``VIEW`` for every backbone, or ``NAME=VIEW``) -> backbone -> view; the same for another
+    per-backbone choice ``param`` (``grids``), its values checked by the caller when ``views`` is None. Raises
+    UsageError."""
     out: dict[str, str] = {}
     for value in values:
         for item in value.split(","):
             if "=" in item:
-                pairs = parse_pairs([item], "views", "VIEW or NAME=VIEW")
+                pairs = parse_pairs([item], param, "VALUE or NAME=VALUE")
             else:
                 pairs = dict.fromkeys(backbones, item.strip())
             for name, view in pairs.items():
-                if view not in views:
-                    raise UsageError(f"`views` {item!r}: the view must be one of {', '.join(views)}")
+                if views is not None and view not in views:
+                    raise UsageError(f"`{param}` {item!r}: the view must be one of {', '.join(views)}")
                 if name not in backbones:
-                    raise UsageError(f"`views` given for {name}, which is not in `backbones` {','.join(backbones)}")
+                    raise UsageError(f"`{param}` given for {name}, which is not in `backbones` "
+                                     f"{','.join(backbones)}")
                 out[name] = view
     return out
 
@@ -189,7 +203,7 @@ def extract(paths: PathLike | Sequence[PathLike], *, store: PathLike | None, dat
             engine: str = d.ENGINES[0], address: str | None = None, workers: int | None = None,
             cpus_per_worker: int | None = None, progress: bool = False, **settings) -> ExtractResult:
     """Stage 1: features of the videos under ``paths`` into ``store`` (created if missing). ``settings``: the
-    keywords of :func:`extract_settings` (backbones, crops, views, weights, device, batch_size,
+    keywords of :func:`extract_settings` (backbones, crops, views, grids, weights, device, batch_size,
     frames_per_snippet, dtype, decoder, timeline, fps, decode_resize, decode_workers, force, decode_timeout_s)."""
     import time
 

@@ -33,10 +33,28 @@ class VideoFeatures:
     records: dict[str, FeatureRecord]  # backbone -> its feature record
 
     def load(self, backbone: str) -> np.ndarray:
-        """float32 ``[T, crops, D]``, checked (header, size, finite values: :meth:`FeatureRecord.read`). Raises
-        DamagedFeature, naming the video, backbone and file, rather than hand damaged values to training or
-        scoring."""
-        return self.records[backbone].read().astype(np.float32, copy=False)
+        """float32 ``[T, crops, D]``, checked (header, size, finite values: :meth:`FeatureRecord.read`). A grid
+        feature gives its global feature, the mean of its cells, ``[T, 1, D]``: one grid extraction serves the
+        global models too. Raises DamagedFeature, naming the video, backbone and file, rather than hand damaged
+        values to training or scoring."""
+        array = self.records[backbone].read()
+        if self.records[backbone].grid is not None:
+            return array.mean(axis=1, keepdims=True, dtype=np.float32)
+        return array.astype(np.float32, copy=False)
+
+    def grid(self, backbone: str) -> tuple[int, int]:
+        """(rows, cols) of the backbone's feature grid: ``(1, 1)`` for a global feature."""
+        return self.records[backbone].grid or (1, 1)
+
+    def load_cells(self, backbone: str) -> np.ndarray:
+        """float32 ``[T, cells, D]``, the cells of :meth:`grid` row-major, checked like :meth:`load`. A global
+        feature is a 1 x 1 grid: its crops averaged, ``[T, 1, D]``, so that imported community features (global
+        only) train and score every spatial model too."""
+        record = self.records[backbone]
+        array = record.read()
+        if record.grid is None:
+            return array.mean(axis=1, keepdims=True, dtype=np.float32)
+        return array.astype(np.float32, copy=False)
 
     def open(self, backbone: str) -> np.ndarray:
         """The stored array ``[T, crops, D]`` in its stored dtype, memory-mapped (read-only): for inputs too large

@@ -41,6 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "effnet_lite0; squash: the whole frame resized to a square). VIEW alone applies to every "
                         "backbone, NAME=VIEW to one (repeatable; default with --crops 1: full for i3d and "
                         "effnet_lite0, squash for lowres, crop for the others; with 5 or 10 crops: crop)")
+    p.add_argument("--grid", dest="grids", action="append", default=[], metavar="[NAME=]GRID",
+                   help="keep each snippet's last feature map as a grid of cells for spatial models and anomaly "
+                        "maps: native (the backbone's own map, 7x11 for i3d on a 3:2 full view) or RxC (pooled to "
+                        "R rows x C columns, to bound storage). The global feature is the cells' mean, so a grid "
+                        "store serves global models too. GRID alone applies to every backbone, NAME=GRID to one "
+                        "(repeatable; default: no grid, one global feature per snippet)")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights file per backbone, or NAME=random for untrained weights (repeatable)")
     p.add_argument("--device", default=d.DEFAULT_DEVICE, help=DEVICE_HELP)

@@ -174,6 +174,7 @@ class Job:
     locks: list = field(default_factory=list)
     queued: int = 0  # snippets put on the queue
     outputs: dict[int, list[torch.Tensor]] = field(default_factory=lambda: defaultdict(list))
+    grids: dict[int, tuple[int, int]] = field(default_factory=dict)  # backbone index -> (rows, cols) of a grid
     done_snippets: int = 0
     info: VideoInfo | None = None  # set when decoding finished
     failed: bool = False
@@ -480,9 +481,12 @@ class Extractor:
                 take = [i for i in rows if b in batch[i][0].todo]
                 if not take:
                     continue
-                feats = self.backbones[b].extract(torch.stack([batch[i][2] for i in take]))  # [n, crops, D]
+                backbone = self.backbones[b]
+                feats = backbone.extract(torch.stack([batch[i][2] for i in take]))  # [n, crops or cells, D]
                 for i, f in zip(take, feats):
                     batch[i][0].outputs[b].append(f)
+                    if backbone.grid is not None:  # one frame size per call (by_shape), so one grid
+                        batch[i][0].grids[b] = backbone.last_grid
             for i in rows:
                 batch[i][0].done_snippets += 1
 
@@ -494,7 +498,8 @@ class Extractor:
         self.store.record_video(job.video_key, info)
         for b, key in job.todo.items():
             array = torch.stack(job.outputs[b]).numpy().astype(self.dtypes[b], copy=False)  # [T, crops, D]
-            self.store.put_feature(key, job.video_key, self.backbones[b].name, self.fingerprints[b], array)
+            self.store.put_feature(key, job.video_key, self.backbones[b].name, self.fingerprints[b], array,
+                                   grid=job.grids.get(b))
         job.outputs.clear()
         self._release(job)
 
@@ -523,6 +528,7 @@ class ExtractSettings:
     crops: int = 1
     clip_frames: int = 1
     views: dict[str, str] = field(default_factory=dict)  # backbone -> view (extractors.transforms.VIEWS)
+    grids: dict[str, str] = field(default_factory=dict)  # backbone -> grid (extractors.grid); absent: global
     device: str = "auto"
     batch_size: int = DEFAULT_BATCH_SIZE
     dtype: str = "float32"
@@ -538,7 +544,8 @@ class ExtractSettings:
         """Raises WeightsNotFound or ValueError (bad weights file, unknown option) before any video is read."""
         device = auto_device(self.device)
         return [build_backbone(n, weights=self.weights.get(n), crops=self.crops, frames=self.clip_frames,
-                               view=self.views.get(n), device=device) for n in self.backbones]
+                               view=self.views.get(n), grid=self.grids.get(n), device=device)
+                for n in self.backbones]
 
     def extractor(self, store: FeatureStore, backbones: list[Backbone], *, progress: bool) -> Extractor:
         return Extractor(store, backbones, batch_size=self.batch_size, dtype=self.dtype, decoder=self.decoder,

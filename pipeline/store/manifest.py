@@ -38,7 +38,9 @@ from pipeline.store.feature_files import (HASH_NAME, SIDECAR_FORMAT, SIDECAR_SUF
 from pipeline.store.layout import (LOCKS, MANIFEST, RUN_LOCK, RUN_SIDECAR, SQLITE_BUSY_TIMEOUT_S, _stored_feature_files,
                                    manifest_problem, writable)
 
-SCHEMA_VERSION = 2  # 2: features carry nbytes, hash, damage (schema 1 stores are migrated on open, when writable)
+# 2: features carry nbytes, hash, damage; 3: and the grid of a grid extraction. Older stores are migrated on open,
+# when writable.
+SCHEMA_VERSION = 3
 FEATURE_FAILURE_STAGE = "store"  # the failures' stage of damaged feature files
 
 log = logging.getLogger("pipeline.store")  # one logger for the whole store (tests and users filter on it)
@@ -58,7 +60,7 @@ CREATE TABLE IF NOT EXISTS extractors (fingerprint TEXT PRIMARY KEY, backbone TE
 CREATE TABLE IF NOT EXISTS features (
     key TEXT PRIMARY KEY, video_key TEXT NOT NULL, backbone TEXT NOT NULL, fingerprint TEXT NOT NULL,
     file TEXT NOT NULL, n_snippets INTEGER NOT NULL, crops INTEGER NOT NULL, dim INTEGER NOT NULL,
-    dtype TEXT NOT NULL, created_at REAL NOT NULL, nbytes INTEGER, hash TEXT, damage TEXT);
+    dtype TEXT NOT NULL, created_at REAL NOT NULL, nbytes INTEGER, hash TEXT, damage TEXT, grid TEXT);
 CREATE INDEX IF NOT EXISTS features_by_video ON features (video_key);
 CREATE TABLE IF NOT EXISTS runs (
     key TEXT PRIMARY KEY, stage TEXT NOT NULL, dataset TEXT NOT NULL, backbones TEXT NOT NULL,
@@ -68,10 +70,23 @@ CREATE TABLE IF NOT EXISTS failures (
     id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, stage TEXT NOT NULL, reason TEXT NOT NULL,
     fix TEXT NOT NULL, created_at REAL NOT NULL);
 """
-# Columns schema 2 added to the features table (schema 1 stores get them by ALTER TABLE, NULL in old rows).
-_V2_FEATURE_COLUMNS = (("nbytes", "INTEGER"), ("hash", "TEXT"), ("damage", "TEXT"))
+# Columns schemas 2 and 3 added to the features table (older stores get them by ALTER TABLE, NULL in old rows).
+_ADDED_FEATURE_COLUMNS = (("nbytes", "INTEGER"), ("hash", "TEXT"), ("damage", "TEXT"), ("grid", "TEXT"))
 _FEATURE_COLUMNS = ("key", "video_key", "backbone", "fingerprint", "file", "n_snippets", "crops", "dim", "dtype",
-                    "created_at", "nbytes", "hash", "damage")
+                    "created_at", "nbytes", "hash", "damage", "grid")
+
+
+def grid_text(grid: tuple[int, int] | None) -> str | None:
+    """``(7, 11)`` -> ``"7x11"``, the grid column's and the sidecar's form; None (a global feature) stays None."""
+    return None if grid is None else f"{int(grid[0])}x{int(grid[1])}"
+
+
+def parse_grid_text(text: str | None) -> tuple[int, int] | None:
+    """The inverse of :func:`grid_text`."""
+    if not text:
+        return None
+    rows, cols = text.split("x")
+    return int(rows), int(cols)
 
 
 @dataclass(frozen=True)
@@ -82,12 +97,13 @@ class FeatureRecord:
     fingerprint: str
     file: Path
     n_snippets: int
-    crops: int
+    crops: int  # axis 1 of the array: the crops, or the cells of a grid feature (rows x cols, row-major)
     dim: int
     dtype: str
     nbytes: int | None = None  # recorded at write (schema 2; None in older rows)
     hash: str | None = None  # blake2b:<hex> of the file's bytes (schema 2; old rows: recorded by --verify)
     created_at: float = 0.0
+    grid: tuple[int, int] | None = None  # (rows, cols) of a grid feature (schema 3); None: a global feature
     store: FeatureStore | None = field(default=None, compare=False, repr=False)  # who reports damage
 
     @property
@@ -231,14 +247,15 @@ def _init_connection(store: FeatureStore) -> None:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Schema 1 -> 2: the integrity columns (NULL in the old rows: --verify records their hashes). One transaction,
+    """Schema 1 -> 2: the integrity columns (NULL in the old rows: --verify records their hashes); 2 -> 3: the grid
+    column (NULL: every older feature is a global one). One transaction,
     the columns re-read inside it, so that two processes opening an old store at once migrate it once. Tables the
     store lacks are created first (CREATE IF NOT EXISTS)."""
     conn.executescript(_SCHEMA)
     conn.execute("BEGIN IMMEDIATE")
     try:
         columns = {r[1] for r in conn.execute("PRAGMA table_info(features)")}
-        for name, decl in _V2_FEATURE_COLUMNS:
+        for name, decl in _ADDED_FEATURE_COLUMNS:
             if name not in columns:
                 conn.execute(f"ALTER TABLE features ADD COLUMN {name} {decl}")
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -445,7 +462,8 @@ class FeatureStore:
         values = dict(zip(_FEATURE_COLUMNS, row))
         return FeatureRecord(values["key"], values["video_key"], values["backbone"], values["fingerprint"],
                              self.root / values["file"], values["n_snippets"], values["crops"], values["dim"],
-                             values["dtype"], values["nbytes"], values["hash"], values["created_at"], store=self)
+                             values["dtype"], values["nbytes"], values["hash"], values["created_at"],
+                             parse_grid_text(values["grid"]), store=self)
 
     def _feature_row(self, key: str) -> tuple | None:
         return self._conn().execute(f"SELECT {self._columns} FROM features WHERE key = ?", (key,)).fetchone()
@@ -508,11 +526,15 @@ class FeatureStore:
                                     f"damaged: {reason}", recompute_fix(self, record, then=False))
         return label
 
-    def put_feature(self, key: str, video_key: str, backbone: str, fingerprint: str, array: np.ndarray) -> Path:
-        """Atomically write ``array`` ``[T, crops, D]``, its sidecar, and then its row (shape, dtype, size, hash).
+    def put_feature(self, key: str, video_key: str, backbone: str, fingerprint: str, array: np.ndarray, *,
+                    grid: tuple[int, int] | None = None) -> Path:
+        """Atomically write ``array`` ``[T, crops, D]`` (a grid feature: ``[T, rows * cols, D]``, the cells
+        row-major, with ``grid = (rows, cols)``), its sidecar, and then its row (shape, dtype, size, hash, grid).
         Raises NonFiniteFeature for an array holding NaN or inf, which is never stored."""
         if array.ndim != 3:
             raise ValueError(f"features must be [T, crops, D], got shape {array.shape}")
+        if grid is not None and grid[0] * grid[1] != array.shape[1]:
+            raise ValueError(f"a {grid[0]}x{grid[1]} grid has {grid[0] * grid[1]} cells, not {array.shape[1]}")
         if array.dtype.hasobject:
             raise ValueError(f"features must be numbers, got dtype {array.dtype}")
         if bad := count_nonfinite(array):
@@ -525,7 +547,7 @@ class FeatureStore:
         digest, nbytes = self._atomic_save(dest, array)
         created = time.time()
         row = (key, video_key, backbone, fingerprint, str(dest.relative_to(self.root)), array.shape[0],
-               array.shape[1], array.shape[2], str(array.dtype), created, nbytes, digest, None)
+               array.shape[1], array.shape[2], str(array.dtype), created, nbytes, digest, None, grid_text(grid))
         atomic_write_sidecar(dest.with_suffix(SIDECAR_SUFFIX), self._sidecar(dict(zip(_FEATURE_COLUMNS, row))),
                              tmp_dir=self.root / "tmp")
         with self._conn() as conn:

@@ -14,7 +14,7 @@ from pipeline.keys import canonical_json
 from pipeline.store.errors import ManifestDamaged, StoreReadOnly, _sqlite_fault
 from pipeline.store.feature_files import SIDECAR_SUFFIX, file_hash
 from pipeline.store.layout import MANIFEST, RUN_CHECKPOINT, RUN_SIDECAR, _stored_feature_files, writable
-from pipeline.store.manifest import FeatureRecord, FeatureStore, check_location
+from pipeline.store.manifest import FeatureRecord, FeatureStore, check_location, parse_grid_text
 
 DAMAGED_TAG = ".damaged-"  # a damaged manifest moved aside by --repair: manifest.sqlite.damaged-<time>
 REPAIR_STAMP = "%Y%m%d-%H%M%S"
@@ -52,7 +52,7 @@ def _rebuild_feature(conn: sqlite3.Connection, root: Path, sidecar: Path) -> str
         feature = dict(meta["feature"])
         record = FeatureRecord(feature["key"], feature["video_key"], feature["backbone"], feature["fingerprint"],
                                root / feature["file"], *meta["shape"], feature["dtype"], feature["nbytes"],
-                               feature["hash"], feature["created_at"])
+                               feature["hash"], feature["created_at"], parse_grid_text(feature.get("grid")))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return f"its sidecar {sidecar} cannot be read ({type(exc).__name__}: {exc})"
     if record.file != sidecar.with_suffix(".npy"):

@@ -20,7 +20,7 @@ from extractors.base import Backbone
 from pipeline.cli import extract, import_features, train
 from pipeline.cli import store as store_command
 from pipeline.features import VideoFeatures
-from pipeline.store import DamagedFeature, FeatureStore, NonFiniteFeature
+from pipeline.store import SCHEMA_VERSION, DamagedFeature, FeatureStore, NonFiniteFeature
 
 LOWRES = ["--backbones", "lowres", "--quiet"]
 FEATURE_COLUMNS = "key, video_key, backbone, fingerprint, file, n_snippets, crops, dim, dtype, nbytes, hash"
@@ -263,7 +263,8 @@ def test_a_schema_1_store_is_migrated_checked_and_hashed_by_verify(tmp_path, cap
                          (key, f"features/i3d/ab/{key}.npy", len(array)))
     conn.close()
     store = FeatureStore(root)
-    assert store._conn().execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0] == "2"
+    version = store._conn().execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0]
+    assert version == str(SCHEMA_VERSION)
     assert store.get_feature("ab" * 32).hash is None  # not hashed until --verify
     _truncate_to = root / "features" / "i3d" / "ab" / f"{'ab' * 32}.npy"
     assert store.get_feature("ab" * 32).problem() is None
