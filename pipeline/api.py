@@ -167,7 +167,8 @@ def check_extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBON
         raise UsageError("`batch_size`, `frames_per_snippet` and `decode_workers` must be at least 1")
     _check_decode_timeout(decode_timeout_s)
     return dict(backbones=tuple(names), weights=weights, crops=crops, clip_frames=frames_per_snippet, views=view_map,
-                grids=grid_map, device=device, batch_size=batch_size, dtype=dtype, decoder=decoder, force=force, frames_fps=fps,
+                grids=grid_map, device=device, batch_size=batch_size, dtype=dtype, decoder=decoder, force=force,
+                frames_fps=fps,
                 decode_resize=decode_resize, decode_workers=decode_workers, timeline=timeline,
                 decode_timeout_s=decode_timeout_s)
 
