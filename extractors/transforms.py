@@ -85,7 +85,10 @@ def view_frames(frames: torch.Tensor, view: str, size: int, interpolation: str, 
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """Per-channel ``(x - mean) / std`` along dim -3 (channels), any leading dims."""
+    """Per-channel ``(x - mean) / std`` along dim -3 (channels), any leading dims; ``x`` itself for mean 0 and
+    std 1 (the motion backbone's pixels in [0, 1]: two passes over the frames spared, the same values)."""
+    if all(v == 0 for v in mean) and all(v == 1 for v in std):
+        return x
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
     return (x - m) / s

@@ -38,9 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--view", dest="views", action="append", default=[], metavar="[NAME=]VIEW",
                    help=f"how frames become each backbone's input: {', '.join(VIEWS)} (crop: resize then "
                         "--crops crops, the published pipelines'; full: the whole frame, aspect kept, for i3d, s3d, "
-                        "effnet_lite0; squash: the whole frame resized to a square). VIEW alone applies to every "
-                        "backbone, NAME=VIEW to one (repeatable; default with --crops 1: full for i3d and "
-                        "effnet_lite0, squash for lowres, crop for the others; with 5 or 10 crops: crop)")
+                        "effnet_lite0, motion; squash: the whole frame resized to a square). VIEW alone applies to "
+                        "every backbone, NAME=VIEW to one (repeatable; default with --crops 1: full for i3d, "
+                        "effnet_lite0 and motion, squash for lowres, crop for the others; with 5 or 10 crops: "
+                        "crop)")
     p.add_argument("--grid", dest="grids", action="append", default=[], metavar="[NAME=]GRID",
                    help="keep each snippet's last feature map as a grid of cells for spatial models and anomaly "
                         "maps: native (the backbone's own map, 7x11 for i3d on a 3:2 full view) or RxC (pooled to "
