@@ -165,16 +165,22 @@ class Backbone(abc.ABC):
             self.grid = None
             return
         choice = check_grid(choice)
+        # The messages name the API's parameters in backquotes, which the command line shows as its flags.
         if not self.grids:
-            raise ValueError(f"{self.name} has no feature map to keep as a grid (it gives one vector per snippet)")
+            raise ValueError(f"{self.name} has no feature map to keep as a grid (it gives one vector per snippet): "
+                             f"extract {self.name} without `grids`, or give the grid to the other backbones only "
+                             "(NAME=GRID, e.g. i3d=native)")
         if self.crops != 1:
-            raise ValueError(f"a grid of {self.name} is the cells of one view: use crops 1 (got {self.crops})")
+            raise ValueError(f"a grid of {self.name} is the cells of one whole view: use `crops` 1, not "
+                             f"{self.crops} (or extract without `grids`)")
         self.grid = choice
 
     def embed_map(self, x: torch.Tensor) -> torch.Tensor:
         """Like :meth:`embed`, before the spatial average: ``"video"`` kind ``[M, 3, F, h, w] -> [M, D, r, c]``
         (averaged over time), ``"image"`` kind ``[M, 3, h, w] -> [M, D, r, c]``. Backbones with ``grids = True``
-        implement it, and their :meth:`embed` is its mean over ``r, c``."""
+        implement it, and their :meth:`embed` is its mean over ``r, c`` (except CLIP's ViT, whose :meth:`embed` is
+        the class token and whose cells are the patch tokens: :mod:`extractors.clip`). Either way a grid
+        extraction's global feature is the cells' mean."""
         raise NotImplementedError(f"{self.name} has no feature map")
 
     def use_view(self, view: str) -> None:

@@ -2,6 +2,12 @@
 
 A snippet's feature is the mean of the image embeddings of k of its frames (default 1, the centre frame). The
 embedding is the raw ``encode_image`` output (not L2-normalised), as the CLIP-feature VAD works store it.
+
+With a grid (``--grid``), each patch token of the last layer goes through the final layer norm and the projection
+that the class token goes through, so the cells live in the same 512-d space as the global feature: ``[M, 512, 7,
+7]`` for ViT-B/32 at 224 (14 x 14 for ViT-B/16). A grid extraction's global feature is then the cells' mean, not
+the class token: a grid store's CLIP global feature differs from a global extraction's (their fingerprints differ
+too, so the two never mix).
 """
 
 from __future__ import annotations
@@ -31,8 +37,13 @@ def centre_frames(k: int, snippet: int = SNIPPET_FRAMES) -> tuple[int, ...]:
 
 
 class ClipBackbone(Backbone):
+    """open_clip's ViT image tower. Unlike the convolutional backbones, :meth:`embed` (the class token) is not the
+    mean of :meth:`embed_map`'s cells (the patch tokens): a grid extraction stores the cells, and its global feature
+    (``pipeline.features.VideoFeatures.load``) is their mean."""
+
     dim = 512
     kind = "image"
+    grids = True
     version = 1
 
     def __init__(self, name: str, *args, **kwargs):
@@ -40,8 +51,40 @@ class ClipBackbone(Backbone):
         super().__init__(*args, **kwargs)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[M, 3, 224, 224] -> [M, 512]``: the image tower's projected embedding."""
+        """``[M, 3, 224, 224] -> [M, 512]``: the image tower's projected embedding (the class token)."""
         return self.model(x)
+
+    def use_grid(self, choice: str | None) -> None:
+        """:meth:`Backbone.use_grid`, after checking that this open_clip's tower is the layout :meth:`embed_map`
+        reads (ValueError naming the fix otherwise)."""
+        if choice is not None:
+            _check_token_grid(self.model, self.name)
+        super().use_grid(choice)
+
+    def embed_map(self, x: torch.Tensor) -> torch.Tensor:
+        """``[M, 3, 224, 224] -> [M, 512, 224 / P, 224 / P]`` (P the patch size: 7 x 7 for ViT-B/32, 14 x 14 for
+        ViT-B/16): the last layer's patch tokens through the final layer norm and the projection, as the class
+        token goes through them in :meth:`embed`."""
+        visual = self.model
+        # open_clip's forward_intermediates gives the last block's patch tokens as [M, width, rows, cols], ln_post
+        # applied (normalize_intermediates); ViT-B applies ln_post to every token and then takes the class token.
+        out = visual.forward_intermediates(x, indices=1, stop_early=True, normalize_intermediates=True,
+                                           intermediates_only=True, output_fmt="NCHW")
+        tokens = out["image_intermediates"][-1]  # [M, width, rows, cols]
+        return torch.einsum("mwhc,wd->mdhc", tokens, visual.proj)
+
+
+def _check_token_grid(visual, name: str) -> None:
+    """The tower :meth:`ClipBackbone.embed_map` reads: ``forward_intermediates`` (open_clip 3 has it; older
+    versions may not), class-token pooling with the final layer norm on every token, a projection. Raises
+    ValueError naming the fix for another layout."""
+    layout = (hasattr(visual, "forward_intermediates"), getattr(visual, "attn_pool", None),
+              getattr(visual, "pool_type", None), getattr(visual, "final_ln_after_pool", False),
+              getattr(visual, "proj", None) is not None)
+    if layout != (True, None, "tok", False, True):
+        raise ValueError(f"{name} cannot keep a grid with this open_clip: its image tower lacks forward_intermediates "
+                         "or pools other than by the class token; pip install 'open_clip_torch>=3', or extract "
+                         f"{name} without `grids`")
 
 
 def _library_download(model_name: str):

@@ -27,11 +27,17 @@ class S3DBackbone(Backbone):
     dim = 1024
     kind = "video"
     views = ("crop", "full", "squash")  # fully convolutional, global average: any frame size
+    grids = True
     version = 1
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[M, 3, 16, 224, 224] -> [M, 1024]``: the last feature map averaged over time and space."""
         return self.model.features(x).mean(dim=(2, 3, 4))
+
+    def embed_map(self, x: torch.Tensor) -> torch.Tensor:
+        """``[M, 3, 16, h, w] -> [M, 1024, ceil(h/32), ceil(w/32)]`` (7 x 7 at 224): the last feature map averaged
+        over time only; its mean over space is :meth:`embed`."""
+        return self.model.features(x).mean(dim=2)
 
 
 def _hub_checkpoint() -> Path:

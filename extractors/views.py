@@ -24,4 +24,5 @@ def check_grid(choice: str) -> str:
     text = str(choice).strip().lower()
     if text == GRID_NATIVE or _POOLED_GRID.match(text):
         return text
-    raise ValueError(f"a grid is {GRID_NATIVE!r} or ROWSxCOLS such as '4x6', got {choice!r}")
+    raise ValueError(f"a grid is {GRID_NATIVE!r} (the backbone's own feature map) or ROWSxCOLS, two whole numbers "
+                     f"from 1 such as '4x6' (rows x columns), got {choice!r}")

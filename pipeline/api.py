@@ -162,7 +162,10 @@ def check_extract_settings(*, backbones: str | Sequence[str] = d.EXTRACT_BACKBON
         try:
             grid_map[name] = check_grid(grid)
         except ValueError as exc:
-            raise UsageError(f"`grids` {name}={grid}: {exc}") from None
+            raise UsageError(f"`grids` for {name}: {exc}") from None
+    if grid_map and crops != 1:  # each backbone says so too (Backbone.use_grid); here before torch and Ray
+        raise UsageError(f"`grids` (asked for {', '.join(grid_map)}) needs `crops` 1: a grid is the cells of one "
+                         f"whole view, not of {crops} crops (drop `crops` or `grids`)")
     if batch_size < 1 or (decode_workers is not None and decode_workers < 1) or frames_per_snippet < 1:
         raise UsageError("`batch_size`, `frames_per_snippet` and `decode_workers` must be at least 1")
     _check_decode_timeout(decode_timeout_s)

@@ -104,7 +104,8 @@ class ResultSink:
         self._video_key = video_key
         self._todo = todo
         self.info: VideoInfo | None = None
-        self.features: list[tuple[str, str, str, np.ndarray]] = []  # (key, backbone, fingerprint, [T, crops, D])
+        # (key, backbone, fingerprint, [T, crops or cells, D], (rows, cols) of a grid feature or None)
+        self.features: list[tuple[str, str, str, np.ndarray, tuple[int, int] | None]] = []
 
     def video_key(self, path: Path) -> str:
         return self._video_key
@@ -122,8 +123,9 @@ class ResultSink:
     def record_video(self, key: str, info: VideoInfo) -> None:
         self.info = info
 
-    def put_feature(self, key: str, video_key: str, backbone: str, fingerprint: str, array: np.ndarray) -> None:
-        self.features.append((key, backbone, fingerprint, array))
+    def put_feature(self, key: str, video_key: str, backbone: str, fingerprint: str, array: np.ndarray, *,
+                    grid: tuple[int, int] | None = None) -> None:
+        self.features.append((key, backbone, fingerprint, array, grid))
 
     def record_failure(self, path: str, stage: str, reason: str, fix: str = "") -> None:
         pass  # also in the returned Outcome, which the driver records
@@ -165,7 +167,7 @@ class ExtractWorker:
 
     def extract(self, path: str, video_key: str, todo: list[str]) -> tuple[Outcome, VideoInfo | None, list]:
         """Compute the features ``todo`` (keys) of one video. Returns (outcome, video info, [(key, backbone,
-        fingerprint, array)])."""
+        fingerprint, array, grid)]), as :class:`ResultSink` keeps them."""
         sink = ResultSink(video_key, set(todo))
         outcome = self.settings.extractor(sink, self.backbones, progress=False).run([Path(path)])
         return outcome, sink.info, sink.features
@@ -267,8 +269,8 @@ def _dispatch(ray, store: FeatureStore, workers: list, fingerprints: list[str], 
             part, info, features = ray.get(ref)
             if features:
                 store.record_video(task.video_key, info)
-                for key, backbone, fingerprint, array in features:
-                    store.put_feature(key, task.video_key, backbone, fingerprint, array)
+                for key, backbone, fingerprint, array, grid in features:
+                    store.put_feature(key, task.video_key, backbone, fingerprint, array, grid=grid)
         except ray.exceptions.RayError as exc:  # the worker died (or its machine): its videos fail by name
             dead.add(task.worker)
             fail(task.path, f"the Ray worker extracting it died ({type(exc).__name__})",

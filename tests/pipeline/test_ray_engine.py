@@ -15,12 +15,13 @@ import ray
 import torch
 from videos import encode, pattern_frames
 
+from pipeline import api
 from pipeline.cli import extract
 from pipeline.errors import UserError
 from data.decode import VideoInfo
 from pipeline.extract.extractor import Outcome
 from pipeline.keys import feature_key
-from pipeline.extract.ray_engine import RayOptions, WorkerPlan, _dispatch, plan_workers
+from pipeline.extract.ray_engine import ExtractWorker, RayOptions, WorkerPlan, _dispatch, plan_workers
 from pipeline.store import FeatureStore
 
 BACKBONE = ["--backbones", "effnet_lite0", "--quiet"]
@@ -86,6 +87,65 @@ def test_ray_run_equals_the_local_run(local_ray, inputs, tmp_path, capsys):
     assert extract.main([str(inputs), "--store", str(distributed), *BACKBONE, *RAY_ARGS]) == 1
     assert "5 videos: 0 extracted, 4 cached, 1 failed" in capsys.readouterr().out
     assert _contents(distributed)[0] == features
+
+
+@pytest.mark.slow
+def test_ray_grid_run_equals_the_local_run(local_ray, inputs, tmp_path, capsys):
+    """Each worker's grid (``[T, cells, D]`` and its rows x cols) reaches the driver's store as a local run's."""
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    video = inputs / "v1.mkv"
+    grid = [*BACKBONE, "--grid", "2x3"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert extract.main([str(video), "--store", str(local), *grid]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert extract.main([str(video), "--store", str(distributed), *grid, *RAY_ARGS]) == 0
+    assert "1 extracted" in capsys.readouterr().out
+    assert _contents(distributed)[0] == _contents(local)[0]
+    (row,) = FeatureStore(distributed).features()
+    (record,) = FeatureStore(distributed).features_of_video(row["video_key"], "effnet_lite0")
+    assert record.grid == (2, 3) and record.read().shape == (4, 6, 1280)
+    np.testing.assert_array_equal(record.read(), np.load(local / row["file"]))
+
+
+def test_a_workers_grid_features_are_written_with_their_grid(inputs, tmp_path):
+    """The driver's dispatch over a real worker (run in this process, without Ray): the grid the worker's
+    Extractor gave each feature is the one the store records."""
+    video = inputs / "v0.mkv"
+    threads = torch.get_num_threads()
+    try:
+        worker = ExtractWorker(api.extract_settings(backbones="effnet_lite0", grids=["effnet_lite0=2x3"]), cpus=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert worker.error is None
+
+    class InProcess:
+        exceptions = _FakeRay.exceptions
+
+        @staticmethod
+        def wait(refs, num_returns):
+            return [refs[0]], refs[1:]
+
+        @staticmethod
+        def get(ref):
+            return ref.answer  # the worker ran when the video was submitted
+
+    class Ref:  # hashable, as Ray's object references are
+        def __init__(self, *task):
+            self.answer = worker.extract(*task)
+
+    handle = type("Worker", (), {"extract": type("Method", (), {"remote": Ref})})()
+    store = FeatureStore(tmp_path / "s")
+    for fingerprint, backbone, params in worker.fingerprints:
+        store.register_extractor(fingerprint, backbone, params)
+    fingerprints = [fp for fp, _, _ in worker.fingerprints]
+    outcome, _ = _dispatch(InProcess, store, [handle], fingerprints, [str(video)], progress=False)
+    assert outcome.extracted == 1 and not outcome.failures
+    record = store.get_feature(feature_key(store.video_key(video), fingerprints[0]))
+    assert record.grid == (2, 3) and record.read().shape == (3, 6, 1280)
+    assert FeatureStore(tmp_path / "s").extractor_params(fingerprints[0])["grid"] == "2x3"
 
 
 def test_worker_that_cannot_load_its_weights_stops_the_run(local_ray, inputs, tmp_path, capsys):
@@ -166,7 +226,7 @@ class _FakeRay:
         if index in self.dies:
             raise _Died(f"worker {index} died")
         info = VideoInfo(path, 25.0, 64, 48, "h264", "pyav", n_frames=32)
-        return Outcome(extracted=1, frames=32), info, [(key, "effnet_lite0", FINGERPRINT, np.ones((2, 1, 4)))]
+        return Outcome(extracted=1, frames=32), info, [(key, "effnet_lite0", FINGERPRINT, np.ones((2, 1, 4)), None)]
 
 
 def _files(folder: Path, n: int) -> list[str]:
