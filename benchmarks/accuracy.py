@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.references import linear_references, motion_reference  # noqa: E402
+from benchmarks.references import cell_ceiling, linear_references, motion_reference  # noqa: E402
 
 DATASET = "ucsd-ped1"
 FPS = 10  # UCSD's native rate (frame folders carry none)
@@ -45,6 +45,13 @@ SEEDS = 5
 JOBS = 2  # training processes at once, one torch thread each: small models use two cores better that way
 README_BEGIN, README_END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
 FEATURES = {"i3d": "full", "effnet_lite0": "full"}  # backbone -> view of the main extraction
+# The main extraction keeps each backbone's last feature map as its native grid of cells (7 x 11 on Ped1's full
+# view); the global rows read the same features as the cells' mean (pipeline.features), so one extraction serves
+# both. motion is the weightless per-cell motion descriptor, extracted on the same grid.
+GRID = "native"
+MOTION = "motion"
+GLOBAL = ("spatial.cells=off",)
+FULL_SEED_GROUPS = ("methods", "grid", "motion")  # rows trained over --seeds; the others over --ablation-seeds  # a global row on the grid extraction: the model sees the cells' mean
 CENTRE = "crop"  # the published view, extracted too for the view ablation
 LOWRES_VIEW = "squash"
 STUDENT_TEACHERS = ("teacher",)
@@ -67,6 +74,7 @@ class Row:
     overrides: tuple[str, ...] = ()
     teachers: tuple[str, ...] = ()  # rows whose run of the same seed this row distils
     view: str = "full"  # the extraction of i3d / effnet_lite0 the row trains on
+    spatial: bool = False  # spatial MIL on the cells of the grid extraction (else the global feature)
 
 
 BOTH = ("i3d", "effnet_lite0")
@@ -116,26 +124,60 @@ ROWS = [
 ]
 
 
+def _grid_version(row: Row) -> Row:
+    """The row trained with spatial MIL on the 7 x 11 cells (its teachers' grid versions distilled)."""
+    return Row(f"{row.name}-grid", "grid", f"{row.what}; spatial MIL on the 7x11 cells", row.stage, row.backbones,
+               row.overrides, tuple(f"{t}-grid" for t in row.teachers), row.view, spatial=True)
+
+
+# Every methods row but the lightning student (its input is raw low-resolution frames) gains a grid version.
+ROWS += [_grid_version(r) for r in ROWS if r.group == "methods" and r.stage != "lightning"]
+WITH_MOTION = (*BOTH, MOTION)
+ROWS += [
+    Row("tam-motion", "motion", "the TAM on the motion descriptor alone", "teacher", (MOTION,)),
+    Row("tam-motion-grid", "motion", "the TAM on the motion descriptor alone; spatial MIL on the 7x11 cells",
+        "teacher", (MOTION,), spatial=True),
+    Row("teacher-motion", "motion", "teacher: TAM over i3d + effnet_lite0 + motion", "teacher", WITH_MOTION),
+    Row("teacher-motion-grid", "motion", "teacher: TAM over i3d + effnet_lite0 + motion; spatial MIL on the 7x11 "
+        "cells", "teacher", WITH_MOTION, spatial=True),
+    Row("student-effnet-motion-grid", "motion", "student on effnet_lite0 distilled from teacher-motion-grid; "
+        "spatial", "student", ("effnet_lite0",), teachers=("teacher-motion-grid",), spatial=True),
+    Row("student-i3d-motion-grid", "motion", "student on i3d distilled from teacher-motion-grid; spatial",
+        "student", ("i3d",), teachers=("teacher-motion-grid",), spatial=True),
+    # Spatial MIL's own choices, each changed on the i3d + effnet_lite0 grid teacher.
+    Row("grid-k1", "grid-choices", "spatial.k=1 (the highest cell)", "teacher", BOTH, ("spatial.k=1",), spatial=True),
+    Row("grid-k8", "grid-choices", "spatial.k=8", "teacher", BOTH, ("spatial.k=8",), spatial=True),
+    Row("grid-no-reduce", "grid-choices", "spatial.reduce_dim=0 (cells at full width)", "teacher", BOTH,
+        ("spatial.reduce_dim=0",), spatial=True),
+]
+
+
 # ------------------------------------------------------------------------------------------------- extraction
 # (backbones, view) of each extract call: the whole-frame views the rows train on, the published centre crop for the
 # view ablation, and the lightning student's squashed grey frames.
-EXTRACTIONS = ((tuple(FEATURES), "full"), (tuple(FEATURES), CENTRE), (("lowres",), LOWRES_VIEW))
+EXTRACTIONS = (((*FEATURES, MOTION), "full", GRID), (tuple(FEATURES), CENTRE, None),
+               (("lowres",), LOWRES_VIEW, None))
 
 
-def extract_all(data: Path, store: Path) -> dict[tuple[str, str], str]:
-    """Extract every ``EXTRACTIONS`` group (cached in the store). Returns (backbone, view) -> fingerprint, made
-    the way ``pipeline.extract`` makes it, so that a store holding other extractions too is no ambiguity."""
+def extract_all(data: Path, store: Path, rows: list[Row]) -> dict[tuple[str, str], str]:
+    """Extract the ``EXTRACTIONS`` groups the references and ``rows`` read (cached in the store). Returns
+    (backbone, view) -> fingerprint, made the way ``pipeline.extract`` makes it, so that a store holding other
+    extractions too is no ambiguity."""
     from extractors.registry import build_backbone
     from pipeline.cli import extract
     from pipeline.extract import extractor
 
     common = [str(data), "--dataset", DATASET, "--fps", str(FPS), "--store", str(store), "--quiet"]
     fingerprints = {}
-    for backbones, view in EXTRACTIONS:
-        code = extract.main(common + ["--backbones", ",".join(backbones), "--view", view])
+    needed = {"full", LOWRES_VIEW} | {r.view for r in rows}
+    for backbones, view, grid in EXTRACTIONS:
+        if view not in needed:
+            continue
+        code = extract.main(common + ["--backbones", ",".join(backbones), "--view", view]
+                            + (["--grid", grid] if grid else []))
         if code != 0:
             raise SystemExit(f"extraction of {','.join(backbones)} ({view}) failed: see the messages above")
-        built = [build_backbone(b, view=view) for b in backbones]  # the weights extract used: same sha256
+        built = [build_backbone(b, view=view, grid=grid) for b in backbones]  # the weights extract used
         for b, backbone in zip(backbones, built):
             fingerprints[(b, view)] = extractor.backbone_fingerprint(backbone)[0]  # as the extract stage makes it
     return fingerprints
@@ -143,9 +185,10 @@ def extract_all(data: Path, store: Path) -> dict[tuple[str, str], str]:
 
 # ------------------------------------------------------------------------------------------------- references
 def references(store: Path, fps: dict) -> list[dict]:
-    """The two logistic-regression rows per feature set (i3d, effnet_lite0, both concatenated), full view, and
-    the motion reference (``benchmarks/references.py``). The ceiling's training frame labels are the official
-    ones: the weak split's training clips carry only video labels."""
+    """The two logistic-regression rows per feature set (i3d, effnet_lite0, both concatenated, motion), full
+    view, the cells ceilings (i3d, i3d + effnet_lite0) and the motion reference (``benchmarks/references.py``).
+    The ceilings' training frame labels are the official ones: the weak split's training clips carry only video
+    labels."""
     from data.datasets import load_dataset, official_intervals
     from data.ground_truth import frame_labels
     from pipeline.store import FeatureStore
@@ -154,8 +197,11 @@ def references(store: Path, fps: dict) -> list[dict]:
     annotation = official_intervals(DATASET)
     s = FeatureStore(store)
     try:
-        chosen = {b: fps[(b, FEATURES[b])] for b in BOTH}
-        rows = linear_references(s, spec, chosen, (("i3d",), ("effnet_lite0",), BOTH),
+        chosen = {b: fps[(b, "full")] for b in WITH_MOTION}
+        rows = linear_references(s, spec, chosen, (("i3d",), ("effnet_lite0",), BOTH, (MOTION,)),
+                                 lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())))
+        for names in (("i3d",), BOTH):
+            rows += cell_ceiling(s, spec, chosen, names,
                                  lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())))
         rows.append(motion_reference(s, spec, fps[("lowres", LOWRES_VIEW)]))
     finally:
@@ -175,7 +221,7 @@ def _train_argv(row: Row, seed: int, store: Path, fps: dict, teacher_runs: list[
         argv += ["--teacher", teacher_runs[0]]
     if row.stage == "lightning":
         argv += ["--teachers", ",".join(teacher_runs)]
-    for item in row.overrides:
+    for item in row.overrides + (() if row.spatial or row.stage == "lightning" or row.view != "full" else GLOBAL):
         argv += ["--set", item]
     return argv
 
@@ -228,7 +274,7 @@ def train_rows(rows: list[Row], seeds: list[int], store: Path, fps: dict, jobs: 
                 row = by_name[name]
                 if depth(row, by_name) != wave:
                     continue
-                for seed in (seeds if row.group == "methods" or ablation_seeds is None else ablation_seeds):
+                for seed in (seeds if row.group in FULL_SEED_GROUPS or ablation_seeds is None else ablation_seeds):
                     teachers = [done[t][seed].get("run") for t in row.teachers]
                     if None in teachers:
                         done[name][seed] = {"error": f"needs the {', '.join(row.teachers)} runs of seed {seed}"}
@@ -314,6 +360,32 @@ def update_readme(readme: Path, table: str, begin: str = README_BEGIN, end_marke
     readme.write_text(text[:start + len(begin)] + "\n" + table + text[end:])
 
 
+def _commit() -> str:
+    """The project's commit (short hash, ``+`` when the tree has changes), recorded with each measured row."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
+def _with_earlier_rows(measured: list[dict], earlier: dict) -> list[dict]:
+    """``measured`` plus the rows of an earlier result it does not hold, in ``ROWS``' order (earlier rows of no
+    current row last); an earlier row without a commit is marked as measured before commits were recorded."""
+    rows = {r["name"]: r for r in earlier.get("rows", [])}
+    for r in rows.values():
+        r.setdefault("commit", "earlier")
+    rows.update({r["name"]: r for r in measured})
+    order = [r.name for r in ROWS if r.name in rows] + [n for n in rows if n not in {r.name for r in ROWS}]
+    return [rows[n] for n in order]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/accuracy.py", allow_abbrev=False,
                                 description=__doc__.split("\n\n")[0])
@@ -327,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", default="", help="comma-separated row names (default: all)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--readme", help="README to update between the accuracy markers")
+    p.add_argument("--keep-earlier", action="store_true",
+                   help="keep the rows of the existing accuracy.json that this run does not train (with --rows), "
+                        "marked with the commit that measured them, instead of dropping them from the table")
     args = p.parse_args(argv)
     if not args.data or not Path(args.data).is_dir():
         p.error("--data must name the UCSD Ped1 folder (or set DAKD_UCSD_PED1)")
@@ -338,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     store = Path(args.store)
     timing = {}
     started = time.perf_counter()
-    fps = extract_all(Path(args.data), store)
+    fps = extract_all(Path(args.data), store, rows)
     timing["extract_s"] = round(time.perf_counter() - started, 1)
     tick = time.perf_counter()
     refs = references(store, fps)
@@ -353,11 +428,16 @@ def main(argv: list[str] | None = None) -> int:
                                        for r in per_seed.values() if "train" in r), 1)
     from data.datasets import load_dataset
 
+    out = Path(args.out)
+    measured = summarise(rows, done)
+    for row in measured:
+        row["commit"] = _commit()
+    if args.keep_earlier and (out / "accuracy.json").is_file():
+        measured = _with_earlier_rows(measured, json.loads((out / "accuracy.json").read_text()))
     result = {"dataset": DATASET, "seeds": args.seeds, "ablation_seeds": min(args.ablation_seeds, args.seeds),
               "n_test_videos": len(load_dataset(DATASET).split("test")),
-              "references": refs, "rows": summarise(rows, done), "timing": timing, "jobs": args.jobs,
+              "references": refs, "rows": measured, "timing": timing, "jobs": args.jobs,
               "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()}
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "accuracy.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

@@ -5,6 +5,9 @@
 - ``lr-frame``: the same regression trained with the frame labels of the training videos (a snippet is anomalous
   when most of its 16 frames are): a fully supervised ceiling for a linear read-out of the global features. A
   ceiling near 0.5 says the features do not see the anomalies at all.
+- ``cells-frame``: a ceiling for a linear read-out of the grid's cells: one linear scorer shared by every cell,
+  a snippet's score the mean of its ``CELL_TOPK`` highest cells (or of all its cells), trained with the training
+  videos' frame labels per snippet. Against ``lr-frame`` it says what keeping space can give at best.
 - ``motion``: no learning: a snippet's score is a high percentile of the absolute differences of its consecutive
   64 x 64 grey frames (the ``lowres`` backbone's frames). What fast-moving objects alone give.
 
@@ -22,6 +25,11 @@ LR_MAX_ITER = 5000
 MOTION_PERCENTILE = 99.9  # the motion reference: this percentile of a snippet's |frame differences|
 FRAME_LABEL_THRESHOLD = 0.5  # a training snippet is anomalous for the ceiling when most of its 16 frames are
 SNIPPET = 16
+CELL_TOPK = 3  # the cells ceiling's snippet score: mean of this many highest cells
+CELL_STEPS = 300  # full-batch Adam steps of the cells ceiling's linear scorer
+CELL_LR = 1e-2
+CELL_WEIGHT_DECAY = 1e-3
+CELL_SEED = 0
 
 
 def _row(name: str, what: str, gt: np.ndarray, scores: np.ndarray) -> dict:
@@ -65,6 +73,54 @@ def linear_references(store, spec, fingerprints: dict[str, str], feature_sets: S
                                      for x in x_test])
             rows.append(_row(f"lr-{kind.split()[0]}-{'+'.join(names)}",
                              f"logistic regression, {kind}, {' + '.join(names)}", gt, scores))
+    return rows
+
+
+def cell_ceiling(store, spec, fingerprints: dict[str, str], names: tuple[str, ...],
+                 train_frame_labels: Callable) -> list[dict]:
+    """The ``cells-frame`` rows for one feature set: a linear scorer of standardised cells (backbones
+    concatenated per cell, grids equal), trained with snippet frame labels, the snippet score being the mean of
+    all cells (``cells-mean``) or of the ``CELL_TOPK`` highest (``cells-top``)."""
+    import torch
+
+    from pipeline.features import resolve_features
+
+    chosen = {b: fingerprints[b] for b in names}
+
+    def cells(split):
+        found = resolve_features(store, spec.split(split), names, chosen).found
+        return found, [np.concatenate([vf.load_cells(b) for b in names], axis=2) for vf in found]  # [T, C, D]
+
+    train, x_train = cells("train")
+    test, x_test = cells("test")
+    flat = np.concatenate([x.reshape(-1, x.shape[-1]) for x in x_train])
+    mean, std = flat.mean(0), flat.std(0) + 1e-6
+    del flat
+    y = torch.tensor(np.concatenate([train_frame_labels(vf, len(x)).reshape(-1, SNIPPET).mean(1)
+                                     > FRAME_LABEL_THRESHOLD for vf, x in zip(train, x_train)]), dtype=torch.float32)
+    xs = torch.tensor(np.concatenate([(x - mean) / std for x in x_train]), dtype=torch.float32)  # [S, C, D]
+    gt = np.concatenate([spec.frame_labels(vf.entry, len(x)) for vf, x in zip(test, x_test)])
+    rows = []
+    for pool, k in (("mean", None), ("top", CELL_TOPK)):
+        torch.manual_seed(CELL_SEED)
+        head = torch.nn.Linear(xs.shape[-1], 1)
+        opt = torch.optim.Adam(head.parameters(), lr=CELL_LR, weight_decay=CELL_WEIGHT_DECAY)
+
+        def score(x, k=k, head=head):
+            cell = torch.sigmoid(head(x).squeeze(-1))  # [S, C]
+            return cell.mean(1) if k is None else cell.topk(min(k, cell.shape[1]), dim=1).values.mean(1)
+
+        for _ in range(CELL_STEPS):
+            loss = torch.nn.functional.binary_cross_entropy(score(xs), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            scores = np.concatenate([np.repeat(score(torch.tensor((x - mean) / std, dtype=torch.float32)).numpy(),
+                                               SNIPPET) for x in x_test])
+        what = "all cells' mean" if k is None else f"mean of the {k} highest cells"
+        rows.append(_row(f"cells-frame-{pool}-{'+'.join(names)}", f"linear cell scorer, frame labels, "
+                         f"{' + '.join(names)} 7x11 cells, snippet = {what}", gt, scores))
     return rows
 
 
