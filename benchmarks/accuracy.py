@@ -50,8 +50,8 @@ FEATURES = {"i3d": "full", "effnet_lite0": "full"}  # backbone -> view of the ma
 # both. motion is the weightless per-cell motion descriptor, extracted on the same grid.
 GRID = "native"
 MOTION = "motion"
-GLOBAL = ("spatial.cells=off",)
-FULL_SEED_GROUPS = ("methods", "grid", "motion")  # rows trained over --seeds; the others over --ablation-seeds  # a global row on the grid extraction: the model sees the cells' mean
+GLOBAL = ("spatial.cells=off",)  # a global row on the grid extraction: the model sees the cells' mean
+FULL_SEED_GROUPS = ("methods", "grid", "motion")  # rows trained over --seeds; the others over --ablation-seeds
 CENTRE = "crop"  # the published view, extracted too for the view ablation
 LOWRES_VIEW = "squash"
 STUDENT_TEACHERS = ("teacher",)
