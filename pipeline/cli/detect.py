@@ -95,10 +95,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p, json_help="print every video's result (path, max score, intervals, files) as JSON on stdout")
 
 
+def overlay_of(files: list[Path]) -> Path | None:
+    """The overlay among one video's files (the one ``.mp4``: every other file is csv, json, png or npz)."""
+    return next((f for f in files if f.suffix.lower() == ".mp4"), None)
+
+
 def written_files(files: list[Path]) -> str:
-    """``out/v.csv, .json, .png and overlay ov/v.mp4``: one video's files (csv, json, png, then the overlay)."""
-    text = f"{files[0]}, " + ", ".join(f.suffix for f in files[1:3])
-    return text + (f" and overlay {files[3]}" if len(files) > 3 else "")
+    """``out/v.csv, .json, .png and overlay ov/v.mp4``: one video's files (csv, json, png, the maps' .maps.npz of a
+    spatial run, then the overlay)."""
+    stem, overlay = files[0].stem, overlay_of(files)
+    text = f"{files[0]}, " + ", ".join(f.name[len(stem):] for f in files[1:] if f != overlay)
+    return text + (f" and overlay {overlay}" if overlay else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                      "alert_rule": result.rule.to_json(), "events_are": rule,
                      "videos": [{"path": str(d.path), "max_score": float(d.frame_scores.max()), "n_frames": d.n_frames,
                                  "fps": d.fps, "events": events, "files": [str(f) for f in files],
-                                 "overlay": str(files[3]) if len(files) > 3 else None}
+                                 "overlay": str(overlay_of(files)) if overlay_of(files) else None}
                                 for d, files, events in zip(result.detections, result.written, result.events)],
                      "failures": [dataclasses.asdict(f) for f in result.failures]})
     return EXIT_SOME_FAILED if result.failures else 0
