@@ -500,7 +500,7 @@ class DetectResult(Sequence):
     files: list[Path] = field(default_factory=list)  # per detection: <out>/<stem> (+ .csv, .json, .png)
     # per detection: the hysteresis rule's events, {"start_s", "end_s", "first_snippet", "last_snippet",
     # "peak_score"} (pipeline.detect.detector.alert_events), as dakd watch would raise them and dakd calibrate
-    # counts them
+    # counts them; with a spatial run's maps also "box", "box_cells", "box_above_threshold" (detector.add_boxes)
     events: list[list[dict]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

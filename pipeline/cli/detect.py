@@ -23,8 +23,9 @@ past it and the video fails (``pipeline.detect.onnx_scorer.TooManySnippets``). T
 
 Per video, in ``--out``: ``<name>.csv`` (frame, time_s, snippet, score), ``<name>.json`` (the same scores as
 arrays plus the run, the frame rate, the ``alert_rule`` and its ``events``) and ``<name>.png`` (score over time);
-the summary line names them and the overlay. Events are those of the hysteresis rule ``dakd watch`` alerts with
-and ``dakd calibrate`` counts (``pipeline.alert_rule``: an event opens after ``--open-after`` snippets at or
+the summary line names them and the overlay. A spatial run's anomaly maps add ``<name>.maps.npz``, a box per event
+and a heatmap in the overlay (``pipeline.detect.maps``). Events are those of the hysteresis rule ``dakd watch``
+alerts with and ``dakd calibrate`` counts (``pipeline.alert_rule``: an event opens after ``--open-after`` snippets at or
 above the threshold and closes after ``--close-after`` below it), each with its start and end in seconds, its
 first and last snippet and its peak score; so detect on the calibration footage finds the false alarms calibrate
 counted. The threshold is ``--threshold``, else the offline threshold of the run's calibration
@@ -74,8 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"run key prefix or folder (default: the most recent {d.DETECT_STAGE} run)")
     p.add_argument("--out", default=d.DETECT_OUT,
                    help=f"folder for the CSV, JSON and PNG files (default: {d.DETECT_OUT})")
-    p.add_argument("--overlay", help="write a copy of the video with a score bar: a .mp4 path (one video) or a "
-                                     "folder (one <name>.mp4 per video)")
+    p.add_argument("--overlay", help="write a copy of the video with a score bar (and a spatial run's heatmap and "
+                                     "event boxes): a .mp4 path (one video) or a folder (one <name>.mp4 per video)")
     p.add_argument("--threshold", type=float, default=None,
                    help="alert threshold of the events (a score at or above it counts), the plot and the overlay "
                         "(default: the run's or the --onnx export's calibration by dakd calibrate, its offline "
@@ -95,10 +96,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p, json_help="print every video's result (path, max score, intervals, files) as JSON on stdout")
 
 
+def overlay_of(files: list[Path]) -> Path | None:
+    """The overlay among one video's files (the one ``.mp4``: every other file is csv, json, png or npz)."""
+    return next((f for f in files if f.suffix.lower() == ".mp4"), None)
+
+
 def written_files(files: list[Path]) -> str:
-    """``out/v.csv, .json, .png and overlay ov/v.mp4``: one video's files (csv, json, png, then the overlay)."""
-    text = f"{files[0]}, " + ", ".join(f.suffix for f in files[1:3])
-    return text + (f" and overlay {files[3]}" if len(files) > 3 else "")
+    """``out/v.csv, .json, .png and overlay ov/v.mp4``: one video's files (csv, json, png, the maps' .maps.npz of a
+    spatial run, then the overlay)."""
+    stem, overlay = files[0].stem, overlay_of(files)
+    text = f"{files[0]}, " + ", ".join(f.name[len(stem):] for f in files[1:] if f != overlay)
+    return text + (f" and overlay {overlay}" if overlay else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
                      "alert_rule": result.rule.to_json(), "events_are": rule,
                      "videos": [{"path": str(d.path), "max_score": float(d.frame_scores.max()), "n_frames": d.n_frames,
                                  "fps": d.fps, "events": events, "files": [str(f) for f in files],
-                                 "overlay": str(files[3]) if len(files) > 3 else None}
+                                 "overlay": str(overlay_of(files)) if overlay_of(files) else None}
                                 for d, files, events in zip(result.detections, result.written, result.events)],
                      "failures": [dataclasses.asdict(f) for f in result.failures]})
     return EXIT_SOME_FAILED if result.failures else 0

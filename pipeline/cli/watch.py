@@ -8,7 +8,8 @@ Sources are network streams (rtsp, rtmp, http, udp, tcp), capture devices (``--f
 files (``--realtime`` plays them at their native rate, ``--follow`` reads one that is still being written). Each
 16-frame snippet is scored as soon as its frames have arrived, over the last W snippets (``pipeline.watch.scoring``);
 the threshold is ``--threshold``, else the live threshold of the run's calibration (``dakd calibrate``), else 0.5.
-Events (``pipeline.alert_rule``) go to ``<out>/events.jsonl``, optionally to a webhook and as mp4 clips;
+Events (``pipeline.alert_rule``) go to ``<out>/events.jsonl``, optionally to a webhook and as mp4 clips (a model
+with anomaly maps adds each event's box and a heatmap snapshot, ``<out>/clips/<camera>/<event_id>.jpg``);
 every snippet's score goes to ``<out>/scores/<camera>/scores-<day>.csv``. A dropped or stalled stream is
 reconnected with backoff; SIGINT / SIGTERM close open events, flush the files and exit 0. On exit a line per camera
 and ``<out>/summary.json`` (frames, snippets scored and dropped, reconnects, corrupt packets, events, latency from a

@@ -27,10 +27,11 @@ from pipeline.defaults import DETECT_BATCH_SIZE, DETECT_OUT, DETECT_STAGE
 from pipeline.errors import InputError, UsageError, UserError
 from pipeline.evaluate.scoring import align_snippets, score_snippets
 from pipeline.detect.onnx_scorer import (BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, OnnxScorer, TooManySnippets,
-                                         too_many_message)
+                                         maps_output, too_many_message)
 from pipeline.extract.extractor import Extractor, failure_reason
 from pipeline.keys import feature_key
 from pipeline.alert_rule import AlertRule
+from pipeline.detect.maps import MAPS_SUFFIX, event_box, write_maps_npz
 from pipeline.detect.overlay import write_overlay
 from pipeline.evaluate.plots import plot_detection, unique_stems
 from pipeline.runs import LoadedRun, latest_run, load_run, open_run_store, training_backbone
@@ -55,13 +56,20 @@ log = logging.getLogger("pipeline.detect")
 
 @dataclass
 class Detection:
-    """One video's result: snippet scores ``[T]`` and the frame scores ``[n_frames]`` derived from them."""
+    """One video's result: snippet scores ``[T]`` and the frame scores ``[n_frames]`` derived from them; for a
+    spatial run also its anomaly maps ``[T, rows, cols]`` (cells row-major, :mod:`pipeline.detect.maps`)."""
 
     path: Path
     snippet_scores: np.ndarray
     n_frames: int  # frames on the video's timeline (data.decode)
     fps: float  # the timeline's rate: frame j is at j / fps seconds
     timeline: str = DEFAULT_TIMELINE  # how the frames were placed (data.decode.TIMELINES); the overlay follows it
+    maps: np.ndarray | None = None  # [T, rows, cols] in (0, 1) of a spatial run; None: a global run (no maps)
+
+    @property
+    def grid(self) -> tuple[int, int] | None:
+        """(rows, cols) of the maps, None without maps."""
+        return None if self.maps is None else (int(self.maps.shape[1]), int(self.maps.shape[2]))
 
     @property
     def frame_scores(self) -> np.ndarray:
@@ -114,6 +122,22 @@ def alert_events(d: Detection, rule: AlertRule) -> list[dict]:
     return events
 
 
+def frame_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a video's frames at full size (the overlay's, and the pixels of the events' boxes)."""
+    with open_video(path) as video:
+        return int(video.info.height), int(video.info.width)
+
+
+def add_boxes(events: list[dict], maps: np.ndarray, threshold: float, frame_hw: tuple[int, int]) -> list[dict]:
+    """Each event of :func:`alert_events` with its box (:func:`pipeline.detect.maps.event_box` over its snippets of
+    ``maps`` ``[T, rows, cols]``): ``box`` pixels ``[x0, y0, x1, y1]`` (half-open) of a ``frame_hw`` frame,
+    ``box_cells`` ``[row0, col0, row1, col1]`` (half-open) and ``box_above_threshold`` (False: no cell reached the
+    threshold, the box is the highest cell's). In place; returns ``events``."""
+    for e in events:
+        e.update(event_box(maps, e["first_snippet"], e["last_snippet"], threshold, frame_hw).to_json())
+    return events
+
+
 def video_timeline(store: FeatureStore, video_key: str, decoded: VideoInfo | None) -> tuple[int, float]:
     """(frames, fps) of a scored video's timeline: from its decoding in this call, else (features cached) from the
     store's record of it."""
@@ -144,14 +168,21 @@ def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], 
 def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, rule: AlertRule,
                   events: list[dict]) -> list[Path]:
     """``<stem>.csv``, ``<stem>.json`` and ``<stem>.png`` of one video in ``out`` (``events``: its
-    :func:`alert_events` under ``rule``). Returns the three paths."""
+    :func:`alert_events` under ``rule``, with their boxes when ``d`` has maps, :func:`add_boxes`), and with maps
+    ``<stem>.maps.npz`` (:func:`pipeline.detect.maps.write_maps_npz`), which the JSON names (``maps_file``, with
+    the ``grid``). Returns the paths, in that order."""
     threshold = rule.threshold
     frames = pd.DataFrame({"frame": np.arange(d.n_frames), "time_s": d.frame_times,
                            "snippet": np.minimum(np.arange(d.n_frames) // SNIPPET_FRAMES, len(d.snippet_scores) - 1),
                            "score": d.frame_scores})
     atomic_write(out / f"{stem}.csv", lambda f: f.write(frames.to_csv(index=False).encode("utf-8")))
     best = int(np.argmax(d.frame_scores))
+    spatial = {}
+    if d.maps is not None:
+        write_maps_npz(out / f"{stem}{MAPS_SUFFIX}", d.maps, grid=d.grid, fps=d.fps)
+        spatial = {"maps_file": f"{stem}{MAPS_SUFFIX}", "grid": list(d.grid)}
     atomic_write_json(out / f"{stem}.json", {
+        **spatial,
         "video": str(d.path), "run": model.run, "stage": model.stage, "backbones": list(model.backbones),
         "engine": model.engine, "timeline": d.timeline,
         "fps": d.fps, "n_frames": d.n_frames, "n_snippets": len(d.snippet_scores), "snippet_frames": SNIPPET_FRAMES,
@@ -163,7 +194,8 @@ def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, rule: Al
     })
     plot_detection(d.snippet_scores, d.n_frames, d.fps, out / f"{stem}.png", threshold=threshold,
                    title=f"{d.path.name}: {model.label}")
-    return [out / f"{stem}{suffix}" for suffix in (".csv", ".json", ".png")]
+    suffixes = (".csv", ".json", ".png") + ((MAPS_SUFFIX,) if d.maps is not None else ())
+    return [out / f"{stem}{suffix}" for suffix in suffixes]
 
 
 @dataclass
@@ -234,13 +266,14 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
         kind = info["backbone_kind"]
         model = ModelInfo(info.get("run"), info.get("stage", "export"), (info["backbone"],), ENGINE_ONNX, folder)
         decoder, short_side = export_decode(info, preprocessing)
+        maps = maps_output(info)  # None: the head gives scores alone
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as exc:  # JSONDecodeError and
         # UnicodeDecodeError are ValueErrors; AttributeError: a JSON list or number where an object belongs
         raise _not_readable(folder, f"{type(exc).__name__}: {exc}") from None
     if kind not in SCORABLE_KINDS:
         raise _not_readable(folder, f"a {kind} backbone's input is not made by preprocess_snippets")
     try:
-        scorer = OnnxScorer(folder, providers=providers)
+        scorer = OnnxScorer(folder, providers=providers, maps=maps)
     except Exception as exc:  # onnxruntime's own error types for a damaged or foreign file
         raise UserError(f"onnxruntime cannot load the graphs in {folder} ({type(exc).__name__}: {exc}): export the "
                         f"run again with {EXPORT_FIX} --out {folder}") from None
@@ -293,7 +326,8 @@ def onnx_detect(path: Path, export: OnnxExport, chunk: int) -> Detection:
     """One video scored by the exported graphs: the backbone a chunk at a time, the head over every snippet at
     once (the attention sees the whole video), each crop as its own sequence, crops averaged."""
     features, n_frames, fps = video_features(path, export, chunk)
-    return Detection(path, export.scorer.score_crops(features), n_frames, fps, export.timeline)
+    scores, maps = export.scorer.score_crops_maps(features)  # maps None: an export without maps
+    return Detection(path, scores, n_frames, fps, export.timeline, maps)
 
 
 def describe_failure(exc: BaseException, export: OnnxExport) -> tuple[str, str]:
@@ -317,8 +351,8 @@ def find_inputs(paths: list[str], overlay: Path | None) -> list[Path]:
 
 @dataclass
 class Written:
-    """What :func:`write_all` wrote for one video: ``<out>/<stem>`` and its files (csv, json, png, then the
-    overlay when asked), and its events."""
+    """What :func:`write_all` wrote for one video: ``<out>/<stem>`` and its files (csv, json, png, the maps with a
+    spatial run, then the overlay when asked), and its events (with their boxes with a spatial run)."""
 
     stem: Path
     files: list[Path]
@@ -336,16 +370,36 @@ def write_all(detections: list[Detection], model: ModelInfo, out: Path, rule: Al
     written = []
     for detection, stem in zip(detections, unique_stems(names)):
         events = alert_events(detection, rule)
+        if detection.maps is not None:
+            add_boxes(events, detection.maps, rule.threshold, frame_size(detection.path))
         files = write_outputs(detection, stem, out, model, rule, events)
         dest = None
         if overlay:
             dest = overlay if overlay.suffix.lower() == ".mp4" else overlay / f"{stem}.mp4"
             dest.parent.mkdir(parents=True, exist_ok=True)
             write_overlay(detection.path, dest, detection.frame_scores, fps=detection.fps,
-                          rule=rule, timeline=detection.timeline)
+                          rule=rule, timeline=detection.timeline, cell_maps=detection.maps,
+                          boxes=event_frames(detection, events))
             files.append(dest)
         written.append(Written(out / stem, files, dest, events))
     return written
+
+
+def event_frames(d: Detection, events: list[dict]) -> list[tuple[int, int, tuple[int, int, int, int]]]:
+    """``(first frame, end frame, box)`` of each event with a box (:func:`add_boxes`): the frames ``[first, end)``
+    of its first to last snippet (the last snippet's trailing frames included, as :func:`alert_events`), on which
+    the overlay draws its box."""
+    n = len(d.snippet_scores)
+    return [(e["first_snippet"] * SNIPPET_FRAMES,
+             d.n_frames if e["last_snippet"] == n - 1 else (e["last_snippet"] + 1) * SNIPPET_FRAMES, tuple(e["box"]))
+            for e in events if "box" in e]
+
+
+def score_video(run: LoadedRun, model, arrays: list[np.ndarray], device) -> tuple[np.ndarray, np.ndarray | None]:
+    """One video scored by a run's model: (snippet scores ``[T]``, anomaly maps ``[T, rows, cols]`` or None).
+    ``arrays``: the video's aligned features, one ``[T, crops, D_b]`` per backbone. A global run has no maps; this is
+    the one place a spatial run's maps enter the torch path of detect (its cell scoring goes here)."""
+    return score_snippets(model, arrays, device, n_heads=run.attention_heads), None
 
 
 def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[str, str], device: str,
@@ -384,8 +438,8 @@ def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[s
                                  STORED_FEATURE_FIX.format(store=store_dir)))
                 continue
             n_frames, fps = video_timeline(store, video_key, outcome.infos.get(str(path)))
-            detections.append(Detection(path, score_snippets(model, arrays, dev, n_heads=loaded.attention_heads),
-                                        n_frames, fps, extractor.timeline))
+            scores, maps = score_video(loaded, model, arrays, dev)
+            detections.append(Detection(path, scores, n_frames, fps, extractor.timeline, maps))
         return (detections, ModelInfo.of_run(loaded), failures, warnings, outcome.frames,
                 time.perf_counter() - start)
     finally:

@@ -1,6 +1,11 @@
 """An export folder (``dakd export``) read back: the file and tensor names both sides agree on, and
 :class:`OnnxScorer`, ``backbone.onnx`` + ``head.onnx`` in onnxruntime, the scoring path of ``dakd detect --onnx`` and
-``dakd watch --onnx`` (numpy and onnxruntime only: no torch). The writer is :mod:`pipeline.export.exporter`."""
+``dakd watch --onnx`` (numpy and onnxruntime only: no torch). The writer is :mod:`pipeline.export.exporter`.
+
+A spatial run's head has a second output, its anomaly maps ``[T, rows, cols]`` (:data:`MAPS_NAME`), which
+``export.json`` announces with ``"outputs": ["scores", "maps"]`` and ``"grid": [rows, cols]``
+(:func:`maps_export_entries` writes them, :func:`maps_output` reads them); :meth:`OnnxScorer.score_maps` returns
+them beside the scores, None for an export without maps."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ TOLERANCE = 1e-4
 INPUT_NAME = "snippets"
 FEATURES_NAME = "features"
 OUTPUT_NAME = "scores"
+MAPS_NAME = "maps"  # the head's optional second output: per-snippet cell maps [T, rows, cols] in (0, 1)
 METADATA_MAX_SNIPPETS = "max_snippets"
 DEFAULT_BATCH = 16  # snippets through the backbone graph at once
 
@@ -43,6 +49,29 @@ def too_many_message(n: int | str, max_snippets: int) -> str:
             f"model")
 
 
+def maps_export_entries(grid: tuple[int, int]) -> dict:
+    """The ``export.json`` entries of a head with a maps output over a ``grid`` (rows, cols): ``outputs`` (the
+    head's output names, scores first), ``grid`` and ``maps`` (its shape and meaning)."""
+    rows, cols = (int(v) for v in grid)
+    return {"outputs": [OUTPUT_NAME, MAPS_NAME], "grid": [rows, cols],
+            "maps": {"name": MAPS_NAME, "shape": ["T", rows, cols],
+                     "what": "per-snippet anomaly scores of each grid cell in (0, 1), cells row-major"}}
+
+
+def maps_output(info: dict) -> tuple[str, tuple[int, int]] | None:
+    """(name of the head's maps output, grid (rows, cols)) from ``export.json``'s ``outputs`` and ``grid``; None
+    when ``outputs`` is absent or names the scores alone (an export without maps). Raises ValueError on a second
+    output without a grid of two positive sizes."""
+    outputs = info.get("outputs") or [OUTPUT_NAME]
+    if len(outputs) == 1:
+        return None
+    grid = info.get("grid")
+    if len(outputs) != 2 or outputs[0] != OUTPUT_NAME or not isinstance(grid, list) or len(grid) != 2 \
+            or not all(isinstance(v, int) and v >= 1 for v in grid):
+        raise ValueError(f"outputs {outputs!r} with grid {grid!r}: expected [{OUTPUT_NAME!r}, MAPS] and [rows, cols]")
+    return str(outputs[1]), (grid[0], grid[1])
+
+
 def _providers() -> list[str]:
     import onnxruntime as ort
 
@@ -51,9 +80,11 @@ def _providers() -> list[str]:
 
 
 class OnnxScorer:
-    """``backbone.onnx`` + ``head.onnx`` of an export folder in onnxruntime (CUDA when available, else CPU)."""
+    """``backbone.onnx`` + ``head.onnx`` of an export folder in onnxruntime (CUDA when available, else CPU).
+    ``maps``: (the head's maps output, grid) of a spatial export (:func:`maps_output`), None without maps."""
 
-    def __init__(self, folder: str | Path, providers: list[str] | None = None, batch: int = DEFAULT_BATCH):
+    def __init__(self, folder: str | Path, providers: list[str] | None = None, batch: int = DEFAULT_BATCH,
+                 maps: tuple[str, tuple[int, int]] | None = None):
         import onnxruntime as ort
 
         self.folder = Path(folder)
@@ -64,6 +95,10 @@ class OnnxScorer:
         meta = self.head.get_modelmeta().custom_metadata_map
         self.max_snippets = int(meta.get(METADATA_MAX_SNIPPETS, DEFAULT_MAX_SNIPPETS))
         self.input_shape = self.backbone.get_inputs()[0].shape  # ["n", 3, F, c, c]
+        self.maps_name, self.grid = maps if maps is not None else (None, None)
+        outputs = [o.name for o in self.head.get_outputs()]
+        if self.maps_name is not None and self.maps_name not in outputs:
+            raise ValueError(f"{self.folder / HEAD_ONNX} has no output {self.maps_name!r} (outputs: {outputs})")
 
     def check_length(self, n: int) -> None:
         if not 1 <= n <= self.max_snippets:
@@ -85,6 +120,25 @@ class OnnxScorer:
         """One video's features of one crop ``[T, D]`` -> scores ``[T]``."""
         self.check_length(len(features))
         return self.head.run([OUTPUT_NAME], {FEATURES_NAME: np.ascontiguousarray(features, np.float32)})[0]
+
+    def score_maps(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One video's features of one crop ``[T, D]`` -> (scores ``[T]``, maps ``[T, rows, cols]`` or None for an
+        export without maps), from one run of the head."""
+        if self.maps_name is None:
+            return self.score_features(features), None
+        self.check_length(len(features))
+        scores, maps = self.head.run([OUTPUT_NAME, self.maps_name],
+                                     {FEATURES_NAME: np.ascontiguousarray(features, np.float32)})
+        return scores, maps.reshape(len(scores), *self.grid)  # a head may give [T, rows * cols]
+
+    def score_crops_maps(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``[T, crops, D]`` -> (scores ``[T]``, maps ``[T, rows, cols]`` or None): each crop scored as its own
+        sequence, scores and maps averaged over the crops (as :meth:`score_crops`)."""
+        if self.maps_name is None:
+            return self.score_crops(features), None
+        both = [self.score_maps(features[:, k]) for k in range(features.shape[1])]
+        return (np.mean([s for s, _ in both], axis=0).astype(np.float32),
+                np.mean([m for _, m in both], axis=0).astype(np.float32))
 
     def score_crops(self, features: np.ndarray) -> np.ndarray:
         """``[T, crops, D]`` -> ``[T]``: each crop scored as its own sequence, then averaged (as

@@ -1,16 +1,19 @@
-"""A copy of a video with its anomaly score drawn as a bar along the bottom edge (``pipeline.detect --overlay``).
+"""A copy of a video with its anomaly score drawn as a bar along the bottom edge (``pipeline.detect --overlay``) and,
+for a spatial run, its anomaly map as a heatmap with the current event's box (:mod:`pipeline.detect.maps`).
 
 Frames are decoded, drawn on and encoded one at a time, so memory does not grow with the video's length.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.atomic import atomic_write
+from pipeline.detect.maps import heatmap_overlay
 from pipeline.alert_rule import AlertRule
 
 BAR_HEIGHT_FRACTION = 0.06  # of the frame height
@@ -39,14 +42,18 @@ def draw_score_bar(frame: np.ndarray, score: float, rule: AlertRule) -> np.ndarr
 
 
 def write_overlay(source: Path, dest: Path, frame_scores: np.ndarray, *, fps: float, rule: AlertRule,
-                  timeline: str | None = None) -> Path:
+                  timeline: str | None = None, cell_maps: np.ndarray | None = None,
+                  boxes: Sequence[tuple[int, int, tuple[int, int, int, int]]] = ()) -> Path:
     """Re-encode ``source`` (H.264) with a score bar on every frame, coloured by ``rule``. ``frame_scores`` ``[N]``:
     one score per frame of ``timeline`` (``data.decode``; None: the default, the constant-rate grid the scores were
     made on, so the copy is a constant-rate file at ``fps``); frames beyond it (a decoder that finds more) keep the
-    last score. Returns ``dest``."""
+    last score. ``cell_maps`` ``[T_snippets, rows, cols]`` (a spatial run's maps): frame j shows snippet
+    ``min(j // 16, T - 1)``'s map as a heatmap (:func:`pipeline.detect.maps.heatmap_overlay`), under the bar;
+    ``boxes``: ``(first frame, end frame, (x0, y0, x1, y1))`` per event, its box drawn on frames ``[first, end)``.
+    Returns ``dest``."""
     import av
 
-    from data.decode import DEFAULT_TIMELINE, open_video
+    from data.decode import DEFAULT_TIMELINE, SNIPPET_FRAMES, open_video
 
     rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
 
@@ -62,7 +69,12 @@ def write_overlay(source: Path, dest: Path, frame_scores: np.ndarray, *, fps: fl
                     stream = out.add_stream(OVERLAY_CODEC, rate=rate, options=dict(OVERLAY_OPTIONS))
                     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
                 score = float(frame_scores[min(index, len(frame_scores) - 1)])
-                image = draw_score_bar(np.ascontiguousarray(frame[:h, :w]), score, rule)
+                image = np.ascontiguousarray(frame[:h, :w])
+                if cell_maps is not None:
+                    box = next((b for first, end, b in boxes if first <= index < end), None)
+                    image = heatmap_overlay(image, cell_maps[min(index // SNIPPET_FRAMES, len(cell_maps) - 1)],
+                                            box=box)
+                image = draw_score_bar(image, score, rule)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                     out.mux(packet)
                 index += 1

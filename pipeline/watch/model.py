@@ -5,12 +5,13 @@ A :class:`LiveModel` says how frames must be decoded (``plans``: one short side 
 the run's training features were decoded, see ``pipeline.extract.extractor.decode_groups``), embeds a batch of snippets
 (``embed``: one uint8 ``[n, 16, H, W, 3]`` array per plan -> one float32 ``[n, crops, D_b]`` array per backbone)
 and scores windows of features (``score``: the score of each window's last snippet, as
-``pipeline.watch.scoring.score_last``).
+``pipeline.watch.scoring.score_last``; ``score_maps``: the same with the last snippet's anomaly map of a spatial
+model, ``[rows, cols]`` per window, None for a global one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,16 @@ class LiveModel:
     _network: torch.nn.Module | None = field(default=None, repr=False)
     _export: object = field(default=None, repr=False)  # onnx: pipeline.detect.detector.OnnxExport
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # torch, a spatial run: windows (as ``score``) -> (scores [n], the last snippets' maps [n, rows, cols]); None:
+    # the run has no maps. The seam the spatial model's window scoring fills (an export's maps come from its head).
+    map_scorer: Callable[[Sequence[Sequence[np.ndarray]]], tuple[np.ndarray, np.ndarray]] | None = \
+        field(default=None, repr=False)
+
+    @property
+    def grid(self) -> tuple[int, int] | None:
+        """(rows, cols) of an export's maps; None for an export without maps or a torch run (its map scorer's maps
+        carry their own shape)."""
+        return self._export.scorer.grid if self.engine == ENGINE_ONNX else None
 
     def embed(self, snippets: Sequence[np.ndarray]) -> list[np.ndarray]:
         """One uint8 ``[n, 16, H_p, W_p, 3]`` array per plan -> float32 ``[n, crops, D_b]`` per backbone."""
@@ -64,6 +75,18 @@ class LiveModel:
                 else:
                     out[b] = self._backbones[b].extract(torch.from_numpy(np.ascontiguousarray(frames))).numpy()
         return out
+
+    def score_maps(self, windows: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(:meth:`score`'s float32 ``[len(windows)]``, each window's last snippet's anomaly map float32
+        ``[len(windows), rows, cols]``, or None for a model without maps)."""
+        if self.engine == ENGINE_ONNX and self._export.scorer.grid is not None:
+            both = [self._export.scorer.score_crops_maps(w[0]) for w in windows]
+            return (np.array([s[-1] for s, _ in both], dtype=np.float32),
+                    np.stack([m[-1] for _, m in both]).astype(np.float32))
+        if self.engine == ENGINE_TORCH and self.map_scorer is not None:
+            scores, maps = self.map_scorer(windows)
+            return np.asarray(scores, dtype=np.float32), np.asarray(maps, dtype=np.float32)
+        return self.score(windows), None
 
     def score(self, windows: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
         """float32 ``[len(windows)]``: each window's last snippet scored over the window. ``windows``: per window,

@@ -36,6 +36,7 @@ import numpy as np
 from data.decode import SNIPPET_FRAMES
 from pipeline.alert_rule import AlertRule
 from pipeline.defaults import WATCH_BATCH_SIZE, WATCH_QUEUE_SIZE
+from pipeline.detect.maps import write_snapshot_jpeg
 from pipeline.watch.clips import POST_ROLL_S, PRE_ROLL_S, ClipRecorder
 from pipeline.watch.events import STATE_CLOSED, STATE_OPEN, EventLog, EventTracker
 from pipeline.watch.model import LiveModel
@@ -55,7 +56,9 @@ JOIN_TIMEOUT_S = 15.0  # wait for a camera thread to end at shutdown (a blocked 
 FALLBACK_FPS = 25.0  # a camera's frame rate when its first snippet's timestamps give none (clips only)
 EVENTS_FILE = "events.jsonl"
 SCORES_FOLDER = "scores"
-CLIPS_FOLDER = "clips"
+CLIPS_FOLDER = "clips"  # also the snapshots of a spatial model's events: clips/<camera>/<event_id>.jpg
+SNAPSHOT_SUFFIX = ".jpg"
+SNAPSHOT_FRAME = SNIPPET_FRAMES // 2  # the frame of the peak snippet an event's snapshot shows (its middle one)
 SUMMARY_FILE = "summary.json"
 
 
@@ -366,15 +369,19 @@ class Watch:
         features = self.model.embed([np.stack([s.images[p] for s in snippets])
                                      for p in range(len(self.model.plans))])
         windows = [self.workers[s.camera].window.push([f[i] for f in features]) for i, s in enumerate(snippets)]
-        scores = self.model.score(windows)
+        scores, maps = self.model.score_maps(windows)  # maps None: a model without maps
         now = time.monotonic()
-        for snippet, score in zip(snippets, scores):
-            self._record(self.workers[snippet.camera], snippet, float(score), now)
+        for i, (snippet, score) in enumerate(zip(snippets, scores)):
+            self._record(self.workers[snippet.camera], snippet, float(score), now,
+                         None if maps is None else maps[i])
 
-    def _record(self, w: CameraWorker, s: Snippet, score: float, now: float) -> None:
+    def _record(self, w: CameraWorker, s: Snippet, score: float, now: float,
+                cell_map: np.ndarray | None = None) -> None:
         w.latencies.append(now - s.arrival)
         w.snippets_scored += 1
-        opened, closed = w.tracker.update(score, s.start_s, s.end_s)
+        # with a map, the frame an event's snapshot would show (a copy: the snippet's 16 frames are let go)
+        frame = s.images[0][SNAPSHOT_FRAME].copy() if cell_map is not None else None
+        opened, closed = w.tracker.update(score, s.start_s, s.end_s, cell_map, frame)
         if opened is not None:
             self._emit(w, opened, STATE_OPEN)
         event = w.tracker.open_event or closed  # the event this snippet is part of (or closes), if any
@@ -390,7 +397,22 @@ class Watch:
             w.scores.write(*row, event_id)
         w.held = []
 
+    def _snapshot(self, w: CameraWorker, event) -> None:
+        """A spatial model's event: its snapshot (the peak snippet's frame with its heatmap and the event's box)
+        written to ``clips/<camera>/<event_id>.jpg`` (again at close, with the final peak and box), its path set on
+        the event. A failed write is logged and leaves ``snapshot`` None: the alert goes out regardless."""
+        view = w.tracker.peak_view
+        if event.box is None or view is None or view.frame is None:
+            return
+        path = self.config.out / CLIPS_FOLDER / w.camera.name / f"{event.event_id}{SNAPSHOT_SUFFIX}"
+        try:
+            write_snapshot_jpeg(path, view.frame, view.cell_map, tuple(event.box))
+            event.snapshot = str(path)
+        except (OSError, ValueError) as exc:
+            log.error("%s: snapshot %s not written (%s)", w.camera.name, path, exc)
+
     def _emit(self, w: CameraWorker, event, state: str) -> None:
+        self._snapshot(w, event)
         self.events.write(event, state)
         if self.webhook is not None:
             self.webhook.send({"state": state, **event.to_json()})
