@@ -186,7 +186,7 @@ def extract_all(data: Path, store: Path, rows: list[Row]) -> dict[tuple[str, str
 # ------------------------------------------------------------------------------------------------- references
 def references(store: Path, fps: dict) -> list[dict]:
     """The two logistic-regression rows per feature set (i3d, effnet_lite0, both concatenated, motion), full
-    view, the cells ceilings (i3d, i3d + effnet_lite0) and the motion reference (``benchmarks/references.py``).
+    view, the cells ceilings (i3d) and the motion reference (``benchmarks/references.py``).
     The ceilings' training frame labels are the official ones: the weak split's training clips carry only video
     labels."""
     from data.datasets import load_dataset, official_intervals
@@ -200,9 +200,10 @@ def references(store: Path, fps: dict) -> list[dict]:
         chosen = {b: fps[(b, "full")] for b in WITH_MOTION}
         rows = linear_references(s, spec, chosen, (("i3d",), ("effnet_lite0",), BOTH, (MOTION,)),
                                  lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())))
-        for names in (("i3d",), BOTH):
-            rows += cell_ceiling(s, spec, chosen, names,
-                                 lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())))
+        # On i3d only: on i3d + effnet_lite0 (2,304 dims a cell) the same full-batch linear scorer over-fits the
+        # 456 training snippets (top-3 cells 0.569 AUC, all cells 0.742), so it bounds nothing.
+        rows += cell_ceiling(s, spec, chosen, ("i3d",),
+                             lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())))
         rows.append(motion_reference(s, spec, fps[("lowres", LOWRES_VIEW)]))
     finally:
         s.close()
