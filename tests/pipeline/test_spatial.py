@@ -17,13 +17,17 @@ import torch
 from feature_sets import TINY_MODEL
 from grid_sets import grid_store
 
-from models.spatial import SpatialMIL
+from data.datasets import load_dataset
+from models.spatial import SpatialConfig, SpatialMIL
+from models.vad_model import ModelConfig, VADModel
 from pipeline import api
 from pipeline.config import build_config, config_from_dict
 from pipeline.evaluate.maps import read_maps
 from pipeline.evaluate.scoring import score_cells, score_snippets
+from pipeline.features import resolve_features
 from pipeline.runs import load_run
 from pipeline.store import FeatureStore
+from pipeline.train.objectives import forward_by_length
 
 TINY = {item.partition("=")[0]: item.partition("=")[2] for item in TINY_MODEL if item != "--set"}
 TINY_LANET = {"lanet.d_model": 16, "lanet.n_heads": 2, "lanet.ffn_dim": 32, "lanet.classifier_hidden": 8}
@@ -85,8 +89,6 @@ def test_spatial_scores_are_the_same_by_both_scoring_paths_and_maps_hold_the_cel
     loaded = _load(store, run.key)
     fs = FeatureStore(store)
     try:
-        from pipeline.features import resolve_features
-        from data.datasets import load_dataset
         found = resolve_features(fs, load_dataset(str(labels)).split("test")[:2], loaded.backbones).found
         cells = [vf.load_cells("i3d") for vf in found]
     finally:
@@ -154,3 +156,20 @@ def test_student_and_lanet_train_spatial_with_a_global_backbone_broadcast(tmp_pa
         result = api.evaluate(run, store=store, dataset=str(labels), video_plots=False,
                               out=tmp_path / f"eval-{run.key[:6]}")[0]
         assert result.values["grid"] == [2, 2] and (result.folder / "maps").is_dir()
+
+
+def test_rows_of_several_lengths_are_scored_each_on_its_own_cells():
+    torch.manual_seed(0)
+    config = ModelConfig(d_model=16, n_heads=2, projection_hidden=16, ffn_dim=32, classifier_hidden=16, k=4)
+    model = SpatialMIL(VADModel([6], config), [6], SpatialConfig(reduce_dim=3, hidden=8)).eval()
+    torch.nn.init.normal_(model.cell_output.weight)
+    lengths = torch.tensor([5, 3, 5])
+    raw = torch.randn(3, 5, 4, 6)
+    prepared = model.prepare([raw])
+    prepared.pooled = [torch.nn.functional.pad(prepared.pooled[0], (0, 0, 0, 3))]  # padded to 8 segments
+    out = forward_by_length(model, prepared, lengths)
+    assert out.scores.shape == (3, 8) and out.cell_scores.shape == (3, 8, 4)
+    for row, length in enumerate(lengths.tolist()):
+        alone = model([raw[row:row + 1, :length]])
+        assert torch.allclose(out.cell_scores[row, :length], alone.cell_scores[0], atol=1e-5)
+        assert bool((out.scores[row, length:] == 0).all())
