@@ -10,6 +10,7 @@ often than chance) and detects it better than the global run on the same feature
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -110,13 +111,13 @@ def test_spatial_scores_are_the_same_by_both_scoring_paths_and_maps_hold_the_cel
 def test_global_runs_keep_their_config_and_a_global_model_gives_one_cell_maps():
     teacher = build_config("teacher")
     assert teacher.grid == (1, 1) and not teacher.spatial_active and "spatial" not in teacher.to_dict()
-    gridded = build_config("teacher").__class__(**{**teacher.__dict__, "grid": GRID})
+    gridded = replace(teacher, grid=GRID)
     assert gridded.spatial_active and gridded.to_dict()["grid"] == list(GRID)
     assert config_from_dict(gridded.to_dict()).grid == GRID and config_from_dict(teacher.to_dict()).grid == (1, 1)
     off = build_config("teacher", layers=[{"spatial": {"cells": "off"}}])
-    assert not off.__class__(**{**off.__dict__, "grid": GRID}).spatial_active
+    assert not replace(off, grid=GRID).spatial_active
     lightning = build_config("lightning")
-    assert not lightning.__class__(**{**lightning.__dict__, "grid": GRID}).spatial_active  # reads pixels
+    assert not replace(lightning, grid=GRID).spatial_active  # reads pixels
 
 
 @pytest.mark.slow
