@@ -16,6 +16,7 @@ YAML layout (every key optional)::
     ddl: {rank_weight: 0.1, align_weight: 0.1, ...}    # DDLConfig (lanet)
     lightning: {frames: 8, size: 64, ...}              # models.lightning_student.LightningConfig (lightning)
     adversarial: {adversarial_weight: 0.1, ...}        # AdversarialConfig (lightning)
+    spatial: {cells: auto, k: 3, temporal: pooled, ...} # models.spatial.SpatialConfig (teacher, student, lanet)
 
 The defaults are the papers' except for the choices measured on real footage (UCSD Ped1, README): input
 standardisation, top-3 MIL, a floor of training steps, short videos kept unstretched, the validation fallback, and
@@ -24,7 +25,9 @@ them back.
 
 Each stage reads only its own sections (its row's ``sections`` in ``pipeline.methods``): only those are saved and
 enter the run key. Other stages' sections are still checked (unknown keys, types), so one YAML file can serve the
-teacher and the student.
+teacher and the student. The ``spatial`` section is saved and keyed, with the run's ``grid``, only when the run is
+spatial (:attr:`RunConfig.spatial_active`: a method whose row is ``spatial``, ``spatial.cells = auto`` and features
+of more than one cell), so a run on global features keeps its key.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from models import dynamics, losses
 from models import lightning_student as lightning
 from models.lanet import LANetConfig
 from models.lightning_student import LightningConfig
+from models.spatial import SpatialConfig
 from models.vad_model import CONTRASTIVE_HIDDEN, CONTRASTIVE_OUT, ModelConfig
 from pipeline import methods
 # Defined with the command line's defaults (pipeline.defaults imports nothing heavy, for a fast --help).
@@ -145,11 +149,26 @@ class RunConfig:
     ddl: DDLConfig = field(default_factory=DDLConfig)
     lightning: LightningConfig = field(default_factory=LightningConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    spatial: SpatialConfig = field(default_factory=SpatialConfig)
+    # (rows, cols) of the features the run trains on (pipeline.train.trainer.run_grid): (1, 1) for global features.
+    # Not a section: set from the store's features, never by the user.
+    grid: tuple[int, int] = (1, 1)
+
+    @property
+    def spatial_active(self) -> bool:
+        """Whether the run is spatial MIL (``models.spatial``): its method reads cells, ``spatial.cells`` is
+        ``auto`` and its grid has more than one cell."""
+        return (methods.get(self.stage).spatial and self.spatial.cells == "auto"
+                and self.grid[0] * self.grid[1] > 1)
 
     def to_dict(self) -> dict:
-        """The stage, its backbones and the stage's own sections (what a run saves and its key hashes)."""
-        return {"stage": self.stage, "backbones": list(self.backbones),
-                **{name: dataclasses.asdict(getattr(self, name)) for name in methods.get(self.stage).sections}}
+        """The stage, its backbones and the stage's own sections (what a run saves and its key hashes); a spatial
+        run adds its ``spatial`` section and its ``grid``."""
+        out = {"stage": self.stage, "backbones": list(self.backbones),
+               **{name: dataclasses.asdict(getattr(self, name)) for name in methods.get(self.stage).sections}}
+        if self.spatial_active:
+            out.update(spatial=dataclasses.asdict(self.spatial), grid=list(self.grid))
+        return out
 
     def validate(self) -> None:
         """Every field in its :data:`RANGES` range, then the checks that relate fields or name choices."""
@@ -248,6 +267,7 @@ RANGES: dict[str, dict[str, Range]] = {
     "lightning": {"frames": AT_LEAST_1, "size": AT_LEAST_1, "channels": AT_LEAST_1, "stem_kernel": AT_LEAST_1,
                   "stem_stride": AT_LEAST_1, "head_hidden": AT_LEAST_1, "disc_channels": AT_LEAST_1,
                   "disc_kernel": AT_LEAST_1, "pool_fraction": Range(0.0, 1.0, low_open=True)},
+    "spatial": {"k": AT_LEAST_1, "hidden": AT_LEAST_1, "reduce_dim": NON_NEGATIVE, "map_weight": NON_NEGATIVE},
 }
 
 
@@ -267,7 +287,8 @@ def check_ranges(section: str, values: dict, where: str) -> None:
 
 
 _SECTIONS = {"model": ModelConfig, "train": TrainConfig, "mil": MILConfig, "distill": DistillConfig,
-             "lanet": LANetConfig, "ddl": DDLConfig, "lightning": LightningConfig, "adversarial": AdversarialConfig}
+             "lanet": LANetConfig, "ddl": DDLConfig, "lightning": LightningConfig, "adversarial": AdversarialConfig,
+             "spatial": SpatialConfig}
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -370,8 +391,10 @@ SAVED_BEFORE = {"model": {"input_norm": "none", "backbone_dropout": 0.0}, "lanet
 
 def config_from_dict(data: dict) -> RunConfig:
     """Inverse of ``RunConfig.to_dict`` (checkpoints and run folders); keys a saved config lacks take their
-    ``SAVED_BEFORE`` values."""
+    ``SAVED_BEFORE`` values. A config without a ``grid`` is a global run's, ``(1, 1)``."""
     saved = {k: v for k, v in data.items() if k in _SECTIONS}
     layers = [{section: {k: v for k, v in values.items() if k not in saved.get(section, {})}
                for section, values in SAVED_BEFORE.items() if section in saved}, saved]
-    return build_config(data["stage"], tuple(data["backbones"]), layers=layers, where="saved config")
+    config = build_config(data["stage"], tuple(data["backbones"]), layers=layers, where="saved config")
+    grid = data.get("grid") or (1, 1)
+    return dataclasses.replace(config, grid=(int(grid[0]), int(grid[1])))

@@ -58,7 +58,9 @@ class MethodRow:
     ``teaches``: whether its runs may teach a several-teacher method; ``heads``: its attention heads (what bounds
     scoring memory), ``"section.key"`` of the run's config or a number; ``window``: its default live window in
     snippets, None for the run's ``train.n_segments``; ``learning_rates``: the config keys a diverged run is told to
-    lower.
+    lower; ``spatial``: on grid features (more than one cell) its network is wrapped in ``models.spatial.SpatialMIL``
+    and it reads the ``spatial`` section, which is saved and keyed only then (a run on global features keeps the key
+    it had before grids).
     """
 
     name: str
@@ -76,6 +78,7 @@ class MethodRow:
     single_backbone: bool = False
     fixed_backbones: bool = False
     learning_rates: tuple[str, ...] = ADAGRAD_RATES
+    spatial: bool = False
 
     def __post_init__(self) -> None:
         checks = [(self.data in DATA_KINDS, f"data must be one of {DATA_KINDS}"),
@@ -118,12 +121,12 @@ def resolve(reference: str) -> Any:
 _ADAGRAD = "pipeline.train.objectives"
 _BUILT_IN = (
     MethodRow("teacher", "DAKD Teacher (TAM, MIL)", ("model", "train", "mil"), ("i3d", "s3d", "clip"),
-              "pipeline.runs:vad_network", f"{_ADAGRAD}:TeacherObjective"),
+              "pipeline.runs:vad_network", f"{_ADAGRAD}:TeacherObjective", spatial=True),
     MethodRow("student", "DAKD Student (bi-level distillation)", ("model", "train", "distill"), ("clip",),
               "pipeline.runs:vad_network", f"{_ADAGRAD}:StudentObjective", teachers=ONE_TEACHER,
-              teacher_stage="teacher", single_backbone=True),
+              teacher_stage="teacher", single_backbone=True, spatial=True),
     MethodRow("lanet", "LA-Net + DDL", ("lanet", "train", "ddl"), ("i3d",), "pipeline.runs:lanet_network",
-              f"{_ADAGRAD}:LANetObjective", heads="lanet.n_heads"),
+              f"{_ADAGRAD}:LANetObjective", heads="lanet.n_heads", spatial=True),
     MethodRow("lightning", "lightning student (adversarial, from several teachers)",
               ("lightning", "train", "adversarial"), (LOWRES,), "pipeline.runs:lightning_network",
               "pipeline.train.lightning_student:LightningObjective", heads=1, window=LIGHTNING_WINDOW,

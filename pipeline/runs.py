@@ -3,8 +3,9 @@
 Layout: ``<store>/runs/<stage>/<key>/`` holds
 
 - ``checkpoint.pt``: ``{"format", "key", "stage", "config", "backbones", "input_dims", "fingerprints",
-  "dataset", "teacher", "teachers", "model", "heads", "epoch", "metrics"}``, the model chosen on the validation
-  split (``teacher``: the student's teacher run; ``teachers``: every teacher run, the lightning student's);
+  "dataset", "teacher", "teachers", "model", "heads", "epoch", "metrics", "grid"}``, the model chosen on the
+  validation split (``teacher``: the student's teacher run; ``teachers``: every teacher run, the lightning
+  student's; ``grid``: (rows, cols) of its training features, (1, 1) for a global run, absent before grids);
 - ``config.json`` (the resolved config), ``metrics.json``, ``log.jsonl`` (one line per epoch);
 - ``state.pt`` while training: the latest epoch's full state, so a killed run resumes where it stopped;
 - ``calibration.json`` once calibrated (``dakd calibrate``): the record this module alone writes and reads
@@ -33,6 +34,7 @@ from extractors.registry import build_backbone, frame_backbones
 from extractors.transforms import DEFAULT_VIEW
 from models.lanet import LANet
 from models.lightning_student import LightningStudent
+from models.spatial import SpatialMIL
 from models.vad_model import VADModel
 from pipeline import methods
 from pipeline.atomic import atomic_write, atomic_write_json
@@ -79,8 +81,10 @@ def training_backbone(run: LoadedRun, store: FeatureStore, name: str, *, weights
 
 def build_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1) -> nn.Module:
     """The stage's network, from its row's builder in ``pipeline.methods``. Each maps a list of ``[N, L, D_b]``
-    tensors to an output with ``.scores`` ``[N, L]``."""
-    return methods.get(config.stage).build_network(config, input_dims, n_teachers)
+    tensors to an output with ``.scores`` ``[N, L]``; a spatial run's (``config.spatial_active``) is wrapped in
+    ``SpatialMIL``, which maps ``[N, L, C_b, D_b]`` to ``.scores`` ``[N, L]`` and ``.cell_scores`` ``[N, L, C]``."""
+    network = methods.get(config.stage).build_network(config, input_dims, n_teachers)
+    return SpatialMIL(network, input_dims, config.spatial) if config.spatial_active else network
 
 
 # The built-in methods' builders (pipeline.methods names them): config, input sizes, teachers -> network.
@@ -114,6 +118,27 @@ class LoadedRun:
     @property
     def fingerprints(self) -> dict[str, str]:
         return dict(self.checkpoint["fingerprints"])
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, cols) of the features the run was trained on: ``(1, 1)`` for a global run (and for runs saved
+        before grids)."""
+        rows, cols = self.checkpoint.get("grid") or self.config.grid
+        return int(rows), int(cols)
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the run scores cells (its model is ``SpatialMIL``, its outputs carry ``cell_scores``)."""
+        return isinstance(self.model, SpatialMIL)
+
+    def scoring_inputs(self, features) -> tuple[list, list[tuple[int, int]]]:
+        """One video's features as the run scores them (``features``: a ``pipeline.features.VideoFeatures``): per
+        backbone ``[T, cells, D_b]`` and its grid for a spatial run (``VideoFeatures.load_cells``), else the stored
+        ``[T, crops, D_b]`` (a grid feature's cells' mean) with grid ``(1, 1)``. For
+        ``pipeline.evaluate.scoring``."""
+        if self.spatial:
+            return ([features.load_cells(b) for b in self.backbones], [features.grid(b) for b in self.backbones])
+        return [features.load(b) for b in self.backbones], [(1, 1)] * len(self.backbones)
 
     @property
     def attention_heads(self) -> int:

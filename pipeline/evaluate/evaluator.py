@@ -21,7 +21,8 @@ from data.datasets import DatasetSpec
 from pipeline.atomic import atomic_write_json
 from pipeline.errors import UserError
 from pipeline.evaluate.metrics import VideoScores, frame_metrics
-from pipeline.evaluate.scoring import align_snippets, score_snippets
+from pipeline.evaluate.maps import MAPS_FOLDER, map_files, write_maps
+from pipeline.evaluate.scoring import score_video
 from pipeline.features import (describe_candidates, describe_extraction, extraction_candidates, missing_message,
                                resolve_features)
 from pipeline.keys import canonical_json, hash_json
@@ -116,18 +117,20 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
     if out is None and store.readonly:
         raise StoreReadOnly(store.root, f"evaluation {key[:12]} is not cached and its results go into the store; "
                                         "pass `out` (a folder) to write them elsewhere")
-    model = run.model.to(device)
-    n_heads = run.attention_heads
+    run.model.to(device)
+    # A spatial run's per-snippet anomaly maps, maps/<video>.npz (pipeline.evaluate.maps), for localisation.
+    maps_out = map_files(folder, [vf.entry.name for vf in features.found]) if run.spatial else {}
     videos: list[VideoScores] = []
     fps: dict[str, float] = {}
     truncated: dict[str, int] = {}
     started = time.perf_counter()
     for vf in tqdm(features.found, desc=f"evaluate {run.key[:12]}", unit="video", disable=not progress,
                    dynamic_ncols=True):
-        arrays, dropped = align_snippets([vf.load(b) for b in run.backbones])
+        scores, maps, dropped = score_video(run, vf, device, precision)
+        if run.spatial:
+            write_maps(maps_out[vf.entry.name], maps)
         if dropped:
             truncated[vf.entry.name] = dropped
-        scores = score_snippets(model, arrays, device, precision, n_heads=n_heads)
         info = store.video(vf.records[run.backbones[0]].video_key)
         # T from the feature file, never a separate frame count; the video's frame count (when the store has
         # it) only tells an interval wholly past the video's end, an error, from one partly past it, cut
@@ -146,6 +149,8 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
         "missing_videos": [e.name for e, _ in features.missing], "truncated_snippets": truncated,
         "wall_time_s": round(time.perf_counter() - started, 2), "protocol": "method.md §7 (RTFM family)",
     })
+    if run.spatial:  # where the maps are and their cells (a global run has neither)
+        metrics.update(grid=list(run.grid), maps=MAPS_FOLDER)
     folder.mkdir(parents=True, exist_ok=True)
     title = f"{run.checkpoint['stage']} {run.key[:8]} on {spec.name}"
     write_scores_csv(videos, folder / "scores.csv")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from data.segments import pool_segments, segment_count
+from models.spatial import CellFeatures
 from pipeline.features import VideoFeatures
 
 
@@ -22,6 +23,11 @@ class SegmentData:
     its own sample); labels: int64 ``[S]``; video: int64 ``[S]``, the row's index into ``videos``; lengths: int64
     ``[S]``, the row's segments (a short video that is not stretched has fewer than ``n_segments``; the rest of
     its row is zeros and never reaches a model: see ``pipeline.train.objectives.forward_by_length``).
+
+    A spatial run's data (``pipeline.train.cells``) also holds ``cells[b]``, float32 ``[S, W, C_b, r_b]``: each
+    segment's cells on the run's ``grid``, prepared for ``models.spatial.SpatialMIL`` (W: the longest row's
+    segments), with the cells' statistics and principal components it was prepared with; its batches are then
+    ``models.spatial.CellFeatures``.
     """
 
     backbones: tuple[str, ...]
@@ -33,6 +39,10 @@ class SegmentData:
     lengths: torch.Tensor | None = None  # None: every row has all its segments
     # backbone -> (mean, std) float32 [D_b] over every snippet and crop of the videos (models.normalization)
     statistics: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    cells: dict[str, torch.Tensor] | None = None  # a spatial run's prepared cells (pipeline.train.cells)
+    cell_statistics: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None  # backbone -> cells' (mean, std)
+    components: dict[str, torch.Tensor | None] | None = None  # backbone -> the cells' principal components [D_b, r_b]
+    grid: tuple[int, int] = (1, 1)
 
     def input_statistics(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per backbone, in backbone order, the snippets' ``(mean [D_b], std [D_b])`` (a network's
@@ -47,7 +57,8 @@ class SegmentData:
         return np.flatnonzero(np.isin(self.video.numpy(), video_indices))
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.segments.values())
+        tensors = [*self.segments.values(), *(self.cells or {}).values()]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def input_dims(self) -> list[int]:
         """Feature width per backbone, in backbone order (the network's ``input_dims``)."""
@@ -61,8 +72,10 @@ class SegmentData:
         where = placement(self.nbytes(), device, limit_bytes)
         if where == "device":
             self.segments = {b: t.to(device) for b, t in self.segments.items()}
+            self.cells = self.cells and {b: t.to(device) for b, t in self.cells.items()}
         elif where == "pinned":
             self.segments = {b: t.pin_memory() for b, t in self.segments.items()}
+            self.cells = self.cells and {b: t.pin_memory() for b, t in self.cells.items()}
         return where
 
     def row_lengths(self, rows: np.ndarray) -> torch.Tensor:
@@ -71,17 +84,22 @@ class SegmentData:
             return torch.full((len(rows),), next(iter(self.segments.values())).shape[1], dtype=torch.int64)
         return self.lengths[torch.from_numpy(np.asarray(rows, dtype=np.int64))]
 
-    def batch(self, rows: np.ndarray, device: torch.device) -> list[torch.Tensor]:
-        """Per backbone ``[len(rows), n_segments, D_b]`` on ``device``."""
+    def batch(self, rows: np.ndarray, device: torch.device) -> list[torch.Tensor] | CellFeatures:
+        """Per backbone ``[len(rows), n_segments, D_b]`` on ``device``; a spatial run's, with its cells
+        ``[len(rows), W, C_b, r_b]``, as ``CellFeatures``."""
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-        out = []
-        for b in self.backbones:
-            source = self.segments[b]
-            x = source.index_select(0, index.to(source.device))
-            if x.device != device:  # pinned host memory -> GPU: an asynchronous copy
-                x = (x.pin_memory() if source.is_pinned() else x).to(device, non_blocking=True)
-            out.append(x)
-        return out
+        pooled = [_gather(self.segments[b], index, device) for b in self.backbones]
+        if self.cells is None:
+            return pooled
+        return CellFeatures(pooled, [_gather(self.cells[b], index, device) for b in self.backbones])
+
+
+def _gather(source: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Rows ``index`` of ``source`` on ``device``."""
+    x = source.index_select(0, index.to(source.device))
+    if x.device != device:  # pinned host memory -> GPU: an asynchronous copy
+        x = (x.pin_memory() if source.is_pinned() else x).to(device, non_blocking=True)
+    return x
 
 
 def placement(nbytes: int, device: torch.device, limit_bytes: int = DEVICE_DATA_LIMIT) -> str:

@@ -21,7 +21,7 @@ from pipeline.config import LOWRES, AdversarialConfig, RunConfig
 from pipeline.features import VideoFeatures
 from pipeline.precision import autocast
 from pipeline.runs import LoadedRun
-from pipeline.evaluate.scoring import align_snippets, score_snippets
+from pipeline.evaluate.scoring import score_video
 
 VALIDATION_ROWS = 32  # videos per validation forward pass (32 x 32 snippets x 32768 pixels: 128 MiB as float)
 
@@ -100,11 +100,10 @@ def teacher_snippet_scores(teacher: LoadedRun, videos: list[VideoFeatures], devi
                            precision: str) -> list[np.ndarray]:
     """A frozen teacher's float32 ``[T]`` scores of every snippet of each video, on its own stored features
     (evaluation's own scoring: full length, crops averaged)."""
-    model = teacher.model.to(device).eval()
+    teacher.model.to(device).eval()
     out = []
-    for vf in videos:
-        arrays, _ = align_snippets([vf.load(b) for b in teacher.backbones])
-        out.append(score_snippets(model, arrays, device, precision, n_heads=teacher.attention_heads))
+    for vf in videos:  # a spatial teacher scores its cells (its snippet scores: the top-k cells')
+        out.append(score_video(teacher, vf, device, precision)[0])
     teacher.model.cpu()
     return out
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from models.dynamics import lanet_loss, topk_count
 from models.losses import distillation_loss, mil_ranking_loss, refine_pseudo_labels, teacher_segment_labels
+from models.spatial import CellFeatures, SpatialOutput
 from models.vad_model import ContrastiveHead, ModelOutput, VADModel
 from pipeline.config import RunConfig
 from pipeline.precision import autocast
@@ -33,24 +34,31 @@ def padding_mask(lengths: torch.Tensor, n_segments: int, device: torch.device) -
     return (torch.arange(n_segments)[None, :] < lengths[:, None]).to(device)
 
 
-def forward_by_length(model: nn.Module, features: list[torch.Tensor], lengths: torch.Tensor) -> ModelOutput:
+def forward_by_length(model: nn.Module, features: list[torch.Tensor] | CellFeatures, lengths: torch.Tensor):
     """``model`` on rows padded past their lengths (short videos that are not stretched, ``SegmentData``):
     the rows of one length at a time, cut to that length, so no model ever sees a padded segment (attention,
-    recurrences and convolutions stay exact without masks of their own). ``features[b]`` ``[R, L, D_b]``,
-    ``lengths`` int64 ``[R]`` -> ``ModelOutput(h [R, L, d], scores [R, L])``, zeros past each row's length."""
-    n_segments = features[0].shape[1]
+    recurrences and convolutions stay exact without masks of their own). ``features[b]`` ``[R, L, D_b]`` (or a
+    spatial run's ``CellFeatures``), ``lengths`` int64 ``[R]`` -> the model's output with ``h [R, L, d]``,
+    ``scores [R, L]`` (and a spatial model's ``cell_scores [R, L, C]``), zeros past each row's length."""
+    pooled = features.pooled if isinstance(features, CellFeatures) else features
+    n_segments = pooled[0].shape[1]
     if bool((lengths >= n_segments).all()):
         return model(features)
-    scores = h = None
+    parts: dict[str, torch.Tensor] = {}
     for length in torch.unique(lengths).tolist():
-        rows = torch.nonzero(lengths == length).flatten().to(features[0].device)
-        out = model([x[rows, :length] for x in features])
-        if scores is None:
-            scores = out.scores.new_zeros(len(lengths), n_segments)
-            h = out.h.new_zeros(len(lengths), n_segments, out.h.shape[-1])
-        scores = scores.index_put((rows,), nn.functional.pad(out.scores, (0, n_segments - length)))
-        h = h.index_put((rows,), nn.functional.pad(out.h, (0, 0, 0, n_segments - length)))
-    return ModelOutput(h=h, scores=scores)
+        rows = torch.nonzero(lengths == length).flatten().to(pooled[0].device)
+        cut = (features.take(rows, length) if isinstance(features, CellFeatures)
+               else [x[rows, :length] for x in features])
+        out = model(cut)
+        for name in ("h", "scores", "cell_scores"):
+            value = getattr(out, name, None)
+            if value is None:
+                continue
+            if name not in parts:
+                parts[name] = value.new_zeros(len(lengths), n_segments, *value.shape[2:])
+            padded = nn.functional.pad(value, (0, 0) * (value.dim() - 2) + (0, n_segments - length))
+            parts[name] = parts[name].index_put((rows,), padded)
+    return SpatialOutput(**parts) if "cell_scores" in parts else ModelOutput(h=parts["h"], scores=parts["scores"])
 
 
 def two_rate_adagrad(temporal: list[nn.Parameter], other: list[nn.Parameter],
@@ -64,10 +72,11 @@ def two_rate_adagrad(temporal: list[nn.Parameter], other: list[nn.Parameter],
 
 @torch.no_grad()
 def score_rows(model: VADModel, data: SegmentData, rows: np.ndarray, device: torch.device, precision: str,
-               *, keep_h: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Eval-mode segment scores float32 ``[len(rows), n_segments]`` (and ``h`` ``[len(rows), n_segments, d]``),
-    zeros past a short row's length."""
-    scores, hs = [], []
+               *, keep_h: bool = False, keep_cells: bool = False) -> tuple[torch.Tensor, ...]:
+    """Eval-mode segment scores float32 ``[len(rows), n_segments]`` (and ``h`` ``[len(rows), n_segments, d]``;
+    ``keep_cells``: also a spatial model's ``cell_scores`` ``[len(rows), n_segments, C]``), zeros past a short row's
+    length."""
+    scores, hs, cells = [], [], []
     for start in range(0, len(rows), SCORING_BATCH):
         chunk = rows[start:start + SCORING_BATCH]
         with autocast(device, precision):
@@ -75,7 +84,9 @@ def score_rows(model: VADModel, data: SegmentData, rows: np.ndarray, device: tor
         scores.append(out.scores.float().cpu())
         if keep_h:
             hs.append(out.h.float().cpu())
-    return torch.cat(scores), (torch.cat(hs) if keep_h else None)
+        if keep_cells:
+            cells.append(out.cell_scores.float().cpu())
+    return (torch.cat(scores), (torch.cat(hs) if keep_h else None)) + ((torch.cat(cells),) if keep_cells else ())
 
 
 class ModelObjective:
@@ -128,10 +139,13 @@ class TeacherObjective(ModelObjective):
 @dataclass
 class TeacherTargets:
     """A frozen teacher's outputs on every row of a training set: scores ``[S, n_segments]``, representation
-    ``h`` ``[S, n_segments, d]``. Eval mode and no gradients, so they are the same for every seed: computed once."""
+    ``h`` ``[S, n_segments, d]`` and, for a spatial teacher, ``cell_scores`` ``[S, n_segments, C]`` on its ``grid``.
+    Eval mode and no gradients, so they are the same for every seed: computed once."""
 
     scores: torch.Tensor
     h: torch.Tensor
+    cell_scores: torch.Tensor | None = None
+    grid: tuple[int, int] = (1, 1)
 
 
 def teacher_targets(teacher: VADModel, data: SegmentData, device: torch.device, precision: str) -> TeacherTargets:
@@ -139,8 +153,17 @@ def teacher_targets(teacher: VADModel, data: SegmentData, device: torch.device, 
     teacher = teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    scores, h = score_rows(teacher, data, np.arange(len(data)), device, precision, keep_h=True)
-    return TeacherTargets(scores, h)
+    spatial = data.cells is not None
+    scores, h, *cells = score_rows(teacher, data, np.arange(len(data)), device, precision, keep_h=True,
+                                   keep_cells=spatial)
+    return TeacherTargets(scores, h, cells[0] if cells else None, data.grid)
+
+
+def cell_map_l1(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean ``|student - teacher|`` of cell scores ``[R, n_segments, C]`` over every real segment's cells (float32)."""
+    mask = padding_mask(lengths, student.shape[1], student.device)
+    error = (student.float() - teacher.float()).abs().mean(-1)  # [R, n_segments]
+    return error.mean() if mask is None else error[mask].mean()
 
 
 class StudentObjective:
@@ -164,6 +187,11 @@ class StudentObjective:
             t.to(device) for t in (targets.h, pseudo_labels, anomalous_segments))
         self.head_teacher = ContrastiveHead(targets.h.shape[-1], d.head_hidden, d.head_dim).to(device)
         self.head_student = ContrastiveHead(config.model.d_model, d.head_hidden, d.head_dim).to(device)
+        # Map distillation (method.md §12): when the teacher and the student score cells of one grid, the student's
+        # cell scores also follow the teacher's (L1 over every real segment's cells, weight spatial.map_weight).
+        same_grid = (targets.cell_scores is not None and data.cells is not None and targets.grid == data.grid
+                     and config.spatial.map_weight > 0)
+        self.teacher_cells = targets.cell_scores.to(device) if same_grid else None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "head_teacher": self.head_teacher, "head_student": self.head_student}
@@ -185,6 +213,10 @@ class StudentObjective:
                                         z_student.flatten(0, 1), take(self.anomalous_segments).flatten(),
                                         alpha=d.alpha, tau=d.tau, bce_weight=d.bce_weight,
                                         mask=padding_mask(lengths, out.scores.shape[1], out.scores.device))
+        if self.teacher_cells is not None:
+            map_loss = cell_map_l1(out.cell_scores, take(self.teacher_cells), lengths)
+            loss = loss + self.config.spatial.map_weight * map_loss
+            parts = {**parts, "map": float(map_loss.detach()), "total": float(loss.detach())}
         return loss, parts, out.scores
 
     def loss(self, anomalous: np.ndarray, normal: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
@@ -218,6 +250,8 @@ class LANetObjective(ModelObjective):
                 scores = forward_by_length(self.model, features, lengths).scores
         d = self.config.ddl
         labels = self.data.labels[rows].to(self.device)
+        if isinstance(features, CellFeatures):  # a spatial run: the dynamics of the global features (cells' mean)
+            features = features.pooled
         return lanet_loss(scores, torch.cat(features, dim=-1), labels,
                           topk=topk_count(scores.shape[1], d.topk_divisor), k_dynamics=d.k_dynamics,
                           margin=d.margin, rank_weight=d.rank_weight, align_weight=d.align_weight,

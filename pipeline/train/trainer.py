@@ -16,6 +16,7 @@ epoch. ``--seeds N`` trains N seeds and reports mean ± std.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -42,6 +43,7 @@ from pipeline.runs import (CHECKPOINT_FORMAT, LoadedRun, build_network, load_run
                            save_torch)
 from pipeline.store import FeatureStore
 from pipeline.store.layout import LOCKS, RUN_CHECKPOINT, RUN_LOCK
+from pipeline.train.cells import build_cell_data, fit_model, run_grid
 from pipeline.train.data import SegmentData, build_segment_data, epoch_batches, validation_split
 from pipeline.train.lightning_student import SnippetWindows, build_snippet_windows
 from pipeline.train.objectives import TeacherTargets, teacher_targets
@@ -100,6 +102,7 @@ class Selection:
     features: FeatureSet  # the run's own backbones
     teachers: list[LoadedRun]  # the student's one teacher, the lightning student's several; else empty
     teacher_features: list[FeatureSet]  # per teacher: its backbones, the same videos in the same order
+    grid: tuple[int, int] = (1, 1)  # the features' grid (run_grid): (1, 1) when every backbone is global
 
     def teacher_ref(self) -> str | list[str] | None:
         """What the run key and checkpoint record of the teachers."""
@@ -143,16 +146,32 @@ def select_features(store: FeatureStore, config: RunConfig, spec: DatasetSpec, *
     if 1 not in labels or 0 not in labels:
         raise UserError(f"training needs both anomalous and normal videos with features; found "
                         f"{labels.count(1)} anomalous and {labels.count(0)} normal")
-    return Selection(features, list(teachers), teacher_features), warnings
+    return Selection(features, list(teachers), teacher_features, run_grid(features, config.backbones)), warnings
+
+
+def with_grid(config: RunConfig, selection: Selection) -> RunConfig:
+    """The config of a run on ``selection``'s features: with their grid when that makes the run spatial
+    (``RunConfig.spatial_active``), else unchanged (a global run: grid (1, 1), its key as before grids)."""
+    spatial = dataclasses.replace(config, grid=selection.grid)
+    return spatial if spatial.spatial_active else config
 
 
 def build_training_set(selection: Selection, config: RunConfig, device: torch.device) -> TrainingSet:
     """Load and pool the selected features, place them for ``device``, split off validation, and run the frozen
     teachers once over every training row (student: its segments; lightning: every snippet)."""
+    config = with_grid(config, selection)
     t = config.train
     targets = None
     method = methods.get(config.stage)
-    if method.data == methods.FRAME_WINDOWS:
+    if config.spatial_active:
+        if t.crops != "mean":
+            raise UserError("the cells of grid features are the samples of spatial MIL; train with `overrides` "
+                            "train.crops=mean (or spatial.cells=off to train on the cells' mean)")
+        data = build_cell_data(selection.features.found, config.backbones, grid=config.grid,
+                               n_segments=t.n_segments, stretch=t.stretch_short_videos, spatial=config.spatial)
+        log.info("training data on a %dx%d grid (%.0f MiB) held in %s memory", *config.grid, data.nbytes() / 2**20,
+                 data.place(device))
+    elif method.data == methods.FRAME_WINDOWS:
         stored, expected = selection.features.found[0].open(LOWRES).shape[-1], config.lightning.input_dim
         if stored != expected:
             raise UserError(f"the stored low-resolution frames have {stored} values per snippet but the lightning "
@@ -170,8 +189,13 @@ def build_training_set(selection: Selection, config: RunConfig, device: torch.de
         log.info("training data (%.0f MiB) held in %s memory", data.nbytes() / 2**20, data.place(device))
     if method.teachers == methods.ONE_TEACHER:
         teacher = selection.teachers[0]
-        teacher_data = build_segment_data(selection.teacher_features[0].found, teacher.backbones,
-                                          n_segments=t.n_segments, crops=t.crops, stretch=t.stretch_short_videos)
+        if teacher.spatial:  # on its own grid, its cells prepared by its own reduction
+            teacher_data = build_cell_data(selection.teacher_features[0].found, teacher.backbones, grid=teacher.grid,
+                                           n_segments=t.n_segments, stretch=t.stretch_short_videos,
+                                           spatial=teacher.config.spatial, model=teacher.model)
+        else:
+            teacher_data = build_segment_data(selection.teacher_features[0].found, teacher.backbones,
+                                              n_segments=t.n_segments, crops=t.crops, stretch=t.stretch_short_videos)
         if len(teacher_data) != len(data):
             raise UserError("the teacher's and the student's features have different crop counts; distill with "
                             "`overrides` train.crops=mean")
@@ -191,6 +215,7 @@ class TrainingJob:
 
     def __init__(self, store: FeatureStore, selection: Selection, config: RunConfig, *, device: torch.device,
                  dataset_ref: str, checkpoint_every: int | None, progress: bool):
+        config = with_grid(config, selection)
         self.store, self.selection, self.config, self.device = store, selection, config, device
         self.precision = config.train.precision
         self.dataset_ref = dataset_ref
@@ -208,7 +233,9 @@ class TrainingJob:
         data, stage = self.training.data, self.config.stage
         dims = data.input_dims()
         model = build_network(self.config, dims, len(self.selection.teachers))
-        if hasattr(model, "set_input_statistics"):  # feature models; the lightning student reads pixels
+        if self.config.spatial_active:  # the inner's input norm and the cell scorer's fixed reduction
+            fit_model(model, data)
+        elif hasattr(model, "set_input_statistics"):  # feature models; the lightning student reads pixels
             model.set_input_statistics(data.input_statistics())
         model = model.to(self.device)
         args = (model, data, self.config, self.device, self.precision)
@@ -421,7 +448,7 @@ class TrainingJob:
             "dataset": self.dataset_ref, "teacher": self.selection.teacher_ref(),
             "teachers": [t.key for t in self.selection.teachers],
             "model": best_state["model"], "heads": {k: v for k, v in best_state.items() if k != "model"},
-            "epoch": best["epoch"], "metrics": metrics,
+            "epoch": best["epoch"], "metrics": metrics, "grid": list(cfg.grid),
         }
         save_torch(checkpoint, self.folder / RUN_CHECKPOINT)
         atomic_write_json(self.folder / "metrics.json", metrics)
