@@ -15,6 +15,10 @@ for S seconds with the resident memory sampled every ``SOAK_SAMPLE_S`` (is it fl
 
 The runs are accuracy.py's rows (seed 0) on Ped1, trained or found content-keyed in ``--store`` through
 ``benchmarks/streaming.py``'s extractions. Writes ``live.json`` and ``live.md`` to ``--out``.
+
+``--window-scoring GLOBAL,SPATIAL`` (two run keys of ``--store``) times instead only the scoring of live windows,
+a spatial run's with its maps, against a global run's (:func:`window_scoring`; ``live_windows.json``):
+``benchmarks/spatial_speed.py`` calls it on its own runs.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from benchmarks import accuracy, streaming  # noqa: E402
 
 MODELS = ("lightning", "student-effnet")
 LADDERS = {"lightning": (1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 40), "student-effnet": (1, 2, 4, 6, 8, 10, 12, 16)}
+# accuracy.py's spatial version of the student (7x11 cells, maps on): the same ladder, once watch scores its maps
+LADDERS["student-effnet-grid"] = LADDERS["student-effnet"]
 GOALS = {"lightning": 16, "student-effnet": 1}  # the issue's goal on 2 cores
 STREAM_FPS = 25
 DURATION_S = 30.0  # per N; the first snippet is due 0.64 s in, so 30 s gives 46 snippets per stream
@@ -41,6 +47,7 @@ WARMUP_S = 2.0  # the first seconds of each N are left out of the due count (con
 REALTIME_FRACTION = 0.95
 P99_LIMIT_S = 2.0
 SOAK_SAMPLE_S = 10.0
+WINDOW_REPEATS = 5  # window_scoring: timed calls per run and stream count (median)
 README_BEGIN, README_END = "<!-- live:begin -->", "<!-- live:end -->"
 
 
@@ -141,6 +148,93 @@ def soak(model, data: Path, seconds: float, work: Path) -> dict:
             "rss_growth_second_half_mb": round(max(half) - min(half), 1) if half else None}
 
 
+def window_scoring(store: Path, runs: dict[str, str], *, streams: tuple[int, ...] = (1, 8),
+                   repeats: int = WINDOW_REPEATS, device: str = "cpu") -> dict:
+    """The scoring half of a live step, per run of ``store`` (``runs``: name -> run key, the first the global
+    reference): ``n`` live windows of W snippets (the run's live window) scored as one call, ``n`` in ``streams``
+    (one window per camera, as the watcher scores each batch). A global run scores by ``score_last`` (the torch
+    ``LiveModel.score``), a spatial run by ``score_cells`` over each window, keeping the last snippet's score and
+    map (what a torch map scorer has to compute). The windows are a stored video's features tiled to W snippets
+    (``[W, cells, D_b]``; a global run reads the cells' mean). Neither decoding nor the backbones are timed: a
+    grid costs the same forward pass (``benchmarks/results/extract_grid.json``). Returns per run its window,
+    grid, and per ``n`` the median ms per window, the ratio to the first run's, and the streams that scoring
+    alone could serve at ``STREAM_FPS`` (a snippet every ``SNIPPET_FRAMES`` frames)."""
+    import numpy as np
+    import torch
+
+    from data.decode import SNIPPET_FRAMES
+    from pipeline.evaluate.scoring import score_cells
+    from pipeline.runs import load_run, open_run_store
+    from pipeline.watch.scoring import default_window, score_last
+
+    fs = open_run_store(store)
+    try:
+        loaded = {name: load_run(fs, key) for name, key in runs.items()}
+        rows: dict[str, dict[str, dict]] = {}
+        for row in fs.features():
+            rows.setdefault(row["video_key"], {})[row["backbone"]] = row
+        root = fs.root
+    finally:
+        fs.close()
+    prepared = {}
+    for name, run in loaded.items():
+        files = next(r for r in rows.values() if all(b in r for b in run.backbones))
+        cells = [np.load(root / files[b]["file"]).astype(np.float32) for b in run.backbones]  # [T, C_b, D_b]
+        grids = [tuple(int(x) for x in files[b]["grid"].split("x")) if files[b]["grid"] else (1, 1)
+                 for b in run.backbones]
+        window = default_window(run.checkpoint["stage"], run.config.train.n_segments)
+        tiled = [np.concatenate([c] * -(-window // len(c)))[:window] for c in cells]  # [W, C_b, D_b]
+        if not run.spatial:
+            tiled = [c.mean(axis=1, keepdims=True) for c in tiled]  # the global feature: [W, 1, D_b]
+        prepared[name] = (run.model.to(device).eval(), tiled, grids, window)
+
+    def call(name: str, n: int) -> float:
+        """Seconds to score ``n`` windows of run ``name`` as the watcher scores one batch."""
+        run = loaded[name]
+        model, tiled, grids, _ = prepared[name]
+        t = time.perf_counter()
+        with torch.inference_mode():
+            if run.spatial:  # one window after the other: score_cells takes one video's cells
+                for _ in range(n):
+                    score_cells(model, tiled, grids, torch.device(device), n_heads=run.attention_heads,
+                                grid=run.grid)
+            else:
+                score_last(model, [tiled] * n, device)
+        return time.perf_counter() - t
+
+    names = list(loaded)
+    seconds: dict[tuple[str, int], list[float]] = {(m, n): [] for m in names for n in streams}
+    for n in streams:
+        for name in names:  # the first call (allocations) is not counted
+            call(name, n)
+        for r in range(repeats):  # interleaved, the order rotated: a busy machine slows each run alike
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                seconds[name, n].append(call(name, n))
+    out: dict = {"stream_fps": STREAM_FPS, "repeats": repeats, "runs": {}}
+    for name, run in loaded.items():
+        per_call = {}
+        for n in streams:
+            ms = float(np.median(seconds[name, n])) / n * 1000
+            ratio = float(np.median([a / b for a, b in zip(seconds[name, n], seconds[names[0], n])]))
+            per_call[str(n)] = {"ms_per_window": round(ms, 2), "time_ratio_to_global": round(ratio, 3),
+                                "streams_scoring_alone": int(1000 / ms / (STREAM_FPS / SNIPPET_FRAMES))}
+        out["runs"][name] = {"run": run.key, "stage": run.checkpoint["stage"], "spatial": run.spatial,
+                             "grid": list(run.grid), "window": prepared[name][3], "per_call": per_call}
+    return out
+
+
+def windows_markdown(result: dict) -> str:
+    """The table of :func:`window_scoring`'s result."""
+    lines = ["| run | grid | window | windows per call | ms per window | vs global | streams (scoring alone) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, m in result["runs"].items():
+        for n, s in m["per_call"].items():
+            grid = "x".join(str(x) for x in m["grid"])
+            lines.append(f"| {name} | {grid} | {m['window']} | {n} | {s['ms_per_window']:.1f} | "
+                         f"{s['time_ratio_to_global']:.2f}x | {s['streams_scoring_alone']} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(result: dict) -> str:
     lines = ["| model | window | largest N in real time | goal | at that N: latency p50 / p95 / p99 | CPU | "
              "first N not kept | why |", "|---|---|---|---|---|---|---|---|"]
@@ -175,8 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--readme", help="README to update between the live markers")
     p.add_argument("--from-results", action="store_true", help="only rewrite live.md (and the README) from live.json")
+    p.add_argument("--window-scoring", metavar="GLOBAL,SPATIAL",
+                   help="instead: time live windows' scoring of these two runs of --store (a spatial run with maps)")
     args = p.parse_args(argv)
     out = Path(args.out)
+    if args.window_scoring:
+        glob, spatial = args.window_scoring.split(",")
+        result = window_scoring(Path(args.store), {"global": glob, "spatial": spatial}, device=args.device)
+        print(accuracy.write_results(out, "live_windows", result, windows_markdown, None, "", ""))
+        return 0
     result = None  # --from-results: the table from the JSON already there
     if not args.from_results:
         if not args.data:

@@ -10,6 +10,9 @@ wall time.
 - clip student: CLIP ViT-B/16 -> student (paper sizes);
 - lightning: low-resolution grey frames (``extractors.lowres``) -> lightning student with 3 teacher heads.
 
+``--spatial`` measures the grid path against the global one instead (``benchmarks/spatial_speed.py``: grid
+extraction, spatial MIL training and scoring, live windows with maps, on UCSD Ped1 clips; frames/s and peak memory).
+
 Weights: the real I3D weights (fetched by the set-up code); S3D's and CLIP's when they are on this machine, else
 ``random`` (recorded in the output: a forward pass costs the same with any weights). The scoring heads are
 freshly initialised for the same reason. Targets: lightning >= 1000 frames/s and >= 20 x the CLIP student.
@@ -18,6 +21,7 @@ freshly initialised for the same reason. Targets: lightning >= 1000 frames/s and
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,7 +102,16 @@ def time_system(system: str, videos: list[Path], store_dir: Path, device, batch_
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--spatial" in argv:  # the grid path against the global one, with its own flags
+        from spatial_speed import main as spatial_main
+
+        return spatial_main([a for a in argv if a != "--spatial"])
     p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
+    p.add_argument("--spatial", action="store_true", help="measure the grid path (grid extraction, spatial MIL "
+                   "training and scoring, live windows with maps) against the global path on real videos instead: "
+                   "benchmarks/spatial_speed.py, whose flags (--data, --clips, --epochs, --rounds, --out, --readme) "
+                   "then apply")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="snippets per backbone forward pass "
                                                                              "(teacher, CLIP student)")
