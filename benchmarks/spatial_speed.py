@@ -230,25 +230,30 @@ def markdown(result: dict) -> str:
              f"{' + '.join(EXTRACT_BACKBONES)}, full view, one clip per round; training "
              f"{result['epochs']} steps of the teacher on {' + '.join(TEACHER_BACKBONES)}; medians of "
              f"{result['rounds']} interleaved rounds; peak RSS of each command's process.", "",
-             "| stage | variant | grid | speed | time vs global (paired) | peak RSS |", "|---|---|---|---|---|---|"]
+             "| stage | variant | grid | speed | time vs global (paired) | whole command (median) | peak RSS |",
+             "|---|---|---|---|---|---|---|"]
+
+    def command(m: dict) -> str:
+        return f"{_median([x['command_s'] for x in m['rounds']]):.1f} s"
+
     for name, m in ex.items():
         lines.append(f"| extract | {name} | {m['grid']} | {m['fps']:.1f} frames/s | {m['time_ratio_to_global']:.2f}x | "
-                     f"{m['peak_rss_mb']:.0f} MB |")
+                     f"{command(m)} per clip | {m['peak_rss_mb']:.0f} MB |")
     for name, m in tr.items():
         grid = "x".join(str(x) for x in m["grid"])
         lines.append(f"| train | {name} ({m['store']} store) | {grid} | {m['s_per_step']:.3f} s/step | "
-                     f"{m['time_ratio_to_global']:.2f}x | {m['peak_rss_mb']:.0f} MB |")
+                     f"{m['time_ratio_to_global']:.2f}x | {command(m)} | {m['peak_rss_mb']:.0f} MB |")
     for name, m in sc.items():
         grid = "x".join(str(x) for x in tr[name]["grid"])
         lines.append(f"| score (evaluate) | {name} | {grid} | {m['snippets_per_s']:.0f} snippets/s | "
-                     f"{m['time_ratio_to_global']:.2f}x | {m['peak_rss_mb']:.0f} MB |")
+                     f"{m['time_ratio_to_global']:.2f}x | {command(m)} | {m['peak_rss_mb']:.0f} MB |")
     live = result.get("live")
     if live:
         for name, m in live["runs"].items():
             for n, s in m["per_call"].items():
                 lines.append(f"| live window (W={m['window']}) | {name}, {n} per call | "
                              f"{'x'.join(str(x) for x in m['grid'])} | {s['ms_per_window']:.1f} ms/window | "
-                             f"{s['time_ratio_to_global']:.2f}x | - |")
+                             f"{s['time_ratio_to_global']:.2f}x | - | - |")
     return "\n".join(lines) + "\n"
 
 
