@@ -129,6 +129,8 @@ def test_the_export_outputs_scores_and_maps_and_detect_onnx_gives_the_torch_maps
     assert info["outputs"] == [OUTPUT_NAME, MAPS_NAME] and info["grid"] == list(grids["student"])
     assert info["features"]["shape"] == ["T", 70, 1280] and info["features"]["cells"] == [7, 10]
     assert max(info["max_abs_diff"].values()) <= TOLERANCE
+    line = export.summary_line(keys["student"], "effnet_lite0", exported, info)
+    assert "; scores and 7x10 maps; checked on" in line and "max |score and map - eager|" in line
     path = _video(dataset)
     eager = api.detect(path, store=store, run=keys["student"], out=tmp_path / "torch").detections[0]
     result = api.detect(path, onnx=exported, out=tmp_path / "onnx")
@@ -183,3 +185,17 @@ def test_watch_with_the_torch_run_puts_a_box_and_a_snapshot_on_its_events(traine
         r0, c0, r1, c1 = e["box_cells"]
         assert 0 <= r0 < r1 <= rows and 0 <= c0 < c1 <= cols and e["box_above_threshold"]
         assert e["box"] == list(map_files.cells_to_pixels(tuple(e["box_cells"]), (rows, cols), (224, 298)))
+
+
+def test_watch_with_the_spatial_export_puts_the_boxes_of_its_maps_on_its_events(trained, exported, tmp_path,
+                                                                                capsys):
+    _, dataset, _, grids = trained
+    out = tmp_path / "w"
+    code = watch.main([f"gate={_video(dataset)}", "--onnx", str(exported), "--out", str(out), "--threshold", "0",
+                       "--open-after", "1", "--close-after", "1", "--window", "4", "--clips", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    events = [json.loads(line) for line in (out / engine.EVENTS_FILE).read_text().splitlines()]
+    assert [e["state"] for e in events] == ["open", "closed"]
+    for e in events:
+        assert e["box"] == list(map_files.cells_to_pixels(tuple(e["box_cells"]), grids["student"], (224, 298)))
+    assert (out / engine.CLIPS_FOLDER / "gate" / f"{events[0]['event_id']}.jpg").is_file()
