@@ -341,6 +341,24 @@ def markdown(result: dict) -> str:
     for r in result["references"] + result["rows"]:
         n = r["auc"]["n"] if r["auc"] else 0
         lines.append(f"| {r['group']} | {r['name']} | {r['what']} | {fmt(r['auc'])} | {fmt(r['ap'])} | {n} |")
+    located = [r for r in result["rows"] if r.get("localization")]
+    if located:
+        lines += ["", "Where in the frame: the grid rows' anomaly maps against Ped1's pixel masks (the 6 masked clips "
+                  "of the test split, 51 anomalous snippets, 7x11 cells; `pipeline/evaluate/localization.py`), mean "
+                  "± std over the seeds. Pointing game: the share of anomalous snippets whose top cell lies on the "
+                  "anomaly (chance beside it); pixel AUC over every pixel of the upsampled maps; RBDC / TBDC "
+                  "(Ramachandra & Jones 2020) up to 1 false positive per frame.", "",
+                  "| row | pointing game | chance | pixel AUC | RBDC | TBDC | n |", "|---|---|---|---|---|---|---|"]
+        for r in located:
+            loc = r["localization"]
+            n = loc["pointing_game"]["n"] if loc.get("pointing_game") else 0
+            lines.append(f"| {r['name']} | {fmt(loc.get('pointing_game'))} | {fmt(loc.get('pointing_game_chance'))} "
+                         f"| {fmt(loc.get('pixel_auc'))} | {fmt(loc.get('rbdc'))} | {fmt(loc.get('tbdc'))} | {n} |")
+    earlier = sorted({r.get("commit") for r in result["rows"] if r.get("commit") == "earlier"})
+    if earlier:
+        lines += ["", "Rows marked `earlier` in the JSON's `commit` were measured by an earlier run of this script "
+                  "(`--keep-earlier`) on a global extraction, whose features equal the grid extraction's cells' mean "
+                  "(float32 rounding); the references above are recomputed on the grid extraction and match them."]
     failures = [(r["name"], s, e) for r in result["rows"] for s, e in r.get("errors", {}).items()]
     if failures:
         lines += ["", "Failures:", ""] + [f"- {n} seed {s}: {e}" for n, s, e in failures]
