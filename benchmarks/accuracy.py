@@ -227,7 +227,11 @@ def _train_argv(row: Row, seed: int, store: Path, fps: dict, teacher_runs: list[
     return argv
 
 
-def run_one(row: Row, seed: int, store: str, fps: dict, teacher_runs: list[str]) -> dict:
+LOCALIZATION = ("pointing_game", "pointing_game_chance", "pixel_auc", "rbdc", "tbdc")  # reported per grid row
+
+
+def run_one(row: Row, seed: int, store: str, fps: dict, teacher_runs: list[str],
+            pixel_masks: str | None = None) -> dict:
     """Train (or find) and evaluate one row for one seed, in a worker process. Returns metrics or an error."""
     import torch
 
@@ -247,6 +251,7 @@ def run_one(row: Row, seed: int, store: str, fps: dict, teacher_runs: list[str])
         try:
             run = load_run(s, results[0]["run"], row.stage)
             metrics, _, _ = evaluation.evaluate_run(s, run, load_dataset(DATASET), dataset_ref=DATASET, out=None,
+                                                  pixel_masks=Path(pixel_masks) if pixel_masks else None,
                                                   device=torch.device("cpu"), precision="fp32", allow_missing=False,
                                                   video_plots=False, force=False, progress=False)
         finally:
@@ -254,6 +259,8 @@ def run_one(row: Row, seed: int, store: str, fps: dict, teacher_runs: list[str])
     except (UserError, ValueError) as exc:
         return {"error": str(exc)}
     return {"run": run.key, "auc": metrics["auc"], "ap": metrics["ap"], "train": results[0],
+            "localization": {k: metrics["localization"].get(k) for k in LOCALIZATION}
+            if "localization" in metrics else None,
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -262,7 +269,7 @@ def depth(row: Row, by_name: dict[str, Row]) -> int:
 
 
 def train_rows(rows: list[Row], seeds: list[int], store: Path, fps: dict, jobs: int, *,
-               ablation_seeds: list[int] | None = None) -> dict[str, dict[int, dict]]:
+               ablation_seeds: list[int] | None = None, pixel_masks: str | None = None) -> dict[str, dict[int, dict]]:
     """Every row and the rows it distils, over ``seeds`` (methods rows) or ``ablation_seeds`` (the others)."""
     by_name = {r.name: r for r in ROWS}
     todo = dict.fromkeys(t for r in rows for t in _with_teachers(r, by_name))  # dependencies first, ordered
@@ -280,7 +287,7 @@ def train_rows(rows: list[Row], seeds: list[int], store: Path, fps: dict, jobs: 
                     if None in teachers:
                         done[name][seed] = {"error": f"needs the {', '.join(row.teachers)} runs of seed {seed}"}
                         continue
-                    futures[(name, seed)] = pool.submit(run_one, row, seed, str(store), fps, teachers)
+                    futures[(name, seed)] = pool.submit(run_one, row, seed, str(store), fps, teachers, pixel_masks)
             for (name, seed), future in futures.items():
                 done[name][seed] = future.result()
                 result = done[name][seed]
@@ -309,6 +316,10 @@ def summarise(rows: list[Row], done: dict[str, dict[int, dict]]) -> list[dict]:
                     "backbones": list(row.backbones), "view": row.view, "overrides": list(row.overrides),
                     "teachers": list(row.teachers), "auc": _stats([r["auc"] for r in ok.values()]),
                     "ap": _stats([r["ap"] for r in ok.values()]),
+                    **({"localization": {k: _stats([r["localization"][k] for r in ok.values()
+                                                    if r.get("localization") and r["localization"][k] is not None])
+                                         for k in LOCALIZATION}}
+                       if any(r.get("localization") for r in ok.values()) else {}),
                     "per_seed": {str(s): {"auc": r["auc"], "ap": r["ap"], "run": r["run"],
                                           "best_epoch": r["train"]["best_epoch"], "steps": r["train"].get("steps"),
                                           "train_s": r["train"]["wall_time_s"], "cached": r["train"]["cached"]}
@@ -330,6 +341,24 @@ def markdown(result: dict) -> str:
     for r in result["references"] + result["rows"]:
         n = r["auc"]["n"] if r["auc"] else 0
         lines.append(f"| {r['group']} | {r['name']} | {r['what']} | {fmt(r['auc'])} | {fmt(r['ap'])} | {n} |")
+    located = [r for r in result["rows"] if r.get("localization")]
+    if located:
+        lines += ["", "Where in the frame: the grid rows' anomaly maps against Ped1's pixel masks (the 6 masked clips "
+                  "of the test split, 51 anomalous snippets, 7x11 cells; `pipeline/evaluate/localization.py`), mean "
+                  "± std over the seeds. Pointing game: the share of anomalous snippets whose top cell lies on the "
+                  "anomaly (chance beside it); pixel AUC over every pixel of the upsampled maps; RBDC / TBDC "
+                  "(Ramachandra & Jones 2020) up to 1 false positive per frame.", "",
+                  "| row | pointing game | chance | pixel AUC | RBDC | TBDC | n |", "|---|---|---|---|---|---|---|"]
+        for r in located:
+            loc = r["localization"]
+            n = loc["pointing_game"]["n"] if loc.get("pointing_game") else 0
+            lines.append(f"| {r['name']} | {fmt(loc.get('pointing_game'))} | {fmt(loc.get('pointing_game_chance'))} "
+                         f"| {fmt(loc.get('pixel_auc'))} | {fmt(loc.get('rbdc'))} | {fmt(loc.get('tbdc'))} | {n} |")
+    earlier = sorted({r.get("commit") for r in result["rows"] if r.get("commit") == "earlier"})
+    if earlier:
+        lines += ["", "Rows marked `earlier` in the JSON's `commit` were measured by an earlier run of this script "
+                  "(`--keep-earlier`) on a global extraction, whose features equal the grid extraction's cells' mean "
+                  "(float32 rounding); the references above are recomputed on the grid extraction and match them."]
     failures = [(r["name"], s, e) for r in result["rows"] for s, e in r.get("errors", {}).items()]
     if failures:
         lines += ["", "Failures:", ""] + [f"- {n} seed {s}: {e}" for n, s, e in failures]
@@ -400,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", default="", help="comma-separated row names (default: all)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--readme", help="README to update between the accuracy markers")
+    p.add_argument("--pixel-masks", help="Ped1's pixel masks (<video>.npz) for the grid rows' localisation "
+                   "(default: a pixel_masks/ folder beside --data or inside it, when there is one)")
     p.add_argument("--keep-earlier", action="store_true",
                    help="keep the rows of the existing accuracy.json that this run does not train (with --rows), "
                         "marked with the commit that measured them, instead of dropping them from the table")
@@ -420,8 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     refs = references(store, fps)
     timing["references_s"] = round(time.perf_counter() - tick, 1)
     tick = time.perf_counter()
+    masks = args.pixel_masks or next((str(p) for p in (Path(args.data) / "pixel_masks",
+                                                       Path(args.data).parent / "pixel_masks") if p.is_dir()), None)
     done = train_rows(rows, list(range(args.seeds)), store, fps, args.jobs,
-                      ablation_seeds=list(range(min(args.ablation_seeds, args.seeds))))
+                      ablation_seeds=list(range(min(args.ablation_seeds, args.seeds))), pixel_masks=masks)
     timing["train_evaluate_s"] = round(time.perf_counter() - tick, 1)
     timing["total_s"] = round(time.perf_counter() - started, 1)
     # the training time the runs took when they were trained (their metrics), the same on a cached re-run

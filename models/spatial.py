@@ -33,6 +33,12 @@ from torch import Tensor, nn
 
 CELL_MODES = ("auto", "off")  # auto: spatial MIL when the features have more than one cell; off: the cells' mean
 TEMPORAL_MODES = ("pooled", "cells")
+# How the pooled mode joins the inner's snippet score s[t] and a cell's own evidence delta[t, c]:
+#   mean:  cell_score = (s[t] + sigmoid(delta[t, c])) / 2, the cell scorer a head of its own from the first step;
+#   logit: cell_score = sigmoid(logit(s[t]) + delta[t, c]), delta starting at zero (training starts from the global
+#          model). Measured on Ped1 (method.md §12): with "logit" the global path fits the training bags and delta
+#          stays near zero (frame AUC no better than global); "mean" makes the cells carry half of every score.
+FUSIONS = ("mean", "logit")
 
 # A snippet's score is the mean of its k highest cell scores: an anomaly (a cyclist on a walkway) fills a few of
 # Ped1's 77 cells, so the max (k = 1) would follow one noisy cell and the mean of all cells would dilute it; 3 is
@@ -62,11 +68,14 @@ class SpatialConfig:
     temporal: str = "pooled"
     hidden: int = CELL_HIDDEN
     reduce_dim: int = CELL_REDUCE_DIM
+    fusion: str = FUSIONS[0]
     map_weight: float = MAP_WEIGHT  # the student's map distillation term (spatial teacher and student, one grid)
 
     def __post_init__(self) -> None:
         if self.cells not in CELL_MODES:
             raise ValueError(f"SpatialConfig.cells must be one of {', '.join(CELL_MODES)}, got {self.cells!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"SpatialConfig.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if self.temporal not in TEMPORAL_MODES:
             raise ValueError(f"SpatialConfig.temporal must be one of {', '.join(TEMPORAL_MODES)}, "
                              f"got {self.temporal!r}")
@@ -201,10 +210,11 @@ class SpatialMIL(nn.Module):
             # Backbones summed before the ReLU: one hidden layer sees every backbone's evidence about the cell.
             self.cell_inputs = nn.ModuleList(nn.Linear(r.out_dim, config.hidden) for r in self.reductions)
             self.cell_output = nn.Linear(config.hidden, 1)
-            # Zero: every cell starts at the inner's score, so training starts from the global model and a cell
-            # departs from it only as far as the losses ask.
-            nn.init.zeros_(self.cell_output.weight)
-            nn.init.zeros_(self.cell_output.bias)
+            if config.fusion == "logit":
+                # Zero: every cell starts at the inner's score, so training starts from the global model and a cell
+                # departs from it only as far as the losses ask.
+                nn.init.zeros_(self.cell_output.weight)
+                nn.init.zeros_(self.cell_output.bias)
 
     # -- inputs ---------------------------------------------------------------------------------------------------
     def _check(self, features: Sequence[Tensor]) -> int:
@@ -242,8 +252,11 @@ class SpatialMIL(nn.Module):
         out = self.inner(prepared.pooled)
         hidden = sum(layer(x) for layer, x in zip(self.cell_inputs, prepared.cells))  # [N, L, C, hidden]
         delta = self.cell_output(torch.relu(hidden)).squeeze(-1)  # [N, L, C]
-        logit = torch.logit(out.scores.float(), eps=LOGIT_EPS)
-        cell_scores = torch.sigmoid(logit.unsqueeze(-1) + delta.float())
+        if self.config.fusion == "mean":
+            cell_scores = (out.scores.float().unsqueeze(-1) + torch.sigmoid(delta.float())) / 2
+        else:
+            logit = torch.logit(out.scores.float(), eps=LOGIT_EPS)
+            cell_scores = torch.sigmoid(logit.unsqueeze(-1) + delta.float())
         return SpatialOutput(h=out.h, scores=cell_topk(cell_scores, self.config.k), cell_scores=cell_scores,
                              extras=_extras(out))
 

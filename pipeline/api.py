@@ -437,10 +437,12 @@ class EvaluateResult(Sequence):
 def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, out: PathLike | None = None,
              fingerprints: Mapping[str, str] | Sequence[str] | None = None, device: str = d.DEFAULT_DEVICE,
              precision: str = d.DEFAULT_SCORING_PRECISION, allow_missing: bool = False, video_plots: bool = True,
-             force: bool = False, progress: bool = False,
+             force: bool = False, progress: bool = False, pixel_masks: PathLike | None = None,
              on_metrics: Callable[[Metrics], None] | None = None) -> EvaluateResult:
     """Stage 4: score every test video of each run (key prefixes, folders, :class:`Run`s or a TrainResult) and
-    measure. ``out``: the output folder (one run only; default ``<store>/runs/evaluate/<key>``)."""
+    measure. ``out``: the output folder (one run only; default ``<store>/runs/evaluate/<key>``). ``pixel_masks``:
+    a folder of ``<video>.npz`` pixel masks (default: a frame-label folder's ``pixel_masks/``), against which a
+    spatial run's anomaly maps are scored (pixel AUC, pointing game, RBDC, TBDC)."""
     from data.datasets import load_dataset
     from pipeline.run_refs import find_run_folder
 
@@ -475,7 +477,8 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
             values, folder, cached = evaluation.evaluate_run(
                 fs, run, spec, dataset_ref=dataset_ref, out=Path(out) if out else None, device=dev,
                 precision=precision, allow_missing=allow_missing, video_plots=video_plots, force=force,
-                progress=progress, fingerprints={b: p for b, p in requested.items() if b in run.backbones})
+                progress=progress, fingerprints={b: p for b, p in requested.items() if b in run.backbones},
+                pixel_masks=Path(pixel_masks) if pixel_masks is not None else None)
             results.append(Metrics(run.key, values["stage"], spec.name, Path(folder), values, cached,
                                    evaluation.group_identity(run, values)))
             if on_metrics:

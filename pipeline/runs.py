@@ -71,12 +71,16 @@ def save_torch(obj, dest: Path) -> Path:
 def training_backbone(run: LoadedRun, store: FeatureStore, name: str, *, weights: str | None,
                       device) -> Backbone:
     """Backbone ``name`` of ``run`` built with the crops, frames and view its training features were made with (read
-    from the store's extractor params; features imported from elsewhere have none: 1 crop, the centre frame)."""
+    from the store's extractor params; features imported from elsewhere have none: 1 crop, the centre frame). A
+    spatial run's backbone also keeps the grid choice of its training features (``"native"`` or ``"RxC"``: it gives
+    the cells the run scores); a global run's is built without one, as before grids, even on a grid store (it scores
+    the global feature)."""
     params = store.extractor_params(run.fingerprints[name])
     frames = len(params.get("frame_indices", [0])) if name in frame_backbones() else 1
     view = params.get("preprocessing", {}).get("view", DEFAULT_VIEW)  # absent: the crop view (made before views)
+    grid = params.get("grid") if run.spatial else None
     return build_backbone(name, weights=weights, crops=params.get("crops", 1), frames=frames, view=view,
-                          device=device)
+                          grid=grid, device=device)
 
 
 def build_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1) -> nn.Module:

@@ -1,7 +1,7 @@
 """Stage 4: score the test videos with trained runs and compute the community's frame-level metrics.
 
     python -m pipeline.evaluate RUN [RUN ...] --store DIR [--dataset ucf-crime] [--out DIR]
-                                [--summary FILE.json] [--fingerprint BACKBONE=PREFIX ...]
+                                [--summary FILE.json] [--fingerprint BACKBONE=PREFIX ...] [--pixel-masks DIR]
 
 Protocol (method.md §7): every snippet of each test video is scored (the full length, not 32 segments), crops
 averaged; each snippet score covers its 16 frames; the ground truth has ``16 * T`` frames per video with T from
@@ -10,7 +10,9 @@ anomalous videos, false-alarm rate on the normal ones, per-class AUC.
 
 Writes, per run, ``<store>/runs/evaluate/<key>/`` (or ``--out``): ``metrics.json``, ``scores.csv`` (one row per
 snippet), ``videos.csv`` (one row per video), ``roc.png``, ``pr.png`` and ``videos/<name>.png`` (score over time,
-GT shaded). The key hashes the run, the test labels and the test features, so re-running is a cache hit.
+GT shaded); for a spatial run also ``maps/<name>.npz`` (its per-snippet anomaly maps) and, when the test videos
+have pixel masks (``--pixel-masks``), ``metrics.json``'s ``localization``. The key hashes the run, the test labels,
+the test features (and the masks' names and shapes), so re-running is a cache hit.
 
 The test videos are scored with the features of the extraction the run was trained on (its fingerprint per
 backbone). When they are stored under another extraction only (e.g. a test list imported with another
@@ -62,6 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                                 "(the metrics are then not comparable)")
     p.add_argument("--no-video-plots", dest="video_plots", action="store_false", help="skip the per-video PNGs")
     p.add_argument("--force", action="store_true", help="recompute even if this evaluation exists")
+    p.add_argument("--pixel-masks", metavar="DIR",
+                   help="folder of the test videos' pixel masks (<video>.npz, array mask [T, H, W]) against which "
+                        "a spatial run's anomaly maps are scored: pixel AUC, pointing game, RBDC, TBDC (default: "
+                        "the dataset folder's pixel_masks/, if any)")
     add_common(p, json_help="print each run's metrics and the groups' mean ± std as JSON on stdout")
 
 
@@ -82,6 +88,15 @@ def _line(m: dict) -> str:
     return ", ".join(parts)
 
 
+def _localization_line(report: dict) -> str:
+    def num(key: str) -> str:
+        return "n/a" if report.get(key) is None else f"{report[key]:.3f}"
+
+    return (f"pointing game {num('pointing_game')} (chance {num('pointing_game_chance')}, "
+            f"{report['anomalous_snippets']} anomalous snippets), pixel AUC {num('pixel_auc')}, RBDC {num('rbdc')}, "
+            f"TBDC {num('tbdc')} over {report['masked_videos']} videos with masks")
+
+
 def build_parser() -> argparse.ArgumentParser:
     return stage_parser("evaluate")
 
@@ -98,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
                         for b, o in m.values.get("other_extractions", {}).items())
         say(args, f"evaluate {m.stage} {m.run[:12]} on {m.dataset}: {_line(m.values)}; {m.values['n_videos']} "
                   f"videos{other}{' (cached)' if m.cached else ''}; plots and CSVs in {m.folder}")
+        if "localization" in m.values:
+            say(args, f"  localisation: {_localization_line(m.values['localization'])}")
 
     try:
         result = call_api(api.evaluate, args, progress=not args.quiet, on_metrics=report)

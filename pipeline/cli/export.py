@@ -33,11 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def summary_line(run_key: str, backbone: str, out: Path, info: dict) -> str:
-    """The command's one line: what was written where, the length range, and the check's largest differences."""
+    """The command's one line: what was written where, the length range (a spatial run's: its maps' grid), and the
+    check's largest differences (of the scores and maps)."""
     diffs, files = info["max_abs_diff"], ", ".join((TORCHSCRIPT_FILE, BACKBONE_ONNX, HEAD_ONNX, EXPORT_JSON))
-    return (f"export: run {run_key[:12]} ({backbone}) -> {out}: {files}; T in [1, {info['T_range'][1]}]; checked on "
-            f"{len(info['check'])} inputs, max |score - eager| torchscript {diffs['torchscript']:.2g}, onnx "
-            f"{diffs['onnx']:.2g} (tolerance {info['tolerance']['max_abs_diff_scores']:g})")
+    maps = f"; scores and {info['grid'][0]}x{info['grid'][1]} maps" if info.get("grid") else ""
+    what = "score and map" if maps else "score"
+    return (f"export: run {run_key[:12]} ({backbone}) -> {out}: {files}; T in [1, {info['T_range'][1]}]{maps}; "
+            f"checked on {len(info['check'])} inputs, max |{what} - eager| torchscript {diffs['torchscript']:.2g}, "
+            f"onnx {diffs['onnx']:.2g} (tolerance {info['tolerance']['max_abs_diff_scores']:g})")
 
 
 def parse_frame_size(text: str | None) -> tuple[int, int] | None:

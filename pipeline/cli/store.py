@@ -130,7 +130,8 @@ def _list(store: FeatureStore, args: argparse.Namespace) -> int:
             print(f"  [{r['stage']}] {r['path']}: {r['reason']}" + (f" ({r['fix']})" if r["fix"] else ""))
         else:
             flag = f"  DAMAGED ({r['damage']})" if r["damage"] else ""
-            print(f"  {r['backbone']:<13} T={r['n_snippets']:<5} crops={r['crops']:<2} D={r['dim']:<5} "
+            axis = f"grid={r['grid']:<5}" if r.get("grid") else f"crops={r['crops']:<2}"
+            print(f"  {r['backbone']:<13} T={r['n_snippets']:<5} {axis} D={r['dim']:<5} "
                   f"{r['first_path']}  {r['file']}{flag}")
     if damaged:
         print(f"warning: {damaged} feature files are damaged: they count as missing and are never used; "

@@ -25,10 +25,11 @@ from extractors.device import auto_device
 from pipeline.atomic import atomic_write, atomic_write_json
 from pipeline.defaults import DETECT_BATCH_SIZE, DETECT_OUT, DETECT_STAGE
 from pipeline.errors import InputError, UsageError, UserError
-from pipeline.evaluate.scoring import align_snippets, score_snippets
+from pipeline.evaluate.scoring import align_cells, align_snippets, score_cells, score_snippets
 from pipeline.detect.onnx_scorer import (BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, OnnxScorer, TooManySnippets,
                                          maps_output, too_many_message)
 from pipeline.extract.extractor import Extractor, failure_reason
+from pipeline.features import VideoFeatures
 from pipeline.keys import feature_key
 from pipeline.alert_rule import AlertRule
 from pipeline.detect.maps import MAPS_SUFFIX, event_box, write_maps_npz
@@ -282,7 +283,8 @@ def load_export(folder: str | Path, providers: list[str] | None = None) -> OnnxE
 
 
 def embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
-    """uint8 snippets, each ``[16, H, W, 3]`` -> features ``[n, crops, D]`` (preprocessed, then the backbone graph)."""
+    """uint8 snippets, each ``[16, H, W, 3]`` -> features ``[n, crops, D]`` (preprocessed, then the backbone graph);
+    a spatial run's export gives each snippet's cells, ``[n, C, D]``."""
     x = preprocess_snippets(torch.from_numpy(np.stack(snippets)), export.preprocessing, export.frame_indices,
                             export.crops)  # [n * crops, 3, F, h, w]
     if export.input_hw is not None and tuple(x.shape[-2:]) != export.input_hw:
@@ -290,7 +292,8 @@ def embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
         raise VideoError("", f"its frames become {x.shape[-1]}x{x.shape[-2]} inputs but the export was traced for "
                              f"{w}x{h} (the whole frame, view full)", "export the run again for this camera's "
                              "frame size: dakd export RUN --store S --frame-size WIDTHxHEIGHT")
-    return export.scorer.embed(x).reshape(len(snippets), export.crops, -1)
+    features = export.scorer.embed(x)  # [n * crops, D], or cells [n, C, D]
+    return features if export.scorer.cells else features.reshape(len(snippets), export.crops, -1)
 
 
 def video_features(path: Path, export: OnnxExport, chunk: int) -> tuple[np.ndarray, int, float]:
@@ -324,7 +327,8 @@ def video_features(path: Path, export: OnnxExport, chunk: int) -> tuple[np.ndarr
 
 def onnx_detect(path: Path, export: OnnxExport, chunk: int) -> Detection:
     """One video scored by the exported graphs: the backbone a chunk at a time, the head over every snippet at
-    once (the attention sees the whole video), each crop as its own sequence, crops averaged."""
+    once (the attention sees the whole video), each crop as its own sequence, crops averaged (a spatial export: the
+    cells together, with the maps)."""
     features, n_frames, fps = video_features(path, export, chunk)
     scores, maps = export.scorer.score_crops_maps(features)  # maps None: an export without maps
     return Detection(path, scores, n_frames, fps, export.timeline, maps)
@@ -395,11 +399,36 @@ def event_frames(d: Detection, events: list[dict]) -> list[tuple[int, int, tuple
             for e in events if "box" in e]
 
 
-def score_video(run: LoadedRun, model, arrays: list[np.ndarray], device) -> tuple[np.ndarray, np.ndarray | None]:
+def score_video(run: LoadedRun, model, arrays: list[np.ndarray], device,
+                grids: list[tuple[int, int]] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """One video scored by a run's model: (snippet scores ``[T]``, anomaly maps ``[T, rows, cols]`` or None).
-    ``arrays``: the video's aligned features, one ``[T, crops, D_b]`` per backbone. A global run has no maps; this is
-    the one place a spatial run's maps enter the torch path of detect (its cell scoring goes here)."""
+    ``arrays``: the video's aligned features, one per backbone (:func:`stored_inputs`): a global run's ``[T, crops,
+    D_b]``, scored as evaluation scores them, without maps; a spatial run's cells ``[T, C_b, D_b]`` on ``grids``,
+    scored on the run's grid (``pipeline.evaluate.scoring.score_cells``, every backbone brought to it), the maps
+    ``[T, rows, cols]`` with ``(rows, cols) = run.grid``."""
+    if run.spatial:
+        return score_cells(model, arrays, grids, device, n_heads=run.attention_heads, grid=run.grid)
     return score_snippets(model, arrays, device, n_heads=run.attention_heads), None
+
+
+def stored_inputs(run: LoadedRun, store: FeatureStore, keys: list[str]) -> tuple[list[np.ndarray],
+                                                                                 list[tuple[int, int]] | None]:
+    """One video's stored features (``keys``: one feature key per backbone, the run's order) as
+    :func:`score_video` takes them: a global run's ``[T, crops, D_b]`` as stored (aligned by ``align_snippets``;
+    grids None); a spatial run's cells ``[T, C_b, D_b]`` and grids, read as evaluation reads them
+    (``LoadedRun.scoring_inputs``: a global feature's crops averaged, one cell), aligned by ``align_cells``.
+    Raises DamagedFeature (a UserError) or KeyError for a feature damaged or gone since extraction."""
+    if not run.spatial:
+        return align_snippets([store.load_feature(key).astype(np.float32) for key in keys])[0], None
+    records = {}
+    for name, key in zip(run.backbones, keys):
+        record = store.get_feature(key)
+        if record is None:
+            store.load_feature(key)  # raises, naming what is wrong with it (missing or damaged)
+        records[name] = record
+    # no dataset entry: the readers of VideoFeatures use its records alone
+    cells, grids = run.scoring_inputs(VideoFeatures(None, records))
+    return align_cells(cells)[0], grids
 
 
 def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[str, str], device: str,
@@ -429,8 +458,8 @@ def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[s
         for path in [v for v in videos if str(v) not in failed]:
             video_key = store.video_key(path)
             try:
-                arrays, _ = align_snippets([store.load_feature(feature_key(video_key, fp)).astype(np.float32)
-                                            for fp in extractor.fingerprints])
+                arrays, grids = stored_inputs(loaded, store, [feature_key(video_key, fp)
+                                                              for fp in extractor.fingerprints])
             except (UserError, ValueError, OSError) as exc:
                 # a stored feature damaged since the extractor checked it: this video fails alone, the others go on
                 failed.add(str(path))
@@ -438,7 +467,7 @@ def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[s
                                  STORED_FEATURE_FIX.format(store=store_dir)))
                 continue
             n_frames, fps = video_timeline(store, video_key, outcome.infos.get(str(path)))
-            scores, maps = score_video(loaded, model, arrays, dev)
+            scores, maps = score_video(loaded, model, arrays, dev, grids)
             detections.append(Detection(path, scores, n_frames, fps, extractor.timeline, maps))
         return (detections, ModelInfo.of_run(loaded), failures, warnings, outcome.frames,
                 time.perf_counter() - start)

@@ -5,7 +5,9 @@
 A spatial run's head has a second output, its anomaly maps ``[T, rows, cols]`` (:data:`MAPS_NAME`), which
 ``export.json`` announces with ``"outputs": ["scores", "maps"]`` and ``"grid": [rows, cols]``
 (:func:`maps_export_entries` writes them, :func:`maps_output` reads them); :meth:`OnnxScorer.score_maps` returns
-them beside the scores, None for an export without maps."""
+them beside the scores, None for an export without maps. The head of a spatial run's export takes one video's
+cells ``[T, C, D]`` (its backbone graph gives ``[n, C, D]``), not one crop's features ``[T, D]``
+(:attr:`OnnxScorer.cells`)."""
 
 from __future__ import annotations
 
@@ -95,6 +97,8 @@ class OnnxScorer:
         meta = self.head.get_modelmeta().custom_metadata_map
         self.max_snippets = int(meta.get(METADATA_MAX_SNIPPETS, DEFAULT_MAX_SNIPPETS))
         self.input_shape = self.backbone.get_inputs()[0].shape  # ["n", 3, F, c, c]
+        # True: the head takes one video's cells [T, C, D] (a spatial run's export), not one crop's [T, D]
+        self.cells = len(self.head.get_inputs()[0].shape) == 3
         self.maps_name, self.grid = maps if maps is not None else (None, None)
         outputs = [o.name for o in self.head.get_outputs()]
         if self.maps_name is not None and self.maps_name not in outputs:
@@ -105,7 +109,8 @@ class OnnxScorer:
             raise TooManySnippets(too_many_message(n, self.max_snippets))
 
     def embed(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``[n, 3, F, c, c]`` -> features ``[n, D]``, ``batch`` rows at a time."""
+        """float32 ``[n, 3, F, c, c]`` -> features ``[n, D]`` (:attr:`cells`: ``[n, C, D]``), ``batch`` rows at a
+        time."""
         if hasattr(x, "detach"):  # a torch tensor
             x = x.detach().cpu().numpy()
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -117,13 +122,13 @@ class OnnxScorer:
                                for i in range(0, len(x), self.batch)])
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
-        """One video's features of one crop ``[T, D]`` -> scores ``[T]``."""
+        """One video's features of one crop ``[T, D]`` (:attr:`cells`: its cells ``[T, C, D]``) -> scores ``[T]``."""
         self.check_length(len(features))
         return self.head.run([OUTPUT_NAME], {FEATURES_NAME: np.ascontiguousarray(features, np.float32)})[0]
 
     def score_maps(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """One video's features of one crop ``[T, D]`` -> (scores ``[T]``, maps ``[T, rows, cols]`` or None for an
-        export without maps), from one run of the head."""
+        """One video's features of one crop ``[T, D]`` (:attr:`cells`: its cells ``[T, C, D]``) -> (scores ``[T]``,
+        maps ``[T, rows, cols]`` or None for an export without maps), from one run of the head."""
         if self.maps_name is None:
             return self.score_features(features), None
         self.check_length(len(features))
@@ -133,9 +138,12 @@ class OnnxScorer:
 
     def score_crops_maps(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``[T, crops, D]`` -> (scores ``[T]``, maps ``[T, rows, cols]`` or None): each crop scored as its own
-        sequence, scores and maps averaged over the crops (as :meth:`score_crops`)."""
+        sequence, scores and maps averaged over the crops (as :meth:`score_crops`). With :attr:`cells` the second
+        axis holds the video's cells ``[T, C, D]``, scored together (a grid is one view: no crops)."""
         if self.maps_name is None:
             return self.score_crops(features), None
+        if self.cells:
+            return self.score_maps(features)
         both = [self.score_maps(features[:, k]) for k in range(features.shape[1])]
         return (np.mean([s for s, _ in both], axis=0).astype(np.float32),
                 np.mean([m for _, m in both], axis=0).astype(np.float32))
@@ -158,4 +166,6 @@ class OnnxScorer:
             raise ValueError(f"{x.shape[0]} preprocessed rows are not a multiple of crops={crops}")
         self.check_length(x.shape[0] // crops)
         features = self.embed(x)
+        if self.cells:  # [T, C, D]: one view's cells
+            return self.score_features(features)
         return self.score_crops(features.reshape(x.shape[0] // crops, crops, -1))

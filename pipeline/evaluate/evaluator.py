@@ -18,9 +18,11 @@ import torch
 from tqdm import tqdm
 
 from data.datasets import DatasetSpec
+from data.pixel_masks import PIXEL_MASK_FOLDER, PixelMaskError, load_pixel_masks
 from pipeline.atomic import atomic_write_json
 from pipeline.errors import UserError
 from pipeline.evaluate.metrics import VideoScores, frame_metrics
+from pipeline.evaluate.localization import localization_report
 from pipeline.evaluate.maps import MAPS_FOLDER, map_files, write_maps
 from pipeline.evaluate.scoring import score_video
 from pipeline.features import (describe_candidates, describe_extraction, extraction_candidates, missing_message,
@@ -89,11 +91,36 @@ def _other_extraction_message(store: FeatureStore, run: LoadedRun, backbone: str
             f"{backbone}={best[:SHORT_KEY]}")
 
 
+def test_pixel_masks(entries: list, dataset_ref: str, pixel_masks: Path | None) -> dict[str, np.ndarray]:
+    """Entry name -> bool ``[T, H, W]`` pixel mask of the test videos that have one (:mod:`data.pixel_masks`), read
+    from ``pixel_masks`` or, when the dataset is a frame-label folder, its ``pixel_masks/`` folder; a mask file is
+    matched to a video by the video's name or one of its aliases (UCSD's ``Test019`` is ``test_19``). Raises
+    UserError for a named folder that does not exist or a mask file that cannot be read."""
+    if pixel_masks is not None and not Path(pixel_masks).is_dir():
+        raise UserError(f"`pixel_masks` {pixel_masks} is not a folder: pass the folder of <video>.npz masks "
+                        f"(each with a 0/1 array `mask` [T, H, W])")
+    folder = Path(pixel_masks) if pixel_masks is not None else Path(dataset_ref) / PIXEL_MASK_FOLDER
+    try:
+        masks = load_pixel_masks(folder)
+    except PixelMaskError as exc:
+        raise UserError(str(exc)) from None
+    found = {}
+    for entry in entries:
+        name = next((n for n in (entry.name, *entry.aliases) if n in masks), None)
+        if name is not None:
+            found[entry.name] = masks[name]
+    return found
+
+
 def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, dataset_ref: str, out: Path | None,
                  device: torch.device, precision: str, allow_missing: bool, video_plots: bool, force: bool,
-                 progress: bool, fingerprints: dict[str, str] | None = None) -> tuple[dict, Path, bool]:
+                 progress: bool, fingerprints: dict[str, str] | None = None,
+                 pixel_masks: Path | None = None) -> tuple[dict, Path, bool]:
     """Score, measure and plot one run. ``fingerprints``: backbone -> prefix of the stored extraction to score the
-    test videos with (default: the run's own). Returns (metrics, folder, cached)."""
+    test videos with (default: the run's own). ``pixel_masks``: a folder of the test videos' pixel masks (default:
+    the dataset folder's ``pixel_masks/``, if any); a spatial run's maps are then scored for localisation
+    (``metrics["localization"]``, :func:`pipeline.evaluate.localization.localization_report`). Returns (metrics,
+    folder, cached)."""
     entries = spec.split("test")
     if not entries:
         raise UserError(f"{spec.name} ({spec.source}) has no test videos (split 'test')")
@@ -103,10 +130,14 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
         raise UserError(missing_message(features, spec.name, store))
     other = {b: {"trained_on": run.fingerprints.get(b), "evaluated_on": fp} for b, fp in chosen.items()
              if fp != run.fingerprints.get(b)}
+    masks = test_pixel_masks(entries, dataset_ref, pixel_masks) if run.spatial else {}
+    # What localisation is measured against: the masks' names and shapes (their bytes are the dataset's own).
+    mask_key = {name: list(mask.shape) for name, mask in sorted(masks.items())}
     key = hash_json({"run": run.key, "videos": [(e.name, e.label, e.class_name, e.intervals, e.mask_file)
                                                 for e in entries],
                      "features": features.keys(), "precision": precision, "code": CODE_VERSION,
-                     **({"other_extractions": other} if other else {})})  # absent: the keys of before stay valid
+                     **({"other_extractions": other} if other else {}),  # absent: the keys of before stay valid
+                     **({"pixel_masks": mask_key} if mask_key else {})})
     folder = out or store.run_folder(STAGE, key)
     if (folder / "metrics.json").is_file() and not force:
         cached = json.loads((folder / "metrics.json").read_text())
@@ -121,6 +152,7 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
     # A spatial run's per-snippet anomaly maps, maps/<video>.npz (pipeline.evaluate.maps), for localisation.
     maps_out = map_files(folder, [vf.entry.name for vf in features.found]) if run.spatial else {}
     videos: list[VideoScores] = []
+    video_maps: dict[str, np.ndarray] = {}  # name -> [T, rows, cols], for localisation
     fps: dict[str, float] = {}
     truncated: dict[str, int] = {}
     started = time.perf_counter()
@@ -129,6 +161,7 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
         scores, maps, dropped = score_video(run, vf, device, precision)
         if run.spatial:
             write_maps(maps_out[vf.entry.name], maps)
+            video_maps[vf.entry.name] = maps
         if dropped:
             truncated[vf.entry.name] = dropped
         info = store.video(vf.records[run.backbones[0]].video_key)
@@ -151,6 +184,8 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
     })
     if run.spatial:  # where the maps are and their cells (a global run has neither)
         metrics.update(grid=list(run.grid), maps=MAPS_FOLDER)
+        if masks:
+            metrics["localization"] = localization_report(video_maps, masks, {v.name: v.gt for v in videos})
     folder.mkdir(parents=True, exist_ok=True)
     title = f"{run.checkpoint['stage']} {run.key[:8]} on {spec.name}"
     write_scores_csv(videos, folder / "scores.csv")

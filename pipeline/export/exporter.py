@@ -8,6 +8,12 @@ The model is two graphs, so that a long video is scored in bounded memory, as th
   output of ``Backbone.preprocess``) -> features ``[n, D]``, run a batch at a time;
 - the head, :class:`HeadScorer`: ONE video's features ``[T, D]`` -> per-snippet scores ``[T]`` in (0, 1).
 
+A spatial run (``models.spatial.SpatialMIL`` over grid features, method.md §12) keeps its backbone's grid: the
+backbone graph gives each snippet's cells ``[n, C, D]`` (the grid choice of the run's training features, its cells
+row-major) and the head, :class:`CellHeadScorer`, takes ONE video's cells ``[T, C, D]`` to two outputs, the scores
+``[T]`` and the anomaly maps ``[T, rows, cols]`` on the run's grid (``export.json``: ``"outputs": ["scores",
+"maps"]`` and ``"grid"``, ``pipeline.detect.onnx_scorer.maps_export_entries``); the check compares both.
+
 Preprocessing (frame choice, resize, crop, normalisation of the uint8 frames) stays outside the graphs: it is
 ``extractors.base.preprocess_snippets``. Several crops are scored one sequence per crop and averaged, as
 ``pipeline.evaluate.scoring.score_snippets`` does (:meth:`OnnxScorer.score_crops`).
@@ -37,6 +43,7 @@ so that deployed videos are decoded the same way, on the same timeline (``data.d
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -48,12 +55,14 @@ from torch import Tensor, nn
 from data.decode import short_side_size
 from data.decode import SNIPPET_FRAMES
 from extractors.base import Backbone
+from extractors.views import GRID_NATIVE
 from models.attention import QUERY_BLOCK, MultiBackboneDisentangledAttention
+from models.spatial import SpatialMIL
 from models.vad_model import VADModel
 from pipeline.atomic import atomic_write_json
 from pipeline.detect.onnx_scorer import (BACKBONE_ONNX, DEFAULT_BATCH, EXPORT_JSON, FEATURES_NAME, HEAD_ONNX,
-                                         INPUT_NAME, METADATA_MAX_SNIPPETS, OUTPUT_NAME, TOLERANCE, TORCHSCRIPT_FILE,
-                                         OnnxScorer)
+                                         INPUT_NAME, MAPS_NAME, METADATA_MAX_SNIPPETS, OUTPUT_NAME, TOLERANCE,
+                                         TORCHSCRIPT_FILE, OnnxScorer, maps_export_entries)
 from pipeline import defaults
 from pipeline.errors import UsageError, UserError
 from pipeline.runs import CALIBRATION_FILE, LoadedRun, load_calibration, load_run, training_backbone
@@ -70,18 +79,51 @@ DEFAULT_CHECK_LENGTHS = (1, 5, 33)  # backbone + head; each lowered to max_snipp
 HEAD_CHECK_LENGTH = 2 * QUERY_BLOCK + 3
 
 
+def pool_matrix(size: tuple[int, int], target: tuple[int, int]) -> np.ndarray:
+    """float32 ``[R * C, h * w]``: adaptive average pooling of an ``size`` = (h, w) map to ``target`` = (R, C)
+    cells, both row-major, as one matrix (torch's bins: rows ``floor(i h / R)`` to ``ceil((i + 1) h / R)``,
+    likewise columns). ONNX's exporter refuses ``adaptive_avg_pool2d`` whose output size does not divide its input
+    (a 3 x 4 grid of I3D's 7 x 11 map); the same averages as a matrix product it takes."""
+    def bins(n: int, m: int) -> np.ndarray:  # [m, n]
+        weights = np.zeros((m, n))
+        for i in range(m):
+            start, end = (i * n) // m, -(-((i + 1) * n) // m)
+            weights[i, start:end] = 1.0 / (end - start)
+        return weights
+
+    return np.kron(bins(size[0], target[0]), bins(size[1], target[1])).astype(np.float32)
+
+
+def pool_cells(cells: Tensor, size: tuple[int, int], target: tuple[int, int]) -> Tensor:
+    """Cells ``[..., h * w, D]`` of a ``size`` grid -> ``[..., R * C, D]`` on ``target`` (:func:`pool_matrix`, a
+    constant of a traced graph: what ``extractors.grid.pool_map`` and ``models.spatial.to_grid`` compute, in a form
+    ONNX exports)."""
+    return torch.matmul(torch.from_numpy(pool_matrix(size, target)).to(cells.dtype), cells)
+
+
 class SnippetEmbedder(nn.Module):
-    """The backbone: float ``[n, 3, F, c, c]`` (preprocessed snippets, one crop each) -> features ``[n, D]``.
-    Image backbones embed the F frames of each snippet and average them, video backbones embed the clip, exactly
-    as ``Backbone.embed_snippets``."""
+    """The backbone: float ``[n, 3, F, c, c]`` (preprocessed snippets, one crop each) -> features ``[n, D]`` (a
+    backbone with a grid: cells ``[n, C, D]``). Image backbones embed the F frames of each snippet and average them,
+    video backbones embed the clip, exactly as ``Backbone.embed_snippets``; an ``RxC`` grid is the native map's cells
+    pooled by :func:`pool_cells` (the same averages as the extractor's adaptive pooling, which ONNX cannot always
+    express)."""
 
     def __init__(self, backbone: Backbone):
         super().__init__()
         self.backbone = backbone.model  # registered, so tracing finds its parameters
-        self._embed_snippets = backbone.embed_snippets  # uses the same module
+        self._native = None
+        self._target = None
+        if backbone.grid is not None and backbone.grid != GRID_NATIVE:
+            self._native = copy.copy(backbone)  # the same modules, on the native grid
+            self._native.grid = GRID_NATIVE
+            self._target = tuple(int(v) for v in backbone.grid.split("x"))
+        self._embed_snippets = (self._native or backbone).embed_snippets  # uses the same module
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._embed_snippets(x)
+        out = self._embed_snippets(x)
+        if self._target is None:
+            return out
+        return pool_cells(out, self._native.last_grid, self._target)  # the native map's size: a trace constant
 
 
 class HeadScorer(nn.Module):
@@ -95,23 +137,65 @@ class HeadScorer(nn.Module):
         return self.head([features.unsqueeze(0)]).scores[0]
 
 
-class SnippetScorer(nn.Module):
-    """Backbone + head, eager: float ``[T, 3, F, c, c]`` (one video, one crop, preprocessed) -> scores ``[T]``."""
+class CellHeadScorer(nn.Module):
+    """A spatial head over ONE video: the backbone's cells ``[T, C, D]`` (``C = rows_b x cols_b``, its grid
+    ``cells``) -> (scores ``[T]``, maps ``[T, rows, cols]`` on ``grid``, the run's). The cells are brought to the
+    run's grid as scoring brings them (``models.spatial.to_grid``, here :func:`pool_cells`: unchanged when the grids
+    are equal)."""
 
-    def __init__(self, backbone: Backbone, head: VADModel):
+    def __init__(self, head: SpatialMIL, cells: tuple[int, int], grid: tuple[int, int]):
+        super().__init__()
+        self.head = head
+        self.cells = (int(cells[0]), int(cells[1]))
+        self.grid = (int(grid[0]), int(grid[1]))
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        if self.cells != self.grid and self.cells[0] * self.cells[1] > 1:  # else to_grid leaves them as they are
+            features = pool_cells(features, self.cells, self.grid)
+        out = self.head([features.unsqueeze(0)])
+        return out.scores[0], out.cell_scores[0].reshape(-1, self.grid[0], self.grid[1])
+
+
+class SnippetScorer(nn.Module):
+    """Backbone + head, eager: float ``[T, 3, F, c, c]`` (one video, one crop, preprocessed) -> scores ``[T]``;
+    a spatial head (``SpatialMIL``, ``grid`` the run's and ``cells`` the backbone's grid at the export's input
+    size, :func:`backbone_cells`) -> (scores ``[T]``, maps ``[T, rows, cols]``)."""
+
+    def __init__(self, backbone: Backbone, head: VADModel | SpatialMIL, *, grid: tuple[int, int] | None = None,
+                 cells: tuple[int, int] | None = None):
         super().__init__()
         if len(head.input_dims) != 1 or head.input_dims[0] != backbone.dim:
             raise ValueError(f"the head takes input dims {head.input_dims}; exporting needs a single-backbone head "
                              f"on {backbone.name}'s {backbone.dim}-d features")
+        spatial = isinstance(head, SpatialMIL)
+        if spatial and (grid is None or cells is None or backbone.grid is None):
+            raise ValueError(f"a spatial head scores the cells of a backbone with a grid: build {backbone.name} with "
+                             "the run's grid and give the run's `grid` and the backbone's `cells`")
         self.embedder = SnippetEmbedder(backbone)
-        self.scorer = HeadScorer(head)
+        self.scorer = CellHeadScorer(head, cells, grid) if spatial else HeadScorer(head)
+        self.grid = tuple(grid) if spatial else None  # (rows, cols) of the maps; None: scores alone
+        self.cells = tuple(cells) if spatial else None
 
     @property
-    def head(self) -> VADModel:
+    def head(self) -> VADModel | SpatialMIL:
         return self.scorer.head
 
-    def forward(self, x: Tensor) -> Tensor:
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """One snippet's features, the head's input per snippet: ``(D,)``, or ``(C, D)`` for a spatial head."""
+        dim = self.head.input_dims[0]
+        return (dim,) if self.grid is None else (self.cells[0] * self.cells[1], dim)
+
+    def forward(self, x: Tensor):
         return self.scorer(self.embedder(x))
+
+
+def backbone_cells(backbone: Backbone, size: tuple[int, int]) -> tuple[int, int]:
+    """(rows, cols) of the cells a backbone with a grid gives for inputs of ``size`` (h, w): one zero snippet
+    through it (a native grid follows the input's size)."""
+    with torch.no_grad():
+        backbone.embed_snippets(torch.zeros(1, 3, backbone.frames_per_snippet, *size))
+    return tuple(backbone.last_grid)
 
 
 @contextlib.contextmanager
@@ -141,6 +225,26 @@ class _ChunkedScorer(nn.Module):
         self.batch = batch
 
     def forward(self, x: Tensor) -> Tensor:
+        n = x.size(0)
+        if n < 1 or n > self.max_snippets:
+            raise ValueError(f"the exported model scores 1 to {self.max_snippets} snippets at once, got {n}; "
+                             f"export again with a larger --max-snippets, or score with the eager model")
+        parts = [self.embedder(x[start:start + self.batch]) for start in range(0, n, self.batch)]
+        return self.head(torch.cat(parts))
+
+
+class _ChunkedMapScorer(nn.Module):
+    """:class:`_ChunkedScorer` of a spatial run: ``[T, 3, F, c, c]`` -> (scores ``[T]``, maps ``[T, rows,
+    cols]``); the traced backbone gives cells ``[n, C, D]``."""
+
+    def __init__(self, embedder: nn.Module, head: nn.Module, max_snippets: int, batch: int):
+        super().__init__()
+        self.embedder = embedder
+        self.head = head
+        self.max_snippets = max_snippets
+        self.batch = batch
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         n = x.size(0)
         if n < 1 or n > self.max_snippets:
             raise ValueError(f"the exported model scores 1 to {self.max_snippets} snippets at once, got {n}; "
@@ -206,28 +310,42 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
 def check_equal(scorer: SnippetScorer, scripted: nn.Module, folder: Path, inputs: list[tuple[str, Tensor]],
                 head_lengths: tuple[int, ...] = (), tolerance: float = TOLERANCE, seed: int = 0) -> dict:
     """Max |TorchScript - eager| and |ONNX - eager| per input, and |ONNX head - eager head| on random features of
-    each of ``head_lengths`` (the eager head attends in its row blocks). Raises ValueError above ``tolerance``."""
-    onnx_scorer = OnnxScorer(folder, providers=["CPUExecutionProvider"])
+    each of ``head_lengths`` (the eager head attends in its row blocks); for a spatial scorer (``scorer.grid``) the
+    larger of the scores' and the maps' differences. Raises ValueError above ``tolerance``."""
+    spatial = scorer.grid is not None
+    onnx_scorer = OnnxScorer(folder, providers=["CPUExecutionProvider"],
+                             maps=(MAPS_NAME, scorer.grid) if spatial else None)
 
-    def diff(what: str, name: str, run, eager: np.ndarray) -> float:
+    def diff(what: str, name: str, run, eager) -> float:
         try:
-            return _diff(np.asarray(run()), eager)
+            got = run()
+            if not spatial:
+                return _diff(np.asarray(got), eager)
+            return max(_diff(np.asarray(g), np.asarray(e)) for g, e in zip(got, eager))
         except Exception as exc:  # a graph that cannot run this length is as unfaithful as one that differs
             raise ValueError(f"the {what} export fails on {name} ({type(exc).__name__}: {exc}): the export is not "
                              "faithful") from exc
 
+    def numpy(out):
+        return tuple(t.numpy() for t in out) if spatial else out.numpy()
+
+    def onnx_run(x: np.ndarray):
+        return onnx_scorer.score_maps(onnx_scorer.embed(x)) if spatial else onnx_scorer(x)
+
+    def onnx_head(features: np.ndarray):
+        return onnx_scorer.score_maps(features) if spatial else onnx_scorer.score_features(features)
+
     results = {}
     with torch.no_grad():
         for name, x in inputs:
-            eager = scorer(x).numpy()
+            eager = numpy(scorer(x))
             results[name] = {"T": int(x.shape[0]), "torchscript": diff("torchscript", name, lambda: scripted(x), eager),
-                             "onnx": diff("onnx", name, lambda: onnx_scorer(x.numpy()), eager)}
+                             "onnx": diff("onnx", name, lambda: onnx_run(x.numpy()), eager)}
         gen = torch.Generator().manual_seed(seed)
         for t in head_lengths:
-            name, features = f"head_features_T{t}", torch.randn(t, scorer.head.input_dims[0], generator=gen)
-            eager = scorer.scorer(features).numpy()
-            results[name] = {"T": t, "onnx": diff("onnx", name, lambda: onnx_scorer.score_features(features.numpy()),
-                                                  eager)}
+            name, features = f"head_features_T{t}", torch.randn(t, *scorer.feature_shape, generator=gen)
+            eager = numpy(scorer.scorer(features))
+            results[name] = {"T": t, "onnx": diff("onnx", name, lambda: onnx_head(features.numpy()), eager)}
     for name, diffs in results.items():
         for what in ("torchscript", "onnx"):
             diff = diffs.get(what, 0.0)
@@ -251,10 +369,15 @@ def export_student(run: LoadedRun, backbone: Backbone, out_dir: str | Path, *,
     if tuple(run.backbones) != (backbone.name,):
         raise ValueError(f"run {run.key[:12]} uses backbones {list(run.backbones)}; export needs a single-backbone "
                          f"run on {backbone.name}")
-    if not isinstance(run.model, VADModel):
+    head = run.model.inner if isinstance(run.model, SpatialMIL) else run.model
+    if not isinstance(head, VADModel):
         raise ValueError(f"run {run.key[:12]} is a {run.checkpoint['stage']} run; export supports VADModel heads "
                          "(teacher / student)")
-    scorer = SnippetScorer(backbone, run.model)
+    if run.spatial:  # the backbone gives cells (backbone_for_run builds it with the run's grid choice)
+        cells = backbone_cells(backbone, input_size(backbone, frame_size))
+        scorer = SnippetScorer(backbone, run.model, grid=run.grid, cells=cells)
+    else:
+        scorer = SnippetScorer(backbone, run.model)
     extra = {"run": run.key, "stage": run.checkpoint["stage"], "decode": decode}
     # pipeline.calibrate's thresholds travel with the export (read, and checked, as detect and watch read them)
     calibration = load_calibration(run.folder / CALIBRATION_FILE)
@@ -264,11 +387,11 @@ def export_student(run: LoadedRun, backbone: Backbone, out_dir: str | Path, *,
                          check_lengths=check_lengths, tolerance=tolerance, frame_size=frame_size, extra=extra)
 
 
-def _export_onnx(module: nn.Module, example: Tensor, path: Path, input_name: str, output_name: str,
+def _export_onnx(module: nn.Module, example: Tensor, path: Path, input_name: str, output_names: list[str],
                  axis: str) -> None:
-    torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=[output_name],
-                      dynamic_axes={input_name: {0: axis}, output_name: {0: axis}}, opset_version=OPSET,
-                      dynamo=False)
+    torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=output_names,
+                      dynamic_axes={input_name: {0: axis}, **{name: {0: axis} for name in output_names}},
+                      opset_version=OPSET, dynamo=False)
 
 
 def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path, *,
@@ -299,7 +422,8 @@ def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path
     (h, w), f = input_size(backbone, frame_size), backbone.frames_per_snippet
     gen = torch.Generator().manual_seed(1)
     snippets = torch.randn(min(example_snippets, batch), 3, f, h, w, generator=gen)
-    features = torch.randn(example_snippets, backbone.dim, generator=gen)
+    features = torch.randn(example_snippets, *scorer.feature_shape, generator=gen)
+    spatial = scorer.grid is not None
 
     with warnings.catch_warnings():
         # The head's input-shape checks are Python and become trace constants; the lengths are checked below.
@@ -310,9 +434,11 @@ def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path
         with torch.no_grad(), attention_unblocked(scorer):
             embedder = torch.jit.trace(scorer.embedder, snippets, check_trace=False)
             head = torch.jit.trace(scorer.scorer, features, check_trace=False)
-            _export_onnx(scorer.embedder, snippets, out / BACKBONE_ONNX, INPUT_NAME, FEATURES_NAME, "n")
-            _export_onnx(scorer.scorer, features, out / HEAD_ONNX, FEATURES_NAME, OUTPUT_NAME, "T")
-        scripted = torch.jit.script(_ChunkedScorer(embedder, head, max_snippets, batch))
+            _export_onnx(scorer.embedder, snippets, out / BACKBONE_ONNX, INPUT_NAME, [FEATURES_NAME], "n")
+            _export_onnx(scorer.scorer, features, out / HEAD_ONNX, FEATURES_NAME,
+                         [OUTPUT_NAME, MAPS_NAME] if spatial else [OUTPUT_NAME], "T")
+        scripted = torch.jit.script((_ChunkedMapScorer if spatial else _ChunkedScorer)(embedder, head, max_snippets,
+                                                                                      batch))
         torch.jit.save(scripted, str(out / TORCHSCRIPT_FILE))
     import onnx
 
@@ -330,13 +456,17 @@ def export_scorer(scorer: SnippetScorer, backbone: Backbone, out_dir: str | Path
         "preprocessing": backbone.fingerprint_params()["preprocessing"],
         "input": {"name": INPUT_NAME, "shape": ["n", 3, f, h, w], "dtype": "float32",
                   "what": "extractors.base.preprocess_snippets output, one crop per row"},
-        "features": {"name": FEATURES_NAME, "shape": ["T", backbone.dim],
-                     "what": "backbone.onnx output for one video and crop, head.onnx input"},
+        "features": ({"name": FEATURES_NAME, "shape": ["T", backbone.dim],
+                      "what": "backbone.onnx output for one video and crop, head.onnx input"} if not spatial else
+                     {"name": FEATURES_NAME, "shape": ["T", scorer.feature_shape[0], backbone.dim],
+                      "cells": list(scorer.cells), "what": "backbone.onnx output for one video: each snippet's "
+                      "cells (the backbone's grid, row-major), head.onnx input"}),
         "output": {"name": OUTPUT_NAME, "shape": ["T"], "what": "per-snippet anomaly scores in (0, 1)"},
         "T_range": [1, max_snippets], "batch": batch, "example_snippets": example_snippets, "opset": OPSET,
         "files": {"torchscript": TORCHSCRIPT_FILE, "backbone_onnx": BACKBONE_ONNX, "head_onnx": HEAD_ONNX},
         "tolerance": {"max_abs_diff_scores": tolerance}, "check": results,
         "max_abs_diff": {k: max(r.get(k, 0.0) for r in results.values()) for k in ("torchscript", "onnx")},
+        **(maps_export_entries(scorer.grid) if spatial else {}),
     }
     atomic_write_json(out / EXPORT_JSON, info)
     return info
@@ -365,7 +495,8 @@ def training_frame_size(run: LoadedRun, store: FeatureStore) -> tuple[int, int] 
 
 
 def backbone_for_run(run: LoadedRun, store: FeatureStore, weights: str | None = None) -> Backbone:
-    """The run's single backbone on the CPU, with the crops and frames its training features were made with."""
+    """The run's single backbone on the CPU, with the crops and frames its training features were made with (a
+    spatial run's with their grid choice: ``pipeline.runs.training_backbone``)."""
     if len(run.backbones) != 1:
         raise UserError(f"run {run.key[:12]} uses {len(run.backbones)} backbones ({', '.join(run.backbones)}); "
                         "export supports single-backbone runs (the student)")

@@ -2,7 +2,7 @@
 
 Layout (design.md)::
 
-    <store>/features/<backbone>/<key[:2]>/<key>.npy   float [T, crops, D] (lowres: uint8)
+    <store>/features/<backbone>/<key[:2]>/<key>.npy   float [T, crops, D] (lowres: uint8; a grid: [T, cells, D])
     <store>/features/<backbone>/<key[:2]>/<key>.json  its sidecar: what the manifest records of it (for --repair)
     <store>/manifest.sqlite                            tables: paths, names, videos, extractors, features,
                                                        failures, runs, meta

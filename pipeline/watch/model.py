@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.watch.scoring import default_window, score_last
+from pipeline.watch.scoring import default_window, score_last, score_last_cells
 
 ENGINE_TORCH = "torch"
 ENGINE_ONNX = "onnxruntime"
@@ -125,9 +125,24 @@ def from_run(store_dir, ref: str | None, *, weights: dict[str, str] | None = Non
     plans = [Plan(p.short_side, p.square, tuple(members))
              for p, members in decode_groups(built, settings["decode_resize"])]
     stage = run.checkpoint["stage"]
-    return LiveModel(f"{stage} {run.key[:12]}", run.key, stage, ENGINE_TORCH, tuple(run.backbones), plans,
-                     window or default_window(stage, run.config.train.n_segments), run.folder, built,
-                     run.model.to(dev).eval(), None, dev)
+    model = LiveModel(f"{stage} {run.key[:12]}", run.key, stage, ENGINE_TORCH, tuple(run.backbones), plans,
+                      window or default_window(stage, run.config.train.n_segments), run.folder, built,
+                      run.model.to(dev).eval(), None, dev)
+    if run.spatial:  # its backbones give cells (backbones_for builds them with the run's grid choice)
+        model.map_scorer = cell_window_scorer(model, run.grid, run.attention_heads)
+    return model
+
+
+def cell_window_scorer(model: LiveModel, grid: tuple[int, int], n_heads: int):
+    """A spatial run's :attr:`LiveModel.map_scorer`: windows of its backbones' cells -> (each window's last
+    snippet's score ``[n]``, its map ``[n, rows, cols]`` on the run's ``grid``) by
+    :func:`pipeline.watch.scoring.score_last_cells`. A grid backbone's cells are those of its last
+    :meth:`embed` (``Backbone.last_grid``: a native grid follows the camera's frame size); a global backbone's crops
+    are averaged into one cell."""
+    def score(windows):
+        grids = [b.last_grid if b.grid is not None else None for b in model._backbones]
+        return score_last_cells(model._network, windows, grids, model.device, grid=grid, n_heads=n_heads)
+    return score
 
 
 def from_export(folder, *, window: int | None = None) -> LiveModel:

@@ -53,6 +53,28 @@ def score_last(model: nn.Module, windows: Sequence[Sequence[np.ndarray]], device
     return scores.reshape(n, crops).mean(axis=1).astype(np.float32)
 
 
+def score_last_cells(model: nn.Module, windows: Sequence[Sequence[np.ndarray]],
+                     grids: Sequence[tuple[int, int] | None], device="cpu", *, grid: tuple[int, int],
+                     n_heads: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """A spatial model's (``models.spatial.SpatialMIL``) score and anomaly map of each window's last snippet:
+    (float32 ``[len(windows)]``, float32 ``[len(windows), rows, cols]`` on ``grid``, the run's). ``windows``: per
+    window one array per backbone, ``[w, C_b, D_b]`` cells of the grid ``grids[b]`` (rows, cols), or, with
+    ``grids[b]`` None, a global backbone's ``[w, crops, D_b]`` (crops averaged: one cell, as
+    ``pipeline.features.VideoFeatures.load_cells``). Each window is scored as
+    ``pipeline.evaluate.scoring.score_cells`` scores a whole video, so a window holding a whole video gives its
+    offline scores and maps."""
+    from pipeline.evaluate.scoring import score_cells
+
+    scores, maps = [], []
+    for window in windows:
+        arrays = [np.asarray(x, dtype=np.float32) if g is not None else x.mean(axis=1, keepdims=True, dtype=np.float32)
+                  for x, g in zip(window, grids)]
+        s, m = score_cells(model, arrays, [g or (1, 1) for g in grids], device, n_heads=n_heads, grid=grid)
+        scores.append(s[-1])
+        maps.append(m[-1])
+    return np.asarray(scores, dtype=np.float32), np.stack(maps).astype(np.float32)
+
+
 def windowed_scores(model: nn.Module, features: list[np.ndarray], window: int, device="cpu") -> np.ndarray:
     """float32 ``[T]``: snippet t scored by ``model`` over snippets ``max(0, t - window + 1) .. t``.
 

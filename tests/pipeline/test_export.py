@@ -20,12 +20,13 @@ import torch
 from extractors.effnet_lite import EffNetLite0Backbone
 from extractors.registry import build_backbone
 from models.attention import QUERY_BLOCK
+from models.spatial import SpatialConfig, SpatialMIL
 from models.vad_model import ModelConfig, VADModel
 from pipeline.cli import export
 from pipeline.export import exporter
 from pipeline.detect import onnx_scorer
 from pipeline.errors import UsageError
-from pipeline.evaluate.scoring import score_snippets
+from pipeline.evaluate.scoring import score_cells, score_snippets
 
 TINY = ModelConfig(d_model=16, n_heads=2, projection_hidden=16, ffn_dim=32, classifier_hidden=16, k=4)
 LENGTHS = (1, 5, 40)  # checked by the export itself; the test adds 7, 33 and LONG
@@ -195,3 +196,57 @@ def test_the_summary_line_names_the_files_and_the_checked_difference(exported):
                            f"T in [1, {MAX}]")
     assert f"checked on {len(info['check'])} inputs" in line
     assert f"onnx {info['max_abs_diff']['onnx']:.2g} (tolerance {onnx_scorer.TOLERANCE:g})" in line
+
+
+# The keys of an export.json of a scorer without maps (export_student adds run, stage, decode and calibration); a
+# spatial export adds outputs, grid and maps.
+GLOBAL_KEYS = ["backbone", "backbone_kind", "weights", "frame_indices", "crops", "preprocessing", "input", "features",
+               "output", "T_range", "batch", "example_snippets", "opset", "files", "tolerance", "check",
+               "max_abs_diff"]
+
+
+def test_a_global_export_has_no_maps_output(exported):
+    out, _, info = exported
+    assert sorted(json.loads((out / onnx_scorer.EXPORT_JSON).read_text())) == sorted(GLOBAL_KEYS)
+    scorer = onnx_scorer.OnnxScorer(out)
+    assert not scorer.cells and [o.name for o in scorer.head.get_outputs()] == [onnx_scorer.OUTPUT_NAME]
+
+
+def test_a_spatial_export_on_a_grid_that_does_not_divide_the_map_gives_the_eager_scores_and_maps(real_backbone,
+                                                                                                  tmp_path):
+    """A 2 x 2 grid of effnet_lite0's 3 x 3 map at 96 x 96 (overlapping bins, which ONNX's adaptive pooling refuses)
+    and a head on another grid (1 x 2, as a native grid of other frames would be): backbone.onnx gives the
+    extractor's cells, head.onnx the scores and maps of the project's scoring path (score_cells, to_grid)."""
+    prep = dataclasses.replace(real_backbone.preprocessing, resize_size=96, crop_size=96, view="squash")
+    backbone = EffNetLite0Backbone(real_backbone.model, prep, crops=1, frame_indices=(4, 12),
+                                   weights_id=real_backbone.weights_id)
+    backbone.use_grid("2x2")
+    torch.manual_seed(0)
+    head = SpatialMIL(VADModel([1280], TINY), [1280], SpatialConfig(hidden=8, reduce_dim=16)).eval()
+    torch.nn.init.normal_(head.cell_output.weight)  # cells that differ (zero at initialisation)
+    x = backbone.preprocess(_snippets(6))  # [6, 3, 2, 96, 96]
+    with torch.no_grad():
+        cells = backbone.embed_snippets(x)  # [6, 4, 1280], adaptive pooling of the native 3 x 3 map
+        np.testing.assert_allclose(exporter.SnippetEmbedder(backbone)(x), cells, rtol=0, atol=1e-5)
+    assert exporter.backbone_cells(backbone, (96, 96)) == (2, 2)
+    scorer = exporter.SnippetScorer(backbone, head, grid=(1, 2), cells=(2, 2))
+    info = exporter.export_scorer(scorer, backbone, tmp_path, example_snippets=4, check_lengths=(1, 5),
+                                  max_snippets=100)
+    assert info["outputs"] == ["scores", "maps"] and info["grid"] == [1, 2]
+    assert set(info) - set(GLOBAL_KEYS) == {"outputs", "grid", "maps"}
+    assert info["features"]["shape"] == ["T", 4, 1280] and info["features"]["cells"] == [2, 2]
+    assert max(info["max_abs_diff"].values()) <= onnx_scorer.TOLERANCE
+    expected_scores, expected_maps = score_cells(head, [cells.numpy()], [(2, 2)], torch.device("cpu"),
+                                                 n_heads=TINY.n_heads, grid=(1, 2))
+    graphs = onnx_scorer.OnnxScorer(tmp_path, maps=onnx_scorer.maps_output(info))
+    assert graphs.cells
+    scores, maps = graphs.score_maps(graphs.embed(x.numpy()))
+    assert maps.shape == (6, 1, 2) and np.ptp(maps) > 1e-3
+    np.testing.assert_allclose(scores, expected_scores, rtol=0, atol=onnx_scorer.TOLERANCE)
+    np.testing.assert_allclose(maps, expected_maps, rtol=0, atol=onnx_scorer.TOLERANCE)
+    with torch.no_grad():
+        ts_scores, ts_maps = exporter.load_torchscript(tmp_path / onnx_scorer.TORCHSCRIPT_FILE)(x)
+    np.testing.assert_allclose(ts_scores.numpy(), expected_scores, rtol=0, atol=onnx_scorer.TOLERANCE)
+    np.testing.assert_allclose(ts_maps.numpy(), expected_maps, rtol=0, atol=onnx_scorer.TOLERANCE)
+    with pytest.raises(ValueError, match="a spatial head scores the cells of a backbone with a grid"):
+        exporter.SnippetScorer(real_backbone, head, grid=(1, 2), cells=(2, 2))

@@ -44,10 +44,10 @@ def test_shapes_of_every_method_in_both_modes(method, temporal):
     assert torch.allclose(chunked.scores, out.scores, atol=1e-5)
 
 
-def test_pooled_mode_runs_the_inner_on_the_cells_mean_and_starts_at_its_scores():
+def test_pooled_logit_fusion_runs_the_inner_on_the_cells_mean_and_starts_at_its_scores():
     torch.manual_seed(1)
     inner = VADModel([12], TINY).eval()
-    model = SpatialMIL(inner, [12], SpatialConfig(reduce_dim=4, hidden=8)).eval()
+    model = SpatialMIL(inner, [12], SpatialConfig(reduce_dim=4, hidden=8, fusion="logit")).eval()
     x = torch.randn(2, 7, 6, 12)
     out = model([x])
     expected = inner([x.mean(2)])
@@ -58,6 +58,21 @@ def test_pooled_mode_runs_the_inner_on_the_cells_mean_and_starts_at_its_scores()
     out = model([x])
     delta = torch.logit(out.cell_scores) - torch.logit(expected.scores).unsqueeze(-1)
     assert float(delta.detach().std()) > 0.01
+
+
+def test_pooled_mean_fusion_averages_the_inner_score_and_each_cells_own_score():
+    torch.manual_seed(1)
+    inner = VADModel([12], TINY).eval()
+    model = SpatialMIL(inner, [12], SpatialConfig(reduce_dim=0, hidden=8, fusion="mean")).eval()
+    model.set_cell_reduction([(torch.zeros(12), torch.ones(12))], [None])
+    x = torch.randn(2, 7, 6, 12)
+    out = model([x])
+    inner_scores = inner([x.mean(2)]).scores
+    own = torch.sigmoid(model.cell_output(torch.relu(model.cell_inputs[0](x))).squeeze(-1))  # [2, 7, 6]
+    assert torch.allclose(out.cell_scores, (inner_scores.unsqueeze(-1) + own) / 2, atol=1e-5)
+    assert torch.allclose(out.scores, cell_topk(out.cell_scores, 3), atol=1e-6)
+    # the cells carry half of every score from the first step: they differ before any training
+    assert float(out.cell_scores.detach().std(dim=-1).min()) > 1e-4
 
 
 def test_cells_mode_scores_each_cell_sequence_with_the_inner():
