@@ -153,19 +153,19 @@ def window_scoring(store: Path, runs: dict[str, str], *, streams: tuple[int, ...
     """The scoring half of a live step, per run of ``store`` (``runs``: name -> run key, the first the global
     reference): ``n`` live windows of W snippets (the run's live window) scored as one call, ``n`` in ``streams``
     (one window per camera, as the watcher scores each batch). A global run scores by ``score_last`` (the torch
-    ``LiveModel.score``), a spatial run by ``score_cells`` over each window, keeping the last snippet's score and
-    map (what a torch map scorer has to compute). The windows are a stored video's features tiled to W snippets
-    (``[W, cells, D_b]``; a global run reads the cells' mean). Neither decoding nor the backbones are timed: a
-    grid costs the same forward pass (``benchmarks/results/extract_grid.json``). Returns per run its window,
-    grid, and per ``n`` the median ms per window, the ratio to the first run's, and the streams that scoring
-    alone could serve at ``STREAM_FPS`` (a snippet every ``SNIPPET_FRAMES`` frames)."""
+    ``LiveModel.score``), a spatial run by ``score_last_cells`` (the torch ``LiveModel.map_scorer``: each window
+    through ``score_cells``, its last snippet's score and map). The windows are a stored video's features tiled
+    to W snippets (``[W, cells, D_b]``; a global run reads the cells' mean). The runs are timed call by call,
+    interleaved. Neither decoding nor the backbones are timed: a grid costs the same forward pass
+    (``benchmarks/results/extract_grid.json``). Returns per run its window, grid, and per ``n`` the median ms per
+    window, the paired ratio to the first run's, and the streams that scoring alone could serve at
+    ``STREAM_FPS`` (a snippet every ``SNIPPET_FRAMES`` frames)."""
     import numpy as np
     import torch
 
     from data.decode import SNIPPET_FRAMES
-    from pipeline.evaluate.scoring import score_cells
     from pipeline.runs import load_run, open_run_store
-    from pipeline.watch.scoring import default_window, score_last
+    from pipeline.watch.scoring import default_window, score_last, score_last_cells
 
     fs = open_run_store(store)
     try:
@@ -194,10 +194,8 @@ def window_scoring(store: Path, runs: dict[str, str], *, streams: tuple[int, ...
         model, tiled, grids, _ = prepared[name]
         t = time.perf_counter()
         with torch.inference_mode():
-            if run.spatial:  # one window after the other: score_cells takes one video's cells
-                for _ in range(n):
-                    score_cells(model, tiled, grids, torch.device(device), n_heads=run.attention_heads,
-                                grid=run.grid)
+            if run.spatial:
+                score_last_cells(model, [tiled] * n, grids, device, grid=run.grid, n_heads=run.attention_heads)
             else:
                 score_last(model, [tiled] * n, device)
         return time.perf_counter() - t

@@ -26,13 +26,15 @@ allocations:
    spatial run) and the command's peak resident memory. The clips were trained on, so the AUC means nothing
    here and is not reported.
 4. Live windows (``benchmarks/live.py``'s :func:`~benchmarks.live.window_scoring`, in this process): a live
-   window of each run scored as the watcher scores it, global by ``score_last``, spatial by ``score_cells`` (the
-   last snippet's map), for 1 and 8 streams' windows per call; the streams that scoring alone could serve at 25
-   fps. It does not run the watcher: see that function.
+   window of each run scored as the watcher scores it, global by ``score_last``, spatial by
+   ``score_last_cells`` (with the last snippet's map), for 1 and 8 streams' windows per call; the streams that
+   scoring alone could serve at 25 fps. It does not run the watcher: see that function.
 
-The small setting (4 clips, 20 epochs, 2 rounds) takes about 10 minutes on the 2-core CPU machine; a real run
-passes ``--clips 8 --epochs 100 --rounds 3``. Writes ``spatial_speed.json`` and ``.md`` to ``--out`` and, with
-``--readme``, the table between ``<!-- spatial_speed:begin -->`` and ``<!-- spatial_speed:end -->``.
+The small setting (the defaults: 4 clips, 20 epochs, 2 rounds) took 12.5 minutes on the 2-core CPU machine under
+other jobs' load (10.5 minutes with 3 rounds at a lighter moment); extraction is most of it (one i3d pass per clip
+and variant). A real run passes ``--clips 8 --epochs 100 --rounds 3``. Writes ``spatial_speed.json`` and ``.md``
+to ``--out`` and, with ``--readme``, the table between ``<!-- spatial_speed:begin -->`` and
+``<!-- spatial_speed:end -->``.
 """
 
 from __future__ import annotations
