@@ -25,3 +25,12 @@ def i3d_weights() -> Path:
     from extractors.i3d_convert import fetch_and_convert
 
     return fetch_and_convert()
+
+
+@pytest.fixture(scope="session")
+def spatial_runs(tmp_path_factory):
+    """A spatial teacher and student on real videos' effnet_lite0 native-grid cells (tests/spatial_runs.py), built
+    once for the tests of their outputs and of their calibration."""
+    from spatial_runs import build_spatial_runs
+
+    return build_spatial_runs(tmp_path_factory.mktemp("spatial_runs"))

@@ -6,8 +6,10 @@ detect`` and ``dakd watch`` use unless ``--threshold`` is given.
 A false alarm is an *event* of the alert rule (:class:`pipeline.alert_rule.AlertRule`: it opens after ``open_after``
 snippets at or above the threshold and closes after ``close_after`` below) on footage known to be normal; the rate
 is events per hour of that footage. Two score kinds are calibrated, since they differ: ``live``, the causal
-windowed scores ``dakd watch`` raises alerts on (:func:`pipeline.watch.scoring.windowed_scores`), and ``offline``,
-the whole-video scores ``dakd detect`` marks (:func:`pipeline.evaluate.scoring.score_snippets`).
+windowed scores ``dakd watch`` raises alerts on (:func:`pipeline.watch.scoring.windowed_scores`; a spatial run's
+cells by :func:`pipeline.watch.scoring.windowed_cell_scores`), and ``offline``, the whole-video scores ``dakd detect``
+marks (:func:`pipeline.detect.detector.score_video`: :func:`pipeline.evaluate.scoring.score_snippets`, a spatial run's
+cells on its grid by :func:`pipeline.evaluate.scoring.score_cells`).
 
 The events are counted by :meth:`pipeline.alert_rule.AlertRule.count`, the rule ``dakd detect`` reports
 and ``dakd watch`` runs, so the false alarms calibration counts are those detect finds on the same footage at the
@@ -134,13 +136,22 @@ class Footage:
     warnings: list[str] = field(default_factory=list)
 
 
-def score_both(run, arrays: list[np.ndarray], window: int, device) -> tuple[np.ndarray, np.ndarray]:
-    """(live ``[T]``, offline ``[T]``) scores of one video's aligned features ``[T, crops, D_b]`` per backbone."""
-    from pipeline.evaluate.scoring import score_snippets
-    from pipeline.watch.scoring import windowed_scores
+def score_both(run, arrays: list[np.ndarray], window: int, device,
+               grids: list[tuple[int, int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(live ``[T]``, offline ``[T]``) scores of one video's aligned features, one array per backbone, read as
+    ``pipeline.detect.detector.stored_inputs`` reads them: a global run's ``[T, crops, D_b]`` (``grids`` None), a
+    spatial run's cells ``[T, C_b, D_b]`` on ``grids``. Offline: what ``dakd detect`` marks
+    (``pipeline.detect.detector.score_video``: a spatial run's cells scored on its grid); live: the causal windows
+    ``dakd watch`` scores (a spatial run's by ``pipeline.watch.scoring.score_last_cells``)."""
+    from pipeline.detect.detector import score_video
+    from pipeline.watch.scoring import windowed_cell_scores, windowed_scores
 
-    live = windowed_scores(run.model, arrays, window, device)
-    offline = score_snippets(run.model, arrays, device, n_heads=run.attention_heads)
+    if run.spatial:
+        live = windowed_cell_scores(run.model, arrays, grids, window, device, grid=run.grid,
+                                    n_heads=run.attention_heads)
+    else:
+        live = windowed_scores(run.model, arrays, window, device)
+    offline, _ = score_video(run, run.model, arrays, device, grids)
     return live, offline
 
 
@@ -153,8 +164,7 @@ def score_normal_videos(store, run, paths: list[str], *, window: int, weights: d
                         batch_size: int, progress: bool) -> Footage:
     """``paths`` through the run's extraction, as ``pipeline.detect`` does (features cached in the store), then
     scored both ways. A video that fails is listed, the others go on."""
-    from pipeline.detect.detector import STORED_FEATURE_FIX, backbones_for, find_inputs, video_timeline
-    from pipeline.evaluate.scoring import align_snippets
+    from pipeline.detect.detector import STORED_FEATURE_FIX, backbones_for, find_inputs, stored_inputs, video_timeline
     from pipeline.extract.extractor import Extractor
     from pipeline.keys import feature_key
 
@@ -172,8 +182,7 @@ def score_normal_videos(store, run, paths: list[str], *, window: int, weights: d
     for path in [v for v in videos if str(v) not in failed]:
         video_key = store.video_key(path)
         try:
-            arrays, _ = align_snippets([store.load_feature(feature_key(video_key, fp)).astype(np.float32)
-                                        for fp in extractor.fingerprints])
+            arrays, grids = stored_inputs(run, store, [feature_key(video_key, fp) for fp in extractor.fingerprints])
         except (UserError, ValueError, OSError) as exc:  # damaged since the extractor checked it: fails alone
             footage.failures.append((str(path), f"its stored features cannot be read ({exc})",
                                      STORED_FEATURE_FIX.format(store=store.root)))
@@ -183,7 +192,7 @@ def score_normal_videos(store, run, paths: list[str], *, window: int, weights: d
             footage.failures.append((str(path), "its frame rate is unknown, so its length in hours is too",
                                      "calibrate on videos whose container declares a frame rate"))
             continue
-        live, offline = score_both(run, arrays, window, device)
+        live, offline = score_both(run, arrays, window, device, grids)
         footage.videos.append(NormalScores(str(path), live, offline, video_hours(len(live), fps)))
     return footage
 
@@ -227,15 +236,20 @@ def validation_normals(store, run) -> list:
 
 
 def score_split(store, run, split: str, *, window: int, device) -> Footage:
-    """The normal videos of the run's ``split`` (``val``), features from the store, scored both ways."""
-    from pipeline.evaluate.scoring import align_snippets
+    """The normal videos of the run's ``split`` (``val``), features from the store (a spatial run's cells read as
+    evaluation reads them, ``LoadedRun.scoring_inputs``), scored both ways."""
+    from pipeline.evaluate.scoring import align_cells, align_snippets
 
     footage = Footage()
     run.model = run.model.to(device)
     for vf in validation_normals(store, run):
         record = vf.records[run.backbones[0]]
         try:
-            arrays, _ = align_snippets([vf.load(b) for b in run.backbones])
+            if run.spatial:
+                cells, grids = run.scoring_inputs(vf)
+                arrays = align_cells(cells)[0]
+            else:
+                arrays, grids = align_snippets([vf.load(b) for b in run.backbones])[0], None
         except (UserError, ValueError, OSError) as exc:
             footage.failures.append((vf.entry.name, f"its stored features cannot be read ({exc})",
                                      f"check the store with dakd store {store.root} --verify"))
@@ -246,7 +260,7 @@ def score_split(store, run, split: str, *, window: int, device) -> Footage:
             footage.failures.append((vf.entry.name, "the store records no frame rate for it (imported features?), so "
                                      "its length in hours is unknown", "calibrate on its video with `normal`"))
             continue
-        live, offline = score_both(run, arrays, window, device)
+        live, offline = score_both(run, arrays, window, device, grids)
         footage.videos.append(NormalScores(vf.entry.name, live, offline, video_hours(len(live), fps)))
     return footage
 

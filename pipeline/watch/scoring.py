@@ -14,7 +14,7 @@ The lightning student scores each snippet from its own frames: its window is 1 (
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -75,23 +75,37 @@ def score_last_cells(model: nn.Module, windows: Sequence[Sequence[np.ndarray]],
     return np.asarray(scores, dtype=np.float32), np.stack(maps).astype(np.float32)
 
 
-def windowed_scores(model: nn.Module, features: list[np.ndarray], window: int, device="cpu") -> np.ndarray:
+def windowed_scores(model: nn.Module, features: list[np.ndarray], window: int, device="cpu",
+                    score_windows: Callable[[list[list[np.ndarray]]], np.ndarray] | None = None) -> np.ndarray:
     """float32 ``[T]``: snippet t scored by ``model`` over snippets ``max(0, t - window + 1) .. t``.
 
     features: one ``[T, crops, D_b]`` array per backbone, in the model's backbone order, aligned.
+    score_windows: how a list of windows of one length is scored, each its last snippet's score (float32
+    ``[len(windows)]``); default :func:`score_last` (a spatial run's: :func:`windowed_cell_scores`).
     """
     if window < 1:
         raise ValueError(f"the window must be at least 1 snippet, got {window}")
     model = model.eval()
+    score_last_of = score_windows or (lambda windows: score_last(model, windows, device))
     t_total = features[0].shape[0]
     out = np.empty(t_total, dtype=np.float32)
     for t in range(min(window - 1, t_total)):  # the first snippets: windows still growing, one length each
-        out[t] = score_last(model, [[f[:t + 1] for f in features]], device)[0]
+        out[t] = score_last_of([[f[:t + 1] for f in features]])[0]
     full = list(range(window - 1, t_total))  # windows of the whole length, batched
     for start in range(0, len(full), WINDOWS_PER_PASS):
         ends = full[start:start + WINDOWS_PER_PASS]
-        out[ends] = score_last(model, [[f[e - window + 1:e + 1] for f in features] for e in ends], device)
+        out[ends] = score_last_of([[f[e - window + 1:e + 1] for f in features] for e in ends])
     return out
+
+
+def windowed_cell_scores(model: nn.Module, cells: list[np.ndarray], grids: Sequence[tuple[int, int]], window: int,
+                         device="cpu", *, grid: tuple[int, int], n_heads: int = 8) -> np.ndarray:
+    """float32 ``[T]``: a spatial model's :func:`windowed_scores`, each window scored by :func:`score_last_cells`
+    on the run's ``grid``, as ``dakd watch`` scores a spatial run (``pipeline.watch.model.cell_window_scorer``).
+    ``cells``: per backbone ``[T, C_b, D_b]`` on ``grids[b]``, aligned (a global backbone one cell, as
+    ``pipeline.detect.detector.stored_inputs`` reads them)."""
+    return windowed_scores(model, cells, window, device, lambda windows: score_last_cells(
+        model, windows, grids, device, grid=grid, n_heads=n_heads)[0])
 
 
 class WindowState:

@@ -247,3 +247,75 @@ def test_detect_finds_the_false_alarms_calibrate_counted_on_the_same_footage(sma
     assert diff < c["margins"]["offline"]
     assert [(e["first_snippet"], e["last_snippet"]) for e in onnx["events"]] == \
         [(e["first_snippet"], e["last_snippet"]) for e in eager["events"]]
+
+
+# -- a spatial run ---------------------------------------------------------------------------------------------
+def _watch_scores(model, path: Path) -> np.ndarray:
+    """float32 ``[T]``: ``path``'s snippets embedded by a watch model (``pipeline.watch.model.LiveModel``) and each
+    causal window of its last ``model.window`` snippets scored as ``dakd watch`` scores it (``score_maps``, a spatial
+    run's ``map_scorer``). Decoded with the extractor's default backend, so that the cells are the stored ones (a
+    camera is decoded with PyAV, whose pixels differ slightly)."""
+    from data.decode import open_video
+
+    plan = model.plans[0]
+    with open_video(path, short_side=plan.short_side, square=plan.square) as video:
+        snippets = np.stack(list(video.snippets()))
+    [cells] = model.embed([snippets])  # [T, C, D]
+    scores, maps = model.score_maps([[cells[max(0, t - model.window + 1):t + 1]] for t in range(len(cells))])
+    assert maps is not None  # the spatial run's window scoring, with its maps
+    return scores
+
+
+@pytest.mark.slow
+def test_a_spatial_run_is_calibrated_on_the_scores_detect_and_watch_give_it(spatial_runs, tmp_path, capsys):
+    """The spatial student of tests/spatial_runs.py (effnet_lite0 cells of real videos on its native grid),
+    calibrated on the dataset's normal videos: the offline threshold is chosen on the scores detect marks (its
+    cells scored on the run's grid), the live one on those watch raises alerts on (each causal window's cells). As
+    for the global run above, the target is lowered until each threshold falls between two scores with an event;
+    then detect at the offline threshold finds the events calibrate counted, and so does the rule over the windows
+    watch scores at the live one."""
+    from pipeline.watch.model import from_run
+
+    store, dataset, keys, grids = spatial_runs
+    run = keys["student"]
+    normals = sorted(str(e.path) for e in dataset.entries if e.label == 0)
+    chosen = {}  # kind -> the calibration that put its threshold between two scores with an event
+    for target in (1000, 700, 500, 300, 200, 150, 100):
+        out_file = tmp_path / f"calibration_{target}.json"  # not the run folder: the runs are shared
+        assert calibrate.main([run[:12], "--store", str(store), "--normal", *normals, "--quiet",
+                               "--false-alarms-per-hour", str(target), "--out", str(out_file)]) == 0
+        c = json.loads(out_file.read_text())
+        for kind in ("live", "offline"):
+            assert np.isfinite(c["thresholds"][kind])
+            if kind not in chosen and c["false_alarms"][kind] >= 1 and c["margins"][kind] < calibration.OUTSIDE_MARGIN:
+                chosen[kind] = c
+        if len(chosen) == 2:
+            break
+    else:
+        pytest.fail(f"no target put both thresholds between two scores with an event (found: {sorted(chosen)})")
+    capsys.readouterr()
+    assert chosen["offline"]["n_snippets"] == 6 * 10  # six normal videos of 160 frames
+
+    # offline: detect at the calibrated threshold marks as many events on the same videos
+    c = chosen["offline"]
+    threshold, counted = c["thresholds"]["offline"], c["false_alarms"]["offline"]
+    assert detect.main([*normals, "--store", str(store), "--model", run[:12], "--quiet", "--threshold",
+                        repr(threshold), "--out", str(tmp_path / "detect")]) == 0
+    results = [json.loads(f.read_text()) for f in sorted((tmp_path / "detect").glob("*.json"))]
+    assert len(results) == 6 and all(r["grid"] == list(grids["student"]) for r in results)  # scored with maps
+    assert sum(len(r["events"]) for r in results) == counted
+    scores = np.concatenate([r["snippet_scores"] for r in results])
+    assert scores.min() < threshold < scores.max() and not np.isin(threshold, scores)
+    assert np.abs(scores - threshold).min() == pytest.approx(c["margins"]["offline"])
+
+    # live: the windows watch scores, on the same videos, give as many events at the live threshold
+    c = chosen["live"]
+    threshold, counted = c["thresholds"]["live"], c["false_alarms"]["live"]
+    model = from_run(store, run[:12], window=c["window"])
+    live = [_watch_scores(model, Path(path)) for path in normals]
+    assert sum(len(v) for v in live) == c["n_snippets"]
+    assert AlertRule(threshold, open_after=2, close_after=3).count(live) == counted
+    scores = np.concatenate(live)
+    assert scores.min() < threshold < scores.max() and not np.isin(threshold, scores)
+    # the live embedding's cells equal the stored ones up to float noise (1e-5 on the scores)
+    assert np.abs(scores - threshold).min() == pytest.approx(c["margins"]["live"], abs=1e-5)

@@ -16,53 +16,28 @@ import json
 import numpy as np
 import pytest
 import torch
-from feature_sets import TINY_MODEL
 from PIL import Image
 
 from data.decode import open_video
-from data.synthetic import generate_dataset
 from pipeline import api
 from pipeline.alert_rule import AlertRule
-from pipeline.cli import detect, export, extract, train, watch
+from pipeline.cli import detect, export, watch
 from pipeline.detect import maps as map_files
 from pipeline.detect.onnx_scorer import EXPORT_JSON, MAPS_NAME, OUTPUT_NAME, TOLERANCE
 from pipeline.evaluate.scoring import score_cells
-from pipeline.runs import load_run
-from pipeline.store import FeatureStore
 from pipeline.watch import watcher as engine
 from pipeline.watch.model import from_run
 
 pytestmark = pytest.mark.slow  # the module's fixture extracts 12 videos' grids and trains two runs
 
-TRAIN = ["--quiet", "--set", "train.batch_anomalous=4", "--set", "train.batch_normal=4",
-         "--set", "train.lr_other=1e-2", "--set", "train.lr_temporal=1e-3", "--set", "spatial.hidden=8",
-         "--set", "spatial.reduce_dim=16", *TINY_MODEL]
 TOP_K = 3  # spatial.k's default: a snippet's score is the mean of its 3 highest cells
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(spatial_runs):
     """12 synthetic videos (320 x 240, 160 frames), their effnet_lite0 cells on its native grid, a spatial teacher
-    and a spatial student distilled from it."""
-    root = tmp_path_factory.mktemp("spatial_outputs")
-    dataset = generate_dataset(root / "synthetic", n_normal=6, n_anomalous=6, seed=3, n_frames=160, n_scenes=2,
-                               figure_height=0.25)
-    store = root / "store"
-    assert extract.main([str(dataset.root / "videos"), "--store", str(store), "--backbones", "effnet_lite0",
-                         "--grid", "native", "--quiet"]) == 0
-    common = ["--store", str(store), "--dataset", str(dataset.root), "--set", "train.val_fraction=0",
-              "--backbones", "effnet_lite0"]
-    assert train.main(["teacher", *common, "--epochs", "20", *TRAIN]) == 0
-    runs = FeatureStore(store).runs
-    teacher = runs("teacher")[0]["key"]
-    assert train.main(["student", *common, "--teacher", teacher[:12], "--epochs", "2", *TRAIN]) == 0
-    keys = {stage: runs(stage)[0]["key"] for stage in ("teacher", "student")}
-    fs = FeatureStore(store)
-    try:
-        grids = {stage: load_run(fs, key).grid for stage, key in keys.items()}
-    finally:
-        fs.close()
-    return store, dataset, keys, grids
+    and a spatial student distilled from it (tests/spatial_runs.py, shared with the calibration tests)."""
+    return spatial_runs
 
 
 @pytest.fixture(scope="module")
