@@ -335,8 +335,7 @@ def markdown(result: dict) -> str:
                                               else f"{stat['mean']:.3f} ± {stat['std']:.3f}")
 
     lines = [f"Frame-level AUC and AP on UCSD Ped1's test split ({result['n_test_videos']} clips), mean ± sample "
-             f"std over {result['seeds']} seeds (methods) or {result['ablation_seeds']} (choices, tables: n "
-             "column); references are deterministic.", "",
+             "std over the seeds of the n column; references are deterministic.", "",
              "| group | row | what | AUC | AP | n |", "|---|---|---|---|---|---|"]
     for r in result["references"] + result["rows"]:
         n = r["auc"]["n"] if r["auc"] else 0
