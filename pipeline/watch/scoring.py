@@ -65,6 +65,8 @@ def score_last_cells(model: nn.Module, windows: Sequence[Sequence[np.ndarray]],
     offline scores and maps."""
     from pipeline.evaluate.scoring import score_cells
 
+    if windows and len({len(window[0]) for window in windows}) == 1:
+        return _score_last_cells_batched(model, windows, grids, device, grid)
     scores, maps = [], []
     for window in windows:
         arrays = [np.asarray(x, dtype=np.float32) if g is not None else x.mean(axis=1, keepdims=True, dtype=np.float32)
@@ -73,6 +75,30 @@ def score_last_cells(model: nn.Module, windows: Sequence[Sequence[np.ndarray]],
         scores.append(s[-1])
         maps.append(m[-1])
     return np.asarray(scores, dtype=np.float32), np.stack(maps).astype(np.float32)
+
+
+@torch.no_grad()
+def _score_last_cells_batched(model: nn.Module, windows: Sequence[Sequence[np.ndarray]],
+                              grids: Sequence[tuple[int, int] | None], device, grid: tuple[int, int]
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`score_last_cells` for windows of one length, in one forward pass (``[n, w, C_b, D_b]`` per backbone,
+    as :func:`score_last` batches a global run's windows): the same numbers as scoring them one by one, for a
+    fraction of the time when several streams' windows arrive at once."""
+    from models.spatial import to_grid
+
+    target = tuple(grid)
+    inputs = []
+    for b, g in enumerate(grids):
+        arrays = [np.asarray(w[b], dtype=np.float32) if g is not None
+                  else w[b].mean(axis=1, keepdims=True, dtype=np.float32) for w in windows]
+        cells = torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))  # [n, w, C_b, D_b]
+        inputs.append(to_grid(cells, g or (1, 1), target).to(device))
+    out = model.eval()(inputs)
+    scores = out.scores.float()[:, -1].cpu().numpy()  # [n]
+    maps = out.cell_scores.float()[:, -1].cpu().numpy()  # [n, C]
+    if maps.shape[1] != target[0] * target[1]:  # every backbone global: one cell for the whole frame
+        maps = np.broadcast_to(maps, (len(windows), target[0] * target[1]))
+    return scores.astype(np.float32), np.ascontiguousarray(maps.reshape(len(windows), *target), dtype=np.float32)
 
 
 def windowed_scores(model: nn.Module, features: list[np.ndarray], window: int, device="cpu",

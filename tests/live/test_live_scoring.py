@@ -135,3 +135,24 @@ def test_a_score_equal_to_the_threshold_is_above_and_ties_are_decided_in_float64
     assert AlertRule(between, 2, 1).events(np.array([upper, upper], np.float32)) == [(0, 1)]
     assert not AlertRule(between).above(score) and AlertRule(between).above(upper)
     assert AlertRule(0.25, 2, 3).describe() == "hysteresis: open after 2 snippets >= 0.25, close after 3 below"
+
+
+@pytest.mark.parametrize("temporal", ["pooled", "cells"])
+def test_a_spatial_runs_windows_of_one_length_are_scored_at_once_as_one_by_one(temporal):
+    """Several streams' windows go through one forward pass; the scores and maps are those of scoring each window
+    alone (the mixed-length path), on the run's grid, with a global backbone broadcast over the cells."""
+    from models.spatial import SpatialConfig, SpatialMIL
+    from pipeline.watch.scoring import score_last_cells
+
+    torch.manual_seed(0)
+    model = SpatialMIL(tiny_teacher(), [12, 8], SpatialConfig(temporal=temporal, reduce_dim=0, hidden=8)).eval()
+    rng = np.random.default_rng(3)
+    windows = [[rng.normal(size=(5, 6, 12)).astype(np.float32), rng.normal(size=(5, 2, 8)).astype(np.float32)]
+               for _ in range(4)]  # a 2x3 grid backbone and a global one (2 crops)
+    grids = [(2, 3), None]
+    scores, maps = score_last_cells(model, windows, grids, grid=(2, 3))
+    assert scores.shape == (4,) and maps.shape == (4, 2, 3)
+    alone = [score_last_cells(model, [w, [w[0][:4], w[1][:4]]], grids, grid=(2, 3)) for w in windows]  # 2 lengths
+    np.testing.assert_allclose(scores, [s[0] for s, _ in alone], atol=1e-5)
+    np.testing.assert_allclose(maps, np.stack([m[0] for _, m in alone]), atol=1e-5)
+    assert float(maps.std()) > 0  # cells differ: the maps are not the broadcast score
