@@ -149,6 +149,10 @@ ROWS += [
     Row("grid-k8", "grid-choices", "spatial.k=8", "teacher", BOTH, ("spatial.k=8",), spatial=True),
     Row("grid-no-reduce", "grid-choices", "spatial.reduce_dim=0 (cells at full width)", "teacher", BOTH,
         ("spatial.reduce_dim=0",), spatial=True),
+    Row("grid-reduce-32", "grid-choices", "spatial.reduce_dim=32 (32 principal components a backbone)", "teacher",
+        BOTH, ("spatial.reduce_dim=32",), spatial=True),
+    Row("grid-logit", "grid-choices", "spatial.fusion=logit (the cells' evidence added to the global logit)",
+        "teacher", BOTH, ("spatial.fusion=logit",), spatial=True),
 ]
 
 
