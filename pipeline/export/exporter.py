@@ -224,33 +224,25 @@ class _ChunkedScorer(nn.Module):
         self.max_snippets = max_snippets
         self.batch = batch
 
-    def forward(self, x: Tensor) -> Tensor:
+    def embed_all(self, x: Tensor) -> Tensor:
+        """The backbone over every snippet, ``batch`` at a time, after the length check."""
         n = x.size(0)
         if n < 1 or n > self.max_snippets:
             raise ValueError(f"the exported model scores 1 to {self.max_snippets} snippets at once, got {n}; "
                              f"export again with a larger --max-snippets, or score with the eager model")
-        parts = [self.embedder(x[start:start + self.batch]) for start in range(0, n, self.batch)]
-        return self.head(torch.cat(parts))
+        return torch.cat([self.embedder(x[start:start + self.batch]) for start in range(0, n, self.batch)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.embed_all(x))
 
 
-class _ChunkedMapScorer(nn.Module):
+class _ChunkedMapScorer(_ChunkedScorer):
     """:class:`_ChunkedScorer` of a spatial run: ``[T, 3, F, c, c]`` -> (scores ``[T]``, maps ``[T, rows,
-    cols]``); the traced backbone gives cells ``[n, C, D]``."""
-
-    def __init__(self, embedder: nn.Module, head: nn.Module, max_snippets: int, batch: int):
-        super().__init__()
-        self.embedder = embedder
-        self.head = head
-        self.max_snippets = max_snippets
-        self.batch = batch
+    cols]``); the traced backbone gives cells ``[n, C, D]``. Only the output's type differs (TorchScript types
+    it)."""
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        n = x.size(0)
-        if n < 1 or n > self.max_snippets:
-            raise ValueError(f"the exported model scores 1 to {self.max_snippets} snippets at once, got {n}; "
-                             f"export again with a larger --max-snippets, or score with the eager model")
-        parts = [self.embedder(x[start:start + self.batch]) for start in range(0, n, self.batch)]
-        return self.head(torch.cat(parts))
+        return self.head(self.embed_all(x))
 
 
 # torch 2.10+ marks every torch.jit entry point deprecated in favour of torch.export, but torch.export has no
