@@ -153,6 +153,10 @@ ROWS += [
         BOTH, ("spatial.reduce_dim=32",), spatial=True),
     Row("grid-logit", "grid-choices", "spatial.fusion=logit (the cells' evidence added to the global logit)",
         "teacher", BOTH, ("spatial.fusion=logit",), spatial=True),
+    Row("tam-i3d-grid-logit", "grid-choices", "tam-i3d-grid with spatial.fusion=logit", "teacher", ("i3d",),
+        ("spatial.fusion=logit",), spatial=True),
+    Row("tam-motion-grid-logit", "grid-choices", "tam-motion-grid with spatial.fusion=logit", "teacher", (MOTION,),
+        ("spatial.fusion=logit",), spatial=True),
 ]
 
 
