@@ -267,7 +267,8 @@ RANGES: dict[str, dict[str, Range]] = {
     "lightning": {"frames": AT_LEAST_1, "size": AT_LEAST_1, "channels": AT_LEAST_1, "stem_kernel": AT_LEAST_1,
                   "stem_stride": AT_LEAST_1, "head_hidden": AT_LEAST_1, "disc_channels": AT_LEAST_1,
                   "disc_kernel": AT_LEAST_1, "pool_fraction": Range(0.0, 1.0, low_open=True)},
-    "spatial": {"k": AT_LEAST_1, "hidden": AT_LEAST_1, "reduce_dim": NON_NEGATIVE, "map_weight": NON_NEGATIVE},
+    "spatial": {"k": AT_LEAST_1, "hidden": AT_LEAST_1, "reduce_dim": NON_NEGATIVE, "map_weight": NON_NEGATIVE,
+                "dropout": FRACTION, "lr": LEARNING_RATE},
 }
 
 

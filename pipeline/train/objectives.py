@@ -18,7 +18,7 @@ from torch import nn
 
 from models.dynamics import lanet_loss, topk_count
 from models.losses import distillation_loss, mil_ranking_loss, refine_pseudo_labels, teacher_segment_labels
-from models.spatial import CellFeatures, SpatialOutput
+from models.spatial import CellFeatures, SpatialMIL, SpatialOutput
 from models.vad_model import ContrastiveHead, ModelOutput, VADModel
 from pipeline.config import RunConfig
 from pipeline.precision import autocast
@@ -62,12 +62,19 @@ def forward_by_length(model: nn.Module, features: list[torch.Tensor] | CellFeatu
 
 
 def two_rate_adagrad(temporal: list[nn.Parameter], other: list[nn.Parameter],
-                     config: RunConfig) -> torch.optim.Optimizer:
-    """method.md §6: Adagrad with weight decay, the temporal module at ``lr_temporal``, the rest at ``lr_other``.
-    An empty group (no temporal module: Table 4's "w/o TAM", Sultani's MLP) is left out."""
+                     config: RunConfig, cells: list[nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """method.md §6: Adagrad with weight decay, the temporal module at ``lr_temporal``, the rest at ``lr_other``;
+    a spatial model's cell scorer (``cells``) at ``spatial.lr`` (method.md §12). An empty group (no temporal module:
+    Table 4's "w/o TAM", Sultani's MLP; a global model's cells) is left out."""
     t = config.train
-    groups = [{"params": temporal, "lr": t.lr_temporal}, {"params": other, "lr": t.lr_other}]
+    groups = [{"params": temporal, "lr": t.lr_temporal}, {"params": other, "lr": t.lr_other},
+              {"params": list(cells), "lr": config.spatial.lr}]
     return torch.optim.Adagrad([g for g in groups if g["params"]], weight_decay=t.weight_decay, eps=t.adagrad_eps)
+
+
+def cell_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """A spatial model's cell scorer parameters (``SpatialMIL.cell_parameters``); none for any other model."""
+    return model.cell_parameters() if isinstance(model, SpatialMIL) else []
 
 
 @torch.no_grad()
@@ -101,7 +108,8 @@ class ModelObjective:
         return {"model": self.model}
 
     def optimizer(self) -> torch.optim.Optimizer:
-        return two_rate_adagrad(self.model.temporal_parameters(), self.model.other_parameters(), self.config)
+        return two_rate_adagrad(self.model.temporal_parameters(), self.model.other_parameters(), self.config,
+                                cell_parameters(self.model))
 
 
 class TeacherObjective(ModelObjective):
@@ -198,7 +206,8 @@ class StudentObjective:
 
     def optimizer(self) -> torch.optim.Optimizer:
         heads = list(self.head_teacher.parameters()) + list(self.head_student.parameters())
-        return two_rate_adagrad(self.model.temporal_parameters(), self.model.other_parameters() + heads, self.config)
+        return two_rate_adagrad(self.model.temporal_parameters(), self.model.other_parameters() + heads, self.config,
+                                cell_parameters(self.model))
 
     def _loss(self, rows: np.ndarray) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))

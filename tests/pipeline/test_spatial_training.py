@@ -28,7 +28,7 @@ from pipeline.evaluate.scoring import score_cells, score_snippets
 from pipeline.features import resolve_features
 from pipeline.runs import load_run
 from pipeline.store import FeatureStore
-from pipeline.train.objectives import forward_by_length
+from pipeline.train.objectives import cell_parameters, forward_by_length, two_rate_adagrad
 
 TINY = {item.partition("=")[0]: item.partition("=")[2] for item in TINY_MODEL if item != "--set"}
 TINY_LANET = {"lanet.d_model": 16, "lanet.n_heads": 2, "lanet.ffn_dim": 32, "lanet.classifier_hidden": 8}
@@ -36,7 +36,7 @@ FAST = {**TINY, **TINY_LANET, "train.batch_anomalous": 8, "train.batch_normal": 
         "spatial.hidden": 16}
 GRID = (3, 4)
 PLANTED_EPOCHS = 100
-AUC_TOLERANCE = 0.02  # the spatial run's frame AUC may fall this far below the global run's on the planted set
+AUC_MARGIN = 0.05  # the spatial run's frame AUC must pass the global run's by this much on the planted set
 
 
 def _load(store, key):
@@ -53,18 +53,18 @@ def planted(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_logit_spatial_teacher_finds_the_planted_cell_and_scores_as_well_as_the_global_run(planted, tmp_path):
-    """The logit fusion's maps put the top cell on the planted cell. Known gap (issue 22's note): the default mean
-    fusion does not on this set (0 of 29 anomalous snippets at 100 epochs, its AUC the global run's), though on
-    Ped1 its maps are the better ones (method.md §12); the planted set is the place to find out why."""
+def test_a_spatial_teacher_finds_the_planted_cell_and_scores_above_the_global_run(planted, tmp_path):
+    """The default (mean fusion, the cell scorer at spatial.lr with dropout) puts the top cell on the planted cell and
+    detects the planted anomalies better than the global run (AUC 1.0 against 0.85 at 100 epochs). Before the cell
+    scorer had its own learning rate and dropout it found the planted cell in 0 of 29 snippets."""
     store, labels, videos = planted
     spatial = api.train("teacher", store=store, dataset=str(labels), backbones="i3d", epochs=PLANTED_EPOCHS,
-                        overrides={**FAST, "spatial.fusion": "logit"})[0]
+                        overrides=FAST)[0]
     flat = api.train("teacher", store=store, dataset=str(labels), backbones="i3d", epochs=PLANTED_EPOCHS,
                      overrides={**FAST, "spatial.cells": "off"})[0]
     assert spatial.key != flat.key
     config = json.loads((spatial.folder / "config.json").read_text())
-    assert config["grid"] == list(GRID) and config["spatial"]["k"] == 3 and config["spatial"]["fusion"] == "logit"
+    assert config["grid"] == list(GRID) and config["spatial"]["k"] == 3 and config["spatial"]["fusion"] == "mean"
     assert "spatial" not in json.loads((flat.folder / "config.json").read_text())
     run = _load(store, spatial.key)
     assert run.spatial and run.grid == GRID and isinstance(run.model, SpatialMIL)
@@ -72,7 +72,7 @@ def test_a_logit_spatial_teacher_finds_the_planted_cell_and_scores_as_well_as_th
 
     result = api.evaluate(spatial, store=store, dataset=str(labels), video_plots=False, out=tmp_path / "spatial")[0]
     global_result = api.evaluate(flat, store=store, dataset=str(labels), video_plots=False, out=tmp_path / "flat")[0]
-    assert result.auc > global_result.auc - AUC_TOLERANCE, (result.auc, global_result.auc)
+    assert result.auc > global_result.auc + AUC_MARGIN, (result.auc, global_result.auc)
     assert result.values["grid"] == list(GRID) and not (tmp_path / "flat" / "maps").exists()
 
     test = [v for v in videos if v.split == "test"]
@@ -89,17 +89,26 @@ def test_a_logit_spatial_teacher_finds_the_planted_cell_and_scores_as_well_as_th
     assert hits / total > 3 * chance, (hits, total)
 
 
-@pytest.mark.slow
-def test_the_logit_fusion_beats_the_global_run_early_on_the_planted_set(planted, tmp_path):
-    """Starting from the global model (the cell scorer's last layer at zero), the logit fusion adds the planted
-    cell's evidence within 25 epochs: 0.79 against the global run's 0.70 on this set."""
-    store, labels, _ = planted
-    runs = {name: api.train("teacher", store=store, dataset=str(labels), backbones="i3d", epochs=25,
-                            overrides={**FAST, **extra})[0]
-            for name, extra in (("logit", {"spatial.fusion": "logit"}), ("flat", {"spatial.cells": "off"}))}
-    auc = {name: api.evaluate(run, store=store, dataset=str(labels), video_plots=False, out=tmp_path / name)[0].auc
-           for name, run in runs.items()}
-    assert auc["logit"] > auc["flat"] + 0.05, auc
+def test_the_cell_scorer_trains_at_its_own_rate_with_dropout_in_training_only():
+    """spatial.lr is the cell scorer's Adagrad group; the wrapped network keeps train.lr_temporal / lr_other; the
+    scorer's dropout acts in training and not in evaluation (scores are deterministic there)."""
+    config = build_config("teacher", ("i3d",), layers=[{"spatial": {"lr": 0.05, "dropout": 0.5}}])
+    torch.manual_seed(0)
+    model = SpatialMIL(VADModel([8], ModelConfig(d_model=16, n_heads=2, projection_hidden=16, ffn_dim=32,
+                                                 classifier_hidden=8)), [8], config.spatial)
+    optimizer = two_rate_adagrad(model.temporal_parameters(), model.other_parameters(), config,
+                                 cell_parameters(model))
+    rates = [group["lr"] for group in optimizer.param_groups]
+    assert rates == [config.train.lr_temporal, config.train.lr_other, 0.05]
+    cells = {id(p) for p in optimizer.param_groups[2]["params"]}
+    assert cells == {id(p) for p in [*model.cell_inputs.parameters(), *model.cell_output.parameters()]}
+    grouped = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # every parameter once
+    x = [torch.randn(2, 5, 6, 8)]
+    model.eval()
+    assert torch.equal(model(x).cell_scores, model(x).cell_scores)
+    model.train()
+    assert not torch.equal(model(x).cell_scores, model(x).cell_scores)
 
 
 def test_spatial_scores_are_the_same_by_both_scoring_paths_and_maps_hold_the_cells(planted, tmp_path):
