@@ -8,7 +8,10 @@ wall time.
 
 - teacher: I3D + S3D + CLIP ViT-B/16 features -> TAM teacher (paper sizes);
 - clip student: CLIP ViT-B/16 -> student (paper sizes);
-- lightning: low-resolution grey frames (``extractors.lowres``) -> lightning student with 3 teacher heads.
+- lightning: low-resolution grey frames (``extractors.lowres``) -> lightning student with 3 teacher heads;
+- lightning_maps: the same frames -> the map student (3 map heads on Ped1's 7 x 11 grid), scores and maps.
+
+``--systems`` picks some of them (e.g. ``lightning,lightning_maps``: the two students in one run, a fair pair).
 
 ``--spatial`` measures the grid path against the global one instead (``benchmarks/spatial_speed.py``: grid
 extraction, spatial MIL training and scoring, live windows with maps, on UCSD Ped1 clips; frames/s and peak memory).
@@ -37,7 +40,7 @@ from extractors.registry import build_backbone
 from extractors.weights import WeightsNotFound
 from models.lightning_student import LightningStudent
 from models.vad_model import VADModel
-from pipeline.evaluate.scoring import score_snippets
+from pipeline.evaluate.scoring import score_snippet_maps, score_snippets
 from pipeline.extract.extractor import DEFAULT_BATCH_SIZE, Extractor
 from pipeline.store import FeatureStore
 
@@ -48,7 +51,9 @@ SYSTEMS = {
     "teacher": ("i3d", "s3d", "clip"),
     "clip_student": ("clip",),
     "lightning": ("lowres",),
+    "lightning_maps": ("lowres",),
 }
+MAP_GRID = (7, 11)  # the map student's grid: its teachers' on UCSD Ped1 (i3d / effnet_lite0's full-view cells)
 
 
 def load_backbone(name: str, device) -> tuple[object, str]:
@@ -63,6 +68,8 @@ def load_backbone(name: str, device) -> tuple[object, str]:
 def scoring_model(system: str, dims: list[int]) -> torch.nn.Module:
     if system == "lightning":
         return LightningStudent(LIGHTNING_TEACHERS).eval()
+    if system == "lightning_maps":
+        return LightningStudent(LIGHTNING_TEACHERS, grid=MAP_GRID).eval()
     return VADModel(dims).eval()
 
 
@@ -84,7 +91,10 @@ def time_system(system: str, videos: list[Path], store_dir: Path, device, batch_
         by_video.setdefault(row["video_key"], {})[row["backbone"]] = store.root / row["file"]
     for files in by_video.values():  # every backbone's features of one video, in the model's order
         features = [np.load(files[b]).astype(np.float32, copy=False) for b in names]
-        score_snippets(model, features, device)
+        if system == "lightning_maps":
+            score_snippet_maps(model, features, device, grid=MAP_GRID)
+        else:
+            score_snippets(model, features, device)
     end = time.perf_counter()
     store.close()
     return {
@@ -115,25 +125,31 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="snippets per backbone forward pass "
                                                                              "(teacher, CLIP student)")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated systems to time "
+                   f"(default: all, {', '.join(SYSTEMS)})")
     p.add_argument("--out", default="benchmarks/results/speed.json")
     args = p.parse_args(argv)
+    systems = [n.strip() for n in args.systems.split(",") if n.strip()]
+    if not systems or set(systems) - set(SYSTEMS):
+        p.error(f"--systems takes names from {', '.join(SYSTEMS)}")
     device = auto_device(args.device)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         synth = generate_dataset(Path(tmp) / "synth", n_normal=1, n_anomalous=SYNTHETIC_VIDEOS - 1, seed=0)
         videos = [opencv_sample("vtest.avi")] + [e.path for e in synth.entries]
-        for system in SYSTEMS:
-            batch = LIGHTNING_BATCH_SIZE if system == "lightning" else args.batch_size
+        for system in systems:
+            batch = LIGHTNING_BATCH_SIZE if system.startswith("lightning") else args.batch_size
             results[system] = time_system(system, videos, Path(tmp) / f"store-{system}", device, batch)
             print(f"{system}: {results[system]['fps']} frames/s", flush=True)
-    lightning, clip = results["lightning"]["fps"], results["clip_student"]["fps"]
+    fps = {name: r["fps"] for name, r in results.items()}
+    ratios = {f"lightning_over_{other}": round(fps["lightning"] / fps[other], 2)
+              for other in ("clip_student", "teacher") if "lightning" in fps and other in fps}
     write_report({
         "benchmark": "speed",
         "device": str(device),
         "videos": len(videos),
         "systems": results,
-        "lightning_over_clip_student": round(lightning / clip, 2),
-        "lightning_over_teacher": round(lightning / results["teacher"]["fps"], 2),
+        **ratios,
         "target_lightning_fps": 1000,
         "target_lightning_over_clip_student": 20,
     }, args.out)

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from models.spatial import CELL_TOPK, cell_topk
+
 LIGHTNING_FRAMES = 8  # grey frames kept per 16-frame snippet: frames 0, 2, ..., 14
 LIGHTNING_SIZE = 64  # side of the square low-resolution frames
 # Project's choice, sized for speed: on 2 CPU cores the default network costs well under the 1.5 ms per snippet
@@ -60,6 +62,12 @@ FRAME_MEAN, FRAME_STD, DIFF_STD = 0.5, 0.25, 0.1
 # "avg" is the global average of before. On Ped1: 0.70 (avg) vs 0.70-0.80 (topk, with the shift augmentation).
 POOLS = ("topk", "avg")
 POOL_FRACTION = 0.02
+# The map student's cell features come from the output of conv layer MAP_LAYER (0: the stem), clipped to the last
+# layer: with the default 64 x 64 input that is layer 1's 8 x 8 map of 32 channels, each position seeing a 13 x 13
+# pixel patch (the stem's 16 x 16 positions see 5 x 5 pixels, too little to tell a cyclist from a walker; layer 2's
+# 4 x 4 is coarser than Ped1's 7 x 11 teacher grid).
+MAP_LAYER = 1
+MAP_DISC_KERNEL = 3  # the map discriminator's spatial kernel (its temporal kernel is disc_kernel)
 
 
 def _float32(device: torch.device) -> contextlib.AbstractContextManager:
@@ -164,30 +172,62 @@ class ScoreHead(nn.Module):
         return torch.sigmoid(self.net(h).squeeze(-1))
 
 
+class MapHead(nn.Module):
+    """One teacher's map head: cell features ``[M, C_in, rows, cols]`` -> cell scores ``[M, rows * cols]`` in
+    (0, 1), row-major: a 1x1-conv MLP (Conv2d 1x1, ReLU, Conv2d 1x1), sigmoid."""
+
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+
+    def forward(self, cells: Tensor) -> Tensor:
+        return torch.sigmoid(self.net(cells).flatten(1))
+
+
 @dataclass
 class LightningOutput:
     h: Tensor  # [N, L, C] per-snippet embedding (globally pooled last conv layer)
     head_scores: Tensor  # [N, L, K] one score per teacher head, in (0, 1)
     scores: Tensor  # [N, L] mean over the K heads: the final snippet anomaly score
+    # The map student's only (None for the score-sequence student): each head's map, cells row-major on the grid.
+    head_maps: Tensor | None = None  # [N, L, K, rows * cols] in (0, 1)
+    cell_scores: Tensor | None = None  # [N, L, rows * cols] mean over the K heads' maps
 
 
 class LightningStudent(nn.Module):
-    """Low-resolution snippets -> K per-teacher snippet scores and their mean.
+    """Low-resolution snippets -> K per-teacher snippet scores and their mean (and, the map student, maps).
 
     ``forward(features)``: ``features`` holds exactly one tensor ``[N, L, F*S*S]`` (uint8 or float, values
     0..255; see :func:`snippet_input`) -> ``LightningOutput(h [N, L, C], head_scores [N, L, K], scores [N, L])``
     with ``C = config.channels[-1]``. Snippets are independent (no temporal layer across snippets), so they are
     encoded in chunks of ``LIGHTNING_CHUNK`` and any ``N, L`` gives the same per-snippet result.
+
+    ``grid`` (rows, cols): the map student (module docstring). Its heads are :class:`MapHead` s over each cell's
+    features (layer ``MAP_LAYER``'s channels, time-averaged and pooled to the grid, then the snippet's ``h``);
+    ``head_maps [N, L, K, rows * cols]``, ``head_scores[..., k]`` the mean of head k's ``k_top`` highest cells,
+    ``cell_scores`` the mean of the heads' maps. ``grid`` None: the score-sequence student, as before maps.
     """
 
-    def __init__(self, n_teachers: int, config: LightningConfig = LightningConfig()) -> None:
+    def __init__(self, n_teachers: int, config: LightningConfig = LightningConfig(),
+                 grid: tuple[int, int] | None = None, k_top: int = CELL_TOPK) -> None:
         super().__init__()
         if n_teachers < 1:
             raise ValueError(f"LightningStudent needs at least one teacher, got {n_teachers}")
+        if grid is not None and (len(grid) != 2 or min(grid) < 1):
+            raise ValueError(f"the map student's grid must be (rows, cols) >= 1, got {grid}")
+        if k_top < 1:
+            raise ValueError(f"k_top must be >= 1, got {k_top}")
         self.n_teachers = int(n_teachers)
         self.config = config
+        self.grid = None if grid is None else (int(grid[0]), int(grid[1]))
+        self.k_top = int(k_top)
         self.encoder = _conv_layers(config)
-        self.heads = nn.ModuleList(ScoreHead(config.channels[-1], config.head_hidden) for _ in range(n_teachers))
+        if self.grid is None:
+            self.heads = nn.ModuleList(ScoreHead(config.channels[-1], config.head_hidden) for _ in range(n_teachers))
+        else:
+            self.map_layer = min(MAP_LAYER, len(config.channels) - 1)
+            cell_dim = config.channels[self.map_layer] + config.channels[-1]
+            self.heads = nn.ModuleList(MapHead(cell_dim, config.head_hidden) for _ in range(n_teachers))
 
     @property
     def embedding_dim(self) -> int:
@@ -195,14 +235,31 @@ class LightningStudent(nn.Module):
 
     def encode(self, snippets: Tensor) -> Tensor:
         """Flat snippets ``[M, F*S*S]`` -> embeddings ``[M, C]``, in chunks of ``LIGHTNING_CHUNK`` snippets."""
+        return self._encode(snippets)[0]
+
+    def _encode(self, snippets: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Flat snippets ``[M, F*S*S]`` -> (embeddings ``[M, C]``, the map student's cell features
+        ``[M, C_map + C, rows, cols]`` or None), in chunks of ``LIGHTNING_CHUNK`` snippets."""
         dtype = self.heads[0].net[0].weight.dtype
-        parts = []
+        parts, cell_parts = [], []
+        # the ReLU closing conv layer MAP_LAYER: every layer is conv, (batch norm,) ReLU
+        stop = None if self.grid is None else [i for i, m in enumerate(self.encoder)
+                                               if isinstance(m, nn.ReLU)][self.map_layer]
         for chunk in snippets.split(LIGHTNING_CHUNK):
             x = snippet_input(chunk, self.config.frames, self.config.size).to(dtype)
             if self.config.input_norm:
                 x = torch.stack([(x[:, 0] - FRAME_MEAN) / FRAME_STD, x[:, 1] / DIFF_STD], dim=1)
-            parts.append(self._pool(self.encoder(x)))
-        return torch.cat(parts)
+            if stop is None:
+                parts.append(self._pool(self.encoder(x)))
+                continue
+            for i, layer in enumerate(self.encoder):
+                x = layer(x)
+                if i == stop:  # [m, C_map, F', S', S'] -> time-averaged, pooled to the grid
+                    local = F.adaptive_avg_pool2d(x.mean(dim=2), self.grid)
+            h = self._pool(x)
+            parts.append(h)
+            cell_parts.append(torch.cat([local, h[:, :, None, None].expand(-1, -1, *self.grid)], dim=1))
+        return torch.cat(parts), (torch.cat(cell_parts) if cell_parts else None)
 
     def _pool(self, y: Tensor) -> Tensor:
         """``[M, C, F', S', S']`` -> ``[M, C]``: the mean of each channel's top ``pool_fraction`` of positions, or
@@ -223,12 +280,18 @@ class LightningStudent(nn.Module):
                 f"({self.config.frames} frames of {self.config.size} x {self.config.size})"
             )
         n, length = x.shape[:2]
-        h = self.encode(x.reshape(n * length, -1))  # [N*L, C]
-        head_scores = torch.stack([head(h) for head in self.heads], dim=-1)  # [N*L, K]
-        head_scores = head_scores.reshape(n, length, self.n_teachers)
-        return LightningOutput(
-            h=h.reshape(n, length, -1), head_scores=head_scores, scores=head_scores.mean(dim=-1)
-        )
+        h, cells = self._encode(x.reshape(n * length, -1))  # [N*L, C], [N*L, C_map + C, rows, cols] or None
+        if cells is None:
+            head_scores = torch.stack([head(h) for head in self.heads], dim=-1)  # [N*L, K]
+            head_scores = head_scores.reshape(n, length, self.n_teachers)
+            return LightningOutput(
+                h=h.reshape(n, length, -1), head_scores=head_scores, scores=head_scores.mean(dim=-1)
+            )
+        head_maps = torch.stack([head(cells) for head in self.heads], dim=1)  # [N*L, K, rows * cols]
+        head_maps = head_maps.reshape(n, length, self.n_teachers, -1)
+        head_scores = cell_topk(head_maps, self.k_top)  # [N, L, K]
+        return LightningOutput(h=h.reshape(n, length, -1), head_scores=head_scores, scores=head_scores.mean(dim=-1),
+                               head_maps=head_maps, cell_scores=head_maps.mean(dim=2))
 
 
 class ScoreDiscriminator(nn.Module):
@@ -261,6 +324,45 @@ def make_discriminators(n_teachers: int, config: LightningConfig = LightningConf
     if n_teachers < 1:
         raise ValueError(f"need at least one teacher, got {n_teachers}")
     return nn.ModuleList(ScoreDiscriminator(config.disc_channels, config.disc_kernel) for _ in range(n_teachers))
+
+
+class MapDiscriminator(nn.Module):
+    """Tells a teacher's anomaly-map sequence (real) from the student's (fake): ``[N, L, rows, cols] -> logits [N]``.
+
+    Conv3d(1, c, (k, s, s)) LeakyReLU, Conv3d(c, c, (k, s, s), stride (2, 1, 1)) LeakyReLU over (time, rows, cols),
+    mean over every position, Linear(c, 1); ``k = disc_kernel``, ``s = MAP_DISC_KERNEL``, padded to keep any
+    ``L, rows, cols >= 1``. The convs see a map's local shape in space and time (blob sizes, how a blob moves) as
+    :class:`ScoreDiscriminator` sees a score sequence's.
+    """
+
+    def __init__(self, channels: int = DISC_CHANNELS, kernel: int = DISC_KERNEL,
+                 spatial_kernel: int = MAP_DISC_KERNEL) -> None:
+        super().__init__()
+        if channels < 1 or kernel < 1 or spatial_kernel < 1:
+            raise ValueError(f"MapDiscriminator needs channels, kernels >= 1, got {channels}, {kernel}, "
+                             f"{spatial_kernel}")
+        size = (kernel, spatial_kernel, spatial_kernel)
+        padding = tuple(k // 2 for k in size)
+        self.net = nn.Sequential(
+            nn.Conv3d(1, channels, size, padding=padding),
+            nn.LeakyReLU(DISC_LEAKY_SLOPE),
+            nn.Conv3d(channels, channels, size, stride=(2, 1, 1), padding=padding),
+            nn.LeakyReLU(DISC_LEAKY_SLOPE),
+        )
+        self.out = nn.Linear(channels, 1)
+
+    def forward(self, maps: Tensor) -> Tensor:
+        if maps.dim() != 4 or min(maps.shape[1:]) < 1:
+            raise ValueError(f"map sequences must be [N, L, rows, cols] with L, rows, cols >= 1, got "
+                             f"{tuple(maps.shape)}")
+        return self.out(self.net(maps[:, None]).flatten(2).mean(dim=-1)).squeeze(-1)
+
+
+def make_map_discriminators(n_teachers: int, config: LightningConfig = LightningConfig()) -> nn.ModuleList:
+    """One :class:`MapDiscriminator` per teacher, sized by ``config.disc_channels`` / ``config.disc_kernel``."""
+    if n_teachers < 1:
+        raise ValueError(f"need at least one teacher, got {n_teachers}")
+    return nn.ModuleList(MapDiscriminator(config.disc_channels, config.disc_kernel) for _ in range(n_teachers))
 
 
 def regression_loss(student: Tensor, teacher: Tensor, kind: str = REGRESSION) -> Tensor:
@@ -353,6 +455,64 @@ def adversarial_distillation_loss(
         total = reg_mean + adversarial_weight * gen_mean + disc_mean
     parts = {
         "regression": reg_mean.item(),
+        "generator": gen_mean.item(),
+        "discriminator": disc_mean.item(),
+        "total": total.item(),
+    }
+    return total, parts
+
+
+def map_distillation_loss(
+    head_maps: Tensor,
+    head_scores: Tensor,
+    teacher_maps: Tensor,
+    teacher_scores: Tensor,
+    discriminators: nn.ModuleList,
+    grid: tuple[int, int],
+    *,
+    regression: str = REGRESSION,
+    adversarial_weight: float = ADVERSARIAL_WEIGHT,
+) -> tuple[Tensor, dict[str, float]]:
+    """The map student's two-player objective (method.md §9) as one scalar, routed as
+    :func:`adversarial_distillation_loss`'s.
+
+    ``head_maps``, ``teacher_maps`` ``[N, L, K, rows * cols]`` (cells row-major on ``grid``), ``head_scores``,
+    ``teacher_scores`` ``[N, L, K]``, ``discriminators``: K :class:`MapDiscriminator`. Per teacher k, with
+    ``m_k``, ``u_k`` the student's and teacher's maps ``[N, L, rows, cols]`` and ``s_k``, ``t_k`` their scores:
+    ``reg_k = regression_loss(m_k, u_k) + regression_loss(s_k, t_k)``, ``gen_k = generator_loss(D_k(m_k))`` with
+    ``D_k``'s parameters detached, ``disc_k = discriminator_loss(D_k(u_k), D_k(m_k.detach()))``. Returns
+    ``mean_k(reg_k + adversarial_weight * gen_k) + mean_k(disc_k)`` and ``{"regression", "map_regression",
+    "generator", "discriminator", "total"}`` (means over k; ``regression`` is the whole ``reg_k``,
+    ``map_regression`` its map term) as Python floats.
+    """
+    rows, cols = grid
+    if head_maps.dim() != 4 or head_maps.shape != teacher_maps.shape or head_maps.shape[-1] != rows * cols:
+        raise ValueError(f"head and teacher maps must both be [N, L, K, {rows * cols}]; got "
+                         f"{tuple(head_maps.shape)} and {tuple(teacher_maps.shape)}")
+    if head_scores.shape != teacher_scores.shape or head_scores.shape != head_maps.shape[:3]:
+        raise ValueError(f"head and teacher scores must both be [N, L, K] = {tuple(head_maps.shape[:3])}; got "
+                         f"{tuple(head_scores.shape)} and {tuple(teacher_scores.shape)}")
+    n_teachers = head_maps.shape[2]
+    if len(discriminators) != n_teachers:
+        raise ValueError(f"{len(discriminators)} discriminators for {n_teachers} teacher heads")
+    if regression not in REGRESSIONS:
+        raise ValueError(f"unknown regression {regression!r}; expected one of {REGRESSIONS}")
+    with _float32(head_maps.device):
+        maps = head_maps.float().reshape(*head_maps.shape[:3], rows, cols)
+        targets = teacher_maps.detach().float().reshape(maps.shape)
+        scores, teacher = head_scores.float(), teacher_scores.detach().float()
+        reg, map_reg, gen, disc = [], [], [], []
+        for k, d_k in enumerate(discriminators):
+            m_k, u_k = maps[:, :, k], targets[:, :, k]
+            map_reg.append(regression_loss(m_k, u_k, regression))
+            reg.append(map_reg[-1] + regression_loss(scores[..., k], teacher[..., k], regression))
+            gen.append(generator_loss(_frozen_call(d_k, m_k)))
+            disc.append(discriminator_loss(d_k(u_k), d_k(m_k.detach())))
+        reg_mean, gen_mean, disc_mean = (torch.stack(x).mean() for x in (reg, gen, disc))
+        total = reg_mean + adversarial_weight * gen_mean + disc_mean
+    parts = {
+        "regression": reg_mean.item(),
+        "map_regression": torch.stack(map_reg).mean().item(),
         "generator": gen_mean.item(),
         "discriminator": disc_mean.item(),
         "total": total.item(),

@@ -16,7 +16,8 @@ YAML layout (every key optional)::
     ddl: {rank_weight: 0.1, align_weight: 0.1, ...}    # DDLConfig (lanet)
     lightning: {frames: 8, size: 64, ...}              # models.lightning_student.LightningConfig (lightning)
     adversarial: {adversarial_weight: 0.1, ...}        # AdversarialConfig (lightning)
-    spatial: {cells: auto, k: 3, temporal: pooled, ...} # models.spatial.SpatialConfig (teacher, student, lanet)
+    spatial: {cells: auto, k: 3, temporal: pooled, ...} # models.spatial.SpatialConfig (teacher, student, lanet;
+                                                        #   lightning: cells and k, distilling maps)
 
 The defaults are the papers' except for the choices measured on real footage (UCSD Ped1, README): input
 standardisation, top-3 MIL, a floor of training steps, short videos kept unstretched, the validation fallback, and
@@ -27,7 +28,8 @@ Each stage reads only its own sections (its row's ``sections`` in ``pipeline.met
 enter the run key. Other stages' sections are still checked (unknown keys, types), so one YAML file can serve the
 teacher and the student. The ``spatial`` section is saved and keyed, with the run's ``grid``, only when the run is
 spatial (:attr:`RunConfig.spatial_active`: a method whose row is ``spatial``, ``spatial.cells = auto`` and features
-of more than one cell), so a run on global features keeps its key.
+of more than one cell; or :attr:`RunConfig.map_student`: the lightning student of spatial teachers), so a run on
+global features keeps its key.
 """
 
 from __future__ import annotations
@@ -161,12 +163,20 @@ class RunConfig:
         return (methods.get(self.stage).spatial and self.spatial.cells == "auto"
                 and self.grid[0] * self.grid[1] > 1)
 
+    @property
+    def map_student(self) -> bool:
+        """Whether the run distils its teachers' anomaly maps (the lightning student's map student, method.md §9):
+        its method's row has ``maps``, ``spatial.cells`` is ``auto`` and its grid (its spatial teachers') has more
+        than one cell."""
+        return (methods.get(self.stage).maps and self.spatial.cells == "auto"
+                and self.grid[0] * self.grid[1] > 1)
+
     def to_dict(self) -> dict:
         """The stage, its backbones and the stage's own sections (what a run saves and its key hashes); a spatial
-        run adds its ``spatial`` section and its ``grid``."""
+        run or a map student adds its ``spatial`` section and its ``grid``."""
         out = {"stage": self.stage, "backbones": list(self.backbones),
                **{name: dataclasses.asdict(getattr(self, name)) for name in methods.get(self.stage).sections}}
-        if self.spatial_active:
+        if self.spatial_active or self.map_student:
             out.update(spatial=dataclasses.asdict(self.spatial), grid=list(self.grid))
         return out
 

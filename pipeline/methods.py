@@ -60,7 +60,9 @@ class MethodRow:
     snippets, None for the run's ``train.n_segments``; ``learning_rates``: the config keys a diverged run is told to
     lower; ``spatial``: on grid features (more than one cell) its network is wrapped in ``models.spatial.SpatialMIL``
     and it reads the ``spatial`` section, which is saved and keyed only then (a run on global features keeps the key
-    it had before grids).
+    it had before grids); ``maps``: a several-teacher method that distils its teachers' anomaly maps when every
+    teacher is spatial and ``spatial.cells`` is ``auto`` (the lightning student, method.md §9): its run then records
+    the first teacher's grid and reads the ``spatial`` section (saved and keyed only then, as a spatial run's).
     """
 
     name: str
@@ -79,6 +81,7 @@ class MethodRow:
     fixed_backbones: bool = False
     learning_rates: tuple[str, ...] = ADAGRAD_RATES
     spatial: bool = False
+    maps: bool = False
 
     def __post_init__(self) -> None:
         checks = [(self.data in DATA_KINDS, f"data must be one of {DATA_KINDS}"),
@@ -131,7 +134,7 @@ _BUILT_IN = (
               ("lightning", "train", "adversarial"), (LOWRES,), "pipeline.runs:lightning_network",
               "pipeline.train.lightning_student:LightningObjective", heads=1, window=LIGHTNING_WINDOW,
               data=FRAME_WINDOWS, teachers=SEVERAL_TEACHERS, teaches=False, fixed_backbones=True,
-              learning_rates=("adversarial.lr",)),
+              learning_rates=("adversarial.lr",), maps=True),
 )
 
 REGISTRY: dict[str, MethodRow] = {row.name: row for row in _BUILT_IN}  # in the order of the help

@@ -103,7 +103,11 @@ def lanet_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1)
 
 
 def lightning_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1) -> LightningStudent:
-    """The ``LightningStudent`` with one head per teacher (it reads pixels: ``input_dims`` does not size it)."""
+    """The ``LightningStudent`` with one head per teacher (it reads pixels: ``input_dims`` does not size it); a map
+    student's (``config.map_student``) with map heads on the run's grid, its snippet scores the top ``spatial.k``
+    cells'."""
+    if config.map_student:
+        return LightningStudent(n_teachers, config.lightning, grid=config.grid, k_top=config.spatial.k)
     return LightningStudent(n_teachers, config.lightning)
 
 
@@ -134,6 +138,17 @@ class LoadedRun:
     def spatial(self) -> bool:
         """Whether the run scores cells (its model is ``SpatialMIL``, its outputs carry ``cell_scores``)."""
         return isinstance(self.model, SpatialMIL)
+
+    @property
+    def map_student(self) -> bool:
+        """Whether the run is a lightning student distilled from maps: it reads the stored low-resolution frames
+        as a global run does and its outputs carry ``cell_scores`` on its ``grid`` (method.md §9)."""
+        return isinstance(self.model, LightningStudent) and self.model.grid is not None
+
+    @property
+    def has_maps(self) -> bool:
+        """Whether scoring the run gives anomaly maps on its ``grid``: a spatial run or a map student."""
+        return self.spatial or self.map_student
 
     def scoring_inputs(self, features) -> tuple[list, list[tuple[int, int]]]:
         """One video's features as the run scores them (``features``: a ``pipeline.features.VideoFeatures``): per

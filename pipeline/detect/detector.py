@@ -25,7 +25,7 @@ from extractors.device import auto_device
 from pipeline.atomic import atomic_write, atomic_write_json
 from pipeline.defaults import DETECT_BATCH_SIZE, DETECT_OUT, DETECT_STAGE
 from pipeline.errors import InputError, UsageError, UserError
-from pipeline.evaluate.scoring import align_cells, align_snippets, score_cells, score_snippets
+from pipeline.evaluate.scoring import align_cells, align_snippets, score_cells, score_snippet_maps, score_snippets
 from pipeline.detect.onnx_scorer import (BACKBONE_ONNX, EXPORT_JSON, HEAD_ONNX, OnnxScorer, TooManySnippets,
                                          maps_output, too_many_message)
 from pipeline.extract.extractor import Extractor, failure_reason
@@ -65,7 +65,7 @@ class Detection:
     n_frames: int  # frames on the video's timeline (data.decode)
     fps: float  # the timeline's rate: frame j is at j / fps seconds
     timeline: str = DEFAULT_TIMELINE  # how the frames were placed (data.decode.TIMELINES); the overlay follows it
-    maps: np.ndarray | None = None  # [T, rows, cols] in (0, 1) of a spatial run; None: a global run (no maps)
+    maps: np.ndarray | None = None  # [T, rows, cols] in (0, 1) of a spatial run or a map student; None: no maps
 
     @property
     def grid(self) -> tuple[int, int] | None:
@@ -405,9 +405,12 @@ def score_video(run: LoadedRun, model, arrays: list[np.ndarray], device,
     ``arrays``: the video's aligned features, one per backbone (:func:`stored_inputs`): a global run's ``[T, crops,
     D_b]``, scored as evaluation scores them, without maps; a spatial run's cells ``[T, C_b, D_b]`` on ``grids``,
     scored on the run's grid (``pipeline.evaluate.scoring.score_cells``, every backbone brought to it), the maps
-    ``[T, rows, cols]`` with ``(rows, cols) = run.grid``."""
+    ``[T, rows, cols]`` with ``(rows, cols) = run.grid``; a map student (``run.map_student``) its low-resolution
+    frames as a global run, with its maps on its grid (``score_snippet_maps``)."""
     if run.spatial:
         return score_cells(model, arrays, grids, device, n_heads=run.attention_heads, grid=run.grid)
+    if run.map_student:
+        return score_snippet_maps(model, arrays, device, grid=run.grid)
     return score_snippets(model, arrays, device, n_heads=run.attention_heads), None
 
 

@@ -118,9 +118,9 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
                  pixel_masks: Path | None = None) -> tuple[dict, Path, bool]:
     """Score, measure and plot one run. ``fingerprints``: backbone -> prefix of the stored extraction to score the
     test videos with (default: the run's own). ``pixel_masks``: a folder of the test videos' pixel masks (default:
-    the dataset folder's ``pixel_masks/``, if any); a spatial run's maps are then scored for localisation
-    (``metrics["localization"]``, :func:`pipeline.evaluate.localization.localization_report`). Returns (metrics,
-    folder, cached)."""
+    the dataset folder's ``pixel_masks/``, if any); a spatial run's or a map student's maps are then scored for
+    localisation (``metrics["localization"]``, :func:`pipeline.evaluate.localization.localization_report`).
+    Returns (metrics, folder, cached)."""
     entries = spec.split("test")
     if not entries:
         raise UserError(f"{spec.name} ({spec.source}) has no test videos (split 'test')")
@@ -130,7 +130,7 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
         raise UserError(missing_message(features, spec.name, store))
     other = {b: {"trained_on": run.fingerprints.get(b), "evaluated_on": fp} for b, fp in chosen.items()
              if fp != run.fingerprints.get(b)}
-    masks = test_pixel_masks(entries, dataset_ref, pixel_masks) if run.spatial else {}
+    masks = test_pixel_masks(entries, dataset_ref, pixel_masks) if run.has_maps else {}
     # What localisation is measured against: the masks' names and shapes (their bytes are the dataset's own).
     mask_key = {name: list(mask.shape) for name, mask in sorted(masks.items())}
     key = hash_json({"run": run.key, "videos": [(e.name, e.label, e.class_name, e.intervals, e.mask_file)
@@ -149,8 +149,9 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
         raise StoreReadOnly(store.root, f"evaluation {key[:12]} is not cached and its results go into the store; "
                                         "pass `out` (a folder) to write them elsewhere")
     run.model.to(device)
-    # A spatial run's per-snippet anomaly maps, maps/<video>.npz (pipeline.evaluate.maps), for localisation.
-    maps_out = map_files(folder, [vf.entry.name for vf in features.found]) if run.spatial else {}
+    # A spatial run's or a map student's per-snippet anomaly maps, maps/<video>.npz (pipeline.evaluate.maps), for
+    # localisation.
+    maps_out = map_files(folder, [vf.entry.name for vf in features.found]) if run.has_maps else {}
     videos: list[VideoScores] = []
     video_maps: dict[str, np.ndarray] = {}  # name -> [T, rows, cols], for localisation
     fps: dict[str, float] = {}
@@ -159,7 +160,7 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
     for vf in tqdm(features.found, desc=f"evaluate {run.key[:12]}", unit="video", disable=not progress,
                    dynamic_ncols=True):
         scores, maps, dropped = score_video(run, vf, device, precision)
-        if run.spatial:
+        if run.has_maps:
             write_maps(maps_out[vf.entry.name], maps)
             video_maps[vf.entry.name] = maps
         if dropped:
@@ -182,7 +183,7 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
         "missing_videos": [e.name for e, _ in features.missing], "truncated_snippets": truncated,
         "wall_time_s": round(time.perf_counter() - started, 2), "protocol": "method.md §7 (RTFM family)",
     })
-    if run.spatial:  # where the maps are and their cells (a global run has neither)
+    if run.has_maps:  # where the maps are and their cells (a global run has neither)
         metrics.update(grid=list(run.grid), maps=MAPS_FOLDER)
         if masks:
             metrics["localization"] = localization_report(video_maps, masks, {v.name: v.gt for v in videos})

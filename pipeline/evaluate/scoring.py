@@ -106,10 +106,32 @@ def score_snippets(model: VADModel, features: list[np.ndarray], device: torch.de
 
 
 
+@torch.no_grad()
+def score_snippet_maps(model, features: list[np.ndarray], device: torch.device, precision: str = "fp32",
+                       grid: tuple[int, int] = (1, 1)) -> tuple[np.ndarray, np.ndarray]:
+    """A map student's (``models.lightning_student.LightningStudent`` with a grid) snippet scores float32 ``[T]`` and
+    anomaly maps float32 ``[T, rows, cols]`` of one video: ``features`` as :func:`score_snippets` takes them (one
+    ``[T, crops, D_b]`` per backbone; the low-resolution frames, one crop), each crop scored as its own sequence and
+    the crops' scores and maps averaged. The model's outputs carry ``cell_scores [N, L, rows * cols]``."""
+    n_snippets, crops = features[0].shape[:2]
+    model = model.eval()
+    scores = torch.zeros(n_snippets, dtype=torch.float64)
+    maps = torch.zeros(n_snippets, grid[0] * grid[1], dtype=torch.float64)
+    for crop in range(crops):
+        inputs = [torch.from_numpy(np.ascontiguousarray(f[:, crop]))[None].float().to(device)
+                  for f in features]  # [1, T, D_b]
+        with autocast(device, precision):
+            out = model(inputs)
+        scores += out.scores.float()[0].double().cpu()
+        maps += out.cell_scores.float()[0].double().cpu()
+    return (scores / crops).float().numpy(), (maps / crops).float().numpy().reshape(n_snippets, *grid)
+
+
 def score_video(run, features, device: torch.device, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray, int]:
     """One stored video scored by a run as evaluation scores it. ``run``: a ``pipeline.runs.LoadedRun`` (its model
     on ``device``); ``features``: the video's ``pipeline.features.VideoFeatures``. A spatial run scores the cells on
-    its grid (:func:`score_cells`), any other run the stored features (:func:`score_snippets`, maps ``[T, 1, 1]``).
+    its grid (:func:`score_cells`), a map student its frames with their maps on its grid
+    (:func:`score_snippet_maps`), any other run the stored features (:func:`score_snippets`, maps ``[T, 1, 1]``).
     Returns (scores float32 ``[T]``, maps float32 ``[T, rows, cols]``, snippets cut from the longest backbone)."""
     if run.spatial:
         cells, grids = run.scoring_inputs(features)
@@ -118,5 +140,8 @@ def score_video(run, features, device: torch.device, precision: str = "fp32") ->
                                    grid=run.grid)
         return scores, maps, dropped
     arrays, dropped = align_snippets([features.load(b) for b in run.backbones])
+    if run.map_student:
+        scores, maps = score_snippet_maps(run.model, arrays, device, precision, grid=run.grid)
+        return scores, maps, dropped
     scores = score_snippets(run.model, arrays, device, precision, n_heads=run.attention_heads)
     return scores, scores[:, None, None].copy(), dropped

@@ -5,10 +5,16 @@ and learns every teacher's **snippet** score sequence: the teachers (TAM teacher
 every snippet of every training video once, on their own stored features, exactly as evaluation does. A training
 sample is a window of consecutive snippets of one video, so the per-teacher discriminators judge real temporal
 score sequences.
+
+The map student (``RunConfig.map_student``: every teacher spatial, ``spatial.cells = auto``) also learns every
+teacher's anomaly maps, ``[T, rows, cols]`` from the same scoring, on the first teacher's grid (:func:`map_grid`;
+a teacher on another grid is brought to it by ``models.spatial.to_grid``), with one map discriminator per teacher
+(``models.lightning_student.map_distillation_loss``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +22,8 @@ import torch
 from torch import nn
 
 from models.lightning_student import (LightningConfig, adversarial_distillation_loss, make_discriminators,
-                                      regression_loss)
+                                      make_map_discriminators, map_distillation_loss, regression_loss)
+from models.spatial import to_grid
 from pipeline.config import LOWRES, AdversarialConfig, RunConfig
 from pipeline.features import VideoFeatures
 from pipeline.precision import autocast
@@ -32,7 +39,9 @@ class SnippetWindows:
 
     frames[v]: uint8 ``[T_v, F*S*S]`` (memory-mapped from the store); targets[v]: float32 ``[T_v, K]``, the K
     teachers' snippet scores; labels, video: int64 ``[V]`` (``video`` is ``arange(V)``, as ``SegmentData``'s).
-    ``truncated``: snippets cut from videos whose teachers and frames disagree on T (mixed sources).
+    ``truncated``: snippets cut from videos whose teachers and frames disagree on T (mixed sources). A map
+    student's ``maps[v]``: float32 ``[T_v, K, rows * cols]``, the K teachers' anomaly maps on ``grid`` (cells
+    row-major); None for the score-sequence student.
     """
 
     frames: list[np.ndarray]
@@ -42,6 +51,8 @@ class SnippetWindows:
     videos: list[VideoFeatures]
     window: int
     truncated: int = 0
+    maps: list[torch.Tensor] | None = None
+    grid: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -62,6 +73,10 @@ class SnippetWindows:
             x = x.pin_memory()
         return x.to(device, non_blocking=True).float(), targets.to(device)
 
+    def gather_maps(self, rows: np.ndarray, positions: list[np.ndarray], device: torch.device) -> torch.Tensor:
+        """A map student's target maps ``[R, W, K, rows * cols]`` at ``positions[i]`` of row i."""
+        return torch.stack([self.maps[r][torch.from_numpy(p)] for r, p in zip(rows, positions)]).to(device)
+
 
 def window_positions(length: int, window: int, start: int, *, stretch: bool = False) -> np.ndarray:
     """Snippet indices of a training window: ``window`` consecutive snippets from ``start``. A video shorter than
@@ -80,14 +95,40 @@ def augment(x: torch.Tensor, config: LightningConfig, adversarial: AdversarialCo
     ``adversarial.shift`` pixels in each direction, wrapping around (``torch.roll``). The translation is what made
     the student generalise on UCSD Ped1 (test AUC 0.70 -> 0.80 at 200 steps, README): without it the network
     memorised where things are in the training clips."""
+    return augment_with_maps(x, None, None, config, adversarial)[0]
+
+
+def augment_with_maps(x: torch.Tensor, maps: torch.Tensor | None, grid: tuple[int, int] | None,
+                      config: LightningConfig, adversarial: AdversarialConfig
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`augment` (the same draws), also moving a map student's target maps ``[R, W, K, rows * cols]`` on
+    ``grid`` with their frames: flipped with them, and shifted by the same fraction of the frame, a shift of
+    ``d`` pixels being ``d * rows / size`` cells (``d * cols / size`` across), fractional shifts linear between
+    the two nearest whole-cell rolls (the frames' wrap-around included). ``maps`` None: returns (frames, None)."""
     frames = x.reshape(*x.shape[:2], config.frames, config.size, config.size)
+    cells = None if maps is None else maps.reshape(*maps.shape[:3], *grid)
     if adversarial.flip:
         flip = torch.rand(len(x)) < 0.5
         frames = torch.where(flip.to(x.device)[:, None, None, None, None], frames.flip(-1), frames)
+        if cells is not None:
+            cells = torch.where(flip.to(x.device)[:, None, None, None, None], cells.flip(-1), cells)
     if adversarial.shift > 0:
         shifts = torch.randint(-adversarial.shift, adversarial.shift + 1, (len(x), 2))
         frames = torch.stack([torch.roll(f, (int(dy), int(dx)), dims=(-2, -1)) for f, (dy, dx) in zip(frames, shifts)])
-    return frames.reshape(x.shape)
+        if cells is not None:
+            cells = torch.stack([_shift_cells(c, float(dy) * grid[0] / config.size, float(dx) * grid[1] / config.size)
+                                 for c, (dy, dx) in zip(cells, shifts)])
+    return frames.reshape(x.shape), (None if cells is None else cells.reshape(maps.shape))
+
+
+def _shift_cells(cells: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+    """``[..., rows, cols]`` rolled by ``dy`` rows and ``dx`` columns (fractions: linear between whole rolls)."""
+    for shift, dim in ((dy, -2), (dx, -1)):
+        whole = math.floor(shift)
+        part = shift - whole
+        rolled = torch.roll(cells, whole, dims=dim)
+        cells = rolled if part == 0 else (1 - part) * rolled + part * torch.roll(cells, whole + 1, dims=dim)
+    return cells
 
 
 def spread_positions(length: int, count: int) -> np.ndarray:
@@ -95,35 +136,54 @@ def spread_positions(length: int, count: int) -> np.ndarray:
     return np.minimum(((np.arange(count) + 0.5) * length / count).astype(np.int64), length - 1)
 
 
+def map_grid(teachers: list[LoadedRun]) -> tuple[int, int]:
+    """The grid a map student learns its teachers' maps on: the first teacher's when every teacher is spatial
+    (``LoadedRun.spatial``), else ``(1, 1)`` (the score-sequence student)."""
+    if teachers and all(t.spatial for t in teachers):
+        return teachers[0].grid
+    return (1, 1)
+
+
 @torch.no_grad()
 def teacher_snippet_scores(teacher: LoadedRun, videos: list[VideoFeatures], device: torch.device,
-                           precision: str) -> list[np.ndarray]:
+                           precision: str, grid: tuple[int, int] | None = None
+                           ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """A frozen teacher's float32 ``[T]`` scores of every snippet of each video, on its own stored features
-    (evaluation's own scoring: full length, crops averaged)."""
+    (evaluation's own scoring: full length, crops averaged), and with ``grid`` its anomaly maps float32
+    ``[T, rows * cols]`` on ``grid`` (its own maps brought there by ``to_grid``; None without ``grid``)."""
     teacher.model.to(device).eval()
-    out = []
+    scores, maps = [], []
     for vf in videos:  # a spatial teacher scores its cells (its snippet scores: the top-k cells')
-        out.append(score_video(teacher, vf, device, precision)[0])
+        s, m, _ = score_video(teacher, vf, device, precision)
+        scores.append(s)
+        if grid is not None:  # [T, r, c] as a one-dimensional feature of r * c cells -> [T, rows * cols]
+            cells = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)).reshape(len(m), -1, 1)
+            maps.append(to_grid(cells, m.shape[1:], grid)[..., 0].numpy())
     teacher.model.cpu()
-    return out
+    return scores, (maps if grid is not None else None)
 
 
 def build_snippet_windows(videos: list[VideoFeatures], teachers: list[LoadedRun],
                           teacher_videos: list[list[VideoFeatures]], *, window: int,
-                          device: torch.device, precision: str) -> SnippetWindows:
+                          device: torch.device, precision: str,
+                          grid: tuple[int, int] | None = None) -> SnippetWindows:
     """Open every video's low-resolution frames and score its snippets with every teacher (once: the teachers
-    are frozen, so the targets are the same for every seed)."""
-    scores = [teacher_snippet_scores(t, tv, device, precision) for t, tv in zip(teachers, teacher_videos)]
-    frames, targets, truncated = [], [], 0
+    are frozen, so the targets are the same for every seed); with ``grid`` (a map student) also keep every
+    teacher's maps on it."""
+    scored = [teacher_snippet_scores(t, tv, device, precision, grid) for t, tv in zip(teachers, teacher_videos)]
+    frames, targets, maps, truncated = [], [], [], 0
     for i, vf in enumerate(videos):
         pixels = vf.open(LOWRES)[:, 0]  # [T, F*S*S] uint8
-        per_teacher = [s[i] for s in scores]
+        per_teacher = [s[i] for s, _ in scored]
         length = min(len(pixels), *(len(s) for s in per_teacher))
         truncated += max(len(pixels), *(len(s) for s in per_teacher)) - length
         frames.append(pixels[:length])
         targets.append(torch.from_numpy(np.stack([s[:length] for s in per_teacher], axis=1)))
+        if grid is not None:
+            maps.append(torch.from_numpy(np.stack([m[i][:length] for _, m in scored], axis=1)))  # [T, K, C]
     labels = torch.tensor([vf.entry.label for vf in videos], dtype=torch.int64)
-    return SnippetWindows(frames, targets, labels, torch.arange(len(videos)), videos, window, truncated)
+    return SnippetWindows(frames, targets, labels, torch.arange(len(videos)), videos, window, truncated,
+                          maps if grid is not None else None, None if grid is None else tuple(grid))
 
 
 class LightningObjective:
@@ -134,7 +194,9 @@ class LightningObjective:
                  precision: str):
         self.model, self.data, self.config, self.device, self.precision = model, data, config, device, precision
         n_teachers = data.targets[0].shape[1]
-        self.discriminators = make_discriminators(n_teachers, config.lightning).to(device)
+        # a map student's discriminators judge map sequences, the score-sequence student's score sequences
+        make = make_map_discriminators if data.maps is not None else make_discriminators
+        self.discriminators = make(n_teachers, config.lightning).to(device)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "discriminators": self.discriminators}
@@ -163,12 +225,20 @@ class LightningObjective:
         for length in np.unique(lengths):  # windows of one length at a time (short videos are not stretched)
             group = np.flatnonzero(lengths == length)
             x, targets = self.data.gather(rows[group], [positions[i] for i in group], self.device)
-            x = augment(x, self.config.lightning, a)
+            maps = None
+            if self.data.maps is not None:
+                maps = self.data.gather_maps(rows[group], [positions[i] for i in group], self.device)
+            x, maps = augment_with_maps(x, maps, self.data.grid, self.config.lightning, a)
             with autocast(self.device, self.precision):
                 out = self.model([x])
-            loss, terms = adversarial_distillation_loss(out.head_scores, targets, self.discriminators,
-                                                        regression=a.regression,
-                                                        adversarial_weight=a.adversarial_weight)
+            if maps is None:
+                loss, terms = adversarial_distillation_loss(out.head_scores, targets, self.discriminators,
+                                                            regression=a.regression,
+                                                            adversarial_weight=a.adversarial_weight)
+            else:
+                loss, terms = map_distillation_loss(out.head_maps, out.head_scores, maps, targets,
+                                                    self.discriminators, self.data.grid, regression=a.regression,
+                                                    adversarial_weight=a.adversarial_weight)
             share = len(group) / len(rows)
             total = loss * share if total is None else total + loss * share
             for name, value in terms.items():
@@ -187,7 +257,11 @@ class LightningObjective:
             x, targets = self.data.gather(chunk, positions, self.device)
             with autocast(self.device, self.precision):
                 out = self.model([x])
-            total += float(regression_loss(out.head_scores.float().flatten(1), targets.flatten(1),
-                                           kind=self.config.adversarial.regression)) * len(chunk)
+            kind = self.config.adversarial.regression
+            loss = regression_loss(out.head_scores.float().flatten(1), targets.flatten(1), kind=kind)
+            if self.data.maps is not None:  # as the training regression: the maps' term and the scores'
+                maps = self.data.gather_maps(chunk, positions, self.device)
+                loss = loss + regression_loss(out.head_maps.float().flatten(1), maps.flatten(1), kind=kind)
+            total += float(loss) * len(chunk)
             scores.append(out.scores.float().cpu())
         return torch.cat(scores), {"loss": total / max(len(rows), 1)}

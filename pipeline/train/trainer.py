@@ -45,7 +45,7 @@ from pipeline.store import FeatureStore
 from pipeline.store.layout import LOCKS, RUN_CHECKPOINT, RUN_LOCK
 from pipeline.train.cells import build_cell_data, fit_model, run_grid
 from pipeline.train.data import SegmentData, build_segment_data, epoch_batches, validation_split
-from pipeline.train.lightning_student import SnippetWindows, build_snippet_windows
+from pipeline.train.lightning_student import SnippetWindows, build_snippet_windows, map_grid
 from pipeline.train.objectives import TeacherTargets, teacher_targets
 
 SEED_STRIDE = 1_000_003  # per-epoch seeds: seed * SEED_STRIDE + epoch, so a resumed run draws the same batches
@@ -146,14 +146,17 @@ def select_features(store: FeatureStore, config: RunConfig, spec: DatasetSpec, *
     if 1 not in labels or 0 not in labels:
         raise UserError(f"training needs both anomalous and normal videos with features; found "
                         f"{labels.count(1)} anomalous and {labels.count(0)} normal")
-    return Selection(features, list(teachers), teacher_features, run_grid(features, config.backbones)), warnings
+    # a map student's grid is its spatial teachers' (its own low-resolution frames are global)
+    grid = map_grid(teachers) if methods.get(config.stage).maps else run_grid(features, config.backbones)
+    return Selection(features, list(teachers), teacher_features, grid), warnings
 
 
 def with_grid(config: RunConfig, selection: Selection) -> RunConfig:
     """The config of a run on ``selection``'s features: with their grid when that makes the run spatial
-    (``RunConfig.spatial_active``), else unchanged (a global run: grid (1, 1), its key as before grids)."""
+    (``RunConfig.spatial_active``) or a map student (``RunConfig.map_student``: the grid of its teachers), else
+    unchanged (a global run: grid (1, 1), its key as before grids)."""
     spatial = dataclasses.replace(config, grid=selection.grid)
-    return spatial if spatial.spatial_active else config
+    return spatial if spatial.spatial_active or spatial.map_student else config
 
 
 def build_training_set(selection: Selection, config: RunConfig, device: torch.device) -> TrainingSet:
@@ -179,7 +182,8 @@ def build_training_set(selection: Selection, config: RunConfig, device: torch.de
                             "lightning.size to the extraction's (extractors.lowres)")
         data = build_snippet_windows(selection.features.found, selection.teachers,
                                      [tf.found for tf in selection.teacher_features],
-                                     window=config.adversarial.window, device=device, precision=t.precision)
+                                     window=config.adversarial.window, device=device, precision=t.precision,
+                                     grid=config.grid if config.map_student else None)
         if data.truncated:
             log.warning("%d snippets cut where the teachers' features and the low-res frames disagree on the "
                         "snippet count", data.truncated)

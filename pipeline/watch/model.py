@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.watch.scoring import default_window, score_last, score_last_cells
+from pipeline.watch.scoring import default_window, score_last, score_last_cells, score_last_maps
 
 ENGINE_TORCH = "torch"
 ENGINE_ONNX = "onnxruntime"
@@ -52,8 +52,9 @@ class LiveModel:
     _network: torch.nn.Module | None = field(default=None, repr=False)
     _export: object = field(default=None, repr=False)  # onnx: pipeline.detect.detector.OnnxExport
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    # torch, a spatial run: windows (as ``score``) -> (scores [n], the last snippets' maps [n, rows, cols]); None:
-    # the run has no maps. The seam the spatial model's window scoring fills (an export's maps come from its head).
+    # torch, a spatial run or a map student: windows (as ``score``) -> (scores [n], the last snippets' maps
+    # [n, rows, cols]); None: the run has no maps. The seam the spatial model's window scoring fills (an export's
+    # maps come from its head).
     map_scorer: Callable[[Sequence[Sequence[np.ndarray]]], tuple[np.ndarray, np.ndarray]] | None = \
         field(default=None, repr=False)
 
@@ -130,6 +131,9 @@ def from_run(store_dir, ref: str | None, *, weights: dict[str, str] | None = Non
                       run.model.to(dev).eval(), None, dev)
     if run.spatial:  # its backbones give cells (backbones_for builds them with the run's grid choice)
         model.map_scorer = cell_window_scorer(model, run.grid, run.attention_heads)
+    elif run.map_student:  # its low-resolution frames give the maps themselves
+        network, dev = model._network, model.device
+        model.map_scorer = lambda windows: score_last_maps(network, windows, dev, grid=run.grid)
     return model
 
 

@@ -53,6 +53,32 @@ def score_last(model: nn.Module, windows: Sequence[Sequence[np.ndarray]], device
     return scores.reshape(n, crops).mean(axis=1).astype(np.float32)
 
 
+@torch.no_grad()
+def score_last_maps(model: nn.Module, windows: Sequence[Sequence[np.ndarray]], device="cpu", *,
+                    grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A map student's (the lightning student distilled from maps, method.md §9) score and anomaly map of each
+    window's last snippet: (float32 ``[len(windows)]``, float32 ``[len(windows), rows, cols]`` on ``grid``, the
+    run's). ``windows`` as :func:`score_last` takes them (windows of different lengths are scored in groups); the
+    crops' scores and maps are averaged, as ``pipeline.evaluate.scoring.score_snippet_maps``."""
+    scores = np.empty(len(windows), dtype=np.float32)
+    maps = np.empty((len(windows), grid[0] * grid[1]), dtype=np.float32)
+    by_length: dict[int, list[int]] = {}
+    for i, w in enumerate(windows):
+        by_length.setdefault(len(w[0]), []).append(i)
+    model = model.eval()
+    for members in by_length.values():
+        crops = windows[members[0]][0].shape[1]
+        inputs = []
+        for b in range(len(windows[members[0]])):
+            x = np.stack([np.asarray(windows[i][b], dtype=np.float32) for i in members])  # [n, w, crops, D]
+            x = np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(-1, x.shape[1], x.shape[3]))
+            inputs.append(torch.from_numpy(x).to(device))
+        out = model(inputs)
+        scores[members] = out.scores[:, -1].float().cpu().numpy().reshape(len(members), crops).mean(axis=1)
+        maps[members] = out.cell_scores[:, -1].float().cpu().numpy().reshape(len(members), crops, -1).mean(axis=1)
+    return scores, maps.reshape(len(windows), *grid)
+
+
 def score_last_cells(model: nn.Module, windows: Sequence[Sequence[np.ndarray]],
                      grids: Sequence[tuple[int, int] | None], device="cpu", *, grid: tuple[int, int],
                      n_heads: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -414,3 +414,165 @@ def test_frozen_discriminator_student_loss_falls():
     assert after < 0.8 * before
     # The discriminators got gradients but were not stepped: frozen.
     assert all(torch.equal(a, b) for a, b in zip(d_before, discs.parameters()))
+
+
+# --- the map student (method.md §9: distilling the teachers' anomaly maps) -----------------------------------
+
+GRID = (3, 5)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_map_student_shapes_and_its_scores_are_each_heads_top_k_cells(k):
+    torch.manual_seed(0)
+    model = LightningStudent(k, TINY, grid=GRID, k_top=3).eval()
+    out = model([snippets(2, 5)])
+    assert out.h.shape == (2, 5, TINY.channels[-1])
+    assert out.head_maps.shape == (2, 5, k, 15) and out.cell_scores.shape == (2, 5, 15)
+    assert ((out.head_maps > 0) & (out.head_maps < 1)).all()
+    top3 = out.head_maps.topk(3, dim=-1).values.mean(-1)
+    assert torch.allclose(out.head_scores, top3, atol=1e-6)
+    assert torch.allclose(out.scores, out.head_scores.mean(-1), atol=1e-6)
+    assert torch.allclose(out.cell_scores, out.head_maps.mean(2), atol=1e-6)
+    # snippets stay independent: one row alone gives the same maps
+    alone = model([snippets(2, 5)[1:2, 1:3]])
+    assert torch.allclose(alone.head_maps, out.head_maps[1:2, 1:3], atol=1e-6)
+
+
+def test_map_student_reads_the_map_layer_and_the_global_embedding():
+    config = LightningConfig(frames=4, size=16, channels=(4, 6, 8), head_hidden=6, disc_channels=5, disc_kernel=3)
+    model = LightningStudent(1, config, grid=GRID)
+    assert model.map_layer == lightning.MAP_LAYER == 1
+    head = model.heads[0].net
+    # the cells: layer 1's 6 channels pooled to the grid, and the snippet's 8-d embedding appended to each
+    assert (head[0].in_channels, head[0].out_channels, head[2].out_channels) == (6 + 8, 6, 1)
+    # a two-layer student takes its last layer (MAP_LAYER clipped)
+    assert LightningStudent(1, TINY, grid=GRID).map_layer == 1
+    assert LightningStudent(1, LightningConfig(frames=4, size=16, channels=(4,)), grid=GRID).map_layer == 0
+    torch.manual_seed(0)
+    model([snippets(1, 2, config)]).head_maps.sum().backward()
+    for name, p in model.named_parameters():  # the layers past the map layer's too, through the embedding
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_the_score_sequence_student_is_unchanged_without_a_grid():
+    torch.manual_seed(0)
+    model = LightningStudent(2, TINY)
+    assert model.grid is None
+    assert all(isinstance(h, lightning.ScoreHead) for h in model.heads)
+    names = {n.split(".")[0] for n, _ in model.state_dict().items()}
+    assert names == {"encoder", "heads"}
+    out = model.eval()([snippets(1, 3)])
+    assert out.head_maps is None and out.cell_scores is None
+    with pytest.raises(ValueError):
+        LightningStudent(1, TINY, grid=(0, 3))
+    with pytest.raises(ValueError):
+        LightningStudent(1, TINY, grid=GRID, k_top=0)
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 1, 1), (3, 7, 3, 5), (2, 32, 7, 11)])
+def test_map_discriminator_any_shape(shape):
+    torch.manual_seed(0)
+    disc = lightning.MapDiscriminator(5, 3)
+    logits = disc(torch.rand(*shape))
+    assert logits.shape == (shape[0],) and torch.isfinite(logits).all()
+    with pytest.raises(ValueError):
+        disc(torch.rand(3, 4, 5))
+    discs = lightning.make_map_discriminators(3, TINY)
+    assert len(discs) == 3 and all(d.net[0].out_channels == 5 and d.net[0].kernel_size == (3, 3, 3) for d in discs)
+
+
+def _maps_and_scores(n, length, k, seed):
+    gen = torch.Generator().manual_seed(seed)
+    maps = torch.rand(n, length, k, GRID[0] * GRID[1], generator=gen) * 0.9 + 0.05
+    return maps, maps.topk(3, dim=-1).values.mean(-1)
+
+
+def test_map_loss_value_and_parts():
+    torch.manual_seed(0)
+    m, s = _maps_and_scores(3, 6, 2, 1)
+    u, t = _maps_and_scores(3, 6, 2, 2)
+    discs = lightning.make_map_discriminators(2, TINY)
+    total, parts = lightning.map_distillation_loss(m, s, u, t, discs, GRID, regression="l1", adversarial_weight=0.3)
+    grid = lambda x, i: x[:, :, i].reshape(3, 6, *GRID)  # noqa: E731
+    map_reg = [regression_loss(grid(m, i), grid(u, i), "l1") for i in range(2)]
+    reg = [map_reg[i] + regression_loss(s[..., i], t[..., i], "l1") for i in range(2)]
+    gen = [generator_loss(discs[i](grid(m, i))) for i in range(2)]
+    disc = [discriminator_loss(discs[i](grid(u, i)), discs[i](grid(m, i))) for i in range(2)]
+    expected = sum(r + 0.3 * g for r, g in zip(reg, gen)) / 2 + sum(disc) / 2
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert parts["map_regression"] == pytest.approx((sum(map_reg) / 2).item(), rel=1e-6)
+    assert parts["regression"] == pytest.approx((sum(reg) / 2).item(), rel=1e-6)
+    assert parts["discriminator"] == pytest.approx((sum(disc) / 2).item(), rel=1e-6)
+    with pytest.raises(ValueError):
+        lightning.map_distillation_loss(m, s, u, t, discs, (5, 3 + 1))
+    with pytest.raises(ValueError):
+        lightning.map_distillation_loss(m, s[:, :4], u, t, discs, GRID)
+    with pytest.raises(ValueError):
+        lightning.map_distillation_loss(m, s, u, t, lightning.make_map_discriminators(3, TINY), GRID)
+
+
+def test_map_loss_routes_gradients_to_the_two_players_on_maps():
+    torch.manual_seed(0)
+    k, w = 2, 0.4
+    discs = lightning.make_map_discriminators(k, TINY)
+    d_params = list(discs.parameters())
+    m, s = _maps_and_scores(4, 8, k, 3)
+    m.requires_grad_(True)
+    s.requires_grad_(True)
+    u, t = _maps_and_scores(4, 8, k, 4)
+
+    total, _ = lightning.map_distillation_loss(m, s, u, t, discs, GRID, adversarial_weight=w)
+    got_d = torch.autograd.grad(total, d_params, retain_graph=True)
+    got_m, got_s = torch.autograd.grad(total, (m, s))
+
+    grid = lambda x, i: x[:, :, i].reshape(4, 8, *GRID)  # noqa: E731
+    disc_only = sum(discriminator_loss(discs[i](grid(u, i)), discs[i](grid(m, i).detach())) for i in range(k)) / k
+    want_d = torch.autograd.grad(disc_only, d_params)
+    student_only = sum(regression_loss(grid(m, i), grid(u, i)) + regression_loss(s[..., i], t[..., i])
+                       + w * generator_loss(discs[i](grid(m, i))) for i in range(k)) / k
+    want_m, want_s = torch.autograd.grad(student_only, (m, s))
+
+    for g, e in zip(got_d, want_d):
+        assert torch.allclose(g, e, atol=1e-7, rtol=1e-5)
+    assert torch.allclose(got_m, want_m, atol=1e-7, rtol=1e-5)
+    assert torch.allclose(got_s, want_s, atol=1e-7, rtol=1e-5)
+    # the adversarial term reaches the maps (so a wrongly routed generator term would show) and the discriminators
+    # get a gradient of their own
+    assert sum(g.abs().sum() for g in want_d) > 0
+    reg_only = torch.autograd.grad(sum(regression_loss(grid(m, i), grid(u, i)) for i in range(k)) / k, m)[0]
+    assert not torch.allclose(want_m, reg_only, atol=1e-6)
+
+
+def test_the_map_student_learns_to_follow_a_planted_teacher_map():
+    """A bright square at a random place of each snippet's dark frames; the teacher's map is 1 on the cell under
+    it and 0 elsewhere. After training on the regression alone the student's highest cell is the square's on
+    held-out snippets."""
+    config = LightningConfig(frames=2, size=16, channels=(8, 16), stem_kernel=(1, 3, 3), stem_stride=(1, 2, 2),
+                             head_hidden=16)
+    grid, side = (2, 2), 4
+
+    def planted(n, seed):
+        gen = torch.Generator().manual_seed(seed)
+        frames = torch.full((n, config.frames, config.size, config.size), 20.0)
+        maps = torch.zeros(n, grid[0] * grid[1])
+        for i in range(n):
+            r, c = (int(v) for v in torch.randint(0, config.size - side + 1, (2,), generator=gen))
+            frames[i, :, r:r + side, c:c + side] = 230.0
+            cell_r, cell_c = (r + side // 2) * grid[0] // config.size, (c + side // 2) * grid[1] // config.size
+            maps[i, cell_r * grid[1] + cell_c] = 1.0
+        return frames.reshape(1, n, -1), maps.reshape(1, n, 1, -1)
+
+    torch.manual_seed(0)
+    model = LightningStudent(1, config, grid=grid, k_top=1)
+    x, target = planted(64, 1)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = regression_loss(model([x]).head_maps, target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    held_x, held_target = planted(32, 2)
+    with torch.no_grad():
+        maps = model.eval()([held_x]).cell_scores[0]  # [32, 4]
+    hits = (maps.argmax(-1) == held_target[0, :, 0].argmax(-1)).float().mean().item()
+    assert hits >= 0.9
