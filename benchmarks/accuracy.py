@@ -60,7 +60,9 @@ LIGHTNING_BATCH = ("train.batch_anomalous=8", "train.batch_normal=8")
 LIGHTNING_TEACHERS = ("teacher", "student-i3d", "lanet")
 # The map student's teachers: the three grid rows of the highest frame AUC measured (teacher-grid, student-i3d-grid
 # and lanet-grid, the grid versions of LIGHTNING_TEACHERS, are weaker, 0.68-0.71, and lanet-grid was never trained).
-GRID_LIGHTNING_TEACHERS = ("grid-logit", "tam-i3d-grid", "tam-motion-grid")
+# The lightning map student's teachers: the two-backbone grid teacher and the two single-backbone TAMs on cells
+# (appearance and motion), each with its own maps.
+GRID_LIGHTNING_TEACHERS = ("teacher-grid", "tam-i3d-grid", "tam-motion-grid")
 ABLATION_SEEDS = 3  # seeds of the "choices" and table rows (the methods rows take --seeds): the 40-minute budget
 # The paper's recipe, every project choice switched back (pipeline/presets/paper.yaml holds the same values).
 PAPER = ("model.input_norm=none", "mil.topk=1", "train.stretch_short_videos=true", "train.min_steps=0",
@@ -160,6 +162,13 @@ ROWS += [
         ("spatial.fusion=logit",), spatial=True),
     Row("tam-motion-grid-logit", "grid-choices", "tam-motion-grid with spatial.fusion=logit", "teacher", (MOTION,),
         ("spatial.fusion=logit",), spatial=True),
+    # The cell scorer's training (method.md §12), each switched back on the TAM over i3d's cells, then both.
+    Row("tam-i3d-grid-no-dropout", "grid-choices", "tam-i3d-grid with spatial.dropout=0", "teacher", ("i3d",),
+        ("spatial.dropout=0",), spatial=True),
+    Row("tam-i3d-grid-cell-lr", "grid-choices", "tam-i3d-grid with spatial.lr=1e-3 (train.lr_other's rate)",
+        "teacher", ("i3d",), ("spatial.lr=0.001",), spatial=True),
+    Row("tam-i3d-grid-before", "grid-choices", "tam-i3d-grid with both (the cell scorer of the first grid rows)",
+        "teacher", ("i3d",), ("spatial.dropout=0", "spatial.lr=0.001"), spatial=True),
     # The lightning student distilling spatial teachers' 7x11 maps (method.md §9), and the score-sequence student of
     # the same teachers (spatial.cells=off) that isolates what the maps add.
     Row("lightning-grid", "grid", "lightning student distilling 3 spatial teachers' 7x11 maps", "lightning",
