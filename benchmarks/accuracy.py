@@ -162,6 +162,8 @@ ROWS += [
         ("spatial.fusion=logit",), spatial=True),
     Row("tam-motion-grid-logit", "grid-choices", "tam-motion-grid with spatial.fusion=logit", "teacher", (MOTION,),
         ("spatial.fusion=logit",), spatial=True),
+    Row("grid-cells-all", "grid-choices", "spatial.cell_backbones=all (effnet_lite0's cells scored too)",
+        "teacher", BOTH, ("spatial.cell_backbones=all",), spatial=True),
     # The cell scorer's training (method.md §12), each switched back on the TAM over i3d's cells, then both.
     Row("tam-i3d-grid-no-dropout", "grid-choices", "tam-i3d-grid with spatial.dropout=0", "teacher", ("i3d",),
         ("spatial.dropout=0",), spatial=True),

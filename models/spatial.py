@@ -58,6 +58,14 @@ CELL_DROPOUT = 0.3
 # train.lr_other). Adagrad's steps shrink with the summed squared gradients, and at train.lr_other = 1e-3 the
 # scorer was still far from fitted after the 300-step floor; 1e-2 took Ped1's TAM-on-i3d grid run from 0.79 to 0.83.
 CELL_LR = 1e-2
+# The backbones whose cells the cell scorer reads. "video": those that see a snippet's frames together (i3d, s3d,
+# motion; every backbone when the run has none of them); "all": every backbone; or names joined by commas. The
+# others reach the wrapped network only, through the cells' mean. An image backbone's cell describes one frame's
+# appearance in 1,280 (effnet_lite0) or 512 (clip) dimensions: on Ped1 the i3d + effnet_lite0 teacher's cell scorer
+# over-fitted the 38 training clips on effnet_lite0's cells (frame AUC 0.71 with them, 0.83 on i3d's alone; a
+# linear frame-label scorer on both backbones' cells reaches 0.57), method.md §12.
+CELLS_OF_VIDEO_BACKBONES, CELLS_OF_ALL_BACKBONES = "video", "all"
+CELL_BACKBONES = CELLS_OF_VIDEO_BACKBONES
 # The distilled student's L1 term between the teacher's and its own cell scores, when both are spatial on one grid.
 MAP_WEIGHT = 1.0
 # Scores are clamped to [eps, 1 - eps] before the logit, so a saturated inner score (1.0 in float32) stays finite.
@@ -79,6 +87,7 @@ class SpatialConfig:
     fusion: str = FUSIONS[0]
     dropout: float = CELL_DROPOUT  # the cell scorer's hidden layer, in training
     lr: float = CELL_LR  # the cell scorer's Adagrad learning rate
+    cell_backbones: str = CELL_BACKBONES  # "video" | "all" | names joined by commas (CELL_BACKBONES)
     map_weight: float = MAP_WEIGHT  # the student's map distillation term (spatial teacher and student, one grid)
 
     def __post_init__(self) -> None:
@@ -214,15 +223,21 @@ class SpatialMIL(nn.Module):
     :meth:`prepare` -> :class:`SpatialOutput` (``scores [N, L]``, ``h [N, L, d]``, ``cell_scores [N, L, C]``).
     """
 
-    def __init__(self, inner: nn.Module, input_dims: Sequence[int], config: SpatialConfig = SpatialConfig()) -> None:
+    def __init__(self, inner: nn.Module, input_dims: Sequence[int], config: SpatialConfig = SpatialConfig(),
+                 scored: Sequence[bool] | None = None) -> None:
         super().__init__()
         self.inner = inner
         self.config = config
         self.input_dims = tuple(int(d) for d in input_dims)
+        # Which backbones' cells the cell scorer reads (``spatial.cell_backbones``); every backbone feeds the inner.
+        self.scored = tuple(bool(x) for x in scored) if scored is not None else (True,) * len(self.input_dims)
+        if len(self.scored) != len(self.input_dims) or not any(self.scored):
+            raise ValueError(f"scored must name at least one of the {len(self.input_dims)} backbones, got {scored}")
         if config.temporal == "pooled":
             self.reductions = nn.ModuleList(CellReduction(d, config.reduce_dim) for d in self.input_dims)
-            # Backbones summed before the ReLU: one hidden layer sees every backbone's evidence about the cell.
-            self.cell_inputs = nn.ModuleList(nn.Linear(r.out_dim, config.hidden) for r in self.reductions)
+            # Backbones summed before the ReLU: one hidden layer sees every scored backbone's evidence about the cell.
+            self.cell_inputs = nn.ModuleList(nn.Linear(r.out_dim, config.hidden)
+                                             for r, used in zip(self.reductions, self.scored) if used)
             self.cell_output = nn.Linear(config.hidden, 1)
             self.cell_dropout = nn.Dropout(config.dropout)
             if config.fusion == "logit":
@@ -265,7 +280,8 @@ class SpatialMIL(nn.Module):
 
     def _pooled(self, prepared: CellFeatures) -> SpatialOutput:
         out = self.inner(prepared.pooled)
-        hidden = sum(layer(x) for layer, x in zip(self.cell_inputs, prepared.cells))  # [N, L, C, hidden]
+        cells = [x for x, used in zip(prepared.cells, self.scored) if used]
+        hidden = sum(layer(x) for layer, x in zip(self.cell_inputs, cells))  # [N, L, C, hidden]
         delta = self.cell_output(self.cell_dropout(torch.relu(hidden))).squeeze(-1)  # [N, L, C]
         if self.config.fusion == "mean":
             cell_scores = (out.scores.float().unsqueeze(-1) + torch.sigmoid(delta.float())) / 2

@@ -43,11 +43,12 @@ from pathlib import Path
 
 import yaml
 
+from extractors.registry import REGISTRY
 from models import dynamics, losses
 from models import lightning_student as lightning
 from models.lanet import LANetConfig
 from models.lightning_student import LightningConfig
-from models.spatial import SpatialConfig
+from models.spatial import CELLS_OF_ALL_BACKBONES, CELLS_OF_VIDEO_BACKBONES, SpatialConfig
 from models.vad_model import CONTRASTIVE_HIDDEN, CONTRASTIVE_OUT, ModelConfig
 from pipeline import methods
 # Defined with the command line's defaults (pipeline.defaults imports nothing heavy, for a fast --help).
@@ -164,6 +165,21 @@ class RunConfig:
                 and self.grid[0] * self.grid[1] > 1)
 
     @property
+    def cell_scored(self) -> tuple[bool, ...]:
+        """Per backbone, whether the spatial cell scorer reads its cells (``spatial.cell_backbones``)."""
+        chosen = self.spatial.cell_backbones
+        if chosen == CELLS_OF_VIDEO_BACKBONES:
+            video = tuple(b in REGISTRY and REGISTRY[b].kind == "video" for b in self.backbones)
+            return video if any(video) else (True,) * len(self.backbones)
+        if chosen == CELLS_OF_ALL_BACKBONES:
+            return (True,) * len(self.backbones)
+        names = self._cell_names()
+        return tuple(b in names for b in self.backbones)
+
+    def _cell_names(self) -> set[str]:
+        return {n.strip() for n in self.spatial.cell_backbones.split(",") if n.strip()}
+
+    @property
     def map_student(self) -> bool:
         """Whether the run distils its teachers' anomaly maps (the lightning student's map student, method.md §9):
         its method's row has ``maps``, ``spatial.cells`` is ``auto`` and its grid (its spatial teachers') has more
@@ -201,6 +217,10 @@ class RunConfig:
             (self.train.crops in CROP_MODES, f"train.crops must be one of {CROP_MODES}"),
             (self.mil.pairing in losses.MIL_PAIRINGS, f"mil.pairing must be one of {losses.MIL_PAIRINGS}"),
             (self.train.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}"),
+            (self.spatial.cell_backbones in (CELLS_OF_VIDEO_BACKBONES, CELLS_OF_ALL_BACKBONES)
+             or set() < self._cell_names() <= set(self.backbones),
+             f"spatial.cell_backbones must be '{CELLS_OF_VIDEO_BACKBONES}', '{CELLS_OF_ALL_BACKBONES}' or names among "
+             f"the run's backbones ({','.join(self.backbones)}), got {self.spatial.cell_backbones!r}"),
         ]
         for ok, message in checks:
             if not ok:

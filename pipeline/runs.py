@@ -88,7 +88,9 @@ def build_network(config: RunConfig, input_dims: list[int], n_teachers: int = 1)
     tensors to an output with ``.scores`` ``[N, L]``; a spatial run's (``config.spatial_active``) is wrapped in
     ``SpatialMIL``, which maps ``[N, L, C_b, D_b]`` to ``.scores`` ``[N, L]`` and ``.cell_scores`` ``[N, L, C]``."""
     network = methods.get(config.stage).build_network(config, input_dims, n_teachers)
-    return SpatialMIL(network, input_dims, config.spatial) if config.spatial_active else network
+    if not config.spatial_active:
+        return network
+    return SpatialMIL(network, input_dims, config.spatial, scored=config.cell_scored)
 
 
 # The built-in methods' builders (pipeline.methods names them): config, input sizes, teachers -> network.

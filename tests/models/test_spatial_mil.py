@@ -44,6 +44,25 @@ def test_shapes_of_every_method_in_both_modes(method, temporal):
     assert torch.allclose(chunked.scores, out.scores, atol=1e-5)
 
 
+def test_the_cell_scorer_reads_only_the_scored_backbones_cells():
+    """scored = (True, False): the second backbone reaches the inner through its cells' mean only, so moving its cells
+    about that mean changes no score; moving the first backbone's cells does."""
+    torch.manual_seed(2)
+    model = SpatialMIL(VADModel([12, 8], TINY), [12, 8], SpatialConfig(reduce_dim=4, hidden=8),
+                       scored=(True, False)).eval()
+    assert len(model.cell_inputs) == 1 and model.cell_inputs[0].in_features == 4
+    a, b = torch.randn(2, 5, 6, 12), torch.randn(2, 5, 6, 8)
+    out = model([a, b])
+    swing = torch.randn(2, 5, 6, 8)
+    swing = swing - swing.mean(2, keepdim=True)  # the cells' mean is unchanged
+    assert torch.allclose(model([a, b + swing]).cell_scores, out.cell_scores, atol=1e-6)
+    swing_a = torch.randn_like(a)
+    swing_a = swing_a - swing_a.mean(2, keepdim=True)
+    assert not torch.allclose(model([a + swing_a, b]).cell_scores, out.cell_scores, atol=1e-3)
+    with pytest.raises(ValueError, match="at least one"):
+        SpatialMIL(VADModel([12, 8], TINY), [12, 8], SpatialConfig(), scored=(False, False))
+
+
 def test_pooled_logit_fusion_runs_the_inner_on_the_cells_mean_and_starts_at_its_scores():
     torch.manual_seed(1)
     inner = VADModel([12], TINY).eval()

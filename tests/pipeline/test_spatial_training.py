@@ -22,7 +22,7 @@ from data.datasets import load_dataset
 from models.spatial import SpatialConfig, SpatialMIL
 from models.vad_model import ModelConfig, VADModel
 from pipeline import api
-from pipeline.config import build_config, config_from_dict
+from pipeline.config import ConfigError, build_config, config_from_dict
 from pipeline.evaluate.maps import read_maps
 from pipeline.evaluate.scoring import score_cells, score_snippets
 from pipeline.features import resolve_features
@@ -87,6 +87,25 @@ def test_a_spatial_teacher_finds_the_planted_cell_and_scores_above_the_global_ru
             total += len(inside)
     chance = 1 / (GRID[0] * GRID[1])
     assert hits / total > 3 * chance, (hits, total)
+
+
+@pytest.mark.parametrize(("backbones", "choice", "scored"), [
+    (("i3d", "effnet_lite0"), "video", (True, False)),  # the default: the backbones that see time
+    (("i3d", "effnet_lite0", "motion"), "video", (True, False, True)),
+    (("effnet_lite0",), "video", (True,)),  # no video backbone: every backbone's cells
+    (("i3d", "effnet_lite0"), "all", (True, True)),
+    (("i3d", "effnet_lite0"), "effnet_lite0", (False, True)),
+])
+def test_spatial_cell_backbones_picks_the_cells_the_scorer_reads(backbones, choice, scored):
+    config = build_config("teacher", backbones, layers=[{"spatial": {"cell_backbones": choice}}])
+    assert config.cell_scored == scored
+    assert SpatialConfig().cell_backbones == "video"
+
+
+@pytest.mark.parametrize("choice", ["s3d", "", "i3d,clip"])
+def test_spatial_cell_backbones_outside_the_run_is_refused(choice):
+    with pytest.raises(ConfigError, match="spatial.cell_backbones"):
+        build_config("teacher", ("i3d", "effnet_lite0"), layers=[{"spatial": {"cell_backbones": choice}}])
 
 
 def test_the_cell_scorer_trains_at_its_own_rate_with_dropout_in_training_only():
