@@ -40,6 +40,7 @@ MODELS = ("lightning", "student-effnet")
 LADDERS = {"lightning": (1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 40), "student-effnet": (1, 2, 4, 6, 8, 10, 12, 16)}
 # accuracy.py's spatial version of the student (7x11 cells, maps on): the same ladder, once watch scores its maps
 LADDERS["student-effnet-grid"] = LADDERS["student-effnet"]
+LADDERS["lightning-grid"] = LADDERS["lightning"]  # the map student (7x11 maps of spatial teachers)
 GOALS = {"lightning": 16, "student-effnet": 1}  # the goal on 2 cores
 STREAM_FPS = 25
 DURATION_S = 30.0  # per N; the first snippet is due 0.64 s in, so 30 s gives 46 snippets per stream

@@ -16,10 +16,12 @@ broadcasts) to a :class:`SpatialOutput` with the same ``.scores`` and ``.h`` plu
 Either way a snippet's score is the mean of its ``k`` highest cell scores (``k`` clipped to C), so the losses of
 the wrapped method (MIL ranking, distillation, LA-Net's) apply to it unchanged.
 
-The cell scorer reads cells standardised with the training cells' statistics and projected onto their first
-``reduce_dim`` principal components (:class:`CellReduction`, buffers fitted once before training and saved with
-the model): the projection is fixed, so training can hold the cells already reduced (:meth:`SpatialMIL.prepare`)
-and a step costs a ``reduce_dim``-wide layer per cell instead of a ``D_b``-wide one.
+The cell scorer reads the cells of the backbones ``scored`` names (``spatial.cell_backbones``; by default those that
+see time, so an image backbone reaches the inner through its cells' mean only), with dropout in training, and trains
+at its own learning rate (``spatial.lr``). It reads cells standardised with the training cells' statistics and
+projected onto their first ``reduce_dim`` principal components (:class:`CellReduction`, buffers fitted once before
+training and saved with the model): the projection is fixed, so training can hold the cells already reduced
+(:meth:`SpatialMIL.prepare`) and a step costs a ``reduce_dim``-wide layer per cell instead of a ``D_b``-wide one.
 """
 
 from __future__ import annotations
