@@ -35,20 +35,10 @@ README_BEGIN, README_END = "<!-- streaming:begin -->", "<!-- streaming:end -->"
 
 
 def extractions(data: Path, store: Path) -> dict:
-    """The full-view and lowres extractions the rows train on (cached), as accuracy.extract_all makes them, minus
-    the centre-crop ablation's."""
-    from extractors.registry import build_backbone
-    from pipeline.cli import extract
-    from pipeline.extract import extractor
-
-    common = [str(data), "--dataset", accuracy.DATASET, "--fps", str(accuracy.FPS), "--store", str(store), "--quiet"]
-    fingerprints = {}
-    for backbones, view in ((tuple(accuracy.FEATURES), "full"), (("lowres",), accuracy.LOWRES_VIEW)):
-        if extract.main(common + ["--backbones", ",".join(backbones), "--view", view]) != 0:
-            raise SystemExit(f"extraction of {','.join(backbones)} ({view}) failed: see the messages above")
-        for b in backbones:
-            fingerprints[(b, view)] = extractor.backbone_fingerprint(build_backbone(b, view=view))[0]
-    return fingerprints
+    """The extractions accuracy.py's methods rows train on (cached; accuracy.extract_all without the centre-crop
+    ablation's): the full view on the native grid, whose cells' mean the global rows read, and lowres. The grid
+    rows (``*-grid``) read the same features' cells, so every row here is the row accuracy.py trains."""
+    return accuracy.extract_all(data, store, [])
 
 
 def frame_auc(store: Path, run_key: str, stage: str, windows: list[int]) -> dict:
