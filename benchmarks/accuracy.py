@@ -164,6 +164,13 @@ ROWS += [
         ("spatial.fusion=logit",), spatial=True),
     Row("grid-cells-all", "grid-choices", "spatial.cell_backbones=all (effnet_lite0's cells scored too)",
         "teacher", BOTH, ("spatial.cell_backbones=all",), spatial=True),
+    # The student's map distillation weight (method.md §12; default 20), on the i3d student of the grid teacher.
+    Row("student-i3d-grid-map-0", "grid-choices", "student-i3d-grid with spatial.map_weight=0 (no map term)",
+        "student", ("i3d",), ("spatial.map_weight=0",), ("teacher-grid",), spatial=True),
+    Row("student-i3d-grid-map-1", "grid-choices", "student-i3d-grid with spatial.map_weight=1", "student", ("i3d",),
+        ("spatial.map_weight=1",), ("teacher-grid",), spatial=True),
+    Row("student-i3d-grid-map-5", "grid-choices", "student-i3d-grid with spatial.map_weight=5", "student", ("i3d",),
+        ("spatial.map_weight=5",), ("teacher-grid",), spatial=True),
     # The cell scorer's training (method.md §12), each switched back on the TAM over i3d's cells, then both.
     Row("tam-i3d-grid-no-dropout", "grid-choices", "tam-i3d-grid with spatial.dropout=0", "teacher", ("i3d",),
         ("spatial.dropout=0",), spatial=True),
