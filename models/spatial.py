@@ -70,8 +70,8 @@ CELLS_OF_VIDEO_BACKBONES, CELLS_OF_ALL_BACKBONES = "video", "all"
 CELL_BACKBONES = CELLS_OF_VIDEO_BACKBONES
 # The distilled student's L1 term between the teacher's and its own cell scores, when both are spatial on one grid.
 # The mean |difference| of two maps in (0, 1) is small beside the student's other terms; on Ped1 (i3d student of the
-# grid teacher, method.md §12) weight 0 gave 0.783, 1 gave 0.803, 5 gave 0.818 and 20 gave 0.828 frame AUC (teacher
-# 0.833), so the maps are what carries the teacher's spatial knowledge over.
+# grid teacher, method.md §12, 3 seeds) weight 0 gave 0.790, 1 gave 0.803, 5 gave 0.816 and 20 gave 0.829 frame AUC
+# (teacher 0.833), so the maps are what carries the teacher's spatial knowledge over.
 MAP_WEIGHT = 20.0
 # Scores are clamped to [eps, 1 - eps] before the logit, so a saturated inner score (1.0 in float32) stays finite.
 LOGIT_EPS = 1e-6
