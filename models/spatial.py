@@ -54,11 +54,11 @@ CELL_HIDDEN = 64
 CELL_REDUCE_DIM = 256
 # Dropout on the cell scorer's hidden layer (training only). The scorer sees 77 cells of a few hundred segments and
 # nothing stops it from memorising the few cells that tell the training bags apart; on Ped1 (TAM on i3d, method.md
-# §12) dropout 0.3 took frame AUC from 0.74 to 0.79 at the old learning rate, and 0.3 is RTFM's classifier dropout.
+# §12, 3 seeds) dropout 0.3 took frame AUC from 0.757 to 0.786 at the old rate; 0.3 is RTFM's classifier dropout.
 CELL_DROPOUT = 0.3
 # The cell scorer's Adagrad learning rate (its own parameter group; the wrapped network keeps train.lr_temporal and
 # train.lr_other). Adagrad's steps shrink with the summed squared gradients, and at train.lr_other = 1e-3 the
-# scorer was still far from fitted after the 300-step floor; 1e-2 took Ped1's TAM-on-i3d grid run from 0.79 to 0.83.
+# scorer was still far from fitted at the 300-step floor; 1e-2 took Ped1's TAM-on-i3d grid run from 0.786 to 0.822.
 CELL_LR = 1e-2
 # The backbones whose cells the cell scorer reads. "video": those that see a snippet's frames together (i3d, s3d,
 # motion; every backbone when the run has none of them); "all": every backbone; or names joined by commas. The
