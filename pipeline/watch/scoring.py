@@ -44,13 +44,19 @@ def score_last(model: nn.Module, windows: Sequence[Sequence[np.ndarray]], device
     backbone, every window of one length w; each crop is scored as its own sequence and the crops averaged (as
     ``pipeline.evaluate.scoring.score_snippets``). Returns float32 ``[len(windows)]``."""
     n, crops = len(windows), windows[0][0].shape[1]
+    scores = model(_crop_sequences(windows, device)).scores[:, -1].float().cpu().numpy()  # [n * crops]
+    return scores.reshape(n, crops).mean(axis=1).astype(np.float32)
+
+
+def _crop_sequences(windows: Sequence[Sequence[np.ndarray]], device) -> list[torch.Tensor]:
+    """Windows of one length w (per window, one ``[w, crops, D_b]`` array per backbone) -> per backbone float32
+    ``[n * crops, w, D_b]``: every crop of every window its own sequence, window-major."""
     inputs = []
     for b in range(len(windows[0])):
-        x = np.stack([w[b] for w in windows])  # [n, w, crops, D]
-        x = np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(n * crops, x.shape[1], x.shape[3]))
-        inputs.append(torch.from_numpy(x).float().to(device))
-    scores = model(inputs).scores[:, -1].float().cpu().numpy()  # [n * crops]
-    return scores.reshape(n, crops).mean(axis=1).astype(np.float32)
+        x = np.stack([np.asarray(w[b], dtype=np.float32) for w in windows])  # [n, w, crops, D]
+        x = np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(-1, x.shape[1], x.shape[3]))
+        inputs.append(torch.from_numpy(x).to(device))
+    return inputs
 
 
 @torch.no_grad()
@@ -68,12 +74,7 @@ def score_last_maps(model: nn.Module, windows: Sequence[Sequence[np.ndarray]], d
     model = model.eval()
     for members in by_length.values():
         crops = windows[members[0]][0].shape[1]
-        inputs = []
-        for b in range(len(windows[members[0]])):
-            x = np.stack([np.asarray(windows[i][b], dtype=np.float32) for i in members])  # [n, w, crops, D]
-            x = np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(-1, x.shape[1], x.shape[3]))
-            inputs.append(torch.from_numpy(x).to(device))
-        out = model(inputs)
+        out = model(_crop_sequences([windows[i] for i in members], device))
         scores[members] = out.scores[:, -1].float().cpu().numpy().reshape(len(members), crops).mean(axis=1)
         maps[members] = out.cell_scores[:, -1].float().cpu().numpy().reshape(len(members), crops, -1).mean(axis=1)
     return scores, maps.reshape(len(windows), *grid)
