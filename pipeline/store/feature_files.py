@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,13 @@ HASH_CHUNK_BYTES = 1 << 20  # bytes read at a time when hashing a file
 FINITE_CHECK_BYTES = 16 << 20  # bytes of a memory-mapped feature checked for non-finite values at a time
 SIDECAR_SUFFIX = ".json"  # beside each feature file: what the manifest records of it
 SIDECAR_FORMAT = 1
+HEADER_PARSE_TRIES = 3  # parses of one .npy header before a spurious SystemError (below) is reported as a problem
+
+# numpy parses every .npy header with ast.literal_eval, and CPython 3.11's AST constructor keeps one recursion counter
+# per interpreter: two threads parsing at once (extract's decode workers each check their cached features) can raise
+# a spurious "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905), which once marked a
+# sound feature damaged. The store's header parses take turns, and a SystemError is retried, never called damage.
+_HEADER_LOCK = threading.Lock()
 
 
 class _HashingWriter:
@@ -43,6 +51,31 @@ def file_hash(path: Path) -> str:
     return f"{HASH_NAME}:{h.hexdigest()}"
 
 
+def _under_header_lock(parse):
+    """``parse()`` (which reads a ``.npy`` header) under the header lock, retried on a spurious SystemError."""
+    for attempt in range(1, HEADER_PARSE_TRIES + 1):
+        try:
+            with _HEADER_LOCK:
+                return parse()
+        except SystemError:
+            if attempt == HEADER_PARSE_TRIES:
+                raise
+
+
+def _read_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, data_start)`` from the header of the ``.npy`` at ``path``."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        return (*read(f), f.tell())
+
+
+def load_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
+    """``np.load`` of a plain ``.npy`` (no pickles; memory-mapped read-only when ``mmap``), its header parsed under
+    the header lock."""
+    return _under_header_lock(lambda: np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False))
+
+
 def check_npy(path: Path, shape: tuple[int, ...], dtype: str, nbytes: int | None = None) -> str | None:
     """Why the ``.npy`` at ``path`` is not the recorded array (None when it is): missing, another size than recorded,
     a header that is not a plain ``.npy`` of ``shape`` and ``dtype``, or fewer or more bytes than the header needs.
@@ -56,12 +89,7 @@ def check_npy(path: Path, shape: tuple[int, ...], dtype: str, nbytes: int | None
     if nbytes is not None and size != nbytes:
         return f"{size} bytes where {nbytes} were written (truncated or overwritten)"
     try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            header_shape, fortran, header_dtype = read_header(f)
-            data_start = f.tell()
+        header_shape, fortran, header_dtype, data_start = _under_header_lock(lambda: _read_header(path))
     except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError...
         return f"not a readable .npy header ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
     if header_dtype.hasobject:

@@ -34,7 +34,8 @@ from pipeline.keys import canonical_json, hash_video
 from pipeline.store.errors import (DamagedFeature, ManifestDamaged, NonFiniteFeature, StoreError, StoreReadOnly,
                                    _named_sql_errors, _sqlite_fault)
 from pipeline.store.feature_files import (HASH_NAME, SIDECAR_FORMAT, SIDECAR_SUFFIX, _HashingWriter,
-                                          atomic_write_sidecar, check_npy, count_nonfinite, file_hash)
+                                          atomic_write_sidecar, check_npy, count_nonfinite, file_hash,
+                                          load_npy)
 from pipeline.store.layout import (LOCKS, MANIFEST, RUN_LOCK, RUN_SIDECAR, SQLITE_BUSY_TIMEOUT_S, _stored_feature_files,
                                    manifest_problem, writable)
 
@@ -122,7 +123,7 @@ class FeatureRecord:
         problem = self.problem()
         if problem is None:
             try:
-                array = np.load(self.file, mmap_mode="r" if mmap else None, allow_pickle=False)
+                array = load_npy(self.file, mmap=mmap)
             except (ValueError, OSError, EOFError) as exc:  # changed since the check
                 problem = f"cannot be read ({exc})"
             else:
@@ -617,7 +618,7 @@ class FeatureStore:
             if reason is None:
                 digest = file_hash(record.file)
                 if record.hash is None:  # schema 1 row: check the values, then trust and record the hash
-                    bad = count_nonfinite(np.load(record.file, mmap_mode="r", allow_pickle=False))
+                    bad = count_nonfinite(load_npy(record.file, mmap=True))
                     reason = f"{bad} of its values are NaN or inf" if bad else None
                 elif digest != record.hash:
                     reason = f"its content hash {digest} is not the {record.hash} recorded when it was written"
