@@ -162,6 +162,10 @@ ROWS += [
         ("spatial.fusion=logit",), spatial=True),
     Row("tam-motion-grid-logit", "grid-choices", "tam-motion-grid with spatial.fusion=logit", "teacher", (MOTION,),
         ("spatial.fusion=logit",), spatial=True),
+    Row("lanet-grid-logit", "grid-choices", "lanet-grid with spatial.fusion=logit", "lanet", BOTH,
+        ("spatial.fusion=logit",), spatial=True),
+    Row("lanet-i3d-grid-logit", "grid-choices", "lanet-i3d-grid with spatial.fusion=logit", "lanet", ("i3d",),
+        ("spatial.fusion=logit",), spatial=True),
     Row("grid-cells-all", "grid-choices", "spatial.cell_backbones=all (effnet_lite0's cells scored too)",
         "teacher", BOTH, ("spatial.cell_backbones=all",), spatial=True),
     # The student's map distillation weight (method.md §12; default 20), on the i3d student of the grid teacher.
