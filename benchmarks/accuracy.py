@@ -188,6 +188,9 @@ ROWS += [
         ("lowres",), LIGHTNING_BATCH, GRID_LIGHTNING_TEACHERS),
     Row("lightning-grid-scores", "grid", "the same student and teachers, score sequences only (spatial.cells=off)",
         "lightning", ("lowres",), (*LIGHTNING_BATCH, "spatial.cells=off"), GRID_LIGHTNING_TEACHERS),
+    Row("lightning-grid-cell-scores", "grid-choices", "lightning-grid with lightning.map_scores=cells (each "
+        "teacher's score the mean of its map head's 3 highest cells)", "lightning", ("lowres",),
+        (*LIGHTNING_BATCH, "lightning.map_scores=cells"), GRID_LIGHTNING_TEACHERS),
 ]
 
 

@@ -194,6 +194,9 @@ class RunConfig:
                **{name: dataclasses.asdict(getattr(self, name)) for name in methods.get(self.stage).sections}}
         if self.spatial_active or self.map_student:
             out.update(spatial=dataclasses.asdict(self.spatial), grid=list(self.grid))
+        if "lightning" in out and not self.map_student:
+            # Read by the map student only: the score-sequence student's key stays what it was before the key.
+            del out["lightning"]["map_scores"]
         return out
 
     def validate(self) -> None:

@@ -72,6 +72,18 @@ def test_each_stage_saves_only_its_own_sections():
         assert config_from_dict(c.to_dict()) == c
 
 
+def test_map_scores_is_keyed_for_the_map_student_only():
+    import dataclasses
+
+    score_student = build_config("lightning")
+    assert "map_scores" not in score_student.to_dict()["lightning"]  # not read: its key stays what it was
+    map_student = dataclasses.replace(score_student, grid=(7, 11))  # spatial teachers' grid
+    assert map_student.map_student and map_student.to_dict()["lightning"]["map_scores"] == "head"
+    assert config_from_dict(map_student.to_dict()) == map_student
+    with pytest.raises(ConfigError, match="map_scores"):
+        build_config("lightning", layers=[parse_assignments(["lightning.map_scores=max"])])
+
+
 def test_new_stage_defaults_and_typed_tuples():
     lanet = build_config("lanet", layers=[parse_assignments(["ddl.rank_weight=0.5", "lanet.classifier_kernel=5"])])
     assert lanet.backbones == ("i3d",) and lanet.ddl.rank_weight == 0.5 and lanet.lanet.classifier_kernel == 5

@@ -59,6 +59,7 @@ def test_config_defaults():
     assert dataclasses.asdict(LightningConfig()) == dict(
         frames=8, size=64, channels=(16, 32, 64, 128), stem_kernel=(3, 5, 5), stem_stride=(1, 4, 4), head_hidden=32,
         disc_channels=32, disc_kernel=5, input_norm=True, batch_norm=True, pool="topk", pool_fraction=0.02,
+        map_scores="head",
     )
     assert LightningConfig().input_dim == 8 * 64 * 64
     assert (lightning.ADVERSARIAL_WEIGHT, lightning.REGRESSION, lightning.REGRESSIONS) == (0.1, "l2", ("l1", "l2"))
@@ -422,15 +423,23 @@ GRID = (3, 5)
 
 
 @pytest.mark.parametrize("k", [1, 2])
-def test_map_student_shapes_and_its_scores_are_each_heads_top_k_cells(k):
+@pytest.mark.parametrize("map_scores", lightning.MAP_SCORES)
+def test_map_student_shapes_and_where_its_scores_come_from(k, map_scores):
     torch.manual_seed(0)
-    model = LightningStudent(k, TINY, grid=GRID, k_top=3).eval()
+    model = LightningStudent(k, dataclasses.replace(TINY, map_scores=map_scores), grid=GRID, k_top=3).eval()
     out = model([snippets(2, 5)])
     assert out.h.shape == (2, 5, TINY.channels[-1])
     assert out.head_maps.shape == (2, 5, k, 15) and out.cell_scores.shape == (2, 5, 15)
     assert ((out.head_maps > 0) & (out.head_maps < 1)).all()
     top3 = out.head_maps.topk(3, dim=-1).values.mean(-1)
-    assert torch.allclose(out.head_scores, top3, atol=1e-6)
+    if map_scores == "cells":  # each map head's 3 highest cells
+        assert model.score_heads is None
+        assert torch.allclose(out.head_scores, top3, atol=1e-6)
+    else:  # a score head per teacher on the embedding, as the score-sequence student's
+        assert len(model.score_heads) == k
+        by_head = torch.stack([head(out.h) for head in model.score_heads], dim=-1)
+        assert torch.allclose(out.head_scores, by_head, atol=1e-6)
+        assert not torch.allclose(out.head_scores, top3, atol=1e-3)
     assert torch.allclose(out.scores, out.head_scores.mean(-1), atol=1e-6)
     assert torch.allclose(out.cell_scores, out.head_maps.mean(2), atol=1e-6)
     # snippets stay independent: one row alone gives the same maps
@@ -451,7 +460,8 @@ def test_map_student_reads_the_map_layer_and_the_global_embedding():
     torch.manual_seed(0)
     model([snippets(1, 2, config)]).head_maps.sum().backward()
     for name, p in model.named_parameters():  # the layers past the map layer's too, through the embedding
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        if not name.startswith("score_heads."):  # the score heads read the embedding only, not the maps
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
 def test_the_score_sequence_student_is_unchanged_without_a_grid():
