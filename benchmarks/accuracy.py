@@ -182,6 +182,13 @@ ROWS += [
         "teacher", ("i3d",), ("spatial.lr=0.001",), spatial=True),
     Row("tam-i3d-grid-before", "grid-choices", "tam-i3d-grid with both (the cell scorer of the first grid rows)",
         "teacher", ("i3d",), ("spatial.dropout=0", "spatial.lr=0.001"), spatial=True),
+    # The cell scorer's width under that training (the same TAM over i3d's cells).
+    Row("tam-i3d-grid-reduce-64", "grid-choices", "tam-i3d-grid with spatial.reduce_dim=64", "teacher", ("i3d",),
+        ("spatial.reduce_dim=64",), spatial=True),
+    Row("tam-i3d-grid-reduce-512", "grid-choices", "tam-i3d-grid with spatial.reduce_dim=512", "teacher", ("i3d",),
+        ("spatial.reduce_dim=512",), spatial=True),
+    Row("tam-i3d-grid-hidden-16", "grid-choices", "tam-i3d-grid with spatial.hidden=16", "teacher", ("i3d",),
+        ("spatial.hidden=16",), spatial=True),
     # The lightning student distilling spatial teachers' 7x11 maps (method.md §9), and the score-sequence student of
     # the same teachers (spatial.cells=off) that isolates what the maps add.
     Row("lightning-grid", "grid", "lightning student distilling 3 spatial teachers' 7x11 maps", "lightning",
