@@ -233,13 +233,15 @@ def extract_all(data: Path, store: Path, rows: list[Row]) -> dict[tuple[str, str
 
 
 # ------------------------------------------------------------------------------------------------- references
-def references(store: Path, fps: dict) -> list[dict]:
+def references(store: Path, fps: dict, pixel_masks: str | None = None) -> list[dict]:
     """The two logistic-regression rows per feature set (i3d, effnet_lite0, both concatenated, motion), full
-    view, the cells ceilings (i3d) and the motion reference (``benchmarks/references.py``).
+    view, the cells ceilings (i3d; with ``pixel_masks``, the top-cells ceiling's localisation) and the motion
+    reference (``benchmarks/references.py``).
     The ceilings' training frame labels are the official ones: the weak split's training clips carry only video
     labels."""
     from data.datasets import load_dataset, official_intervals
     from data.ground_truth import frame_labels
+    from pipeline.evaluate.evaluator import test_pixel_masks
     from pipeline.store import FeatureStore
 
     spec = load_dataset(DATASET)
@@ -251,8 +253,9 @@ def references(store: Path, fps: dict) -> list[dict]:
                                  lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())))
         # On i3d only: on i3d + effnet_lite0 (2,304 dims a cell) the same full-batch linear scorer over-fits the
         # 456 training snippets (top-3 cells 0.569 AUC, all cells 0.742), so it bounds nothing.
+        masks = test_pixel_masks(spec.split("test"), DATASET, pixel_masks) if pixel_masks else None
         rows += cell_ceiling(s, spec, chosen, ("i3d",),
-                             lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())))
+                             lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())), masks)
         rows.append(motion_reference(s, spec, fps[("lowres", LOWRES_VIEW)]))
     finally:
         s.close()
@@ -389,7 +392,7 @@ def markdown(result: dict) -> str:
     for r in result["references"] + result["rows"]:
         n = r["auc"]["n"] if r["auc"] else 0
         lines.append(f"| {r['group']} | {r['name']} | {r['what']} | {fmt(r['auc'])} | {fmt(r['ap'])} | {n} |")
-    located = [r for r in result["rows"] if r.get("localization")]
+    located = [r for r in result["references"] + result["rows"] if r.get("localization")]
     if located:
         lines += ["", "Where in the frame: the grid rows' anomaly maps against Ped1's pixel masks (the 6 masked clips "
                   "of the test split, 51 anomalous snippets, 7x11 cells; `pipeline/evaluate/localization.py`), mean "
@@ -496,12 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     fps = extract_all(Path(args.data), store, rows)
     timing["extract_s"] = round(time.perf_counter() - started, 1)
-    tick = time.perf_counter()
-    refs = references(store, fps)
-    timing["references_s"] = round(time.perf_counter() - tick, 1)
-    tick = time.perf_counter()
     masks = args.pixel_masks or next((str(p) for p in (Path(args.data) / "pixel_masks",
                                                        Path(args.data).parent / "pixel_masks") if p.is_dir()), None)
+    tick = time.perf_counter()
+    refs = references(store, fps, masks)
+    timing["references_s"] = round(time.perf_counter() - tick, 1)
+    tick = time.perf_counter()
     done = train_rows(rows, list(range(args.seeds)), store, fps, args.jobs,
                       ablation_seeds=list(range(min(args.ablation_seeds, args.seeds))), pixel_masks=masks)
     timing["train_evaluate_s"] = round(time.perf_counter() - tick, 1)

@@ -77,10 +77,13 @@ def linear_references(store, spec, fingerprints: dict[str, str], feature_sets: S
 
 
 def cell_ceiling(store, spec, fingerprints: dict[str, str], names: tuple[str, ...],
-                 train_frame_labels: Callable) -> list[dict]:
+                 train_frame_labels: Callable, pixel_masks: dict[str, np.ndarray] | None = None) -> list[dict]:
     """The ``cells-frame`` rows for one feature set: a linear scorer of standardised cells (backbones
     concatenated per cell, grids equal), trained with snippet frame labels, the snippet score being the mean of
-    all cells (``cells-mean``) or of the ``CELL_TOPK`` highest (``cells-top``)."""
+    all cells (``cells-mean``) or of the ``CELL_TOPK`` highest (``cells-top``). With ``pixel_masks`` (test video
+    name -> bool ``[T, H, W]``) the ``cells-top`` row also carries the localisation of its cell maps (the
+    sigmoid of each cell's score; :func:`pipeline.evaluate.localization.localization_report`): how well frame
+    labels localise on these cells, a ceiling for the weakly trained maps."""
     import torch
 
     from pipeline.features import resolve_features
@@ -121,7 +124,26 @@ def cell_ceiling(store, spec, fingerprints: dict[str, str], names: tuple[str, ..
         what = "all cells' mean" if k is None else f"mean of the {k} highest cells"
         rows.append(_row(f"cells-frame-{pool}-{'+'.join(names)}", f"linear cell scorer, frame labels, "
                          f"{' + '.join(names)} 7x11 cells, snippet = {what}", gt, scores))
+        if k is not None and pixel_masks:
+            rows[-1]["localization"] = _cell_localization(
+                head, test, x_test, mean, std, test[0].grid(names[0]), pixel_masks,
+                {vf.entry.name: spec.frame_labels(vf.entry, len(x)) for vf, x in zip(test, x_test)})
     return rows
+
+
+def _cell_localization(head, videos, cells, mean, std, grid, pixel_masks, frame_labels) -> dict:
+    """The localisation report of a linear cell scorer's maps, per metric ``{"mean", "std": 0, "n": 1}`` (the
+    grid rows' format)."""
+    import torch
+
+    from pipeline.evaluate.localization import localization_report
+
+    with torch.no_grad():
+        maps = {vf.entry.name: torch.sigmoid(head(torch.tensor((x - mean) / std, dtype=torch.float32)).squeeze(-1))
+                .numpy().reshape(len(x), *grid) for vf, x in zip(videos, cells)}
+    report = localization_report(maps, pixel_masks, frame_labels)
+    return {key: {"mean": report[key], "std": 0.0, "n": 1}
+            for key in ("pointing_game", "pointing_game_chance", "pixel_auc", "rbdc", "tbdc")}
 
 
 def motion_reference(store, spec, fingerprint: str) -> dict:
