@@ -37,7 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.references import cell_ceiling, linear_references, motion_reference  # noqa: E402
+from benchmarks.references import (LOCALIZATION, cell_ceiling, linear_references,  # noqa: E402
+                                   motion_reference)
 
 DATASET = "ucsd-ped1"
 FPS = 10  # UCSD's native rate (frame folders carry none)
@@ -279,7 +280,6 @@ def _train_argv(row: Row, seed: int, store: Path, fps: dict, teacher_runs: list[
     return argv
 
 
-LOCALIZATION = ("pointing_game", "pointing_game_chance", "pixel_auc", "rbdc", "tbdc")  # reported per grid row
 
 
 def run_one(row: Row, seed: int, store: str, fps: dict, teacher_runs: list[str],

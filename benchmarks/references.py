@@ -30,6 +30,8 @@ CELL_STEPS = 300  # full-batch Adam steps of the cells ceiling's linear scorer
 CELL_LR = 1e-2
 CELL_WEIGHT_DECAY = 1e-3
 CELL_SEED = 0
+# The localisation metrics reported per row with maps (keys of pipeline.evaluate.localization.localization_report)
+LOCALIZATION = ("pointing_game", "pointing_game_chance", "pixel_auc", "rbdc", "tbdc")
 
 
 def _row(name: str, what: str, gt: np.ndarray, scores: np.ndarray) -> dict:
@@ -86,6 +88,7 @@ def cell_ceiling(store, spec, fingerprints: dict[str, str], names: tuple[str, ..
     labels localise on these cells, a ceiling for the weakly trained maps."""
     import torch
 
+    from pipeline.evaluate.localization import localization_report
     from pipeline.features import resolve_features
 
     chosen = {b: fingerprints[b] for b in names}
@@ -102,48 +105,35 @@ def cell_ceiling(store, spec, fingerprints: dict[str, str], names: tuple[str, ..
     y = torch.tensor(np.concatenate([train_frame_labels(vf, len(x)).reshape(-1, SNIPPET).mean(1)
                                      > FRAME_LABEL_THRESHOLD for vf, x in zip(train, x_train)]), dtype=torch.float32)
     xs = torch.tensor(np.concatenate([(x - mean) / std for x in x_train]), dtype=torch.float32)  # [S, C, D]
-    gt = np.concatenate([spec.frame_labels(vf.entry, len(x)) for vf, x in zip(test, x_test)])
+    test_labels = {vf.entry.name: spec.frame_labels(vf.entry, len(x)) for vf, x in zip(test, x_test)}
+    gt = np.concatenate(list(test_labels.values()))
+    x_test = [torch.tensor((x - mean) / std, dtype=torch.float32) for x in x_test]  # standardised once, [T, C, D]
+    grid = test[0].grid(names[0])
     rows = []
     for pool, k in (("mean", None), ("top", CELL_TOPK)):
         torch.manual_seed(CELL_SEED)
         head = torch.nn.Linear(xs.shape[-1], 1)
         opt = torch.optim.Adam(head.parameters(), lr=CELL_LR, weight_decay=CELL_WEIGHT_DECAY)
 
-        def score(x, k=k, head=head):
-            cell = torch.sigmoid(head(x).squeeze(-1))  # [S, C]
+        def pooled(cell, k=k):  # [S, C] cell scores -> [S] snippet scores
             return cell.mean(1) if k is None else cell.topk(min(k, cell.shape[1]), dim=1).values.mean(1)
 
         for _ in range(CELL_STEPS):
-            loss = torch.nn.functional.binary_cross_entropy(score(xs), y)
+            loss = torch.nn.functional.binary_cross_entropy(pooled(torch.sigmoid(head(xs).squeeze(-1))), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
         with torch.no_grad():
-            scores = np.concatenate([np.repeat(score(torch.tensor((x - mean) / std, dtype=torch.float32)).numpy(),
-                                               SNIPPET) for x in x_test])
+            cell_maps = [torch.sigmoid(head(x).squeeze(-1)) for x in x_test]  # per video [T, C]
+        scores = np.concatenate([np.repeat(pooled(c).numpy(), SNIPPET) for c in cell_maps])
         what = "all cells' mean" if k is None else f"mean of the {k} highest cells"
         rows.append(_row(f"cells-frame-{pool}-{'+'.join(names)}", f"linear cell scorer, frame labels, "
                          f"{' + '.join(names)} 7x11 cells, snippet = {what}", gt, scores))
         if k is not None and pixel_masks:
-            rows[-1]["localization"] = _cell_localization(
-                head, test, x_test, mean, std, test[0].grid(names[0]), pixel_masks,
-                {vf.entry.name: spec.frame_labels(vf.entry, len(x)) for vf, x in zip(test, x_test)})
+            maps = {vf.entry.name: c.numpy().reshape(len(c), *grid) for vf, c in zip(test, cell_maps)}
+            report = localization_report(maps, pixel_masks, test_labels)
+            rows[-1]["localization"] = {key: {"mean": report[key], "std": 0.0, "n": 1} for key in LOCALIZATION}
     return rows
-
-
-def _cell_localization(head, videos, cells, mean, std, grid, pixel_masks, frame_labels) -> dict:
-    """The localisation report of a linear cell scorer's maps, per metric ``{"mean", "std": 0, "n": 1}`` (the
-    grid rows' format)."""
-    import torch
-
-    from pipeline.evaluate.localization import localization_report
-
-    with torch.no_grad():
-        maps = {vf.entry.name: torch.sigmoid(head(torch.tensor((x - mean) / std, dtype=torch.float32)).squeeze(-1))
-                .numpy().reshape(len(x), *grid) for vf, x in zip(videos, cells)}
-    report = localization_report(maps, pixel_masks, frame_labels)
-    return {key: {"mean": report[key], "std": 0.0, "n": 1}
-            for key in ("pointing_game", "pointing_game_chance", "pixel_auc", "rbdc", "tbdc")}
 
 
 def motion_reference(store, spec, fingerprint: str) -> dict:
