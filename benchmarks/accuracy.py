@@ -169,6 +169,12 @@ ROWS += [
         ("spatial.fusion=logit",), spatial=True),
     Row("grid-cells-all", "grid-choices", "spatial.cell_backbones=all (effnet_lite0's cells scored too)",
         "teacher", BOTH, ("spatial.cell_backbones=all",), spatial=True),
+    Row("grid-cells-all-shared", "grid-choices", "grid-cells-all with spatial.cell_scorers=shared (one scorer over "
+        "both backbones' cells)", "teacher", BOTH, ("spatial.cell_backbones=all", "spatial.cell_scorers=shared"),
+        spatial=True),
+    Row("teacher-motion-grid-shared", "grid-choices", "teacher-motion-grid with spatial.cell_scorers=shared (one "
+        "scorer over i3d's and motion's cells)", "teacher", WITH_MOTION, ("spatial.cell_scorers=shared",),
+        spatial=True),
     # The student's map distillation weight (method.md §12; default 20), on the i3d student of the grid teacher.
     Row("student-i3d-grid-map-0", "grid-choices", "student-i3d-grid with spatial.map_weight=0 (no map term)",
         "student", ("i3d",), ("spatial.map_weight=0",), ("teacher-grid",), spatial=True),

@@ -69,6 +69,12 @@ CELL_LR = 1e-2
 # linear frame-label scorer on both backbones' cells reaches 0.57), method.md §12.
 CELLS_OF_VIDEO_BACKBONES, CELLS_OF_ALL_BACKBONES = "video", "all"
 CELL_BACKBONES = CELLS_OF_VIDEO_BACKBONES
+# How the cell scorer joins several scored backbones (i3d and motion in the motion teacher):
+#   per_backbone: one scorer per backbone, a cell's evidence the mean of their sigmoids (a cell is anomalous in
+#                 appearance or in motion, and either backbone's scorer can say so alone);
+#   shared:       one hidden layer over the sum of the backbones' projections (the first version).
+# Measured on Ped1 (method.md §12): per_backbone TODO.
+CELL_SCORERS = ("per_backbone", "shared")
 # The distilled student's L1 term between the teacher's and its own cell scores, when both are spatial on one grid.
 # The mean |difference| of two maps in (0, 1) is small beside the student's other terms; on Ped1 (i3d student of the
 # grid teacher, method.md §12, 3 seeds) weight 0 gave 0.790, 1 gave 0.803, 5 gave 0.816 and 20 gave 0.829 frame AUC
@@ -94,6 +100,7 @@ class SpatialConfig:
     dropout: float = CELL_DROPOUT  # the cell scorer's hidden layer, in training
     lr: float = CELL_LR  # the cell scorer's Adagrad learning rate
     cell_backbones: str = CELL_BACKBONES  # "video" | "all" | names joined by commas (CELL_BACKBONES)
+    cell_scorers: str = CELL_SCORERS[0]  # with several scored backbones: one scorer each, or one shared
     map_weight: float = MAP_WEIGHT  # the student's map distillation term (spatial teacher and student, one grid)
 
     def __post_init__(self) -> None:
@@ -101,6 +108,9 @@ class SpatialConfig:
             raise ValueError(f"SpatialConfig.cells must be one of {', '.join(CELL_MODES)}, got {self.cells!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"SpatialConfig.fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if self.cell_scorers not in CELL_SCORERS:
+            raise ValueError(f"SpatialConfig.cell_scorers must be one of {', '.join(CELL_SCORERS)}, "
+                             f"got {self.cell_scorers!r}")
         if self.temporal not in TEMPORAL_MODES:
             raise ValueError(f"SpatialConfig.temporal must be one of {', '.join(TEMPORAL_MODES)}, "
                              f"got {self.temporal!r}")
@@ -241,16 +251,22 @@ class SpatialMIL(nn.Module):
             raise ValueError(f"scored must name at least one of the {len(self.input_dims)} backbones, got {scored}")
         if config.temporal == "pooled":
             self.reductions = nn.ModuleList(CellReduction(d, config.reduce_dim) for d in self.input_dims)
-            # Backbones summed before the ReLU: one hidden layer sees every scored backbone's evidence about the cell.
             self.cell_inputs = nn.ModuleList(nn.Linear(r.out_dim, config.hidden)
                                              for r, used in zip(self.reductions, self.scored) if used)
-            self.cell_output = nn.Linear(config.hidden, 1)
+            # shared: the scored backbones summed before the ReLU, one output layer; per_backbone: an output layer
+            # each (CELL_SCORERS). With one scored backbone the two are the same network.
+            self.per_backbone = config.cell_scorers == "per_backbone" and sum(self.scored) > 1
+            if self.per_backbone:
+                self.cell_outputs = nn.ModuleList(nn.Linear(config.hidden, 1) for _ in self.cell_inputs)
+            else:
+                self.cell_output = nn.Linear(config.hidden, 1)
             self.cell_dropout = nn.Dropout(config.dropout)
             if config.fusion == "logit":
                 # Zero: every cell starts at the inner's score, so training starts from the global model and a cell
                 # departs from it only as far as the losses ask.
-                nn.init.zeros_(self.cell_output.weight)
-                nn.init.zeros_(self.cell_output.bias)
+                for layer in self.output_layers():
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
 
     # -- inputs ---------------------------------------------------------------------------------------------------
     def _check(self, features: Sequence[Tensor]) -> int:
@@ -284,16 +300,28 @@ class SpatialMIL(nn.Module):
             return self._cells(prepared.cells, cell_chunk)
         return self._pooled(prepared)
 
+    def output_layers(self) -> list[nn.Linear]:
+        """The cell scorer's output layers, hidden -> 1: one per scored backbone (``per_backbone``) or one."""
+        return list(self.cell_outputs) if self.per_backbone else [self.cell_output]
+
+    def _cell_logits(self, cells: list[Tensor]) -> list[Tensor]:
+        """The scored backbones' reduced cells ``[N, L, C_b, r_b]`` -> the cell scorer's logits ``[N, L, C]``:
+        one per backbone (``per_backbone``) or one of them all (``shared``)."""
+        hidden = [layer(x) for layer, x in zip(self.cell_inputs, cells)]  # each [N, L, C_b, hidden]
+        if not self.per_backbone:
+            hidden = [sum(hidden)]  # summed before the ReLU: one hidden layer sees every backbone's evidence
+        return [out(self.cell_dropout(torch.relu(h))).squeeze(-1).float()
+                for out, h in zip(self.output_layers(), hidden)]
+
     def _pooled(self, prepared: CellFeatures) -> SpatialOutput:
         out = self.inner(prepared.pooled)
-        cells = [x for x, used in zip(prepared.cells, self.scored) if used]
-        hidden = sum(layer(x) for layer, x in zip(self.cell_inputs, cells))  # [N, L, C, hidden]
-        delta = self.cell_output(self.cell_dropout(torch.relu(hidden))).squeeze(-1)  # [N, L, C]
+        deltas = self._cell_logits([x for x, used in zip(prepared.cells, self.scored) if used])
         if self.config.fusion == "mean":
-            cell_scores = (out.scores.float().unsqueeze(-1) + torch.sigmoid(delta.float())) / 2
+            evidence = torch.stack(torch.broadcast_tensors(*[torch.sigmoid(d) for d in deltas])).mean(0)
+            cell_scores = (out.scores.float().unsqueeze(-1) + evidence) / 2  # [N, L, C]
         else:
             logit = torch.logit(out.scores.float(), eps=LOGIT_EPS)
-            cell_scores = torch.sigmoid(logit.unsqueeze(-1) + delta.float())
+            cell_scores = torch.sigmoid(logit.unsqueeze(-1) + sum(deltas))
         return SpatialOutput(h=out.h, scores=cell_topk(cell_scores, self.config.k), cell_scores=cell_scores,
                              extras=_extras(out))
 
@@ -342,7 +370,7 @@ class SpatialMIL(nn.Module):
         and ``other_parameters`` all of them."""
         if self.config.temporal != "pooled":
             return []
-        return list(self.cell_inputs.parameters()) + list(self.cell_output.parameters())
+        return list(self.cell_inputs.parameters()) + [p for layer in self.output_layers() for p in layer.parameters()]
 
     def reduced_dims(self) -> list[int]:
         """Per backbone the width of the prepared cells (``r_b``; ``D_b`` in ``cells`` mode)."""

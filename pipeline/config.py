@@ -176,6 +176,11 @@ class RunConfig:
         names = self._cell_names()
         return tuple(b in names for b in self.backbones)
 
+    @property
+    def reads_cell_scorers(self) -> bool:
+        """Whether ``spatial.cell_scorers`` decides the network: a pooled cell scorer of several backbones."""
+        return self.spatial_active and self.spatial.temporal == "pooled" and sum(self.cell_scored) > 1
+
     def _cell_names(self) -> set[str]:
         return {n.strip() for n in self.spatial.cell_backbones.split(",") if n.strip()}
 
@@ -197,6 +202,10 @@ class RunConfig:
         if "lightning" in out and not self.map_student:
             # Read by the map student only: the score-sequence student's key stays what it was before the key.
             del out["lightning"]["map_scores"]
+        if "spatial" in out and not (self.reads_cell_scorers and self.spatial.cell_scorers != "shared"):
+            # "shared" is how every run before the key was trained (config_from_dict restores it): unread or
+            # shared, a run keeps the key it had.
+            del out["spatial"]["cell_scorers"]
         return out
 
     def validate(self) -> None:
@@ -421,6 +430,9 @@ SAVED_BEFORE = {"model": {"input_norm": "none", "backbone_dropout": 0.0}, "lanet
                 "mil": {"topk": 1}, "adversarial": {"flip": False, "shift": 0},
                 "lightning": {"input_norm": False, "batch_norm": False, "pool": "avg"},
                 "train": {"min_steps": 0, "stretch_short_videos": True, "min_val_videos": 1}}
+# spatial.cell_scorers (added after the first spatial runs) is saved only when it is read and not "shared": a saved
+# run that reads it and lacks it is a "shared" one (config_from_dict).
+CELL_SCORERS_SAVED_BEFORE = "shared"
 
 
 def config_from_dict(data: dict) -> RunConfig:
@@ -431,4 +443,8 @@ def config_from_dict(data: dict) -> RunConfig:
                for section, values in SAVED_BEFORE.items() if section in saved}, saved]
     config = build_config(data["stage"], tuple(data["backbones"]), layers=layers, where="saved config")
     grid = data.get("grid") or (1, 1)
-    return dataclasses.replace(config, grid=(int(grid[0]), int(grid[1])))
+    config = dataclasses.replace(config, grid=(int(grid[0]), int(grid[1])))
+    if config.reads_cell_scorers and "cell_scorers" not in saved.get("spatial", {}):
+        config = dataclasses.replace(config, spatial=dataclasses.replace(config.spatial,
+                                                                          cell_scorers=CELL_SCORERS_SAVED_BEFORE))
+    return config

@@ -73,7 +73,8 @@ def test_pooled_logit_fusion_runs_the_inner_on_the_cells_mean_and_starts_at_its_
     assert torch.allclose(out.h, expected.h) and torch.allclose(out.scores, expected.scores, atol=1e-5)
     assert torch.allclose(out.cell_scores, expected.scores.unsqueeze(-1).expand(-1, -1, 6), atol=1e-5)
     # once the cell scorer has weights, cells differ, each around the inner's logit
-    torch.nn.init.normal_(model.cell_output.weight)
+    for layer in model.output_layers():
+        torch.nn.init.normal_(layer.weight)
     out = model([x])
     delta = torch.logit(out.cell_scores) - torch.logit(expected.scores).unsqueeze(-1)
     assert float(delta.detach().std()) > 0.01
@@ -92,6 +93,33 @@ def test_pooled_mean_fusion_averages_the_inner_score_and_each_cells_own_score():
     assert torch.allclose(out.scores, cell_topk(out.cell_scores, 3), atol=1e-6)
     # the cells carry half of every score from the first step: they differ before any training
     assert float(out.cell_scores.detach().std(dim=-1).min()) > 1e-4
+
+
+def test_per_backbone_scorers_average_each_backbones_own_cell_score():
+    """Two scored backbones, ``cell_scorers = per_backbone``: a scorer each, a cell's evidence the mean of their
+    sigmoids; ``shared``: one output layer over the summed hidden layers."""
+    torch.manual_seed(4)
+    inner = VADModel([12, 5], TINY).eval()
+    model = SpatialMIL(inner, [12, 5], SpatialConfig(reduce_dim=0, hidden=8)).eval()
+    model.set_cell_reduction([(torch.zeros(12), torch.ones(12)), (torch.zeros(5), torch.ones(5))], [None, None])
+    assert len(model.output_layers()) == 2
+    a, b = torch.randn(2, 7, 6, 12), torch.randn(2, 7, 6, 5)
+    out = model([a, b])
+    inner_scores = inner([a.mean(2), b.mean(2)]).scores
+    own = [torch.sigmoid(head(torch.relu(layer(x))).squeeze(-1))
+           for head, layer, x in zip(model.output_layers(), model.cell_inputs, (a, b))]  # each [2, 7, 6]
+    expected = (inner_scores.unsqueeze(-1) + (own[0] + own[1]) / 2) / 2
+    assert torch.allclose(out.cell_scores, expected, atol=1e-5)
+    assert torch.allclose(out.scores, cell_topk(out.cell_scores, 3), atol=1e-6)
+    parameters = {id(p) for p in model.cell_parameters()}
+    assert all(id(p) in parameters for head in model.output_layers() for p in head.parameters())
+
+    shared = SpatialMIL(VADModel([12, 5], TINY), [12, 5], SpatialConfig(reduce_dim=0, cell_scorers="shared"))
+    assert len(shared.output_layers()) == 1
+    # with one scored backbone the two choices are one network: the same parameters, so the same checkpoints
+    names = [sorted(SpatialMIL(VADModel([12, 5], TINY), [12, 5], SpatialConfig(reduce_dim=0, cell_scorers=choice),
+                               scored=(True, False)).state_dict()) for choice in ("per_backbone", "shared")]
+    assert names[0] == names[1]
 
 
 def test_cells_mode_scores_each_cell_sequence_with_the_inner():
@@ -124,7 +152,8 @@ def test_prepared_batches_give_the_same_output_as_raw_features():
         dim = reduction.mean.shape[0]
         reduction.set_statistics(torch.randn(dim), torch.rand(dim) + 0.5,
                                  principal_components(torch.randn(50, dim), reduction.out_dim))
-    torch.nn.init.normal_(model.cell_output.weight)
+    for layer in model.output_layers():
+        torch.nn.init.normal_(layer.weight)
     features = [torch.randn(2, 4, 6, 12), torch.randn(2, 4, 6, 6)]
     prepared = model.prepare(features)
     assert isinstance(prepared, CellFeatures) and prepared.cells[0].shape == (2, 4, 6, 5)
@@ -169,7 +198,8 @@ def test_principal_components_are_orthonormal_and_find_the_strongest_direction()
 
 @pytest.mark.parametrize("change, match", [({"cells": "on"}, "cells"), ({"temporal": "both"}, "temporal"),
                                            ({"k": 0}, "k"), ({"hidden": 0}, "hidden"),
-                                           ({"reduce_dim": -1}, "reduce_dim"), ({"map_weight": -1.0}, "map_weight")])
+                                           ({"reduce_dim": -1}, "reduce_dim"), ({"map_weight": -1.0}, "map_weight"),
+                                           ({"cell_scorers": "each"}, "cell_scorers")])
 def test_spatial_config_refuses_bad_values(change, match):
     with pytest.raises(ValueError, match=match):
         SpatialConfig(**change)

@@ -84,6 +84,31 @@ def test_map_scores_is_keyed_for_the_map_student_only():
         build_config("lightning", layers=[parse_assignments(["lightning.map_scores=max"])])
 
 
+def test_cell_scorers_is_keyed_only_where_it_decides_the_network():
+    """``spatial.cell_scorers`` is saved only for a spatial run whose pooled cell scorer reads several backbones
+    and only when not ``shared`` (every earlier run's network), so every other run keeps its key; a saved run that
+    reads it and lacks it loads as ``shared``."""
+    import dataclasses
+
+    def spatial(backbones, *assignments):
+        config = build_config("teacher", backbones, layers=[parse_assignments(list(assignments))])
+        return dataclasses.replace(config, grid=(7, 11))
+
+    two = spatial(("i3d", "effnet_lite0", "motion"))  # i3d and motion cells scored (cell_backbones = video)
+    assert two.reads_cell_scorers and two.to_dict()["spatial"]["cell_scorers"] == "per_backbone"
+    assert config_from_dict(two.to_dict()) == two
+    one = spatial(("i3d", "effnet_lite0"))  # i3d's cells only: the choices are one network
+    assert not one.reads_cell_scorers and "cell_scorers" not in one.to_dict()["spatial"]
+    assert config_from_dict(one.to_dict()) == one
+    shared = spatial(("i3d", "effnet_lite0", "motion"), "spatial.cell_scorers=shared")
+    assert "cell_scorers" not in shared.to_dict()["spatial"]
+    assert config_from_dict(shared.to_dict()).spatial.cell_scorers == "shared"  # as saved before the key
+    assert not dataclasses.replace(two, spatial=dataclasses.replace(two.spatial, temporal="cells")).reads_cell_scorers
+    assert "spatial" not in build_config("teacher", ("i3d", "motion")).to_dict()  # a global run
+    with pytest.raises(ConfigError, match="cell_scorers"):
+        build_config("teacher", layers=[parse_assignments(["spatial.cell_scorers=each"])])
+
+
 def test_new_stage_defaults_and_typed_tuples():
     lanet = build_config("lanet", layers=[parse_assignments(["ddl.rank_weight=0.5", "lanet.classifier_kernel=5"])])
     assert lanet.backbones == ("i3d",) and lanet.ddl.rank_weight == 0.5 and lanet.lanet.classifier_kernel == 5

@@ -223,7 +223,8 @@ def test_a_spatial_export_on_a_grid_that_does_not_divide_the_map_gives_the_eager
     backbone.use_grid("2x2")
     torch.manual_seed(0)
     head = SpatialMIL(VADModel([1280], TINY), [1280], SpatialConfig(hidden=8, reduce_dim=16)).eval()
-    torch.nn.init.normal_(head.cell_output.weight)  # cells that differ (zero at initialisation)
+    for layer in head.output_layers():  # cells that differ (zero at initialisation)
+        torch.nn.init.normal_(layer.weight)
     x = backbone.preprocess(_snippets(6))  # [6, 3, 2, 96, 96]
     with torch.no_grad():
         cells = backbone.embed_snippets(x)  # [6, 4, 1280], adaptive pooling of the native 3 x 3 map

@@ -120,7 +120,8 @@ def test_the_cell_scorer_trains_at_its_own_rate_with_dropout_in_training_only():
     rates = [group["lr"] for group in optimizer.param_groups]
     assert rates == [config.train.lr_temporal, config.train.lr_other, 0.05]
     cells = {id(p) for p in optimizer.param_groups[2]["params"]}
-    assert cells == {id(p) for p in [*model.cell_inputs.parameters(), *model.cell_output.parameters()]}
+    outputs = [p for layer in model.output_layers() for p in layer.parameters()]
+    assert cells == {id(p) for p in [*model.cell_inputs.parameters(), *outputs]}
     grouped = [id(p) for group in optimizer.param_groups for p in group["params"]]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # every parameter once
     x = [torch.randn(2, 5, 6, 8)]
@@ -210,7 +211,8 @@ def test_rows_of_several_lengths_are_scored_each_on_its_own_cells():
     torch.manual_seed(0)
     config = ModelConfig(d_model=16, n_heads=2, projection_hidden=16, ffn_dim=32, classifier_hidden=16, k=4)
     model = SpatialMIL(VADModel([6], config), [6], SpatialConfig(reduce_dim=3, hidden=8)).eval()
-    torch.nn.init.normal_(model.cell_output.weight)
+    for layer in model.output_layers():
+        torch.nn.init.normal_(layer.weight)
     lengths = torch.tensor([5, 3, 5])
     raw = torch.randn(3, 5, 4, 6)
     prepared = model.prepare([raw])
