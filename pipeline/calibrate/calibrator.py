@@ -187,7 +187,7 @@ def score_normal_videos(store, run, paths: list[str], *, window: int, weights: d
             footage.failures.append((str(path), f"its stored features cannot be read ({exc})",
                                      STORED_FEATURE_FIX.format(store=store.root)))
             continue
-        _, fps = video_timeline(store, video_key, outcome.infos.get(str(path)))
+        _, fps, _ = video_timeline(store, video_key, outcome.infos.get(str(path)))
         if not fps > 0:
             footage.failures.append((str(path), "its frame rate is unknown, so its length in hours is too",
                                      "calibrate on videos whose container declares a frame rate"))

@@ -66,6 +66,9 @@ class Detection:
     fps: float  # the timeline's rate: frame j is at j / fps seconds
     timeline: str = DEFAULT_TIMELINE  # how the frames were placed (data.decode.TIMELINES); the overlay follows it
     maps: np.ndarray | None = None  # [T, rows, cols] in (0, 1) of a spatial run or a map student; None: no maps
+    # (height, width) of the source frames, the events' boxes' pixels, as decoding or the store recorded it; None:
+    # read from the file when a box needs it
+    frame_hw: tuple[int, int] | None = None
 
     @property
     def grid(self) -> tuple[int, int] | None:
@@ -124,7 +127,8 @@ def alert_events(d: Detection, rule: AlertRule) -> list[dict]:
 
 
 def frame_size(path: Path) -> tuple[int, int]:
-    """(height, width) of a video's frames at full size (the overlay's, and the pixels of the events' boxes)."""
+    """(height, width) of a video's frames at full size (the overlay's, and the pixels of the events' boxes), read
+    from the file: for a :class:`Detection` that does not carry it."""
     with open_video(path) as video:
         return int(video.info.height), int(video.info.width)
 
@@ -139,13 +143,14 @@ def add_boxes(events: list[dict], maps: np.ndarray, threshold: float, frame_hw: 
     return events
 
 
-def video_timeline(store: FeatureStore, video_key: str, decoded: VideoInfo | None) -> tuple[int, float]:
-    """(frames, fps) of a scored video's timeline: from its decoding in this call, else (features cached) from the
-    store's record of it."""
+def video_timeline(store: FeatureStore, video_key: str,
+                   decoded: VideoInfo | None) -> tuple[int, float, tuple[int, int]]:
+    """(frames, fps, (height, width) of the source frames) of a scored video: from its decoding in this call, else
+    (features cached) from the store's record of it."""
     if decoded is not None:
-        return int(decoded.n_frames or 0), float(decoded.fps or 0.0)
+        return int(decoded.n_frames or 0), float(decoded.fps or 0.0), (int(decoded.height), int(decoded.width))
     info = store.video(video_key)
-    return int(info["n_frames"]), float(info["fps"] or 0.0)
+    return int(info["n_frames"]), float(info["fps"] or 0.0), (int(info["height"]), int(info["width"]))
 
 
 def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], device) -> tuple[list, dict]:
@@ -296,11 +301,13 @@ def embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
     return features if export.scorer.cells else features.reshape(len(snippets), export.crops, -1)
 
 
-def video_features(path: Path, export: OnnxExport, chunk: int) -> tuple[np.ndarray, int, float]:
+def video_features(path: Path, export: OnnxExport,
+                   chunk: int) -> tuple[np.ndarray, int, float, tuple[int, int]]:
     """Decode ``path`` as the run's training videos were and embed it ``chunk`` snippets at a time, so memory holds
     one chunk of frames and the video's features.
 
-    Returns (float32 ``[T, crops, D]``, frames on the export's timeline, its fps). Raises :class:`TooManySnippets`
+    Returns (float32 ``[T, crops, D]``, frames on the export's timeline, its fps, (height, width) of the source
+    frames). Raises :class:`TooManySnippets`
     as soon as snippet ``max_snippets + 1`` is decoded (the rest of a long video is never decoded) and VideoError
     when the video is too short for one snippet.
     """
@@ -322,16 +329,16 @@ def video_features(path: Path, export: OnnxExport, chunk: int) -> tuple[np.ndarr
     if not rows:
         raise VideoError(str(path), f"too short: {info.n_frames} frames, a snippet needs {SNIPPET_FRAMES}",
                          f"use videos of at least {SNIPPET_FRAMES} frames")
-    return np.concatenate(rows), int(info.n_frames), float(info.fps or 0.0)
+    return np.concatenate(rows), int(info.n_frames), float(info.fps or 0.0), (int(info.height), int(info.width))
 
 
 def onnx_detect(path: Path, export: OnnxExport, chunk: int) -> Detection:
     """One video scored by the exported graphs: the backbone a chunk at a time, the head over every snippet at
     once (the attention sees the whole video), each crop as its own sequence, crops averaged (a spatial export: the
     cells together, with the maps)."""
-    features, n_frames, fps = video_features(path, export, chunk)
+    features, n_frames, fps, frame_hw = video_features(path, export, chunk)
     scores, maps = export.scorer.score_crops_maps(features)  # maps None: an export without maps
-    return Detection(path, scores, n_frames, fps, export.timeline, maps)
+    return Detection(path, scores, n_frames, fps, export.timeline, maps, frame_hw)
 
 
 def describe_failure(exc: BaseException, export: OnnxExport) -> tuple[str, str]:
@@ -375,7 +382,7 @@ def write_all(detections: list[Detection], model: ModelInfo, out: Path, rule: Al
     for detection, stem in zip(detections, unique_stems(names)):
         events = alert_events(detection, rule)
         if detection.maps is not None:
-            add_boxes(events, detection.maps, rule.threshold, frame_size(detection.path))
+            add_boxes(events, detection.maps, rule.threshold, detection.frame_hw or frame_size(detection.path))
         files = write_outputs(detection, stem, out, model, rule, events)
         dest = None
         if overlay:
@@ -469,9 +476,9 @@ def score_store(paths: list[str], store_dir, *, run: str | None, weights: dict[s
                 failures.append((str(path), f"its stored features cannot be read ({exc})",
                                  STORED_FEATURE_FIX.format(store=store_dir)))
                 continue
-            n_frames, fps = video_timeline(store, video_key, outcome.infos.get(str(path)))
+            n_frames, fps, frame_hw = video_timeline(store, video_key, outcome.infos.get(str(path)))
             scores, maps = score_video(loaded, model, arrays, dev, grids)
-            detections.append(Detection(path, scores, n_frames, fps, extractor.timeline, maps))
+            detections.append(Detection(path, scores, n_frames, fps, extractor.timeline, maps, frame_hw))
         return (detections, ModelInfo.of_run(loaded), failures, warnings, outcome.frames,
                 time.perf_counter() - start)
     finally:

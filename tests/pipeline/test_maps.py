@@ -218,10 +218,11 @@ def test_detect_onnx_gives_the_heads_maps_on_a_real_video(tmp_path):
     video = _video(tmp_path, 70)
     d = detector.onnx_detect(video, export, chunk=2)
     assert d.maps.shape == (4, *GRID) and d.grid == GRID and len(d.snippet_scores) == 4
-    features, _, _ = detector.video_features(video, export, 2)
+    features, _, _, frame_hw = detector.video_features(video, export, 2)
     scores, eager_maps = head_outputs(head, features[:, 0])
     np.testing.assert_allclose(d.maps, eager_maps, atol=1e-5)
     np.testing.assert_allclose(d.snippet_scores, scores, atol=1e-5)
+    assert d.frame_hw == frame_hw == _frames(video)[0].shape[:2]  # from the decoding, not a second opening
     [written] = detector.write_all([d], export.model, tmp_path / "out", AlertRule(0.5), None)
     [event] = written.events  # every snippet scores about 0.88: one event over the video
     assert event["box"] == [40, 20, 60, 40] and event["box_cells"] == [1, 2, 2, 3]

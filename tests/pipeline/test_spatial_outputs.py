@@ -22,6 +22,7 @@ from data.decode import open_video
 from pipeline import api
 from pipeline.alert_rule import AlertRule
 from pipeline.cli import detect, export, watch
+from pipeline.detect import detector
 from pipeline.detect import maps as map_files
 from pipeline.detect.onnx_scorer import EXPORT_JSON, MAPS_NAME, OUTPUT_NAME, TOLERANCE
 from pipeline.evaluate.scoring import score_cells
@@ -59,7 +60,8 @@ def test_the_runs_are_spatial_on_the_native_grid(trained):
 
 
 @pytest.mark.parametrize("stage", ["teacher", "student"])
-def test_torch_detect_writes_the_runs_maps_an_event_box_and_a_heatmap_overlay(trained, tmp_path, stage):
+def test_torch_detect_writes_the_runs_maps_an_event_box_and_a_heatmap_overlay(trained, tmp_path, stage,
+                                                                             monkeypatch):
     store, dataset, keys, grids = trained
     path = _video(dataset)
     first = api.detect(path, store=store, run=keys[stage], out=tmp_path / "first",
@@ -68,6 +70,7 @@ def test_torch_detect_writes_the_runs_maps_an_event_box_and_a_heatmap_overlay(tr
     d = first.detections[0]
     assert d.maps.shape == (len(d.snippet_scores), *grids[stage]) and d.maps.dtype == np.float32
     assert ((d.maps > 0) & (d.maps < 1)).all()
+    assert d.frame_hw == (240, 320)  # the source frames' size, from the store's record of the video
     # the spatial model's maps: each snippet's score is the mean of its top-3 cells
     top = np.sort(d.maps.reshape(len(d.maps), -1), axis=1)[:, -TOP_K:].mean(axis=1)
     np.testing.assert_allclose(top, d.snippet_scores, atol=1e-5)
@@ -75,6 +78,10 @@ def test_torch_detect_writes_the_runs_maps_an_event_box_and_a_heatmap_overlay(tr
     # an event at the top snippet's score: its box holds the top cell of that snippet, at or above the threshold
     threshold = float(d.snippet_scores.max())
     out, overlay = tmp_path / "second", tmp_path / "overlay.mp4"
+
+    def reopened(path):
+        raise AssertionError(f"{path} opened again for its frame size")
+    monkeypatch.setattr(detector, "frame_size", reopened)  # the boxes' pixels come from what extraction decoded
     assert detect.main([str(path), "--store", str(store), "--model", keys[stage][:12], "--out", str(out),
                         "--threshold", str(threshold), "--open-after", "1", "--close-after", "1",
                         "--overlay", str(overlay), "--quiet"]) == 0
