@@ -105,7 +105,6 @@ def score_snippets(model: VADModel, features: list[np.ndarray], device: torch.de
     return (total / crops).float().numpy()
 
 
-
 @torch.no_grad()
 def score_snippet_maps(model, features: list[np.ndarray], device: torch.device, precision: str = "fp32",
                        grid: tuple[int, int] = (1, 1)) -> tuple[np.ndarray, np.ndarray]:
