@@ -149,6 +149,9 @@ ROWS += [
     Row("teacher-i3d-motion", "motion", "teacher: TAM over i3d + motion", "teacher", ("i3d", MOTION)),
     Row("teacher-i3d-motion-grid", "motion", "teacher: TAM over i3d + motion (appearance and motion); spatial MIL on "
         "the 7x11 cells", "teacher", ("i3d", MOTION), spatial=True),
+    Row("lanet-i3d-motion", "motion", "LA-Net + DDL over i3d + motion", "lanet", ("i3d", MOTION)),
+    Row("lanet-i3d-motion-grid", "motion", "LA-Net + DDL over i3d + motion; spatial MIL on the 7x11 cells", "lanet",
+        ("i3d", MOTION), spatial=True),
     Row("student-effnet-motion-grid", "motion", "student on effnet_lite0 distilled from teacher-motion-grid; "
         "spatial", "student", ("effnet_lite0",), teachers=("teacher-motion-grid",), spatial=True),
     Row("student-i3d-motion-grid", "motion", "student on i3d distilled from teacher-motion-grid; spatial",
@@ -205,6 +208,9 @@ ROWS += [
         ("lowres",), LIGHTNING_BATCH, GRID_LIGHTNING_TEACHERS),
     Row("lightning-grid-scores", "grid", "the same student and teachers, score sequences only (spatial.cells=off)",
         "lightning", ("lowres",), (*LIGHTNING_BATCH, "spatial.cells=off"), GRID_LIGHTNING_TEACHERS),
+    Row("lightning-grid-motion-teacher", "grid-choices", "lightning-grid with teacher-motion-grid in place of "
+        "teacher-grid", "lightning", ("lowres",), LIGHTNING_BATCH,
+        ("teacher-motion-grid", *GRID_LIGHTNING_TEACHERS[1:])),
     Row("lightning-grid-cell-scores", "grid-choices", "lightning-grid with lightning.map_scores=cells (each "
         "teacher's score the mean of its map head's 3 highest cells)", "lightning", ("lowres",),
         (*LIGHTNING_BATCH, "lightning.map_scores=cells"), GRID_LIGHTNING_TEACHERS),
