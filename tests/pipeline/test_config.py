@@ -109,6 +109,25 @@ def test_cell_scorers_is_keyed_only_where_it_decides_the_network():
         build_config("teacher", layers=[parse_assignments(["spatial.cell_scorers=each"])])
 
 
+def test_a_saved_shared_cell_scorer_run_rebuilds_the_network_it_was_trained_with():
+    """A checkpoint of a motion teacher saved before ``spatial.cell_scorers`` existed (its saved config lacks the
+    key) loads into the shared scorer's parameters; a new one into a scorer per backbone."""
+    import dataclasses
+
+    from pipeline.runs import build_network
+
+    dims = [1024, 1280, 8]
+    for choice, outputs in (("shared", ["cell_output.bias", "cell_output.weight"]),
+                            ("per_backbone", [f"cell_outputs.{i}.{p}" for i in (0, 1) for p in ("bias", "weight")])):
+        config = build_config("teacher", ("i3d", "effnet_lite0", "motion"),
+                              layers=[parse_assignments([f"spatial.cell_scorers={choice}"])])
+        config = dataclasses.replace(config, grid=(7, 11))
+        trained = build_network(config, dims).state_dict()
+        rebuilt = build_network(config_from_dict(config.to_dict()), dims)
+        assert sorted(k for k in trained if k.startswith("cell_output")) == outputs
+        rebuilt.load_state_dict(trained)  # strict: the same parameters
+
+
 def test_new_stage_defaults_and_typed_tuples():
     lanet = build_config("lanet", layers=[parse_assignments(["ddl.rank_weight=0.5", "lanet.classifier_kernel=5"])])
     assert lanet.backbones == ("i3d",) and lanet.ddl.rank_weight == 0.5 and lanet.lanet.classifier_kernel == 5
