@@ -144,13 +144,18 @@ def add_boxes(events: list[dict], maps: np.ndarray, threshold: float, frame_hw: 
 
 
 def video_timeline(store: FeatureStore, video_key: str,
-                   decoded: VideoInfo | None) -> tuple[int, float, tuple[int, int]]:
-    """(frames, fps, (height, width) of the source frames) of a scored video: from its decoding in this call, else
-    (features cached) from the store's record of it."""
+                   decoded: VideoInfo | None) -> tuple[int, float, tuple[int, int] | None]:
+    """(frames, fps, (height, width) of the source frames, None when unknown) of a scored video: from its decoding
+    in this call, else (features cached) from the store's record of it."""
     if decoded is not None:
-        return int(decoded.n_frames or 0), float(decoded.fps or 0.0), (int(decoded.height), int(decoded.width))
+        return int(decoded.n_frames or 0), float(decoded.fps or 0.0), _known_size(decoded.height, decoded.width)
     info = store.video(video_key)
-    return int(info["n_frames"]), float(info["fps"] or 0.0), (int(info["height"]), int(info["width"]))
+    return int(info["n_frames"]), float(info["fps"] or 0.0), _known_size(info["height"], info["width"])
+
+
+def _known_size(height, width) -> tuple[int, int] | None:
+    """(height, width), or None when a decoder reported no size (0)."""
+    return (int(height), int(width)) if height and width else None
 
 
 def backbones_for(run: LoadedRun, store: FeatureStore, weights: dict[str, str], device) -> tuple[list, dict]:
@@ -302,14 +307,13 @@ def embed_chunk(snippets: list[np.ndarray], export: OnnxExport) -> np.ndarray:
 
 
 def video_features(path: Path, export: OnnxExport,
-                   chunk: int) -> tuple[np.ndarray, int, float, tuple[int, int]]:
+                   chunk: int) -> tuple[np.ndarray, int, float, tuple[int, int] | None]:
     """Decode ``path`` as the run's training videos were and embed it ``chunk`` snippets at a time, so memory holds
     one chunk of frames and the video's features.
 
     Returns (float32 ``[T, crops, D]``, frames on the export's timeline, its fps, (height, width) of the source
-    frames). Raises :class:`TooManySnippets`
-    as soon as snippet ``max_snippets + 1`` is decoded (the rest of a long video is never decoded) and VideoError
-    when the video is too short for one snippet.
+    frames or None). Raises :class:`TooManySnippets` as soon as snippet ``max_snippets + 1`` is decoded (the rest of
+    a long video is never decoded) and VideoError when the video is too short for one snippet.
     """
     rows: list[np.ndarray] = []
     pending: list[np.ndarray] = []
@@ -329,7 +333,7 @@ def video_features(path: Path, export: OnnxExport,
     if not rows:
         raise VideoError(str(path), f"too short: {info.n_frames} frames, a snippet needs {SNIPPET_FRAMES}",
                          f"use videos of at least {SNIPPET_FRAMES} frames")
-    return np.concatenate(rows), int(info.n_frames), float(info.fps or 0.0), (int(info.height), int(info.width))
+    return np.concatenate(rows), int(info.n_frames), float(info.fps or 0.0), _known_size(info.height, info.width)
 
 
 def onnx_detect(path: Path, export: OnnxExport, chunk: int) -> Detection:
