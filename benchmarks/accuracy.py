@@ -159,6 +159,8 @@ ROWS += [
     # Spatial MIL's own choices, each changed on the i3d + effnet_lite0 grid teacher.
     Row("grid-k1", "grid-choices", "spatial.k=1 (the highest cell)", "teacher", BOTH, ("spatial.k=1",), spatial=True),
     Row("grid-k8", "grid-choices", "spatial.k=8", "teacher", BOTH, ("spatial.k=8",), spatial=True),
+    Row("teacher-motion-grid-k8", "grid-choices", "teacher-motion-grid with spatial.k=8", "teacher", WITH_MOTION,
+        ("spatial.k=8",), spatial=True),
     Row("grid-no-reduce", "grid-choices", "spatial.reduce_dim=0 (cells at full width)", "teacher", BOTH,
         ("spatial.reduce_dim=0",), spatial=True),
     Row("grid-reduce-32", "grid-choices", "spatial.reduce_dim=32 (32 principal components a backbone)", "teacher",
