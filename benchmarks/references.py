@@ -128,7 +128,7 @@ def cell_ceiling(store, spec, fingerprints: dict[str, str], names: tuple[str, ..
         scores = np.concatenate([np.repeat(pooled(c).numpy(), SNIPPET) for c in cell_maps])
         what = "all cells' mean" if k is None else f"mean of the {k} highest cells"
         rows.append(_row(f"cells-frame-{pool}-{'+'.join(names)}", f"linear cell scorer, frame labels, "
-                         f"{' + '.join(names)} 7x11 cells, snippet = {what}", gt, scores))
+                         f"{' + '.join(names)} {grid[0]}x{grid[1]} cells, snippet = {what}", gt, scores))
         if k is not None and pixel_masks:
             maps = {vf.entry.name: c.numpy().reshape(len(c), *grid) for vf, c in zip(test, cell_maps)}
             report = localization_report(maps, pixel_masks, test_labels)

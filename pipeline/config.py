@@ -194,18 +194,14 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """The stage, its backbones and the stage's own sections (what a run saves and its key hashes); a spatial
-        run or a map student adds its ``spatial`` section and its ``grid``."""
+        run or a map student adds its ``spatial`` section and its ``grid``. The fields of :data:`KEYED_WHERE_READ`
+        are left out where the run does not read them, or where their value is the one runs saved before them had."""
         out = {"stage": self.stage, "backbones": list(self.backbones),
                **{name: dataclasses.asdict(getattr(self, name)) for name in methods.get(self.stage).sections}}
         if self.spatial_active or self.map_student:
             out.update(spatial=dataclasses.asdict(self.spatial), grid=list(self.grid))
-        if "lightning" in out and not self.map_student:
-            # Read by the map student only: the score-sequence student's key stays what it was before the key.
-            del out["lightning"]["map_scores"]
-        if "spatial" in out and not (self.reads_cell_scorers and self.spatial.cell_scorers != "shared"):
-            # "shared" is how every run before the key was trained (config_from_dict restores it): unread or
-            # shared, a run keeps the key it had.
-            del out["spatial"]["cell_scorers"]
+        for conditional in KEYED_WHERE_READ:
+            conditional.drop_unless_keyed(self, out)
         return out
 
     def validate(self) -> None:
@@ -430,21 +426,55 @@ SAVED_BEFORE = {"model": {"input_norm": "none", "backbone_dropout": 0.0}, "lanet
                 "mil": {"topk": 1}, "adversarial": {"flip": False, "shift": 0},
                 "lightning": {"input_norm": False, "batch_norm": False, "pool": "avg"},
                 "train": {"min_steps": 0, "stretch_short_videos": True, "min_val_videos": 1}}
-# spatial.cell_scorers (added after the first spatial runs) is saved only when it is read and not "shared": a saved
-# run that reads it and lacks it is a "shared" one (config_from_dict).
-CELL_SCORERS_SAVED_BEFORE = "shared"
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyedWhereRead:
+    """A field saved and keyed only where it decides the run (``reads``), so that adding it left the keys of the
+    runs that do not read it unchanged. ``before``: the value that reproduces the runs saved before the field
+    existed, for a field that some of those runs did read; such a value is not saved either, and a saved run that
+    reads the field and lacks it loads with it. ``None``: every run that reads the field was saved with it."""
+
+    section: str
+    name: str
+    reads: typing.Callable[["RunConfig"], bool]
+    before: typing.Any = None
+
+    def drop_unless_keyed(self, config: "RunConfig", saved: dict) -> None:
+        """Remove the field from ``saved`` (``RunConfig.to_dict``'s dict) where it is not keyed."""
+        if self.section not in saved:
+            return
+        if not self.reads(config) or (self.before is not None and saved[self.section][self.name] == self.before):
+            del saved[self.section][self.name]
+
+    def restore(self, config: "RunConfig", saved: dict) -> "RunConfig":
+        """``config`` built from a saved dict: the field set to ``before`` where the run reads it and lacks it."""
+        if self.before is None or not self.reads(config) or self.name in saved.get(self.section, {}):
+            return config
+        section = dataclasses.replace(getattr(config, self.section), **{self.name: self.before})
+        return dataclasses.replace(config, **{self.section: section})
+
+
+KEYED_WHERE_READ = (
+    # Read by the lightning map student only: the score-sequence student's key stays what it was before the field.
+    KeyedWhereRead("lightning", "map_scores", lambda c: c.map_student),
+    # Read by a pooled cell scorer of several backbones; the first spatial runs were all "shared".
+    KeyedWhereRead("spatial", "cell_scorers", lambda c: c.reads_cell_scorers, before="shared"),
+    # spatial.map_weight is read by spatial students only, yet keyed for every spatial run: leaving it out of the
+    # teachers' keys (one line here) would re-key every spatial teacher already trained.
+)
 
 
 def config_from_dict(data: dict) -> RunConfig:
     """Inverse of ``RunConfig.to_dict`` (checkpoints and run folders); keys a saved config lacks take their
-    ``SAVED_BEFORE`` values. A config without a ``grid`` is a global run's, ``(1, 1)``."""
+    ``SAVED_BEFORE`` values, and the :data:`KEYED_WHERE_READ` fields their ``before`` values where the run reads
+    them. A config without a ``grid`` is a global run's, ``(1, 1)``."""
     saved = {k: v for k, v in data.items() if k in _SECTIONS}
     layers = [{section: {k: v for k, v in values.items() if k not in saved.get(section, {})}
                for section, values in SAVED_BEFORE.items() if section in saved}, saved]
     config = build_config(data["stage"], tuple(data["backbones"]), layers=layers, where="saved config")
     grid = data.get("grid") or (1, 1)
     config = dataclasses.replace(config, grid=(int(grid[0]), int(grid[1])))
-    if config.reads_cell_scorers and "cell_scorers" not in saved.get("spatial", {}):
-        config = dataclasses.replace(config, spatial=dataclasses.replace(config.spatial,
-                                                                          cell_scorers=CELL_SCORERS_SAVED_BEFORE))
+    for conditional in KEYED_WHERE_READ:
+        config = conditional.restore(config, saved)
     return config

@@ -109,6 +109,21 @@ def test_cell_scorers_is_keyed_only_where_it_decides_the_network():
         build_config("teacher", layers=[parse_assignments(["spatial.cell_scorers=each"])])
 
 
+def test_every_field_keyed_where_read_is_a_field_of_its_section_with_a_valid_earlier_value():
+    """``KEYED_WHERE_READ`` names real fields (a typo would silently key a field everywhere), and a ``before``
+    value is one the field accepts."""
+    import dataclasses
+
+    from pipeline.config import KEYED_WHERE_READ
+
+    config = build_config("teacher")
+    for conditional in KEYED_WHERE_READ:
+        section = getattr(config, conditional.section)
+        assert conditional.name in {f.name for f in dataclasses.fields(section)}, conditional
+        if conditional.before is not None:
+            dataclasses.replace(section, **{conditional.name: conditional.before})  # validated by __post_init__
+
+
 def test_a_saved_shared_cell_scorer_run_rebuilds_the_network_it_was_trained_with():
     """A checkpoint of a motion teacher saved before ``spatial.cell_scorers`` existed (its saved config lacks the
     key) loads into the shared scorer's parameters; a new one into a scorer per backbone."""
