@@ -11,7 +11,8 @@
 - ``motion``: no learning: a snippet's score is a high percentile of the absolute differences of its consecutive
   64 x 64 grey frames (the ``lowres`` backbone's frames). What fast-moving objects alone give.
 
-Scores are spread over the 16 frames of each snippet and measured as the evaluation does (pooled frame AUC, AP).
+Scores are spread over the 16 frames of each snippet and measured as the evaluation does (pooled frame AUC, AP;
+and the frame AUC of the scores smoothed over ``pipeline.defaults.SMOOTHING_SNIPPETS`` snippets, ``auc_smoothed``).
 """
 
 from __future__ import annotations
@@ -34,12 +35,25 @@ CELL_SEED = 0
 LOCALIZATION = ("pointing_game", "pointing_game_chance", "pixel_auc", "rbdc", "tbdc")
 
 
-def _row(name: str, what: str, gt: np.ndarray, scores: np.ndarray) -> dict:
+def _row(name: str, what: str, gt: np.ndarray, snippet_scores: Sequence[np.ndarray]) -> dict:
+    """A reference row from the test videos' snippet scores (``[T]`` each, in ``gt``'s order): the frame AUC and
+    AP of the scores spread over their 16 frames, and of the same scores smoothed as the evaluation smooths
+    (``auc_smoothed``, :data:`pipeline.defaults.SMOOTHING_SNIPPETS`)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    auc, ap = float(roc_auc_score(gt, scores)), float(average_precision_score(gt, scores))
+    from pipeline.defaults import SMOOTHING_SNIPPETS
+    from pipeline.evaluate.metrics import smooth_snippet_scores
+
+    def frames(per_video):
+        return np.concatenate([np.repeat(s, SNIPPET) for s in per_video])
+
+    scores = frames(snippet_scores)
+    smooth = frames([smooth_snippet_scores(s, SMOOTHING_SNIPPETS) for s in snippet_scores])
+    one = {"std": 0.0, "n": 1}
     return {"name": name, "group": "reference", "what": what,
-            "auc": {"mean": auc, "std": 0.0, "n": 1}, "ap": {"mean": ap, "std": 0.0, "n": 1}}
+            "auc": {"mean": float(roc_auc_score(gt, scores)), **one},
+            "ap": {"mean": float(average_precision_score(gt, scores)), **one},
+            "auc_smoothed": {"mean": float(roc_auc_score(gt, smooth)), **one}}
 
 
 def linear_references(store, spec, fingerprints: dict[str, str], feature_sets: Sequence[tuple[str, ...]],
@@ -71,8 +85,7 @@ def linear_references(store, spec, fingerprints: dict[str, str], feature_sets: S
         gt = np.concatenate([spec.frame_labels(vf.entry, len(x)) for vf, x in zip(test, x_test)])
         for kind, y in (("video labels", video_y), ("frame labels", frame_y)):
             clf = LogisticRegression(C=LR_C, max_iter=LR_MAX_ITER).fit(scaler.transform(np.concatenate(x_train)), y)
-            scores = np.concatenate([np.repeat(clf.predict_proba(scaler.transform(x))[:, 1], SNIPPET)
-                                     for x in x_test])
+            scores = [clf.predict_proba(scaler.transform(x))[:, 1] for x in x_test]
             rows.append(_row(f"lr-{kind.split()[0]}-{'+'.join(names)}",
                              f"logistic regression, {kind}, {' + '.join(names)}", gt, scores))
     return rows
@@ -125,7 +138,7 @@ def cell_ceiling(store, spec, fingerprints: dict[str, str], names: tuple[str, ..
             opt.step()
         with torch.no_grad():
             cell_maps = [torch.sigmoid(head(x).squeeze(-1)) for x in x_test]  # per video [T, C]
-        scores = np.concatenate([np.repeat(pooled(c).numpy(), SNIPPET) for c in cell_maps])
+        scores = [pooled(c).numpy() for c in cell_maps]
         what = "all cells' mean" if k is None else f"mean of the {k} highest cells"
         rows.append(_row(f"cells-frame-{pool}-{'+'.join(names)}", f"linear cell scorer, frame labels, "
                          f"{' + '.join(names)} {grid[0]}x{grid[1]} cells, snippet = {what}", gt, scores))
@@ -146,7 +159,7 @@ def motion_reference(store, spec, fingerprint: str) -> dict:
     for vf in resolve_features(store, spec.split("test"), ("lowres",), {"lowres": fingerprint}).found:
         frames = lowres_frames(vf.open("lowres")).astype(np.float32)  # [T, 8, 64, 64]
         motion = np.abs(np.diff(frames, axis=1)).reshape(len(frames), -1)
-        scores.append(np.repeat(np.percentile(motion, MOTION_PERCENTILE, axis=1), SNIPPET))
+        scores.append(np.percentile(motion, MOTION_PERCENTILE, axis=1))
         gt.append(spec.frame_labels(vf.entry, len(frames)))
     return _row("motion", f"no learning: {MOTION_PERCENTILE}th percentile of |frame difference| of the 64x64 grey "
-                "frames", np.concatenate(gt), np.concatenate(scores))
+                "frames", np.concatenate(gt), scores)

@@ -438,11 +438,13 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
              fingerprints: Mapping[str, str] | Sequence[str] | None = None, device: str = d.DEFAULT_DEVICE,
              precision: str = d.DEFAULT_SCORING_PRECISION, allow_missing: bool = False, video_plots: bool = True,
              force: bool = False, progress: bool = False, pixel_masks: PathLike | None = None,
-             on_metrics: Callable[[Metrics], None] | None = None) -> EvaluateResult:
+             on_metrics: Callable[[Metrics], None] | None = None,
+             smoothing: int = d.SMOOTHING_SNIPPETS) -> EvaluateResult:
     """Stage 4: score every test video of each run (key prefixes, folders, :class:`Run`s or a TrainResult) and
     measure. ``out``: the output folder (one run only; default ``<store>/runs/evaluate/<key>``). ``pixel_masks``:
     a folder of ``<video>.npz`` pixel masks (default: a frame-label folder's ``pixel_masks/``), against which a
-    spatial run's anomaly maps are scored (pixel AUC, pointing game, RBDC, TBDC)."""
+    spatial run's anomaly maps are scored (pixel AUC, pointing game, RBDC, TBDC). ``smoothing``: the snippets of
+    the test-time moving mean behind ``auc_smoothed`` and ``ap_smoothed`` (odd; 1: not reported)."""
     from data.datasets import load_dataset
     from pipeline.run_refs import find_run_folder
 
@@ -451,6 +453,8 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
         raise UsageError("`out` takes one run; several runs are written to <store>/runs/evaluate")
     if precision not in d.SCORING_PRECISIONS:
         raise UsageError(f"precision {precision!r}: choose from {', '.join(d.SCORING_PRECISIONS)}")
+    if smoothing < 1 or smoothing % 2 == 0:
+        raise UsageError(f"smoothing {smoothing}: an odd number of snippets >= 1 (1: no smoothed metrics)")
     # named: a file, no store, a damaged manifest (a read-only store is fine for cached evaluations)
     fs = _open(store, hint=" (pass the `store` used for training)")
     results = []
@@ -478,7 +482,7 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
                 fs, run, spec, dataset_ref=dataset_ref, out=Path(out) if out else None, device=dev,
                 precision=precision, allow_missing=allow_missing, video_plots=video_plots, force=force,
                 progress=progress, fingerprints={b: p for b, p in requested.items() if b in run.backbones},
-                pixel_masks=Path(pixel_masks) if pixel_masks is not None else None)
+                pixel_masks=Path(pixel_masks) if pixel_masks is not None else None, smoothing=smoothing)
             results.append(Metrics(run.key, values["stage"], spec.name, Path(folder), values, cached,
                                    evaluation.group_identity(run, values)))
             if on_metrics:

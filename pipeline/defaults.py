@@ -46,6 +46,9 @@ CHECKPOINT_MIN_STEPS = 500  # ... and, by default, at least this many steps: a s
 # -- evaluate -------------------------------------------------------------------------------------------------
 SCORING_PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_SCORING_PRECISION = "fp32"  # the reference
+# Test-time smoothing (method.md §7.3): a centred moving mean over this many snippets of a video's scores, reported
+# beside the protocol's unsmoothed metrics as auc_smoothed / ap_smoothed (1: none). 3 = one snippet each side.
+SMOOTHING_SNIPPETS = 3
 
 # -- detect ---------------------------------------------------------------------------------------------------
 DETECT_STAGE = "student"  # the model used when --model is not given: the store's most recent one

@@ -68,6 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder of the test videos' pixel masks (<video>.npz, array mask [T, H, W]) against which "
                         "a spatial run's anomaly maps are scored: pixel AUC, pointing game, RBDC, TBDC (default: "
                         "the dataset folder's pixel_masks/, if any)")
+    p.add_argument("--smoothing", type=int, default=d.SMOOTHING_SNIPPETS, metavar="N",
+                   help="also report auc_smoothed and ap_smoothed: each video's scores smoothed by a centred moving "
+                        f"mean over N snippets, N odd (default: {d.SMOOTHING_SNIPPETS}; 1: not reported). Not the "
+                        "RTFM-family protocol, whose auc and ap stay unsmoothed")
     add_common(p, json_help="print each run's metrics and the groups' mean ± std as JSON on stdout")
 
 

@@ -11,7 +11,7 @@ A metric that is undefined on the given frames (e.g. a ROC-AUC when only one cla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -54,6 +54,25 @@ class VideoScores:
     def frame_scores(self) -> np.ndarray:
         """float ``[16 * T]``: each snippet score repeated 16 times (snippet ``i`` covers frames ``16i .. 16i+15``)."""
         return np.repeat(np.asarray(self.snippet_scores, dtype=np.float64), SNIPPET_FRAMES)
+
+
+def smooth_snippet_scores(scores: np.ndarray, window: int) -> np.ndarray:
+    """float ``[T]`` -> ``[T]``: the centred moving mean over ``window`` (odd, >= 1) snippets; near a video's ends
+    the mean of the snippets the window holds (no padding), so a constant sequence stays constant."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"the smoothing window must be an odd number of snippets >= 1, got {window}")
+    x = np.asarray(scores, dtype=np.float64)
+    half = window // 2
+    sums = np.concatenate([[0.0], np.cumsum(x)])
+    index = np.arange(len(x))
+    low, high = np.maximum(index - half, 0), np.minimum(index + half + 1, len(x))
+    return (sums[high] - sums[low]) / (high - low)
+
+
+def smoothed(videos: Sequence[VideoScores], window: int) -> list[VideoScores]:
+    """``videos`` with each one's snippet scores smoothed over ``window`` snippets (:func:`smooth_snippet_scores`),
+    each video on its own."""
+    return [replace(v, snippet_scores=smooth_snippet_scores(v.snippet_scores, window)) for v in videos]
 
 
 def check_video(video: VideoScores) -> None:

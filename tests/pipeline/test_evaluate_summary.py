@@ -76,3 +76,54 @@ def test_seeds_of_one_configuration_form_one_group_with_nothing_to_tell_apart(tw
     (group,) = json.loads(summary_file.read_text())
     assert group["runs"] == tam_runs and group["differing"] == {}
     assert "teacher i3d, mean ± std over 2 runs: auc" in capsys.readouterr().out
+
+
+
+def _weighted_frame_auc(per_video: dict[str, tuple[list[float], list[tuple[float, int]]]]) -> float:
+    """Frame AUC from snippet scores and each snippet's (anomalous fraction, frames): every snippet's frames share
+    its score, so weighting the snippet by its anomalous and normal frame counts is the frame-level AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    scores, labels, weights = [], [], []
+    for values, frames in per_video.values():
+        for score, (fraction, n) in zip(values, frames):
+            scores += [score, score]
+            labels += [1, 0]
+            weights += [fraction * n, (1 - fraction) * n]
+    return float(roc_auc_score(labels, scores, sample_weight=weights))
+
+
+def test_evaluation_reports_smoothed_metrics_beside_the_protocols_and_keys_the_window(two_configurations, tmp_path):
+    """`--smoothing N` (default 3): auc_smoothed from each video's snippet scores smoothed by a centred moving mean
+    over N snippets, each video on its own; the protocol's auc unchanged; N = 1 reports none; each window is its
+    own evaluation (key); an even window is refused."""
+    from pipeline.defaults import SMOOTHING_SNIPPETS
+
+    store, tam_runs, _ = two_configurations
+    run = tam_runs[0][:12]
+    results = {}
+    for window in (1, SMOOTHING_SNIPPETS, 5):
+        out = tmp_path / f"w{window}"
+        assert evaluate.main([run, "--store", str(store), "--out", str(out), "--no-video-plots", "--quiet",
+                              "--smoothing", str(window)]) == 0
+        results[window] = json.loads((out / "metrics.json").read_text())
+    assert SMOOTHING_SNIPPETS == 3 and "auc_smoothed" not in results[1] and "smoothing_snippets" not in results[1]
+    assert len({m["key"] for m in results.values()}) == 3
+    assert results[1]["auc"] == results[3]["auc"] == results[5]["auc"]  # the protocol's metric is untouched
+
+    per_video: dict[str, tuple[list[float], list[tuple[float, int]]]] = {}  # the written snippet scores
+    for line in (tmp_path / "w1" / "scores.csv").read_text().splitlines()[1:]:
+        video, _, _, _, start, end, score, fraction = line.split(",")
+        values, frames = per_video.setdefault(video, ([], []))
+        values.append(float(score))
+        frames.append((float(fraction), int(end) - int(start)))
+    assert _weighted_frame_auc(per_video) == pytest.approx(results[1]["auc"])
+    for window in (3, 5):
+        half = window // 2
+        by_hand = {v: ([float(np.mean(s[max(i - half, 0):i + half + 1])) for i in range(len(s))], f)
+                   for v, (s, f) in per_video.items()}
+        assert results[window]["smoothing_snippets"] == window
+        assert results[window]["auc_smoothed"] == pytest.approx(_weighted_frame_auc(by_hand))
+        assert results[window]["auc_smoothed"] != pytest.approx(results[window]["auc"])
+    assert evaluate.main([run, "--store", str(store), "--out", str(tmp_path / "even"), "--quiet",
+                          "--smoothing", "2"]) != 0

@@ -140,3 +140,29 @@ def test_roc_points_span_the_unit_square():
 def test_inconsistent_videos_are_rejected_by_name(video, message):
     with pytest.raises(ValueError, match=message):
         frame_metrics([_video("ok", 0, [0.1], [0]), video])
+
+
+def test_smoothing_is_a_centred_moving_mean_that_averages_what_the_window_holds_at_the_ends():
+    from pipeline.evaluate.metrics import smooth_snippet_scores
+
+    scores = np.array([0.0, 3.0, 0.0, 0.0, 6.0])
+    assert smooth_snippet_scores(scores, 1).tolist() == scores.tolist()
+    np.testing.assert_allclose(smooth_snippet_scores(scores, 3), [1.5, 1.0, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(smooth_snippet_scores(scores, 5), [1.0, 0.75, 1.8, 2.25, 2.0])
+    np.testing.assert_allclose(smooth_snippet_scores(np.full(4, 0.3), 3), np.full(4, 0.3))  # constant stays
+    assert smooth_snippet_scores(np.array([0.7]), 3).tolist() == [0.7]
+    for window in (0, 2, -1):
+        with pytest.raises(ValueError, match="odd"):
+            smooth_snippet_scores(scores, window)
+
+
+def test_smoothing_keeps_each_video_to_itself():
+    """A high last snippet of one video must not leak into the next video's first frames."""
+    from pipeline.evaluate.metrics import smoothed
+
+    a = _video("a", 1, [0.0, 0.0, 0.9], [0, 0, 1])
+    b = _video("b", 0, [0.1, 0.1], [0, 0])
+    sa, sb = smoothed([a, b], 3)
+    np.testing.assert_allclose(sa.snippet_scores, [0.0, 0.3, 0.45])
+    np.testing.assert_allclose(sb.snippet_scores, [0.1, 0.1])
+    assert (sa.gt == a.gt).all() and a.snippet_scores.tolist() == [0.0, 0.0, 0.9]  # the input is left as it was
