@@ -453,8 +453,12 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
         raise UsageError("`out` takes one run; several runs are written to <store>/runs/evaluate")
     if precision not in d.SCORING_PRECISIONS:
         raise UsageError(f"precision {precision!r}: choose from {', '.join(d.SCORING_PRECISIONS)}")
-    if smoothing < 1 or smoothing % 2 == 0:
-        raise UsageError(f"smoothing {smoothing}: an odd number of snippets >= 1 (1: no smoothed metrics)")
+    from pipeline.evaluate.metrics import check_smoothing_window
+
+    try:
+        check_smoothing_window(smoothing)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     # named: a file, no store, a damaged manifest (a read-only store is fine for cached evaluations)
     fs = _open(store, hint=" (pass the `store` used for training)")
     results = []

@@ -22,7 +22,7 @@ from data.pixel_masks import PIXEL_MASK_FOLDER, PixelMaskError, load_pixel_masks
 from pipeline.atomic import atomic_write_json
 from pipeline.errors import UserError
 from pipeline.defaults import SMOOTHING_SNIPPETS
-from pipeline.evaluate.metrics import VideoScores, frame_metrics, smoothed
+from pipeline.evaluate.metrics import VideoScores, check_smoothing_window, frame_metrics, smoothed
 from pipeline.evaluate.localization import localization_report
 from pipeline.evaluate.maps import MAPS_FOLDER, map_files, write_maps
 from pipeline.evaluate.scoring import score_video
@@ -125,7 +125,7 @@ def evaluate_run(store: FeatureStore, run: LoadedRun, spec: DatasetSpec, *, data
     ``smoothing``: an odd number of snippets; above 1 the metrics add ``auc_smoothed`` and ``ap_smoothed``, the
     frame AUC and AP of each video's scores smoothed over that many snippets (method.md §7.3), beside the
     protocol's unsmoothed ones. Returns (metrics, folder, cached)."""
-    smoothed([], smoothing)  # an even or non-positive window is refused before any scoring
+    check_smoothing_window(smoothing)  # before any scoring
     entries = spec.split("test")
     if not entries:
         raise UserError(f"{spec.name} ({spec.source}) has no test videos (split 'test')")

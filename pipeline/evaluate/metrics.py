@@ -56,11 +56,16 @@ class VideoScores:
         return np.repeat(np.asarray(self.snippet_scores, dtype=np.float64), SNIPPET_FRAMES)
 
 
+def check_smoothing_window(window: int) -> None:
+    """Raise ``ValueError`` unless ``window`` is an odd number of snippets >= 1 (a centred window)."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"the smoothing window must be an odd number of snippets >= 1 (1: none), got {window}")
+
+
 def smooth_snippet_scores(scores: np.ndarray, window: int) -> np.ndarray:
     """float ``[T]`` -> ``[T]``: the centred moving mean over ``window`` (odd, >= 1) snippets; near a video's ends
     the mean of the snippets the window holds (no padding), so a constant sequence stays constant."""
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"the smoothing window must be an odd number of snippets >= 1, got {window}")
+    check_smoothing_window(window)
     x = np.asarray(scores, dtype=np.float64)
     half = window // 2
     sums = np.concatenate([[0.0], np.cumsum(x)])
