@@ -453,12 +453,7 @@ def evaluate(runs: Any, *, store: PathLike | None, dataset: str | None = None, o
         raise UsageError("`out` takes one run; several runs are written to <store>/runs/evaluate")
     if precision not in d.SCORING_PRECISIONS:
         raise UsageError(f"precision {precision!r}: choose from {', '.join(d.SCORING_PRECISIONS)}")
-    from pipeline.evaluate.metrics import check_smoothing_window
-
-    try:
-        check_smoothing_window(smoothing)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    _check_smoothing(smoothing)
     # named: a file, no store, a damaged manifest (a read-only store is fine for cached evaluations)
     fs = _open(store, hint=" (pass the `store` used for training)")
     results = []
@@ -533,15 +528,19 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
            onnx: PathLike | None = None, out: PathLike = d.DETECT_OUT, overlay: PathLike | None = None,
            rule: AlertRule | None = None, weights: Mapping[str, str] | Sequence[str] | None = None,
            device: str = d.DEFAULT_DEVICE, timeline: str | None = None, batch_size: int = d.DETECT_BATCH_SIZE,
-           progress: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S) -> DetectResult:
+           progress: bool = False, decode_timeout_s: float = DECODE_STALL_TIMEOUT_S,
+           smoothing: int = d.DETECT_SMOOTHING_SNIPPETS) -> DetectResult:
     """Score new videos with a run of ``store`` (default: its most recent student) or, with ``onnx``, with an
     exported student alone; writes ``<out>/<name>.csv/.json/.png`` (and the ``overlay``) per video. Each video's
     events are those of ``rule`` (:class:`AlertRule`, None: its defaults), the rule ``dakd watch`` alerts with and
     :func:`calibrate` counts; its threshold None: the offline threshold of the run's (or export's) calibration
-    (:func:`calibrate`), else ``defaults.FALSE_ALARM_THRESHOLD``."""
+    (:func:`calibrate`), else ``defaults.FALSE_ALARM_THRESHOLD``. ``smoothing``: each video's snippet scores are
+    smoothed by a centred moving mean over that many snippets (odd; 1: the model's own scores) before anything is
+    marked or written, as :func:`calibrate` smooths those its offline threshold is chosen on."""
     paths = [str(p) for p in ([videos] if isinstance(videos, (str, Path)) else videos)]
     if batch_size < 1:
         raise UsageError("`batch_size` must be at least 1")
+    _check_smoothing(smoothing)
     _check_decode_timeout(decode_timeout_s)
     rule = _rule(rule)
     if onnx is None and store is None:
@@ -560,8 +559,10 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
     except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide
         raise InputError(str(exc)) from exc
     detections, model, failures, warnings, frames, seconds = res
-    from pipeline.runs import calibrated_counts, load_calibration, threshold_for  # given, else the calibration's
+    detections = [detection.smoothed(x, smoothing) for x in detections]
+    from pipeline.runs import calibrated_counts, calibrated_smoothing, load_calibration, threshold_for
 
+    # the threshold given, else the calibration's
     calibration = load_calibration(model.folder) if rule.threshold is None and model.folder is not None else None
     threshold, threshold_source = threshold_for(calibration, "offline", rule.threshold)
     counts = calibrated_counts(calibration) if calibration is not None else None
@@ -570,12 +571,27 @@ def detect(videos: PathLike | Sequence[PathLike], *, store: PathLike | None = No
                         f"after {counts[1]} snippets, these events open after {rule.open_after} and close after "
                         f"{rule.close_after}: pass `open_after` {counts[0]} and `close_after` {counts[1]} for the "
                         "calibrated false-alarm rate")
+    calibrated = calibrated_smoothing(calibration) if calibration is not None else None
+    if calibrated is not None and calibrated != smoothing:
+        warnings.append(f"the offline threshold was calibrated on scores smoothed over {calibrated} snippet(s), "
+                        f"these are smoothed over {smoothing}: pass `smoothing` {calibrated}, or calibrate again, "
+                        "for the calibrated false-alarm rate")
     rule = rule.with_threshold(threshold)
     written = detection.write_all(detections, model, Path(out), rule, Path(overlay) if overlay else None)
     return DetectResult(detections, Path(out), model.label if model.engine == detection.ENGINE_ONNX else
                         f"{model.stage} {model.run[:12]}", model.engine, [w.stem for w in written],
                         [w.events for w in written], _failures(failures), warnings, frames, seconds, threshold,
                         threshold_source, rule, [w.files for w in written])
+
+
+def _check_smoothing(smoothing: int) -> None:
+    """Raise UsageError unless ``smoothing`` is an odd number of snippets >= 1 (before anything is scored)."""
+    from pipeline.evaluate.metrics import check_smoothing_window
+
+    try:
+        check_smoothing_window(smoothing)
+    except ValueError as exc:
+        raise UsageError(f"`smoothing`: {exc}") from None
 
 
 def _rule(rule: AlertRule | None) -> AlertRule:
@@ -668,13 +684,15 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
               rule: AlertRule | None = None, window: int | None = None,
               out: PathLike | None = None, weights: Mapping[str, str] | Sequence[str] | None = None,
               device: str = d.DEFAULT_DEVICE, batch_size: int = d.CALIBRATE_BATCH_SIZE,
-              progress: bool = False) -> CalibrateResult:
+              progress: bool = False, smoothing: int = d.DETECT_SMOOTHING_SNIPPETS) -> CalibrateResult:
     """Choose ``run``'s thresholds (live and offline scores) for ``false_alarms_per_hour`` hysteresis events per
     hour on normal footage: ``normal`` videos or folders (extracted as :func:`detect` does), or ``split="val"``,
     the normal videos of the run's validation split. Writes ``<run folder>/calibration.json`` (or ``out``) and
     updates the run's ``export/export.json``. ``rule``: the :class:`AlertRule` whose events are counted, without a
-    threshold (None: its defaults)."""
+    threshold (None: its defaults). ``smoothing``: the offline scores are smoothed over that many snippets, as
+    :func:`detect` smooths them (recorded; the live scores never are)."""
     rule = _rule(rule)
+    _check_smoothing(smoothing)
     if rule.threshold is not None:
         raise UsageError(f"calibrate chooses the threshold: pass a `rule` without one (got {rule.threshold})")
     _require_store(store)
@@ -691,7 +709,7 @@ def calibrate(run: Any, *, store: PathLike | None, normal: PathLike | Sequence[P
         done = calibration.calibrate_run(
             store, _ref(run), normal=paths, split=split, target=float(false_alarms_per_hour), rule=rule,
             window=window, out=Path(out) if out else None, weights=weights, device=device, batch_size=batch_size,
-            progress=progress)
+            progress=progress, smoothing=smoothing)
     except ValueError as exc:  # BadFile and a bad option are ValueErrors
         raise InputError(str(exc)) from exc
     except FileNotFoundError as exc:  # WeightsNotFound: names the flag and the file to provide

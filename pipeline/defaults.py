@@ -54,6 +54,10 @@ SMOOTHING_SNIPPETS = 3
 DETECT_STAGE = "student"  # the model used when --model is not given: the store's most recent one
 DETECT_OUT = "detections"
 DETECT_BATCH_SIZE = 8  # snippets per backbone forward pass (eager, and the backbone graph with --onnx)
+# detect's scores (its events, plots, CSV and JSON) and calibrate's offline threshold: each video's snippet scores
+# smoothed by a centred moving mean over this many snippets (method.md §7.1, §7.3; 1: the model's own scores).
+# Offline only: watch's live scores are causal and never smoothed.
+DETECT_SMOOTHING_SNIPPETS = SMOOTHING_SNIPPETS
 FALSE_ALARM_THRESHOLD = 0.5  # a normal-video frame with score >= this counts as a false alarm (and detect marks it)
 
 # -- calibrate ------------------------------------------------------------------------------------------------

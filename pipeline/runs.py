@@ -205,15 +205,17 @@ def load_run(store: FeatureStore, ref: str, stage: str | None = None) -> LoadedR
 # -- the calibration record ------------------------------------------------------------------------------------
 def calibration_record(run_key: str, stage: str, *, rule, window: int, target: float, hours: float,
                        videos: list[str], n_snippets: int, choices: dict, zero_events_only: bool,
-                       source: str) -> dict:
+                       source: str, smoothing: int = 1) -> dict:
     """calibration.json's content. ``rule``: the :class:`pipeline.alert_rule.AlertRule` whose events were counted
     (its ``open_after`` / ``close_after`` are recorded; the thresholds are the chosen ones); ``choices``: per kind
     of :data:`CALIBRATION_KINDS`, its choice (``.threshold``, ``.events``, ``.margin``:
-    ``pipeline.calibrate.calibrator.Choice``)."""
+    ``pipeline.calibrate.calibrator.Choice``); ``window``: the live scores' window; ``smoothing``: the snippets
+    the offline scores were smoothed over (:func:`calibrated_smoothing`)."""
     return {
         "run": run_key, "stage": stage, "target_false_alarms_per_hour": target, "hours": hours,
         "videos": list(videos), "n_snippets": int(n_snippets),
         "open_after": int(rule.open_after), "close_after": int(rule.close_after), "window": window,
+        "smoothing_snippets": int(smoothing),
         "thresholds": {kind: c.threshold for kind, c in choices.items()},
         "false_alarms": {kind: c.events for kind, c in choices.items()},
         "margins": {kind: c.margin for kind, c in choices.items()},
@@ -313,6 +315,12 @@ def calibrated_counts(calibration: dict) -> tuple[int, int] | None:
     if calibration.get("open_after") is None and calibration.get("close_after") is None:
         return None
     return calibration.get("open_after"), calibration.get("close_after")
+
+
+def calibrated_smoothing(calibration: dict) -> int:
+    """The snippets the offline scores were smoothed over (``dakd calibrate --smoothing``); 1 for a calibration
+    that does not say (made before detect smoothed: on the model's own scores)."""
+    return int(calibration.get("smoothing_snippets", 1))
 
 
 def calibrated_window(calibration: dict) -> int | None:

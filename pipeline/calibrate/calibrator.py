@@ -9,7 +9,8 @@ is events per hour of that footage. Two score kinds are calibrated, since they d
 windowed scores ``dakd watch`` raises alerts on (:func:`pipeline.watch.scoring.windowed_scores`; a spatial run's
 cells by :func:`pipeline.watch.scoring.windowed_cell_scores`), and ``offline``, the whole-video scores ``dakd detect``
 marks (:func:`pipeline.detect.detector.score_video`: :func:`pipeline.evaluate.scoring.score_snippets`, a spatial run's
-cells on its grid by :func:`pipeline.evaluate.scoring.score_cells`).
+cells on its grid by :func:`pipeline.evaluate.scoring.score_cells`), smoothed over ``smoothing`` snippets as detect
+smooths them (:func:`pipeline.detect.detector.smooth_scores`; recorded as ``smoothing_snippets``).
 
 The events are counted by :meth:`pipeline.alert_rule.AlertRule.count`, the rule ``dakd detect`` reports
 and ``dakd watch`` runs, so the false alarms calibration counts are those detect finds on the same footage at the
@@ -280,9 +281,11 @@ class Calibrated:
 
 def calibrate_run(store_dir, run_ref: str, *, normal: list[str] | None, split: str | None, target: float,
                   rule: AlertRule, window: int | None, out: Path | None,
-                  weights: dict[str, str], device: str, batch_size: int, progress: bool) -> Calibrated:
+                  weights: dict[str, str], device: str, batch_size: int, progress: bool,
+                  smoothing: int = 1) -> Calibrated:
     """Score the normal footage with the run, choose both thresholds for events of ``rule`` (its own threshold is
-    not used: calibration chooses it), write them. Raises UserError."""
+    not used: calibration chooses it), write them. ``smoothing``: the offline scores are smoothed over that many
+    snippets first, as detect smooths them (``pipeline.detect.detector.smooth_scores``). Raises UserError."""
     from extractors.device import auto_device
     from pipeline.watch.scoring import default_window
     from pipeline.runs import calibration_record, load_run, open_run_store, write_calibration
@@ -316,12 +319,17 @@ def calibrate_run(store_dir, run_ref: str, *, normal: list[str] | None, split: s
     if not footage.videos:
         listed = "; ".join(f"{p}: {r}" for p, r, _ in footage.failures[:3])
         raise InputError(f"none of the normal videos could be scored ({listed}): calibrate on other normal footage")
+    from pipeline.detect.detector import smooth_scores
+
+    for video in footage.videos:  # the scores detect marks: smoothed as it smooths them
+        video.offline = smooth_scores(video.offline, smoothing)
     choices = calibrate_scores(footage.videos, target, rule)
     hours = sum(v.hours for v in footage.videos)
     record = calibration_record(run.key, run.checkpoint["stage"], rule=rule, window=window, target=target,
                                 hours=hours, videos=[v.name for v in footage.videos],
                                 n_snippets=sum(len(v.live) for v in footage.videos), choices=choices,
-                                zero_events_only=zero_events_only(hours, target), source=source)
+                                zero_events_only=zero_events_only(hours, target), source=source,
+                                smoothing=smoothing)
     if record["zero_events_only"]:
         footage.warnings.append(
             f"{record['hours']:.2g} h of normal footage is shorter than 1 / {target:g} = {1 / target:.2g} h: the "

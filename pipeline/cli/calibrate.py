@@ -2,12 +2,13 @@
 
     python -m pipeline.calibrate RUN --store DIR (--normal VIDEO_OR_FOLDER... | --split val)
                                  [--false-alarms-per-hour 1] [--open-after 2] [--close-after 3] [--window W]
-                                 [--out FILE]
+                                 [--smoothing 3] [--out FILE]
 
 The normal footage (``--normal``: videos extracted with the run's settings as ``pipeline.detect`` does, features
 cached in the store; ``--split val``: the normal videos of the run's own validation split, made again from its
 config and dataset) is scored twice: ``live``, causally over a window of the last W snippets as ``dakd watch``
-scores a stream, and ``offline``, over the whole video as ``dakd detect`` does. For each, the threshold is the
+scores a stream, and ``offline``, over the whole video and smoothed over ``--smoothing`` snippets as ``dakd
+detect`` does (recorded as ``smoothing_snippets``; detect warns when its own differs). For each, the threshold is the
 lowest at which the hysteresis rule (``pipeline.alert_rule``) raises at most the target number of events per
 hour of that footage, at it and at every threshold above it (``pipeline.calibrate.calibrator`` says why), midway between
 two snippet scores, never on one; ``dakd detect`` on the same footage at that threshold reports as many events.
@@ -27,7 +28,8 @@ from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say, warn
-from pipeline.cli.parser import RULE_FLAGS, DEVICE_HELP, add_common, add_live_scoring, add_store, alert_rule, call_api
+from pipeline.cli.parser import (RULE_FLAGS, DEVICE_HELP, add_common, add_live_scoring, add_offline_smoothing,
+                                 add_store, alert_rule, call_api)
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 
@@ -51,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default: {d.CALIBRATE_FALSE_ALARMS_PER_HOUR:g})")
     add_live_scoring(p, "snippets the live scores attend over (default: the run's train.n_segments; 1 for the "
                         "lightning student)")
+    add_offline_smoothing(p)
     p.add_argument("--out", help="write the calibration to this JSON file instead of <run folder>/calibration.json "
                                  "(needed with a read-only store)")
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",

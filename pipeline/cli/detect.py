@@ -2,13 +2,16 @@
 
     dakd detect VIDEO_OR_FOLDER... --store DIR [--model RUN] [--out detections]
                 [--overlay OUT.mp4|FOLDER] [--weights NAME=PATH] [--threshold T]
-                [--timeline constant|decoded] [--open-after 2] [--close-after 3]
+                [--timeline constant|decoded] [--open-after 2] [--close-after 3] [--smoothing 3]
     dakd detect VIDEO_OR_FOLDER... --onnx EXPORT_DIR [--out detections] [--overlay ...]
 
 The run (default: the store's most recent student) names its backbones; each video goes through the extract
 stage with the settings the run's training features were made with (crops, frames, decoder, dtype, read from the
 store), so its features are cached in the store like any other, then through the run's model over every snippet
-(crops averaged, as evaluation scores). Works for teacher, student, LA-Net and lightning runs.
+(crops averaged, as evaluation scores). Works for teacher, student, LA-Net and lightning runs. Each video's snippet
+scores are then smoothed by a centred moving mean over ``--smoothing`` snippets (default 3, one each side; 1: the
+model's own), the rule of evaluate's ``auc_smoothed`` (docs/method.md §7.3): everything below (events, CSV, JSON,
+plot, overlay) uses the smoothed scores, and the JSON records ``smoothing_snippets``. The maps are not smoothed.
 
 With ``--onnx EXPORT_DIR`` (a folder written by ``dakd export``) the exported student scores the
 videos in onnxruntime, and only that folder is needed: no store, run checkpoint or backbone weights (a deployment
@@ -52,8 +55,8 @@ from pipeline import api
 from pipeline import defaults as d
 from pipeline.cli.commands import stage_parser
 from pipeline.cli.output import configure_logging, emit_json, error, print_failures, say, warn
-from pipeline.cli.parser import (RULE_FLAGS, DEVICE_HELP, add_common, add_decode_timeout, add_hysteresis, add_store,
-                                 alert_rule, call_api)
+from pipeline.cli.parser import (RULE_FLAGS, DEVICE_HELP, add_common, add_decode_timeout, add_hysteresis,
+                                 add_offline_smoothing, add_store, alert_rule, call_api)
 from pipeline.defaults import EXIT_SOME_FAILED
 from pipeline.errors import UserError
 
@@ -82,6 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: the run's or the --onnx export's calibration by dakd calibrate, its offline "
                         f"threshold; uncalibrated: {d.FALSE_ALARM_THRESHOLD})")
     add_hysteresis(p)
+    add_offline_smoothing(p)
     p.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights file per backbone, as for extract")
     p.add_argument("--device", default=d.DEFAULT_DEVICE, help=DEVICE_HELP + "; with --onnx, cpu keeps "

@@ -149,6 +149,15 @@ def add_decode_timeout(p: argparse.ArgumentParser) -> None:
                         f"others go on (default: {DECODE_STALL_TIMEOUT_S:g})")
 
 
+def add_offline_smoothing(p: argparse.ArgumentParser) -> None:
+    """``--smoothing``: detect smooths the scores it marks, calibrate the offline scores it chooses a threshold on,
+    by the same rule (``pipeline.detect.detector.smooth_scores``)."""
+    p.add_argument("--smoothing", type=int, default=d.DETECT_SMOOTHING_SNIPPETS, metavar="N",
+                   help="smooth each video's snippet scores by a centred moving mean over N snippets, N odd, before "
+                        "events are marked (detect) or the offline threshold is chosen (calibrate); live scores "
+                        f"are never smoothed (default: {d.DETECT_SMOOTHING_SNIPPETS}; 1: the model's own scores)")
+
+
 def add_hysteresis(p: argparse.ArgumentParser) -> None:
     """``--open-after``, ``--close-after``: the alert rule (``pipeline.alert_rule``) that detect, calibrate and
     watch share; :func:`alert_rule` builds it from them."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from pipeline.keys import feature_key
 from pipeline.alert_rule import AlertRule
 from pipeline.detect.maps import MAPS_SUFFIX, event_box, write_maps_npz
 from pipeline.detect.overlay import write_overlay
+from pipeline.evaluate.metrics import smooth_snippet_scores
 from pipeline.evaluate.plots import plot_detection, unique_stems
 from pipeline.runs import LoadedRun, latest_run, load_run, open_run_store, training_backbone
 from pipeline.store import FeatureStore
@@ -69,6 +70,7 @@ class Detection:
     # (height, width) of the source frames, the events' boxes' pixels, as decoding or the store recorded it; None:
     # read from the file when a box needs it
     frame_hw: tuple[int, int] | None = None
+    smoothing: int = 1  # snippet_scores are the model's smoothed over this many snippets (smooth_scores); 1: its own
 
     @property
     def grid(self) -> tuple[int, int] | None:
@@ -107,6 +109,22 @@ class ModelInfo:
     def label(self) -> str:
         """``stage key[:8]``, for the plot title."""
         return f"{self.stage} {self.run[:8]}" if self.run else self.stage
+
+
+def smooth_scores(scores: np.ndarray, window: int) -> np.ndarray:
+    """float32 ``[T]``: one video's snippet scores smoothed by the centred moving mean over ``window`` snippets
+    (``pipeline.evaluate.metrics.smooth_snippet_scores``, the rule of evaluate's ``auc_smoothed``); ``window`` 1
+    returns them as they are. The scores detect marks and calibrate's offline threshold is chosen on: both call
+    this, so the two agree to the bit."""
+    if window == 1:
+        return np.asarray(scores, dtype=np.float32)
+    return smooth_snippet_scores(scores, window).astype(np.float32)
+
+
+def smoothed(d: Detection, window: int) -> Detection:
+    """``d`` with its snippet scores smoothed over ``window`` snippets (:func:`smooth_scores`); the maps are the
+    model's own."""
+    return replace(d, snippet_scores=smooth_scores(d.snippet_scores, window), smoothing=window)
 
 
 def alert_events(d: Detection, rule: AlertRule) -> list[dict]:
@@ -198,6 +216,7 @@ def write_outputs(d: Detection, stem: str, out: Path, model: ModelInfo, rule: Al
         "engine": model.engine, "timeline": d.timeline,
         "fps": d.fps, "n_frames": d.n_frames, "n_snippets": len(d.snippet_scores), "snippet_frames": SNIPPET_FRAMES,
         "threshold": threshold, "max_score": float(d.frame_scores[best]), "max_frame": best,
+        "smoothing_snippets": d.smoothing,
         "alert_rule": rule.to_json(), "events": events,
         # null when the container declares no frame rate (JSON has no NaN)
         "snippet_scores": d.snippet_scores.tolist(), "frame_time_s": d.frame_times.tolist() if d.fps > 0 else None,

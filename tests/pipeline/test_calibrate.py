@@ -17,7 +17,7 @@ from pipeline.cli import calibrate, detect, export, train
 from pipeline.detect import onnx_scorer
 from pipeline.calibrate import calibrator as calibration
 from pipeline.errors import UserError
-from pipeline.runs import load_calibration, threshold_for
+from pipeline.runs import calibrated_smoothing, load_calibration, threshold_for
 from pipeline.store import FeatureStore
 from pipeline.alert_rule import AlertRule
 
@@ -96,6 +96,11 @@ def test_threshold_for_says_where_the_value_came_from():
     assert threshold_for(None, "offline", None) == (0.5, "uncalibrated default 0.5")
 
 
+def test_a_calibration_that_records_no_smoothing_was_made_on_the_models_own_scores():
+    assert calibrated_smoothing({"thresholds": {"live": 0.5, "offline": 0.5}}) == 1  # made before detect smoothed
+    assert calibrated_smoothing({"smoothing_snippets": 5}) == 5
+
+
 def test_a_damaged_calibration_is_named_with_the_fix(tmp_path):
     assert load_calibration(tmp_path) is None
     (tmp_path / "calibration.json").write_text("{not json")
@@ -170,6 +175,58 @@ def test_detect_uses_the_calibrated_threshold_unless_one_is_given(small, tmp_pat
     assert "calibrated with events opening after 2 and closing after 3 snippets" in err
     assert "--open-after 2 and --close-after 3" in err and "events (hysteresis: open after 4 snippets >=" in out
     assert json.loads((tmp_path / "other" / "cam_a.json").read_text())["alert_rule"]["open_after"] == 4
+
+
+def test_detect_smooths_the_scores_it_marks_and_calibrate_the_offline_scores_alike(small, tmp_path, capsys):
+    """`--smoothing N` (default 3): detect's snippet scores are the model's smoothed by a centred moving mean over N
+    snippets (the mean of what the window holds at the ends), and its frame scores and events follow them;
+    calibrate chooses the offline threshold on scores smoothed the same way (its margin is measured to detect's
+    smoothed scores, not to the model's own) and records the window."""
+    s, _, _, normal = small
+    video = normal / "cam_a.mkv"
+    got = {}
+    for window in (1, 3):
+        assert detect.main([str(video), "--store", str(s.store), "--model", s.teacher[:12], "--quiet", "--threshold",
+                            "0.5", "--smoothing", str(window), "--out", str(tmp_path / f"w{window}")]) == 0
+        got[window] = json.loads((tmp_path / f"w{window}" / "cam_a.json").read_text())
+    raw, smooth = np.array(got[1]["snippet_scores"]), np.array(got[3]["snippet_scores"])
+    assert got[1]["smoothing_snippets"] == 1 and got[3]["smoothing_snippets"] == 3
+    assert len(raw) == 6 and np.ptp(raw) > 1e-3  # the scores vary: smoothing changes them
+    by_hand = [raw[max(t - 1, 0):t + 2].mean() for t in range(len(raw))]
+    assert np.allclose(smooth, by_hand, atol=1e-6) and not np.allclose(smooth, raw, atol=1e-4)
+    assert np.allclose(got[3]["frame_score"], np.repeat(smooth, 16)[:got[3]["n_frames"]])
+    out_file = tmp_path / "calibration.json"
+    assert calibrate.main([s.teacher[:12], "--store", str(s.store), "--normal", str(video), "--quiet",
+                           "--out", str(out_file)]) == 0
+    c = json.loads(out_file.read_text())
+    assert c["smoothing_snippets"] == 3
+    assert np.abs(smooth - c["thresholds"]["offline"]).min() == pytest.approx(c["margins"]["offline"])
+    assert np.abs(raw - c["thresholds"]["offline"]).min() != pytest.approx(c["margins"]["offline"])
+    # an even or non-positive window is a usage error naming the flag, before anything is scored
+    capsys.readouterr()
+    for command, args in ((detect, [str(video), "--store", str(s.store), "--smoothing", "2"]),
+                          (calibrate, [s.teacher[:12], "--store", str(s.store), "--normal", str(video),
+                                       "--smoothing", "0", "--out", str(out_file)])):
+        assert command.main([*args, "--quiet"]) == 2
+        assert "--smoothing: the smoothing window must be an odd number of snippets" in capsys.readouterr().err
+
+
+def test_detect_warns_when_its_smoothing_is_not_the_calibrations(small, tmp_path, capsys):
+    """A threshold calibrated on scores smoothed otherwise (here the model's own, `--smoothing 1`) does not give the
+    calibrated false-alarm rate on detect's default smoothed scores: detect says so and how to match it."""
+    s, with_val, _, normal = small
+    video = normal / "cam_b.mkv"
+    assert calibrate.main([with_val[:12], "--store", str(s.store), "--normal", str(video), "--quiet",
+                           "--smoothing", "1"]) == 0
+    capsys.readouterr()
+    assert detect.main([str(video), "--store", str(s.store), "--model", with_val[:12], "--quiet",
+                        "--out", str(tmp_path / "default")]) == 0
+    err = capsys.readouterr().err
+    assert "calibrated on scores smoothed over 1 snippet(s), these are smoothed over 3" in err
+    assert "--smoothing 1" in err
+    assert detect.main([str(video), "--store", str(s.store), "--model", with_val[:12], "--quiet", "--smoothing", "1",
+                        "--out", str(tmp_path / "matched")]) == 0
+    assert "smoothed over" not in capsys.readouterr().err
 
 
 def test_split_val_uses_the_runs_validation_normals_and_an_empty_split_names_normal(small, tmp_path, capsys):
