@@ -205,6 +205,12 @@ ROWS += [
         ("spatial.reduce_dim=512",), spatial=True),
     Row("tam-i3d-grid-hidden-16", "grid-choices", "tam-i3d-grid with spatial.hidden=16", "teacher", ("i3d",),
         ("spatial.hidden=16",), spatial=True),
+    # The spatial teachers' learning curve: the default trains 300 steps (train.min_steps; 100 epochs are 100 steps
+    # on Ped1's 18 anomalous clips).
+    *(Row(f"{row}-{steps}-steps", "grid-choices", f"{row} with train.min_steps={minimum} ({steps} steps)",
+          "teacher", backbones, (f"train.min_steps={minimum}",), spatial=True)
+      for row, backbones in (("teacher-grid", BOTH), ("teacher-motion-grid", WITH_MOTION))
+      for steps, minimum in ((100, 0), (600, 600), (1000, 1000))),
     # The lightning student distilling spatial teachers' 7x11 maps (method.md §9), and the score-sequence student of
     # the same teachers (spatial.cells=off) that isolates what the maps add.
     Row("lightning-grid", "grid", "lightning student distilling 3 spatial teachers' 7x11 maps", "lightning",
