@@ -20,6 +20,11 @@ Also calibrated ``held-out``: on every other normal test clip (7 clips, 140 s, n
 then counted on the other test clips, as a user calibrates on new recordings of the camera. The target is met on
 the calibration footage by construction; ``false_per_hour`` says whether it carries over to
 new footage of the same camera. Writes ``alerts.json`` and ``alerts.md`` to ``--out``.
+
+``--offline``: the same protocol on the whole-video scores ``dakd detect`` marks and ``dakd calibrate`` chooses its
+offline threshold on (:func:`offline_scores`), each case twice: the model's own scores (smoothing 1) and the scores
+smoothed over ``pipeline.defaults.DETECT_SMOOTHING_SNIPPETS`` snippets, detect's default. Rows ``OFFLINE_ROWS`` (the
+spatial models detect serves best). Writes ``alerts_offline.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ SEEDS = 3
 TARGETS = (10.0, 30.0, 60.0)  # events per hour: 400 s of calibration footage cannot measure 1/h (one event is 9/h)
 CALIBRATE_ON = ("train", "held-out")  # the normal clips the threshold is chosen on (see evaluate)
 README_BEGIN, README_END = "<!-- alerts:begin -->", "<!-- alerts:end -->"
+OFFLINE_ROWS = ("teacher-grid", "student-i3d-grid", "teacher-motion-grid", "lightning-grid")
+OFFLINE_SEEDS = 5  # as accuracy.py's grid rows
+OFFLINE_STEM = "alerts_offline"
+OFFLINE_BEGIN, OFFLINE_END = "<!-- alerts_offline:begin -->", "<!-- alerts_offline:end -->"
 
 
 def live_scores(store: Path, run_key: str, stage: str) -> dict[str, list]:
@@ -68,6 +77,38 @@ def live_scores(store: Path, run_key: str, stage: str) -> dict[str, list]:
     finally:
         s.close()
     return {"spec": spec, **out}
+
+
+def offline_scores(store: Path, run_key: str, stage: str) -> dict[str, list]:
+    """split -> [(entry, whole-video snippet scores [T])]: each video scored at once as evaluation and ``dakd
+    detect`` score it (``pipeline.evaluate.scoring.score_video``; a spatial run's cells on its grid), unsmoothed."""
+    import torch
+
+    from data.datasets import load_dataset
+    from pipeline.evaluate.scoring import score_video
+    from pipeline.features import resolve_features
+    from pipeline.runs import load_run
+    from pipeline.store import FeatureStore
+
+    spec = load_dataset(accuracy.DATASET)
+    s = FeatureStore(store)
+    try:
+        run = load_run(s, run_key, stage)
+        out = {}
+        for split in ("train", "test"):
+            found = resolve_features(s, spec.split(split), run.backbones, run.fingerprints).found
+            out[split] = [(vf.entry, score_video(run, vf, torch.device("cpu"))[0]) for vf in found]
+    finally:
+        s.close()
+    return {"spec": spec, **out}
+
+
+def smoothed_scores(scores: dict, window: int) -> dict:
+    """``scores`` (:func:`offline_scores`) with every video's scores smoothed as detect smooths them."""
+    from pipeline.detect.detector import smooth_scores
+
+    return {"spec": scores["spec"], **{split: [(e, smooth_scores(x, window)) for e, x in scores[split]]
+                                       for split in ("train", "test")}}
 
 
 def anomalous_snippets(spec, entry, n_snippets: int) -> np.ndarray:
@@ -122,11 +163,14 @@ def evaluate(scores: dict, target: float, calibrate_on: str) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| model | calibrated on | target false alarms/h | threshold | anomalous intervals detected | false "
-             "events/h (test, all footage) | per hour of normal test footage |", "|---|---|---|---|---|---|---|"]
+    smoothing = any("smoothing" in t for row in result["rows"] for t in row["targets"])  # the --offline table
+    lines = ["| model | calibrated on | target false alarms/h | " + ("smoothing | " if smoothing else "") +
+             "threshold | anomalous intervals detected | false events/h (test, all footage) | per hour of normal "
+             "test footage |", "|---|---|---|" + ("---|" if smoothing else "") + "---|---|---|---|"]
     for row in result["rows"]:
         for t in row["targets"]:
             lines.append(f"| {row['name']} | {t['calibrate_on']} | {t['target_per_hour']:g} | "
+                         + (f"{t['smoothing']} | " if smoothing else "") +
                          f"{t['threshold']['mean']:.3f} | "
                          f"{t['detected']['mean']:.0%} ± {t['detected']['std']:.0%} | "
                          f"{t['false_per_hour']['mean']:.1f} ± {t['false_per_hour']['std']:.1f} | "
@@ -145,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--readme")
     p.add_argument("--from-results", action="store_true")
+    p.add_argument("--offline", action="store_true",
+                   help="the whole-video scores detect marks, unsmoothed and smoothed (module docstring)")
     args = p.parse_args(argv)
     out = Path(args.out)
+    if args.offline:
+        return offline_main(args, p)
     result = None  # --from-results: the table from the JSON already there
     if not args.from_results:
         if not args.data:
@@ -178,6 +226,46 @@ def main(argv: list[str] | None = None) -> int:
                   "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
                   "seconds": round(time.perf_counter() - started, 1)}
     print(accuracy.write_results(out, "alerts", result, markdown, args.readme, README_BEGIN, README_END))
+    return 0
+
+
+def offline_main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """``--offline``: every case for the model's own scores and detect's smoothed ones."""
+    from pipeline.defaults import DETECT_SMOOTHING_SNIPPETS
+
+    out, result = Path(args.out), None
+    if not args.from_results:
+        if not args.data:
+            p.error("--data is required (or set $DAKD_UCSD_PED1)")
+        started = time.perf_counter()
+        store = Path(args.store)
+        names = args.rows.split(",") if args.rows != ",".join(ROWS) else list(OFFLINE_ROWS)
+        seeds = list(range(args.seeds if args.seeds != SEEDS else OFFLINE_SEEDS))
+        by_name = {r.name: r for r in accuracy.ROWS}
+        done = accuracy.train_rows([by_name[n] for n in names], seeds, store,
+                                   streaming.extractions(Path(args.data), store), accuracy.JOBS)
+        targets = [float(t) for t in args.targets.split(",")]
+        cases = [(on, t, w) for on in CALIBRATE_ON for t in targets for w in (1, DETECT_SMOOTHING_SNIPPETS)]
+        rows = []
+        for name in names:
+            per_seed = []
+            for r in done[name].values():
+                raw = offline_scores(store, r["run"], by_name[name].stage)
+                scores = {w: smoothed_scores(raw, w) for w in (1, DETECT_SMOOTHING_SNIPPETS)}
+                per_seed.append([{**evaluate(scores[w], t, on), "smoothing": w} for on, t, w in cases])
+            rows.append({"name": name, "targets": [
+                {"calibrate_on": on, "target_per_hour": t, "smoothing": w,
+                 **{k: accuracy._stats([s[i][k] for s in per_seed])
+                    for k in ("threshold", "detected", "false_per_hour", "test_normal_per_hour")}}
+                for i, (on, t, w) in enumerate(cases)], "per_seed": per_seed})
+            print(f"alerts --offline: {name}: " + ", ".join(
+                f"{t['calibrate_on']} {t['target_per_hour']:g}/h w{t['smoothing']}: {t['detected']['mean']:.0%} "
+                f"detected, {t['false_per_hour']['mean']:.1f} false/h" for t in rows[-1]["targets"]), flush=True)
+        result = {"dataset": accuracy.DATASET, "seeds": seeds, "rows": rows, "scores": "offline (dakd detect)",
+                  "smoothing": [1, DETECT_SMOOTHING_SNIPPETS],
+                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                  "seconds": round(time.perf_counter() - started, 1)}
+    print(accuracy.write_results(out, OFFLINE_STEM, result, markdown, args.readme, OFFLINE_BEGIN, OFFLINE_END))
     return 0
 
 
