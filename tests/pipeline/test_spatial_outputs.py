@@ -64,8 +64,9 @@ def test_torch_detect_writes_the_runs_maps_an_event_box_and_a_heatmap_overlay(tr
                                                                              monkeypatch):
     store, dataset, keys, grids = trained
     path = _video(dataset)
+    # smoothing 1: the model's own scores, which its maps make (detect smooths them over 3 snippets by default)
     first = api.detect(path, store=store, run=keys[stage], out=tmp_path / "first",
-                       rule=AlertRule(0.0, open_after=1, close_after=1))
+                       rule=AlertRule(0.0, open_after=1, close_after=1), smoothing=1)
     assert not first.failures and not first.warnings  # the grid backbone matches the training fingerprint
     d = first.detections[0]
     assert d.maps.shape == (len(d.snippet_scores), *grids[stage]) and d.maps.dtype == np.float32
@@ -83,7 +84,7 @@ def test_torch_detect_writes_the_runs_maps_an_event_box_and_a_heatmap_overlay(tr
         raise AssertionError(f"{path} opened again for its frame size")
     monkeypatch.setattr(detector, "frame_size", reopened)  # the boxes' pixels come from what extraction decoded
     assert detect.main([str(path), "--store", str(store), "--model", keys[stage][:12], "--out", str(out),
-                        "--threshold", str(threshold), "--open-after", "1", "--close-after", "1",
+                        "--threshold", str(threshold), "--open-after", "1", "--close-after", "1", "--smoothing", "1",
                         "--overlay", str(overlay), "--quiet"]) == 0
     info = json.loads((out / f"{path.stem}.json").read_text())
     assert info["grid"] == list(grids[stage]) and info["maps_file"] == f"{path.stem}{map_files.MAPS_SUFFIX}"
@@ -128,7 +129,7 @@ def test_the_export_outputs_scores_and_maps_and_detect_onnx_gives_the_torch_maps
 def test_live_cells_scored_over_the_whole_video_give_the_offline_maps(trained, tmp_path):
     store, dataset, keys, grids = trained
     path = _video(dataset)
-    offline = api.detect(path, store=store, run=keys["student"], out=tmp_path / "d").detections[0]
+    offline = api.detect(path, store=store, run=keys["student"], out=tmp_path / "d", smoothing=1).detections[0]
     model = from_run(store, keys["student"][:12])
     assert model.map_scorer is not None
     plan = model.plans[0]
