@@ -183,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("DAKD_UCSD_PED1"))
     p.add_argument("--store", default="ped1-store")
-    p.add_argument("--seeds", type=int, default=SEEDS)
+    p.add_argument("--seeds", type=int, help=f"default: {SEEDS}; with --offline {OFFLINE_SEEDS}")
     p.add_argument("--targets", default=",".join(f"{t:g}" for t in TARGETS))
-    p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--rows", help=f"default: {','.join(ROWS)}; with --offline {','.join(OFFLINE_ROWS)}")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--readme")
     p.add_argument("--from-results", action="store_true")
@@ -200,10 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.data:
             p.error("--data is required (or set $DAKD_UCSD_PED1)")
         started = time.perf_counter()
-        store, names = Path(args.store), args.rows.split(",")
+        store, names = Path(args.store), (args.rows or ",".join(ROWS)).split(",")
         fps = streaming.extractions(Path(args.data), store)
         by_name = {r.name: r for r in accuracy.ROWS}
-        seeds = list(range(args.seeds))
+        seeds = list(range(args.seeds or SEEDS))
         done = accuracy.train_rows([by_name[n] for n in names], seeds, store, fps, accuracy.JOBS)
         targets = [float(t) for t in args.targets.split(",")]
         rows = []
@@ -239,8 +239,8 @@ def offline_main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
             p.error("--data is required (or set $DAKD_UCSD_PED1)")
         started = time.perf_counter()
         store = Path(args.store)
-        names = args.rows.split(",") if args.rows != ",".join(ROWS) else list(OFFLINE_ROWS)
-        seeds = list(range(args.seeds if args.seeds != SEEDS else OFFLINE_SEEDS))
+        names = (args.rows or ",".join(OFFLINE_ROWS)).split(",")
+        seeds = list(range(args.seeds or OFFLINE_SEEDS))
         by_name = {r.name: r for r in accuracy.ROWS}
         done = accuracy.train_rows([by_name[n] for n in names], seeds, store,
                                    streaming.extractions(Path(args.data), store), accuracy.JOBS)
