@@ -192,81 +192,55 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--offline", action="store_true",
                    help="the whole-video scores detect marks, unsmoothed and smoothed (module docstring)")
     args = p.parse_args(argv)
-    out = Path(args.out)
-    if args.offline:
-        return offline_main(args, p)
+    from pipeline.defaults import DETECT_SMOOTHING_SNIPPETS
+
+    offline = args.offline
+    # None: the live scores (no smoothing column); --offline: detect's scores, unsmoothed and smoothed
+    windows = (1, DETECT_SMOOTHING_SNIPPETS) if offline else (None,)
     result = None  # --from-results: the table from the JSON already there
     if not args.from_results:
         if not args.data:
             p.error("--data is required (or set $DAKD_UCSD_PED1)")
         started = time.perf_counter()
-        store, names = Path(args.store), (args.rows or ",".join(ROWS)).split(",")
-        fps = streaming.extractions(Path(args.data), store)
-        by_name = {r.name: r for r in accuracy.ROWS}
-        seeds = list(range(args.seeds or SEEDS))
-        done = accuracy.train_rows([by_name[n] for n in names], seeds, store, fps, accuracy.JOBS)
-        targets = [float(t) for t in args.targets.split(",")]
-        rows = []
-        for name in names:
-            per_seed = []
-            for r in done[name].values():
-                scores = live_scores(store, r["run"], by_name[name].stage)
-                per_seed.append([evaluate(scores, t, on) for on in CALIBRATE_ON for t in targets])
-            cases = [(on, t) for on in CALIBRATE_ON for t in targets]
-            rows.append({"name": name, "targets": [
-                {"calibrate_on": on, "target_per_hour": t,
-                 **{k: accuracy._stats([s[i][k] for s in per_seed])
-                    for k in ("threshold", "detected", "false_per_hour", "test_normal_per_hour")}}
-                for i, (on, t) in enumerate(cases)], "per_seed": per_seed})
-            print(f"alerts: {name}: " + ", ".join(
-                f"{t['calibrate_on']} {t['target_per_hour']:g}/h: {t['detected']['mean']:.0%} detected, "
-                f"{t['false_per_hour']['mean']:.1f} "
-                "false/h" for t in rows[-1]["targets"]), flush=True)
-        result = {"dataset": accuracy.DATASET, "seeds": seeds, "rows": rows,
-                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                  "seconds": round(time.perf_counter() - started, 1)}
-    print(accuracy.write_results(out, "alerts", result, markdown, args.readme, README_BEGIN, README_END))
-    return 0
-
-
-def offline_main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
-    """``--offline``: every case for the model's own scores and detect's smoothed ones."""
-    from pipeline.defaults import DETECT_SMOOTHING_SNIPPETS
-
-    out, result = Path(args.out), None
-    if not args.from_results:
-        if not args.data:
-            p.error("--data is required (or set $DAKD_UCSD_PED1)")
-        started = time.perf_counter()
         store = Path(args.store)
-        names = (args.rows or ",".join(OFFLINE_ROWS)).split(",")
-        seeds = list(range(args.seeds or OFFLINE_SEEDS))
+        names = (args.rows or ",".join(OFFLINE_ROWS if offline else ROWS)).split(",")
+        seeds = list(range(args.seeds or (OFFLINE_SEEDS if offline else SEEDS)))
         by_name = {r.name: r for r in accuracy.ROWS}
         done = accuracy.train_rows([by_name[n] for n in names], seeds, store,
                                    streaming.extractions(Path(args.data), store), accuracy.JOBS)
         targets = [float(t) for t in args.targets.split(",")]
-        cases = [(on, t, w) for on in CALIBRATE_ON for t in targets for w in (1, DETECT_SMOOTHING_SNIPPETS)]
+        cases = [(on, t, w) for on in CALIBRATE_ON for t in targets for w in windows]
         rows = []
         for name in names:
             per_seed = []
             for r in done[name].values():
-                raw = offline_scores(store, r["run"], by_name[name].stage)
-                scores = {w: smoothed_scores(raw, w) for w in (1, DETECT_SMOOTHING_SNIPPETS)}
-                per_seed.append([{**evaluate(scores[w], t, on), "smoothing": w} for on, t, w in cases])
+                if offline:
+                    raw = offline_scores(store, r["run"], by_name[name].stage)
+                    scores = {w: smoothed_scores(raw, w) for w in windows}
+                else:
+                    scores = {None: live_scores(store, r["run"], by_name[name].stage)}
+                per_seed.append([{**evaluate(scores[w], t, on), **_smoothing(w)} for on, t, w in cases])
             rows.append({"name": name, "targets": [
-                {"calibrate_on": on, "target_per_hour": t, "smoothing": w,
+                {"calibrate_on": on, "target_per_hour": t, **_smoothing(w),
                  **{k: accuracy._stats([s[i][k] for s in per_seed])
                     for k in ("threshold", "detected", "false_per_hour", "test_normal_per_hour")}}
                 for i, (on, t, w) in enumerate(cases)], "per_seed": per_seed})
-            print(f"alerts --offline: {name}: " + ", ".join(
-                f"{t['calibrate_on']} {t['target_per_hour']:g}/h w{t['smoothing']}: {t['detected']['mean']:.0%} "
-                f"detected, {t['false_per_hour']['mean']:.1f} false/h" for t in rows[-1]["targets"]), flush=True)
-        result = {"dataset": accuracy.DATASET, "seeds": seeds, "rows": rows, "scores": "offline (dakd detect)",
-                  "smoothing": [1, DETECT_SMOOTHING_SNIPPETS],
+            print(f"alerts{' --offline' if offline else ''}: {name}: " + ", ".join(
+                f"{t['calibrate_on']} {t['target_per_hour']:g}/h"
+                + (f" w{t['smoothing']}" if offline else "") + f": {t['detected']['mean']:.0%} detected, "
+                f"{t['false_per_hour']['mean']:.1f} false/h" for t in rows[-1]["targets"]), flush=True)
+        result = {"dataset": accuracy.DATASET, "seeds": seeds, "rows": rows,
+                  **({"scores": "offline (dakd detect)", "smoothing": list(windows)} if offline else {}),
                   "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
                   "seconds": round(time.perf_counter() - started, 1)}
-    print(accuracy.write_results(out, OFFLINE_STEM, result, markdown, args.readme, OFFLINE_BEGIN, OFFLINE_END))
+    stem, begin, end = (OFFLINE_STEM, OFFLINE_BEGIN, OFFLINE_END) if offline else ("alerts", README_BEGIN, README_END)
+    print(accuracy.write_results(Path(args.out), stem, result, markdown, args.readme, begin, end))
     return 0
+
+
+def _smoothing(window: int | None) -> dict:
+    """The ``smoothing`` key of an --offline case (none for the live scores)."""
+    return {} if window is None else {"smoothing": window}
 
 
 if __name__ == "__main__":
