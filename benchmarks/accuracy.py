@@ -52,6 +52,10 @@ FEATURES = {"i3d": "full", "effnet_lite0": "full"}  # backbone -> view of the ma
 # both. motion is the weightless per-cell motion descriptor, extracted on the same grid.
 GRID = "native"
 MOTION = "motion"
+# Finer cells (method.md §12): i3d read one stage earlier (Mixed_4f, 16-pixel cells: 14 x 22 on Ped1's full view)
+# and the motion statistics on the same 16-pixel cells; extracted only for the rows that read them.
+FINE_I3D, FINE_MOTION = "i3d_mixed4f", "motion_fine"
+FINE = (FINE_I3D, FINE_MOTION)
 GLOBAL = ("spatial.cells=off",)  # a global row on the grid extraction: the model sees the cells' mean
 FULL_SEED_GROUPS = ("methods", "grid", "motion")  # rows trained over --seeds; the others over --ablation-seeds
 CENTRE = "crop"  # the published view, extracted too for the view ablation
@@ -211,6 +215,16 @@ ROWS += [
           "teacher", backbones, (f"train.min_steps={minimum}",), spatial=True)
       for row, backbones in (("teacher-grid", BOTH), ("teacher-motion-grid", WITH_MOTION))
       for steps, minimum in ((100, 0), (600, 600), (1000, 1000))),
+    # Finer cells: the same rows on 14 x 22 cells of 16 pixels (effnet_lite0's 7 x 11 cells, which it does not
+    # score, are repeated onto them). spatial.k=12 covers the area of the default 3 cells of 7 x 11.
+    Row("tam-i3d-fine-grid", "fine-grid", "tam-i3d-grid on i3d's Mixed_4f 14x22 cells", "teacher", (FINE_I3D,),
+        spatial=True),
+    Row("tam-motion-fine-grid", "fine-grid", "tam-motion-grid on the motion statistics of 16-pixel cells (14x22)",
+        "teacher", (FINE_MOTION,), spatial=True),
+    Row("teacher-motion-fine-grid", "fine-grid", "teacher-motion-grid on 14x22 cells (i3d_mixed4f + effnet_lite0 + "
+        "motion_fine)", "teacher", (FINE_I3D, "effnet_lite0", FINE_MOTION), spatial=True),
+    Row("teacher-motion-fine-grid-k12", "fine-grid", "teacher-motion-fine-grid with spatial.k=12", "teacher",
+        (FINE_I3D, "effnet_lite0", FINE_MOTION), ("spatial.k=12",), spatial=True),
     # The lightning student distilling spatial teachers' 7x11 maps (method.md §9), and the score-sequence student of
     # the same teachers (spatial.cells=off) that isolates what the maps add.
     Row("lightning-grid", "grid", "lightning student distilling 3 spatial teachers' 7x11 maps", "lightning",
@@ -230,7 +244,7 @@ ROWS += [
 # (backbones, view) of each extract call: the whole-frame views the rows train on, the published centre crop for the
 # view ablation, and the lightning student's squashed grey frames.
 EXTRACTIONS = (((*FEATURES, MOTION), "full", GRID), (tuple(FEATURES), CENTRE, None),
-               (("lowres",), LOWRES_VIEW, None))
+               (("lowres",), LOWRES_VIEW, None), (FINE, "full", GRID))
 
 
 def extract_all(data: Path, store: Path, rows: list[Row]) -> dict[tuple[str, str], str]:
@@ -244,8 +258,9 @@ def extract_all(data: Path, store: Path, rows: list[Row]) -> dict[tuple[str, str
     common = [str(data), "--dataset", DATASET, "--fps", str(FPS), "--store", str(store), "--quiet"]
     fingerprints = {}
     needed = {"full", LOWRES_VIEW} | {r.view for r in rows}
+    read = {b for r in rows for b in r.backbones}
     for backbones, view, grid in EXTRACTIONS:
-        if view not in needed:
+        if view not in needed or (backbones == FINE and not read & set(FINE)):
             continue
         code = extract.main(common + ["--backbones", ",".join(backbones), "--view", view]
                             + (["--grid", grid] if grid else []))
@@ -260,8 +275,8 @@ def extract_all(data: Path, store: Path, rows: list[Row]) -> dict[tuple[str, str
 # ------------------------------------------------------------------------------------------------- references
 def references(store: Path, fps: dict, pixel_masks: str | None = None) -> list[dict]:
     """The two logistic-regression rows per feature set (i3d, effnet_lite0, both concatenated, motion), full
-    view, the cells ceilings (i3d, i3d + motion; with ``pixel_masks``, the top-cells ceilings' localisation) and
-    the motion reference (``benchmarks/references.py``).
+    view, the cells ceilings (i3d, i3d + motion, and on the finer cells of ``FINE`` when they were extracted; with
+    ``pixel_masks``, the top-cells ceilings' localisation) and the motion reference (``benchmarks/references.py``).
     The ceilings' training frame labels are the official ones: the weak split's training clips carry only video
     labels."""
     from data.datasets import load_dataset, official_intervals
@@ -280,7 +295,9 @@ def references(store: Path, fps: dict, pixel_masks: str | None = None) -> list[d
         # a cell): the same full-batch linear scorer over-fits the 456 training snippets (top-3 cells 0.569 AUC,
         # all cells 0.742), so it bounds nothing.
         masks = test_pixel_masks(spec.split("test"), DATASET, pixel_masks) if pixel_masks else None
-        for names in (("i3d",), ("i3d", MOTION)):
+        fine = [names for names in ((FINE_I3D,), FINE) if (FINE_I3D, "full") in fps]
+        chosen.update({b: fps[(b, "full")] for b in FINE if (b, "full") in fps})
+        for names in (("i3d",), ("i3d", MOTION), *fine):
             rows += cell_ceiling(s, spec, chosen, names,
                                  lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())), masks)
         rows.append(motion_reference(s, spec, fps[("lowres", LOWRES_VIEW)]))

@@ -94,21 +94,23 @@ def linear_references(store, spec, fingerprints: dict[str, str], feature_sets: S
 def cell_ceiling(store, spec, fingerprints: dict[str, str], names: tuple[str, ...],
                  train_frame_labels: Callable, pixel_masks: dict[str, np.ndarray] | None = None) -> list[dict]:
     """The ``cells-frame`` rows for one feature set: a linear scorer of standardised cells (backbones
-    concatenated per cell, grids equal), trained with snippet frame labels, the snippet score being the mean of
+    concatenated per cell on the first's grid), trained with snippet frame labels, the snippet score being the mean of
     all cells (``cells-mean``) or of the ``CELL_TOPK`` highest (``cells-top``). With ``pixel_masks`` (test video
     name -> bool ``[T, H, W]``) the ``cells-top`` row also carries the localisation of its cell maps (the
     sigmoid of each cell's score; :func:`pipeline.evaluate.localization.localization_report`): how well frame
     labels localise on these cells, a ceiling for the weakly trained maps."""
     import torch
 
+    from models.spatial import to_grid
     from pipeline.evaluate.localization import localization_report
     from pipeline.features import resolve_features
 
     chosen = {b: fingerprints[b] for b in names}
 
-    def cells(split):
+    def cells(split):  # every backbone on the first's grid (models.spatial.to_grid), concatenated per cell
         found = resolve_features(store, spec.split(split), names, chosen).found
-        return found, [np.concatenate([vf.load_cells(b) for b in names], axis=2) for vf in found]  # [T, C, D]
+        return found, [np.concatenate([to_grid(torch.from_numpy(vf.load_cells(b)), vf.grid(b), vf.grid(names[0]))
+                                       .numpy() for b in names], axis=2) for vf in found]  # [T, C, D]
 
     train, x_train = cells("train")
     test, x_test = cells("test")

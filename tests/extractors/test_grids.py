@@ -88,3 +88,27 @@ def test_clip_grid_on_an_open_clip_without_the_layout_is_refused_by_name(monkeyp
     with pytest.raises(ValueError, match="clip_b32 cannot keep a grid with this open_clip"):
         b.use_grid("native")
     assert b.grid is None
+
+
+def test_i3d_mixed4f_cells_are_the_same_network_one_stage_earlier_at_twice_the_grid():
+    """i3d_mixed4f reads Mixed_4f of i3d's network with i3d's weights: 832 channels averaged over time, a grid of
+    twice Mixed_5c's rows and columns on the same view (14 x 22 against 7 x 11 on Ped1's 224 x 337 full view), its
+    cells' mean the global feature, and a fingerprint of its own."""
+    from extractors.base import preprocess_snippets
+
+    fine = build_backbone("i3d_mixed4f", weights="random", grid="native")
+    coarse = build_backbone("i3d", weights="random", grid="native")
+    assert fine.dim == 832 and fine.preprocessing == coarse.preprocessing
+    snippets = torch.randint(0, 256, (1, 16, 158, 238, 3), dtype=torch.uint8)  # a Ped1 frame's size
+    cells, coarse_cells = fine.extract(snippets), coarse.extract(snippets)
+    assert fine.last_grid == (14, 22) and coarse.last_grid == (7, 11)
+    assert cells.shape == (1, 14 * 22, 832) and coarse_cells.shape == (1, 7 * 11, 1024)
+    x = preprocess_snippets(snippets, fine.preprocessing, fine.frame_indices, 1)
+    with torch.inference_mode():
+        mixed_4f = coarse.model.extract_endpoint(x, "Mixed_4f")  # [1, 832, 4, 14, 22]: the same random network
+    assert mixed_4f.shape == (1, 832, 4, 14, 22)
+    torch.testing.assert_close(cells[0], mixed_4f.mean(dim=2)[0].reshape(832, -1).T)
+    fine.use_grid(None)
+    torch.testing.assert_close(fine.extract(snippets)[0, 0], cells[0].mean(0), rtol=1e-5, atol=1e-6)
+    assert fine.fingerprint_params()["backbone"] == "i3d_mixed4f"
+    assert fine.fingerprint_params()["weights"] == coarse.fingerprint_params()["weights"]

@@ -208,8 +208,32 @@ def test_fingerprint_is_stable_and_names_every_constant(square_store, square_vid
             params["grey_weights"], params["version"]) == (CELL, list(NAMES), list(THRESHOLDS), TOP_K,
                                                            list(BT601), motion.VERSION)
     others = {backbone_fingerprint(build_backbone("motion"))[0]}  # global, not a grid
-    for constant, value in (("CELL_PIXELS", 16), ("FRACTION_THRESHOLDS", (0.05, 0.1, 0.3)), ("TOP_K", 100)):
+    for owner, constant, value in ((motion.MotionBackbone, "cell_pixels", 16),
+                                   (motion, "FRACTION_THRESHOLDS", (0.05, 0.1, 0.3)), (motion, "TOP_FRACTION", 0.02)):
         with monkeypatch.context() as m:
-            m.setattr(motion, constant, value)
+            m.setattr(owner, constant, value)
             others.add(backbone_fingerprint(build_backbone("motion", grid="native"))[0])
-    assert len(others) == 4 and record.fingerprint not in others
+    others.add(backbone_fingerprint(build_backbone("motion_fine", grid="native"))[0])
+    assert len(others) == 5 and record.fingerprint not in others
+
+
+def test_motion_fine_is_the_same_statistics_on_16_pixel_cells():
+    """motion_fine's cells are the 16 x 16 squares of the view (14 x 22 on Ped1's 224 x 337, i3d_mixed4f's grid):
+    each cell's statistics are those motion computes for that square alone, with "top_mean" over 1 % of its own
+    15 x 16 x 16 values (39)."""
+    from extractors import motion_fine
+
+    fine = build_backbone("motion_fine", grid="native")
+    assert (fine.cell_pixels, fine.weights_id, fine.preprocessing.view) == (16, "none", "full")
+    assert fine.fingerprint_params()["top_k"] == 39 == motion.top_k(16)
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 224, 337)
+    fmap = fine.embed_map(x)
+    assert fmap.shape == (1, D, 14, 22)
+    grey = torch.einsum("mcfhw,c->mfhw", x, torch.tensor(BT601))
+    for i, j in ((0, 0), (5, 9), (13, 21)):  # the last cell holds the 1 column left (336)
+        square = grey[:, :, 16 * i:16 * i + 16, 16 * j:16 * j + 16]
+        alone = motion.cell_statistics(square, cell_pixels=16)[0, :, 0, 0]
+        torch.testing.assert_close(fmap[0, :, i, j], alone)
+    with pytest.raises(ValueError, match="motion_fine has no weights"):
+        motion_fine.build("weights.pt")
