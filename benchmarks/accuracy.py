@@ -57,7 +57,8 @@ MOTION = "motion"
 FINE_I3D, FINE_MOTION = "i3d_mixed4f", "motion_fine"
 FINE = (FINE_I3D, FINE_MOTION)
 GLOBAL = ("spatial.cells=off",)  # a global row on the grid extraction: the model sees the cells' mean
-FULL_SEED_GROUPS = ("methods", "grid", "motion")  # rows trained over --seeds; the others over --ablation-seeds
+# rows trained over --seeds; the others over --ablation-seeds
+FULL_SEED_GROUPS = ("methods", "grid", "motion", "fine-grid")
 CENTRE = "crop"  # the published view, extracted too for the view ablation
 LOWRES_VIEW = "squash"
 STUDENT_TEACHERS = ("teacher",)
@@ -223,7 +224,10 @@ ROWS += [
         "teacher", (FINE_MOTION,), spatial=True),
     Row("teacher-motion-fine-grid", "fine-grid", "teacher-motion-grid on 14x22 cells (i3d_mixed4f + effnet_lite0 + "
         "motion_fine)", "teacher", (FINE_I3D, "effnet_lite0", FINE_MOTION), spatial=True),
-    Row("teacher-motion-fine-grid-k12", "fine-grid", "teacher-motion-fine-grid with spatial.k=12", "teacher",
+    Row("student-i3d-motion-fine-grid", "fine-grid", "student on i3d_mixed4f distilled from "
+        "teacher-motion-fine-grid; spatial", "student", (FINE_I3D,), teachers=("teacher-motion-fine-grid",),
+        spatial=True),
+    Row("teacher-motion-fine-grid-k12", "grid-choices", "teacher-motion-fine-grid with spatial.k=12", "teacher",
         (FINE_I3D, "effnet_lite0", FINE_MOTION), ("spatial.k=12",), spatial=True),
     # The lightning student distilling spatial teachers' 7x11 maps (method.md §9), and the score-sequence student of
     # the same teachers (spatial.cells=off) that isolates what the maps add.
