@@ -224,6 +224,10 @@ ROWS += [
         "teacher", (FINE_MOTION,), spatial=True),
     Row("teacher-motion-fine-grid", "fine-grid", "teacher-motion-grid on 14x22 cells (i3d_mixed4f + effnet_lite0 + "
         "motion_fine)", "teacher", (FINE_I3D, "effnet_lite0", FINE_MOTION), spatial=True),
+    Row("teacher-fine-grid", "fine-grid", "teacher-grid on 14x22 cells (i3d_mixed4f + effnet_lite0)", "teacher",
+        (FINE_I3D, "effnet_lite0"), spatial=True),
+    Row("teacher-i3d-motion-fine-grid", "fine-grid", "teacher-i3d-motion-grid on 14x22 cells (i3d_mixed4f + "
+        "motion_fine)", "teacher", FINE, spatial=True),
     Row("student-i3d-motion-fine-grid", "fine-grid", "student on i3d_mixed4f distilled from "
         "teacher-motion-fine-grid; spatial", "student", (FINE_I3D,), teachers=("teacher-motion-fine-grid",),
         spatial=True),
