@@ -54,8 +54,9 @@ class Event:
     threshold: float
     closed_by: str | None = None
     # a spatial model's (None otherwise, and then absent from to_json): the box of the event's cells at or above
-    # the threshold, pixels [x0, y0, x1, y1] (half-open) of the camera's frames as the clip and snapshot show them
-    # (pipeline.detect.maps.EventBox), and the path of the snapshot JPEG (the peak snippet's frame, heatmap, box)
+    # the threshold and the map's half maximum (pipeline.detect.maps.box_level), pixels [x0, y0, x1, y1]
+    # (half-open) of the camera's frames as the clip and snapshot show them (pipeline.detect.maps.EventBox), and
+    # the path of the snapshot JPEG (the peak snippet's frame, heatmap, box)
     box: list[int] | None = None
     box_cells: list[int] | None = None
     box_above_threshold: bool | None = None

@@ -229,3 +229,20 @@ def test_detect_onnx_gives_the_heads_maps_on_a_real_video(tmp_path):
     assert d.maps.dtype == np.float32
     plain, _ = write_map_export(tmp_path / "plain", maps=False)
     assert detector.onnx_detect(video, detector.load_export(plain, ["CPUExecutionProvider"]), 2).maps is None
+
+
+def test_a_box_keeps_to_the_half_maximum_when_every_cell_passes_the_threshold():
+    """A spatial cell score is the mean of the snippet's score and the cell's evidence, so a saturated snippet puts
+    every cell at or above 0.5: the box is then the peak's region at the map's half maximum, not the whole frame."""
+    m = np.full(GRID, 0.52, dtype=np.float32)  # every cell passes 0.5 ...
+    m[1, 2], m[1, 3] = 0.95, 0.8  # ... and two adjacent cells carry the evidence
+    assert maps.box_level(m, 0.5) == pytest.approx(0.52 + maps.BOX_PEAK_FRACTION * (0.95 - 0.52))
+    assert maps.cell_region(m, 0.5) == (0, 0, 3, 4)  # the threshold alone: every cell
+    box = maps.map_box(m, 0.5, FRAME_HW)
+    assert box.above and box.cells == (1, 2, 2, 4) and box.box == (40, 20, 80, 40)
+    assert maps.cell_box(m, 0.5, FRAME_HW) == (40, 20, 80, 40)
+    assert maps.box_level(m, 0.9) == 0.9  # a threshold above the half maximum still decides
+    assert maps.cell_box(m, 0.9, FRAME_HW) == (40, 20, 60, 40)
+    assert maps.cell_box(m, 0.96, FRAME_HW) is None  # no cell reaches the threshold: no box
+    flat = np.full(GRID, 0.7, dtype=np.float32)  # no cell stands out: the whole map is the region
+    assert maps.cell_box(flat, 0.5, FRAME_HW) == (0, 0, 80, 60)
