@@ -233,9 +233,9 @@ ROWS += [
         spatial=True),
     Row("lanet-i3d-motion-fine-grid", "fine-grid", "lanet-i3d-motion-grid on 14x22 cells (i3d_mixed4f + "
         "motion_fine)", "lanet", FINE, spatial=True),
-    Row("lightning-fine-grid", "fine-grid", "lightning student distilling the 14x22 maps of teacher-motion-fine-grid, "
-        "tam-i3d-fine-grid and tam-motion-fine-grid", "lightning", ("lowres",), LIGHTNING_BATCH,
-        ("teacher-motion-fine-grid", "tam-i3d-fine-grid", "tam-motion-fine-grid")),
+    Row("lightning-fine-grid", "grid-choices", "lightning student distilling the 14x22 maps of "
+        "teacher-motion-fine-grid, tam-i3d-fine-grid and tam-motion-fine-grid", "lightning", ("lowres",),
+        LIGHTNING_BATCH, ("teacher-motion-fine-grid", "tam-i3d-fine-grid", "tam-motion-fine-grid")),
     Row("teacher-motion-fine-grid-k12", "grid-choices", "teacher-motion-fine-grid with spatial.k=12", "teacher",
         (FINE_I3D, "effnet_lite0", FINE_MOTION), ("spatial.k=12",), spatial=True),
     # The lightning student distilling spatial teachers' 7x11 maps (method.md §9), and the score-sequence student of

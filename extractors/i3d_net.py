@@ -56,7 +56,6 @@ MIXED = {
 }
 
 
-
 def mixed_channels(name: str) -> int:
     """Output channels of the inception module ``name``: its four branches concatenated (1024 for Mixed_5c,
     832 for Mixed_4f)."""
