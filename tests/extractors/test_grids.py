@@ -90,6 +90,7 @@ def test_clip_grid_on_an_open_clip_without_the_layout_is_refused_by_name(monkeyp
     assert b.grid is None
 
 
+@pytest.mark.slow
 def test_i3d_mixed4f_cells_are_the_same_network_one_stage_earlier_at_twice_the_grid():
     """i3d_mixed4f reads Mixed_4f of i3d's network with i3d's weights: 832 channels averaged over time, a grid of
     twice Mixed_5c's rows and columns on the same view (14 x 22 against 7 x 11 on Ped1's 224 x 337 full view), its
