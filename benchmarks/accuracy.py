@@ -258,6 +258,7 @@ ROWS += [
 # view ablation, and the lightning student's squashed grey frames.
 EXTRACTIONS = (((*FEATURES, MOTION), "full", GRID), (tuple(FEATURES), CENTRE, None),
                (("lowres",), LOWRES_VIEW, None), (FINE, "full", GRID))
+REFERENCE_BACKBONES = (*FEATURES, MOTION, "lowres")  # what references() reads whatever the rows
 
 
 def extract_all(data: Path, store: Path, rows: list[Row]) -> dict[tuple[str, str], str]:
@@ -271,9 +272,9 @@ def extract_all(data: Path, store: Path, rows: list[Row]) -> dict[tuple[str, str
     common = [str(data), "--dataset", DATASET, "--fps", str(FPS), "--store", str(store), "--quiet"]
     fingerprints = {}
     needed = {"full", LOWRES_VIEW} | {r.view for r in rows}
-    read = {b for r in rows for b in r.backbones}
+    read = {b for r in rows for b in r.backbones} | set(REFERENCE_BACKBONES)
     for backbones, view, grid in EXTRACTIONS:
-        if view not in needed or (backbones == FINE and not read & set(FINE)):
+        if view not in needed or not read & set(backbones):  # a group nothing reads (the fine cells) is skipped
             continue
         code = extract.main(common + ["--backbones", ",".join(backbones), "--view", view]
                             + (["--grid", grid] if grid else []))

@@ -98,10 +98,10 @@ def box_level(cell_map: np.ndarray, threshold: float) -> float:
 
 
 def cell_box(cell_map: np.ndarray, threshold: float, frame_hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """``[r, c]`` -> pixels ``(x0, y0, x1, y1)`` (half-open) of a ``(height, width)`` frame bounding the region of
-    :func:`cell_region` at :func:`box_level`; None when no cell reaches ``threshold``."""
-    cells = cell_region(cell_map, box_level(cell_map, threshold))
-    return None if cells is None else cells_to_pixels(cells, np.shape(cell_map), frame_hw)
+    """``[r, c]`` -> pixels ``(x0, y0, x1, y1)`` (half-open) of a ``(height, width)`` frame: :func:`map_box`'s box,
+    None when no cell reaches ``threshold``."""
+    box = map_box(cell_map, threshold, frame_hw)
+    return box.box if box.above else None
 
 
 @dataclass(frozen=True)
