@@ -233,6 +233,10 @@ ROWS += [
         spatial=True),
     Row("lanet-i3d-motion-fine-grid", "fine-grid", "lanet-i3d-motion-grid on 14x22 cells (i3d_mixed4f + "
         "motion_fine)", "lanet", FINE, spatial=True),
+    Row("lanet-i3d-fine-grid", "fine-grid", "lanet-i3d-grid on i3d's Mixed_4f 14x22 cells", "lanet", (FINE_I3D,),
+        spatial=True),
+    Row("student-i3d-fine-grid", "fine-grid", "student on i3d_mixed4f distilled from teacher-i3d-motion-fine-grid; "
+        "spatial", "student", (FINE_I3D,), teachers=("teacher-i3d-motion-fine-grid",), spatial=True),
     Row("lightning-fine-grid", "grid-choices", "lightning student distilling the 14x22 maps of "
         "teacher-motion-fine-grid, tam-i3d-fine-grid and tam-motion-fine-grid", "lightning", ("lowres",),
         LIGHTNING_BATCH, ("teacher-motion-fine-grid", "tam-i3d-fine-grid", "tam-motion-fine-grid")),
@@ -289,8 +293,9 @@ def extract_all(data: Path, store: Path, rows: list[Row]) -> dict[tuple[str, str
 # ------------------------------------------------------------------------------------------------- references
 def references(store: Path, fps: dict, pixel_masks: str | None = None) -> list[dict]:
     """The two logistic-regression rows per feature set (i3d, effnet_lite0, both concatenated, motion), full
-    view, the cells ceilings (i3d, i3d + motion, and on the finer cells of ``FINE`` when they were extracted; with
-    ``pixel_masks``, the top-cells ceilings' localisation) and the motion reference (``benchmarks/references.py``).
+    view, the cells ceilings (each backbone alone, i3d + motion, and on the finer cells of ``FINE`` when they were
+    extracted; with ``pixel_masks``, the top-cells ceilings' localisation) and the motion reference
+    (``benchmarks/references.py``).
     The ceilings' training frame labels are the official ones: the weak split's training clips carry only video
     labels."""
     from data.datasets import load_dataset, official_intervals
@@ -305,13 +310,13 @@ def references(store: Path, fps: dict, pixel_masks: str | None = None) -> list[d
         chosen = {b: fps[(b, "full")] for b in WITH_MOTION}
         rows = linear_references(s, spec, chosen, (("i3d",), ("effnet_lite0",), BOTH, (MOTION,)),
                                  lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())))
-        # On i3d, and on i3d + motion (the cells the motion teacher scores). Not on i3d + effnet_lite0 (2,304 dims
-        # a cell): the same full-batch linear scorer over-fits the 456 training snippets (top-3 cells 0.569 AUC,
-        # all cells 0.742), so it bounds nothing.
+        # On each backbone alone (what a single-backbone row can reach at best), and on i3d + motion (the cells the
+        # motion teacher scores). Not on i3d + effnet_lite0 (2,304 dims a cell): the same full-batch linear scorer
+        # over-fits the 456 training snippets (top-3 cells 0.569 AUC, all cells 0.742), so it bounds nothing.
         masks = test_pixel_masks(spec.split("test"), DATASET, pixel_masks) if pixel_masks else None
-        fine = [names for names in ((FINE_I3D,), FINE) if (FINE_I3D, "full") in fps]
+        fine = [names for names in ((FINE_I3D,), (FINE_MOTION,), FINE) if (FINE_I3D, "full") in fps]
         chosen.update({b: fps[(b, "full")] for b in FINE if (b, "full") in fps})
-        for names in (("i3d",), ("i3d", MOTION), *fine):
+        for names in (("i3d",), ("effnet_lite0",), (MOTION,), ("i3d", MOTION), *fine):
             rows += cell_ceiling(s, spec, chosen, names,
                                  lambda vf, n: frame_labels(n, annotation.get(vf.entry.name, ())), masks)
         rows.append(motion_reference(s, spec, fps[("lowres", LOWRES_VIEW)]))
